@@ -1,1 +1,29 @@
+//! crossdock: a declarative integration engine for commerce.
+//!
+//! Integrators describe in YAML how events from one system become calls on another, with
+//! field mappings in JSONPath and business rules in Rhai. This crate is the whole engine; the
+//! `crossdock` binary is a thin shell over [`cli`].
+//!
+//! # Layout
+//!
+//! The modules are drawn as future crate borders, and data flows down this list:
+//!
+//! - [`config`]: reading a project folder; YAML with positions, `${VAR}`, diagnostics.
+//!   The only module that knows YAML.
+//! - [`mapping`]: JSONPath and field mappings. Pure: no IO, no async.
+//! - [`rules`]: the sandboxed Rhai engine, scripts and expressions. The only module that
+//!   builds a Rhai `Engine`.
+//! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
+//! - [`connectors`]: the kinds of connector and what their operations need.
+//! - [`flow`]: compiling a project into immutable flows and running an event through one.
+//! - [`testing`]: pipeline test cases (`tests/pipelines/*.yaml`).
+//! - [`cli`]: the command line. The only module that prints.
 
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod flow;
+pub mod mapping;
+pub mod rules;
+pub mod state;
+pub mod testing;

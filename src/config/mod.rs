@@ -1,0 +1,180 @@
+//! Reading a project from disk: `crossdock.yaml`, `pipelines/`, `mappings/`, `scripts/`.
+//!
+//! Owns the file layout, YAML parsing with positions ([`yaml`]), `${VAR}` interpolation
+//! ([`env`]), the typed config model ([`model`]) and diagnostics ([`diag`]). It reads files
+//! and reports what is malformed in each one on its own; whether the files fit together
+//! (references, expressions, duplicate paths) is decided by `crate::flow::compile`.
+
+pub mod diag;
+pub mod env;
+pub mod model;
+pub mod span;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use diag::{Diagnostic, Diagnostics};
+use env::EnvLookup;
+use span::Pos;
+use yaml::Doc;
+
+pub const PROJECT_FILE: &str = "crossdock.yaml";
+
+/// A file of the project: its path relative to the root, and its text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A YAML file with its parsed document.
+#[derive(Debug, Clone)]
+pub struct YamlFile {
+    pub file: SourceFile,
+    pub doc: Doc,
+}
+
+impl YamlFile {
+    /// Name the file is known by: its stem (`pipelines/carts.yaml` -> `carts`).
+    pub fn stem(&self) -> String {
+        stem(&self.file.path)
+    }
+
+    pub fn error(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(&self.file.path, pos, message).with_source(&self.file.text)
+    }
+
+    pub fn warning(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::warning(&self.file.path, pos, message).with_source(&self.file.text)
+    }
+}
+
+/// Everything read from a project directory, before compilation.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectSources {
+    pub root: PathBuf,
+    pub project: Option<YamlFile>,
+    pub pipelines: Vec<YamlFile>,
+    pub mappings: Vec<YamlFile>,
+    pub scripts: Vec<SourceFile>,
+    /// Content hash of every file read: the project's version.
+    pub version: String,
+}
+
+impl ProjectSources {
+    /// Values that came from the environment, to be masked in all output.
+    pub fn secrets(&self) -> Vec<String> {
+        let docs = self.project.iter().chain(&self.pipelines).chain(&self.mappings);
+        docs.flat_map(|f| f.doc.secrets.iter().cloned()).collect()
+    }
+}
+
+/// Reads a project. Problems with single files (unreadable, YAML syntax) are collected; the
+/// files that could be read are returned alongside.
+pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let mut sources = ProjectSources { root: root.to_path_buf(), ..Default::default() };
+    let mut hasher = Sha256::new();
+
+    let project_path = root.join(PROJECT_FILE);
+    if project_path.is_file() {
+        sources.project = read_yaml(root, &project_path, env, &mut diags, &mut hasher);
+    } else {
+        diags.push(
+            Diagnostic::error(PROJECT_FILE, Pos { line: 1, col: 1 }, format!("no {PROJECT_FILE} in {}", root.display()))
+                .with_help("run crossdock in a project folder, or pass the folder: `crossdock check path/to/project`"),
+        );
+    }
+    for (dir, out) in [("pipelines", &mut sources.pipelines), ("mappings", &mut sources.mappings)] {
+        for path in list(root, dir, &["yaml", "yml"], &mut diags) {
+            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher) {
+                out.push(f);
+            }
+        }
+    }
+    for path in list(root, "scripts", &["rhai"], &mut diags) {
+        if let Some(file) = read_text(root, &path, &mut diags) {
+            hasher.update(file.path.to_string_lossy().as_bytes());
+            hasher.update(file.text.as_bytes());
+            sources.scripts.push(file);
+        }
+    }
+    let digest = hasher.finalize();
+    sources.version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    (sources, diags)
+}
+
+/// Files with one of `exts` directly in `root/dir`, sorted by name.
+fn list(root: &Path, dir: &str, exts: &[&str], diags: &mut Diagnostics) -> Vec<PathBuf> {
+    let full = root.join(dir);
+    let entries = match std::fs::read_dir(&full) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            diags.push(Diagnostic::error(dir, Pos { line: 1, col: 1 }, format!("cannot read folder: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn relative(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceFile> {
+    let rel = relative(root, path);
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(SourceFile { path: rel, text }),
+            Err(e) => {
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let text = String::from_utf8_lossy(valid);
+                let line = text.matches('\n').count() + 1;
+                let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                diags.push(Diagnostic::error(rel, Pos { line, col }, "file is not valid UTF-8"));
+                None
+            }
+        },
+        Err(e) => {
+            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, format!("cannot read file: {e}")));
+            None
+        }
+    }
+}
+
+fn read_yaml(
+    root: &Path,
+    path: &Path,
+    env: EnvLookup<'_>,
+    diags: &mut Diagnostics,
+    hasher: &mut Sha256,
+) -> Option<YamlFile> {
+    let file = read_text(root, path, diags)?;
+    hasher.update(file.path.to_string_lossy().as_bytes());
+    hasher.update(file.text.as_bytes());
+    match yaml::parse(&file.text, env) {
+        Ok((doc, problems)) => {
+            for p in problems {
+                diags.push(Diagnostic::error(&file.path, p.pos, p.message).with_source(&file.text));
+            }
+            Some(YamlFile { file, doc })
+        }
+        Err(p) => {
+            diags.push(Diagnostic::error(&file.path, p.pos, p.message).with_source(&file.text));
+            None
+        }
+    }
+}
+
+pub fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}

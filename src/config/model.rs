@@ -1,0 +1,307 @@
+//! The typed config: what `crossdock.yaml` and `pipelines/*.yaml` may say.
+//!
+//! Plain serde structs with `deny_unknown_fields`, deserialised from the documents read by
+//! [`super::yaml`]. Nothing here checks references between files or compiles expressions:
+//! that is the flow compiler's work, which reports through the span index.
+//! (Mapping files have their own model in `crate::mapping::spec`.)
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::connectors::ConnectorConfig;
+
+/// `crossdock.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default = "default_state_path")]
+    pub path: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { path: default_state_path() }
+    }
+}
+
+fn default_state_path() -> String {
+    ".crossdock/state".into()
+}
+
+/// `pipelines/<name>.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    pub pipeline: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub trigger: Option<TriggerConfig>,
+    pub steps: Vec<StepConfig>,
+    #[serde(default)]
+    pub on_error: Option<OnErrorConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    pub when: String,
+}
+
+/// Where a pipeline's events come from. One key: the source kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    Webhook(WebhookSource),
+    Poll(PollSource),
+    Schedule(ScheduleSource),
+    File(FileSource),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Webhook(_) => "webhook",
+            SourceConfig::Poll(_) => "poll",
+            SourceConfig::Schedule(_) => "schedule",
+            SourceConfig::File(_) => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    pub path: String,
+    #[serde(default)]
+    pub verify: Option<VerifyConfig>,
+    /// JSONPath to the provider's event id, for deduplication when no header carries one.
+    #[serde(default)]
+    pub dedup_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    pub scheme: VerifyScheme,
+    pub secret: String,
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<SignatureEncoding>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Timestamp tolerance, e.g. `5m`, for schemes that sign a timestamp.
+    #[serde(default)]
+    pub tolerance: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyScheme {
+    StandardWebhooks,
+    Bigcommerce,
+    Shopify,
+    Stripe,
+    Github,
+    HmacSha256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSource {
+    pub connector: String,
+    pub op: String,
+    #[serde(default)]
+    pub every: Option<String>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// JSONPath to the list of items in each answer; the answer itself when absent.
+    #[serde(default)]
+    pub items: Option<String>,
+    #[serde(default)]
+    pub cursor: Option<Value>,
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSource {
+    pub cron: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    pub path: String,
+    pub format: FileFormat,
+    #[serde(default)]
+    pub delimiter: Option<char>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Jsonl,
+}
+
+/// One step. One key: the step kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum StepConfig {
+    Map(MapStepConfig),
+    Script(String),
+    Filter(String),
+    Switch(Vec<SwitchArmConfig>),
+    Set(serde_json::Map<String, Value>),
+    Send(SendConfig),
+}
+
+impl StepConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepConfig::Map(_) => "map",
+            StepConfig::Script(_) => "script",
+            StepConfig::Filter(_) => "filter",
+            StepConfig::Switch(_) => "switch",
+            StepConfig::Set(_) => "set",
+            StepConfig::Send(_) => "send",
+        }
+    }
+}
+
+/// `map: NAME` or `map: { mapping: NAME, into: FIELD }`.
+#[derive(Debug, Clone)]
+pub struct MapStepConfig {
+    pub mapping: String,
+    pub into: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapStepFull {
+    mapping: String,
+    #[serde(default)]
+    into: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for MapStepConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MapStepConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping name, or { mapping: NAME, into: FIELD }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MapStepConfig, E> {
+                Ok(MapStepConfig { mapping: v.to_string(), into: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapStepConfig, A::Error> {
+                let full = MapStepFull::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MapStepConfig { mapping: full.mapping, into: full.into })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One arm of a `switch`: `{ when: EXPR, steps: [...] }` or `{ otherwise: [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchArmConfig {
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub steps: Option<Vec<StepConfig>>,
+    #[serde(default)]
+    pub otherwise: Option<Vec<StepConfig>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendConfig {
+    pub to: String,
+    pub op: String,
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// JSONPath into the record; the whole record when absent.
+    #[serde(default)]
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnErrorConfig {
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    #[serde(default = "yes")]
+    pub dead_letter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default)]
+    pub initial: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    #[default]
+    Exponential,
+    Fixed,
+}

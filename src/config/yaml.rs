@@ -1,0 +1,472 @@
+//! The one place YAML is read.
+//!
+//! Parses a YAML file into a `serde_json::Value` (the value model the whole engine uses) and,
+//! in the same pass, a [`SpanIndex`] from every node's path to its line and column, then
+//! interpolates `${VAR}` in string values. Typed config is deserialised from that value with
+//! `serde_path_to_error`, so a type error or an unknown key comes back with the path of the
+//! node, and the span index turns the path into `file:line:col`.
+//!
+//! Why not serde_yaml: it is deprecated upstream, and its `Value` keeps no positions, so a
+//! second parser would be needed for spans anyway. yaml-rust2's event parser gives both.
+//! A successor is a change to this file only.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::diag::{did_you_mean, Diagnostic};
+use super::env::{interpolate, EnvLookup, EnvProblem};
+use super::span::{display_path, NodeSpan, PathSeg, Pos, ScalarStyle, SpanIndex};
+
+/// A parsed YAML document with positions.
+#[derive(Debug, Default, Clone)]
+pub struct Doc {
+    pub value: Value,
+    pub spans: SpanIndex,
+    /// `${VAR}` references with VAR unset and no default: where they are and which variable.
+    pub unset_vars: Vec<(Vec<PathSeg>, String, Pos)>,
+    /// Values that came from the environment.
+    pub secrets: Vec<String>,
+}
+
+/// A problem found while reading YAML: a syntax error, a duplicate key, a malformed `${`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlProblem {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses `text`. Syntax errors stop the parse (one problem); everything else is collected.
+pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<(Doc, Vec<YamlProblem>), YamlProblem> {
+    let mut builder = Builder { env: Some(env), ..Builder::default() };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, false) {
+        let m = e.marker();
+        return Err(YamlProblem { pos: pos(m), message: format!("YAML syntax: {}", e.info()) });
+    }
+    if let Some(p) = builder.fatal.take() {
+        return Err(p);
+    }
+    let value = builder.root.take().unwrap_or(Value::Null);
+    Ok((
+        Doc { value, spans: builder.spans, unset_vars: builder.unset_vars, secrets: builder.secrets },
+        builder.problems,
+    ))
+}
+
+fn pos(m: &Marker) -> Pos {
+    // yaml-rust2 columns are 0-based; ours are 1-based like every editor's.
+    Pos { line: m.line(), col: m.col() + 1 }
+}
+
+enum Frame {
+    Map {
+        map: Map<String, Value>,
+        path: Vec<PathSeg>,
+        anchor: usize,
+        /// The key read and waiting for its value, with where the key was.
+        pending: Option<(String, Pos)>,
+    },
+    Seq {
+        items: Vec<Value>,
+        path: Vec<PathSeg>,
+        anchor: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder<'e> {
+    env: Option<EnvLookup<'e>>,
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    spans: SpanIndex,
+    anchors: HashMap<usize, Value>,
+    problems: Vec<YamlProblem>,
+    fatal: Option<YamlProblem>,
+    unset_vars: Vec<(Vec<PathSeg>, String, Pos)>,
+    secrets: Vec<String>,
+}
+
+impl<'e> Builder<'e> {
+    /// Where the next node goes: its path and the position of its key, or `None` when the
+    /// next node is itself a key.
+    fn slot(&self) -> Option<(Vec<PathSeg>, Option<Pos>)> {
+        match self.stack.last() {
+            None => Some((Vec::new(), None)),
+            Some(Frame::Map { pending: None, .. }) => None,
+            Some(Frame::Map { path, pending: Some((k, kpos)), .. }) => {
+                let mut p = path.clone();
+                p.push(PathSeg::Key(k.clone()));
+                Some((p, Some(*kpos)))
+            }
+            Some(Frame::Seq { items, path, .. }) => {
+                let mut p = path.clone();
+                p.push(PathSeg::Index(items.len()));
+                Some((p, None))
+            }
+        }
+    }
+
+    fn attach(&mut self, value: Value) {
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Frame::Map { map, pending, .. }) => {
+                if let Some((k, kpos)) = pending.take() {
+                    if map.contains_key(&k) {
+                        self.problems.push(YamlProblem {
+                            pos: kpos,
+                            message: format!("duplicate key `{k}`"),
+                        });
+                    }
+                    map.insert(k, value);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(value),
+        }
+    }
+
+    fn scalar(&mut self, text: String, style: TScalarStyle, anchor: usize, tagged_str: bool, mark: Marker) {
+        let at = pos(&mark);
+        let Some((path, key_pos)) = self.slot() else {
+            // A mapping key: keys are never interpolated.
+            if let Some(Frame::Map { pending, map, path, .. }) = self.stack.last_mut() {
+                // yaml-rust2 marks a block mapping's start after its first key; the first key
+                // is where a reader sees the mapping begin.
+                if map.is_empty() {
+                    if let Some(span) = self.spans.get(path).copied() {
+                        if (at.line, at.col) < (span.value.line, span.value.col) {
+                            self.spans.insert(path.clone(), NodeSpan { value: at, ..span });
+                        }
+                    }
+                }
+                *pending = Some((text, at));
+            }
+            return;
+        };
+        let plain = style == TScalarStyle::Plain && !tagged_str;
+        let text = if text.contains('$') { self.interpolate(&path, text, at, style) } else { text };
+        let value = if plain { resolve_plain(&text) } else { Value::String(text.clone()) };
+        let multiline = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) || text.contains('\n');
+        let style = if multiline {
+            ScalarStyle::Block
+        } else {
+            ScalarStyle::Inline { quoted: matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted) }
+        };
+        self.spans.insert(path, NodeSpan { key: key_pos, value: at, style: Some(style) });
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        self.attach(value);
+    }
+
+    fn interpolate(&mut self, path: &[PathSeg], text: String, at: Pos, style: TScalarStyle) -> String {
+        let Some(env) = self.env else { return text };
+        let done = interpolate(&text, env);
+        let quoted = usize::from(matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted));
+        let col_of = |offset: usize| Pos {
+            line: at.line,
+            col: at.col + quoted + text.get(..offset).map_or(0, |s| s.chars().count()),
+        };
+        for p in done.problems {
+            match p {
+                EnvProblem::Unset { var, offset } => {
+                    self.unset_vars.push((path.to_vec(), var, col_of(offset)));
+                }
+                EnvProblem::Malformed { offset, message } => {
+                    self.problems.push(YamlProblem { pos: col_of(offset), message });
+                }
+            }
+        }
+        self.secrets.extend(done.secrets);
+        done.text
+    }
+
+    fn open(&mut self, is_map: bool, anchor: usize, mark: Marker) {
+        let at = pos(&mark);
+        let Some((path, key_pos)) = self.slot() else {
+            self.fatal.get_or_insert(YamlProblem {
+                pos: at,
+                message: "a mapping or list as a key is not supported; keys are plain strings".into(),
+            });
+            // Parse on so the event stream stays balanced; the result is discarded.
+            self.stack.push(Frame::Seq { items: Vec::new(), path: Vec::new(), anchor: 0 });
+            return;
+        };
+        self.spans.insert(path.clone(), NodeSpan { key: key_pos, value: at, style: None });
+        self.stack.push(if is_map {
+            Frame::Map { map: Map::new(), path, anchor, pending: None }
+        } else {
+            Frame::Seq { items: Vec::new(), path, anchor }
+        });
+    }
+
+    fn close(&mut self) {
+        let (value, anchor) = match self.stack.pop() {
+            Some(Frame::Map { map, anchor, .. }) => (Value::Object(map), anchor),
+            Some(Frame::Seq { items, anchor, .. }) => (Value::Array(items), anchor),
+            None => return,
+        };
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        self.attach(value);
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.fatal.is_some() {
+            return;
+        }
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                self.scalar(text, style, anchor, tagged_str, mark);
+            }
+            Event::MappingStart(anchor, _) => self.open(true, anchor, mark),
+            Event::SequenceStart(anchor, _) => self.open(false, anchor, mark),
+            Event::MappingEnd | Event::SequenceEnd => self.close(),
+            Event::Alias(id) => {
+                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                match self.slot() {
+                    Some(_) => self.attach(value),
+                    None => {
+                        self.fatal.get_or_insert(YamlProblem {
+                            pos: pos(&mark),
+                            message: "an alias as a key is not supported".into(),
+                        });
+                    }
+                }
+            }
+            Event::DocumentStart if self.root.is_some() => {
+                self.fatal.get_or_insert(YamlProblem {
+                    pos: pos(&mark),
+                    message: "more than one YAML document in this file; one is expected".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The YAML 1.2 core schema for plain scalars: null, booleans, integers and floats; anything
+/// else is a string. Numbers keep their exact text (serde_json's arbitrary precision).
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    let radix = |digits: &str, radix: u32| {
+        i128::from_str_radix(digits, radix).ok().map(|n| {
+            let n = if negative { -n } else { n };
+            Value::Number(Number::from(n as i64))
+        })
+    };
+    if let Some(hex) = unsigned.strip_prefix("0x") {
+        if let Some(v) = radix(hex, 16) {
+            return v;
+        }
+    }
+    if let Some(oct) = unsigned.strip_prefix("0o") {
+        if let Some(v) = radix(oct, 8) {
+            return v;
+        }
+    }
+    if looks_numeric(unsigned) {
+        // Leading zeros ("007") are not JSON numbers: a SKU like that stays a string.
+        let candidate = text.strip_prefix('+').unwrap_or(text);
+        if let Ok(n) = candidate.parse::<Number>() {
+            return Value::Number(n);
+        }
+    }
+    Value::String(text.to_string())
+}
+
+fn looks_numeric(s: &str) -> bool {
+    let mut seen_digit = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '0'..='9' => seen_digit = true,
+            '.' => {}
+            'e' | 'E' if seen_digit && i + 1 < s.len() => {}
+            '+' | '-' if i > 0 && matches!(s.as_bytes()[i - 1], b'e' | b'E') => {}
+            _ => return false,
+        }
+    }
+    seen_digit
+}
+
+/// A typed-deserialisation failure: the path of the node and a message meant for a person.
+#[derive(Debug, Clone)]
+pub struct DeError {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+    pub help: Option<String>,
+    /// The error concerns a key (unknown key) rather than a value.
+    pub at_key: bool,
+}
+
+/// Deserialises a typed config out of a document.
+pub fn from_doc<T: DeserializeOwned>(value: &Value) -> Result<T, DeError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut path: Vec<PathSeg> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let raw = e.into_inner().to_string();
+        let (message, help, at_key) = humanize(&raw, &mut path);
+        DeError { path, message, help, at_key }
+    })
+}
+
+/// Turns serde's wording into ours, with a "did you mean" for misspelt keys and kinds.
+fn humanize(raw: &str, path: &mut Vec<PathSeg>) -> (String, Option<String>, bool) {
+    let ticked: Vec<&str> = raw.split('`').skip(1).step_by(2).collect();
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let wrong = rest.split('`').next().unwrap_or_default();
+        if path.last() != Some(&PathSeg::Key(wrong.to_string())) {
+            path.push(PathSeg::Key(wrong.to_string()));
+        }
+        let expected = &ticked[1.min(ticked.len())..];
+        let help = did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
+        let help = if expected.is_empty() { Some("this place takes no keys".into()) } else { help };
+        return (format!("unknown key `{wrong}`"), help, true);
+    }
+    if let Some(rest) = raw.strip_prefix("unknown variant `") {
+        let wrong = rest.split('`').next().unwrap_or_default();
+        let expected = &ticked[1.min(ticked.len())..];
+        let help = did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
+        return (format!("unknown kind `{wrong}`"), help, true);
+    }
+    if let Some(rest) = raw.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return (format!("missing key `{name}`"), None, false);
+    }
+    let message = raw
+        .replace("invalid type: ", "wrong type: found ")
+        .replace("map, expected", "mapping, expected")
+        .replace("sequence", "list");
+    let _ = display_path;
+    (message, None, false)
+}
+
+fn expected_list(expected: &[&str]) -> Option<String> {
+    if expected.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = expected.iter().map(|e| format!("`{e}`")).collect();
+    Some(format!("expected one of {}", names.join(", ")))
+}
+
+/// Builds the diagnostic for a deserialisation error in `file`.
+pub fn diagnostic(file: &std::path::Path, doc: &Doc, source: &str, err: &DeError) -> Diagnostic {
+    let at = if err.at_key { doc.spans.key_pos(&err.path) } else { doc.spans.value_pos(&err.path) };
+    let mut message = err.message.clone();
+    if !err.path.is_empty() && !err.at_key {
+        message = format!("{}: {message}", display_path(&err.path));
+    }
+    let d = Diagnostic::error(file, at, message).with_source(source);
+    match &err.help {
+        Some(h) => d.with_help(h.clone()),
+        None => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn key(s: &str) -> PathSeg {
+        PathSeg::Key(s.into())
+    }
+
+    #[test]
+    fn builds_values_with_core_schema_types() {
+        let src = "a: 1\nb: 2.50\nc: true\nd: ~\ne: '007'\nf: 007\ng: hello\nh: [1, x]\ni: 123456789012345678901234567890\nj: !!str 12\n";
+        let (doc, problems) = parse(src, &no_env).unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(
+            doc.value.to_string(),
+            r#"{"a":1,"b":2.50,"c":true,"d":null,"e":"007","f":"007","g":"hello","h":[1,"x"],"i":123456789012345678901234567890,"j":"12"}"#
+        );
+    }
+
+    #[test]
+    fn indexes_positions_of_keys_and_values() {
+        let src = "pipeline: p\nsteps:\n  - send: { to: sf, op: create }\n  - script: x\n";
+        let (doc, _) = parse(src, &no_env).unwrap();
+        let to = [key("steps"), PathSeg::Index(0), key("send"), key("to")];
+        assert_eq!(doc.spans.value_pos(&to), Pos { line: 3, col: 17 });
+        assert_eq!(doc.spans.key_pos(&to), Pos { line: 3, col: 13 });
+        assert_eq!(doc.spans.value_pos(&[key("steps"), PathSeg::Index(1)]), Pos { line: 4, col: 5 });
+    }
+
+    #[test]
+    fn reports_syntax_errors_and_duplicates() {
+        let err = parse("a: [1, 2\nb: 3\n", &no_env).unwrap_err();
+        assert!(err.message.starts_with("YAML syntax"), "{}", err.message);
+        let (_, problems) = parse("a: 1\na: 2\n", &no_env).unwrap();
+        assert_eq!(problems, vec![YamlProblem { pos: Pos { line: 2, col: 1 }, message: "duplicate key `a`".into() }]);
+    }
+
+    #[test]
+    fn interpolates_values_not_keys_and_records_unset() {
+        let env = |n: &str| (n == "HOST").then(|| "example.com".to_string());
+        let (doc, _) = parse("url: https://${HOST}/x\n${HOST}: 1\nn: ${N:-5}\nsecret: \"${S}\"\n", &env).unwrap();
+        assert_eq!(doc.value["url"], "https://example.com/x");
+        assert_eq!(doc.value["${HOST}"], 1);
+        assert_eq!(doc.value["n"], 5);
+        assert_eq!(doc.unset_vars, vec![(vec![key("secret")], "S".to_string(), Pos { line: 4, col: 10 })]);
+        assert_eq!(doc.secrets, vec!["example.com".to_string()]);
+    }
+
+    #[test]
+    fn anchors_and_aliases_copy_values() {
+        let (doc, _) = parse("a: &x { k: 1 }\nb: *x\n", &no_env).unwrap();
+        assert_eq!(doc.value["b"], json!({"k": 1}));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Field {
+        from: String,
+        #[serde(rename = "type")]
+        ty: Option<String>,
+    }
+
+    #[test]
+    fn unknown_keys_point_at_the_key_with_a_suggestion() {
+        let src = "fields:\n  a: { from: $.x, tyep: decimal }\n";
+        let (doc, _) = parse(src, &no_env).unwrap();
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            fields: std::collections::BTreeMap<String, Field>,
+        }
+        let err = from_doc::<File>(&doc.value).unwrap_err();
+        let d = diagnostic(std::path::Path::new("m.yaml"), &doc, src, &err);
+        assert_eq!(d.pos, Pos { line: 2, col: 19 });
+        assert_eq!(d.message, "unknown key `tyep`");
+        assert_eq!(d.help.as_deref(), Some("did you mean `type`?"));
+    }
+}

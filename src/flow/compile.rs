@@ -1,0 +1,583 @@
+//! From project sources to a compiled [`Project`], collecting every problem in one pass.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::diag::{did_you_mean, Diagnostic, Diagnostics};
+use crate::config::env::{EnvLookup, Redactor};
+use crate::config::model::{PipelineFile, ProjectFile, SourceConfig, StepConfig, SwitchArmConfig};
+use crate::config::span::{PathSeg, Pos, ScalarStyle};
+use crate::config::yaml::{self, from_doc};
+use crate::config::{read_project, stem, ProjectSources, YamlFile};
+use crate::connectors::{ConnectorConfig, SendShape};
+use crate::mapping::jsonpath::JsonPath;
+use crate::mapping::spec::MappingFile;
+use crate::mapping::{self, Mapping};
+use crate::rules::{Expr, RuleError, Rules, Script};
+
+use super::{Arm, Flow, FieldPath, Project, SendStep, SetValue, Step};
+
+/// How strict loading is about the environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Every unset `${VAR}` without a default is an error (`check --strict`).
+    pub strict_env: bool,
+    /// Unset variables in a connector that a pipeline sends to are errors (`run`).
+    pub for_run: bool,
+}
+
+/// Reads and compiles the project in `dir`. On success, also returns the warnings.
+pub fn load(dir: &Path, env: EnvLookup<'_>, opts: CompileOptions) -> Result<(Project, Diagnostics), Diagnostics> {
+    let (sources, mut diags) = read_project(dir, env);
+    let compiled = compile(&sources, opts);
+    match compiled {
+        Ok((project, warnings)) if !diags.has_errors() => {
+            diags.extend(warnings);
+            Ok((project, diags.sorted()))
+        }
+        Ok((_, warnings)) => {
+            diags.extend(warnings);
+            Err(diags.sorted())
+        }
+        Err(more) => {
+            diags.extend(more);
+            Err(diags.sorted())
+        }
+    }
+}
+
+/// Compiles sources that have been read. Errors and warnings come back together on failure.
+pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Project, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let rules = Rules::default();
+
+    let config = sources.project.as_ref().and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
+    let connectors = config.as_ref().map(|c| c.connectors.clone()).unwrap_or_default();
+
+    let scripts = compile_scripts(sources, &rules, &mut diags);
+    let mappings = compile_mappings(sources, &rules, &mut diags);
+
+    let mut pipelines = BTreeMap::new();
+    let mut webhook_paths: HashMap<String, (String, Pos)> = HashMap::new();
+    let mut used_connectors: Vec<String> = Vec::new();
+    for file in &sources.pipelines {
+        let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else { continue };
+        let mut cx = StepCx {
+            file,
+            rules: &rules,
+            mappings: &mappings,
+            scripts: &scripts,
+            connectors: &connectors,
+            diags: &mut diags,
+            used_connectors: &mut used_connectors,
+        };
+        let flow = compile_pipeline(&mut cx, spec, &mut webhook_paths);
+        if let Some(flow) = flow {
+            if pipelines.contains_key(&flow.name) {
+                let at = file.doc.spans.value_pos(&[key("pipeline")]);
+                diags.push(file.error(at, format!("a pipeline named `{}` is defined in another file too", flow.name)));
+            } else {
+                pipelines.insert(flow.name.clone(), Arc::new(flow));
+            }
+        }
+    }
+
+    report_env(sources, opts, &connectors, &used_connectors, &mut diags);
+
+    let diags = diags.sorted();
+    match config {
+        Some(config) if !diags.has_errors() => Ok((
+            Project {
+                root: sources.root.clone(),
+                version: sources.version.clone(),
+                config,
+                rules,
+                pipelines,
+                redactor: Redactor::new(sources.secrets()),
+            },
+            diags,
+        )),
+        _ => Err(diags),
+    }
+}
+
+fn key(s: &str) -> PathSeg {
+    PathSeg::Key(s.to_string())
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(file: &YamlFile, diags: &mut Diagnostics) -> Option<T> {
+    if file.doc.value.is_null() {
+        diags.push(file.error(Pos { line: 1, col: 1 }, "file is empty"));
+        return None;
+    }
+    match from_doc::<T>(&file.doc.value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diags.push(yaml::diagnostic(&file.file.path, &file.doc, &file.file.text, &e));
+            None
+        }
+    }
+}
+
+fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> HashMap<String, Arc<Script>> {
+    let mut out = HashMap::new();
+    for file in &sources.scripts {
+        let name = stem(&file.path);
+        match rules.compile_script(&name, &file.text) {
+            Ok(script) => {
+                out.insert(name, Arc::new(script));
+            }
+            Err(e) => {
+                let pos = Pos { line: e.line.unwrap_or(1), col: e.col.unwrap_or(1) };
+                diags.push(Diagnostic::error(&file.path, pos, e.message).with_source(&file.text));
+            }
+        }
+    }
+    out
+}
+
+fn compile_mappings(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> HashMap<String, Arc<Mapping>> {
+    let mut out = HashMap::new();
+    for file in &sources.mappings {
+        let Some(spec) = deserialize::<MappingFile>(file, diags) else { continue };
+        check_name(file, &spec.mapping, "mapping", diags);
+        match mapping::compile(&spec, rules) {
+            Ok(m) => {
+                if out.insert(spec.mapping.clone(), Arc::new(m)).is_some() {
+                    let at = file.doc.spans.value_pos(&[key("mapping")]);
+                    diags.push(file.error(at, format!("a mapping named `{}` is defined in another file too", spec.mapping)));
+                }
+            }
+            Err(issues) => {
+                for issue in issues {
+                    let at = match (issue.offset, scalar_text(file, &issue.path)) {
+                        (Some(offset), Some(text)) => file.doc.spans.offset_pos(&issue.path, &text, offset),
+                        _ => file.doc.spans.value_pos(&issue.path),
+                    };
+                    diags.push(file.error(at, format!("mapping {}: {}", spec.mapping, issue.message)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The string at `path` in the file's document, if it is one.
+fn scalar_text(file: &YamlFile, path: &[PathSeg]) -> Option<String> {
+    let mut at = &file.doc.value;
+    for seg in path {
+        at = match seg {
+            PathSeg::Key(k) => at.get(k)?,
+            PathSeg::Index(i) => at.get(i)?,
+        };
+    }
+    at.as_str().map(str::to_string)
+}
+
+/// The file name is how people find a pipeline or mapping: a name that differs is a warning.
+fn check_name(file: &YamlFile, name: &str, what: &str, diags: &mut Diagnostics) {
+    let stem = file.stem();
+    if stem != name {
+        let at = file.doc.spans.value_pos(&[key(what)]);
+        diags.push(
+            file.warning(at, format!("{what} `{name}` is in a file named `{stem}`"))
+                .with_help(format!("name the file after the {what}, or the {what} after the file")),
+        );
+    }
+}
+
+struct StepCx<'a> {
+    file: &'a YamlFile,
+    rules: &'a Rules,
+    mappings: &'a HashMap<String, Arc<Mapping>>,
+    scripts: &'a HashMap<String, Arc<Script>>,
+    connectors: &'a BTreeMap<String, ConnectorConfig>,
+    diags: &'a mut Diagnostics,
+    used_connectors: &'a mut Vec<String>,
+}
+
+impl StepCx<'_> {
+    fn error_at(&mut self, path: &[PathSeg], message: impl Into<String>, help: Option<String>) {
+        let at = self.file.doc.spans.value_pos(path);
+        let d = self.file.error(at, message);
+        self.diags.push(match help {
+            Some(h) => d.with_help(h),
+            None => d,
+        });
+    }
+
+    /// Compiles an inline Rhai expression, pointing errors at the YAML scalar's own text.
+    fn expr(&mut self, path: &[PathSeg], src: &str) -> Option<Expr> {
+        match self.rules.compile_expr(src) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let at = self.pos_in_scalar(path, src, &e);
+                self.diags.push(self.file.error(at, format!("Rhai: {}", e.message)));
+                None
+            }
+        }
+    }
+
+    fn pos_in_scalar(&self, path: &[PathSeg], src: &str, e: &RuleError) -> Pos {
+        let spans = &self.file.doc.spans;
+        let (line, col) = (e.line.unwrap_or(1), e.col.unwrap_or(1));
+        match spans.get(path).and_then(|s| s.style) {
+            Some(ScalarStyle::Inline { .. }) => {
+                let offset: usize = src.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>()
+                    + src
+                        .lines()
+                        .nth(line - 1)
+                        .map_or(0, |l| l.chars().take(col - 1).map(char::len_utf8).sum());
+                spans.offset_pos(path, src, offset)
+            }
+            Some(ScalarStyle::Block) => {
+                // A block scalar's text starts on the line after its indicator, indented.
+                let start = spans.value_pos(path);
+                let file_line = start.line + line;
+                let indent = self
+                    .file
+                    .file
+                    .text
+                    .lines()
+                    .nth(file_line - 1)
+                    .map_or(0, |l| l.chars().take_while(|c| *c == ' ').count());
+                Pos { line: file_line, col: indent + col }
+            }
+            None => spans.value_pos(path),
+        }
+    }
+
+    fn jsonpath(&mut self, path: &[PathSeg], src: &str) -> Option<JsonPath> {
+        match JsonPath::parse(src) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let at = self.file.doc.spans.offset_pos(path, src, e.offset);
+                self.diags.push(self.file.error(at, format!("JSONPath `{src}`: {}", e.message)));
+                None
+            }
+        }
+    }
+}
+
+fn compile_pipeline(
+    cx: &mut StepCx<'_>,
+    spec: PipelineFile,
+    webhook_paths: &mut HashMap<String, (String, Pos)>,
+) -> Option<Flow> {
+    let file = cx.file;
+    check_name(file, &spec.pipeline, "pipeline", cx.diags);
+    let errors_before = cx.diags.errors().count();
+
+    check_source(cx, &spec, webhook_paths);
+    let trigger = spec.trigger.as_ref().and_then(|t| cx.expr(&[key("trigger"), key("when")], &t.when));
+    if spec.steps.is_empty() {
+        cx.error_at(&[key("steps")], "a pipeline needs at least one step", None);
+    }
+    let steps = compile_steps(cx, &spec.steps, &[key("steps")]);
+    check_on_error(cx, &spec);
+
+    if cx.diags.errors().count() > errors_before {
+        return None;
+    }
+    Some(Flow {
+        name: spec.pipeline,
+        description: spec.description,
+        file: file.file.path.clone(),
+        source: spec.source,
+        on_error: spec.on_error,
+        trigger,
+        steps,
+    })
+}
+
+fn check_source(cx: &mut StepCx<'_>, spec: &PipelineFile, webhook_paths: &mut HashMap<String, (String, Pos)>) {
+    let base = [key("source"), key(spec.source.kind())];
+    match &spec.source {
+        SourceConfig::Webhook(w) => {
+            let at = [&base[..], &[key("path")]].concat();
+            if !w.path.starts_with('/') {
+                cx.error_at(&at, format!("webhook path `{}` must start with `/`", w.path), None);
+            }
+            let pos = cx.file.doc.spans.value_pos(&at);
+            let here = format!("{}:{}", cx.file.file.path.display(), pos);
+            if let Some((other, _)) = webhook_paths.get(&w.path) {
+                let other = other.clone();
+                cx.error_at(&at, format!("webhook path `{}` is already used at {other}", w.path), None);
+            } else {
+                webhook_paths.insert(w.path.clone(), (here, pos));
+            }
+            if let Some(v) = &w.verify {
+                if let Some(t) = &v.tolerance {
+                    let at = [&base[..], &[key("verify"), key("tolerance")]].concat();
+                    check_duration(cx, &at, t);
+                }
+            }
+            if let Some(id) = &w.dedup_id {
+                cx.jsonpath(&[&base[..], &[key("dedup_id")]].concat(), id);
+            }
+        }
+        SourceConfig::Poll(p) => {
+            let at = [&base[..], &[key("connector")]].concat();
+            check_connector_op(cx, &at, &p.connector, &p.op);
+            match (&p.every, &p.cron) {
+                (Some(e), None) => check_duration(cx, &[&base[..], &[key("every")]].concat(), e),
+                (None, Some(_)) => {}
+                _ => cx.error_at(&base, "a poll source needs exactly one of `every` or `cron`", None),
+            }
+            if let Some(items) = &p.items {
+                cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
+            }
+        }
+        SourceConfig::Schedule(s) => {
+            let fields = s.cron.split_whitespace().count();
+            if !(5..=6).contains(&fields) {
+                let at = [&base[..], &[key("cron")]].concat();
+                cx.error_at(&at, format!("`{}` is not a cron expression (5 or 6 fields)", s.cron), None);
+            }
+        }
+        SourceConfig::File(_) => {}
+    }
+}
+
+fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    if let Err(e) = humantime::parse_duration(text) {
+        cx.error_at(path, format!("`{text}` is not a duration: {e}"), Some("write e.g. 500ms, 30s, 5m or 1h".into()));
+    }
+}
+
+fn check_on_error(cx: &mut StepCx<'_>, spec: &PipelineFile) {
+    let Some(retry) = spec.on_error.as_ref().and_then(|o| o.retry.as_ref()) else { return };
+    let base = [key("on_error"), key("retry")];
+    for (name, value) in [("initial", &retry.initial), ("max", &retry.max)] {
+        if let Some(v) = value {
+            check_duration(cx, &[&base[..], &[key(name)]].concat(), v);
+        }
+    }
+    if retry.attempts == 0 {
+        cx.error_at(&[&base[..], &[key("attempts")]].concat(), "attempts must be at least 1", None);
+    }
+}
+
+/// Checks that `name` is a connector and `op` one of its operations (for poll sources).
+fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &str) {
+    let Some(conn) = cx.connectors.get(name) else {
+        let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
+        cx.error_at(path, format!("no connector named `{name}` in crossdock.yaml"), help);
+        return;
+    };
+    cx.used_connectors.push(name.to_string());
+    let kind = conn.as_kind();
+    if !kind.operations().iter().any(|o| o == op) {
+        let mut op_path = path.to_vec();
+        op_path.pop();
+        op_path.push(key("op"));
+        cx.error_at(&op_path, format!("connector `{name}` has no operation `{op}`"), None);
+    }
+}
+
+fn compile_steps(cx: &mut StepCx<'_>, steps: &[StepConfig], base: &[PathSeg]) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let mut path = base.to_vec();
+        path.push(PathSeg::Index(i));
+        let label_path = crate::config::span::display_path(&path);
+        path.push(key(step.kind()));
+        if let Some(s) = compile_step(cx, step, &path, &label_path) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &str) -> Option<Step> {
+    match step {
+        StepConfig::Map(m) => {
+            let is_short = cx.file.doc.spans.get(path).is_some_and(|s| s.style.is_some());
+            let name_path = if is_short { path.to_vec() } else { [path, &[key("mapping")]].concat() };
+            let mapping = match cx.mappings.get(&m.mapping) {
+                Some(m) => Some(m.clone()),
+                None => {
+                    let help = did_you_mean(&m.mapping, cx.mappings.keys().map(String::as_str))
+                        .or_else(|| Some(format!("expected a file mappings/{}.yaml", m.mapping)));
+                    cx.error_at(&name_path, format!("no mapping named `{}`", m.mapping), help);
+                    None
+                }
+            };
+            let into = match &m.into {
+                Some(into) => match FieldPath::parse(into) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            Some(Step::Map { label: format!("{at} (map {})", m.mapping), mapping: mapping?, into })
+        }
+        StepConfig::Script(name) => match cx.scripts.get(name) {
+            Some(s) => Some(Step::Script { label: format!("{at} (script {name})"), script: s.clone() }),
+            None => {
+                let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
+                    .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
+                cx.error_at(path, format!("no script named `{name}`"), help);
+                None
+            }
+        },
+        StepConfig::Filter(src) => {
+            let when = cx.expr(path, src)?;
+            Some(Step::Filter { label: format!("{at} (filter)"), when })
+        }
+        StepConfig::Switch(arms) => compile_switch(cx, arms, path, at),
+        StepConfig::Set(fields) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (name, value) in fields {
+                let fpath = [path, &[key(name)]].concat();
+                let target = match FieldPath::parse(name) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        cx.error_at(&fpath, e, None);
+                        ok = false;
+                        continue;
+                    }
+                };
+                let value = match set_value_kind(value) {
+                    Some(("expr", src)) => cx.expr(&[&fpath[..], &[key("expr")]].concat(), src).map(SetValue::Expr),
+                    Some(("from", src)) => cx.jsonpath(&[&fpath[..], &[key("from")]].concat(), src).map(SetValue::From),
+                    _ => Some(SetValue::Literal(value.clone())),
+                };
+                match value {
+                    Some(v) => out.push((target, v)),
+                    None => ok = false,
+                }
+            }
+            ok.then(|| Step::Set { label: format!("{at} (set)"), fields: out })
+        }
+        StepConfig::Send(s) => {
+            let label = format!(
+                "{at} (send {} {}{})",
+                s.to,
+                s.op,
+                s.object.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
+            );
+            let mut ok = true;
+            match cx.connectors.get(&s.to) {
+                None => {
+                    let help = did_you_mean(&s.to, cx.connectors.keys().map(String::as_str))
+                        .or_else(|| Some("connectors are declared under `connectors:` in crossdock.yaml".into()));
+                    cx.error_at(&[path, &[key("to")]].concat(), format!("no connector named `{}`", s.to), help);
+                    ok = false;
+                }
+                Some(conn) => {
+                    cx.used_connectors.push(s.to.clone());
+                    let shape = SendShape { op: &s.op, object: s.object.as_deref(), key: s.key.as_deref() };
+                    for p in conn.as_kind().check_send(shape) {
+                        cx.error_at(&[path, &[key(p.field)]].concat(), format!("send to `{}`: {}", s.to, p.message), p.help);
+                        ok = false;
+                    }
+                }
+            }
+            let payload = match &s.payload {
+                Some(src) => {
+                    let p = cx.jsonpath(&[path, &[key("payload")]].concat(), src);
+                    ok &= p.is_some();
+                    p
+                }
+                None => None,
+            };
+            ok.then(|| Step::Send {
+                label,
+                send: SendStep {
+                    connector: s.to.clone(),
+                    op: s.op.clone(),
+                    object: s.object.clone(),
+                    key: s.key.clone(),
+                    payload,
+                },
+            })
+        }
+    }
+}
+
+/// `{ expr: "..." }` and `{ from: "$..." }` in a `set` are computed values; anything else is literal.
+fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str, &str)> {
+    let obj = value.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    if let Some(src) = obj.get("expr").and_then(|v| v.as_str()) {
+        return Some(("expr", src));
+    }
+    obj.get("from").and_then(|v| v.as_str()).map(|src| ("from", src))
+}
+
+fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg], at: &str) -> Option<Step> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    if arms.is_empty() {
+        cx.error_at(path, "a switch needs at least one `when` arm", None);
+        return None;
+    }
+    for (i, arm) in arms.iter().enumerate() {
+        let arm_path = [path, &[PathSeg::Index(i)]].concat();
+        let arm_at = format!("{at}.switch[{i}]");
+        match (&arm.when, &arm.steps, &arm.otherwise) {
+            (Some(when), Some(steps), None) => {
+                let when = cx.expr(&[&arm_path[..], &[key("when")]].concat(), when);
+                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat());
+                match when {
+                    Some(w) => out.push(Arm { when: Some(w), steps }),
+                    None => ok = false,
+                }
+            }
+            (None, None, Some(steps)) => {
+                if i + 1 != arms.len() {
+                    cx.error_at(&arm_path, "`otherwise` must be the last arm of a switch", None);
+                    ok = false;
+                }
+                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("otherwise")]].concat());
+                out.push(Arm { when: None, steps });
+            }
+            _ => {
+                cx.error_at(
+                    &arm_path,
+                    format!("{arm_at}: an arm is either `when` with `steps`, or `otherwise`"),
+                    Some("- when: 'record.total >= 100'\n            steps: [...]\n          - otherwise: [...]".into()),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Step::Switch { label: format!("{at} (switch)"), arms: out })
+}
+
+/// Unset `${VAR}`s: warnings for `check`, errors with `--strict`, and errors at `run` for the
+/// connectors pipelines actually use (a run without them would fail on the first event).
+fn report_env(
+    sources: &ProjectSources,
+    opts: CompileOptions,
+    connectors: &BTreeMap<String, ConnectorConfig>,
+    used: &[String],
+    diags: &mut Diagnostics,
+) {
+    let project = sources.project.iter().map(|f| (f, true));
+    let others = sources.pipelines.iter().chain(&sources.mappings).map(|f| (f, false));
+    for (file, is_project) in project.chain(others) {
+        for (path, var, pos) in &file.doc.unset_vars {
+            let connector = match (is_project, path.first(), path.get(1)) {
+                (true, Some(PathSeg::Key(c)), Some(PathSeg::Key(name))) if c == "connectors" => Some(name),
+                _ => None,
+            };
+            let used_connector = connector.is_some_and(|n| used.contains(n) && connectors.contains_key(n));
+            let message = format!("${{{var}}} is not set and has no default");
+            let d = if opts.strict_env || (opts.for_run && (used_connector || connector.is_none())) {
+                file.error(*pos, message)
+            } else {
+                file.warning(*pos, message)
+            };
+            diags.push(d.with_help(format!("export {var}=..., or write ${{{var}:-default}}")));
+        }
+    }
+}

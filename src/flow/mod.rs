@@ -1,0 +1,133 @@
+//! Flows: pipelines compiled into immutable plans, and running one event through a plan.
+//!
+//! Owns the compiled project ([`Project`]): every mapping, script and expression is parsed and
+//! compiled once, in [`compile`], which also checks that the files fit together and collects
+//! every problem in one pass. [`Flow::run`] then takes an event through trigger and steps with
+//! nothing parsed per event. Running never calls a connector: a `send` yields an [`Action`];
+//! executing actions is the runtime's job. `check`, `dry-run`, `test` and `run` all start here.
+
+mod compile;
+mod record;
+mod run;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use compile::{compile, load, CompileOptions};
+pub use record::FieldPath;
+
+use crate::config::env::Redactor;
+use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
+use crate::mapping::jsonpath::JsonPath;
+use crate::mapping::Mapping;
+use crate::rules::{Expr, Rules, Script};
+use crate::state::StateChange;
+
+/// A compiled project: immutable, shared by every event that runs on it.
+pub struct Project {
+    pub root: PathBuf,
+    /// Content hash of the project's files.
+    pub version: String,
+    pub config: ProjectFile,
+    pub rules: Rules,
+    pub pipelines: BTreeMap<String, Arc<Flow>>,
+    pub redactor: Redactor,
+}
+
+impl Project {
+    pub fn pipeline(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.pipelines.get(name)
+    }
+}
+
+/// One pipeline, compiled.
+pub struct Flow {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub source: SourceConfig,
+    pub on_error: Option<OnErrorConfig>,
+    trigger: Option<Expr>,
+    steps: Vec<Step>,
+}
+
+enum Step {
+    Map { label: String, mapping: Arc<Mapping>, into: Option<FieldPath> },
+    Script { label: String, script: Arc<Script> },
+    Filter { label: String, when: Expr },
+    Switch { label: String, arms: Vec<Arm> },
+    Set { label: String, fields: Vec<(FieldPath, SetValue)> },
+    Send { label: String, send: SendStep },
+}
+
+struct Arm {
+    /// `None` for `otherwise`.
+    when: Option<Expr>,
+    steps: Vec<Step>,
+}
+
+enum SetValue {
+    Literal(Value),
+    Expr(Expr),
+    From(JsonPath),
+}
+
+struct SendStep {
+    connector: String,
+    op: String,
+    object: Option<String>,
+    key: Option<String>,
+    payload: Option<JsonPath>,
+}
+
+/// A call on a connector that a `send` step asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    pub connector: String,
+    pub op: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub payload: Value,
+}
+
+/// Why an event stopped: which step, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepError {
+    /// The step, as `steps[1] (script cart-opportunity-or-lead)`; `trigger` or `input` before steps.
+    pub step: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.message)
+    }
+}
+
+/// What running one event produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub pipeline: String,
+    pub event_id: String,
+    /// False when the trigger did not match (the event is acknowledged and skipped).
+    pub triggered: bool,
+    /// A `filter` step dropped the event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub filtered: bool,
+    pub record: Value,
+    pub actions: Vec<Action>,
+    pub state_changes: Vec<StateChange>,
+    pub errors: Vec<StepError>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}

@@ -1,0 +1,170 @@
+//! Running one event through a compiled flow.
+//!
+//! The record starts as the event body, shared rather than copied: most flows begin with a
+//! `map`, which only reads it, so the body is cloned only if a step needs to own it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::rules::{Ctx, EventInfo, Rules};
+use crate::state::StateStore;
+
+use super::record::kind_of;
+use super::{Action, Arm, Flow, Outcome, SendStep, SetValue, Step, StepError};
+
+/// Where control goes after a step.
+enum Next {
+    Continue,
+    /// A filter dropped the event.
+    Stop,
+}
+
+struct Run<'a> {
+    rules: &'a Rules,
+    ctx: Ctx<'a>,
+    actions: Vec<Action>,
+}
+
+impl Flow {
+    /// Runs `event` through trigger and steps. State is read and written through `state`
+    /// (an overlay in dry runs). Never panics on input; every failure is an error in the outcome.
+    pub fn run(&self, rules: &Rules, event: &EventInfo, state: &Arc<dyn StateStore>) -> Outcome {
+        let mut outcome = Outcome {
+            pipeline: self.name.clone(),
+            event_id: event.id.clone(),
+            triggered: false,
+            filtered: false,
+            record: Value::Null,
+            actions: Vec::new(),
+            state_changes: Vec::new(),
+            errors: Vec::new(),
+        };
+        if !event.body.is_object() {
+            outcome.record = (*event.body).clone();
+            outcome.errors.push(StepError {
+                step: "input".into(),
+                message: format!("the event body must be a JSON object, got {}", kind_of(&event.body)),
+            });
+            return outcome;
+        }
+        let mut run = Run { rules, ctx: Ctx { event, state }, actions: Vec::new() };
+        let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
+
+        if let Some(trigger) = &self.trigger {
+            match trigger.eval_bool(rules, &record, &run.ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    outcome.record = record.into_owned();
+                    return outcome;
+                }
+                Err(e) => {
+                    outcome.record = record.into_owned();
+                    outcome.errors.push(StepError { step: "trigger".into(), message: e.to_string() });
+                    return outcome;
+                }
+            }
+        }
+        outcome.triggered = true;
+        match run.steps(&self.steps, &mut record) {
+            Ok(Next::Continue) => {}
+            Ok(Next::Stop) => outcome.filtered = true,
+            Err(e) => outcome.errors.push(e),
+        }
+        outcome.record = record.into_owned();
+        outcome.actions = run.actions;
+        outcome
+    }
+}
+
+impl Run<'_> {
+    fn steps(&mut self, steps: &[Step], record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+        for step in steps {
+            if let Next::Stop = self.step(step, record)? {
+                return Ok(Next::Stop);
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+        let fail = |label: &str, message: String| StepError { step: label.to_string(), message };
+        match step {
+            Step::Map { label, mapping, into } => {
+                let out = mapping.apply(self.rules, record).map_err(|e| fail(label, e.to_string()))?;
+                match into {
+                    None => *record = Cow::Owned(out),
+                    Some(path) => path.set(record.to_mut(), out).map_err(|e| fail(label, e))?,
+                }
+            }
+            Step::Script { label, script } => {
+                let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
+                let out = script.run(self.rules, input, &self.ctx).map_err(|e| fail(label, e.to_string()))?;
+                *record = Cow::Owned(out);
+            }
+            Step::Filter { label, when } => {
+                if !when.eval_bool(self.rules, record, &self.ctx).map_err(|e| fail(label, e.to_string()))? {
+                    return Ok(Next::Stop);
+                }
+            }
+            Step::Switch { label, arms } => return self.switch(label, arms, record),
+            Step::Set { label, fields } => {
+                for (path, value) in fields {
+                    let value = match value {
+                        SetValue::Literal(v) => v.clone(),
+                        SetValue::Expr(e) => {
+                            e.eval_value(self.rules, record, &self.ctx).map_err(|e| fail(label, format!("{path}: {e}")))?
+                        }
+                        SetValue::From(p) => select(p, record).unwrap_or(Value::Null),
+                    };
+                    path.set(record.to_mut(), value).map_err(|e| fail(label, e))?;
+                }
+            }
+            Step::Send { label, send } => {
+                let action = self.send(send, record).map_err(|e| fail(label, e))?;
+                self.actions.push(action);
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    fn switch(&mut self, label: &str, arms: &[Arm], record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+        for (i, arm) in arms.iter().enumerate() {
+            let taken = match &arm.when {
+                None => true,
+                Some(w) => w.eval_bool(self.rules, record, &self.ctx).map_err(|e| StepError {
+                    step: format!("{label} arm {i}"),
+                    message: e.to_string(),
+                })?,
+            };
+            if taken {
+                return self.steps(&arm.steps, record);
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    fn send(&self, send: &SendStep, record: &Value) -> Result<Action, String> {
+        let payload = match &send.payload {
+            None => record.clone(),
+            Some(p) => select(p, record).ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
+        };
+        Ok(Action {
+            connector: send.connector.clone(),
+            op: send.op.clone(),
+            object: send.object.clone(),
+            key: send.key.clone(),
+            payload,
+        })
+    }
+}
+
+/// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise.
+fn select(path: &crate::mapping::jsonpath::JsonPath, record: &Value) -> Option<Value> {
+    if path.is_singular() {
+        path.first(record).cloned()
+    } else {
+        Some(Value::Array(path.query(record).into_iter().cloned().collect()))
+    }
+}
