@@ -1,2 +1,128 @@
-//! stand-in
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The command line: argument parsing and printing, nothing else.
+//!
+//! Every command calls the library (`flow::load`, `Flow::run`, `testing::run_all`) and turns
+//! the answer into text and an exit code. This is the only module that prints.
+#![allow(clippy::print_stdout)]
+
+mod check;
+mod dry_run;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crossdock",
+    version,
+    about = "Declarative integration engine for commerce: YAML pipelines, JSONPath mappings, Rhai rules",
+    long_about = "crossdock turns a folder of YAML (crossdock.yaml, pipelines/, mappings/, scripts/) into \
+running integrations. Validate a project with `check`, try a pipeline on a sample payload with \
+`dry-run`, and run its test cases with `test`.",
+    after_help = "Examples:\n  crossdock check\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  crossdock test"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the whole project and print every problem as path:line:col: message
+    #[command(after_help = "Exits 0 when the project is valid, 1 when it is not.\n\n\
+Examples:\n  crossdock check\n  crossdock check path/to/project --strict")]
+    Check {
+        /// Project folder (the one with crossdock.yaml)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Treat an unset ${VAR} without a default as an error, not a warning
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run events through one pipeline without any outside effect
+    #[command(
+        name = "dry-run",
+        after_help = "Connectors are never called: each `send` is shown as an action. State is read \
+but never written; the changes a run would make are listed.\n\
+Input: a .json file is one event; a .jsonl/.ndjson file is one event per line; a .csv file is one \
+event per row; `-` reads standard input (one JSON document, or JSON lines).\n\
+Exits 0 when every event ran without error, 1 otherwise.\n\n\
+Examples:\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  \
+cat events.jsonl | crossdock dry-run shopify-stock --input - --format json\n  \
+crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orders/create"
+    )]
+    DryRun {
+        /// Name of the pipeline to run
+        pipeline: String,
+        /// Event file (.json, .jsonl, .csv) or `-` for standard input
+        #[arg(long, short)]
+        input: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Project folder
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+        /// A request header the event arrives with, as NAME=VALUE (repeatable)
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// The time the event is received (RFC 3339); now by default
+        #[arg(long)]
+        received_at: Option<String>,
+    },
+    /// Run the pipeline test cases in tests/pipelines/*.yaml
+    #[command(after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
+Prints one line per case and a summary; exits 1 if any case fails.\n\n\
+Examples:\n  crossdock test\n  crossdock test --filter carts")]
+    Test {
+        /// Project folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run only cases whose name or pipeline contains this text
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A readable view
+    Text,
+    /// One JSON object per event
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let env = crate::config::env::process_env;
+    match cli.command {
+        Command::Check { dir, strict } => check::run(&dir, strict, &env),
+        Command::DryRun { pipeline, input, format, project, headers, received_at } => dry_run::run(dry_run::Args {
+            project: &project,
+            pipeline: &pipeline,
+            input: &input,
+            json: format == Format::Json,
+            headers: &headers,
+            received_at: received_at.as_deref(),
+            env: &env,
+        }),
+        Command::Test { dir, filter } => test::run(&dir, filter.as_deref(), &env),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSDOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Prints diagnostics to stderr, errors first in file order.
+fn print_diagnostics(diags: &crate::config::diag::Diagnostics) {
+    for d in diags.iter() {
+        eprintln!("{d}\n");
+    }
+}

@@ -12,7 +12,6 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::connectors::ConnectorConfig;
 
 /// `crossdock.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,8 +21,9 @@ pub struct ProjectFile {
     pub server: ServerConfig,
     #[serde(default)]
     pub state: StateConfig,
+    /// Raw here; each connector is deserialised on its own so one mistake hides no other.
     #[serde(default)]
-    pub connectors: BTreeMap<String, ConnectorConfig>,
+    pub connectors: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,12 +67,14 @@ pub struct PipelineFile {
     pub pipeline: String,
     #[serde(default)]
     pub description: Option<String>,
-    pub source: SourceConfig,
+    /// Sections are kept raw here and deserialised one by one by the compiler, so that a
+    /// mistake in one step does not hide the mistakes in the others.
+    pub source: Value,
     #[serde(default)]
     pub trigger: Option<TriggerConfig>,
-    pub steps: Vec<StepConfig>,
+    pub steps: Vec<Value>,
     #[serde(default)]
-    pub on_error: Option<OnErrorConfig>,
+    pub on_error: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,9 +256,9 @@ pub struct SwitchArmConfig {
     #[serde(default)]
     pub when: Option<String>,
     #[serde(default)]
-    pub steps: Option<Vec<StepConfig>>,
+    pub steps: Option<Vec<Value>>,
     #[serde(default)]
-    pub otherwise: Option<Vec<StepConfig>>,
+    pub otherwise: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -315,8 +315,14 @@ pub struct DeError {
 
 /// Deserialises a typed config out of a document.
 pub fn from_doc<T: DeserializeOwned>(value: &Value) -> Result<T, DeError> {
+    from_doc_at(value, &[])
+}
+
+/// Deserialises a typed config out of the node at `base` of a document.
+pub fn from_doc_at<T: DeserializeOwned>(value: &Value, base: &[PathSeg]) -> Result<T, DeError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let mut path: Vec<PathSeg> = e
+        let mut path: Vec<PathSeg> = base.to_vec();
+        path.extend(e
             .path()
             .iter()
             .filter_map(|seg| match seg {
@@ -324,8 +330,7 @@ pub fn from_doc<T: DeserializeOwned>(value: &Value) -> Result<T, DeError> {
                 serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
                 serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
                 serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
+            }));
         let raw = e.into_inner().to_string();
         let (message, help, at_key) = humanize(&raw, &mut path);
         DeError { path, message, help, at_key }
@@ -373,7 +378,18 @@ fn expected_list(expected: &[&str]) -> Option<String> {
 
 /// Builds the diagnostic for a deserialisation error in `file`.
 pub fn diagnostic(file: &std::path::Path, doc: &Doc, source: &str, err: &DeError) -> Diagnostic {
-    let at = if err.at_key { doc.spans.key_pos(&err.path) } else { doc.spans.value_pos(&err.path) };
+    let mut kind_path = err.path.clone();
+    kind_path.push(PathSeg::Key("kind".into()));
+    let at = if err.message.starts_with("unknown kind") && err.path.last() == kind_path.last() {
+        // An internally tagged kind (`kind: htp`): point at the value of `kind`.
+        doc.spans.value_pos(&err.path)
+    } else if err.message.starts_with("unknown kind") && doc.spans.get(&kind_path).is_some() {
+        doc.spans.value_pos(&kind_path)
+    } else if err.at_key {
+        doc.spans.key_pos(&err.path)
+    } else {
+        doc.spans.value_pos(&err.path)
+    };
     let mut message = err.message.clone();
     if !err.path.is_empty() && !err.at_key {
         message = format!("{}: {message}", display_path(&err.path));

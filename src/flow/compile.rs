@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::config::diag::{did_you_mean, Diagnostic, Diagnostics};
 use crate::config::env::{EnvLookup, Redactor};
-use crate::config::model::{PipelineFile, ProjectFile, SourceConfig, StepConfig, SwitchArmConfig};
+use crate::config::model::{PipelineFile, ProjectFile, StepConfig, SwitchArmConfig};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
-use crate::config::yaml::{self, from_doc};
+use crate::config::model::{OnErrorConfig, SourceConfig as Source};
+use crate::config::yaml::{self, from_doc, from_doc_at, DeError};
 use crate::config::{read_project, stem, ProjectSources, YamlFile};
 use crate::connectors::{ConnectorConfig, SendShape};
 use crate::mapping::jsonpath::JsonPath;
@@ -53,7 +54,10 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
     let rules = Rules::default();
 
     let config = sources.project.as_ref().and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
-    let connectors = config.as_ref().map(|c| c.connectors.clone()).unwrap_or_default();
+    let connectors = match (&config, &sources.project) {
+        (Some(c), Some(file)) => compile_connectors(c, file, &mut diags),
+        _ => BTreeMap::new(),
+    };
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
     let mappings = compile_mappings(sources, &rules, &mut diags);
@@ -83,7 +87,7 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
         }
     }
 
-    report_env(sources, opts, &connectors, &used_connectors, &mut diags);
+    report_env(sources, opts, &used_connectors, &mut diags);
 
     let diags = diags.sorted();
     match config {
@@ -91,6 +95,7 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
             Project {
                 root: sources.root.clone(),
                 version: sources.version.clone(),
+                connectors: connectors.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
                 config,
                 rules,
                 pipelines,
@@ -120,15 +125,40 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &YamlFile, diags: &mut Diag
     }
 }
 
-fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> HashMap<String, Arc<Script>> {
+/// Names that exist but failed to compile map to `None`, so references to them do not add a
+/// second, misleading "no such" error.
+type Compiled<T> = HashMap<String, Option<Arc<T>>>;
+
+fn compile_connectors(
+    config: &ProjectFile,
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Option<ConnectorConfig>> {
+    let mut out = BTreeMap::new();
+    for (name, raw) in &config.connectors {
+        let path = [key("connectors"), key(name)];
+        let conn = match from_doc_at::<ConnectorConfig>(raw, &path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                diags.push(yaml::diagnostic(&file.file.path, &file.doc, &file.file.text, &e));
+                None
+            }
+        };
+        out.insert(name.clone(), conn);
+    }
+    out
+}
+
+fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> Compiled<Script> {
     let mut out = HashMap::new();
     for file in &sources.scripts {
         let name = stem(&file.path);
         match rules.compile_script(&name, &file.text) {
             Ok(script) => {
-                out.insert(name, Arc::new(script));
+                out.insert(name, Some(Arc::new(script)));
             }
             Err(e) => {
+                out.insert(name, None);
                 let pos = Pos { line: e.line.unwrap_or(1), col: e.col.unwrap_or(1) };
                 diags.push(Diagnostic::error(&file.path, pos, e.message).with_source(&file.text));
             }
@@ -137,19 +167,24 @@ fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnost
     out
 }
 
-fn compile_mappings(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> HashMap<String, Arc<Mapping>> {
+fn compile_mappings(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> Compiled<Mapping> {
     let mut out = HashMap::new();
     for file in &sources.mappings {
-        let Some(spec) = deserialize::<MappingFile>(file, diags) else { continue };
+        let Some(spec) = deserialize::<MappingFile>(file, diags) else {
+            let name = file.doc.value.get("mapping").and_then(|v| v.as_str()).map_or_else(|| file.stem(), str::to_string);
+            out.insert(name, None);
+            continue;
+        };
         check_name(file, &spec.mapping, "mapping", diags);
         match mapping::compile(&spec, rules) {
             Ok(m) => {
-                if out.insert(spec.mapping.clone(), Arc::new(m)).is_some() {
+                if out.insert(spec.mapping.clone(), Some(Arc::new(m))).is_some() {
                     let at = file.doc.spans.value_pos(&[key("mapping")]);
                     diags.push(file.error(at, format!("a mapping named `{}` is defined in another file too", spec.mapping)));
                 }
             }
             Err(issues) => {
+                out.insert(spec.mapping.clone(), None);
                 for issue in issues {
                     let at = match (issue.offset, scalar_text(file, &issue.path)) {
                         (Some(offset), Some(text)) => file.doc.spans.offset_pos(&issue.path, &text, offset),
@@ -190,14 +225,30 @@ fn check_name(file: &YamlFile, name: &str, what: &str, diags: &mut Diagnostics) 
 struct StepCx<'a> {
     file: &'a YamlFile,
     rules: &'a Rules,
-    mappings: &'a HashMap<String, Arc<Mapping>>,
-    scripts: &'a HashMap<String, Arc<Script>>,
-    connectors: &'a BTreeMap<String, ConnectorConfig>,
+    mappings: &'a Compiled<Mapping>,
+    scripts: &'a Compiled<Script>,
+    connectors: &'a BTreeMap<String, Option<ConnectorConfig>>,
     diags: &'a mut Diagnostics,
     used_connectors: &'a mut Vec<String>,
 }
 
 impl StepCx<'_> {
+    fn de_error(&mut self, e: &DeError) {
+        let f = self.file;
+        self.diags.push(yaml::diagnostic(&f.file.path, &f.doc, &f.file.text, e));
+    }
+
+    /// Deserialises one raw section of the file, reporting a failure as a diagnostic.
+    fn section<T: serde::de::DeserializeOwned>(&mut self, raw: &serde_json::Value, path: &[PathSeg]) -> Option<T> {
+        match from_doc_at::<T>(raw, path) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.de_error(&e);
+                None
+            }
+        }
+    }
+
     fn error_at(&mut self, path: &[PathSeg], message: impl Into<String>, help: Option<String>) {
         let at = self.file.doc.spans.value_pos(path);
         let d = self.file.error(at, message);
@@ -269,13 +320,25 @@ fn compile_pipeline(
     check_name(file, &spec.pipeline, "pipeline", cx.diags);
     let errors_before = cx.diags.errors().count();
 
-    check_source(cx, &spec, webhook_paths);
+    let source = cx.section::<Source>(&spec.source, &[key("source")]);
+    if let Some(source) = &source {
+        check_source(cx, source, webhook_paths);
+    }
     let trigger = spec.trigger.as_ref().and_then(|t| cx.expr(&[key("trigger"), key("when")], &t.when));
     if spec.steps.is_empty() {
         cx.error_at(&[key("steps")], "a pipeline needs at least one step", None);
     }
     let steps = compile_steps(cx, &spec.steps, &[key("steps")]);
-    check_on_error(cx, &spec);
+    let on_error = match &spec.on_error {
+        Some(raw) => {
+            let on_error = cx.section::<OnErrorConfig>(raw, &[key("on_error")]);
+            if let Some(o) = &on_error {
+                check_on_error(cx, o);
+            }
+            on_error
+        }
+        None => None,
+    };
 
     if cx.diags.errors().count() > errors_before {
         return None;
@@ -284,17 +347,17 @@ fn compile_pipeline(
         name: spec.pipeline,
         description: spec.description,
         file: file.file.path.clone(),
-        source: spec.source,
-        on_error: spec.on_error,
+        source: source?,
+        on_error,
         trigger,
         steps,
     })
 }
 
-fn check_source(cx: &mut StepCx<'_>, spec: &PipelineFile, webhook_paths: &mut HashMap<String, (String, Pos)>) {
-    let base = [key("source"), key(spec.source.kind())];
-    match &spec.source {
-        SourceConfig::Webhook(w) => {
+fn check_source(cx: &mut StepCx<'_>, source: &Source, webhook_paths: &mut HashMap<String, (String, Pos)>) {
+    let base = [key("source"), key(source.kind())];
+    match source {
+        Source::Webhook(w) => {
             let at = [&base[..], &[key("path")]].concat();
             if !w.path.starts_with('/') {
                 cx.error_at(&at, format!("webhook path `{}` must start with `/`", w.path), None);
@@ -317,7 +380,7 @@ fn check_source(cx: &mut StepCx<'_>, spec: &PipelineFile, webhook_paths: &mut Ha
                 cx.jsonpath(&[&base[..], &[key("dedup_id")]].concat(), id);
             }
         }
-        SourceConfig::Poll(p) => {
+        Source::Poll(p) => {
             let at = [&base[..], &[key("connector")]].concat();
             check_connector_op(cx, &at, &p.connector, &p.op);
             match (&p.every, &p.cron) {
@@ -329,14 +392,14 @@ fn check_source(cx: &mut StepCx<'_>, spec: &PipelineFile, webhook_paths: &mut Ha
                 cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
             }
         }
-        SourceConfig::Schedule(s) => {
+        Source::Schedule(s) => {
             let fields = s.cron.split_whitespace().count();
             if !(5..=6).contains(&fields) {
                 let at = [&base[..], &[key("cron")]].concat();
                 cx.error_at(&at, format!("`{}` is not a cron expression (5 or 6 fields)", s.cron), None);
             }
         }
-        SourceConfig::File(_) => {}
+        Source::File(_) => {}
     }
 }
 
@@ -346,8 +409,8 @@ fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     }
 }
 
-fn check_on_error(cx: &mut StepCx<'_>, spec: &PipelineFile) {
-    let Some(retry) = spec.on_error.as_ref().and_then(|o| o.retry.as_ref()) else { return };
+fn check_on_error(cx: &mut StepCx<'_>, on_error: &OnErrorConfig) {
+    let Some(retry) = &on_error.retry else { return };
     let base = [key("on_error"), key("retry")];
     for (name, value) in [("initial", &retry.initial), ("max", &retry.max)] {
         if let Some(v) = value {
@@ -361,10 +424,14 @@ fn check_on_error(cx: &mut StepCx<'_>, spec: &PipelineFile) {
 
 /// Checks that `name` is a connector and `op` one of its operations (for poll sources).
 fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &str) {
-    let Some(conn) = cx.connectors.get(name) else {
-        let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
-        cx.error_at(path, format!("no connector named `{name}` in crossdock.yaml"), help);
-        return;
+    let conn = match cx.connectors.get(name) {
+        Some(Some(conn)) => conn,
+        Some(None) => return,
+        None => {
+            let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
+            cx.error_at(path, format!("no connector named `{name}` in crossdock.yaml"), help);
+            return;
+        }
     };
     cx.used_connectors.push(name.to_string());
     let kind = conn.as_kind();
@@ -376,14 +443,15 @@ fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &st
     }
 }
 
-fn compile_steps(cx: &mut StepCx<'_>, steps: &[StepConfig], base: &[PathSeg]) -> Vec<Step> {
+fn compile_steps(cx: &mut StepCx<'_>, steps: &[serde_json::Value], base: &[PathSeg]) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len());
-    for (i, step) in steps.iter().enumerate() {
+    for (i, raw) in steps.iter().enumerate() {
         let mut path = base.to_vec();
         path.push(PathSeg::Index(i));
+        let Some(step) = cx.section::<StepConfig>(raw, &path) else { continue };
         let label_path = crate::config::span::display_path(&path);
         path.push(key(step.kind()));
-        if let Some(s) = compile_step(cx, step, &path, &label_path) {
+        if let Some(s) = compile_step(cx, &step, &path, &label_path) {
             out.push(s);
         }
     }
@@ -396,7 +464,7 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
             let is_short = cx.file.doc.spans.get(path).is_some_and(|s| s.style.is_some());
             let name_path = if is_short { path.to_vec() } else { [path, &[key("mapping")]].concat() };
             let mapping = match cx.mappings.get(&m.mapping) {
-                Some(m) => Some(m.clone()),
+                Some(m) => m.clone(),
                 None => {
                     let help = did_you_mean(&m.mapping, cx.mappings.keys().map(String::as_str))
                         .or_else(|| Some(format!("expected a file mappings/{}.yaml", m.mapping)));
@@ -417,7 +485,7 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
             Some(Step::Map { label: format!("{at} (map {})", m.mapping), mapping: mapping?, into })
         }
         StepConfig::Script(name) => match cx.scripts.get(name) {
-            Some(s) => Some(Step::Script { label: format!("{at} (script {name})"), script: s.clone() }),
+            Some(s) => Some(Step::Script { label: format!("{at} (script {name})"), script: s.clone()? }),
             None => {
                 let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
                     .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
@@ -464,13 +532,14 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
             );
             let mut ok = true;
             match cx.connectors.get(&s.to) {
+                Some(None) => ok = false,
                 None => {
                     let help = did_you_mean(&s.to, cx.connectors.keys().map(String::as_str))
                         .or_else(|| Some("connectors are declared under `connectors:` in crossdock.yaml".into()));
                     cx.error_at(&[path, &[key("to")]].concat(), format!("no connector named `{}`", s.to), help);
                     ok = false;
                 }
-                Some(conn) => {
+                Some(Some(conn)) => {
                     cx.used_connectors.push(s.to.clone());
                     let shape = SendShape { op: &s.op, object: s.object.as_deref(), key: s.key.as_deref() };
                     for p in conn.as_kind().check_send(shape) {
@@ -558,7 +627,6 @@ fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg
 fn report_env(
     sources: &ProjectSources,
     opts: CompileOptions,
-    connectors: &BTreeMap<String, ConnectorConfig>,
     used: &[String],
     diags: &mut Diagnostics,
 ) {
@@ -570,7 +638,7 @@ fn report_env(
                 (true, Some(PathSeg::Key(c)), Some(PathSeg::Key(name))) if c == "connectors" => Some(name),
                 _ => None,
             };
-            let used_connector = connector.is_some_and(|n| used.contains(n) && connectors.contains_key(n));
+            let used_connector = connector.is_some_and(|n| used.contains(n));
             let message = format!("${{{var}}} is not set and has no default");
             let d = if opts.strict_env || (opts.for_run && (used_connector || connector.is_none())) {
                 file.error(*pos, message)

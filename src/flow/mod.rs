@@ -7,6 +7,7 @@
 //! executing actions is the runtime's job. `check`, `dry-run`, `test` and `run` all start here.
 
 mod compile;
+pub mod input;
 mod record;
 mod run;
 
@@ -21,6 +22,7 @@ pub use compile::{compile, load, CompileOptions};
 pub use record::FieldPath;
 
 use crate::config::env::Redactor;
+use crate::connectors::ConnectorConfig;
 use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
 use crate::mapping::jsonpath::JsonPath;
 use crate::mapping::Mapping;
@@ -33,6 +35,7 @@ pub struct Project {
     /// Content hash of the project's files.
     pub version: String,
     pub config: ProjectFile,
+    pub connectors: BTreeMap<String, ConnectorConfig>,
     pub rules: Rules,
     pub pipelines: BTreeMap<String, Arc<Flow>>,
     pub redactor: Redactor,

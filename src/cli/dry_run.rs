@@ -1,0 +1,185 @@
+//! `crossdock dry-run`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::diag::did_you_mean;
+use crate::config::env::EnvLookup;
+use crate::flow::input::{decode, InputFormat};
+use crate::flow::{load, CompileOptions, Outcome, StepError};
+use crate::state::overlay::Overlay;
+use crate::state::{MemoryStore, StateChange, StateStore};
+use crate::testing::{event_info, EventSpec};
+
+pub struct Args<'a> {
+    pub project: &'a Path,
+    pub pipeline: &'a str,
+    pub input: &'a str,
+    pub json: bool,
+    pub headers: &'a [String],
+    pub received_at: Option<&'a str>,
+    pub env: EnvLookup<'a>,
+}
+
+pub fn run(args: Args<'_>) -> ExitCode {
+    let project = match load(args.project, args.env, CompileOptions::default()) {
+        Ok((project, _)) => project,
+        Err(diags) => {
+            super::print_diagnostics(&diags);
+            eprintln!("{}; fix the project before a dry run (see `crossdock check`)", diags.summary());
+            return ExitCode::from(1);
+        }
+    };
+    let Some(flow) = project.pipeline(args.pipeline) else {
+        let help = did_you_mean(args.pipeline, project.pipelines.keys().map(String::as_str))
+            .unwrap_or_else(|| format!("pipelines: {}", project.pipelines.keys().cloned().collect::<Vec<_>>().join(", ")));
+        eprintln!("no pipeline named `{}`; {help}", args.pipeline);
+        return ExitCode::from(1);
+    };
+    let mut headers = BTreeMap::new();
+    for h in args.headers {
+        match h.split_once(['=', ':']) {
+            Some((k, v)) => {
+                headers.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            None => {
+                eprintln!("--header `{h}`: write NAME=VALUE");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let bytes = match read_input(args.input) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", args.input);
+            return ExitCode::from(1);
+        }
+    };
+    let spec = EventSpec { id: None, received_at: args.received_at.map(str::to_string), headers };
+
+    // Reads see the project's state; writes land in an overlay and are only reported.
+    let base: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let overlay = Arc::new(Overlay::new(base));
+    let state: Arc<dyn StateStore> = overlay.clone();
+    let mut seen: BTreeMap<String, Option<Value>> = BTreeMap::new();
+    let mut all_ok = true;
+    let format = InputFormat::for_path(args.input, Some(&flow.source));
+    let events = decode(&bytes, format);
+    let many = events.len() > 1;
+    for (i, decoded) in events.into_iter().enumerate() {
+        let mut event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
+        let mut outcome = match decoded.body {
+            Ok(body) => {
+                event.body = Arc::new(body);
+                flow.run(&project.rules, &event, &state)
+            }
+            Err(message) => Outcome {
+                pipeline: flow.name.clone(),
+                event_id: event.id.clone(),
+                triggered: false,
+                filtered: false,
+                record: Value::Null,
+                actions: Vec::new(),
+                state_changes: Vec::new(),
+                errors: vec![StepError { step: decoded.label.clone(), message }],
+            },
+        };
+        outcome.state_changes = new_changes(&overlay.changes(), &mut seen);
+        all_ok &= outcome.ok();
+        let text = if args.json {
+            serde_json::to_string(&outcome).unwrap_or_default()
+        } else {
+            render(&outcome, many.then_some(decoded.label.as_str()))
+        };
+        println!("{}", project.redactor.redact(&text));
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn read_input(path: &str) -> std::io::Result<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+/// The changes the last event made: keys whose value differs from what was seen before it.
+fn new_changes(all: &[StateChange], seen: &mut BTreeMap<String, Option<Value>>) -> Vec<StateChange> {
+    let mut out = Vec::new();
+    for c in all {
+        let previous = seen.get(&c.key).cloned();
+        if previous.as_ref() != Some(&c.after) {
+            out.push(StateChange {
+                key: c.key.clone(),
+                before: previous.unwrap_or_else(|| c.before.clone()),
+                after: c.after.clone(),
+            });
+            seen.insert(c.key.clone(), c.after.clone());
+        }
+    }
+    out
+}
+
+/// The readable view: the same facts as the JSON, laid out for a person.
+fn render(o: &Outcome, label: Option<&str>) -> String {
+    let mut s = String::new();
+    let from = label.map(|l| format!(" ({l})")).unwrap_or_default();
+    s.push_str(&format!("── {} · event {}{from}\n", o.pipeline, o.event_id));
+    if !o.triggered {
+        if o.errors.is_empty() {
+            s.push_str("not triggered: the trigger did not match; the event would be acknowledged and skipped\n");
+        }
+    } else if o.filtered {
+        s.push_str("triggered, then dropped by a filter\n");
+    } else {
+        s.push_str("triggered\n");
+    }
+    if o.actions.is_empty() {
+        s.push_str("actions: none\n");
+    } else {
+        s.push_str(&format!("actions ({}):\n", o.actions.len()));
+        for (i, a) in o.actions.iter().enumerate() {
+            let object = a.object.as_ref().map(|x| format!(" {x}")).unwrap_or_default();
+            let key = a.key.as_ref().map(|k| format!(" by {k}")).unwrap_or_default();
+            s.push_str(&format!("  {}. {} {}{object}{key}\n", i + 1, a.connector, a.op));
+            s.push_str(&indent(&pretty(&a.payload), 5));
+        }
+    }
+    if !o.state_changes.is_empty() {
+        s.push_str("state changes:\n");
+        for c in &o.state_changes {
+            let show = |v: &Option<Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
+            s.push_str(&format!("  {}: {} → {}\n", c.key, show(&c.before), show(&c.after)));
+        }
+    }
+    if o.errors.is_empty() {
+        s.push_str("errors: none\n");
+    } else {
+        s.push_str("errors:\n");
+        for e in &o.errors {
+            s.push_str(&format!("  {e}\n"));
+        }
+    }
+    s
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
