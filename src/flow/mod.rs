@@ -8,6 +8,7 @@
 
 mod compile;
 pub mod input;
+mod projection;
 mod record;
 mod run;
 

@@ -1,0 +1,338 @@
+//! Reading only what a flow reads.
+//!
+//! Most flows start with a trigger and a `map`, which together read a handful of fields of a
+//! body that may be kilobytes long. At compile time we work out which fields those are (a
+//! [`Need`]); per event the body is parsed with serde skipping everything else, which builds
+//! a small `Value` instead of the whole document. Anything we cannot analyse — a filter in a
+//! JSONPath, `record` passed whole to a function, a script before the first `map`, a use of
+//! `event.body` — makes the need `All`, so the result is always the same as a full parse for
+//! everything the flow can observe.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// What a flow needs of a JSON value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    All,
+    /// Of an object, only these fields; of an array, these fields of every element; any
+    /// other value whole.
+    Fields(BTreeMap<String, Need>),
+}
+
+impl Default for Need {
+    fn default() -> Self {
+        Need::Fields(BTreeMap::new())
+    }
+}
+
+/// One step of a simple path: a field name, or "every element / any index".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Name(String),
+    Elements,
+}
+
+impl Need {
+    pub fn is_all(&self) -> bool {
+        matches!(self, Need::All)
+    }
+
+    /// Adds a path: everything below its end is needed.
+    pub fn add_path(&mut self, steps: &[PathStep]) {
+        let Need::Fields(fields) = self else { return };
+        match steps.split_first() {
+            None => *self = Need::All,
+            // Arrays are projected element-wise by the same need, so an index or wildcard
+            // adds nothing at this level.
+            Some((PathStep::Elements, rest)) => self.add_path(rest),
+            Some((PathStep::Name(name), rest)) => fields.entry(name.clone()).or_default().add_path(rest),
+        }
+    }
+
+    /// Adds what a JSONPath reads; a path too complex to analyse needs everything.
+    pub fn add_jsonpath(&mut self, src: &str) {
+        match simple_path(src) {
+            Some(steps) => self.add_path(&steps),
+            None => *self = Need::All,
+        }
+    }
+
+    /// Adds what a Rhai expression or script reads of `record`.
+    pub fn add_rhai(&mut self, src: &str) {
+        match record_reads(src) {
+            Some(paths) => {
+                for p in paths {
+                    self.add_path(&p);
+                }
+            }
+            None => *self = Need::All,
+        }
+    }
+
+    /// Parses `bytes`, keeping only what is needed.
+    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value = self.deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &Need {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self {
+            Need::All => serde::Deserialize::deserialize(d),
+            Need::Fields(fields) => d.deserialize_any(Projector(fields)),
+        }
+    }
+}
+
+/// Keeps the named fields of objects (and of the objects in arrays); a value of another kind
+/// is kept whole.
+#[derive(Clone, Copy)]
+struct Projector<'a>(&'a BTreeMap<String, Need>);
+
+impl<'de> DeserializeSeed<'de> for Projector<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// serde_json's arbitrary-precision numbers reach a visitor as a one-entry map under this
+/// key. (Guarded by a test: if serde_json changes it, `numbers_keep_every_digit` fails.)
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+impl<'de> Visitor<'de> for Projector<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == NUMBER_TOKEN {
+                let text: String = map.next_value()?;
+                let n: Number = text.parse().map_err(serde::de::Error::custom)?;
+                return Ok(Value::Number(n));
+            }
+            match self.0.get(key.as_ref()) {
+                Some(need) => {
+                    let v = map.next_value_seed(need)?;
+                    out.insert(key.into_owned(), v);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// `$.a.b`, `$['a']`, `$.items[*].sku`, `$.items[0]` as steps; `None` for anything else
+/// (filters, slices, descendants, unions), which the caller treats as "needs everything".
+pub fn simple_path(src: &str) -> Option<Vec<PathStep>> {
+    let mut rest = src.strip_prefix('$')?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix(".*") {
+            out.push(PathStep::Elements);
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('.') {
+            if r.starts_with('.') {
+                return None;
+            }
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || !c.is_ascii()) {
+                return None;
+            }
+            out.push(PathStep::Name(name.to_string()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let inner = r[..end].trim();
+            if inner == "*" || (!inner.is_empty() && inner.trim_start_matches('-').chars().all(|c| c.is_ascii_digit())) {
+                out.push(PathStep::Elements);
+            } else if let Some(name) = quoted_name(inner) {
+                out.push(PathStep::Name(name));
+            } else {
+                return None;
+            }
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+fn quoted_name(inner: &str) -> Option<String> {
+    let q = inner.chars().next()?;
+    if (q != '\'' && q != '"') || inner.len() < 2 || !inner.ends_with(q) {
+        return None;
+    }
+    let name = &inner[1..inner.len() - 1];
+    // Escapes and embedded quotes or brackets are rare in mappings; leave them to the full parse.
+    (!name.contains(['\\', '\'', '"', ']', '['])).then(|| name.to_string())
+}
+
+/// The `record.a.b` chains a Rhai source reads, or `None` when `record` is used in any way we
+/// cannot see through (passed whole, indexed by an expression, iterated, …). Scanning the
+/// text is conservative: `record` inside a string or comment only widens the need.
+pub fn record_reads(src: &str) -> Option<Vec<Vec<PathStep>>> {
+    let bytes = src.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(found) = src[i..].find("record") {
+        let start = i + found;
+        let end = start + "record".len();
+        i = end;
+        let before_ok = start == 0 || !(is_ident(bytes[start - 1]) || bytes[start - 1] == b'.');
+        let after_ok = end >= bytes.len() || !is_ident(bytes[end]);
+        if !before_ok || !after_ok {
+            continue;
+        }
+        // Follow `.name` / `?.name` steps.
+        let mut path = Vec::new();
+        let mut j = end;
+        loop {
+            let dot = if src[j..].starts_with("?.") {
+                2
+            } else if src[j..].starts_with('.') {
+                1
+            } else {
+                break;
+            };
+            let name_start = j + dot;
+            let name_end = name_start + bytes[name_start..].iter().take_while(|b| is_ident(**b)).count();
+            if name_end == name_start {
+                return None;
+            }
+            // A method call (`record.items.len()`) reads what comes before it, whole.
+            if bytes.get(name_end) == Some(&b'(') {
+                break;
+            }
+            path.push(PathStep::Name(src[name_start..name_end].to_string()));
+            j = name_end;
+        }
+        if path.is_empty() {
+            return None;
+        }
+        out.push(path);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn name(s: &str) -> PathStep {
+        PathStep::Name(s.into())
+    }
+
+    #[test]
+    fn simple_paths_parse_and_complex_ones_do_not() {
+        assert_eq!(simple_path("$.a.b"), Some(vec![name("a"), name("b")]));
+        assert_eq!(simple_path("$['a b'][0].c"), Some(vec![name("a b"), PathStep::Elements, name("c")]));
+        assert_eq!(simple_path("$.products[*].sku"), Some(vec![name("products"), PathStep::Elements, name("sku")]));
+        assert_eq!(simple_path("$"), Some(vec![]));
+        for complex in ["$..a", "$.a[?@.b]", "$.a[0:2]", "$['a','b']", "a.b", "$.a[?(@.x)]"] {
+            assert_eq!(simple_path(complex), None, "{complex}");
+        }
+    }
+
+    #[test]
+    fn rhai_reads_of_record() {
+        assert_eq!(record_reads(r#"record.scope == "x""#), Some(vec![vec![name("scope")]]));
+        assert_eq!(
+            record_reads("record.a.b > 1 && record?.c.len() > 0"),
+            Some(vec![vec![name("a"), name("b")], vec![name("c")]])
+        );
+        assert_eq!(record_reads("event.body.x == 1"), Some(vec![]));
+        assert_eq!(record_reads("f(record)"), None);
+        assert_eq!(record_reads("record[\"x\"]"), None);
+        assert_eq!(record_reads("my_record.x"), Some(vec![]));
+    }
+
+    #[test]
+    fn parses_only_what_is_needed() {
+        let body = br#"{"id": 1, "skip": {"deep": [1,2,{"x":3}]}, "billing": {"email": "a@b", "phone": "1"},
+                       "items": [{"sku": "A", "qty": 2, "junk": "z"}, {"sku": "B"}], "n": 12.50}"#;
+        let mut need = Need::default();
+        need.add_jsonpath("$.id");
+        need.add_jsonpath("$.billing.email");
+        need.add_jsonpath("$.items[*].sku");
+        need.add_rhai("record.n > 1");
+        let got = need.parse(body).unwrap();
+        assert_eq!(
+            got.to_string(),
+            r#"{"id":1,"billing":{"email":"a@b"},"items":[{"sku":"A"},{"sku":"B"}],"n":12.50}"#
+        );
+        let mut all = Need::default();
+        all.add_jsonpath("$..sku");
+        assert_eq!(all.parse(body).unwrap(), serde_json::from_slice::<Value>(body).unwrap());
+    }
+
+    #[test]
+    fn numbers_keep_every_digit() {
+        let mut need = Need::default();
+        need.add_jsonpath("$.a");
+        let got = need.parse(br#"{"a": [123456789012345678901234567890, 0.1, -5], "b": 1}"#).unwrap();
+        assert_eq!(got, json!({"a": [
+            "123456789012345678901234567890".parse::<Number>().unwrap(),
+            "0.1".parse::<Number>().unwrap(),
+            -5
+        ]}));
+        assert_eq!(got["a"][0].to_string(), "123456789012345678901234567890");
+    }
+
+    #[test]
+    fn bad_json_is_an_error_even_in_skipped_parts() {
+        let mut need = Need::default();
+        need.add_jsonpath("$.a");
+        for bad in [&br#"{"a": 1, "b": [1,}"#[..], b"{\"a\": 1} x", b"", b"{\"b\": 1e400, \"a\": 1,"] {
+            assert!(need.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = format!("{{\"b\": {}}}", "[".repeat(100_000));
+        assert!(need.parse(deep.as_bytes()).is_err());
+    }
+}
