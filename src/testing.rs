@@ -346,7 +346,9 @@ mod tests {
 
     #[test]
     fn matches_subsets_and_numbers_by_value() {
-        let actual = json!({"connector": "sf", "payload": {"Amount": 612.50, "Name": "x", "Items": [{"a": 1, "b": 2}]}});
+        let actual: Value =
+            serde_json::from_str(r#"{"connector": "sf", "payload": {"Amount": 612.50, "Name": "x", "Items": [{"a": 1, "b": 2}]}}"#)
+                .unwrap();
         let cases = [
             (json!({"connector": "sf"}), None),
             (json!({"payload": {"Amount": 612.5}}), None),

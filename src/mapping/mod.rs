@@ -1,29 +1,41 @@
-//! STAND-IN (replaced by the real module).
+//! Field mappings: `mappings/<name>.yaml` turned into a function from one JSON record to
+//! another.
+//!
+//! Owns the mapping language (docs/mappings.md is its reference): the serde model of a file
+//! ([`spec`]), its compilation into an immutable [`Mapping`] that reports every problem at
+//! once as [`MappingIssue`]s located in the YAML ([`compile`]), and applying a mapping to a
+//! record ([`Mapping::apply`]), which fails with a [`MappingError`] naming the mapping, the
+//! field, the JSONPath and the value found.
+//!
+//! Data enters as an already parsed `MappingFile` (the config loader reads the YAML) and a
+//! `serde_json::Value` record; it leaves as a new `Value`. This module is pure: no IO, no
+//! async, no logging, no YAML library. Everything is parsed at load — JSONPaths, templates,
+//! lookups, dotted targets, inline Rhai (through `crate::rules`) — so applying a mapping
+//! parses nothing.
+//!
+//! Layout: `spec` (file model), `compile` (checks, builds the plan), `plan` (the plan and the
+//! hot path), `access` (reading a path), `convert` (types, transforms), `template`, `error`;
+//! `jsonpath` is the RFC 9535 engine.
+
+mod access;
+mod compile;
+mod convert;
+mod error;
 pub mod jsonpath;
-pub mod spec {
-    #[derive(Debug, Clone, serde::Deserialize)]
-    pub struct MappingFile { pub mapping: String, pub fields: serde_json::Map<String, serde_json::Value> }
-}
-use crate::config::span::PathSeg;
-use crate::rules::Rules;
-use serde_json::Value;
-pub struct Mapping { fields: Vec<(String, jsonpath::JsonPath)> }
-pub struct MappingIssue { pub path: Vec<PathSeg>, pub message: String, pub offset: Option<usize> }
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MappingError(String);
-pub fn compile(spec: &spec::MappingFile, _rules: &Rules) -> Result<Mapping, Vec<MappingIssue>> {
-    let mut fields = Vec::new(); let mut issues = Vec::new();
-    for (k, v) in &spec.fields {
-        let src = v.as_str().or_else(|| v.get("from").and_then(|f| f.as_str())).unwrap_or("$");
-        match jsonpath::JsonPath::parse(src) { Ok(p) => fields.push((k.clone(), p)), Err(e) => issues.push(MappingIssue { path: vec![PathSeg::Key("fields".into()), PathSeg::Key(k.clone())], message: e.message, offset: Some(e.offset) }) }
-    }
-    if issues.is_empty() { Ok(Mapping { fields }) } else { Err(issues) }
-}
-impl Mapping {
-    pub fn apply(&self, _rules: &Rules, input: &Value) -> Result<Value, MappingError> {
-        let mut m = serde_json::Map::new();
-        for (k, p) in &self.fields { if let Some(v) = p.first(input) { m.insert(k.clone(), v.clone()); } }
-        Ok(Value::Object(m))
-    }
+mod plan;
+pub mod spec;
+mod template;
+
+pub use compile::compile;
+pub use convert::{FieldType, Transform};
+pub use error::{FieldProblem, MappingError, MappingIssue};
+pub use plan::Mapping;
+pub use spec::{FieldDef, FieldSpec, MappingFile};
+
+/// The rules engine the unit tests compile and run `expr`s with; the one place that knows how
+/// to construct it.
+#[cfg(test)]
+#[allow(clippy::default_constructed_unit_structs)]
+pub(crate) fn test_rules() -> crate::rules::Rules {
+    crate::rules::Rules::default()
 }

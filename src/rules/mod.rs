@@ -21,4 +21,5 @@ impl Script { pub fn run(&self, _r: &Rules, record: Value, _c: &Ctx) -> Result<V
 impl Expr {
     pub fn eval_bool(&self, _r: &Rules, _rec: &Value, _c: &Ctx) -> Result<bool, RunError> { Ok(!self.0.contains("false")) }
     pub fn eval_value(&self, _r: &Rules, _rec: &Value, _c: &Ctx) -> Result<Value, RunError> { Ok(Value::String(self.0.clone())) }
+    pub fn eval_field(&self, _r: &Rules, v: Option<&Value>, _rec: &Value) -> Result<Value, RunError> { Ok(v.cloned().unwrap_or(Value::Null)) }
 }
