@@ -16,7 +16,7 @@ use crate::config::diag::{Diagnostic, Diagnostics};
 use crate::config::env::EnvLookup;
 use crate::config::span::{PathSeg, Pos};
 use crate::config::yaml::{self, from_doc};
-use crate::flow::input::{decode, InputFormat};
+use crate::flow::input::{decode, Body, Decoded, InputFormat};
 use crate::flow::{Action, Outcome, Project};
 use crate::rules::EventInfo;
 use crate::state::{MemoryStore, StateStore};
@@ -146,13 +146,16 @@ fn read_file(path: &Path, rel: &Path, env: EnvLookup<'_>) -> Result<(TestFile, y
 
 /// Runs one case; `Err` when the case itself is malformed (missing fixture, …).
 fn run_case(project: &Project, flow: &crate::flow::Flow, case: &Case) -> Result<Vec<String>, String> {
-    let events = match (&case.fixture, &case.input) {
-        (Some(f), None) => {
+    let bytes = match &case.fixture {
+        Some(f) => {
             let path = project.root.join(FIXTURES_DIR).join(f);
-            let bytes = std::fs::read(&path).map_err(|e| format!("fixture {}: {e}", path.display()))?;
-            decode(&bytes, InputFormat::for_path(f, Some(&flow.source)))
+            std::fs::read(&path).map_err(|e| format!("fixture {}: {e}", path.display()))?
         }
-        (None, Some(input)) => vec![crate::flow::input::Decoded { label: "input".into(), body: Ok(input.clone()) }],
+        None => Vec::new(),
+    };
+    let events = match (&case.fixture, &case.input) {
+        (Some(f), None) => decode(&bytes, InputFormat::for_path(f, Some(&flow.source))),
+        (None, Some(input)) => vec![Decoded { label: "input".into(), body: Ok(Body::Value(input.clone())) }],
         (Some(_), Some(_)) => return Err("a case has either `fixture` or `input`, not both".into()),
         (None, None) => return Err("a case needs `fixture` (a file in tests/fixtures/) or `input`".into()),
     };
@@ -161,27 +164,14 @@ fn run_case(project: &Project, flow: &crate::flow::Flow, case: &Case) -> Result<
         crate::state::seed::seed(base.as_ref(), seed).map_err(|e| format!("state seed: {e}"))?;
     }
     let spec = case.event.as_ref();
-    let mut outcomes = Vec::new();
-    for (i, decoded) in events.into_iter().enumerate() {
-        let event = event_info(flow.name.as_str(), spec, i + 1, "test");
-        let outcome = match decoded.body {
-            Ok(body) => {
-                let event = EventInfo { body: Arc::new(body), ..event };
-                flow.run(&project.rules, &event, &base)
-            }
-            Err(e) => Outcome {
-                pipeline: flow.name.clone(),
-                event_id: event.id,
-                triggered: false,
-                filtered: false,
-                record: Value::Null,
-                actions: Vec::new(),
-                state_changes: Vec::new(),
-                errors: vec![crate::flow::StepError { step: decoded.label, message: e }],
-            },
-        };
-        outcomes.push(outcome);
-    }
+    let outcomes: Vec<Outcome> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, decoded)| {
+            let event = event_info(flow.name.as_str(), spec, i + 1, "test");
+            flow.run_body(&project.rules, event, decoded.body, &decoded.label, &base)
+        })
+        .collect();
     Ok(check_expectations(&case.expect, &outcomes))
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::config::diag::did_you_mean;
 use crate::config::env::EnvLookup;
 use crate::flow::input::{decode, InputFormat};
-use crate::flow::{load, CompileOptions, Outcome, StepError};
+use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
 use crate::state::{MemoryStore, StateChange, StateStore};
 use crate::testing::{event_info, EventSpec};
@@ -72,23 +72,8 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let events = decode(&bytes, format);
     let many = events.len() > 1;
     for (i, decoded) in events.into_iter().enumerate() {
-        let mut event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
-        let mut outcome = match decoded.body {
-            Ok(body) => {
-                event.body = Arc::new(body);
-                flow.run(&project.rules, &event, &state)
-            }
-            Err(message) => Outcome {
-                pipeline: flow.name.clone(),
-                event_id: event.id.clone(),
-                triggered: false,
-                filtered: false,
-                record: Value::Null,
-                actions: Vec::new(),
-                state_changes: Vec::new(),
-                errors: vec![StepError { step: decoded.label.clone(), message }],
-            },
-        };
+        let event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
+        let mut outcome = flow.run_body(&project.rules, event, decoded.body, &decoded.label, &state);
         outcome.state_changes = new_changes(&overlay.changes(), &mut seen);
         all_ok &= outcome.ok();
         let text = if args.json {

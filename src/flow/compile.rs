@@ -17,7 +17,8 @@ use crate::mapping::spec::MappingFile;
 use crate::mapping::{self, Mapping};
 use crate::rules::{Expr, RuleError, Rules, Script};
 
-use super::{Arm, Flow, FieldPath, Project, SendStep, SetValue, Step};
+use super::projection::Need;
+use super::{Arm, FieldPath, Flow, Project, SendStep, SetValue, Step};
 
 /// How strict loading is about the environment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +61,8 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
     };
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
+    let script_sources: HashMap<String, &str> =
+        sources.scripts.iter().map(|f| (stem(&f.path), f.text.as_str())).collect();
     let mappings = compile_mappings(sources, &rules, &mut diags);
 
     let mut pipelines = BTreeMap::new();
@@ -75,6 +78,8 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
             connectors: &connectors,
             diags: &mut diags,
             used_connectors: &mut used_connectors,
+            script_sources: &script_sources,
+            reads_event_body: false,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut webhook_paths);
         if let Some(flow) = flow {
@@ -230,6 +235,36 @@ struct StepCx<'a> {
     connectors: &'a BTreeMap<String, Option<ConnectorConfig>>,
     diags: &'a mut Diagnostics,
     used_connectors: &'a mut Vec<String>,
+    script_sources: &'a HashMap<String, &'a str>,
+    /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
+    /// parsed whole.
+    reads_event_body: bool,
+}
+
+/// What the top-level steps read of the body, worked out while they compile. `open` until a
+/// `map` without `into` replaces the record: nothing after it sees the body.
+struct NeedBuilder {
+    need: Need,
+    open: bool,
+}
+
+impl NeedBuilder {
+    fn add(&mut self, f: impl FnOnce(&mut Need)) {
+        if self.open {
+            f(&mut self.need);
+        }
+    }
+    fn all(&mut self) {
+        self.add(|n| *n = Need::All);
+    }
+    fn finish(self) -> Need {
+        // A record that is never replaced ends up in the output whole.
+        if self.open {
+            Need::All
+        } else {
+            self.need
+        }
+    }
 }
 
 impl StepCx<'_> {
@@ -260,6 +295,7 @@ impl StepCx<'_> {
 
     /// Compiles an inline Rhai expression, pointing errors at the YAML scalar's own text.
     fn expr(&mut self, path: &[PathSeg], src: &str) -> Option<Expr> {
+        self.reads_event_body |= reads_event_body(src);
         match self.rules.compile_expr(src) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -328,7 +364,12 @@ fn compile_pipeline(
     if spec.steps.is_empty() {
         cx.error_at(&[key("steps")], "a pipeline needs at least one step", None);
     }
-    let steps = compile_steps(cx, &spec.steps, &[key("steps")]);
+    let mut need = NeedBuilder { need: Need::default(), open: true };
+    if let Some(t) = &spec.trigger {
+        need.add(|n| n.add_rhai(&t.when));
+    }
+    let steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
+    let need = if cx.reads_event_body { Need::All } else { need.finish() };
     let on_error = match &spec.on_error {
         Some(raw) => {
             let on_error = cx.section::<OnErrorConfig>(raw, &[key("on_error")]);
@@ -351,6 +392,7 @@ fn compile_pipeline(
         on_error,
         trigger,
         steps,
+        need,
     })
 }
 
@@ -443,12 +485,26 @@ fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &st
     }
 }
 
-fn compile_steps(cx: &mut StepCx<'_>, steps: &[serde_json::Value], base: &[PathSeg]) -> Vec<Step> {
+/// Compiles a list of steps. `need` is given for the pipeline's top-level steps, to learn what
+/// they read of the body.
+fn compile_steps(
+    cx: &mut StepCx<'_>,
+    steps: &[serde_json::Value],
+    base: &[PathSeg],
+    mut need: Option<&mut NeedBuilder>,
+) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len());
     for (i, raw) in steps.iter().enumerate() {
         let mut path = base.to_vec();
         path.push(PathSeg::Index(i));
         let Some(step) = cx.section::<StepConfig>(raw, &path) else { continue };
+        if let StepConfig::Script(name) = &step {
+            let src = cx.script_sources.get(name).copied().unwrap_or_default();
+            cx.reads_event_body |= reads_event_body(src);
+        }
+        if let Some(need) = need.as_deref_mut() {
+            add_step_reads(cx, &step, need);
+        }
         let label_path = crate::config::span::display_path(&path);
         path.push(key(step.kind()));
         if let Some(s) = compile_step(cx, &step, &path, &label_path) {
@@ -595,7 +651,7 @@ fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg
         match (&arm.when, &arm.steps, &arm.otherwise) {
             (Some(when), Some(steps), None) => {
                 let when = cx.expr(&[&arm_path[..], &[key("when")]].concat(), when);
-                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat());
+                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat(), None);
                 match when {
                     Some(w) => out.push(Arm { when: Some(w), steps }),
                     None => ok = false,
@@ -606,7 +662,7 @@ fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg
                     cx.error_at(&arm_path, "`otherwise` must be the last arm of a switch", None);
                     ok = false;
                 }
-                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("otherwise")]].concat());
+                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("otherwise")]].concat(), None);
                 out.push(Arm { when: None, steps });
             }
             _ => {
@@ -648,4 +704,67 @@ fn report_env(
             diags.push(d.with_help(format!("export {var}=..., or write ${{{var}:-default}}")));
         }
     }
+}
+
+/// Adds what one top-level step reads of the body (see [`NeedBuilder`]).
+fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut NeedBuilder) {
+    match step {
+        StepConfig::Map(m) => {
+            match cx.mappings.get(&m.mapping).cloned().flatten().and_then(|m| m.reads()) {
+                Some(paths) => need.add(|n| paths.iter().for_each(|p| n.add_jsonpath(p.as_str()))),
+                None => need.all(),
+            }
+            if m.into.is_none() {
+                need.open = false;
+            }
+        }
+        StepConfig::Script(name) => {
+            let src = cx.script_sources.get(name).copied().unwrap_or_default();
+            need.add(|n| n.add_rhai(src));
+        }
+        StepConfig::Filter(src) => need.add(|n| n.add_rhai(src)),
+        StepConfig::Set(fields) => {
+            for value in fields.values() {
+                match set_value_kind(value) {
+                    Some(("expr", src)) => need.add(|n| n.add_rhai(src)),
+                    Some((_, src)) => need.add(|n| n.add_jsonpath(src)),
+                    None => {}
+                }
+            }
+        }
+        StepConfig::Send(s) => match &s.payload {
+            Some(p) => need.add(|n| n.add_jsonpath(p)),
+            None => need.all(),
+        },
+        // Arms may replace the record or not; not worth following.
+        StepConfig::Switch(_) => need.all(),
+    }
+}
+
+/// Whether Rhai source reads the body through `event` (`event.body`, or `event` whole).
+/// Reading `event.id`, `.pipeline`, `.headers` or `.received_at` does not count.
+fn reads_event_body(src: &str) -> bool {
+    let bytes = src.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(found) = src[from..].find("event") {
+        let start = from + found;
+        let end = start + "event".len();
+        from = end;
+        if (start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == b'.'))
+            || bytes.get(end).is_some_and(|b| is_ident(*b))
+        {
+            continue;
+        }
+        let rest = src[end..].trim_start_matches('?');
+        let harmless = ["id", "pipeline", "headers", "received_at"].iter().any(|field| {
+            rest.strip_prefix('.')
+                .and_then(|r| r.strip_prefix(field))
+                .is_some_and(|r| !r.bytes().next().is_some_and(is_ident))
+        });
+        if !harmless {
+            return true;
+        }
+    }
+    false
 }

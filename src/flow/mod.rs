@@ -27,8 +27,8 @@ use crate::connectors::ConnectorConfig;
 use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
 use crate::mapping::jsonpath::JsonPath;
 use crate::mapping::Mapping;
-use crate::rules::{Expr, Rules, Script};
-use crate::state::StateChange;
+use crate::rules::{EventInfo, Expr, Rules, Script};
+use crate::state::{StateChange, StateStore};
 
 /// A compiled project: immutable, shared by every event that runs on it.
 pub struct Project {
@@ -57,6 +57,8 @@ pub struct Flow {
     pub on_error: Option<OnErrorConfig>,
     trigger: Option<Expr>,
     steps: Vec<Step>,
+    /// What the flow reads of an event body: the rest is skipped when parsing.
+    need: projection::Need,
 }
 
 enum Step {
@@ -128,6 +130,57 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
     pub errors: Vec<StepError>,
+}
+
+impl Flow {
+    /// Parses an event body, keeping only what this flow reads of it.
+    pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
+        match body {
+            input::Body::Json(bytes) => self.need.parse(bytes).map_err(|e| format!("the body is not valid JSON: {e}")),
+            input::Body::Value(v) => Ok(v),
+        }
+    }
+
+    /// Parses and runs one event. `event.body` is filled here. An event that is not triggered
+    /// reports its whole body as the record (the projection would show only a part).
+    pub fn run_body(
+        &self,
+        rules: &Rules,
+        mut event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+    ) -> Outcome {
+        let parsed = body.and_then(|b| {
+            let whole = match &b {
+                input::Body::Json(bytes) if !self.need.is_all() => Some(*bytes),
+                _ => None,
+            };
+            self.parse_body(b).map(|v| (v, whole))
+        });
+        match parsed {
+            Ok((value, whole)) => {
+                event.body = Arc::new(value);
+                let mut outcome = self.run(rules, &event, state);
+                if !outcome.triggered {
+                    if let Some(v) = whole.and_then(|b| serde_json::from_slice(b).ok()) {
+                        outcome.record = v;
+                    }
+                }
+                outcome
+            }
+            Err(message) => Outcome {
+                pipeline: self.name.clone(),
+                event_id: event.id,
+                triggered: false,
+                filtered: false,
+                record: Value::Null,
+                actions: Vec::new(),
+                state_changes: Vec::new(),
+                errors: vec![StepError { step: label.to_string(), message }],
+            },
+        }
+    }
 }
 
 impl Outcome {
