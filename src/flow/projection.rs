@@ -252,12 +252,28 @@ pub fn record_reads(src: &str) -> Option<Vec<Vec<PathStep>>> {
             path.push(PathStep::Name(src[name_start..name_end].to_string()));
             j = name_end;
         }
+        // `"key" in record.a`: the chain is read to test for one key of it.
+        if let Some(key) = tested_key(&src[..start]) {
+            path.push(PathStep::Name(key));
+        }
         if path.is_empty() {
             return None;
         }
         out.push(path);
     }
     Some(out)
+}
+
+/// The string literal of an `"key" in` that ends `before`, if that is how it ends.
+fn tested_key(before: &str) -> Option<String> {
+    let rest = before.trim_end().strip_suffix("in")?;
+    if rest.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let rest = rest.trim_end().strip_suffix('"')?;
+    let open = rest.rfind('"')?;
+    let key = &rest[open + 1..];
+    (!key.contains('\\')).then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -291,6 +307,11 @@ mod tests {
         assert_eq!(record_reads("f(record)"), None);
         assert_eq!(record_reads("record[\"x\"]"), None);
         assert_eq!(record_reads("my_record.x"), Some(vec![]));
+        assert_eq!(
+            record_reads(r#""id" in record && "products" in record.order"#),
+            Some(vec![vec![name("id")], vec![name("order"), name("products")]])
+        );
+        assert_eq!(record_reads("x in record"), None);
     }
 
     #[test]
