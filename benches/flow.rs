@@ -3,6 +3,8 @@
 //! JSON — beside the same transform hand-written against typed serde structs (the ceiling).
 //! The target is a flow at >= 1/3 of the hand-written speed. See docs/performance.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //! - [`config`]: reading a project folder; YAML with positions, `${VAR}`, diagnostics.
 //!   The only module that knows YAML.
 //! - [`mapping`]: JSONPath and field mappings. Pure: no IO, no async.
+//! - [`projection`]: which fields code reads, to parse and convert only those.
 //! - [`rules`]: the sandboxed Rhai engine, scripts and expressions. The only module that
 //!   builds a Rhai `Engine`.
 //! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod connectors;
 pub mod flow;
 pub mod mapping;
+pub mod projection;
 pub mod rules;
 pub mod state;
 pub mod testing;

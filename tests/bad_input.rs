@@ -1,6 +1,8 @@
 //! Hostile input through the real binary: every case gets a clear per-event error (or a
 //! result), never a panic, a hang or an abort. Inputs too big to keep as fixtures are made here.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,7 +48,11 @@ fn a_ten_megabyte_string_is_processed_or_refused_cleanly() {
     std::fs::write(&path, serde_json::to_vec(&order).expect("json")).expect("write");
     let (out, events) = dry_run("bigcommerce-orders", &path);
     assert_eq!(events.len(), 1);
-    assert_eq!(out.status.code(), Some(0), "{:?}", events[0]["errors"]);
+    // The scripts' string limit (8 MiB) may refuse it; if so, it says so.
+    match events[0]["errors"].as_array().and_then(|e| e.first()) {
+        None => assert_eq!(out.status.code(), Some(0)),
+        Some(e) => assert!(e["message"].as_str().unwrap_or_default().contains("too large"), "{e}"),
+    }
 }
 
 #[test]
@@ -84,7 +90,7 @@ fn malformed_and_wrongly_shaped_bodies_are_per_event_errors() {
         "[1, 2, 3]".to_string(),
         "\"a string\"".to_string(),
         json!({"id": 1, "total_inc_tax": "12,50 EUR"}).to_string(),
-        json!({"id": 1e400}).to_string(),
+        r#"{"id": 1e400, "products": []}"#.to_string(),
         deep,
     ];
     lines.push(good);

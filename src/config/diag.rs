@@ -182,10 +182,13 @@ impl IntoIterator for Diagnostics {
 
 /// "did you mean `x`?" for a misspelt name among the known ones.
 pub fn did_you_mean<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // Jaro-Winkler favours shared prefixes (`tyep`/`type`); the edit distance also catches
+    // swapped letters in short names (`cmr`/`crm`), where Jaro-Winkler scores low.
+    let close_edit = |k: &str| strsim::damerau_levenshtein(wrong, k) <= (wrong.chars().count() / 3).max(1);
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(wrong, k), k))
-        .filter(|(score, _)| *score > 0.8)
+        .filter(|(score, k)| *score > 0.8 || close_edit(k))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| format!("did you mean `{k}`?"))
 }

@@ -46,9 +46,9 @@ pub fn interpolate(input: &str, env: EnvLookup<'_>) -> Interpolated {
     while let Some(at) = rest.find('$') {
         out.text.push_str(&rest[..at]);
         let after = &rest[at..];
-        if after.starts_with("$${") {
+        if let Some(r) = after.strip_prefix("$${") {
             out.text.push_str("${");
-            rest = &after[3..];
+            rest = r;
             consumed += at + 3;
             continue;
         }

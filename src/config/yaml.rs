@@ -362,9 +362,12 @@ fn humanize(raw: &str, path: &mut Vec<PathSeg>) -> (String, Option<String>, bool
     }
     let message = raw
         .replace("invalid type: ", "wrong type: found ")
+        .replace("expected u32", "expected a whole number")
+        .replace("expected u64", "expected a whole number")
+        .replace("expected usize", "expected a whole number")
+        .replace("expected a character", "expected one character")
         .replace("map, expected", "mapping, expected")
         .replace("sequence", "list");
-    let _ = display_path;
     (message, None, false)
 }
 

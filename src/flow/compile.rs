@@ -17,7 +17,7 @@ use crate::mapping::spec::MappingFile;
 use crate::mapping::{self, Mapping};
 use crate::rules::{Expr, RuleError, Rules, Script};
 
-use super::projection::Need;
+use crate::projection::{reads_event_body, Need};
 use super::{Arm, FieldPath, Flow, Project, SendStep, SetValue, Step};
 
 /// How strict loading is about the environment.
@@ -56,9 +56,12 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
 
     let config = sources.project.as_ref().and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
     let connectors = match (&config, &sources.project) {
-        (Some(c), Some(file)) => compile_connectors(c, file, &mut diags),
-        _ => BTreeMap::new(),
+        (Some(c), Some(file)) => Some(compile_connectors(c, file, &mut diags)),
+        // Without a readable crossdock.yaml no connector is known; saying so at every `send`
+        // would bury the one real problem.
+        _ => None,
     };
+    let no_connectors = BTreeMap::new();
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
     let script_sources: HashMap<String, &str> =
@@ -75,7 +78,8 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
             rules: &rules,
             mappings: &mappings,
             scripts: &scripts,
-            connectors: &connectors,
+            connectors: connectors.as_ref().unwrap_or(&no_connectors),
+            connectors_known: connectors.is_some(),
             diags: &mut diags,
             used_connectors: &mut used_connectors,
             script_sources: &script_sources,
@@ -100,7 +104,7 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
             Project {
                 root: sources.root.clone(),
                 version: sources.version.clone(),
-                connectors: connectors.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
+                connectors: connectors.unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
                 config,
                 rules,
                 pipelines,
@@ -233,6 +237,7 @@ struct StepCx<'a> {
     mappings: &'a Compiled<Mapping>,
     scripts: &'a Compiled<Script>,
     connectors: &'a BTreeMap<String, Option<ConnectorConfig>>,
+    connectors_known: bool,
     diags: &'a mut Diagnostics,
     used_connectors: &'a mut Vec<String>,
     script_sources: &'a HashMap<String, &'a str>,
@@ -469,6 +474,7 @@ fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &st
     let conn = match cx.connectors.get(name) {
         Some(Some(conn)) => conn,
         Some(None) => return,
+        None if !cx.connectors_known => return,
         None => {
             let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
             cx.error_at(path, format!("no connector named `{name}` in crossdock.yaml"), help);
@@ -589,6 +595,7 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
             let mut ok = true;
             match cx.connectors.get(&s.to) {
                 Some(None) => ok = false,
+                None if !cx.connectors_known => ok = false,
                 None => {
                     let help = did_you_mean(&s.to, cx.connectors.keys().map(String::as_str))
                         .or_else(|| Some("connectors are declared under `connectors:` in crossdock.yaml".into()));
@@ -739,32 +746,4 @@ fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut NeedBuilder) {
         // Arms may replace the record or not; not worth following.
         StepConfig::Switch(_) => need.all(),
     }
-}
-
-/// Whether Rhai source reads the body through `event` (`event.body`, or `event` whole).
-/// Reading `event.id`, `.pipeline`, `.headers` or `.received_at` does not count.
-fn reads_event_body(src: &str) -> bool {
-    let bytes = src.as_bytes();
-    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut from = 0;
-    while let Some(found) = src[from..].find("event") {
-        let start = from + found;
-        let end = start + "event".len();
-        from = end;
-        if (start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == b'.'))
-            || bytes.get(end).is_some_and(|b| is_ident(*b))
-        {
-            continue;
-        }
-        let rest = src[end..].trim_start_matches('?');
-        let harmless = ["id", "pipeline", "headers", "received_at"].iter().any(|field| {
-            rest.strip_prefix('.')
-                .and_then(|r| r.strip_prefix(field))
-                .is_some_and(|r| !r.bytes().next().is_some_and(is_ident))
-        });
-        if !harmless {
-            return true;
-        }
-    }
-    false
 }

@@ -8,7 +8,6 @@
 
 mod compile;
 pub mod input;
-mod projection;
 mod record;
 mod run;
 
@@ -58,7 +57,7 @@ pub struct Flow {
     trigger: Option<Expr>,
     steps: Vec<Step>,
     /// What the flow reads of an event body: the rest is skipped when parsing.
-    need: projection::Need,
+    need: crate::projection::Need,
 }
 
 enum Step {
@@ -130,6 +129,9 @@ pub struct Outcome {
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
     pub errors: Vec<StepError>,
+    /// The record is still the event body as parsed (no step replaced or changed it).
+    #[serde(skip)]
+    pub body_unchanged: bool,
 }
 
 impl Flow {
@@ -141,8 +143,7 @@ impl Flow {
         }
     }
 
-    /// Parses and runs one event. `event.body` is filled here. An event that is not triggered
-    /// reports its whole body as the record (the projection would show only a part).
+    /// Parses and runs one event; `event.body` is filled here.
     pub fn run_body(
         &self,
         rules: &Rules,
@@ -162,7 +163,9 @@ impl Flow {
             Ok((value, whole)) => {
                 event.body = Arc::new(value);
                 let mut outcome = self.run(rules, &event, state);
-                if !outcome.triggered {
+                // The parsed body holds only what the flow reads; an event that stopped before
+                // any step changed it shows the body as it came.
+                if outcome.body_unchanged {
                     if let Some(v) = whole.and_then(|b| serde_json::from_slice(b).ok()) {
                         outcome.record = v;
                     }
@@ -178,6 +181,7 @@ impl Flow {
                 actions: Vec::new(),
                 state_changes: Vec::new(),
                 errors: vec![StepError { step: label.to_string(), message }],
+                body_unchanged: false,
             },
         }
     }

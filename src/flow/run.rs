@@ -40,6 +40,7 @@ impl Flow {
             actions: Vec::new(),
             state_changes: Vec::new(),
             errors: Vec::new(),
+            body_unchanged: true,
         };
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();
@@ -72,6 +73,7 @@ impl Flow {
             Ok(Next::Stop) => outcome.filtered = true,
             Err(e) => outcome.errors.push(e),
         }
+        outcome.body_unchanged = matches!(record, Cow::Borrowed(_));
         outcome.record = record.into_owned();
         outcome.actions = run.actions;
         outcome

@@ -249,7 +249,7 @@ impl Cx<'_> {
                 }
             },
             (None, None) => {
-                if def.expr.is_none() && def.default.as_ref().map_or(true, |d| d.is_null()) {
+                if def.expr.is_none() && def.default.as_ref().is_none_or(|d| d.is_null()) {
                     self.issue(
                         at.to_vec(),
                         "no source: give `from`, `template`, `expr`, `each` or `default`",
@@ -296,7 +296,7 @@ impl Cx<'_> {
             }
         }
         if let Some(src) = &def.expr {
-            match self.rules.compile_expr(src) {
+            match self.rules.compile_field_expr(src) {
                 Ok(expr) => {
                     field.expr = Some(CompiledExpr {
                         src: src.clone(),
@@ -513,7 +513,8 @@ mod tests {
         let (m, offset) = message("fields.Name.template");
         assert!(m.starts_with("bad JSONPath in placeholder"), "{m}");
         assert!(offset.unwrap() >= "BC {{ $.id }} {{ ".len());
-        assert_eq!(message("fields.Calc.expr").1, Some("value + ".len()));
+        // Rhai reports an unclosed parenthesis where the input ends.
+        assert_eq!(message("fields.Calc.expr").1, Some("value + (1".len()));
         assert!(message("fields.a.b").0.contains("collides with `a`"));
         assert_eq!(
             message("fields.Qty.default").0,

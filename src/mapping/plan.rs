@@ -559,9 +559,9 @@ mod tests {
                 "mapping bigcommerce-order: field Items: $.products is missing and the field is required",
             ),
             (
-                r#"{"V": {"from": "$.a", "expr": "fail"}}"#,
+                r#"{"V": {"from": "$.a", "expr": "decimal(\"12,50 EUR\")"}}"#,
                 r#"{"a": 1}"#,
-                "mapping bigcommerce-order: field V: expr failed: boom",
+                r#"mapping bigcommerce-order: field V: expr failed: decimal(): cannot convert "12,50 EUR" to a decimal"#,
             ),
             (
                 r#"{"V": {"from": "$.a", "expr": "value", "required": true}}"#,

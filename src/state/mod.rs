@@ -1,17 +1,145 @@
-//! STAND-IN (replaced by the real module).
+//! Business-rule state: customers, stock reservations and a per-pipeline key-value space.
+//!
+//! This module owns the [`StateStore`] trait, the key layout below, and the domain logic that
+//! runs over it ([`customers`], [`stock`], [`kv`]). The domain logic is written once, against the
+//! trait, so the in-memory store, the dry-run [`Overlay`] and the sled store (another module's
+//! concern) all behave the same. Nothing here knows about Rhai, HTTP or the async runtime: the
+//! rules module wraps these functions as script handles.
+//!
+//! # Key layout
+//!
+//! Keys are UTF-8 strings made of `/`-separated parts. Caller-supplied parts (customer ids, order
+//! ids, SKUs, kv keys, pipeline names) are escaped with [`escape`] (`%` becomes `%25`, `/` becomes
+//! `%2F`) so that no id can reach into another id's keys.
+//!
+//! | key                                   | value                                                                 |
+//! |---------------------------------------|-----------------------------------------------------------------------|
+//! | `customer/{customer_id}`              | `{"lifetime_value": "19.99", "orders": 1, "first_order": "2026-01-02", "last_order": "2026-01-02"}` (decimal as a string) |
+//! | `customer-order/{customer_id}/{order_id}` | `{"amount": "19.99", "date": "2026-01-02"}`: the order was counted |
+//! | `stock/{sku}`                         | `{"on_hand": 10, "reserved": 2}`                                      |
+//! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
+//! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
+//!
+//! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
+//! a shipment pipeline commits); `kv` is namespaced per pipeline.
+//!
+//! # Atomicity
+//!
+//! Every domain operation is one [`StateStore::update`] call over all the keys it touches, so a
+//! store that makes `update` atomic (a mutex, a sled transaction, a compare-and-set loop) makes
+//! the operations atomic. `update` may call its closure more than once (a transaction retried on
+//! conflict), so the closures here are pure functions of what they read.
+
+pub mod customers;
+pub mod date;
+pub mod kv;
+pub mod memory;
+pub mod overlay;
+pub mod seed;
+pub mod stock;
+
+pub use memory::MemoryStore;
+pub use overlay::{Overlay, StateChange};
+pub use seed::seed;
+
 use serde_json::Value;
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StateError(pub String);
-pub trait StateStore: Send + Sync {
-    fn get(&self, key: &str) -> Result<Option<Value>, StateError>;
+
+/// An error from the state layer: the backend failed, a stored value is malformed, or a caller
+/// passed an argument the operation refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StateError {
+    /// The storage backend failed (I/O, transaction aborted, lock poisoned beyond repair).
+    #[error("state backend error: {0}")]
+    Backend(String),
+    /// A stored value does not have the shape the key layout promises.
+    #[error("state value at `{key}` is malformed: {message}")]
+    Corrupt { key: String, message: String },
+    /// An argument the operation refuses (negative quantity, unparsable date, ...).
+    #[error("{0}")]
+    Invalid(String),
 }
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
-pub struct StateChange { pub key: String, pub before: Option<Value>, pub after: Option<Value> }
-#[derive(Default)]
-pub struct MemoryStore;
-impl StateStore for MemoryStore { fn get(&self, _k: &str) -> Result<Option<Value>, StateError> { Ok(None) } }
-pub mod seed { pub fn seed(_s: &dyn super::StateStore, _v: &serde_json::Value) -> Result<(), super::StateError> { Ok(()) } }
-pub mod overlay { use std::sync::Arc; pub struct Overlay; impl Overlay { pub fn new(_b: Arc<dyn super::StateStore>) -> Self { Overlay } pub fn changes(&self) -> Vec<super::StateChange> { vec![] } } impl super::StateStore for Overlay { fn get(&self, _k: &str) -> Result<Option<serde_json::Value>, super::StateError> { Ok(None) } } }
-pub use memory_stub::MemoryStore as _M;
-mod memory_stub { pub use super::MemoryStore; }
+
+/// The answer and new values computed by an [`StateStore::update`] closure.
+pub type UpdateResult = Result<(Vec<Option<Value>>, Value), StateError>;
+
+/// A key-value store of JSON values with atomic multi-key read-modify-write.
+///
+/// Implementations must be safe to share between threads. `update` is the only write primitive
+/// so that it maps onto a sled transaction, a JetStream compare-and-set loop or a mutex alike.
+pub trait StateStore: Send + Sync {
+    /// Read one key.
+    fn get(&self, key: &str) -> Result<Option<Value>, StateError>;
+
+    /// Atomically read `keys`, let `f` compute new values (None = delete) and an answer;
+    /// all-or-nothing.
+    ///
+    /// `f` receives the current values in the order of `keys` and must return exactly one new
+    /// value per key. When `f` fails nothing is written and its error is returned. `f` may be
+    /// called more than once (a backend retrying on conflict), so it must not have side effects
+    /// beyond its return value. `keys` must not contain duplicates.
+    fn update(
+        &self,
+        keys: &[String],
+        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
+    ) -> Result<Value, StateError>;
+
+    /// Every key starting with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError>;
+}
+
+/// Escape one caller-supplied key part so it cannot contain the `/` separator.
+pub fn escape(part: &str) -> String {
+    if !part.contains(['%', '/']) {
+        return part.to_string();
+    }
+    let mut out = String::with_capacity(part.len() + 4);
+    for c in part.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Check that an update closure returned one value per key; shared by the stores so the
+/// contract is enforced identically everywhere.
+pub(crate) fn check_arity(keys: &[String], values: &[Option<Value>]) -> Result<(), StateError> {
+    if keys.len() == values.len() {
+        Ok(())
+    } else {
+        Err(StateError::Backend(format!(
+            "update returned {} values for {} keys",
+            values.len(),
+            keys.len()
+        )))
+    }
+}
+
+/// Refuse duplicate keys: a transaction that reads a key twice and writes it twice has no
+/// well-defined result.
+pub(crate) fn check_distinct(keys: &[String]) -> Result<(), StateError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for k in keys {
+        if !seen.insert(k.as_str()) {
+            return Err(StateError::Backend(format!(
+                "update called with key `{k}` twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_ids_apart() {
+        assert_eq!(escape("c-42"), "c-42");
+        assert_eq!(escape("a/b"), "a%2Fb");
+        assert_eq!(escape("100%"), "100%25");
+        assert_ne!(escape("a/b"), escape("a%2Fb"));
+    }
+}

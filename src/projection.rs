@@ -1,23 +1,28 @@
-//! Reading only what a flow reads.
+//! Reading only what is read.
 //!
 //! Most flows start with a trigger and a `map`, which together read a handful of fields of a
-//! body that may be kilobytes long. At compile time we work out which fields those are (a
-//! [`Need`]); per event the body is parsed with serde skipping everything else, which builds
-//! a small `Value` instead of the whole document. Anything we cannot analyse — a filter in a
-//! JSONPath, `record` passed whole to a function, a script before the first `map`, a use of
-//! `event.body` — makes the need `All`, so the result is always the same as a full parse for
-//! everything the flow can observe.
+//! body that may be kilobytes long; most scripts touch a few fields of the record. At compile
+//! time we work out which fields (a [`Need`]): the flow parses a body skipping everything else,
+//! and the rules module gives a script only those fields of the record and writes back only
+//! those. Anything we cannot analyse — a filter in a JSONPath, `record` passed whole to a
+//! function, `record` indexed by an expression, a use of `event.body` — makes the need `All`,
+//! so the result is always the same as with the whole document for everything code can observe.
+//!
+//! Owns the analysis (JSONPath and Rhai source) and projecting JSON by it; knows nothing of
+//! flows or Rhai values.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// What a flow needs of a JSON value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
     All,
+    /// Only whether the key exists (`"id" in record`): the value is not read.
+    Present,
     /// Of an object, only these fields; of an array, these fields of every element; any
     /// other value whole.
     Fields(BTreeMap<String, Need>),
@@ -43,6 +48,9 @@ impl Need {
 
     /// Adds a path: everything below its end is needed.
     pub fn add_path(&mut self, steps: &[PathStep]) {
+        if *self == Need::Present {
+            *self = Need::default();
+        }
         let Need::Fields(fields) = self else { return };
         match steps.split_first() {
             None => *self = Need::All,
@@ -50,6 +58,29 @@ impl Need {
             // adds nothing at this level.
             Some((PathStep::Elements, rest)) => self.add_path(rest),
             Some((PathStep::Name(name), rest)) => fields.entry(name.clone()).or_default().add_path(rest),
+        }
+    }
+
+    /// Adds a test for the presence of the key at the end of `steps`.
+    pub fn add_presence(&mut self, steps: &[PathStep]) {
+        let Some((last, parents)) = steps.split_last() else { return };
+        let mut at = self;
+        for step in parents {
+            if *at == Need::Present {
+                *at = Need::default();
+            }
+            match (at, step) {
+                (Need::Fields(fields), PathStep::Name(name)) => at = fields.entry(name.clone()).or_default(),
+                (Need::Fields(_), PathStep::Elements) => return,
+                _ => return,
+            }
+        }
+        match (at, last) {
+            (Need::Fields(fields), PathStep::Name(name)) => {
+                fields.entry(name.clone()).or_insert(Need::Present);
+            }
+            (at @ Need::Present, _) => *at = Need::default(),
+            _ => {}
         }
     }
 
@@ -64,12 +95,70 @@ impl Need {
     /// Adds what a Rhai expression or script reads of `record`.
     pub fn add_rhai(&mut self, src: &str) {
         match record_reads(src) {
-            Some(paths) => {
-                for p in paths {
-                    self.add_path(&p);
+            Some(reads) => {
+                for r in reads {
+                    match r {
+                        Read::Path(p) => self.add_path(&p),
+                        Read::Presence(p) => self.add_presence(&p),
+                    }
                 }
             }
             None => *self = Need::All,
+        }
+    }
+
+    /// What Rhai source reads of `record`.
+    pub fn of_rhai(src: &str) -> Need {
+        let mut need = Need::default();
+        need.add_rhai(src);
+        need
+    }
+
+    /// A copy of `value` with only what is needed (`Present` keys become null).
+    pub fn project(&self, value: &Value) -> Value {
+        match (self, value) {
+            (Need::All, v) => v.clone(),
+            (Need::Present, _) => Value::Null,
+            (Need::Fields(fields), Value::Object(m)) => Value::Object(
+                fields.iter().filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?)))).collect(),
+            ),
+            (Need::Fields(_), Value::Array(items)) => Value::Array(items.iter().map(|v| self.project(v)).collect()),
+            (Need::Fields(_), v) => v.clone(),
+        }
+    }
+
+    /// Writes into `target` what code given `self.project(target)` made of it: every needed
+    /// part is replaced by (or, when gone, removed for) its counterpart in `from`, and the rest
+    /// of `target` is left as it was.
+    pub fn write_back(&self, target: &mut Value, from: Value) {
+        match (self, target, from) {
+            (Need::Present, _, _) => {}
+            (Need::Fields(fields), Value::Object(t), Value::Object(mut f)) => {
+                for (k, need) in fields {
+                    match f.remove(k) {
+                        Some(v) => match t.get_mut(k) {
+                            Some(slot) => need.write_back(slot, v),
+                            None => {
+                                t.insert(k.clone(), v);
+                            }
+                        },
+                        None if *need != Need::Present => {
+                            t.remove(k);
+                        }
+                        None => {}
+                    }
+                }
+                // Keys the code added where it could only have added them by name.
+                for (k, v) in f {
+                    t.insert(k, v);
+                }
+            }
+            (Need::Fields(_), Value::Array(t), Value::Array(f)) if t.len() == f.len() => {
+                for (slot, v) in t.iter_mut().zip(f) {
+                    self.write_back(slot, v);
+                }
+            }
+            (_, target, from) => *target = from,
         }
     }
 
@@ -86,7 +175,8 @@ impl<'de> DeserializeSeed<'de> for &Need {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         match self {
-            Need::All => serde::Deserialize::deserialize(d),
+            Need::All => Value::deserialize(d),
+            Need::Present => IgnoredAny::deserialize(d).map(|_| Value::Null),
             Need::Fields(fields) => d.deserialize_any(Projector(fields)),
         }
     }
@@ -212,10 +302,19 @@ fn quoted_name(inner: &str) -> Option<String> {
     (!name.contains(['\\', '\'', '"', ']', '['])).then(|| name.to_string())
 }
 
+/// One thing Rhai source reads of `record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// `record.a.b`: the value at the path.
+    Path(Vec<PathStep>),
+    /// `"k" in record.a`: whether the key exists.
+    Presence(Vec<PathStep>),
+}
+
 /// The `record.a.b` chains a Rhai source reads, or `None` when `record` is used in any way we
 /// cannot see through (passed whole, indexed by an expression, iterated, …). Scanning the
 /// text is conservative: `record` inside a string or comment only widens the need.
-pub fn record_reads(src: &str) -> Option<Vec<Vec<PathStep>>> {
+pub fn record_reads(src: &str) -> Option<Vec<Read>> {
     let bytes = src.as_bytes();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut out = Vec::new();
@@ -252,16 +351,47 @@ pub fn record_reads(src: &str) -> Option<Vec<Vec<PathStep>>> {
             path.push(PathStep::Name(src[name_start..name_end].to_string()));
             j = name_end;
         }
-        // `"key" in record.a`: the chain is read to test for one key of it.
+        // `"key" in record.a`: only the key's presence is read, when nothing follows the chain
+        // that could use the value.
         if let Some(key) = tested_key(&src[..start]) {
             path.push(PathStep::Name(key));
+            out.push(Read::Presence(path));
+            continue;
         }
         if path.is_empty() {
             return None;
         }
-        out.push(path);
+        out.push(Read::Path(path));
     }
     Some(out)
+}
+
+/// Whether Rhai source reads the body through `event` (`event.body`, or `event` whole).
+/// Reading `event.id`, `.pipeline`, `.headers` or `.received_at` does not count.
+pub fn reads_event_body(src: &str) -> bool {
+    let bytes = src.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(found) = src[from..].find("event") {
+        let start = from + found;
+        let end = start + "event".len();
+        from = end;
+        if (start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == b'.'))
+            || bytes.get(end).is_some_and(|b| is_ident(*b))
+        {
+            continue;
+        }
+        let rest = src[end..].trim_start_matches('?');
+        let harmless = ["id", "pipeline", "headers", "received_at"].iter().any(|field| {
+            rest.strip_prefix('.')
+                .and_then(|r| r.strip_prefix(field))
+                .is_some_and(|r| !r.bytes().next().is_some_and(is_ident))
+        });
+        if !harmless {
+            return true;
+        }
+    }
+    false
 }
 
 /// The string literal of an `"key" in` that ends `before`, if that is how it ends.
@@ -298,10 +428,11 @@ mod tests {
 
     #[test]
     fn rhai_reads_of_record() {
-        assert_eq!(record_reads(r#"record.scope == "x""#), Some(vec![vec![name("scope")]]));
+        let path = |p: &[&str]| Read::Path(p.iter().map(|n| name(n)).collect());
+        assert_eq!(record_reads(r#"record.scope == "x""#), Some(vec![path(&["scope"])]));
         assert_eq!(
             record_reads("record.a.b > 1 && record?.c.len() > 0"),
-            Some(vec![vec![name("a"), name("b")], vec![name("c")]])
+            Some(vec![path(&["a", "b"]), path(&["c"])])
         );
         assert_eq!(record_reads("event.body.x == 1"), Some(vec![]));
         assert_eq!(record_reads("f(record)"), None);
@@ -309,9 +440,45 @@ mod tests {
         assert_eq!(record_reads("my_record.x"), Some(vec![]));
         assert_eq!(
             record_reads(r#""id" in record && "products" in record.order"#),
-            Some(vec![vec![name("id")], vec![name("order"), name("products")]])
+            Some(vec![Read::Presence(vec![name("id")]), Read::Presence(vec![name("order"), name("products")])])
         );
         assert_eq!(record_reads("x in record"), None);
+    }
+
+    #[test]
+    fn event_body_reads() {
+        for (src, reads) in [
+            ("event.body.x", true),
+            ("f(event)", true),
+            ("event.received_at + event.id", false),
+            ("event.headers[\"x\"]", false),
+            ("prevent.body", false),
+        ] {
+            assert_eq!(reads_event_body(src), reads, "{src}");
+        }
+    }
+
+    #[test]
+    fn projects_and_writes_back_only_what_code_may_touch() {
+        let mut record = json!({"a": {"x": 1, "y": 2}, "big": [1, 2, 3], "id": 7});
+        let need = Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
+        let mut given = need.project(&record);
+        assert_eq!(given, json!({"a": {"x": 1}, "id": null}));
+        given["a"]["x"] = json!(2);
+        given["route"] = json!("r");
+        need.write_back(&mut record, given);
+        assert_eq!(record, json!({"a": {"x": 2, "y": 2}, "big": [1, 2, 3], "id": 7, "route": "r"}));
+    }
+
+    #[test]
+    fn presence_only_keys_are_skipped_by_the_parser() {
+        let mut need = Need::default();
+        need.add_rhai(r#""products" in record && record.id > 0"#);
+        let got = need.parse(br#"{"id": 1, "products": [{"a": 1}]}"#).unwrap();
+        assert_eq!(got, json!({"id": 1, "products": null}));
+        need.add_jsonpath("$.products[*].a");
+        let got = need.parse(br#"{"id": 1, "products": [{"a": 1, "b": 2}]}"#).unwrap();
+        assert_eq!(got, json!({"id": 1, "products": [{"a": 1}]}));
     }
 
     #[test]

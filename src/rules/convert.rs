@@ -1,0 +1,327 @@
+//! JSON <-> Rhai `Dynamic`, by hand and exact.
+//!
+//! Rhai's own serde bridge cannot be used: with serde_json's `arbitrary_precision` a number
+//! serialises as a map holding its text, and ids beyond 2^53 or prices like `225.0000` would not
+//! survive. So this module owns the mapping:
+//!
+//! | JSON                                         | Dynamic                          |
+//! |----------------------------------------------|----------------------------------|
+//! | null                                         | `()`                             |
+//! | true / false                                 | bool                             |
+//! | integer that fits i64                        | INT                              |
+//! | other number, exactly representable          | Decimal (scale kept: `225.0000`) |
+//! | other number (too many digits, huge exponent)| string holding the number's text |
+//! | string                                       | string                           |
+//! | array / object                               | array / object map               |
+//!
+//! Back to JSON, a Decimal becomes a number with exactly its digits (`0.1 + 0.2` is `0.3`),
+//! chars become strings and BLOBs arrays of bytes. Rhai maps are sorted by key; when the
+//! original JSON is at hand ([`dynamic_to_json_like`]) keys that were there keep its order and
+//! new keys follow. Functions, timestamps and state handles have no JSON form and are errors.
+//! Both directions refuse nesting deeper than [`MAX_DEPTH`] instead of overflowing the stack:
+//! JSON arrives at most 128 deep (serde_json's limit) but a script can nest values further.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use rhai::{Array, Dynamic, ImmutableString, Map};
+use rust_decimal::Decimal;
+use serde_json::{Number, Value};
+
+/// Deepest nesting converted in either direction; matches serde_json's parse limit so that
+/// whatever is produced can be read back.
+pub const MAX_DEPTH: usize = 128;
+
+/// A value that has no form on the other side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("value is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("a value of type `{0}` cannot be converted to JSON")]
+    Unsupported(String),
+}
+
+/// A JSON value as a Rhai value.
+pub fn json_to_dynamic(v: &Value) -> Result<Dynamic, ConvertError> {
+    to_dynamic(v, 0)
+}
+
+fn to_dynamic(v: &Value, depth: usize) -> Result<Dynamic, ConvertError> {
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::TooDeep);
+    }
+    Ok(match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => number_to_dynamic(n),
+        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        Value::Array(items) => {
+            let mut arr = Array::with_capacity(items.len());
+            for item in items {
+                arr.push(to_dynamic(item, depth + 1)?);
+            }
+            Dynamic::from_array(arr)
+        }
+        Value::Object(obj) => {
+            let mut map = Map::new();
+            for (k, item) in obj {
+                map.insert(k.as_str().into(), to_dynamic(item, depth + 1)?);
+            }
+            Dynamic::from_map(map)
+        }
+    })
+}
+
+/// A JSON number as INT, else Decimal if exact, else its text.
+pub fn number_to_dynamic(n: &Number) -> Dynamic {
+    if let Some(i) = n.as_i64() {
+        return Dynamic::from_int(i);
+    }
+    let text = n.to_string();
+    match exact_decimal(&text) {
+        Some(d) => Dynamic::from_decimal(d),
+        None => Dynamic::from(ImmutableString::from(text)),
+    }
+}
+
+/// Parse a JSON number's text as a Decimal only if no digit is lost.
+pub fn exact_decimal(text: &str) -> Option<Decimal> {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    // from_str_exact refuses rather than rounds when digits do not fit; it also takes `_`
+    // separators, which a JSON number never has.
+    if mantissa.contains('_') {
+        return None;
+    }
+    let mut d = Decimal::from_str_exact(mantissa).ok()?;
+    let Some(exp) = exponent else {
+        return Some(d);
+    };
+    let exp: i64 = exp.parse().ok()?;
+    if d.is_zero() {
+        return Some(Decimal::ZERO);
+    }
+    let scale = i64::from(d.scale());
+    if exp <= scale {
+        // 1.5e1 = 15 (scale 0), 1.5e-3 = 0.0015 (scale 4): only the scale moves.
+        let new_scale = u32::try_from(scale - exp).ok()?;
+        d.set_scale(new_scale).ok()?;
+        Some(d)
+    } else {
+        d.set_scale(0).ok()?;
+        let mut remaining = exp - scale;
+        while remaining > 0 {
+            d = d.checked_mul(Decimal::TEN)?;
+            remaining -= 1;
+        }
+        Some(d)
+    }
+}
+
+/// A Decimal as a JSON number with exactly its digits.
+pub fn decimal_to_json(d: Decimal) -> Value {
+    let text = d.to_string();
+    // With arbitrary_precision the number keeps this text verbatim. Decimal's Display always
+    // produces a valid JSON number, the string fallback only keeps this total.
+    match Number::from_str(&text) {
+        Ok(n) => Value::Number(n),
+        Err(_) => Value::String(text),
+    }
+}
+
+/// A Rhai value as JSON (maps in Rhai's key order).
+pub fn dynamic_to_json(d: &Dynamic) -> Result<Value, ConvertError> {
+    to_json(d, None, 0)
+}
+
+/// A Rhai value as JSON, keeping the key order of `like` (typically the JSON the value was made
+/// from) for keys it has, with new keys after them.
+pub fn dynamic_to_json_like(d: &Dynamic, like: Option<&Value>) -> Result<Value, ConvertError> {
+    to_json(d, like, 0)
+}
+
+fn to_json(d: &Dynamic, like: Option<&Value>, depth: usize) -> Result<Value, ConvertError> {
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::TooDeep);
+    }
+    // A variable captured by a closure is shared; read through it.
+    let d: Cow<'_, Dynamic> = if d.is_shared() {
+        Cow::Owned(d.flatten_clone())
+    } else {
+        Cow::Borrowed(d)
+    };
+    if d.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = d.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = d.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(x) = d.as_decimal() {
+        return Ok(decimal_to_json(x));
+    }
+    if let Ok(s) = d.as_immutable_string_ref() {
+        return Ok(Value::String(s.as_str().to_string()));
+    }
+    if let Ok(c) = d.as_char() {
+        return Ok(Value::String(c.to_string()));
+    }
+    if let Ok(arr) = d.as_array_ref() {
+        let like_items = like.and_then(Value::as_array);
+        let mut out = Vec::with_capacity(arr.len());
+        for (i, item) in arr.iter().enumerate() {
+            let like_item = like_items.and_then(|l| l.get(i));
+            out.push(to_json(item, like_item, depth + 1)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    if let Ok(map) = d.as_map_ref() {
+        let mut out = serde_json::Map::with_capacity(map.len());
+        if let Some(like_obj) = like.and_then(Value::as_object) {
+            for (k, like_item) in like_obj {
+                if let Some(item) = map.get(k.as_str()) {
+                    out.insert(k.clone(), to_json(item, Some(like_item), depth + 1)?);
+                }
+            }
+            for (k, item) in map.iter() {
+                if !like_obj.contains_key(k.as_str()) {
+                    out.insert(k.to_string(), to_json(item, None, depth + 1)?);
+                }
+            }
+        } else {
+            for (k, item) in map.iter() {
+                out.insert(k.to_string(), to_json(item, None, depth + 1)?);
+            }
+        }
+        return Ok(Value::Object(out));
+    }
+    if let Ok(blob) = d.as_blob_ref() {
+        return Ok(Value::Array(blob.iter().map(|b| Value::from(*b)).collect()));
+    }
+    Err(ConvertError::Unsupported(d.type_name().to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    fn round_trip(text: &str) -> String {
+        let v = parse(text);
+        let d = json_to_dynamic(&v).unwrap();
+        serde_json::to_string(&dynamic_to_json_like(&d, Some(&v)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn numbers_keep_every_digit() {
+        for text in [
+            "820982911946154508",
+            "-9223372036854775808",
+            "12345678901234567890",
+            "12345678901234567890123",
+            "225.0000",
+            "19.99",
+            "0.1",
+            "-0.000001",
+            "79228162514264337593543950335",
+        ] {
+            assert_eq!(round_trip(text), text, "{text}");
+        }
+        // Exactly representable: an INT or a Decimal.
+        let d = json_to_dynamic(&parse("820982911946154508")).unwrap();
+        assert_eq!(d.as_int().unwrap(), 820982911946154508);
+        let d = json_to_dynamic(&parse("12345678901234567890123")).unwrap();
+        assert_eq!(
+            d.as_decimal().unwrap().to_string(),
+            "12345678901234567890123"
+        );
+        let d = json_to_dynamic(&parse("225.0000")).unwrap();
+        assert_eq!(d.as_decimal().unwrap().scale(), 4);
+        // Exponents are exact too.
+        let d = json_to_dynamic(&parse("1.5e3")).unwrap();
+        assert_eq!(d.as_decimal().unwrap().to_string(), "1500");
+        let d = json_to_dynamic(&parse("15E-4")).unwrap();
+        assert_eq!(d.as_decimal().unwrap().to_string(), "0.0015");
+        // Beyond Decimal: the text, as a string, digit for digit.
+        // (serde_json spells exponents as `e+`.)
+        for text in [
+            "79228162514264337593543950336",
+            "1e+400",
+            "0.00000000000000000000000000001",
+            "1.2345678901234567890123456789012",
+        ] {
+            let d = json_to_dynamic(&parse(text)).unwrap();
+            assert_eq!(d.into_string().unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn structure_and_key_order() {
+        let text = r#"{"z":1,"a":{"y":null,"b":[true,"s",{"k":"v","c":2.50}]},"m":"x"}"#;
+        assert_eq!(round_trip(text), text);
+        // Without a hint, Rhai's sorted order.
+        let d = json_to_dynamic(&parse(r#"{"z":1,"a":2}"#)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&dynamic_to_json(&d).unwrap()).unwrap(),
+            r#"{"a":2,"z":1}"#
+        );
+        // New keys come after the ones the hint knew.
+        let mut map = Map::new();
+        map.insert("z".into(), Dynamic::from_int(1));
+        map.insert("new".into(), Dynamic::from_int(2));
+        map.insert("a".into(), Dynamic::from_int(3));
+        let like = parse(r#"{"z":0,"gone":0,"a":0}"#);
+        let v = dynamic_to_json_like(&Dynamic::from_map(map), Some(&like)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"z":1,"a":3,"new":2}"#
+        );
+    }
+
+    #[test]
+    fn other_rhai_values() {
+        assert_eq!(
+            dynamic_to_json(&Dynamic::from_char('x')).unwrap(),
+            Value::from("x")
+        );
+        let blob = Dynamic::from_blob(vec![1, 255]);
+        assert_eq!(dynamic_to_json(&blob).unwrap(), parse("[1,255]"));
+        let f = Dynamic::from(rhai::FnPtr::new("f").unwrap());
+        assert!(matches!(
+            dynamic_to_json(&f),
+            Err(ConvertError::Unsupported(_))
+        ));
+        let shared = Dynamic::from_int(7).into_shared();
+        assert_eq!(dynamic_to_json(&shared).unwrap(), Value::from(7));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut d = Dynamic::UNIT;
+        // Deep enough to exceed the limit, shallow enough for Rhai's own recursive drop.
+        for _ in 0..300 {
+            d = Dynamic::from_array(vec![d]);
+        }
+        assert_eq!(dynamic_to_json(&d), Err(ConvertError::TooDeep));
+        let mut v = Value::Null;
+        for _ in 0..200 {
+            v = Value::Array(vec![v]);
+        }
+        assert_eq!(json_to_dynamic(&v).map(|_| ()), Err(ConvertError::TooDeep));
+        // Up to the limit is fine.
+        let mut v = Value::Null;
+        for _ in 0..MAX_DEPTH {
+            v = Value::Array(vec![v]);
+        }
+        let d = json_to_dynamic(&v).unwrap();
+        assert_eq!(dynamic_to_json(&d).unwrap(), v);
+    }
+}
