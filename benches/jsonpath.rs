@@ -1,5 +1,6 @@
-//! Selector speed on a realistic record: a BigCommerce V2 order (`benches/data/bigcommerce-order.json`,
-//! about 2.5 KB) queried with typical mapping paths, each compiled once beforehand.
+//! Selector speed on a realistic record: a BigCommerce V2 order with three line items
+//! (`benches/data/bigcommerce-order.json`, shared with the flow bench, 3.5 KB) queried with
+//! typical mapping paths, each compiled once beforehand.
 //!
 //! For every path: `crossdock` (our `JsonPath::query`: the fast path for names, indexes and
 //! wildcards, the engine otherwise), `crossdock_first` (`JsonPath::first`, what a singular

@@ -39,7 +39,8 @@ pub struct JsonPath {
     plan: Plan,
 }
 
-/// A JSONPath that is not valid RFC 9535, or that nests too deep.
+/// A JSONPath that is not valid RFC 9535, or that nests too deep. The message says what is
+/// wrong at `offset`, not which path: callers name the path and where it was written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct JsonPathError {
@@ -79,7 +80,7 @@ impl JsonPath {
         check_nesting(src)?;
         let engine = serde_json_path::JsonPath::parse(&upper_hex_escapes(src)).map_err(|e| {
             JsonPathError {
-                message: format!("not a valid JSONPath (RFC 9535): {}", e.message()),
+                message: e.message().to_owned(),
                 offset: e.position().min(src.len()),
             }
         })?;
@@ -242,16 +243,14 @@ fn check_nesting(src: &str) -> Result<(), JsonPathError> {
                 }
                 if brackets > MAX_BRACKET_NESTING {
                     return Err(JsonPathError {
-                        message: format!(
-                            "JSONPath nests brackets more than {MAX_BRACKET_NESTING} deep"
-                        ),
+                        message: format!("brackets nest more than {MAX_BRACKET_NESTING} deep"),
                         offset,
                     });
                 }
                 if depth > MAX_NESTING {
                     return Err(JsonPathError {
                         message: format!(
-                            "JSONPath nests brackets and parentheses more than {MAX_NESTING} deep"
+                            "brackets and parentheses nest more than {MAX_NESTING} deep"
                         ),
                         offset,
                     });
