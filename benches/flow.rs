@@ -30,7 +30,10 @@ fn bench(c: &mut Criterion) {
         Ok(p) => p,
         Err(d) => panic!("the shipped project does not load:\n{d}"),
     };
-    let flow = project.pipeline("bigcommerce-orders").expect("pipeline").clone();
+    let flow = project
+        .pipeline("bigcommerce-orders")
+        .expect("pipeline")
+        .clone();
     let state: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
     let orders = orders();
     let mut template = event_info(&flow.name, None, 1, "bench");
@@ -38,7 +41,13 @@ fn bench(c: &mut Criterion) {
 
     // Sanity: both produce a result for every order.
     for o in &orders {
-        let out = flow.run_body(&project.rules, clone_event(&template), Ok(Body::Json(o)), "bench", &state);
+        let out = flow.run_body(
+            &project.rules,
+            clone_event(&template),
+            Ok(Body::Json(o)),
+            "bench",
+            &state,
+        );
         assert!(out.ok() && out.actions.len() == 3, "{:?}", out.errors);
         handwritten::transform(o).expect("hand-written transform");
     }
@@ -55,7 +64,13 @@ fn bench(c: &mut Criterion) {
     group.bench_function("crossdock-flow", |b| {
         b.iter(|| {
             for o in &orders {
-                let out = flow.run_body(&project.rules, clone_event(&template), Ok(Body::Json(o)), "bench", &state);
+                let out = flow.run_body(
+                    &project.rules,
+                    clone_event(&template),
+                    Ok(Body::Json(o)),
+                    "bench",
+                    &state,
+                );
                 std::hint::black_box(serde_json::to_vec(&out.actions).ok());
             }
         })

@@ -153,21 +153,35 @@ pub fn transform(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .to_string();
     let b = o.billing_address;
     let email = b.email.to_lowercase();
-    let key = if o.customer_id == 0 { format!("BC-GUEST-{email}") } else { format!("BC-CUST-{}", o.customer_id) };
+    let key = if o.customer_id == 0 {
+        format!("BC-GUEST-{email}")
+    } else {
+        format!("BC-CUST-{}", o.customer_id)
+    };
     let name = match b.company.as_deref() {
         Some(c) if !c.is_empty() => c.to_string(),
-        _ => format!("{} {}", b.first_name.as_deref().unwrap_or(""), b.last_name).trim().to_string(),
+        _ => format!("{} {}", b.first_name.as_deref().unwrap_or(""), b.last_name)
+            .trim()
+            .to_string(),
     };
-    let account_ref = AccountRef { External_Id__c: key.clone() };
+    let account_ref = AccountRef {
+        External_Id__c: key.clone(),
+    };
     let items = o
         .products
         .into_iter()
         .map(|p| {
             Ok(Item {
-                attributes: Attributes { ty: "OrderItem", reference_id: format!("item{}", p.id) },
+                attributes: Attributes {
+                    ty: "OrderItem",
+                    reference_id: format!("item{}", p.id),
+                },
                 PricebookEntry: PricebookRef { SKU__c: p.sku },
                 Quantity: p.quantity,
-                UnitPrice: p.price_inc_tax.parse::<Decimal>().map_err(|e| e.to_string())?,
+                UnitPrice: p
+                    .price_inc_tax
+                    .parse::<Decimal>()
+                    .map_err(|e| e.to_string())?,
                 Description: p.name,
             })
         })
@@ -176,15 +190,22 @@ pub fn transform(bytes: &[u8]) -> Result<Vec<u8>, String> {
         order_id: o.id.to_string(),
         customer_id: o.customer_id.to_string(),
         email: email.clone(),
-        total: o.total_inc_tax.parse::<Decimal>().map_err(|e| e.to_string())?,
+        total: o
+            .total_inc_tax
+            .parse::<Decimal>()
+            .map_err(|e| e.to_string())?,
         ordered_on: date.clone(),
         account: Account {
             External_Id__c: key,
             Name: name,
             Phone: b.phone.clone(),
-            BillingStreet: format!("{} {}", b.street_1.as_deref().unwrap_or(""), b.street_2.as_deref().unwrap_or(""))
-                .trim()
-                .to_string(),
+            BillingStreet: format!(
+                "{} {}",
+                b.street_1.as_deref().unwrap_or(""),
+                b.street_2.as_deref().unwrap_or("")
+            )
+            .trim()
+            .to_string(),
             BillingCity: b.city.clone(),
             BillingState: b.state,
             BillingPostalCode: b.zip.clone(),
@@ -203,7 +224,10 @@ pub fn transform(bytes: &[u8]) -> Result<Vec<u8>, String> {
             Account: account_ref.clone(),
         },
         order: SfOrder {
-            attributes: Attributes { ty: "Order", reference_id: format!("order{}", o.id) },
+            attributes: Attributes {
+                ty: "Order",
+                reference_id: format!("order{}", o.id),
+            },
             External_Id__c: format!("BC-ORDER-{}", o.id),
             EffectiveDate: date,
             Status: "Draft",

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::{Map, Number, Value};
 
 /// What a flow needs of a JSON value.
@@ -57,20 +59,26 @@ impl Need {
             // Arrays are projected element-wise by the same need, so an index or wildcard
             // adds nothing at this level.
             Some((PathStep::Elements, rest)) => self.add_path(rest),
-            Some((PathStep::Name(name), rest)) => fields.entry(name.clone()).or_default().add_path(rest),
+            Some((PathStep::Name(name), rest)) => {
+                fields.entry(name.clone()).or_default().add_path(rest)
+            }
         }
     }
 
     /// Adds a test for the presence of the key at the end of `steps`.
     pub fn add_presence(&mut self, steps: &[PathStep]) {
-        let Some((last, parents)) = steps.split_last() else { return };
+        let Some((last, parents)) = steps.split_last() else {
+            return;
+        };
         let mut at = self;
         for step in parents {
             if *at == Need::Present {
                 *at = Need::default();
             }
             match (at, step) {
-                (Need::Fields(fields), PathStep::Name(name)) => at = fields.entry(name.clone()).or_default(),
+                (Need::Fields(fields), PathStep::Name(name)) => {
+                    at = fields.entry(name.clone()).or_default()
+                }
                 (Need::Fields(_), PathStep::Elements) => return,
                 _ => return,
             }
@@ -120,9 +128,14 @@ impl Need {
             (Need::All, v) => v.clone(),
             (Need::Present, _) => Value::Null,
             (Need::Fields(fields), Value::Object(m)) => Value::Object(
-                fields.iter().filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?)))).collect(),
+                fields
+                    .iter()
+                    .filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?))))
+                    .collect(),
             ),
-            (Need::Fields(_), Value::Array(items)) => Value::Array(items.iter().map(|v| self.project(v)).collect()),
+            (Need::Fields(_), Value::Array(items)) => {
+                Value::Array(items.iter().map(|v| self.project(v)).collect())
+            }
             (Need::Fields(_), v) => v.clone(),
         }
     }
@@ -234,16 +247,16 @@ impl<'de> Visitor<'de> for Projector<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == NUMBER_TOKEN {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key.as_str() == NUMBER_TOKEN {
                 let text: String = map.next_value()?;
                 let n: Number = text.parse().map_err(serde::de::Error::custom)?;
                 return Ok(Value::Number(n));
             }
-            match self.0.get(key.as_ref()) {
+            match self.0.get(key.as_str()) {
                 Some(need) => {
                     let v = map.next_value_seed(need)?;
-                    out.insert(key.into_owned(), v);
+                    out.insert(key.into_string(), v);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -251,6 +264,53 @@ impl<'de> Visitor<'de> for Projector<'_> {
             }
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes: most keys are skipped, and
+/// allocating each one only to compare it would cost more than the parse.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+    fn into_string(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_string(),
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key<'de>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key::Owned(v))
     }
 }
 
@@ -269,7 +329,11 @@ pub fn simple_path(src: &str) -> Option<Vec<PathStep>> {
             }
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let name = &r[..end];
-            if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || !c.is_ascii()) {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || !c.is_ascii())
+            {
                 return None;
             }
             out.push(PathStep::Name(name.to_string()));
@@ -277,7 +341,13 @@ pub fn simple_path(src: &str) -> Option<Vec<PathStep>> {
         } else if let Some(r) = rest.strip_prefix('[') {
             let end = r.find(']')?;
             let inner = r[..end].trim();
-            if inner == "*" || (!inner.is_empty() && inner.trim_start_matches('-').chars().all(|c| c.is_ascii_digit())) {
+            if inner == "*"
+                || (!inner.is_empty()
+                    && inner
+                        .trim_start_matches('-')
+                        .chars()
+                        .all(|c| c.is_ascii_digit()))
+            {
                 out.push(PathStep::Elements);
             } else if let Some(name) = quoted_name(inner) {
                 out.push(PathStep::Name(name));
@@ -317,12 +387,16 @@ pub enum Read {
 pub fn record_reads(src: &str) -> Option<Vec<Read>> {
     let bytes = src.as_bytes();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let code = code_mask(src);
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(found) = src[i..].find("record") {
         let start = i + found;
         let end = start + "record".len();
         i = end;
+        if !code[start] {
+            continue;
+        }
         let before_ok = start == 0 || !(is_ident(bytes[start - 1]) || bytes[start - 1] == b'.');
         let after_ok = end >= bytes.len() || !is_ident(bytes[end]);
         if !before_ok || !after_ok {
@@ -340,7 +414,11 @@ pub fn record_reads(src: &str) -> Option<Vec<Read>> {
                 break;
             };
             let name_start = j + dot;
-            let name_end = name_start + bytes[name_start..].iter().take_while(|b| is_ident(**b)).count();
+            let name_end = name_start
+                + bytes[name_start..]
+                    .iter()
+                    .take_while(|b| is_ident(**b))
+                    .count();
             if name_end == name_start {
                 return None;
             }
@@ -371,27 +449,65 @@ pub fn record_reads(src: &str) -> Option<Vec<Read>> {
 pub fn reads_event_body(src: &str) -> bool {
     let bytes = src.as_bytes();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let code = code_mask(src);
     let mut from = 0;
     while let Some(found) = src[from..].find("event") {
         let start = from + found;
         let end = start + "event".len();
         from = end;
+        if !code[start] {
+            continue;
+        }
         if (start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == b'.'))
             || bytes.get(end).is_some_and(|b| is_ident(*b))
         {
             continue;
         }
         let rest = src[end..].trim_start_matches('?');
-        let harmless = ["id", "pipeline", "headers", "received_at"].iter().any(|field| {
-            rest.strip_prefix('.')
-                .and_then(|r| r.strip_prefix(field))
-                .is_some_and(|r| !r.bytes().next().is_some_and(is_ident))
-        });
+        let harmless = ["id", "pipeline", "headers", "received_at"]
+            .iter()
+            .any(|field| {
+                rest.strip_prefix('.')
+                    .and_then(|r| r.strip_prefix(field))
+                    .is_some_and(|r| !r.bytes().next().is_some_and(is_ident))
+            });
         if !harmless {
             return true;
         }
     }
     false
+}
+
+/// For each byte of Rhai source: is it code, rather than inside a comment or a plain string
+/// literal? Words in comments ("the record made by …") must not count as uses. Backtick strings
+/// count as code: their `${…}` parts are code, and a word in their text only widens a need.
+fn code_mask(src: &str) -> Vec<bool> {
+    let b = src.as_bytes();
+    let mut mask = vec![true; b.len() + 1];
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        let end = if rest.starts_with(b"//") {
+            rest.iter()
+                .position(|c| *c == b'\n')
+                .map_or(b.len(), |p| i + p)
+        } else if rest.starts_with(b"/*") {
+            src[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2)
+        } else if rest[0] == b'"' || rest[0] == b'\'' {
+            let quote = rest[0];
+            let mut j = i + 1;
+            while j < b.len() && b[j] != quote {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            (j + 1).min(b.len())
+        } else {
+            i += 1;
+            continue;
+        };
+        mask[i..end].iter_mut().for_each(|m| *m = false);
+        i = end.max(i + 1);
+    }
+    mask
 }
 
 /// The string literal of an `"key" in` that ends `before`, if that is how it ends.
@@ -418,10 +534,23 @@ mod tests {
     #[test]
     fn simple_paths_parse_and_complex_ones_do_not() {
         assert_eq!(simple_path("$.a.b"), Some(vec![name("a"), name("b")]));
-        assert_eq!(simple_path("$['a b'][0].c"), Some(vec![name("a b"), PathStep::Elements, name("c")]));
-        assert_eq!(simple_path("$.products[*].sku"), Some(vec![name("products"), PathStep::Elements, name("sku")]));
+        assert_eq!(
+            simple_path("$['a b'][0].c"),
+            Some(vec![name("a b"), PathStep::Elements, name("c")])
+        );
+        assert_eq!(
+            simple_path("$.products[*].sku"),
+            Some(vec![name("products"), PathStep::Elements, name("sku")])
+        );
         assert_eq!(simple_path("$"), Some(vec![]));
-        for complex in ["$..a", "$.a[?@.b]", "$.a[0:2]", "$['a','b']", "a.b", "$.a[?(@.x)]"] {
+        for complex in [
+            "$..a",
+            "$.a[?@.b]",
+            "$.a[0:2]",
+            "$['a','b']",
+            "a.b",
+            "$.a[?(@.x)]",
+        ] {
             assert_eq!(simple_path(complex), None, "{complex}");
         }
     }
@@ -429,7 +558,10 @@ mod tests {
     #[test]
     fn rhai_reads_of_record() {
         let path = |p: &[&str]| Read::Path(p.iter().map(|n| name(n)).collect());
-        assert_eq!(record_reads(r#"record.scope == "x""#), Some(vec![path(&["scope"])]));
+        assert_eq!(
+            record_reads(r#"record.scope == "x""#),
+            Some(vec![path(&["scope"])])
+        );
         assert_eq!(
             record_reads("record.a.b > 1 && record?.c.len() > 0"),
             Some(vec![path(&["a", "b"]), path(&["c"])])
@@ -440,9 +572,19 @@ mod tests {
         assert_eq!(record_reads("my_record.x"), Some(vec![]));
         assert_eq!(
             record_reads(r#""id" in record && "products" in record.order"#),
-            Some(vec![Read::Presence(vec![name("id")]), Read::Presence(vec![name("order"), name("products")])])
+            Some(vec![
+                Read::Presence(vec![name("id")]),
+                Read::Presence(vec![name("order"), name("products")])
+            ])
         );
         assert_eq!(record_reads("x in record"), None);
+        assert_eq!(
+            record_reads(
+                "// the record as a whole\nlet s = \"record\"; /* record */ record.a = 1;"
+            ),
+            Some(vec![path(&["a"])])
+        );
+        assert_eq!(record_reads("let s = `${record}`;"), None);
     }
 
     #[test]
@@ -453,6 +595,7 @@ mod tests {
             ("event.received_at + event.id", false),
             ("event.headers[\"x\"]", false),
             ("prevent.body", false),
+            ("// the event body is not read\nevent.id", false),
         ] {
             assert_eq!(reads_event_body(src), reads, "{src}");
         }
@@ -461,13 +604,17 @@ mod tests {
     #[test]
     fn projects_and_writes_back_only_what_code_may_touch() {
         let mut record = json!({"a": {"x": 1, "y": 2}, "big": [1, 2, 3], "id": 7});
-        let need = Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
+        let need =
+            Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
         let mut given = need.project(&record);
         assert_eq!(given, json!({"a": {"x": 1}, "id": null}));
         given["a"]["x"] = json!(2);
         given["route"] = json!("r");
         need.write_back(&mut record, given);
-        assert_eq!(record, json!({"a": {"x": 2, "y": 2}, "big": [1, 2, 3], "id": 7, "route": "r"}));
+        assert_eq!(
+            record,
+            json!({"a": {"x": 2, "y": 2}, "big": [1, 2, 3], "id": 7, "route": "r"})
+        );
     }
 
     #[test]
@@ -477,7 +624,9 @@ mod tests {
         let got = need.parse(br#"{"id": 1, "products": [{"a": 1}]}"#).unwrap();
         assert_eq!(got, json!({"id": 1, "products": null}));
         need.add_jsonpath("$.products[*].a");
-        let got = need.parse(br#"{"id": 1, "products": [{"a": 1, "b": 2}]}"#).unwrap();
+        let got = need
+            .parse(br#"{"id": 1, "products": [{"a": 1, "b": 2}]}"#)
+            .unwrap();
         assert_eq!(got, json!({"id": 1, "products": [{"a": 1}]}));
     }
 
@@ -497,19 +646,27 @@ mod tests {
         );
         let mut all = Need::default();
         all.add_jsonpath("$..sku");
-        assert_eq!(all.parse(body).unwrap(), serde_json::from_slice::<Value>(body).unwrap());
+        assert_eq!(
+            all.parse(body).unwrap(),
+            serde_json::from_slice::<Value>(body).unwrap()
+        );
     }
 
     #[test]
     fn numbers_keep_every_digit() {
         let mut need = Need::default();
         need.add_jsonpath("$.a");
-        let got = need.parse(br#"{"a": [123456789012345678901234567890, 0.1, -5], "b": 1}"#).unwrap();
-        assert_eq!(got, json!({"a": [
-            "123456789012345678901234567890".parse::<Number>().unwrap(),
-            "0.1".parse::<Number>().unwrap(),
-            -5
-        ]}));
+        let got = need
+            .parse(br#"{"a": [123456789012345678901234567890, 0.1, -5], "b": 1}"#)
+            .unwrap();
+        assert_eq!(
+            got,
+            json!({"a": [
+                "123456789012345678901234567890".parse::<Number>().unwrap(),
+                "0.1".parse::<Number>().unwrap(),
+                -5
+            ]})
+        );
         assert_eq!(got["a"][0].to_string(), "123456789012345678901234567890");
     }
 
@@ -517,7 +674,12 @@ mod tests {
     fn bad_json_is_an_error_even_in_skipped_parts() {
         let mut need = Need::default();
         need.add_jsonpath("$.a");
-        for bad in [&br#"{"a": 1, "b": [1,}"#[..], b"{\"a\": 1} x", b"", b"{\"b\": 1e400, \"a\": 1,"] {
+        for bad in [
+            &br#"{"a": 1, "b": [1,}"#[..],
+            b"{\"a\": 1} x",
+            b"",
+            b"{\"b\": 1e400, \"a\": 1,",
+        ] {
             assert!(need.parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let deep = format!("{{\"b\": {}}}", "[".repeat(100_000));

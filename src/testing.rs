@@ -91,7 +91,11 @@ impl CaseResult {
 
 /// Runs every case in `tests/pipelines/` of the project. Files that cannot be read or do not
 /// fit the format come back as diagnostics; their cases do not run.
-pub fn run_all(project: &Project, env: EnvLookup<'_>, filter: Option<&str>) -> (Vec<CaseResult>, Diagnostics) {
+pub fn run_all(
+    project: &Project,
+    env: EnvLookup<'_>,
+    filter: Option<&str>,
+) -> (Vec<CaseResult>, Diagnostics) {
     let mut results = Vec::new();
     let mut diags = Diagnostics::default();
     let dir = project.root.join(TESTS_DIR);
@@ -105,16 +109,24 @@ pub fn run_all(project: &Project, env: EnvLookup<'_>, filter: Option<&str>) -> (
     };
     files.sort();
     for path in files {
-        let rel = path.strip_prefix(&project.root).unwrap_or(&path).to_path_buf();
+        let rel = path
+            .strip_prefix(&project.root)
+            .unwrap_or(&path)
+            .to_path_buf();
         match read_file(&path, &rel, env) {
             Ok((file, doc)) => {
                 let Some(flow) = project.pipeline(&file.pipeline) else {
                     let at = doc.spans.value_pos(&[PathSeg::Key("pipeline".into())]);
-                    diags.push(Diagnostic::error(&rel, at, format!("no pipeline named `{}`", file.pipeline)));
+                    diags.push(Diagnostic::error(
+                        &rel,
+                        at,
+                        format!("no pipeline named `{}`", file.pipeline),
+                    ));
                     continue;
                 };
                 for case in &file.cases {
-                    if filter.is_some_and(|f| !case.name.contains(f) && !file.pipeline.contains(f)) {
+                    if filter.is_some_and(|f| !case.name.contains(f) && !file.pipeline.contains(f))
+                    {
                         continue;
                     }
                     let failures = run_case(project, flow, case).unwrap_or_else(|e| vec![e]);
@@ -122,7 +134,10 @@ pub fn run_all(project: &Project, env: EnvLookup<'_>, filter: Option<&str>) -> (
                         file: rel.clone(),
                         pipeline: file.pipeline.clone(),
                         name: case.name.clone(),
-                        failures: failures.into_iter().map(|f| project.redactor.redact(&f)).collect(),
+                        failures: failures
+                            .into_iter()
+                            .map(|f| project.redactor.redact(&f))
+                            .collect(),
                     });
                 }
             }
@@ -132,20 +147,34 @@ pub fn run_all(project: &Project, env: EnvLookup<'_>, filter: Option<&str>) -> (
     (results, diags)
 }
 
-fn read_file(path: &Path, rel: &Path, env: EnvLookup<'_>) -> Result<(TestFile, yaml::Doc), Diagnostic> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::error(rel, Pos { line: 1, col: 1 }, format!("cannot read file: {e}")))?;
-    let (doc, problems) =
-        yaml::parse(&text, env).map_err(|p| Diagnostic::error(rel, p.pos, p.message).with_source(&text))?;
+fn read_file(
+    path: &Path,
+    rel: &Path,
+    env: EnvLookup<'_>,
+) -> Result<(TestFile, yaml::Doc), Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::error(
+            rel,
+            Pos { line: 1, col: 1 },
+            format!("cannot read file: {e}"),
+        )
+    })?;
+    let (doc, problems) = yaml::parse(&text, env)
+        .map_err(|p| Diagnostic::error(rel, p.pos, p.message).with_source(&text))?;
     if let Some(p) = problems.into_iter().next() {
         return Err(Diagnostic::error(rel, p.pos, p.message).with_source(&text));
     }
-    let file = from_doc::<TestFile>(&doc.value).map_err(|e| yaml::diagnostic(rel, &doc, &text, &e))?;
+    let file =
+        from_doc::<TestFile>(&doc.value).map_err(|e| yaml::diagnostic(rel, &doc, &text, &e))?;
     Ok((file, doc))
 }
 
 /// Runs one case; `Err` when the case itself is malformed (missing fixture, …).
-fn run_case(project: &Project, flow: &crate::flow::Flow, case: &Case) -> Result<Vec<String>, String> {
+fn run_case(
+    project: &Project,
+    flow: &crate::flow::Flow,
+    case: &Case,
+) -> Result<Vec<String>, String> {
     let bytes = match &case.fixture {
         Some(f) => {
             let path = project.root.join(FIXTURES_DIR).join(f);
@@ -155,9 +184,14 @@ fn run_case(project: &Project, flow: &crate::flow::Flow, case: &Case) -> Result<
     };
     let events = match (&case.fixture, &case.input) {
         (Some(f), None) => decode(&bytes, InputFormat::for_path(f, Some(&flow.source))),
-        (None, Some(input)) => vec![Decoded { label: "input".into(), body: Ok(Body::Value(input.clone())) }],
+        (None, Some(input)) => vec![Decoded {
+            label: "input".into(),
+            body: Ok(Body::Value(input.clone())),
+        }],
         (Some(_), Some(_)) => return Err("a case has either `fixture` or `input`, not both".into()),
-        (None, None) => return Err("a case needs `fixture` (a file in tests/fixtures/) or `input`".into()),
+        (None, None) => {
+            return Err("a case needs `fixture` (a file in tests/fixtures/) or `input`".into())
+        }
     };
     let base: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
     if let Some(seed) = &case.state {
@@ -182,10 +216,17 @@ pub fn event_info(pipeline: &str, spec: Option<&EventSpec>, n: usize, prefix: &s
         .and_then(|s| s.received_at.clone())
         .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     EventInfo {
-        id: spec.and_then(|s| s.id.clone()).unwrap_or_else(|| format!("{prefix}-{n}")),
+        id: spec
+            .and_then(|s| s.id.clone())
+            .unwrap_or_else(|| format!("{prefix}-{n}")),
         pipeline: pipeline.to_string(),
         headers: spec
-            .map(|s| s.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+            .map(|s| {
+                s.headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default(),
         received_at,
         body: Arc::new(Value::Null),
@@ -199,7 +240,13 @@ fn check_expectations(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
         .iter()
         .enumerate()
         .flat_map(|(i, o)| {
-            o.errors.iter().map(move |e| if outcomes.len() > 1 { format!("event {}: {e}", i + 1) } else { e.to_string() })
+            o.errors.iter().map(move |e| {
+                if outcomes.len() > 1 {
+                    format!("event {}: {e}", i + 1)
+                } else {
+                    e.to_string()
+                }
+            })
         })
         .collect();
 
@@ -210,12 +257,17 @@ fn check_expectations(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
         }
     }
     match &expect.errors {
-        None if !errors.is_empty() => failures.push(format!("unexpected errors:\n      {}", errors.join("\n      "))),
+        None if !errors.is_empty() => failures.push(format!(
+            "unexpected errors:\n      {}",
+            errors.join("\n      ")
+        )),
         None => {}
         Some(want) => {
             for w in want {
                 if !errors.iter().any(|e| e.contains(w.as_str())) {
-                    failures.push(format!("expected an error containing {w:?}; errors were: {errors:?}"));
+                    failures.push(format!(
+                        "expected an error containing {w:?}; errors were: {errors:?}"
+                    ));
                 }
             }
             if want.is_empty() && !errors.is_empty() {
@@ -225,7 +277,11 @@ fn check_expectations(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
     }
     if let Some(n) = expect.action_count {
         if actions.len() != n {
-            failures.push(format!("expected {n} actions, got {}:{}", actions.len(), list_actions(&actions)));
+            failures.push(format!(
+                "expected {n} actions, got {}:{}",
+                actions.len(),
+                list_actions(&actions)
+            ));
         }
     }
     if let Some(want) = &expect.actions {
@@ -249,7 +305,9 @@ fn check_expectations(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
                             None
                         }
                     });
-                    let why = closest.map(|m| format!("\n      closest: {m}")).unwrap_or_default();
+                    let why = closest
+                        .map(|m| format!("\n      closest: {m}"))
+                        .unwrap_or_default();
                     failures.push(format!(
                         "expected action {} {} not found{why}\n      actions:{}",
                         i + 1,
@@ -283,7 +341,10 @@ fn list_actions(actions: &[&Action]) -> String {
                 i + 1,
                 a.connector,
                 a.op,
-                a.object.as_ref().map(|o| format!(" {o}")).unwrap_or_default(),
+                a.object
+                    .as_ref()
+                    .map(|o| format!(" {o}"))
+                    .unwrap_or_default(),
                 compact(&a.payload)
             )
         })
@@ -302,10 +363,18 @@ fn compact(v: &Value) -> String {
 /// Where `actual` fails to contain `expected`, as `path: expected X, got Y`. Objects match as
 /// subsets, arrays element by element with equal length, numbers by value (`612.5` = `612.50`).
 pub fn mismatch(expected: &Value, actual: &Value, path: &str) -> Option<String> {
-    let at = if path.is_empty() { "the action".to_string() } else { path.to_string() };
+    let at = if path.is_empty() {
+        "the action".to_string()
+    } else {
+        path.to_string()
+    };
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => e.iter().find_map(|(k, ev)| {
-            let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             match a.get(k) {
                 Some(av) => mismatch(ev, av, &sub),
                 None => Some(format!("{sub}: missing (expected {})", compact(ev))),
@@ -315,10 +384,16 @@ pub fn mismatch(expected: &Value, actual: &Value, path: &str) -> Option<String> 
             if e.len() != a.len() {
                 return Some(format!("{at}: expected {} items, got {}", e.len(), a.len()));
             }
-            e.iter().zip(a).enumerate().find_map(|(i, (ev, av))| mismatch(ev, av, &format!("{path}[{i}]")))
+            e.iter()
+                .zip(a)
+                .enumerate()
+                .find_map(|(i, (ev, av))| mismatch(ev, av, &format!("{path}[{i}]")))
         }
         (Value::Number(e), Value::Number(a)) => {
-            let same = match (e.to_string().parse::<rust_decimal::Decimal>(), a.to_string().parse::<rust_decimal::Decimal>()) {
+            let same = match (
+                e.to_string().parse::<rust_decimal::Decimal>(),
+                a.to_string().parse::<rust_decimal::Decimal>(),
+            ) {
                 (Ok(x), Ok(y)) => x == y,
                 _ => e.to_string() == a.to_string(),
             };
@@ -343,12 +418,25 @@ mod tests {
             (json!({"connector": "sf"}), None),
             (json!({"payload": {"Amount": 612.5}}), None),
             (json!({"payload": {"Items": [{"a": 1}]}}), None),
-            (json!({"payload": {"Amount": 612}}), Some("payload.Amount: expected 612, got 612.50")),
-            (json!({"payload": {"Items": []}}), Some("payload.Items: expected 0 items, got 1")),
-            (json!({"payload": {"Missing": 1}}), Some("payload.Missing: missing (expected 1)")),
+            (
+                json!({"payload": {"Amount": 612}}),
+                Some("payload.Amount: expected 612, got 612.50"),
+            ),
+            (
+                json!({"payload": {"Items": []}}),
+                Some("payload.Items: expected 0 items, got 1"),
+            ),
+            (
+                json!({"payload": {"Missing": 1}}),
+                Some("payload.Missing: missing (expected 1)"),
+            ),
         ];
         for (expected, want) in cases {
-            assert_eq!(mismatch(&expected, &actual, "").as_deref(), want, "{expected}");
+            assert_eq!(
+                mismatch(&expected, &actual, "").as_deref(),
+                want,
+                "{expected}"
+            );
         }
     }
 }

@@ -18,7 +18,15 @@ fn repo() -> PathBuf {
 
 fn dry_run(pipeline: &str, input: &Path) -> (Output, Vec<Value>) {
     let out = Command::new(bin())
-        .args(["dry-run", pipeline, "--format", "json", "--received-at", "2026-11-21T09:30:00Z", "--input"])
+        .args([
+            "dry-run",
+            pipeline,
+            "--format",
+            "json",
+            "--received-at",
+            "2026-11-21T09:30:00Z",
+            "--input",
+        ])
         .arg(input)
         .arg("--project")
         .arg(repo())
@@ -26,7 +34,11 @@ fn dry_run(pipeline: &str, input: &Path) -> (Output, Vec<Value>) {
         .expect("run crossdock");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "status {:?}: {stderr}", out.status);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "status {:?}: {stderr}",
+        out.status
+    );
     let events = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:.200}")))
@@ -35,7 +47,8 @@ fn dry_run(pipeline: &str, input: &Path) -> (Output, Vec<Value>) {
 }
 
 fn order_fixture() -> Value {
-    let text = std::fs::read_to_string(repo().join("tests/fixtures/bigcommerce/order-250.json")).expect("fixture");
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/bigcommerce/order-250.json"))
+        .expect("fixture");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
@@ -51,7 +64,13 @@ fn a_ten_megabyte_string_is_processed_or_refused_cleanly() {
     // The scripts' string limit (8 MiB) may refuse it; if so, it says so.
     match events[0]["errors"].as_array().and_then(|e| e.first()) {
         None => assert_eq!(out.status.code(), Some(0)),
-        Some(e) => assert!(e["message"].as_str().unwrap_or_default().contains("too large"), "{e}"),
+        Some(e) => assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("too large"),
+            "{e}"
+        ),
     }
 }
 
@@ -71,11 +90,18 @@ fn two_hundred_thousand_line_items_end_in_a_result_not_a_hang() {
         let items = events[0]["actions"]
             .as_array()
             .and_then(|a| a.iter().find(|a| a["op"] == "tree"))
-            .map(|a| a["payload"]["OrderItems"]["records"].as_array().map_or(0, Vec::len));
+            .map(|a| {
+                a["payload"]["OrderItems"]["records"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            });
         assert_eq!(items, Some(200_000));
     } else {
         let msg = errors[0]["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("limit") || msg.contains("too"), "unclear error: {msg}");
+        assert!(
+            msg.contains("limit") || msg.contains("too"),
+            "unclear error: {msg}"
+        );
     }
 }
 
@@ -105,8 +131,15 @@ fn malformed_and_wrongly_shaped_bodies_are_per_event_errors() {
         if i == 6 {
             assert!(errors.is_empty(), "the good order fails: {errors:?}");
         } else {
-            let text = errors.first().map(|e| e["message"].to_string()).unwrap_or_default();
-            assert!(!text.is_empty() || e["triggered"] == false, "line {}: no error", i + 1);
+            let text = errors
+                .first()
+                .map(|e| e["message"].to_string())
+                .unwrap_or_default();
+            assert!(
+                !text.is_empty() || e["triggered"] == false,
+                "line {}: no error",
+                i + 1
+            );
         }
     }
 }

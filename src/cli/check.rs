@@ -7,7 +7,10 @@ use crate::config::env::EnvLookup;
 use crate::flow::{load, CompileOptions};
 
 pub fn run(dir: &Path, strict: bool, env: EnvLookup<'_>) -> ExitCode {
-    let opts = CompileOptions { strict_env: strict, for_run: false };
+    let opts = CompileOptions {
+        strict_env: strict,
+        for_run: false,
+    };
     match load(dir, env, opts) {
         Ok((project, warnings)) => {
             super::print_diagnostics(&warnings);
@@ -17,7 +20,11 @@ pub fn run(dir: &Path, strict: bool, env: EnvLookup<'_>) -> ExitCode {
                 project.pipelines.len(),
                 c.len(),
                 project.version,
-                if warnings.is_empty() { String::new() } else { format!("; {}", warnings.summary()) }
+                if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", warnings.summary())
+                }
             );
             ExitCode::SUCCESS
         }

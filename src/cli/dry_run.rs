@@ -31,13 +31,26 @@ pub fn run(args: Args<'_>) -> ExitCode {
         Ok((project, _)) => project,
         Err(diags) => {
             super::print_diagnostics(&diags);
-            eprintln!("{}; fix the project before a dry run (see `crossdock check`)", diags.summary());
+            eprintln!(
+                "{}; fix the project before a dry run (see `crossdock check`)",
+                diags.summary()
+            );
             return ExitCode::from(1);
         }
     };
     let Some(flow) = project.pipeline(args.pipeline) else {
         let help = did_you_mean(args.pipeline, project.pipelines.keys().map(String::as_str))
-            .unwrap_or_else(|| format!("pipelines: {}", project.pipelines.keys().cloned().collect::<Vec<_>>().join(", ")));
+            .unwrap_or_else(|| {
+                format!(
+                    "pipelines: {}",
+                    project
+                        .pipelines
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
         eprintln!("no pipeline named `{}`; {help}", args.pipeline);
         return ExitCode::from(1);
     };
@@ -60,7 +73,11 @@ pub fn run(args: Args<'_>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let spec = EventSpec { id: None, received_at: args.received_at.map(str::to_string), headers };
+    let spec = EventSpec {
+        id: None,
+        received_at: args.received_at.map(str::to_string),
+        headers,
+    };
 
     // Reads see the project's state; writes land in an overlay and are only reported.
     let base: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
@@ -73,7 +90,8 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let many = events.len() > 1;
     for (i, decoded) in events.into_iter().enumerate() {
         let event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
-        let mut outcome = flow.run_body(&project.rules, event, decoded.body, &decoded.label, &state);
+        let mut outcome =
+            flow.run_body(&project.rules, event, decoded.body, &decoded.label, &state);
         outcome.state_changes = new_changes(&overlay.changes(), &mut seen);
         all_ok &= outcome.ok();
         let text = if args.json {
@@ -101,7 +119,10 @@ fn read_input(path: &str) -> std::io::Result<Vec<u8>> {
 }
 
 /// The changes the last event made: keys whose value differs from what was seen before it.
-fn new_changes(all: &[StateChange], seen: &mut BTreeMap<String, Option<Value>>) -> Vec<StateChange> {
+fn new_changes(
+    all: &[StateChange],
+    seen: &mut BTreeMap<String, Option<Value>>,
+) -> Vec<StateChange> {
     let mut out = Vec::new();
     for c in all {
         let previous = seen.get(&c.key).cloned();
@@ -136,17 +157,36 @@ fn render(o: &Outcome, label: Option<&str>) -> String {
     } else {
         s.push_str(&format!("actions ({}):\n", o.actions.len()));
         for (i, a) in o.actions.iter().enumerate() {
-            let object = a.object.as_ref().map(|x| format!(" {x}")).unwrap_or_default();
-            let key = a.key.as_ref().map(|k| format!(" by {k}")).unwrap_or_default();
-            s.push_str(&format!("  {}. {} {}{object}{key}\n", i + 1, a.connector, a.op));
+            let object = a
+                .object
+                .as_ref()
+                .map(|x| format!(" {x}"))
+                .unwrap_or_default();
+            let key = a
+                .key
+                .as_ref()
+                .map(|k| format!(" by {k}"))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "  {}. {} {}{object}{key}\n",
+                i + 1,
+                a.connector,
+                a.op
+            ));
             s.push_str(&indent(&pretty(&a.payload), 5));
         }
     }
     if !o.state_changes.is_empty() {
         s.push_str("state changes:\n");
         for c in &o.state_changes {
-            let show = |v: &Option<Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
-            s.push_str(&format!("  {}: {} → {}\n", c.key, show(&c.before), show(&c.after)));
+            let show =
+                |v: &Option<Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
+            s.push_str(&format!(
+                "  {}: {} → {}\n",
+                c.key,
+                show(&c.before),
+                show(&c.after)
+            ));
         }
     }
     if o.errors.is_empty() {

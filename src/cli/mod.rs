@@ -31,8 +31,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate the whole project and print every problem as path:line:col: message
-    #[command(after_help = "Exits 0 when the project is valid, 1 when it is not.\n\n\
-Examples:\n  crossdock check\n  crossdock check path/to/project --strict")]
+    #[command(
+        after_help = "Exits 0 when the project is valid, 1 when it is not.\n\n\
+Examples:\n  crossdock check\n  crossdock check path/to/project --strict"
+    )]
     Check {
         /// Project folder (the one with crossdock.yaml)
         #[arg(default_value = ".")]
@@ -73,9 +75,11 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         received_at: Option<String>,
     },
     /// Run the pipeline test cases in tests/pipelines/*.yaml
-    #[command(after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
+    #[command(
+        after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
 Prints one line per case and a summary; exits 1 if any case fails.\n\n\
-Examples:\n  crossdock test\n  crossdock test --filter carts")]
+Examples:\n  crossdock test\n  crossdock test --filter carts"
+    )]
     Test {
         /// Project folder
         #[arg(default_value = ".")]
@@ -101,7 +105,14 @@ pub fn main() -> ExitCode {
     let env = crate::config::env::process_env;
     match cli.command {
         Command::Check { dir, strict } => check::run(&dir, strict, &env),
-        Command::DryRun { pipeline, input, format, project, headers, received_at } => dry_run::run(dry_run::Args {
+        Command::DryRun {
+            pipeline,
+            input,
+            format,
+            project,
+            headers,
+            received_at,
+        } => dry_run::run(dry_run::Args {
             project: &project,
             pipeline: &pipeline,
             input: &input,
@@ -117,7 +128,10 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSDOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Prints diagnostics to stderr, errors first in file order.

@@ -12,7 +12,10 @@ pub fn run(dir: &Path, filter: Option<&str>, env: EnvLookup<'_>) -> ExitCode {
         Ok((project, _warnings)) => project,
         Err(diags) => {
             super::print_diagnostics(&diags);
-            eprintln!("{}; fix the project before testing it (see `crossdock check`)", diags.summary());
+            eprintln!(
+                "{}; fix the project before testing it (see `crossdock check`)",
+                diags.summary()
+            );
             return ExitCode::from(1);
         }
     };
@@ -37,7 +40,10 @@ pub fn run(dir: &Path, filter: Option<&str>, env: EnvLookup<'_>) -> ExitCode {
     println!("{passed} passed, {failed} failed");
     if failed > 0 || diags.has_errors() || results.is_empty() {
         if results.is_empty() {
-            eprintln!("no test cases ran (looked in {}/tests/pipelines/)", dir.display());
+            eprintln!(
+                "no test cases ran (looked in {}/tests/pipelines/)",
+                dir.display()
+            );
         }
         return ExitCode::from(1);
     }

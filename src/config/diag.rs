@@ -40,7 +40,10 @@ impl Diagnostic {
     }
 
     pub fn warning(file: impl Into<PathBuf>, pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pos, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, pos, message)
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -140,8 +143,9 @@ impl Diagnostics {
 
     /// Sorted by file, then position, so output is stable whatever order files were read in.
     pub fn sorted(mut self) -> Self {
-        self.items
-            .sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
+        self.items.sort_by(|a, b| {
+            (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col))
+        });
         self.items.dedup();
         self
     }
@@ -184,7 +188,8 @@ impl IntoIterator for Diagnostics {
 pub fn did_you_mean<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
     // Jaro-Winkler favours shared prefixes (`tyep`/`type`); the edit distance also catches
     // swapped letters in short names (`cmr`/`crm`), where Jaro-Winkler scores low.
-    let close_edit = |k: &str| strsim::damerau_levenshtein(wrong, k) <= (wrong.chars().count() / 3).max(1);
+    let close_edit =
+        |k: &str| strsim::damerau_levenshtein(wrong, k) <= (wrong.chars().count() / 3).max(1);
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(wrong, k), k))
@@ -200,9 +205,13 @@ mod tests {
     #[test]
     fn renders_location_source_and_caret() {
         let src = "a: 1\nsteps:\n  - sned: x\n";
-        let d = Diagnostic::error("pipelines/p.yaml", Pos { line: 3, col: 5 }, "unknown step `sned`")
-            .with_help("did you mean `send`?")
-            .with_source(src);
+        let d = Diagnostic::error(
+            "pipelines/p.yaml",
+            Pos { line: 3, col: 5 },
+            "unknown step `sned`",
+        )
+        .with_help("did you mean `send`?")
+        .with_source(src);
         assert_eq!(
             d.to_string(),
             "pipelines/p.yaml:3:5: unknown step `sned`\n3 |   - sned: x\n  |     ^\n  = help: did you mean `send`?"
@@ -211,7 +220,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("tyep", ["type", "from"]), Some("did you mean `type`?".into()));
+        assert_eq!(
+            did_you_mean("tyep", ["type", "from"]),
+            Some("did you mean `type`?".into())
+        );
         assert_eq!(did_you_mean("zzz", ["type", "from"]), None);
     }
 

@@ -75,7 +75,9 @@ pub fn interpolate(input: &str, env: EnvLookup<'_>) -> Interpolated {
         if !is_var_name(name) {
             out.problems.push(EnvProblem::Malformed {
                 offset,
-                message: format!("`${{{inner}}}` is not a variable name (write `$${{` for a literal `${{`)"),
+                message: format!(
+                    "`${{{inner}}}` is not a variable name (write `$${{` for a literal `${{`)"
+                ),
             });
             out.text.push_str(&after[..=close]);
         } else {
@@ -87,7 +89,10 @@ pub fn interpolate(input: &str, env: EnvLookup<'_>) -> Interpolated {
                 }
                 (None, Some(d)) => out.text.push_str(d),
                 (None, None) => {
-                    out.problems.push(EnvProblem::Unset { var: name.to_string(), offset });
+                    out.problems.push(EnvProblem::Unset {
+                        var: name.to_string(),
+                        offset,
+                    });
                     out.text.push_str(&after[..=close]);
                 }
             }
@@ -115,12 +120,17 @@ impl Redactor {
     /// Short values (a currency code, a port) would garble output if masked everywhere and
     /// protect nothing, so only values of four characters or more are treated as secrets.
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut set: BTreeSet<String> = values.into_iter().filter(|v| v.chars().count() >= 4).collect();
+        let mut set: BTreeSet<String> = values
+            .into_iter()
+            .filter(|v| v.chars().count() >= 4)
+            .collect();
         set.retain(|v| !v.trim().is_empty());
         let mut secrets: Vec<String> = set.into_iter().collect();
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets: Arc::new(secrets) }
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -173,8 +183,14 @@ mod tests {
         assert_eq!(
             got.problems,
             vec![
-                EnvProblem::Unset { var: "A".into(), offset: 2 },
-                EnvProblem::Unset { var: "B".into(), offset: 7 }
+                EnvProblem::Unset {
+                    var: "A".into(),
+                    offset: 2
+                },
+                EnvProblem::Unset {
+                    var: "B".into(),
+                    offset: 7
+                }
             ]
         );
     }

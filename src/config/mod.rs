@@ -66,7 +66,11 @@ pub struct ProjectSources {
 impl ProjectSources {
     /// Values that came from the environment, to be masked in all output.
     pub fn secrets(&self) -> Vec<String> {
-        let docs = self.project.iter().chain(&self.pipelines).chain(&self.mappings);
+        let docs = self
+            .project
+            .iter()
+            .chain(&self.pipelines)
+            .chain(&self.mappings);
         docs.flat_map(|f| f.doc.secrets.iter().cloned()).collect()
     }
 }
@@ -75,7 +79,10 @@ impl ProjectSources {
 /// files that could be read are returned alongside.
 pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let mut sources = ProjectSources { root: root.to_path_buf(), ..Default::default() };
+    let mut sources = ProjectSources {
+        root: root.to_path_buf(),
+        ..Default::default()
+    };
     let mut hasher = Sha256::new();
 
     let project_path = root.join(PROJECT_FILE);
@@ -87,7 +94,10 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
                 .with_help("run crossdock in a project folder, or pass the folder: `crossdock check path/to/project`"),
         );
     }
-    for (dir, out) in [("pipelines", &mut sources.pipelines), ("mappings", &mut sources.mappings)] {
+    for (dir, out) in [
+        ("pipelines", &mut sources.pipelines),
+        ("mappings", &mut sources.mappings),
+    ] {
         for path in list(root, dir, &["yaml", "yml"], &mut diags) {
             if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher) {
                 out.push(f);
@@ -113,21 +123,32 @@ fn list(root: &Path, dir: &str, exts: &[&str], diags: &mut Diagnostics) -> Vec<P
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            diags.push(Diagnostic::error(dir, Pos { line: 1, col: 1 }, format!("cannot read folder: {e}")));
+            diags.push(Diagnostic::error(
+                dir,
+                Pos { line: 1, col: 1 },
+                format!("cannot read folder: {e}"),
+            ));
             return Vec::new();
         }
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e)))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| exts.contains(&e))
+        })
         .collect();
     out.sort();
     out
 }
 
 fn relative(root: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+    path.strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceFile> {
@@ -140,12 +161,20 @@ fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Source
                 let text = String::from_utf8_lossy(valid);
                 let line = text.matches('\n').count() + 1;
                 let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                diags.push(Diagnostic::error(rel, Pos { line, col }, "file is not valid UTF-8"));
+                diags.push(Diagnostic::error(
+                    rel,
+                    Pos { line, col },
+                    "file is not valid UTF-8",
+                ));
                 None
             }
         },
         Err(e) => {
-            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, format!("cannot read file: {e}")));
+            diags.push(Diagnostic::error(
+                rel,
+                Pos { line: 1, col: 1 },
+                format!("cannot read file: {e}"),
+            ));
             None
         }
     }
@@ -176,5 +205,7 @@ fn read_yaml(
 }
 
 pub fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

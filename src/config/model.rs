@@ -12,7 +12,6 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-
 /// `crossdock.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +34,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen() }
+        ServerConfig {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -52,7 +53,9 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { path: default_state_path() }
+        StateConfig {
+            path: default_state_path(),
+        }
     }
 }
 
@@ -238,11 +241,17 @@ impl<'de> Deserialize<'de> for MapStepConfig {
                 f.write_str("a mapping name, or { mapping: NAME, into: FIELD }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<MapStepConfig, E> {
-                Ok(MapStepConfig { mapping: v.to_string(), into: None })
+                Ok(MapStepConfig {
+                    mapping: v.to_string(),
+                    into: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapStepConfig, A::Error> {
                 let full = MapStepFull::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(MapStepConfig { mapping: full.mapping, into: full.into })
+                Ok(MapStepConfig {
+                    mapping: full.mapping,
+                    into: full.into,
+                })
             }
         }
         d.deserialize_any(V)

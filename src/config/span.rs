@@ -83,7 +83,9 @@ impl SpanIndex {
     /// The position of the value at `path`, or of its nearest ancestor that exists
     /// (a missing key is reported where its parent is).
     pub fn value_pos(&self, path: &[PathSeg]) -> Pos {
-        self.nearest(path).map(|s| s.value).unwrap_or(Pos { line: 1, col: 1 })
+        self.nearest(path)
+            .map(|s| s.value)
+            .unwrap_or(Pos { line: 1, col: 1 })
     }
 
     /// The position of the key at `path` if it has one, else of its value.
@@ -102,7 +104,9 @@ impl SpanIndex {
         };
         match span.style {
             Some(ScalarStyle::Inline { quoted }) => {
-                let chars = text.get(..offset.min(text.len())).map_or(0, |s| s.chars().count());
+                let chars = text
+                    .get(..offset.min(text.len()))
+                    .map_or(0, |s| s.chars().count());
                 Pos {
                     line: span.value.line,
                     col: span.value.col + chars + usize::from(quoted),
@@ -113,7 +117,9 @@ impl SpanIndex {
     }
 
     fn nearest(&self, path: &[PathSeg]) -> Option<&NodeSpan> {
-        (0..=path.len()).rev().find_map(|n| self.nodes.get(&path[..n]))
+        (0..=path.len())
+            .rev()
+            .find_map(|n| self.nodes.get(&path[..n]))
     }
 }
 
@@ -138,7 +144,11 @@ mod tests {
         let at = |line, col| Pos { line, col };
         idx.insert(
             vec![PathSeg::Key("a".into())],
-            NodeSpan { key: Some(at(1, 1)), value: at(2, 3), style: None },
+            NodeSpan {
+                key: Some(at(1, 1)),
+                value: at(2, 3),
+                style: None,
+            },
         );
         let deep = vec![PathSeg::Key("a".into()), PathSeg::Key("b".into())];
         assert_eq!(idx.value_pos(&deep), at(2, 3));

@@ -41,25 +41,39 @@ pub struct YamlProblem {
 
 /// Parses `text`. Syntax errors stop the parse (one problem); everything else is collected.
 pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<(Doc, Vec<YamlProblem>), YamlProblem> {
-    let mut builder = Builder { env: Some(env), ..Builder::default() };
+    let mut builder = Builder {
+        env: Some(env),
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, false) {
         let m = e.marker();
-        return Err(YamlProblem { pos: pos(m), message: format!("YAML syntax: {}", e.info()) });
+        return Err(YamlProblem {
+            pos: pos(m),
+            message: format!("YAML syntax: {}", e.info()),
+        });
     }
     if let Some(p) = builder.fatal.take() {
         return Err(p);
     }
     let value = builder.root.take().unwrap_or(Value::Null);
     Ok((
-        Doc { value, spans: builder.spans, unset_vars: builder.unset_vars, secrets: builder.secrets },
+        Doc {
+            value,
+            spans: builder.spans,
+            unset_vars: builder.unset_vars,
+            secrets: builder.secrets,
+        },
         builder.problems,
     ))
 }
 
 fn pos(m: &Marker) -> Pos {
     // yaml-rust2 columns are 0-based; ours are 1-based like every editor's.
-    Pos { line: m.line(), col: m.col() + 1 }
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
 }
 
 enum Frame {
@@ -97,7 +111,11 @@ impl<'e> Builder<'e> {
         match self.stack.last() {
             None => Some((Vec::new(), None)),
             Some(Frame::Map { pending: None, .. }) => None,
-            Some(Frame::Map { path, pending: Some((k, kpos)), .. }) => {
+            Some(Frame::Map {
+                path,
+                pending: Some((k, kpos)),
+                ..
+            }) => {
                 let mut p = path.clone();
                 p.push(PathSeg::Key(k.clone()));
                 Some((p, Some(*kpos)))
@@ -128,17 +146,28 @@ impl<'e> Builder<'e> {
         }
     }
 
-    fn scalar(&mut self, text: String, style: TScalarStyle, anchor: usize, tagged_str: bool, mark: Marker) {
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tagged_str: bool,
+        mark: Marker,
+    ) {
         let at = pos(&mark);
         let Some((path, key_pos)) = self.slot() else {
             // A mapping key: keys are never interpolated.
-            if let Some(Frame::Map { pending, map, path, .. }) = self.stack.last_mut() {
+            if let Some(Frame::Map {
+                pending, map, path, ..
+            }) = self.stack.last_mut()
+            {
                 // yaml-rust2 marks a block mapping's start after its first key; the first key
                 // is where a reader sees the mapping begin.
                 if map.is_empty() {
                     if let Some(span) = self.spans.get(path).copied() {
                         if (at.line, at.col) < (span.value.line, span.value.col) {
-                            self.spans.insert(path.clone(), NodeSpan { value: at, ..span });
+                            self.spans
+                                .insert(path.clone(), NodeSpan { value: at, ..span });
                         }
                     }
                 }
@@ -147,25 +176,55 @@ impl<'e> Builder<'e> {
             return;
         };
         let plain = style == TScalarStyle::Plain && !tagged_str;
-        let text = if text.contains('$') { self.interpolate(&path, text, at, style) } else { text };
-        let value = if plain { resolve_plain(&text) } else { Value::String(text.clone()) };
-        let multiline = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) || text.contains('\n');
+        let text = if text.contains('$') {
+            self.interpolate(&path, text, at, style)
+        } else {
+            text
+        };
+        let value = if plain {
+            resolve_plain(&text)
+        } else {
+            Value::String(text.clone())
+        };
+        let multiline =
+            matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) || text.contains('\n');
         let style = if multiline {
             ScalarStyle::Block
         } else {
-            ScalarStyle::Inline { quoted: matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted) }
+            ScalarStyle::Inline {
+                quoted: matches!(
+                    style,
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                ),
+            }
         };
-        self.spans.insert(path, NodeSpan { key: key_pos, value: at, style: Some(style) });
+        self.spans.insert(
+            path,
+            NodeSpan {
+                key: key_pos,
+                value: at,
+                style: Some(style),
+            },
+        );
         if anchor > 0 {
             self.anchors.insert(anchor, value.clone());
         }
         self.attach(value);
     }
 
-    fn interpolate(&mut self, path: &[PathSeg], text: String, at: Pos, style: TScalarStyle) -> String {
+    fn interpolate(
+        &mut self,
+        path: &[PathSeg],
+        text: String,
+        at: Pos,
+        style: TScalarStyle,
+    ) -> String {
         let Some(env) = self.env else { return text };
         let done = interpolate(&text, env);
-        let quoted = usize::from(matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted));
+        let quoted = usize::from(matches!(
+            style,
+            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+        ));
         let col_of = |offset: usize| Pos {
             line: at.line,
             col: at.col + quoted + text.get(..offset).map_or(0, |s| s.chars().count()),
@@ -176,7 +235,10 @@ impl<'e> Builder<'e> {
                     self.unset_vars.push((path.to_vec(), var, col_of(offset)));
                 }
                 EnvProblem::Malformed { offset, message } => {
-                    self.problems.push(YamlProblem { pos: col_of(offset), message });
+                    self.problems.push(YamlProblem {
+                        pos: col_of(offset),
+                        message,
+                    });
                 }
             }
         }
@@ -189,17 +251,38 @@ impl<'e> Builder<'e> {
         let Some((path, key_pos)) = self.slot() else {
             self.fatal.get_or_insert(YamlProblem {
                 pos: at,
-                message: "a mapping or list as a key is not supported; keys are plain strings".into(),
+                message: "a mapping or list as a key is not supported; keys are plain strings"
+                    .into(),
             });
             // Parse on so the event stream stays balanced; the result is discarded.
-            self.stack.push(Frame::Seq { items: Vec::new(), path: Vec::new(), anchor: 0 });
+            self.stack.push(Frame::Seq {
+                items: Vec::new(),
+                path: Vec::new(),
+                anchor: 0,
+            });
             return;
         };
-        self.spans.insert(path.clone(), NodeSpan { key: key_pos, value: at, style: None });
+        self.spans.insert(
+            path.clone(),
+            NodeSpan {
+                key: key_pos,
+                value: at,
+                style: None,
+            },
+        );
         self.stack.push(if is_map {
-            Frame::Map { map: Map::new(), path, anchor, pending: None }
+            Frame::Map {
+                map: Map::new(),
+                path,
+                anchor,
+                pending: None,
+            }
         } else {
-            Frame::Seq { items: Vec::new(), path, anchor }
+            Frame::Seq {
+                items: Vec::new(),
+                path,
+                anchor,
+            }
         });
     }
 
@@ -322,18 +405,20 @@ pub fn from_doc<T: DeserializeOwned>(value: &Value) -> Result<T, DeError> {
 pub fn from_doc_at<T: DeserializeOwned>(value: &Value, base: &[PathSeg]) -> Result<T, DeError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let mut path: Vec<PathSeg> = base.to_vec();
-        path.extend(e
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
-                serde_path_to_error::Segment::Unknown => None,
-            }));
+        path.extend(e.path().iter().filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+            serde_path_to_error::Segment::Unknown => None,
+        }));
         let raw = e.into_inner().to_string();
         let (message, help, at_key) = humanize(&raw, &mut path);
-        DeError { path, message, help, at_key }
+        DeError {
+            path,
+            message,
+            help,
+            at_key,
+        }
     })
 }
 
@@ -346,14 +431,20 @@ fn humanize(raw: &str, path: &mut Vec<PathSeg>) -> (String, Option<String>, bool
             path.push(PathSeg::Key(wrong.to_string()));
         }
         let expected = &ticked[1.min(ticked.len())..];
-        let help = did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
-        let help = if expected.is_empty() { Some("this place takes no keys".into()) } else { help };
+        let help =
+            did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
+        let help = if expected.is_empty() {
+            Some("this place takes no keys".into())
+        } else {
+            help
+        };
         return (format!("unknown key `{wrong}`"), help, true);
     }
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let wrong = rest.split('`').next().unwrap_or_default();
         let expected = &ticked[1.min(ticked.len())..];
-        let help = did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
+        let help =
+            did_you_mean(wrong, expected.iter().copied()).or_else(|| expected_list(expected));
         return (format!("unknown kind `{wrong}`"), help, true);
     }
     if let Some(rest) = raw.strip_prefix("missing field `") {
@@ -436,7 +527,10 @@ mod tests {
         let to = [key("steps"), PathSeg::Index(0), key("send"), key("to")];
         assert_eq!(doc.spans.value_pos(&to), Pos { line: 3, col: 17 });
         assert_eq!(doc.spans.key_pos(&to), Pos { line: 3, col: 13 });
-        assert_eq!(doc.spans.value_pos(&[key("steps"), PathSeg::Index(1)]), Pos { line: 4, col: 5 });
+        assert_eq!(
+            doc.spans.value_pos(&[key("steps"), PathSeg::Index(1)]),
+            Pos { line: 4, col: 5 }
+        );
     }
 
     #[test]
@@ -444,17 +538,34 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n", &no_env).unwrap_err();
         assert!(err.message.starts_with("YAML syntax"), "{}", err.message);
         let (_, problems) = parse("a: 1\na: 2\n", &no_env).unwrap();
-        assert_eq!(problems, vec![YamlProblem { pos: Pos { line: 2, col: 1 }, message: "duplicate key `a`".into() }]);
+        assert_eq!(
+            problems,
+            vec![YamlProblem {
+                pos: Pos { line: 2, col: 1 },
+                message: "duplicate key `a`".into()
+            }]
+        );
     }
 
     #[test]
     fn interpolates_values_not_keys_and_records_unset() {
         let env = |n: &str| (n == "HOST").then(|| "example.com".to_string());
-        let (doc, _) = parse("url: https://${HOST}/x\n${HOST}: 1\nn: ${N:-5}\nsecret: \"${S}\"\n", &env).unwrap();
+        let (doc, _) = parse(
+            "url: https://${HOST}/x\n${HOST}: 1\nn: ${N:-5}\nsecret: \"${S}\"\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(doc.value["url"], "https://example.com/x");
         assert_eq!(doc.value["${HOST}"], 1);
         assert_eq!(doc.value["n"], 5);
-        assert_eq!(doc.unset_vars, vec![(vec![key("secret")], "S".to_string(), Pos { line: 4, col: 10 })]);
+        assert_eq!(
+            doc.unset_vars,
+            vec![(
+                vec![key("secret")],
+                "S".to_string(),
+                Pos { line: 4, col: 10 }
+            )]
+        );
         assert_eq!(doc.secrets, vec!["example.com".to_string()]);
     }
 

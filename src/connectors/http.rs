@@ -69,7 +69,10 @@ impl ConnectorKind for HttpConfig {
         if self.operations.is_empty() {
             return vec![SendProblem {
                 field: "op",
-                message: format!("unknown operation `{}`: this http connector declares no operations", send.op),
+                message: format!(
+                    "unknown operation `{}`: this http connector declares no operations",
+                    send.op
+                ),
                 help: Some("declare it under `operations:` in crossdock.yaml".into()),
             }];
         }

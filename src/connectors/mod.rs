@@ -68,18 +68,36 @@ pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
         return Vec::new();
     }
     let help = crate::config::diag::did_you_mean(op, ops.iter().map(String::as_str))
-        .unwrap_or_else(|| format!("operations of this {} connector: {}", kind.kind(), ops.join(", ")));
-    vec![SendProblem { field: "op", message: format!("unknown operation `{op}`"), help: Some(help) }]
+        .unwrap_or_else(|| {
+            format!(
+                "operations of this {} connector: {}",
+                kind.kind(),
+                ops.join(", ")
+            )
+        });
+    vec![SendProblem {
+        field: "op",
+        message: format!("unknown operation `{op}`"),
+        help: Some(help),
+    }]
 }
 
 /// For kinds that have no use for `object` or `key`: say so rather than ignore them.
 pub(crate) fn reject_extras(kind: &str, send: SendShape<'_>) -> Vec<SendProblem> {
     let mut out = Vec::new();
     if send.object.is_some() {
-        out.push(SendProblem { field: "object", message: format!("a {kind} connector takes no `object`"), help: None });
+        out.push(SendProblem {
+            field: "object",
+            message: format!("a {kind} connector takes no `object`"),
+            help: None,
+        });
     }
     if send.key.is_some() {
-        out.push(SendProblem { field: "key", message: format!("a {kind} connector takes no `key`"), help: None });
+        out.push(SendProblem {
+            field: "key",
+            message: format!("a {kind} connector takes no `key`"),
+            help: None,
+        });
     }
     out
 }

@@ -44,14 +44,19 @@ impl ConnectorKind for SalesforceConfig {
         if send.object.is_none() {
             out.push(SendProblem {
                 field: "op",
-                message: format!("salesforce `{}` needs `object` (the sObject, e.g. Account)", send.op),
+                message: format!(
+                    "salesforce `{}` needs `object` (the sObject, e.g. Account)",
+                    send.op
+                ),
                 help: None,
             });
         }
         match (send.op, send.key) {
             ("upsert", None) => out.push(SendProblem {
                 field: "op",
-                message: "salesforce `upsert` needs `key` (the external id field, e.g. External_Id__c)".into(),
+                message:
+                    "salesforce `upsert` needs `key` (the external id field, e.g. External_Id__c)"
+                        .into(),
                 help: None,
             }),
             ("upsert", Some(_)) | (_, None) => {}

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::config::diag::{did_you_mean, Diagnostic, Diagnostics};
 use crate::config::env::{EnvLookup, Redactor};
+use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile, StepConfig, SwitchArmConfig};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
-use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::yaml::{self, from_doc, from_doc_at, DeError};
 use crate::config::{read_project, stem, ProjectSources, YamlFile};
 use crate::connectors::{ConnectorConfig, SendShape};
@@ -17,8 +17,8 @@ use crate::mapping::spec::MappingFile;
 use crate::mapping::{self, Mapping};
 use crate::rules::{Expr, RuleError, Rules, Script};
 
-use crate::projection::{reads_event_body, Need};
 use super::{Arm, FieldPath, Flow, Project, SendStep, SetValue, Step};
+use crate::projection::{reads_event_body, Need};
 
 /// How strict loading is about the environment.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,7 +30,11 @@ pub struct CompileOptions {
 }
 
 /// Reads and compiles the project in `dir`. On success, also returns the warnings.
-pub fn load(dir: &Path, env: EnvLookup<'_>, opts: CompileOptions) -> Result<(Project, Diagnostics), Diagnostics> {
+pub fn load(
+    dir: &Path,
+    env: EnvLookup<'_>,
+    opts: CompileOptions,
+) -> Result<(Project, Diagnostics), Diagnostics> {
     let (sources, mut diags) = read_project(dir, env);
     let compiled = compile(&sources, opts);
     match compiled {
@@ -50,11 +54,17 @@ pub fn load(dir: &Path, env: EnvLookup<'_>, opts: CompileOptions) -> Result<(Pro
 }
 
 /// Compiles sources that have been read. Errors and warnings come back together on failure.
-pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Project, Diagnostics), Diagnostics> {
+pub fn compile(
+    sources: &ProjectSources,
+    opts: CompileOptions,
+) -> Result<(Project, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::default();
     let rules = Rules::default();
 
-    let config = sources.project.as_ref().and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
+    let config = sources
+        .project
+        .as_ref()
+        .and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
     let connectors = match (&config, &sources.project) {
         (Some(c), Some(file)) => Some(compile_connectors(c, file, &mut diags)),
         // Without a readable crossdock.yaml no connector is known; saying so at every `send`
@@ -64,15 +74,20 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
     let no_connectors = BTreeMap::new();
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
-    let script_sources: HashMap<String, &str> =
-        sources.scripts.iter().map(|f| (stem(&f.path), f.text.as_str())).collect();
+    let script_sources: HashMap<String, &str> = sources
+        .scripts
+        .iter()
+        .map(|f| (stem(&f.path), f.text.as_str()))
+        .collect();
     let mappings = compile_mappings(sources, &rules, &mut diags);
 
     let mut pipelines = BTreeMap::new();
     let mut webhook_paths: HashMap<String, (String, Pos)> = HashMap::new();
     let mut used_connectors: Vec<String> = Vec::new();
     for file in &sources.pipelines {
-        let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else { continue };
+        let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else {
+            continue;
+        };
         let mut cx = StepCx {
             file,
             rules: &rules,
@@ -89,7 +104,13 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
         if let Some(flow) = flow {
             if pipelines.contains_key(&flow.name) {
                 let at = file.doc.spans.value_pos(&[key("pipeline")]);
-                diags.push(file.error(at, format!("a pipeline named `{}` is defined in another file too", flow.name)));
+                diags.push(file.error(
+                    at,
+                    format!(
+                        "a pipeline named `{}` is defined in another file too",
+                        flow.name
+                    ),
+                ));
             } else {
                 pipelines.insert(flow.name.clone(), Arc::new(flow));
             }
@@ -104,7 +125,11 @@ pub fn compile(sources: &ProjectSources, opts: CompileOptions) -> Result<(Projec
             Project {
                 root: sources.root.clone(),
                 version: sources.version.clone(),
-                connectors: connectors.unwrap_or_default().into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
+                connectors: connectors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect(),
                 config,
                 rules,
                 pipelines,
@@ -120,7 +145,10 @@ fn key(s: &str) -> PathSeg {
     PathSeg::Key(s.to_string())
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(file: &YamlFile, diags: &mut Diagnostics) -> Option<T> {
+fn deserialize<T: serde::de::DeserializeOwned>(
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) -> Option<T> {
     if file.doc.value.is_null() {
         diags.push(file.error(Pos { line: 1, col: 1 }, "file is empty"));
         return None;
@@ -128,7 +156,12 @@ fn deserialize<T: serde::de::DeserializeOwned>(file: &YamlFile, diags: &mut Diag
     match from_doc::<T>(&file.doc.value) {
         Ok(v) => Some(v),
         Err(e) => {
-            diags.push(yaml::diagnostic(&file.file.path, &file.doc, &file.file.text, &e));
+            diags.push(yaml::diagnostic(
+                &file.file.path,
+                &file.doc,
+                &file.file.text,
+                &e,
+            ));
             None
         }
     }
@@ -149,7 +182,12 @@ fn compile_connectors(
         let conn = match from_doc_at::<ConnectorConfig>(raw, &path) {
             Ok(c) => Some(c),
             Err(e) => {
-                diags.push(yaml::diagnostic(&file.file.path, &file.doc, &file.file.text, &e));
+                diags.push(yaml::diagnostic(
+                    &file.file.path,
+                    &file.doc,
+                    &file.file.text,
+                    &e,
+                ));
                 None
             }
         };
@@ -158,7 +196,11 @@ fn compile_connectors(
     out
 }
 
-fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> Compiled<Script> {
+fn compile_scripts(
+    sources: &ProjectSources,
+    rules: &Rules,
+    diags: &mut Diagnostics,
+) -> Compiled<Script> {
     let mut out = HashMap::new();
     for file in &sources.scripts {
         let name = stem(&file.path);
@@ -168,7 +210,10 @@ fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnost
             }
             Err(e) => {
                 out.insert(name, None);
-                let pos = Pos { line: e.line.unwrap_or(1), col: e.col.unwrap_or(1) };
+                let pos = Pos {
+                    line: e.line.unwrap_or(1),
+                    col: e.col.unwrap_or(1),
+                };
                 diags.push(Diagnostic::error(&file.path, pos, e.message).with_source(&file.text));
             }
         }
@@ -176,30 +221,52 @@ fn compile_scripts(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnost
     out
 }
 
-fn compile_mappings(sources: &ProjectSources, rules: &Rules, diags: &mut Diagnostics) -> Compiled<Mapping> {
+fn compile_mappings(
+    sources: &ProjectSources,
+    rules: &Rules,
+    diags: &mut Diagnostics,
+) -> Compiled<Mapping> {
     let mut out = HashMap::new();
     for file in &sources.mappings {
         let Some(spec) = deserialize::<MappingFile>(file, diags) else {
-            let name = file.doc.value.get("mapping").and_then(|v| v.as_str()).map_or_else(|| file.stem(), str::to_string);
+            let name = file
+                .doc
+                .value
+                .get("mapping")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| file.stem(), str::to_string);
             out.insert(name, None);
             continue;
         };
         check_name(file, &spec.mapping, "mapping", diags);
         match mapping::compile(&spec, rules) {
             Ok(m) => {
-                if out.insert(spec.mapping.clone(), Some(Arc::new(m))).is_some() {
+                if out
+                    .insert(spec.mapping.clone(), Some(Arc::new(m)))
+                    .is_some()
+                {
                     let at = file.doc.spans.value_pos(&[key("mapping")]);
-                    diags.push(file.error(at, format!("a mapping named `{}` is defined in another file too", spec.mapping)));
+                    diags.push(file.error(
+                        at,
+                        format!(
+                            "a mapping named `{}` is defined in another file too",
+                            spec.mapping
+                        ),
+                    ));
                 }
             }
             Err(issues) => {
                 out.insert(spec.mapping.clone(), None);
                 for issue in issues {
                     let at = match (issue.offset, scalar_text(file, &issue.path)) {
-                        (Some(offset), Some(text)) => file.doc.spans.offset_pos(&issue.path, &text, offset),
+                        (Some(offset), Some(text)) => {
+                            file.doc.spans.offset_pos(&issue.path, &text, offset)
+                        }
                         _ => file.doc.spans.value_pos(&issue.path),
                     };
-                    diags.push(file.error(at, format!("mapping {}: {}", spec.mapping, issue.message)));
+                    diags.push(
+                        file.error(at, format!("mapping {}: {}", spec.mapping, issue.message)),
+                    );
                 }
             }
         }
@@ -226,7 +293,9 @@ fn check_name(file: &YamlFile, name: &str, what: &str, diags: &mut Diagnostics) 
         let at = file.doc.spans.value_pos(&[key(what)]);
         diags.push(
             file.warning(at, format!("{what} `{name}` is in a file named `{stem}`"))
-                .with_help(format!("name the file after the {what}, or the {what} after the file")),
+                .with_help(format!(
+                    "name the file after the {what}, or the {what} after the file"
+                )),
         );
     }
 }
@@ -275,11 +344,16 @@ impl NeedBuilder {
 impl StepCx<'_> {
     fn de_error(&mut self, e: &DeError) {
         let f = self.file;
-        self.diags.push(yaml::diagnostic(&f.file.path, &f.doc, &f.file.text, e));
+        self.diags
+            .push(yaml::diagnostic(&f.file.path, &f.doc, &f.file.text, e));
     }
 
     /// Deserialises one raw section of the file, reporting a failure as a diagnostic.
-    fn section<T: serde::de::DeserializeOwned>(&mut self, raw: &serde_json::Value, path: &[PathSeg]) -> Option<T> {
+    fn section<T: serde::de::DeserializeOwned>(
+        &mut self,
+        raw: &serde_json::Value,
+        path: &[PathSeg],
+    ) -> Option<T> {
         match from_doc_at::<T>(raw, path) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -305,7 +379,8 @@ impl StepCx<'_> {
             Ok(e) => Some(e),
             Err(e) => {
                 let at = self.pos_in_scalar(path, src, &e);
-                self.diags.push(self.file.error(at, format!("Rhai: {}", e.message)));
+                self.diags
+                    .push(self.file.error(at, format!("Rhai: {}", e.message)));
                 None
             }
         }
@@ -316,7 +391,11 @@ impl StepCx<'_> {
         let (line, col) = (e.line.unwrap_or(1), e.col.unwrap_or(1));
         match spans.get(path).and_then(|s| s.style) {
             Some(ScalarStyle::Inline { .. }) => {
-                let offset: usize = src.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>()
+                let offset: usize = src
+                    .split_inclusive('\n')
+                    .take(line - 1)
+                    .map(str::len)
+                    .sum::<usize>()
                     + src
                         .lines()
                         .nth(line - 1)
@@ -334,7 +413,10 @@ impl StepCx<'_> {
                     .lines()
                     .nth(file_line - 1)
                     .map_or(0, |l| l.chars().take_while(|c| *c == ' ').count());
-                Pos { line: file_line, col: indent + col }
+                Pos {
+                    line: file_line,
+                    col: indent + col,
+                }
             }
             None => spans.value_pos(path),
         }
@@ -345,7 +427,10 @@ impl StepCx<'_> {
             Ok(p) => Some(p),
             Err(e) => {
                 let at = self.file.doc.spans.offset_pos(path, src, e.offset);
-                self.diags.push(self.file.error(at, format!("JSONPath `{src}`: {}", e.message)));
+                self.diags.push(
+                    self.file
+                        .error(at, format!("JSONPath `{src}`: {}", e.message)),
+                );
                 None
             }
         }
@@ -365,16 +450,26 @@ fn compile_pipeline(
     if let Some(source) = &source {
         check_source(cx, source, webhook_paths);
     }
-    let trigger = spec.trigger.as_ref().and_then(|t| cx.expr(&[key("trigger"), key("when")], &t.when));
+    let trigger = spec
+        .trigger
+        .as_ref()
+        .and_then(|t| cx.expr(&[key("trigger"), key("when")], &t.when));
     if spec.steps.is_empty() {
         cx.error_at(&[key("steps")], "a pipeline needs at least one step", None);
     }
-    let mut need = NeedBuilder { need: Need::default(), open: true };
+    let mut need = NeedBuilder {
+        need: Need::default(),
+        open: true,
+    };
     if let Some(t) = &spec.trigger {
         need.add(|n| n.add_rhai(&t.when));
     }
     let steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
-    let need = if cx.reads_event_body { Need::All } else { need.finish() };
+    let need = if cx.reads_event_body {
+        Need::All
+    } else {
+        need.finish()
+    };
     let on_error = match &spec.on_error {
         Some(raw) => {
             let on_error = cx.section::<OnErrorConfig>(raw, &[key("on_error")]);
@@ -401,19 +496,31 @@ fn compile_pipeline(
     })
 }
 
-fn check_source(cx: &mut StepCx<'_>, source: &Source, webhook_paths: &mut HashMap<String, (String, Pos)>) {
+fn check_source(
+    cx: &mut StepCx<'_>,
+    source: &Source,
+    webhook_paths: &mut HashMap<String, (String, Pos)>,
+) {
     let base = [key("source"), key(source.kind())];
     match source {
         Source::Webhook(w) => {
             let at = [&base[..], &[key("path")]].concat();
             if !w.path.starts_with('/') {
-                cx.error_at(&at, format!("webhook path `{}` must start with `/`", w.path), None);
+                cx.error_at(
+                    &at,
+                    format!("webhook path `{}` must start with `/`", w.path),
+                    None,
+                );
             }
             let pos = cx.file.doc.spans.value_pos(&at);
             let here = format!("{}:{}", cx.file.file.path.display(), pos);
             if let Some((other, _)) = webhook_paths.get(&w.path) {
                 let other = other.clone();
-                cx.error_at(&at, format!("webhook path `{}` is already used at {other}", w.path), None);
+                cx.error_at(
+                    &at,
+                    format!("webhook path `{}` is already used at {other}", w.path),
+                    None,
+                );
             } else {
                 webhook_paths.insert(w.path.clone(), (here, pos));
             }
@@ -433,7 +540,11 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, webhook_paths: &mut HashMa
             match (&p.every, &p.cron) {
                 (Some(e), None) => check_duration(cx, &[&base[..], &[key("every")]].concat(), e),
                 (None, Some(_)) => {}
-                _ => cx.error_at(&base, "a poll source needs exactly one of `every` or `cron`", None),
+                _ => cx.error_at(
+                    &base,
+                    "a poll source needs exactly one of `every` or `cron`",
+                    None,
+                ),
             }
             if let Some(items) = &p.items {
                 cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
@@ -443,7 +554,11 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, webhook_paths: &mut HashMa
             let fields = s.cron.split_whitespace().count();
             if !(5..=6).contains(&fields) {
                 let at = [&base[..], &[key("cron")]].concat();
-                cx.error_at(&at, format!("`{}` is not a cron expression (5 or 6 fields)", s.cron), None);
+                cx.error_at(
+                    &at,
+                    format!("`{}` is not a cron expression (5 or 6 fields)", s.cron),
+                    None,
+                );
             }
         }
         Source::File(_) => {}
@@ -452,7 +567,11 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, webhook_paths: &mut HashMa
 
 fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     if let Err(e) = humantime::parse_duration(text) {
-        cx.error_at(path, format!("`{text}` is not a duration: {e}"), Some("write e.g. 500ms, 30s, 5m or 1h".into()));
+        cx.error_at(
+            path,
+            format!("`{text}` is not a duration: {e}"),
+            Some("write e.g. 500ms, 30s, 5m or 1h".into()),
+        );
     }
 }
 
@@ -465,7 +584,11 @@ fn check_on_error(cx: &mut StepCx<'_>, on_error: &OnErrorConfig) {
         }
     }
     if retry.attempts == 0 {
-        cx.error_at(&[&base[..], &[key("attempts")]].concat(), "attempts must be at least 1", None);
+        cx.error_at(
+            &[&base[..], &[key("attempts")]].concat(),
+            "attempts must be at least 1",
+            None,
+        );
     }
 }
 
@@ -477,7 +600,11 @@ fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &st
         None if !cx.connectors_known => return,
         None => {
             let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
-            cx.error_at(path, format!("no connector named `{name}` in crossdock.yaml"), help);
+            cx.error_at(
+                path,
+                format!("no connector named `{name}` in crossdock.yaml"),
+                help,
+            );
             return;
         }
     };
@@ -487,7 +614,11 @@ fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &str, op: &st
         let mut op_path = path.to_vec();
         op_path.pop();
         op_path.push(key("op"));
-        cx.error_at(&op_path, format!("connector `{name}` has no operation `{op}`"), None);
+        cx.error_at(
+            &op_path,
+            format!("connector `{name}` has no operation `{op}`"),
+            None,
+        );
     }
 }
 
@@ -503,7 +634,9 @@ fn compile_steps(
     for (i, raw) in steps.iter().enumerate() {
         let mut path = base.to_vec();
         path.push(PathSeg::Index(i));
-        let Some(step) = cx.section::<StepConfig>(raw, &path) else { continue };
+        let Some(step) = cx.section::<StepConfig>(raw, &path) else {
+            continue;
+        };
         if let StepConfig::Script(name) = &step {
             let src = cx.script_sources.get(name).copied().unwrap_or_default();
             cx.reads_event_body |= reads_event_body(src);
@@ -520,17 +653,35 @@ fn compile_steps(
     out
 }
 
-fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &str) -> Option<Step> {
+fn compile_step(
+    cx: &mut StepCx<'_>,
+    step: &StepConfig,
+    path: &[PathSeg],
+    at: &str,
+) -> Option<Step> {
     match step {
         StepConfig::Map(m) => {
-            let is_short = cx.file.doc.spans.get(path).is_some_and(|s| s.style.is_some());
-            let name_path = if is_short { path.to_vec() } else { [path, &[key("mapping")]].concat() };
+            let is_short = cx
+                .file
+                .doc
+                .spans
+                .get(path)
+                .is_some_and(|s| s.style.is_some());
+            let name_path = if is_short {
+                path.to_vec()
+            } else {
+                [path, &[key("mapping")]].concat()
+            };
             let mapping = match cx.mappings.get(&m.mapping) {
                 Some(m) => m.clone(),
                 None => {
                     let help = did_you_mean(&m.mapping, cx.mappings.keys().map(String::as_str))
                         .or_else(|| Some(format!("expected a file mappings/{}.yaml", m.mapping)));
-                    cx.error_at(&name_path, format!("no mapping named `{}`", m.mapping), help);
+                    cx.error_at(
+                        &name_path,
+                        format!("no mapping named `{}`", m.mapping),
+                        help,
+                    );
                     None
                 }
             };
@@ -544,10 +695,17 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
                 },
                 None => None,
             };
-            Some(Step::Map { label: format!("{at} (map {})", m.mapping), mapping: mapping?, into })
+            Some(Step::Map {
+                label: format!("{at} (map {})", m.mapping),
+                mapping: mapping?,
+                into,
+            })
         }
         StepConfig::Script(name) => match cx.scripts.get(name) {
-            Some(s) => Some(Step::Script { label: format!("{at} (script {name})"), script: s.clone()? }),
+            Some(s) => Some(Step::Script {
+                label: format!("{at} (script {name})"),
+                script: s.clone()?,
+            }),
             None => {
                 let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
                     .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
@@ -557,7 +715,10 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
         },
         StepConfig::Filter(src) => {
             let when = cx.expr(path, src)?;
-            Some(Step::Filter { label: format!("{at} (filter)"), when })
+            Some(Step::Filter {
+                label: format!("{at} (filter)"),
+                when,
+            })
         }
         StepConfig::Switch(arms) => compile_switch(cx, arms, path, at),
         StepConfig::Set(fields) => {
@@ -574,8 +735,12 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
                     }
                 };
                 let value = match set_value_kind(value) {
-                    Some(("expr", src)) => cx.expr(&[&fpath[..], &[key("expr")]].concat(), src).map(SetValue::Expr),
-                    Some(("from", src)) => cx.jsonpath(&[&fpath[..], &[key("from")]].concat(), src).map(SetValue::From),
+                    Some(("expr", src)) => cx
+                        .expr(&[&fpath[..], &[key("expr")]].concat(), src)
+                        .map(SetValue::Expr),
+                    Some(("from", src)) => cx
+                        .jsonpath(&[&fpath[..], &[key("from")]].concat(), src)
+                        .map(SetValue::From),
                     _ => Some(SetValue::Literal(value.clone())),
                 };
                 match value {
@@ -583,14 +748,20 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
                     None => ok = false,
                 }
             }
-            ok.then(|| Step::Set { label: format!("{at} (set)"), fields: out })
+            ok.then(|| Step::Set {
+                label: format!("{at} (set)"),
+                fields: out,
+            })
         }
         StepConfig::Send(s) => {
             let label = format!(
                 "{at} (send {} {}{})",
                 s.to,
                 s.op,
-                s.object.as_ref().map(|o| format!(" {o}")).unwrap_or_default()
+                s.object
+                    .as_ref()
+                    .map(|o| format!(" {o}"))
+                    .unwrap_or_default()
             );
             let mut ok = true;
             match cx.connectors.get(&s.to) {
@@ -598,15 +769,32 @@ fn compile_step(cx: &mut StepCx<'_>, step: &StepConfig, path: &[PathSeg], at: &s
                 None if !cx.connectors_known => ok = false,
                 None => {
                     let help = did_you_mean(&s.to, cx.connectors.keys().map(String::as_str))
-                        .or_else(|| Some("connectors are declared under `connectors:` in crossdock.yaml".into()));
-                    cx.error_at(&[path, &[key("to")]].concat(), format!("no connector named `{}`", s.to), help);
+                        .or_else(|| {
+                            Some(
+                                "connectors are declared under `connectors:` in crossdock.yaml"
+                                    .into(),
+                            )
+                        });
+                    cx.error_at(
+                        &[path, &[key("to")]].concat(),
+                        format!("no connector named `{}`", s.to),
+                        help,
+                    );
                     ok = false;
                 }
                 Some(Some(conn)) => {
                     cx.used_connectors.push(s.to.clone());
-                    let shape = SendShape { op: &s.op, object: s.object.as_deref(), key: s.key.as_deref() };
+                    let shape = SendShape {
+                        op: &s.op,
+                        object: s.object.as_deref(),
+                        key: s.key.as_deref(),
+                    };
                     for p in conn.as_kind().check_send(shape) {
-                        cx.error_at(&[path, &[key(p.field)]].concat(), format!("send to `{}`: {}", s.to, p.message), p.help);
+                        cx.error_at(
+                            &[path, &[key(p.field)]].concat(),
+                            format!("send to `{}`: {}", s.to, p.message),
+                            p.help,
+                        );
                         ok = false;
                     }
                 }
@@ -642,10 +830,17 @@ fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str, &str)> {
     if let Some(src) = obj.get("expr").and_then(|v| v.as_str()) {
         return Some(("expr", src));
     }
-    obj.get("from").and_then(|v| v.as_str()).map(|src| ("from", src))
+    obj.get("from")
+        .and_then(|v| v.as_str())
+        .map(|src| ("from", src))
 }
 
-fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg], at: &str) -> Option<Step> {
+fn compile_switch(
+    cx: &mut StepCx<'_>,
+    arms: &[SwitchArmConfig],
+    path: &[PathSeg],
+    at: &str,
+) -> Option<Step> {
     let mut out = Vec::new();
     let mut ok = true;
     if arms.is_empty() {
@@ -658,18 +853,31 @@ fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg
         match (&arm.when, &arm.steps, &arm.otherwise) {
             (Some(when), Some(steps), None) => {
                 let when = cx.expr(&[&arm_path[..], &[key("when")]].concat(), when);
-                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat(), None);
+                let steps =
+                    compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat(), None);
                 match when {
-                    Some(w) => out.push(Arm { when: Some(w), steps }),
+                    Some(w) => out.push(Arm {
+                        when: Some(w),
+                        steps,
+                    }),
                     None => ok = false,
                 }
             }
             (None, None, Some(steps)) => {
                 if i + 1 != arms.len() {
-                    cx.error_at(&arm_path, "`otherwise` must be the last arm of a switch", None);
+                    cx.error_at(
+                        &arm_path,
+                        "`otherwise` must be the last arm of a switch",
+                        None,
+                    );
                     ok = false;
                 }
-                let steps = compile_steps(cx, steps, &[&arm_path[..], &[key("otherwise")]].concat(), None);
+                let steps = compile_steps(
+                    cx,
+                    steps,
+                    &[&arm_path[..], &[key("otherwise")]].concat(),
+                    None,
+                );
                 out.push(Arm { when: None, steps });
             }
             _ => {
@@ -682,7 +890,10 @@ fn compile_switch(cx: &mut StepCx<'_>, arms: &[SwitchArmConfig], path: &[PathSeg
             }
         }
     }
-    ok.then(|| Step::Switch { label: format!("{at} (switch)"), arms: out })
+    ok.then(|| Step::Switch {
+        label: format!("{at} (switch)"),
+        arms: out,
+    })
 }
 
 /// Unset `${VAR}`s: warnings for `check`, errors with `--strict`, and errors at `run` for the
@@ -694,16 +905,23 @@ fn report_env(
     diags: &mut Diagnostics,
 ) {
     let project = sources.project.iter().map(|f| (f, true));
-    let others = sources.pipelines.iter().chain(&sources.mappings).map(|f| (f, false));
+    let others = sources
+        .pipelines
+        .iter()
+        .chain(&sources.mappings)
+        .map(|f| (f, false));
     for (file, is_project) in project.chain(others) {
         for (path, var, pos) in &file.doc.unset_vars {
             let connector = match (is_project, path.first(), path.get(1)) {
-                (true, Some(PathSeg::Key(c)), Some(PathSeg::Key(name))) if c == "connectors" => Some(name),
+                (true, Some(PathSeg::Key(c)), Some(PathSeg::Key(name))) if c == "connectors" => {
+                    Some(name)
+                }
                 _ => None,
             };
             let used_connector = connector.is_some_and(|n| used.contains(n));
             let message = format!("${{{var}}} is not set and has no default");
-            let d = if opts.strict_env || (opts.for_run && (used_connector || connector.is_none())) {
+            let d = if opts.strict_env || (opts.for_run && (used_connector || connector.is_none()))
+            {
                 file.error(*pos, message)
             } else {
                 file.warning(*pos, message)
@@ -717,7 +935,13 @@ fn report_env(
 fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut NeedBuilder) {
     match step {
         StepConfig::Map(m) => {
-            match cx.mappings.get(&m.mapping).cloned().flatten().and_then(|m| m.reads()) {
+            match cx
+                .mappings
+                .get(&m.mapping)
+                .cloned()
+                .flatten()
+                .and_then(|m| m.reads())
+            {
                 Some(paths) => need.add(|n| paths.iter().for_each(|p| n.add_jsonpath(p.as_str()))),
                 None => need.all(),
             }

@@ -24,16 +24,23 @@ impl InputFormat {
     /// Picks the format from a file's extension; CSV takes the pipeline's delimiter if its
     /// source is a CSV file drop.
     pub fn for_path(path: &str, source: Option<&SourceConfig>) -> InputFormat {
-        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        let ext = path
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
         match ext.as_str() {
             "json" => InputFormat::Json,
             "jsonl" | "ndjson" => InputFormat::JsonLines,
             "csv" | "txt" => {
                 let delimiter = match source {
-                    Some(SourceConfig::File(f)) if f.format == FileFormat::Csv => f.delimiter.unwrap_or(','),
+                    Some(SourceConfig::File(f)) if f.format == FileFormat::Csv => {
+                        f.delimiter.unwrap_or(',')
+                    }
                     _ => ',',
                 };
-                InputFormat::Csv { delimiter: u8::try_from(delimiter).unwrap_or(b',') }
+                InputFormat::Csv {
+                    delimiter: u8::try_from(delimiter).unwrap_or(b','),
+                }
             }
             _ => InputFormat::Auto,
         }
@@ -58,16 +65,25 @@ pub struct Decoded<'a> {
 /// Splits input into events. JSON is only split here, not parsed: see [`Body`].
 pub fn decode(bytes: &[u8], format: InputFormat) -> Vec<Decoded<'_>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return vec![Decoded { label: "input".into(), body: Err("the input is empty".into()) }];
+        return vec![Decoded {
+            label: "input".into(),
+            body: Err("the input is empty".into()),
+        }];
     }
-    let whole = || vec![Decoded { label: "input".into(), body: Ok(Body::Json(bytes)) }];
+    let whole = || {
+        vec![Decoded {
+            label: "input".into(),
+            body: Ok(Body::Json(bytes)),
+        }]
+    };
     match format {
         InputFormat::Json => whole(),
         InputFormat::JsonLines => lines(bytes),
         InputFormat::Csv { delimiter } => csv_rows(bytes, delimiter),
         // One document, unless it is several lines that each stand alone.
         InputFormat::Auto => {
-            let mut docs = serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
+            let mut docs =
+                serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
             let first = docs.next();
             let second = docs.next();
             match (first, second) {
@@ -83,15 +99,26 @@ fn lines(bytes: &[u8]) -> Vec<Decoded<'_>> {
         .split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|(i, line)| Decoded { label: format!("line {}", i + 1), body: Ok(Body::Json(line)) })
+        .map(|(i, line)| Decoded {
+            label: format!("line {}", i + 1),
+            body: Ok(Body::Json(line)),
+        })
         .collect()
 }
 
 fn csv_rows(bytes: &[u8], delimiter: u8) -> Vec<Decoded<'static>> {
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(false).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(false)
+        .from_reader(bytes);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return vec![Decoded { label: "header".into(), body: Err(format!("not valid CSV: {e}")) }],
+        Err(e) => {
+            return vec![Decoded {
+                label: "header".into(),
+                body: Err(format!("not valid CSV: {e}")),
+            }]
+        }
     };
     let mut out = Vec::new();
     for (i, row) in reader.records().enumerate() {
@@ -125,17 +152,32 @@ mod tests {
     fn splits_inputs_into_events() {
         let one = decode(br#"{"a": 1}"#, InputFormat::Json);
         assert_eq!(one.len(), 1);
-        let many = decode(b"{\"a\":1}\n\nnot json\n{\"a\":2}\n", InputFormat::JsonLines);
-        let labels: Vec<_> = many.iter().map(|d| (d.label.as_str(), json(d).is_ok())).collect();
-        assert_eq!(labels, vec![("line 1", true), ("line 3", false), ("line 4", true)]);
-        assert_eq!(decode(b"{\"a\":1}\n{\"a\":2}\n", InputFormat::Auto).len(), 2);
+        let many = decode(
+            b"{\"a\":1}\n\nnot json\n{\"a\":2}\n",
+            InputFormat::JsonLines,
+        );
+        let labels: Vec<_> = many
+            .iter()
+            .map(|d| (d.label.as_str(), json(d).is_ok()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![("line 1", true), ("line 3", false), ("line 4", true)]
+        );
+        assert_eq!(
+            decode(b"{\"a\":1}\n{\"a\":2}\n", InputFormat::Auto).len(),
+            2
+        );
         assert_eq!(decode(b"{\"a\":\n 1}\n", InputFormat::Auto).len(), 1);
         assert_eq!(decode(b"{\"a\":", InputFormat::Auto).len(), 1);
     }
 
     #[test]
     fn csv_rows_become_objects_of_strings() {
-        let rows = decode(b"ItemNo;OnHand\nA-1;5\nB-2;n/a\n", InputFormat::Csv { delimiter: b';' });
+        let rows = decode(
+            b"ItemNo;OnHand\nA-1;5\nB-2;n/a\n",
+            InputFormat::Csv { delimiter: b';' },
+        );
         assert_eq!(rows.len(), 2);
         assert_eq!(json(&rows[1]).unwrap()["OnHand"], "n/a");
         assert_eq!(rows[1].label, "row 3");

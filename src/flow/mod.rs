@@ -22,8 +22,8 @@ pub use compile::{compile, load, CompileOptions};
 pub use record::FieldPath;
 
 use crate::config::env::Redactor;
-use crate::connectors::ConnectorConfig;
 use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
+use crate::connectors::ConnectorConfig;
 use crate::mapping::jsonpath::JsonPath;
 use crate::mapping::Mapping;
 use crate::rules::{EventInfo, Expr, Rules, Script};
@@ -61,12 +61,31 @@ pub struct Flow {
 }
 
 enum Step {
-    Map { label: String, mapping: Arc<Mapping>, into: Option<FieldPath> },
-    Script { label: String, script: Arc<Script> },
-    Filter { label: String, when: Expr },
-    Switch { label: String, arms: Vec<Arm> },
-    Set { label: String, fields: Vec<(FieldPath, SetValue)> },
-    Send { label: String, send: SendStep },
+    Map {
+        label: String,
+        mapping: Arc<Mapping>,
+        into: Option<FieldPath>,
+    },
+    Script {
+        label: String,
+        script: Arc<Script>,
+    },
+    Filter {
+        label: String,
+        when: Expr,
+    },
+    Switch {
+        label: String,
+        arms: Vec<Arm>,
+    },
+    Set {
+        label: String,
+        fields: Vec<(FieldPath, SetValue)>,
+    },
+    Send {
+        label: String,
+        send: SendStep,
+    },
 }
 
 struct Arm {
@@ -138,7 +157,10 @@ impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
     pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
         match body {
-            input::Body::Json(bytes) => self.need.parse(bytes).map_err(|e| format!("the body is not valid JSON: {e}")),
+            input::Body::Json(bytes) => self
+                .need
+                .parse(bytes)
+                .map_err(|e| format!("the body is not valid JSON: {e}")),
             input::Body::Value(v) => Ok(v),
         }
     }
@@ -180,7 +202,10 @@ impl Flow {
                 record: Value::Null,
                 actions: Vec::new(),
                 state_changes: Vec::new(),
-                errors: vec![StepError { step: label.to_string(), message }],
+                errors: vec![StepError {
+                    step: label.to_string(),
+                    message,
+                }],
                 body_unchanged: false,
             },
         }

@@ -12,7 +12,9 @@ impl FieldPath {
     pub fn parse(text: &str) -> Result<FieldPath, String> {
         let parts: Vec<String> = text.split('.').map(str::to_string).collect();
         if text.trim().is_empty() || parts.iter().any(|p| p.is_empty()) {
-            return Err(format!("`{text}` is not a field path; write names joined by dots, like `crm.Amount`"));
+            return Err(format!(
+                "`{text}` is not a field path; write names joined by dots, like `crm.Amount`"
+            ));
         }
         Ok(FieldPath { parts })
     }
@@ -27,7 +29,9 @@ impl FieldPath {
         };
         for (i, part) in parents.iter().enumerate() {
             let obj = as_object(at, &self.parts[..i])?;
-            at = obj.entry(part.clone()).or_insert_with(|| Value::Object(Map::new()));
+            at = obj
+                .entry(part.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
         }
         as_object(at, parents)?.insert(last.clone(), value);
         Ok(())
@@ -40,7 +44,11 @@ fn as_object<'a>(v: &'a mut Value, path: &[String]) -> Result<&'a mut Map<String
     }
     let kind = kind_of(v);
     v.as_object_mut().ok_or_else(|| {
-        let at = if path.is_empty() { "the record".to_string() } else { format!("`{}`", path.join(".")) };
+        let at = if path.is_empty() {
+            "the record".to_string()
+        } else {
+            format!("`{}`", path.join("."))
+        };
         format!("cannot set a field inside {at}: it is {kind}, not an object")
     })
 }
@@ -70,16 +78,28 @@ mod tests {
     #[test]
     fn sets_nested_fields_creating_objects() {
         let mut v = json!({"a": 1});
-        FieldPath::parse("crm.Amount").unwrap().set(&mut v, json!(5)).unwrap();
-        FieldPath::parse("crm.Name").unwrap().set(&mut v, json!("x")).unwrap();
+        FieldPath::parse("crm.Amount")
+            .unwrap()
+            .set(&mut v, json!(5))
+            .unwrap();
+        FieldPath::parse("crm.Name")
+            .unwrap()
+            .set(&mut v, json!("x"))
+            .unwrap();
         assert_eq!(v, json!({"a": 1, "crm": {"Amount": 5, "Name": "x"}}));
     }
 
     #[test]
     fn refuses_to_overwrite_a_scalar_on_the_way() {
         let mut v = json!({"a": 1});
-        let err = FieldPath::parse("a.b").unwrap().set(&mut v, json!(5)).unwrap_err();
-        assert_eq!(err, "cannot set a field inside `a`: it is a number, not an object");
+        let err = FieldPath::parse("a.b")
+            .unwrap()
+            .set(&mut v, json!(5))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "cannot set a field inside `a`: it is a number, not an object"
+        );
     }
 
     #[test]

@@ -46,11 +46,18 @@ impl Flow {
             outcome.record = (*event.body).clone();
             outcome.errors.push(StepError {
                 step: "input".into(),
-                message: format!("the event body must be a JSON object, got {}", kind_of(&event.body)),
+                message: format!(
+                    "the event body must be a JSON object, got {}",
+                    kind_of(&event.body)
+                ),
             });
             return outcome;
         }
-        let mut run = Run { rules, ctx: Ctx { event, state }, actions: Vec::new() };
+        let mut run = Run {
+            rules,
+            ctx: Ctx { event, state },
+            actions: Vec::new(),
+        };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
         if let Some(trigger) = &self.trigger {
@@ -62,7 +69,10 @@ impl Flow {
                 }
                 Err(e) => {
                     outcome.record = record.into_owned();
-                    outcome.errors.push(StepError { step: "trigger".into(), message: e.to_string() });
+                    outcome.errors.push(StepError {
+                        step: "trigger".into(),
+                        message: e.to_string(),
+                    });
                     return outcome;
                 }
             }
@@ -91,10 +101,19 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
-        let fail = |label: &str, message: String| StepError { step: label.to_string(), message };
+        let fail = |label: &str, message: String| StepError {
+            step: label.to_string(),
+            message,
+        };
         match step {
-            Step::Map { label, mapping, into } => {
-                let out = mapping.apply(self.rules, record).map_err(|e| fail(label, e.to_string()))?;
+            Step::Map {
+                label,
+                mapping,
+                into,
+            } => {
+                let out = mapping
+                    .apply(self.rules, record)
+                    .map_err(|e| fail(label, e.to_string()))?;
                 match into {
                     None => *record = Cow::Owned(out),
                     Some(path) => path.set(record.to_mut(), out).map_err(|e| fail(label, e))?,
@@ -102,11 +121,16 @@ impl Run<'_> {
             }
             Step::Script { label, script } => {
                 let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
-                let out = script.run(self.rules, input, &self.ctx).map_err(|e| fail(label, e.to_string()))?;
+                let out = script
+                    .run(self.rules, input, &self.ctx)
+                    .map_err(|e| fail(label, e.to_string()))?;
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {
-                if !when.eval_bool(self.rules, record, &self.ctx).map_err(|e| fail(label, e.to_string()))? {
+                if !when
+                    .eval_bool(self.rules, record, &self.ctx)
+                    .map_err(|e| fail(label, e.to_string()))?
+                {
                     return Ok(Next::Stop);
                 }
             }
@@ -115,12 +139,13 @@ impl Run<'_> {
                 for (path, value) in fields {
                     let value = match value {
                         SetValue::Literal(v) => v.clone(),
-                        SetValue::Expr(e) => {
-                            e.eval_value(self.rules, record, &self.ctx).map_err(|e| fail(label, format!("{path}: {e}")))?
-                        }
+                        SetValue::Expr(e) => e
+                            .eval_value(self.rules, record, &self.ctx)
+                            .map_err(|e| fail(label, format!("{path}: {e}")))?,
                         SetValue::From(p) => select(p, record).unwrap_or(Value::Null),
                     };
-                    path.set(record.to_mut(), value).map_err(|e| fail(label, e))?;
+                    path.set(record.to_mut(), value)
+                        .map_err(|e| fail(label, e))?;
                 }
             }
             Step::Send { label, send } => {
@@ -131,14 +156,21 @@ impl Run<'_> {
         Ok(Next::Continue)
     }
 
-    fn switch(&mut self, label: &str, arms: &[Arm], record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+    fn switch(
+        &mut self,
+        label: &str,
+        arms: &[Arm],
+        record: &mut Cow<'_, Value>,
+    ) -> Result<Next, StepError> {
         for (i, arm) in arms.iter().enumerate() {
             let taken = match &arm.when {
                 None => true,
-                Some(w) => w.eval_bool(self.rules, record, &self.ctx).map_err(|e| StepError {
-                    step: format!("{label} arm {i}"),
-                    message: e.to_string(),
-                })?,
+                Some(w) => w
+                    .eval_bool(self.rules, record, &self.ctx)
+                    .map_err(|e| StepError {
+                        step: format!("{label} arm {i}"),
+                        message: e.to_string(),
+                    })?,
             };
             if taken {
                 return self.steps(&arm.steps, record);
@@ -150,7 +182,8 @@ impl Run<'_> {
     fn send(&self, send: &SendStep, record: &Value) -> Result<Action, String> {
         let payload = match &send.payload {
             None => record.clone(),
-            Some(p) => select(p, record).ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
+            Some(p) => select(p, record)
+                .ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
         };
         Ok(Action {
             connector: send.connector.clone(),
@@ -167,6 +200,8 @@ fn select(path: &crate::mapping::jsonpath::JsonPath, record: &Value) -> Option<V
     if path.is_singular() {
         path.first(record).cloned()
     } else {
-        Some(Value::Array(path.query(record).into_iter().cloned().collect()))
+        Some(Value::Array(
+            path.query(record).into_iter().cloned().collect(),
+        ))
     }
 }

@@ -88,7 +88,10 @@ struct Uses {
 
 impl Uses {
     fn of(ast: &AST, src: &str) -> Uses {
-        let mut uses = Uses { event_body: reads_event_body(src), ..Uses::default() };
+        let mut uses = Uses {
+            event_body: reads_event_body(src),
+            ..Uses::default()
+        };
         // Over-approximates (a local variable named `event` counts), which only costs building
         // a value that is not read.
         ast.walk(&mut |path: &[rhai::ASTNode]| {
@@ -235,7 +238,8 @@ fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError
         headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
     }
     let body = if with_body {
-        convert::json_to_dynamic(&event.body).map_err(|e| RunError::plain(format!("event.body: {e}")))?
+        convert::json_to_dynamic(&event.body)
+            .map_err(|e| RunError::plain(format!("event.body: {e}")))?
     } else {
         Dynamic::UNIT
     };
@@ -493,7 +497,10 @@ mod tests {
         );
         // A script that names no field leaves the record exactly as it was.
         let out = f.run("let x = 1;", parse(text)).unwrap();
-        assert_eq!(serde_json::to_string(&out).unwrap(), text.replace("1e400", "1e+400"));
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            text.replace("1e400", "1e+400")
+        );
         // A script that touches the record keeps the rest as it was.
         let out = f
             .run("record.nested.a = \"y\"; record.added = 1;", parse(text))
