@@ -13,7 +13,7 @@ use crate::config::env::EnvLookup;
 use crate::flow::input::{decode, InputFormat};
 use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
-use crate::state::{MemoryStore, StateChange, StateStore};
+use crate::state::{MemoryStore, SledStore, StateChange, StateStore};
 use crate::testing::{event_info, EventSpec};
 
 pub struct Args<'a> {
@@ -80,7 +80,7 @@ pub fn run(args: Args<'_>) -> ExitCode {
     };
 
     // Reads see the project's state; writes land in an overlay and are only reported.
-    let base: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let base = project_state(&project);
     let overlay = Arc::new(Overlay::new(base));
     let state: Arc<dyn StateStore> = overlay.clone();
     let mut seen: BTreeMap<String, Option<Value>> = BTreeMap::new();
@@ -105,6 +105,24 @@ pub fn run(args: Args<'_>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The project's sled state when it exists (a dry run never creates one), else empty.
+fn project_state(project: &crate::flow::Project) -> Arc<dyn StateStore> {
+    let path = project.root.join(&project.config.state.path);
+    if !path.exists() {
+        return Arc::new(MemoryStore::default());
+    }
+    match SledStore::open(&path) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            eprintln!(
+                "warning: state at {} cannot be opened ({e}); this dry run reads an empty state",
+                path.display()
+            );
+            Arc::new(MemoryStore::default())
+        }
     }
 }
 

@@ -102,8 +102,24 @@ enum Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // Rules need a deeper stack than a main thread may have (see `rules::engine::MIN_STACK`).
+    let worker = std::thread::Builder::new()
+        .name("crossdock".into())
+        .stack_size(crate::rules::engine::MIN_STACK)
+        .spawn(move || command(cli.command));
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::from(101),
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn command(command: Command) -> ExitCode {
     let env = crate::config::env::process_env;
-    match cli.command {
+    match command {
         Command::Check { dir, strict } => check::run(&dir, strict, &env),
         Command::DryRun {
             pipeline,

@@ -36,8 +36,10 @@ pub mod kv;
 pub mod memory;
 pub mod overlay;
 pub mod seed;
+pub mod sled;
 pub mod stock;
 
+pub use self::sled::{Durability, SledStore};
 pub use memory::MemoryStore;
 pub use overlay::{Overlay, StateChange};
 pub use seed::seed;
