@@ -49,6 +49,28 @@ impl YamlFile {
     pub fn warning(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
         Diagnostic::warning(&self.file.path, pos, message).with_source(&self.file.text)
     }
+
+    /// Deserialises `raw`, the node at `path` of this file; a failure becomes a diagnostic
+    /// pointing into the file.
+    pub fn section<T: serde::de::DeserializeOwned>(
+        &self,
+        raw: &serde_json::Value,
+        path: &[span::PathSeg],
+        diags: &mut Diagnostics,
+    ) -> Option<T> {
+        match yaml::from_doc_at::<T>(raw, path) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                diags.push(yaml::diagnostic(
+                    &self.file.path,
+                    &self.doc,
+                    &self.file.text,
+                    &e,
+                ));
+                None
+            }
+        }
+    }
 }
 
 /// Everything read from a project directory, before compilation.

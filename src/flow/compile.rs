@@ -9,7 +9,7 @@ use crate::config::env::{EnvLookup, Redactor};
 use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile, StepConfig, SwitchArmConfig};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
-use crate::config::yaml::{self, from_doc, from_doc_at, DeError};
+
 use crate::config::{read_project, stem, ProjectSources, YamlFile};
 use crate::connectors::{ConnectorConfig, SendShape};
 use crate::mapping::jsonpath::JsonPath;
@@ -153,18 +153,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(
         diags.push(file.error(Pos { line: 1, col: 1 }, "file is empty"));
         return None;
     }
-    match from_doc::<T>(&file.doc.value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            diags.push(yaml::diagnostic(
-                &file.file.path,
-                &file.doc,
-                &file.file.text,
-                &e,
-            ));
-            None
-        }
-    }
+    file.section(&file.doc.value, &[], diags)
 }
 
 /// Names that exist but failed to compile map to `None`, so references to them do not add a
@@ -179,18 +168,7 @@ fn compile_connectors(
     let mut out = BTreeMap::new();
     for (name, raw) in &config.connectors {
         let path = [key("connectors"), key(name)];
-        let conn = match from_doc_at::<ConnectorConfig>(raw, &path) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                diags.push(yaml::diagnostic(
-                    &file.file.path,
-                    &file.doc,
-                    &file.file.text,
-                    &e,
-                ));
-                None
-            }
-        };
+        let conn = file.section::<ConnectorConfig>(raw, &path, diags);
         out.insert(name.clone(), conn);
     }
     out
@@ -342,25 +320,13 @@ impl NeedBuilder {
 }
 
 impl StepCx<'_> {
-    fn de_error(&mut self, e: &DeError) {
-        let f = self.file;
-        self.diags
-            .push(yaml::diagnostic(&f.file.path, &f.doc, &f.file.text, e));
-    }
-
     /// Deserialises one raw section of the file, reporting a failure as a diagnostic.
     fn section<T: serde::de::DeserializeOwned>(
         &mut self,
         raw: &serde_json::Value,
         path: &[PathSeg],
     ) -> Option<T> {
-        match from_doc_at::<T>(raw, path) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.de_error(&e);
-                None
-            }
-        }
+        self.file.section(raw, path, self.diags)
     }
 
     fn error_at(&mut self, path: &[PathSeg], message: impl Into<String>, help: Option<String>) {

@@ -541,6 +541,10 @@ mod tests {
         assert!(err.message.starts_with("event.body"), "{err}");
     }
 
+    /// Not a speed check (the error message shows which limit fired): only a guard against a
+    /// hang, generous enough for a loaded machine.
+    const HANG: Duration = Duration::from_secs(10);
+
     #[test]
     fn runaway_loops_fail_fast_and_the_engine_keeps_working() {
         // No operations limit, so the wall-clock deadline is what stops these.
@@ -556,7 +560,7 @@ mod tests {
             let started = Instant::now();
             let err = f.run(src, json!({})).unwrap_err();
             assert!(
-                started.elapsed() < Duration::from_millis(900),
+                started.elapsed() < HANG,
                 "{src}: {:?}",
                 started.elapsed()
             );
@@ -600,7 +604,7 @@ mod tests {
             let started = Instant::now();
             let err = f.run(src, json!({})).unwrap_err();
             assert!(
-                started.elapsed() < Duration::from_millis(900),
+                started.elapsed() < HANG,
                 "{src}: {:?}",
                 started.elapsed()
             );
@@ -627,7 +631,7 @@ mod tests {
                 let started = Instant::now();
                 let err = f.run(src, json!({})).unwrap_err();
                 assert!(
-                    started.elapsed() < Duration::from_millis(900),
+                    started.elapsed() < HANG,
                     "{src}: {:?}",
                     started.elapsed()
                 );
