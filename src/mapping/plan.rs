@@ -139,8 +139,34 @@ fn collect_reads(node: &Node, out: &mut Vec<JsonPath>) -> Option<()> {
             }
             match &f.source {
                 Source::Nothing => {}
-                Source::Path(a) | Source::Each { path: a, .. } => out.push(a.path().clone()),
+                Source::Path(a) => out.push(a.path().clone()),
                 Source::Template(t) => out.extend(t.paths().cloned()),
+                Source::Each { path, fields } => {
+                    // What the inner fields read, below each element: `$.products[*]` with an
+                    // inner `$.sku` reads `$.products[*].sku`. When a joined path does not
+                    // parse, or the elements are read whole, the elements are read whole.
+                    let mut inner = Vec::new();
+                    let whole = fields
+                        .iter()
+                        .try_for_each(|n| collect_reads(n, &mut inner))
+                        .is_none()
+                        || inner.iter().any(|p| p.as_str() == "$");
+                    let joined: Option<Vec<JsonPath>> = inner
+                        .iter()
+                        .map(|p| {
+                            JsonPath::parse(&format!(
+                                "{}{}",
+                                path.path().as_str(),
+                                &p.as_str()[1..]
+                            ))
+                            .ok()
+                        })
+                        .collect();
+                    match joined {
+                        Some(paths) if !whole => out.extend(paths),
+                        _ => out.push(path.path().clone()),
+                    }
+                }
             }
         }
     }
@@ -591,7 +617,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_lists_top_level_paths() {
+    fn reads_lists_paths_including_those_inside_each() {
         let m = mapping(
             r#"{"A": "$.a", "B": {"template": "{{ $.b }}-{{ $.c }}"}, "I": {"each": "$.items[*]", "fields": {"X": "$.x"}}}"#,
         );
@@ -601,8 +627,17 @@ mod tests {
             .iter()
             .map(|p| p.as_str().to_string())
             .collect();
-        assert_eq!(reads, ["$.a", "$.b", "$.c", "$.items[*]"]);
+        assert_eq!(reads, ["$.a", "$.b", "$.c", "$.items[*].x"]);
         assert!(mapping(r#"{"A": {"expr": "record"}}"#).reads().is_none());
+        // An element read by an expression is read whole.
+        let m = mapping(r#"{"I": {"each": "$.items[*]", "fields": {"X": {"expr": "record.x"}}}}"#);
+        let reads: Vec<String> = m
+            .reads()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        assert_eq!(reads, ["$.items[*]"]);
     }
 
     #[test]

@@ -559,11 +559,7 @@ mod tests {
         ] {
             let started = Instant::now();
             let err = f.run(src, json!({})).unwrap_err();
-            assert!(
-                started.elapsed() < HANG,
-                "{src}: {:?}",
-                started.elapsed()
-            );
+            assert!(started.elapsed() < HANG, "{src}: {:?}", started.elapsed());
             assert_eq!(err.message, "script exceeded 250 ms", "{src}");
             assert!(err.line.is_some());
             assert_eq!(
@@ -603,11 +599,7 @@ mod tests {
         ] {
             let started = Instant::now();
             let err = f.run(src, json!({})).unwrap_err();
-            assert!(
-                started.elapsed() < HANG,
-                "{src}: {:?}",
-                started.elapsed()
-            );
+            assert!(started.elapsed() < HANG, "{src}: {:?}", started.elapsed());
             assert!(err.message.contains(needle), "{src}: {err}");
             assert_eq!(
                 f.run("record.ok = true;", json!({})).unwrap(),
@@ -630,11 +622,7 @@ mod tests {
             ] {
                 let started = Instant::now();
                 let err = f.run(src, json!({})).unwrap_err();
-                assert!(
-                    started.elapsed() < HANG,
-                    "{src}: {:?}",
-                    started.elapsed()
-                );
+                assert!(started.elapsed() < HANG, "{src}: {:?}", started.elapsed());
                 assert_eq!(err.message, "script exceeded 250 ms", "{src}");
                 assert_eq!(
                     f.run("record.ok = true;", json!({})).unwrap(),
