@@ -32,10 +32,8 @@ pub use error::{FieldProblem, MappingError, MappingIssue};
 pub use plan::Mapping;
 pub use spec::{FieldDef, FieldSpec, MappingFile};
 
-/// The rules engine the unit tests compile and run `expr`s with; the one place that knows how
-/// to construct it.
+/// The rules engine the unit tests compile and run `expr`s with.
 #[cfg(test)]
-#[allow(clippy::default_constructed_unit_structs)]
 pub(crate) fn test_rules() -> crate::rules::Rules {
     crate::rules::Rules::default()
 }

@@ -474,7 +474,7 @@ mod tests {
                 r#"{"Q":[2,3]}"#,
             ),
             (r#"{"None": "$.nope[*]"}"#, r#"{"None":[]}"#),
-            // Expr (the stand-in rules: `value`, `record`, `"text"`).
+            // Inline Rhai `expr`.
             (
                 r#"{"V": {"from": "$.status", "expr": "value", "lookup": "order-status"}}"#,
                 r#"{"V":"Activated"}"#,
