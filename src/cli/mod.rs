@@ -6,6 +6,7 @@
 
 mod check;
 mod dry_run;
+mod state;
 mod test;
 
 use std::path::PathBuf;
@@ -74,6 +75,21 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         #[arg(long)]
         received_at: Option<String>,
     },
+    /// Inspect and seed the project's state: customers, stock, reservations
+    #[command(
+        after_help = "Reads and writes the sled store at the project's `state.path` \
+(default .crossdock/state). Reading a project that has no state yet shows empty values.\n\n\
+Examples:\n  crossdock state customer 42\n  crossdock state stock OAK-CH-01 --set 12\n  \
+crossdock state import-stock tests/fixtures/erp/inventory-2026-11-21.csv --sku-column ItemNo --qty-column OnHand\n  \
+crossdock state reservation 1073459980"
+    )]
+    State {
+        /// Project folder
+        #[arg(long, default_value = ".", global = true)]
+        project: PathBuf,
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Run the pipeline test cases in tests/pipelines/*.yaml
     #[command(
         after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
@@ -87,6 +103,38 @@ Examples:\n  crossdock test\n  crossdock test --filter carts"
         /// Run only cases whose name or pipeline contains this text
         #[arg(long)]
         filter: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// A customer's lifetime value, order count, first and last order
+    Customer {
+        /// Customer id, as the scripts record it
+        id: String,
+    },
+    /// A SKU's stock: on hand, reserved, available; `--set` changes on hand
+    Stock {
+        sku: String,
+        /// Set the on-hand count
+        #[arg(long, value_name = "N")]
+        set: Option<i64>,
+    },
+    /// An order's reservation: status, items and the answer it got
+    Reservation { order_id: String },
+    /// Set on-hand counts from a CSV export (one row per SKU)
+    ImportStock {
+        /// The CSV file
+        file: PathBuf,
+        /// Column holding the SKU
+        #[arg(long, default_value = "sku")]
+        sku_column: String,
+        /// Column holding the on-hand quantity
+        #[arg(long, default_value = "on_hand")]
+        qty_column: String,
+        /// Field delimiter
+        #[arg(long, default_value_t = ',')]
+        delimiter: char,
     },
 }
 
@@ -138,6 +186,7 @@ fn command(command: Command) -> ExitCode {
             env: &env,
         }),
         Command::Test { dir, filter } => test::run(&dir, filter.as_deref(), &env),
+        Command::State { project, command } => state::run(&project, command, &env),
     }
 }
 

@@ -32,6 +32,7 @@
 
 pub mod customers;
 pub mod date;
+pub mod import;
 pub mod kv;
 pub mod memory;
 pub mod overlay;

@@ -145,6 +145,23 @@ pub fn available(store: &dyn StateStore, sku: &str) -> Result<i64, StateError> {
     Ok(Level::read(&key, &store.get(&key)?)?.available())
 }
 
+/// A SKU's stock as stored: `{"on_hand", "reserved", "available"}`, or None for an unknown SKU.
+pub fn level(store: &dyn StateStore, sku: &str) -> Result<Option<Value>, StateError> {
+    let key = stock_key(sku);
+    let Some(raw) = store.get(&key)? else {
+        return Ok(None);
+    };
+    let level = Level::read(&key, &Some(raw))?;
+    Ok(Some(
+        json!({"on_hand": level.on_hand, "reserved": level.reserved, "available": level.available()}),
+    ))
+}
+
+/// An order's reservation as stored (status, items, first answer), or None.
+pub fn reservation(store: &dyn StateStore, order_id: &str) -> Result<Option<Value>, StateError> {
+    store.get(&reservation_key(order_id))
+}
+
 /// Sum the quantities per SKU, keeping the order in which SKUs first appear.
 fn merge_items(items: &[(String, i64)]) -> Result<Vec<(String, i64)>, StateError> {
     let mut merged: Vec<(String, i64)> = Vec::with_capacity(items.len());
