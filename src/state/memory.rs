@@ -71,55 +71,9 @@ impl StateStore for MemoryStore {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn update_is_all_or_nothing() {
-        let store = MemoryStore::new();
-        let keys = vec!["a".to_string(), "b".to_string()];
-        store
-            .update(&keys, &mut |_| {
-                Ok((vec![Some(json!(1)), Some(json!(2))], json!(null)))
-            })
-            .unwrap();
-        let err = store.update(&keys, &mut |_| Err(StateError::Invalid("no".into())));
-        assert!(err.is_err());
-        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
-        // Wrong arity writes nothing.
-        let err = store.update(&keys, &mut |_| Ok((vec![None], json!(null))));
-        assert!(err.is_err());
-        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
-        // Delete.
-        store
-            .update(&keys, &mut |_| {
-                Ok((vec![None, Some(json!(3))], json!(null)))
-            })
-            .unwrap();
-        assert_eq!(store.get("a").unwrap(), None);
-        assert!(store
-            .update(&["x".into(), "x".into()], &mut |_| Ok((
-                vec![None, None],
-                json!(null)
-            )))
-            .is_err());
-    }
-
-    #[test]
-    fn scan_prefix_in_key_order() {
-        let store = MemoryStore::new();
-        for k in ["kv/p/b", "kv/p/a", "kv/q/a", "kv/p"] {
-            store
-                .update(&[k.to_string()], &mut |_| {
-                    Ok((vec![Some(json!(k))], json!(null)))
-                })
-                .unwrap();
-        }
-        let keys: Vec<String> = store
-            .scan_prefix("kv/p/")
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, ["kv/p/a", "kv/p/b"]);
+    fn keeps_the_store_contract() {
+        crate::state::contract::check(&MemoryStore::new());
     }
 }

@@ -134,6 +134,65 @@ pub(crate) fn check_distinct(keys: &[String]) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The behaviour every [`StateStore`] must show, run by each store's own tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod contract {
+    use super::{StateError, StateStore};
+    use serde_json::json;
+
+    pub(crate) fn check(store: &dyn StateStore) {
+        update_is_all_or_nothing(store);
+        scan_prefix_in_key_order(store);
+    }
+
+    fn update_is_all_or_nothing(store: &dyn StateStore) {
+        let keys = vec!["a".to_string(), "b".to_string()];
+        store
+            .update(&keys, &mut |_| {
+                Ok((vec![Some(json!(1)), Some(json!(2))], json!(null)))
+            })
+            .unwrap();
+        let err = store.update(&keys, &mut |_| Err(StateError::Invalid("no".into())));
+        assert_eq!(err, Err(StateError::Invalid("no".into())));
+        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
+        // Wrong arity writes nothing.
+        let err = store.update(&keys, &mut |_| Ok((vec![None], json!(null))));
+        assert!(matches!(err, Err(StateError::Backend(_))), "{err:?}");
+        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
+        // Delete, and the closure sees the values in key order.
+        let answer = store
+            .update(&keys, &mut |cur| {
+                assert_eq!(cur, [Some(json!(1)), Some(json!(2))]);
+                Ok((vec![None, Some(json!(3))], json!("done")))
+            })
+            .unwrap();
+        assert_eq!(answer, json!("done"));
+        assert_eq!(store.get("a").unwrap(), None);
+        assert_eq!(store.get("b").unwrap(), Some(json!(3)));
+        assert!(store
+            .update(&["x".into(), "x".into()], &mut |_| Ok((
+                vec![None, None],
+                json!(null)
+            )))
+            .is_err());
+    }
+
+    fn scan_prefix_in_key_order(store: &dyn StateStore) {
+        for k in ["kv/p/b", "kv/p/a", "kv/q/a", "kv/p", "kv/p/é"] {
+            store
+                .update(&[k.to_string()], &mut |_| {
+                    Ok((vec![Some(json!(k))], json!(null)))
+                })
+                .unwrap();
+        }
+        let got = store.scan_prefix("kv/p/").unwrap();
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["kv/p/a", "kv/p/b", "kv/p/é"]);
+        assert_eq!(got[0].1, json!("kv/p/a"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,4 +188,9 @@ mod tests {
         let text = serde_json::to_string(&changes[1]).unwrap();
         assert_eq!(text, r#"{"key":"b","before":2,"after":null}"#);
     }
+
+    #[test]
+    fn keeps_the_store_contract() {
+        crate::state::contract::check(&Overlay::new(Arc::new(crate::state::MemoryStore::new())));
+    }
 }

@@ -321,55 +321,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    // The same contract tests as MemoryStore's, on sled.
     #[test]
-    fn update_is_all_or_nothing() {
-        let store = SledStore::temporary().unwrap();
-        let keys = vec!["a".to_string(), "b".to_string()];
-        store
-            .update(&keys, &mut |_| {
-                Ok((vec![Some(json!(1)), Some(json!(2))], json!(null)))
-            })
-            .unwrap();
-        let err = store.update(&keys, &mut |_| Err(StateError::Invalid("no".into())));
-        assert_eq!(err, Err(StateError::Invalid("no".into())));
-        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
-        // Wrong arity writes nothing.
-        let err = store.update(&keys, &mut |_| Ok((vec![None], json!(null))));
-        assert!(matches!(err, Err(StateError::Backend(_))), "{err:?}");
-        assert_eq!(store.get("a").unwrap(), Some(json!(1)));
-        // Delete, and the closure sees the values in key order.
-        let answer = store
-            .update(&keys, &mut |cur| {
-                assert_eq!(cur, [Some(json!(1)), Some(json!(2))]);
-                Ok((vec![None, Some(json!(3))], json!("done")))
-            })
-            .unwrap();
-        assert_eq!(answer, json!("done"));
-        assert_eq!(store.get("a").unwrap(), None);
-        assert_eq!(store.get("b").unwrap(), Some(json!(3)));
-        assert!(store
-            .update(&["x".into(), "x".into()], &mut |_| Ok((
-                vec![None, None],
-                json!(null)
-            )))
-            .is_err());
-    }
-
-    #[test]
-    fn scan_prefix_in_key_order() {
-        let store = SledStore::temporary().unwrap();
-        for k in ["kv/p/b", "kv/p/a", "kv/q/a", "kv/p", "kv/p/é"] {
-            store
-                .update(&[k.to_string()], &mut |_| {
-                    Ok((vec![Some(json!(k))], json!(null)))
-                })
-                .unwrap();
-        }
-        let got = store.scan_prefix("kv/p/").unwrap();
-        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["kv/p/a", "kv/p/b", "kv/p/é"]);
-        assert_eq!(got[0].1, json!("kv/p/a"));
+    fn keeps_the_store_contract() {
+        crate::state::contract::check(&SledStore::temporary().unwrap());
     }
 
     #[test]
