@@ -642,7 +642,7 @@ mod tests {
         let got = need.parse(body).unwrap();
         assert_eq!(
             got.to_string(),
-            r#"{"id":1,"billing":{"email":"a@b"},"items":[{"sku":"A"},{"sku":"B"}],"n":12.50}"#
+            r#"{"billing":{"email":"a@b"},"id":1,"items":[{"sku":"A"},{"sku":"B"}],"n":12.50}"#
         );
         let mut all = Need::default();
         all.add_jsonpath("$..sku");

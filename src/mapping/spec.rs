@@ -4,7 +4,7 @@
 //! such as `tyep:` is reported by serde with the list of keys it expected. Values are kept as
 //! the user wrote them (strings for paths, types and transforms); deciding whether they make
 //! sense is `compile`'s job, which reports every problem at once instead of stopping at the
-//! first. Field order is kept, because the output object is built in declared order.
+//! first. Field order is kept, so fields are evaluated (and fail) in the order written.
 //!
 //! This module does not name a YAML library: any serde deserializer (the config loader's,
 //! or `serde_json` in tests) can produce these types.

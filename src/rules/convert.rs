@@ -15,9 +15,8 @@
 //! | array / object                               | array / object map               |
 //!
 //! Back to JSON, a Decimal becomes a number with exactly its digits (`0.1 + 0.2` is `0.3`),
-//! chars become strings and BLOBs arrays of bytes. Rhai maps are sorted by key; when the
-//! original JSON is at hand ([`dynamic_to_json_like`]) keys that were there keep its order and
-//! new keys follow. Functions, timestamps and state handles have no JSON form and are errors.
+//! chars become strings and BLOBs arrays of bytes. Maps come out ordered by key (as both Rhai
+//! and serde_json keep them). Functions, timestamps and state handles have no JSON form and are errors.
 //! Both directions refuse nesting deeper than [`MAX_DEPTH`] instead of overflowing the stack:
 //! JSON arrives at most 128 deep (serde_json's limit) but a script can nest values further.
 
@@ -131,18 +130,12 @@ pub fn decimal_to_json(d: Decimal) -> Value {
     }
 }
 
-/// A Rhai value as JSON (maps in Rhai's key order).
+/// A Rhai value as JSON.
 pub fn dynamic_to_json(d: &Dynamic) -> Result<Value, ConvertError> {
-    to_json(d, None, 0)
+    to_json(d, 0)
 }
 
-/// A Rhai value as JSON, keeping the key order of `like` (typically the JSON the value was made
-/// from) for keys it has, with new keys after them.
-pub fn dynamic_to_json_like(d: &Dynamic, like: Option<&Value>) -> Result<Value, ConvertError> {
-    to_json(d, like, 0)
-}
-
-fn to_json(d: &Dynamic, like: Option<&Value>, depth: usize) -> Result<Value, ConvertError> {
+fn to_json(d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::TooDeep);
     }
@@ -171,31 +164,16 @@ fn to_json(d: &Dynamic, like: Option<&Value>, depth: usize) -> Result<Value, Con
         return Ok(Value::String(c.to_string()));
     }
     if let Ok(arr) = d.as_array_ref() {
-        let like_items = like.and_then(Value::as_array);
         let mut out = Vec::with_capacity(arr.len());
-        for (i, item) in arr.iter().enumerate() {
-            let like_item = like_items.and_then(|l| l.get(i));
-            out.push(to_json(item, like_item, depth + 1)?);
+        for item in arr.iter() {
+            out.push(to_json(item, depth + 1)?);
         }
         return Ok(Value::Array(out));
     }
     if let Ok(map) = d.as_map_ref() {
-        let mut out = serde_json::Map::with_capacity(map.len());
-        if let Some(like_obj) = like.and_then(Value::as_object) {
-            for (k, like_item) in like_obj {
-                if let Some(item) = map.get(k.as_str()) {
-                    out.insert(k.clone(), to_json(item, Some(like_item), depth + 1)?);
-                }
-            }
-            for (k, item) in map.iter() {
-                if !like_obj.contains_key(k.as_str()) {
-                    out.insert(k.to_string(), to_json(item, None, depth + 1)?);
-                }
-            }
-        } else {
-            for (k, item) in map.iter() {
-                out.insert(k.to_string(), to_json(item, None, depth + 1)?);
-            }
+        let mut out = serde_json::Map::new();
+        for (k, item) in map.iter() {
+            out.insert(k.to_string(), to_json(item, depth + 1)?);
         }
         return Ok(Value::Object(out));
     }
@@ -217,7 +195,7 @@ mod tests {
     fn round_trip(text: &str) -> String {
         let v = parse(text);
         let d = json_to_dynamic(&v).unwrap();
-        serde_json::to_string(&dynamic_to_json_like(&d, Some(&v)).unwrap()).unwrap()
+        serde_json::to_string(&dynamic_to_json(&d).unwrap()).unwrap()
     }
 
     #[test]
@@ -264,25 +242,14 @@ mod tests {
     }
 
     #[test]
-    fn structure_and_key_order() {
-        let text = r#"{"z":1,"a":{"y":null,"b":[true,"s",{"k":"v","c":2.50}]},"m":"x"}"#;
+    fn structure_round_trips() {
+        let text = r#"{"a":{"b":[true,"s",{"c":2.50,"k":"v"}],"y":null},"m":"x","z":1}"#;
         assert_eq!(round_trip(text), text);
-        // Without a hint, Rhai's sorted order.
+        // Keys come out ordered by key.
         let d = json_to_dynamic(&parse(r#"{"z":1,"a":2}"#)).unwrap();
         assert_eq!(
             serde_json::to_string(&dynamic_to_json(&d).unwrap()).unwrap(),
             r#"{"a":2,"z":1}"#
-        );
-        // New keys come after the ones the hint knew.
-        let mut map = Map::new();
-        map.insert("z".into(), Dynamic::from_int(1));
-        map.insert("new".into(), Dynamic::from_int(2));
-        map.insert("a".into(), Dynamic::from_int(3));
-        let like = parse(r#"{"z":0,"gone":0,"a":0}"#);
-        let v = dynamic_to_json_like(&Dynamic::from_map(map), Some(&like)).unwrap();
-        assert_eq!(
-            serde_json::to_string(&v).unwrap(),
-            r#"{"z":1,"a":3,"new":2}"#
         );
     }
 

@@ -259,8 +259,8 @@ fn record_dynamic(record: &Value) -> Result<Dynamic, RunError> {
     convert::json_to_dynamic(record).map_err(|e| RunError::plain(format!("record: {e}")))
 }
 
-fn to_json(d: &Dynamic, like: Option<&Value>, what: &str) -> Result<Value, RunError> {
-    convert::dynamic_to_json_like(d, like).map_err(|e| RunError::plain(format!("{what}: {e}")))
+fn to_json(d: &Dynamic, what: &str) -> Result<Value, RunError> {
+    convert::dynamic_to_json(d).map_err(|e| RunError::plain(format!("{what}: {e}")))
 }
 
 /// A compiled script file.
@@ -281,7 +281,7 @@ impl Script {
 
     /// Run the script on `record` and return the final value of `record`.
     ///
-    /// Keys of `record` keep their order; keys the script adds follow them.
+    /// Fields of `record` the script does not name are handed back untouched.
     pub fn run(&self, rules: &Rules, mut record: Value, ctx: &Ctx) -> Result<Value, RunError> {
         // Give the script only the fields it names, and take back only those: the rest of a
         // large record never crosses into Rhai.
@@ -299,14 +299,12 @@ impl Script {
             .remove::<Dynamic>("record")
             .unwrap_or(Dynamic::UNIT)
             .flatten();
-        match given {
-            None => to_json(&out, Some(&record), "record"),
-            Some(given) => {
-                let out = to_json(&out, Some(&given), "record")?;
-                self.reads.write_back(&mut record, out);
-                Ok(record)
-            }
+        let out = to_json(&out, "record")?;
+        if given.is_none() {
+            return Ok(out);
         }
+        self.reads.write_back(&mut record, out);
+        Ok(record)
     }
 }
 
@@ -361,7 +359,7 @@ impl Expr {
     /// Evaluate to a JSON value.
     pub fn eval_value(&self, rules: &Rules, record: &Value, ctx: &Ctx) -> Result<Value, RunError> {
         let d = self.pipeline_eval(rules, record, ctx)?;
-        to_json(&d, None, "result")
+        to_json(&d, "result")
     }
 
     /// For mapping `expr:` transforms: pure, no state/event. Scope has `value` (the field's
@@ -390,7 +388,7 @@ impl Expr {
         scope.push_dynamic("value", value);
         scope.push_dynamic("record", self.record(record)?);
         let d = self.eval(rules, &mut scope)?;
-        to_json(&d, None, "result")
+        to_json(&d, "result")
     }
 }
 
@@ -468,7 +466,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             serde_json::to_string(&out).unwrap(),
-            r#"{"a":0.1,"b":0.2,"total":100.00,"big":true,"lit":true,"sum":0.3}"#
+            r#"{"a":0.1,"b":0.2,"big":true,"lit":true,"sum":0.3,"total":100.00}"#
         );
         let out = f
             .run(
@@ -488,7 +486,7 @@ mod tests {
     #[test]
     fn records_round_trip_digit_for_digit() {
         let f = Fixture::new();
-        let text = r#"{"id":820982911946154508,"huge":12345678901234567890123,"price":"225.0000","amount":225.0000,"neg":-0.5,"beyond":1e400,"nested":{"z":[1,{"b":null,"a":true}],"a":"x"}}"#;
+        let text = r#"{"amount":225.0000,"beyond":1e400,"huge":12345678901234567890123,"id":820982911946154508,"neg":-0.5,"nested":{"a":"x","z":[1,{"a":true,"b":null}]},"price":"225.0000"}"#;
         // `record` used whole: every field crosses into Rhai and back.
         let out = f.run("record = record;", parse(text)).unwrap();
         assert_eq!(
@@ -508,8 +506,8 @@ mod tests {
         assert_eq!(out["id"].to_string(), "820982911946154508");
         assert_eq!(out["huge"].to_string(), "12345678901234567890123");
         assert_eq!(out["amount"].to_string(), "225.0000");
-        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
-        assert_eq!(keys.last().unwrap().as_str(), "added");
+        assert_eq!(out["added"], 1);
+        assert_eq!(out["nested"]["a"], "y");
         // Assigning a whole new record is allowed; so is a scalar.
         assert_eq!(f.run("record = 42;", json!({})).unwrap(), json!(42));
     }

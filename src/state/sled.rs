@@ -330,7 +330,7 @@ mod tests {
     fn values_keep_every_digit() {
         let store = SledStore::temporary().unwrap();
         // Parsed, not `json!`: the macro would make 1.10 an f64.
-        let text = r#"{"id":12345678901234567890,"amount":"0.30","x":1.10}"#;
+        let text = r#"{"amount":"0.30","id":12345678901234567890,"x":1.10}"#;
         let big: Value = serde_json::from_str(text).unwrap();
         store
             .update(&["k".into()], &mut |_| {
