@@ -621,23 +621,18 @@ mod tests {
         let m = mapping(
             r#"{"A": "$.a", "B": {"template": "{{ $.b }}-{{ $.c }}"}, "I": {"each": "$.items[*]", "fields": {"X": "$.x"}}}"#,
         );
-        let reads: Vec<String> = m
-            .reads()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .collect();
-        assert_eq!(reads, ["$.a", "$.b", "$.c", "$.items[*].x"]);
+        let reads_of = |m: &Mapping| -> Vec<String> {
+            m.reads()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        };
+        assert_eq!(reads_of(&m), ["$.a", "$.b", "$.c", "$.items[*].x"]);
         assert!(mapping(r#"{"A": {"expr": "record"}}"#).reads().is_none());
         // An element read by an expression is read whole.
         let m = mapping(r#"{"I": {"each": "$.items[*]", "fields": {"X": {"expr": "record.x"}}}}"#);
-        let reads: Vec<String> = m
-            .reads()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .collect();
-        assert_eq!(reads, ["$.items[*]"]);
+        assert_eq!(reads_of(&m), ["$.items[*]"]);
     }
 
     #[test]
