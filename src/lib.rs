@@ -17,6 +17,9 @@
 //! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
 //! - [`connectors`]: the kinds of connector and what their operations need.
 //! - [`flow`]: compiling a project into immutable flows and running an event through one.
+//! - [`runtime`]: `crossdock run`: the live version, the durable inbox, workers, retries,
+//!   dead letters, reloads.
+//! - [`server`]: the HTTP surface over a runtime: webhooks, health, metrics, admin API.
 //! - [`testing`]: pipeline test cases (`tests/pipelines/*.yaml`).
 //! - [`cli`]: the command line. The only module that prints.
 
@@ -27,5 +30,7 @@ pub mod flow;
 pub mod mapping;
 pub mod projection;
 pub mod rules;
+pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod testing;

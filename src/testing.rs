@@ -43,6 +43,10 @@ struct Case {
     event: Option<EventSpec>,
     #[serde(default)]
     state: Option<Value>,
+    /// Answers for the pipeline's `fetch` steps, by `connector.op`: a value, or
+    /// `{ fixture: FILE }` for a file in tests/fixtures/.
+    #[serde(default)]
+    fetch: BTreeMap<String, Value>,
     #[serde(default)]
     expect: Expect,
 }
@@ -197,13 +201,37 @@ fn run_case(
     if let Some(seed) = &case.state {
         crate::state::seed::seed(base.as_ref(), seed).map_err(|e| format!("state seed: {e}"))?;
     }
+    let mut given = crate::flow::GivenAnswers {
+        answers: BTreeMap::new(),
+        hint: "give the answer under `fetch:` in the test case",
+    };
+    for (key, answer) in &case.fetch {
+        let value = match answer.get("fixture").and_then(Value::as_str) {
+            Some(f) if answer.as_object().is_some_and(|o| o.len() == 1) => {
+                let path = project.root.join(FIXTURES_DIR).join(f);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("fetch {key}: fixture {}: {e}", path.display()))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("fetch {key}: fixture {}: {e}", path.display()))?
+            }
+            _ => answer.clone(),
+        };
+        given.answers.insert(key.clone(), value);
+    }
     let spec = case.event.as_ref();
     let outcomes: Vec<Outcome> = events
         .into_iter()
         .enumerate()
         .map(|(i, decoded)| {
             let event = event_info(flow.name.as_str(), spec, i + 1, "test");
-            flow.run_body(&project.rules, event, decoded.body, &decoded.label, &base)
+            flow.run_body(
+                &project.rules,
+                event,
+                decoded.body,
+                &decoded.label,
+                &base,
+                &given,
+            )
         })
         .collect();
     Ok(check_expectations(&case.expect, &outcomes))

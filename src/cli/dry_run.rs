@@ -23,6 +23,8 @@ pub struct Args<'a> {
     pub json: bool,
     pub headers: &'a [String],
     pub received_at: Option<&'a str>,
+    /// `CONNECTOR.OP=FILE`: answers for fetch steps.
+    pub fetch: &'a [String],
     pub env: EnvLookup<'a>,
 }
 
@@ -79,6 +81,28 @@ pub fn run(args: Args<'_>) -> ExitCode {
         headers,
     };
 
+    let mut given = crate::flow::GivenAnswers {
+        answers: BTreeMap::new(),
+        hint: "give it with --fetch CONNECTOR.OP=FILE",
+    };
+    for f in args.fetch {
+        let Some((key, file)) = f.split_once('=') else {
+            eprintln!("--fetch `{f}`: write CONNECTOR.OP=FILE");
+            return ExitCode::from(2);
+        };
+        let answer = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
+        match answer {
+            Ok(v) => {
+                given.answers.insert(key.trim().to_string(), v);
+            }
+            Err(e) => {
+                eprintln!("--fetch {key}: cannot read {file}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     // Reads see the project's state; writes land in an overlay and are only reported.
     let base = project_state(&project);
     let overlay = Arc::new(Overlay::new(base));
@@ -90,8 +114,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let many = events.len() > 1;
     for (i, decoded) in events.into_iter().enumerate() {
         let event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
-        let mut outcome =
-            flow.run_body(&project.rules, event, decoded.body, &decoded.label, &state);
+        let mut outcome = flow.run_body(
+            &project.rules,
+            event,
+            decoded.body,
+            &decoded.label,
+            &state,
+            &given,
+        );
         outcome.state_changes = new_changes(&overlay.changes(), &mut seen);
         all_ok &= outcome.ok();
         let text = if args.json {
@@ -118,7 +148,8 @@ fn project_state(project: &crate::flow::Project) -> Arc<dyn StateStore> {
         Ok(store) => Arc::new(store),
         Err(e) => {
             eprintln!(
-                "warning: state at {} cannot be opened ({e}); this dry run reads an empty state",
+                "warning: state at {} cannot be opened ({e}); this dry run reads an empty state \
+(while `crossdock run` serves the project, POST /api/pipelines/NAME/dry-run reads its state)",
                 path.display()
             );
             Arc::new(MemoryStore::default())

@@ -5,7 +5,9 @@
 #![allow(clippy::print_stdout)]
 
 mod check;
+mod dlq;
 mod dry_run;
+mod run;
 mod state;
 mod test;
 
@@ -21,8 +23,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Declarative integration engine for commerce: YAML pipelines, JSONPath mappings, Rhai rules",
     long_about = "crossdock turns a folder of YAML (crossdock.yaml, pipelines/, mappings/, scripts/) into \
 running integrations. Validate a project with `check`, try a pipeline on a sample payload with \
-`dry-run`, and run its test cases with `test`.",
-    after_help = "Examples:\n  crossdock check\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  crossdock test"
+`dry-run`, run its test cases with `test`, and serve it with `run`.",
+    after_help = "Examples:\n  crossdock run\n  crossdock check\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  crossdock test"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +33,43 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the project: webhooks, workers, admin API; events are durable before their 202
+    #[command(
+        after_help = "Listens on `server.listen` of crossdock.yaml (default 127.0.0.1:8787). Each webhook \
+source is a POST route; accepted events are written to the inbox in the state folder before the \
+answer, and run through their pipeline by workers. Stops cleanly on Ctrl-C or SIGTERM; SIGHUP \
+reloads the project. The admin API (/api) needs CROSSDOCK_ADMIN_TOKEN. Logs go to stderr; set \
+CROSSDOCK_LOG (e.g. debug) for more.\n\n\
+Examples:\n  crossdock run\n  CROSSDOCK_ADMIN_TOKEN=secret crossdock run path/to/project --listen 0.0.0.0:8787"
+    )]
+    Run {
+        /// Project folder (the one with crossdock.yaml)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Address to listen on, instead of `server.listen`
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// When an accepted event is on disk: `group` fsyncs before each 202 (shared by
+        /// concurrent requests); `periodic` answers at once and flushes every 500 ms
+        #[arg(long, value_enum, default_value_t = Flush::Group)]
+        flush: Flush,
+    },
+    /// Inspect and replay dead letters
+    #[command(
+        after_help = "Works on the state folder directly when the engine is stopped, and through the \
+running engine's admin API (CROSSDOCK_ADMIN_TOKEN) when it is running.\n\n\
+Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  crossdock dlq retry evt_00000000000000a1"
+    )]
+    Dlq {
+        /// Project folder
+        #[arg(long, default_value = ".", global = true)]
+        project: PathBuf,
+        /// The running engine's address, when it is not `server.listen` (e.g. started with --listen)
+        #[arg(long, global = true, value_name = "http://HOST:PORT")]
+        url: Option<String>,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Validate the whole project and print every problem as path:line:col: message
     #[command(
         after_help = "Exits 0 when the project is valid, 1 when it is not.\n\n\
@@ -74,6 +113,9 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         /// The time the event is received (RFC 3339); now by default
         #[arg(long)]
         received_at: Option<String>,
+        /// The answer a `fetch` step gets, as CONNECTOR.OP=FILE (a JSON file; repeatable)
+        #[arg(long = "fetch", value_name = "CONNECTOR.OP=FILE")]
+        fetch: Vec<String>,
     },
     /// Inspect and seed the project's state: customers, stock, reservations
     #[command(
@@ -138,6 +180,28 @@ enum StateCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// The dead letters, oldest first
+    List {
+        /// At most this many
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter: the event, its body, every attempt's error, the version
+    Show { id: String },
+    /// Put a dead letter back in the inbox, attempts reset
+    Retry { id: String },
+    /// Delete a dead letter
+    Drop { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Flush {
+    Group,
+    Periodic,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// A readable view
@@ -149,7 +213,11 @@ enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     // Rules need a deeper stack than a main thread may have (see `rules::engine::MIN_STACK`).
     let worker = std::thread::Builder::new()
         .name("crossdock".into())
@@ -176,6 +244,7 @@ fn command(command: Command) -> ExitCode {
             project,
             headers,
             received_at,
+            fetch,
         } => dry_run::run(dry_run::Args {
             project: &project,
             pipeline: &pipeline,
@@ -183,18 +252,41 @@ fn command(command: Command) -> ExitCode {
             json: format == Format::Json,
             headers: &headers,
             received_at: received_at.as_deref(),
+            fetch: &fetch,
             env: &env,
         }),
         Command::Test { dir, filter } => test::run(&dir, filter.as_deref(), &env),
         Command::State { project, command } => state::run(&project, command, &env),
+        Command::Run { dir, listen, flush } => run::run(run::Args {
+            dir: &dir,
+            listen,
+            flush: match flush {
+                Flush::Group => crate::runtime::FlushPolicy::Group,
+                Flush::Periodic => crate::runtime::FlushPolicy::Periodic,
+            },
+        }),
+        Command::Dlq {
+            project,
+            url,
+            command,
+        } => {
+            let action = match command {
+                DlqCommand::List { limit } => dlq::Action::List { limit },
+                DlqCommand::Show { id } => dlq::Action::Show { id },
+                DlqCommand::Retry { id } => dlq::Action::Retry { id },
+                DlqCommand::Drop { id } => dlq::Action::Drop { id },
+            };
+            dlq::run(&project, url.as_deref(), action, &env)
+        }
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSDOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

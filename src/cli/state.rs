@@ -36,6 +36,12 @@ pub fn run(project: &Path, command: StateCommand, env: EnvLookup<'_>) -> ExitCod
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 eprintln!("cannot open the state at {}: {e}", path.display());
+                // sled lets one process in at a time: most often, the engine has it.
+                eprintln!(
+                    "  = help: if `crossdock run` is serving this project, read the state through \
+its admin API (GET /api/state/customers/ID, /api/state/stock/SKU, /api/state/reservations/ORDER) \
+or stop it first"
+                );
                 return ExitCode::from(1);
             }
         }

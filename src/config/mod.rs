@@ -1,10 +1,12 @@
 //! Reading a project from disk: `crossdock.yaml`, `pipelines/`, `mappings/`, `scripts/`.
 //!
 //! Owns the file layout, YAML parsing with positions ([`yaml`]), `${VAR}` interpolation
-//! ([`env`]), the typed config model ([`model`]) and diagnostics ([`diag`]). It reads files
+//! ([`env`]), the typed config model ([`model`]), cron expressions ([`cron`]) and diagnostics
+//! ([`diag`]). It reads files
 //! and reports what is malformed in each one on its own; whether the files fit together
 //! (references, expressions, duplicate paths) is decided by `crate::flow::compile`.
 
+pub mod cron;
 pub mod diag;
 pub mod env;
 pub mod model;

@@ -30,14 +30,70 @@ pub struct ProjectFile {
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Largest webhook body, e.g. `4MB` (the default), `512KB`.
+    #[serde(default)]
+    pub max_body: Option<String>,
+    /// A delivery whose dedup key was seen within this window is a duplicate (default `24h`).
+    #[serde(default)]
+    pub dedup_window: Option<String>,
+    /// How long a shutdown waits for running events (default `10s`).
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// How long event trails are kept (default `7d`).
+    #[serde(default)]
+    pub keep_trails: Option<String>,
+    /// Quiet time after the last edit to a project file before the reload (default `100ms`).
+    #[serde(default)]
+    pub reload_debounce: Option<String>,
+    /// Accepted events waiting to be processed above which webhooks answer 503 (default
+    /// 100000).
+    #[serde(default)]
+    pub max_backlog: Option<usize>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            max_body: None,
+            dedup_window: None,
+            grace: None,
+            keep_trails: None,
+            reload_debounce: None,
+            max_backlog: None,
         }
     }
+}
+
+/// Parses a size such as `4MB`, `512KB`, `1048576` (bytes; KB and MB are 1024-based).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 4MB, 512KB"))?;
+    let factor = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" | "K" => 1024,
+        "MB" | "MIB" | "M" => 1024 * 1024,
+        "GB" | "GIB" | "G" => 1024 * 1024 * 1024,
+        other => return Err(format!("`{other}` is not a size unit; use B, KB, MB or GB")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A connector's `breaker:`, common to every kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Retryable failures in a row that open the breaker (default 5).
+    #[serde(default)]
+    pub failures: Option<u32>,
+    /// How long it stays open (default `30s`).
+    #[serde(default)]
+    pub cooldown: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -78,6 +134,10 @@ pub struct PipelineFile {
     pub steps: Vec<Value>,
     #[serde(default)]
     pub on_error: Option<Value>,
+    /// Events of this pipeline that run at once (default 16). 1 runs them one at a time in
+    /// arrival order, except that an event waiting for a retry lets later ones pass.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,7 +147,7 @@ pub struct TriggerConfig {
 }
 
 /// Where a pipeline's events come from. One key: the source kind.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Webhook(WebhookSource),
@@ -107,7 +167,7 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSource {
     pub path: String,
@@ -118,7 +178,7 @@ pub struct WebhookSource {
     pub dedup_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     pub scheme: VerifyScheme,
@@ -152,7 +212,9 @@ pub enum SignatureEncoding {
     Base64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `poll`: call a connector's operation on a schedule and turn each item of the answer into
+/// an event. See docs/config.md for how cursor and pages combine.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollSource {
     pub connector: String,
@@ -161,22 +223,51 @@ pub struct PollSource {
     pub every: Option<String>,
     #[serde(default)]
     pub cron: Option<String>,
+    /// Fixed fields of every call's payload (query parameters of a GET).
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
     /// JSONPath to the list of items in each answer; the answer itself when absent.
     #[serde(default)]
     pub items: Option<String>,
     #[serde(default)]
-    pub cursor: Option<Value>,
+    pub cursor: Option<PollCursor>,
+    /// How to ask for the next page, when the answer says there is one.
+    #[serde(default)]
+    pub next: Option<PollNext>,
+    /// Items per page: without `next`, a full page means there is more to fetch.
     #[serde(default)]
     pub batch_size: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Where a poll resumes: the largest `from` value of the items seen so far, kept in the state
+/// and sent as `param`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollCursor {
+    /// The payload field the cursor value is sent in.
+    pub param: String,
+    /// JSONPath into each item to the value the cursor advances to (e.g. `$.updated_at`).
+    pub from: String,
+    /// The value before anything was seen; without it the first call has no cursor field.
+    #[serde(default)]
+    pub initial: Option<Value>,
+}
+
+/// Next-page pagination: `from` (JSONPath into the answer) gives a token sent as `param`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollNext {
+    pub from: String,
+    pub param: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSource {
     pub cron: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
     pub path: String,
@@ -201,6 +292,7 @@ pub enum StepConfig {
     Filter(String),
     Switch(Vec<SwitchArmConfig>),
     Set(serde_json::Map<String, Value>),
+    Fetch(FetchConfig),
     Send(SendConfig),
 }
 
@@ -212,6 +304,7 @@ impl StepConfig {
             StepConfig::Filter(_) => "filter",
             StepConfig::Switch(_) => "switch",
             StepConfig::Set(_) => "set",
+            StepConfig::Fetch(_) => "fetch",
             StepConfig::Send(_) => "send",
         }
     }
@@ -282,6 +375,20 @@ pub struct SendConfig {
     /// JSONPath into the record; the whole record when absent.
     #[serde(default)]
     pub payload: Option<String>,
+}
+
+/// `fetch: { from: CONNECTOR, op: OP, params: { NAME: VALUE }, into: FIELD }`: call a
+/// connector and put its answer in the record (under `into`, or as the whole record).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    pub from: String,
+    pub op: String,
+    /// Values as in `set`: a literal, `{ from: JSONPath }` or `{ expr: RHAI }`.
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub into: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

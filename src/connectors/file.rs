@@ -1,8 +1,16 @@
 //! The `file` connector: appends each action as a JSON line to a file.
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{check_op, reject_extras, ConnectorKind, SendProblem, SendShape};
+use super::{
+    check_op, reject_extras, BuildContext, CallError, Connector, ConnectorKind, Reply, Request,
+    SendProblem, SendShape,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,5 +30,49 @@ impl ConnectorKind for FileConfig {
         let mut out = check_op(self, send.op);
         out.extend(reject_extras(self.kind(), send));
         out
+    }
+    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+        Ok(Arc::new(FileSink {
+            path: cx.root.join(&self.path),
+            lock: Mutex::new(()),
+        }))
+    }
+}
+
+struct FileSink {
+    path: PathBuf,
+    /// Appends are serialised so that lines from concurrent workers never interleave.
+    lock: Mutex<()>,
+}
+
+impl FileSink {
+    fn append(&self, line: &str) -> std::io::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(line.as_bytes())
+    }
+}
+
+impl Connector for FileSink {
+    fn call<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Reply, CallError>> {
+        Box::pin(async move {
+            let mut line = super::action_line(&request);
+            line.push('\n');
+            self.append(&line).map_err(|e| CallError::Retryable {
+                message: format!("appending to {}: {e}", self.path.display()),
+                retry_after: None,
+            })?;
+            Ok(Reply {
+                status: 0,
+                remote_id: None,
+                body: serde_json::Value::Null,
+            })
+        })
     }
 }

@@ -4,17 +4,27 @@
 //! Owns the closed registry of connector kinds: one file per kind, one variant in
 //! [`ConnectorConfig`], and the [`ConnectorKind`] trait each implements. At load, a kind says
 //! which operations a `send` may name and what they need, so `check` catches a typo before an
-//! event does. Calling a remote system is the runtime's business and is not done here yet.
+//! event does. At run, [`ConnectorConfig::build`] turns the config into a live [`Connector`]
+//! that executes calls; retries, the circuit breaker and dead letters are the runtime's, which
+//! decides from the [`CallError`] kind alone.
 //!
 //! Adding a kind: a file here with its config struct and `ConnectorKind` impl, a variant
 //! below, an example in `docs/connectors.md`, and a case in `tests/cmd/`.
 
+mod classify;
 pub mod file;
 pub mod http;
+mod oauth2;
 pub mod salesforce;
 pub mod stdout;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// What a `send` step asks of a connector, as the compiler sees it.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +49,8 @@ pub trait ConnectorKind {
     fn operations(&self) -> Vec<String>;
     /// Checks a `send` against this connector's operations.
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem>;
+    /// The live connector for `run`. `name` is the connector's name in crossdock.yaml.
+    fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String>;
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,4 +112,79 @@ pub(crate) fn reject_extras(kind: &str, send: SendShape<'_>) -> Vec<SendProblem>
         });
     }
     out
+}
+
+/// One call on a live connector: an action of a `send` step, or a `fetch`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The connector's name as the pipeline wrote it (a fallback connector prints it).
+    pub connector: &'a str,
+    pub op: &'a str,
+    pub object: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub payload: &'a Value,
+}
+
+/// What the remote system answered to a successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The HTTP status, or 0 for connectors that are not HTTP (stdout, file).
+    pub status: u16,
+    /// The id the remote system gave the record it created or updated, when it says.
+    pub remote_id: Option<String>,
+    /// The answer's body as JSON (`Null` when there was none); a `fetch` puts it in the record.
+    pub body: Value,
+}
+
+/// Why a call failed, classified the way the runtime acts on it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// Worth trying again later: connect error, timeout, 429, 5xx, a platform's own limit
+    /// signal. `retry_after` is the server's `Retry-After`, when it sent one.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (a 4xx other than the limit signals, a bad payload): the event
+    /// dead-letters at once. The message carries the remote error body.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl CallError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CallError::Retryable { .. })
+    }
+}
+
+/// A connector ready to make calls. Built once per project version and shared by every
+/// worker; implementations keep their connection pools and tokens inside.
+pub trait Connector: Send + Sync {
+    fn call<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Reply, CallError>>;
+}
+
+/// What building a live connector may use.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The project folder: relative paths in connector config are relative to it.
+    pub root: PathBuf,
+    /// One HTTP client (and connection pool) shared by the connectors that need one.
+    pub http: reqwest::Client,
+}
+
+/// A call as one JSON line, `{"connector", "op", "object"?, "key"?, "payload"}`: what the local
+/// connectors write.
+pub(crate) fn action_line(request: &Request<'_>) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert("connector".into(), request.connector.into());
+    line.insert("op".into(), request.op.into());
+    if let Some(object) = request.object {
+        line.insert("object".into(), object.into());
+    }
+    if let Some(key) = request.key {
+        line.insert("key".into(), key.into());
+    }
+    line.insert("payload".into(), request.payload.clone());
+    Value::Object(line).to_string()
 }

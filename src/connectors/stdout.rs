@@ -1,9 +1,16 @@
 //! The `stdout` connector: writes each action as a JSON line to standard output. For trying
 //! pipelines out and for running the examples without accounts.
 
+use std::io::Write;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{check_op, reject_extras, ConnectorKind, SendProblem, SendShape};
+use super::{
+    check_op, reject_extras, BuildContext, CallError, Connector, ConnectorKind, Reply, Request,
+    SendProblem, SendShape,
+};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,5 +27,33 @@ impl ConnectorKind for StdoutConfig {
         let mut out = check_op(self, send.op);
         out.extend(reject_extras(self.kind(), send));
         out
+    }
+    fn build(&self, _name: &str, _cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+        Ok(Arc::new(Stdout))
+    }
+}
+
+struct Stdout;
+
+impl Connector for Stdout {
+    fn call<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Reply, CallError>> {
+        Box::pin(async move {
+            let mut line = super::action_line(&request);
+            line.push('\n');
+            // One write of the whole line under the lock, so lines from concurrent workers
+            // never interleave.
+            std::io::stdout()
+                .lock()
+                .write_all(line.as_bytes())
+                .map_err(|e| CallError::Retryable {
+                    message: format!("writing to standard output: {e}"),
+                    retry_after: None,
+                })?;
+            Ok(Reply {
+                status: 0,
+                remote_id: None,
+                body: serde_json::Value::Null,
+            })
+        })
     }
 }

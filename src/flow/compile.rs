@@ -60,13 +60,24 @@ pub fn compile(
 ) -> Result<(Project, Diagnostics), Diagnostics> {
     let mut diags = Diagnostics::default();
     let rules = Rules::default();
+    let mut fallbacks = BTreeMap::new();
+    let mut breakers = BTreeMap::new();
 
     let config = sources
         .project
         .as_ref()
         .and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
+    if let (Some(c), Some(file)) = (&config, &sources.project) {
+        check_server(&c.server, file, &mut diags);
+    }
     let connectors = match (&config, &sources.project) {
-        (Some(c), Some(file)) => Some(compile_connectors(c, file, &mut diags)),
+        (Some(c), Some(file)) => Some(compile_connectors(
+            c,
+            file,
+            &mut fallbacks,
+            &mut breakers,
+            &mut diags,
+        )),
         // Without a readable crossdock.yaml no connector is known; saying so at every `send`
         // would bury the one real problem.
         _ => None,
@@ -82,7 +93,7 @@ pub fn compile(
     let mappings = compile_mappings(sources, &rules, &mut diags);
 
     let mut pipelines = BTreeMap::new();
-    let mut webhook_paths: HashMap<String, (String, Pos)> = HashMap::new();
+    let mut claims = SourceClaims::default();
     let mut used_connectors: Vec<String> = Vec::new();
     for file in &sources.pipelines {
         let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else {
@@ -100,7 +111,7 @@ pub fn compile(
             script_sources: &script_sources,
             reads_event_body: false,
         };
-        let flow = compile_pipeline(&mut cx, spec, &mut webhook_paths);
+        let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
             if pipelines.contains_key(&flow.name) {
                 let at = file.doc.spans.value_pos(&[key("pipeline")]);
@@ -117,7 +128,7 @@ pub fn compile(
         }
     }
 
-    report_env(sources, opts, &used_connectors, &mut diags);
+    let unconfigured = report_env(sources, opts, &used_connectors, &fallbacks, &mut diags);
 
     let diags = diags.sorted();
     match config {
@@ -133,6 +144,8 @@ pub fn compile(
                 config,
                 rules,
                 pipelines,
+                unconfigured,
+                breakers,
                 redactor: Redactor::new(sources.secrets()),
             },
             diags,
@@ -160,18 +173,105 @@ fn deserialize<T: serde::de::DeserializeOwned>(
 /// second, misleading "no such" error.
 type Compiled<T> = HashMap<String, Option<Arc<T>>>;
 
+/// Also collects each connector's `unconfigured: OTHER` and `breaker:` (common to every kind,
+/// so they are taken off before the kind's own keys are checked).
 fn compile_connectors(
     config: &ProjectFile,
     file: &YamlFile,
+    fallbacks: &mut BTreeMap<String, String>,
+    breakers: &mut BTreeMap<String, super::BreakerSpec>,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Option<ConnectorConfig>> {
     let mut out = BTreeMap::new();
     for (name, raw) in &config.connectors {
         let path = [key("connectors"), key(name)];
-        let conn = file.section::<ConnectorConfig>(raw, &path, diags);
+        let mut raw = raw.clone();
+        if let Some(spec) = raw.as_object_mut().and_then(|m| m.remove("breaker")) {
+            let at = [key("connectors"), key(name), key("breaker")];
+            if let Some(spec) = compile_breaker(file, &at, &spec, diags) {
+                breakers.insert(name.clone(), spec);
+            }
+        }
+        if let Some(target) = raw.as_object_mut().and_then(|m| m.remove("unconfigured")) {
+            let at = [key("connectors"), key(name), key("unconfigured")];
+            match target.as_str() {
+                Some(t) if t == name => diags.push(file.error(
+                    file.doc.spans.value_pos(&at),
+                    "a connector cannot stand in for itself",
+                )),
+                Some(t) if config.connectors.contains_key(t) => {
+                    fallbacks.insert(name.clone(), t.to_string());
+                }
+                Some(t) => {
+                    let help = crate::config::diag::did_you_mean(
+                        t,
+                        config.connectors.keys().map(String::as_str),
+                    );
+                    let d = file.error(
+                        file.doc.spans.value_pos(&at),
+                        format!("no connector named `{t}`"),
+                    );
+                    diags.push(match help {
+                        Some(h) => d.with_help(h),
+                        None => d,
+                    });
+                }
+                None => diags.push(file.error(
+                    file.doc.spans.value_pos(&at),
+                    "`unconfigured` names another connector",
+                )),
+            }
+        }
+        let conn = file.section::<ConnectorConfig>(&raw, &path, diags);
         out.insert(name.clone(), conn);
     }
+    for (name, target) in fallbacks.iter() {
+        if fallbacks.contains_key(target) {
+            let at = [key("connectors"), key(name), key("unconfigured")];
+            diags.push(file.error(
+                file.doc.spans.value_pos(&at),
+                format!("`{target}` has an `unconfigured` of its own; name a connector that is always ready"),
+            ));
+        }
+    }
     out
+}
+
+fn compile_breaker(
+    file: &YamlFile,
+    at: &[PathSeg],
+    raw: &serde_json::Value,
+    diags: &mut Diagnostics,
+) -> Option<super::BreakerSpec> {
+    let config = file.section::<crate::config::model::BreakerConfig>(raw, at, diags)?;
+    let pos = |field: &str| {
+        let mut path = at.to_vec();
+        path.push(key(field));
+        file.doc.spans.value_pos(&path)
+    };
+    let mut spec = super::BreakerSpec::default();
+    let mut ok = true;
+    match config.failures {
+        Some(0) => {
+            diags.push(file.error(pos("failures"), "`failures` must be at least 1"));
+            ok = false;
+        }
+        Some(n) => spec.failures = n,
+        None => {}
+    }
+    if let Some(text) = &config.cooldown {
+        match humantime::parse_duration(text) {
+            Ok(d) => spec.cooldown = d,
+            Err(e) => {
+                diags.push(
+                    file.error(pos("cooldown"), format!("`{text}` is not a duration: {e}"))
+                        .with_help("write e.g. 500ms, 30s or 5m"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(spec)
 }
 
 fn compile_scripts(
@@ -406,7 +506,7 @@ impl StepCx<'_> {
 fn compile_pipeline(
     cx: &mut StepCx<'_>,
     spec: PipelineFile,
-    webhook_paths: &mut HashMap<String, (String, Pos)>,
+    claims: &mut SourceClaims,
 ) -> Option<Flow> {
     let file = cx.file;
     check_name(file, &spec.pipeline, "pipeline", cx.diags);
@@ -414,7 +514,7 @@ fn compile_pipeline(
 
     let source = cx.section::<Source>(&spec.source, &[key("source")]);
     if let Some(source) = &source {
-        check_source(cx, source, webhook_paths);
+        check_source(cx, source, claims);
     }
     let trigger = spec
         .trigger
@@ -456,18 +556,28 @@ fn compile_pipeline(
         file: file.file.path.clone(),
         source: source?,
         on_error,
+        concurrency: spec.concurrency.filter(|n| *n > 0),
         trigger,
         steps,
         need,
     })
 }
 
-fn check_source(
-    cx: &mut StepCx<'_>,
-    source: &Source,
-    webhook_paths: &mut HashMap<String, (String, Pos)>,
-) {
+/// What sources of earlier pipelines hold, where two pipelines cannot share: a webhook path,
+/// a watched folder (two file sources would race to move the same drop). Values are the
+/// holder's `file:line:col`.
+#[derive(Default)]
+struct SourceClaims {
+    webhook_paths: HashMap<String, String>,
+    folders: HashMap<String, String>,
+}
+
+fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims) {
     let base = [key("source"), key(source.kind())];
+    let here = |cx: &StepCx<'_>, at: &[PathSeg]| {
+        let pos = cx.file.doc.spans.value_pos(at);
+        format!("{}:{}", cx.file.file.path.display(), pos)
+    };
     match source {
         Source::Webhook(w) => {
             let at = [&base[..], &[key("path")]].concat();
@@ -478,9 +588,7 @@ fn check_source(
                     None,
                 );
             }
-            let pos = cx.file.doc.spans.value_pos(&at);
-            let here = format!("{}:{}", cx.file.file.path.display(), pos);
-            if let Some((other, _)) = webhook_paths.get(&w.path) {
+            if let Some(other) = claims.webhook_paths.get(&w.path) {
                 let other = other.clone();
                 cx.error_at(
                     &at,
@@ -488,12 +596,25 @@ fn check_source(
                     None,
                 );
             } else {
-                webhook_paths.insert(w.path.clone(), (here, pos));
+                claims.webhook_paths.insert(w.path.clone(), here(cx, &at));
             }
             if let Some(v) = &w.verify {
-                if let Some(t) = &v.tolerance {
-                    let at = [&base[..], &[key("verify"), key("tolerance")]].concat();
-                    check_duration(cx, &at, t);
+                let tolerance_ok = match &v.tolerance {
+                    Some(t) => {
+                        let at = [&base[..], &[key("verify"), key("tolerance")]].concat();
+                        let before = cx.diags.errors().count();
+                        check_duration(cx, &at, t);
+                        cx.diags.errors().count() == before
+                    }
+                    None => true,
+                };
+                // The scheme's own checks (a secret it cannot use, options it would ignore),
+                // at load rather than at the first delivery.
+                if tolerance_ok {
+                    if let Err(e) = crate::server::verify::build(v) {
+                        let at = [&base[..], &[key("verify")]].concat();
+                        cx.error_at(&at, format!("verify: {e}"), None);
+                    }
                 }
             }
             if let Some(id) = &w.dedup_id {
@@ -504,8 +625,10 @@ fn check_source(
             let at = [&base[..], &[key("connector")]].concat();
             check_connector_op(cx, &at, &p.connector, &p.op);
             match (&p.every, &p.cron) {
-                (Some(e), None) => check_duration(cx, &[&base[..], &[key("every")]].concat(), e),
-                (None, Some(_)) => {}
+                (Some(e), None) => {
+                    check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
+                }
+                (None, Some(c)) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), c),
                 _ => cx.error_at(
                     &base,
                     "a poll source needs exactly one of `every` or `cron`",
@@ -515,19 +638,129 @@ fn check_source(
             if let Some(items) = &p.items {
                 cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
             }
-        }
-        Source::Schedule(s) => {
-            let fields = s.cron.split_whitespace().count();
-            if !(5..=6).contains(&fields) {
-                let at = [&base[..], &[key("cron")]].concat();
+            if let Some(cursor) = &p.cursor {
+                let at = [&base[..], &[key("cursor")]].concat();
+                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &cursor.from);
+                if cursor.param.is_empty() {
+                    cx.error_at(
+                        &[&at[..], &[key("param")]].concat(),
+                        "`param` names the payload field the cursor is sent in",
+                        None,
+                    );
+                }
+                if let Some(initial) = &cursor.initial {
+                    if !(initial.is_string() || initial.is_number()) {
+                        cx.error_at(
+                            &[&at[..], &[key("initial")]].concat(),
+                            "the initial cursor is a string or a number",
+                            None,
+                        );
+                    }
+                }
+            }
+            if let Some(next) = &p.next {
+                let at = [&base[..], &[key("next")]].concat();
+                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &next.from);
+                let clash = p.cursor.as_ref().is_some_and(|c| c.param == next.param);
+                if next.param.is_empty() || clash {
+                    cx.error_at(
+                        &[&at[..], &[key("param")]].concat(),
+                        "`param` names the payload field the next-page token is sent in \
+                         (not the cursor's)",
+                        None,
+                    );
+                }
+            }
+            if p.batch_size == Some(0) {
                 cx.error_at(
-                    &at,
-                    format!("`{}` is not a cron expression (5 or 6 fields)", s.cron),
+                    &[&base[..], &[key("batch_size")]].concat(),
+                    "batch_size must be at least 1",
                     None,
                 );
             }
         }
-        Source::File(_) => {}
+        Source::Schedule(s) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), &s.cron),
+        Source::File(f) => {
+            let at = [&base[..], &[key("path")]].concat();
+            let folder = f.path.trim_start_matches("./").trim_end_matches('/');
+            if folder.is_empty() || folder == "." {
+                cx.error_at(
+                    &at,
+                    "`path` is the folder to watch, relative to the project (e.g. inbox/orders)",
+                    None,
+                );
+            } else if let Some(other) = claims.folders.get(folder) {
+                let other = other.clone();
+                cx.error_at(
+                    &at,
+                    format!("folder `{}` is already watched at {other}", f.path),
+                    None,
+                );
+            } else {
+                claims.folders.insert(folder.to_string(), here(cx, &at));
+            }
+            if let Some(d) = f.delimiter {
+                let at = [&base[..], &[key("delimiter")]].concat();
+                if f.format != crate::config::model::FileFormat::Csv {
+                    cx.error_at(&at, "`delimiter` is for `format: csv`", None);
+                } else if !d.is_ascii() || d == '\n' || d == '"' {
+                    cx.error_at(
+                        &at,
+                        format!("`{d}` cannot be a CSV delimiter"),
+                        Some("use one ASCII character, e.g. `,`, `;` or a tab".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    if let Err(e) = crate::config::cron::CronExpr::parse(text) {
+        cx.error_at(
+            path,
+            e,
+            Some("e.g. `*/5 * * * *` (every 5 minutes) or `0 2 * * *` (02:00 UTC daily)".into()),
+        );
+    }
+}
+
+/// A duration that a source waits between runs: zero would spin.
+fn check_interval(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => cx.error_at(path, "the interval must be longer than 0", None),
+        Ok(_) => {}
+        Err(_) => check_duration(cx, path, text),
+    }
+}
+
+/// The `server:` settings that are text to be read as durations and sizes.
+fn check_server(
+    server: &crate::config::model::ServerConfig,
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) {
+    let durations = [
+        ("dedup_window", &server.dedup_window),
+        ("grace", &server.grace),
+        ("keep_trails", &server.keep_trails),
+        ("reload_debounce", &server.reload_debounce),
+    ];
+    for (name, value) in durations {
+        let Some(text) = value else { continue };
+        if let Err(e) = humantime::parse_duration(text) {
+            let at = file.doc.spans.value_pos(&[key("server"), key(name)]);
+            diags.push(
+                file.error(at, format!("`{text}` is not a duration: {e}"))
+                    .with_help("write e.g. 500ms, 30s, 5m, 24h or 7d"),
+            );
+        }
+    }
+    if let Some(text) = &server.max_body {
+        if let Err(e) = crate::config::model::parse_size(text) {
+            let at = file.doc.spans.value_pos(&[key("server"), key("max_body")]);
+            diags.push(file.error(at, e));
+        }
     }
 }
 
@@ -688,35 +921,36 @@ fn compile_step(
         }
         StepConfig::Switch(arms) => compile_switch(cx, arms, path, at),
         StepConfig::Set(fields) => {
-            let mut out = Vec::new();
-            let mut ok = true;
-            for (name, value) in fields {
-                let fpath = [path, &[key(name)]].concat();
-                let target = match FieldPath::parse(name) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        cx.error_at(&fpath, e, None);
-                        ok = false;
-                        continue;
-                    }
-                };
-                let value = match set_value_kind(value) {
-                    Some(("expr", src)) => cx
-                        .expr(&[&fpath[..], &[key("expr")]].concat(), src)
-                        .map(SetValue::Expr),
-                    Some(("from", src)) => cx
-                        .jsonpath(&[&fpath[..], &[key("from")]].concat(), src)
-                        .map(SetValue::From),
-                    _ => Some(SetValue::Literal(value.clone())),
-                };
-                match value {
-                    Some(v) => out.push((target, v)),
-                    None => ok = false,
-                }
-            }
+            let (out, ok) = compile_values(cx, fields, path, true);
             ok.then(|| Step::Set {
                 label: format!("{at} (set)"),
                 fields: out,
+            })
+        }
+        StepConfig::Fetch(f) => {
+            check_connector_op(cx, &[path, &[key("from")]].concat(), &f.from, &f.op);
+            let (params, mut ok) =
+                compile_values(cx, &f.params, &[path, &[key("params")]].concat(), false);
+            let into = match &f.into {
+                Some(into) => match FieldPath::parse(into) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            ok.then(|| Step::Fetch {
+                label: format!("{at} (fetch {} {})", f.from, f.op),
+                connector: f.from.clone(),
+                op: f.op.clone(),
+                params: params
+                    .into_iter()
+                    .map(|(p, v)| (p.to_string(), v))
+                    .collect(),
+                into,
             })
         }
         StepConfig::Send(s) => {
@@ -785,6 +1019,47 @@ fn compile_step(
             })
         }
     }
+}
+
+/// The values of a `set` (targets are field paths) or of a fetch's `params` (names are plain).
+fn compile_values(
+    cx: &mut StepCx<'_>,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    path: &[PathSeg],
+    dotted: bool,
+) -> (Vec<(FieldPath, SetValue)>, bool) {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (name, value) in fields {
+        let fpath = [path, &[key(name)]].concat();
+        let parsed = if dotted {
+            FieldPath::parse(name)
+        } else {
+            Ok(FieldPath::single(name))
+        };
+        let target = match parsed {
+            Ok(t) => t,
+            Err(e) => {
+                cx.error_at(&fpath, e, None);
+                ok = false;
+                continue;
+            }
+        };
+        let value = match set_value_kind(value) {
+            Some(("expr", src)) => cx
+                .expr(&[&fpath[..], &[key("expr")]].concat(), src)
+                .map(SetValue::Expr),
+            Some(("from", src)) => cx
+                .jsonpath(&[&fpath[..], &[key("from")]].concat(), src)
+                .map(SetValue::From),
+            _ => Some(SetValue::Literal(value.clone())),
+        };
+        match value {
+            Some(v) => out.push((target, v)),
+            None => ok = false,
+        }
+    }
+    (out, ok)
 }
 
 /// `{ expr: "..." }` and `{ from: "$..." }` in a `set` are computed values; anything else is literal.
@@ -864,12 +1139,17 @@ fn compile_switch(
 
 /// Unset `${VAR}`s: warnings for `check`, errors with `--strict`, and errors at `run` for the
 /// connectors pipelines actually use (a run without them would fail on the first event).
+///
+/// A connector with `unconfigured: OTHER` is allowed its unset variables: they are not reported
+/// but returned, and its calls go to OTHER until they are set.
 fn report_env(
     sources: &ProjectSources,
     opts: CompileOptions,
     used: &[String],
+    fallbacks: &BTreeMap<String, String>,
     diags: &mut Diagnostics,
-) {
+) -> BTreeMap<String, super::Unconfigured> {
+    let mut unconfigured: BTreeMap<String, super::Unconfigured> = BTreeMap::new();
     let project = sources.project.iter().map(|f| (f, true));
     let others = sources
         .pipelines
@@ -884,6 +1164,18 @@ fn report_env(
                 }
                 _ => None,
             };
+            if let Some(to) = connector.and_then(|n| fallbacks.get(n)) {
+                let entry = unconfigured
+                    .entry(connector.cloned().unwrap_or_default())
+                    .or_insert_with(|| super::Unconfigured {
+                        to: to.clone(),
+                        missing: Vec::new(),
+                    });
+                if !entry.missing.contains(var) {
+                    entry.missing.push(var.clone());
+                }
+                continue;
+            }
             let used_connector = connector.is_some_and(|n| used.contains(n));
             let message = format!("${{{var}}} is not set and has no default");
             let d = if opts.strict_env || (opts.for_run && (used_connector || connector.is_none()))
@@ -895,6 +1187,7 @@ fn report_env(
             diags.push(d.with_help(format!("export {var}=..., or write ${{{var}:-default}}")));
         }
     }
+    unconfigured
 }
 
 /// Adds what one top-level step reads of the body (see [`NeedBuilder`]).
@@ -933,6 +1226,19 @@ fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut NeedBuilder) {
             Some(p) => need.add(|n| n.add_jsonpath(p)),
             None => need.all(),
         },
+        StepConfig::Fetch(f) => {
+            for value in f.params.values() {
+                match set_value_kind(value) {
+                    Some(("expr", src)) => need.add(|n| n.add_rhai(src)),
+                    Some((_, src)) => need.add(|n| n.add_jsonpath(src)),
+                    None => {}
+                }
+            }
+            // Without `into` the answer replaces the record: later steps read it, not the body.
+            if f.into.is_none() {
+                need.open = false;
+            }
+        }
         // Arms may replace the record or not; not worth following.
         StepConfig::Switch(_) => need.all(),
     }

@@ -38,7 +38,38 @@ pub struct Project {
     pub connectors: BTreeMap<String, ConnectorConfig>,
     pub rules: Rules,
     pub pipelines: BTreeMap<String, Arc<Flow>>,
+    /// Connectors whose variables are unset and that name an `unconfigured` stand-in.
+    pub unconfigured: BTreeMap<String, Unconfigured>,
+    /// Connectors with a `breaker:` of their own; the others use the default.
+    pub breakers: BTreeMap<String, BreakerSpec>,
     pub redactor: Redactor,
+}
+
+/// When a connector's circuit breaker opens and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSpec {
+    /// Retryable failures in a row that open it.
+    pub failures: u32,
+    /// How long it stays open before one trial call may go through.
+    pub cooldown: std::time::Duration,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            failures: 5,
+            cooldown: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// A connector that is not configured on this machine, and who takes its calls instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfigured {
+    /// The stand-in connector.
+    pub to: String,
+    /// The unset variables, in the order they appear.
+    pub missing: Vec<String>,
 }
 
 impl Project {
@@ -54,6 +85,8 @@ pub struct Flow {
     pub file: PathBuf,
     pub source: SourceConfig,
     pub on_error: Option<OnErrorConfig>,
+    /// Events that may run at once; the runtime's default when None.
+    pub concurrency: Option<usize>,
     trigger: Option<Expr>,
     steps: Vec<Step>,
     /// What the flow reads of an event body: the rest is skipped when parsing.
@@ -86,6 +119,84 @@ enum Step {
         label: String,
         send: SendStep,
     },
+    Fetch {
+        label: String,
+        connector: String,
+        op: String,
+        params: Vec<(String, SetValue)>,
+        into: Option<FieldPath>,
+    },
+}
+
+/// Whether any of `steps` (arms included) is a `fetch`.
+fn any_fetch(steps: &[Step]) -> bool {
+    steps.iter().any(|s| match s {
+        Step::Fetch { .. } => true,
+        Step::Switch { arms, .. } => arms.iter().any(|a| any_fetch(&a.steps)),
+        _ => false,
+    })
+}
+
+impl Flow {
+    /// The flow calls out (has a `fetch` step): running it may wait on the network, so the
+    /// runtime gives it a thread of its own.
+    pub fn fetches(&self) -> bool {
+        any_fetch(&self.steps)
+    }
+}
+
+impl Step {
+    fn label(&self) -> &str {
+        match self {
+            Step::Map { label, .. }
+            | Step::Script { label, .. }
+            | Step::Filter { label, .. }
+            | Step::Switch { label, .. }
+            | Step::Set { label, .. }
+            | Step::Send { label, .. }
+            | Step::Fetch { label, .. } => label,
+        }
+    }
+}
+
+/// How a flow's `fetch` steps reach a connector. The runtime calls the live connector; dry
+/// runs and tests answer from what they were given, and never call anything.
+pub trait Fetch: Send + Sync {
+    /// The answer of `connector`'s `op` called with `params` (a JSON object).
+    fn fetch(&self, connector: &str, op: &str, params: &Value) -> Result<Value, FetchError>;
+}
+
+/// A failed fetch; `retryable` when trying the event again later may succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub message: String,
+    pub retryable: bool,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Answers fetches from a table of `connector.op` → answer; anything else is an error that
+/// says how to provide it. What `dry-run` and `test` use.
+#[derive(Debug, Clone, Default)]
+pub struct GivenAnswers {
+    pub answers: BTreeMap<String, Value>,
+    /// How the user provides an answer, for the error message.
+    pub hint: &'static str,
+}
+
+impl Fetch for GivenAnswers {
+    fn fetch(&self, connector: &str, op: &str, _params: &Value) -> Result<Value, FetchError> {
+        let key = format!("{connector}.{op}");
+        self.answers.get(&key).cloned().ok_or_else(|| FetchError {
+            message: format!(
+                "no answer for `{key}`: nothing is called outside `crossdock run`; {}",
+                self.hint
+            ),
+            retryable: false,
+            retry_after: None,
+        })
+    }
 }
 
 struct Arm {
@@ -151,6 +262,12 @@ pub struct Outcome {
     /// The record is still the event body as parsed (no step replaced or changed it).
     #[serde(skip)]
     pub body_unchanged: bool,
+    /// The error came from a fetch that may succeed later: the event is worth retrying.
+    #[serde(skip)]
+    pub retry: Option<Option<std::time::Duration>>,
+    /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
+    #[serde(skip)]
+    pub steps: Vec<String>,
 }
 
 impl Flow {
@@ -173,6 +290,7 @@ impl Flow {
         body: Result<input::Body<'_>, String>,
         label: &str,
         state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
     ) -> Outcome {
         let parsed = body.and_then(|b| {
             let whole = match &b {
@@ -184,7 +302,7 @@ impl Flow {
         match parsed {
             Ok((value, whole)) => {
                 event.body = Arc::new(value);
-                let mut outcome = self.run(rules, &event, state);
+                let mut outcome = self.run(rules, &event, state, fetch);
                 // The parsed body holds only what the flow reads; an event that stopped before
                 // any step changed it shows the body as it came.
                 if outcome.body_unchanged {
@@ -207,6 +325,8 @@ impl Flow {
                     message,
                 }],
                 body_unchanged: false,
+                retry: None,
+                steps: Vec::new(),
             },
         }
     }

@@ -19,6 +19,13 @@ impl FieldPath {
         Ok(FieldPath { parts })
     }
 
+    /// A path of one name, taken as it is (dots and all): a fetch parameter's name.
+    pub fn single(name: &str) -> FieldPath {
+        FieldPath {
+            parts: vec![name.to_string()],
+        }
+    }
+
     /// Writes `value` at this path, creating objects on the way. Fails when a value that is
     /// not an object is in the way, rather than overwrite it silently.
     pub fn set(&self, target: &mut Value, value: Value) -> Result<(), String> {

@@ -12,7 +12,7 @@ use crate::rules::{Ctx, EventInfo, Rules};
 use crate::state::StateStore;
 
 use super::record::kind_of;
-use super::{Action, Arm, Flow, Outcome, SendStep, SetValue, Step, StepError};
+use super::{Action, Arm, Fetch, Flow, Outcome, SendStep, SetValue, Step, StepError};
 
 /// Where control goes after a step.
 enum Next {
@@ -25,12 +25,23 @@ struct Run<'a> {
     rules: &'a Rules,
     ctx: Ctx<'a>,
     actions: Vec<Action>,
+    fetch: &'a dyn Fetch,
+    /// Set when a fetch failed in a way worth retrying (with the server's Retry-After).
+    retry: Option<Option<std::time::Duration>>,
+    /// The labels of the steps that ran, in order.
+    steps: Vec<String>,
 }
 
 impl Flow {
     /// Runs `event` through trigger and steps. State is read and written through `state`
     /// (an overlay in dry runs). Never panics on input; every failure is an error in the outcome.
-    pub fn run(&self, rules: &Rules, event: &EventInfo, state: &Arc<dyn StateStore>) -> Outcome {
+    pub fn run(
+        &self,
+        rules: &Rules,
+        event: &EventInfo,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> Outcome {
         let mut outcome = Outcome {
             pipeline: self.name.clone(),
             event_id: event.id.clone(),
@@ -41,6 +52,8 @@ impl Flow {
             state_changes: Vec::new(),
             errors: Vec::new(),
             body_unchanged: true,
+            retry: None,
+            steps: Vec::new(),
         };
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();
@@ -57,6 +70,9 @@ impl Flow {
             rules,
             ctx: Ctx { event, state },
             actions: Vec::new(),
+            fetch,
+            retry: None,
+            steps: Vec::new(),
         };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
@@ -86,6 +102,8 @@ impl Flow {
         outcome.body_unchanged = matches!(record, Cow::Borrowed(_));
         outcome.record = record.into_owned();
         outcome.actions = run.actions;
+        outcome.retry = run.retry;
+        outcome.steps = run.steps;
         outcome
     }
 }
@@ -101,6 +119,7 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+        self.steps.push(step.label().to_string());
         let fail = |label: &str, message: String| StepError {
             step: label.to_string(),
             message,
@@ -137,15 +156,41 @@ impl Run<'_> {
             Step::Switch { label, arms } => return self.switch(label, arms, record),
             Step::Set { label, fields } => {
                 for (path, value) in fields {
-                    let value = match value {
-                        SetValue::Literal(v) => v.clone(),
-                        SetValue::Expr(e) => e
-                            .eval_value(self.rules, record, &self.ctx)
-                            .map_err(|e| fail(label, format!("{path}: {e}")))?,
-                        SetValue::From(p) => select(p, record).unwrap_or(Value::Null),
-                    };
+                    let value = self
+                        .value(value, record)
+                        .map_err(|e| fail(label, format!("{path}: {e}")))?;
                     path.set(record.to_mut(), value)
                         .map_err(|e| fail(label, e))?;
+                }
+            }
+            Step::Fetch {
+                label,
+                connector,
+                op,
+                params,
+                into,
+            } => {
+                let mut args = serde_json::Map::new();
+                for (name, value) in params {
+                    let value = self
+                        .value(value, record)
+                        .map_err(|e| fail(label, format!("{name}: {e}")))?;
+                    args.insert(name.clone(), value);
+                }
+                let answer = self
+                    .fetch
+                    .fetch(connector, op, &Value::Object(args))
+                    .map_err(|e| {
+                        if e.retryable {
+                            self.retry = Some(e.retry_after);
+                        }
+                        fail(label, e.message)
+                    })?;
+                match into {
+                    None => *record = Cow::Owned(answer),
+                    Some(path) => path
+                        .set(record.to_mut(), answer)
+                        .map_err(|e| fail(label, e))?,
                 }
             }
             Step::Send { label, send } => {
@@ -154,6 +199,17 @@ impl Run<'_> {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// A computed value of a `set` or a fetch's `params`.
+    fn value(&self, value: &SetValue, record: &Value) -> Result<Value, String> {
+        Ok(match value {
+            SetValue::Literal(v) => v.clone(),
+            SetValue::Expr(e) => e
+                .eval_value(self.rules, record, &self.ctx)
+                .map_err(|e| e.to_string())?,
+            SetValue::From(p) => select(p, record).unwrap_or(Value::Null),
+        })
     }
 
     fn switch(

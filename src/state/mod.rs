@@ -40,7 +40,7 @@ pub mod seed;
 pub mod sled;
 pub mod stock;
 
-pub use self::sled::{Durability, SledStore};
+pub use self::sled::{Durability, SledStore, Table};
 pub use memory::MemoryStore;
 pub use overlay::{Overlay, StateChange};
 pub use seed::seed;

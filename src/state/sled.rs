@@ -208,6 +208,116 @@ impl SledStore {
     }
 }
 
+/// A raw byte table in the same database as the state: the runtime keeps its inbox, dead
+/// letters, dedup keys and trails in tables of their own, so their keys never meet the state's
+/// and a flush of the store makes all of them durable together.
+///
+/// Writes to tables are plain sled writes (atomic one key at a time, no transaction): sled's
+/// log is replayed in order after a crash, so of two writes the later one survives only if the
+/// earlier one did. The runtime relies on that ordering (see `runtime::inbox`).
+#[derive(Clone)]
+pub struct Table {
+    tree: sled::Tree,
+}
+
+/// One entry of a [`Table`]: key and value bytes.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+impl Table {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(|e| backend("get", e))?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.tree
+            .insert(key, value)
+            .map_err(|e| backend("insert", e))?;
+        Ok(())
+    }
+
+    /// Inserts only when the key is absent; returns the value already there otherwise.
+    pub fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self
+            .tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
+            .map_err(|e| backend("compare and swap", e))?
+        {
+            Ok(()) => Ok(None),
+            Err(e) => Ok(Some(e.current.map(|v| v.to_vec()).unwrap_or_default())),
+        }
+    }
+
+    /// Replaces the value only if it is still `old`; false when another writer got there first.
+    pub fn replace(&self, key: &[u8], old: &[u8], new: &[u8]) -> Result<bool, StateError> {
+        Ok(self
+            .tree
+            .compare_and_swap(key, Some(old), Some(new))
+            .map_err(|e| backend("compare and swap", e))?
+            .is_ok())
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .tree
+            .remove(key)
+            .map_err(|e| backend("remove", e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Entries in key order, starting at `from` (inclusive), at most `limit` of them.
+    pub fn range_from(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+        let mut out = Vec::new();
+        for item in self.tree.range(from..).take(limit) {
+            let (k, v) = item.map_err(|e| backend("scan", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item.map_err(|e| backend("scan", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+impl SledStore {
+    /// The table `name`, created if new. `state` is the state's own and cannot be opened here.
+    pub fn table(&self, name: &str) -> Result<Table, StateError> {
+        if name.as_bytes() == TREE {
+            return Err(StateError::Invalid(format!(
+                "`{name}` is the state's own tree"
+            )));
+        }
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(|e| backend("open tree", e))?;
+        Ok(Table { tree })
+    }
+
+    /// A number larger than any this database handed out before, also across restarts.
+    pub fn generate_id(&self) -> Result<u64, StateError> {
+        self.db.generate_id().map_err(|e| backend("generate id", e))
+    }
+}
+
 /// Why a transaction body stopped: our own error (abort, nothing written) or sled's.
 type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
 

@@ -1,0 +1,145 @@
+//! `crossdock dlq`: list, show, retry and drop dead letters.
+//!
+//! sled lets one process open the state at a time. When the engine is not running, the
+//! command opens the inbox itself (a retried letter then runs at the next start); when it is
+//! running, the command asks the engine's admin API instead, with `CROSSDOCK_ADMIN_TOKEN`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::config::env::EnvLookup;
+use crate::runtime::{FlushPolicy, Inbox};
+use crate::state::SledStore;
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    List { limit: usize },
+    Show { id: String },
+    Retry { id: String },
+    Drop { id: String },
+}
+
+pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) -> ExitCode {
+    let (project, _) = match crate::flow::load(dir, env, Default::default()) {
+        Ok(p) => p,
+        Err(diags) => {
+            super::print_diagnostics(&diags);
+            eprintln!("{}", diags.summary());
+            return ExitCode::from(1);
+        }
+    };
+    let path = project.root.join(&project.config.state.path);
+    let answer = match SledStore::open(&path) {
+        Ok(store) => local(Arc::new(store), &action),
+        // Locked: the engine has it open. Ask the engine.
+        Err(_) if path.exists() => {
+            let base = url
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{}", project.config.server.listen));
+            remote(&base, &action, env)
+        }
+        Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
+    };
+    match answer {
+        Ok(value) => {
+            println!("{}", project.redactor.redact(&render(&action, &value)));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{}", project.redactor.redact(&message));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn local(store: Arc<SledStore>, action: &Action) -> Result<Value, String> {
+    let inbox = Inbox::open(store.clone(), FlushPolicy::Group).map_err(|e| e.to_string())?;
+    let value = match action {
+        Action::List { limit } => inbox
+            .dead_letter_page(None, *limit)
+            .map_err(|e| e.to_string())?,
+        Action::Show { id } => match inbox.get_dead_letter(id).map_err(|e| e.to_string())? {
+            Some(l) => serde_json::to_value(l).map_err(|e| e.to_string())?,
+            None => return Err(format!("no dead letter `{id}`")),
+        },
+        Action::Retry { id } => match inbox.retry_dead_letter(id).map_err(|e| e.to_string())? {
+            Some(_) => json!({ "event_id": id, "status": "queued: runs when the engine starts" }),
+            None => return Err(format!("no dead letter `{id}`")),
+        },
+        Action::Drop { id } => {
+            if inbox.drop_dead_letter(id).map_err(|e| e.to_string())? {
+                json!({ "event_id": id, "status": "dropped" })
+            } else {
+                return Err(format!("no dead letter `{id}`"));
+            }
+        }
+    };
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, String> {
+    let token = env("CROSSDOCK_ADMIN_TOKEN").filter(|t| !t.is_empty()).ok_or_else(|| {
+        "the engine is running and holds the state: set CROSSDOCK_ADMIN_TOKEN to reach its admin API"
+            .to_string()
+    })?;
+    let base = format!("{engine}/api/dlq");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let request = match action {
+            Action::List { limit } => client.get(format!("{base}?limit={limit}")),
+            Action::Show { id } => client.get(format!("{base}/{id}")),
+            Action::Retry { id } => client.post(format!("{base}/{id}/retry")),
+            Action::Drop { id } => client.delete(format!("{base}/{id}")),
+        };
+        let response = request.bearer_auth(token).send().await.map_err(|e| {
+            format!("cannot reach the engine at {engine} (give its address with --url): {e}")
+        })?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the engine answered {status}")))
+        }
+    })
+}
+
+fn render(action: &Action, value: &Value) -> String {
+    match action {
+        Action::List { .. } => {
+            let items = value.get("items").and_then(Value::as_array);
+            let mut out = String::new();
+            for item in items.into_iter().flatten() {
+                let s = |k: &str| {
+                    item.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                out.push_str(&format!(
+                    "{}  {}  {}  {}\n",
+                    s("event_id"),
+                    s("pipeline"),
+                    s("dead_at"),
+                    s("reason")
+                ));
+            }
+            let total = value.get("total").and_then(Value::as_u64).unwrap_or(0);
+            out.push_str(&format!("{total} dead letters"));
+            out
+        }
+        _ => serde_json::to_string_pretty(value).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,167 @@
+//! `crossdock run`: start the runtime and the HTTP server, and stop both cleanly on SIGTERM
+//! or Ctrl-C.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::runtime::{self, FlushPolicy, Runtime, Settings, StartError};
+
+pub struct Args<'a> {
+    pub dir: &'a Path,
+    pub listen: Option<String>,
+    pub flush: FlushPolicy,
+}
+
+pub fn run(args: Args<'_>) -> ExitCode {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Flows run rules on blocking threads: they need the deep stack rules ask for.
+        .thread_stack_size(crate::rules::engine::MIN_STACK)
+        .build();
+    let tokio = match tokio {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio.block_on(serve(args))
+}
+
+async fn serve(args: Args<'_>) -> ExitCode {
+    runtime::metrics::install();
+    let settings = Settings {
+        admin_token: crate::config::env::process_env("CROSSDOCK_ADMIN_TOKEN")
+            .filter(|t| !t.is_empty()),
+        flush: args.flush,
+        ..Settings::default()
+    };
+    let (runtime, warnings, rx) =
+        match Runtime::open(args.dir, crate::config::env::process_env, settings) {
+            Ok(opened) => opened,
+            Err(StartError::Config(diags)) => {
+                super::print_diagnostics(&diags);
+                eprintln!("{}", diags.summary());
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("cannot start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    super::print_diagnostics(&warnings);
+    let live = runtime.live();
+    for (name, u) in &live.project.unconfigured {
+        eprintln!(
+            "note: connector `{name}` is not configured ({} unset): its calls go to `{}`",
+            u.missing.join(", "),
+            u.to
+        );
+    }
+    let listen = args
+        .listen
+        .unwrap_or_else(|| live.project.config.server.listen.clone());
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let resumed = match runtime.start(rx) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("cannot read the inbox: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
+    eprintln!(
+        "crossdock serving {} pipelines on http://{addr} (version {}){}",
+        live.project.pipelines.len(),
+        runtime::short(&live.project.version),
+        if resumed > 0 {
+            format!("; resuming {resumed} events from the inbox")
+        } else {
+            String::new()
+        }
+    );
+    let mut routes: Vec<_> = live.routes.iter().collect();
+    routes.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, route) in routes {
+        eprintln!("  POST {path} -> {}", route.pipeline);
+    }
+    if runtime.settings.admin_token.is_none() {
+        eprintln!("  admin API off (set CROSSDOCK_ADMIN_TOKEN to use /api)");
+    }
+    drop(live);
+    tokio::spawn(reload_on_hangup(runtime.clone()));
+    // Held to the end of `serve`: dropping it stops the watcher.
+    let _watch = match runtime.watch() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("warning: not watching the project files ({e}); reload with SIGHUP or POST /api/reload");
+            None
+        }
+    };
+    let app = crate::server::router(runtime.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown(runtime.clone()))
+        .await;
+    match served {
+        Ok(()) => {
+            eprintln!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("the server failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C, after the runtime has drained.
+async fn shutdown(runtime: Arc<Runtime>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    runtime.drain().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    eprintln!("draining: finishing running events, new ones get 503");
+    runtime.drain().await;
+}
+
+/// SIGHUP reloads the project, as `POST /api/reload` does.
+async fn reload_on_hangup(runtime: Arc<Runtime>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = runtime.reload("SIGHUP").await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = runtime;
+}

@@ -1,0 +1,229 @@
+//! OAuth 2.0 client credentials (RFC 6749 §4.4) for the connectors that use it (`http` with
+//! `auth: oauth2`, `salesforce`): fetching a token, keeping it, and renewing it.
+//!
+//! Owns the one token a connector uses. Calls read it without a lock; when it is missing, near
+//! its `expires_in`, or refused with a 401, one call fetches the next while the others wait
+//! for that one instead of each asking the token endpoint. A call refused with a 401 gets one
+//! new token and one replay ([`TokenCache::send`]); a second 401 is permanent, never a loop.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use serde_json::Value;
+
+use reqwest::StatusCode;
+
+use super::classify::{self, Answer};
+use super::http::OAuth2ClientCredentials;
+use super::CallError;
+
+/// A token in use.
+#[derive(Debug)]
+pub(crate) struct Token {
+    pub access_token: String,
+    /// The server's `instance_url`, when it names one (Salesforce does: data calls go there).
+    pub instance_url: Option<String>,
+    /// When to stop using it; `None` when the server did not say (Salesforce never does: a 401
+    /// is the only sign of expiry).
+    renew_at: Option<Instant>,
+    /// Which fetch this token came from, so a call refused with an old token does not throw
+    /// away the new one another call has just fetched.
+    serial: u64,
+}
+
+impl Token {
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.renew_at.is_none_or(|at| now < at)
+    }
+}
+
+pub(crate) struct TokenCache {
+    client: reqwest::Client,
+    creds: OAuth2ClientCredentials,
+    timeout: Duration,
+    current: ArcSwapOption<Token>,
+    /// Held while fetching: one fetch at a time, and calls that need a token wait for it.
+    fetching: tokio::sync::Mutex<()>,
+    fetches: AtomicU64,
+}
+
+impl TokenCache {
+    pub fn new(client: reqwest::Client, creds: OAuth2ClientCredentials, timeout: Duration) -> Self {
+        TokenCache {
+            client,
+            creds,
+            timeout,
+            current: ArcSwapOption::empty(),
+            fetching: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// A token not known to be expired, fetched if there is none.
+    async fn token(&self) -> Result<Arc<Token>, CallError> {
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _gate = self.fetching.lock().await;
+        // Another call may have fetched one while this one waited for the gate.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        self.fetch().await
+    }
+
+    /// The next token after the server refused `stale`. If another call has replaced `stale`
+    /// already, that replacement is the answer: a burst of 401s costs one fetch.
+    async fn renew(&self, stale: &Token) -> Result<Arc<Token>, CallError> {
+        let _gate = self.fetching.lock().await;
+        if let Some(token) = self.fresh() {
+            if token.serial != stale.serial {
+                return Ok(token);
+            }
+        }
+        self.current.store(None);
+        self.fetch().await
+    }
+
+    /// Makes a call with `attempt(token)`, which answers with the [`Answer`] and the call's
+    /// description for messages. A 401 means the token expired or was revoked: one new
+    /// token, one replay. A 401 to a token fetched just now means the credentials (or their
+    /// permissions) are the problem, which no retry mends.
+    pub async fn send<F, Fut>(&self, attempt: F) -> Result<(Answer, String), CallError>
+    where
+        F: Fn(Arc<Token>) -> Fut,
+        Fut: Future<Output = Result<(Answer, String), CallError>>,
+    {
+        let token = self.token().await?;
+        let (answer, what) = attempt(token.clone()).await?;
+        if answer.status != StatusCode::UNAUTHORIZED {
+            return Ok((answer, what));
+        }
+        let token = self.renew(&token).await?;
+        let (answer, what) = attempt(token).await?;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            let detail = format!(
+                "refused a freshly fetched OAuth2 token: {}",
+                classify::body_text(&answer.body)
+            );
+            return Err(classify::failure(&answer, &what, false, &detail));
+        }
+        Ok((answer, what))
+    }
+
+    /// The token in use, if any: for masking it in error messages.
+    pub fn current(&self) -> Option<Arc<Token>> {
+        self.current.load_full()
+    }
+
+    fn fresh(&self) -> Option<Arc<Token>> {
+        let now = Instant::now();
+        self.current.load_full().filter(|t| t.is_fresh(now))
+    }
+
+    /// Asks the token endpoint; only called with `fetching` held.
+    async fn fetch(&self) -> Result<Arc<Token>, CallError> {
+        let what = format!("OAuth2 token request POST {}", self.creds.token_url);
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", self.creds.client_id.as_str()),
+            ("client_secret", self.creds.client_secret.as_str()),
+        ];
+        if let Some(scope) = &self.creds.scope {
+            form.push(("scope", scope.as_str()));
+        }
+        let asked_at = Instant::now();
+        let request = self.client.post(&self.creds.token_url).form(&form);
+        let answer = classify::send(request, self.timeout, &what)
+            .await
+            .map_err(|e| self.scrub(e))?;
+        if !answer.status.is_success() {
+            return Err(self.scrub(token_failure(&answer, &what)));
+        }
+        let token = self.token_from(&answer.body, asked_at).ok_or_else(|| {
+            // The body is not shown: it may hold a token under another name.
+            CallError::Permanent {
+                message: format!(
+                    "{what}: {}: the answer has no access_token string",
+                    answer.status
+                ),
+            }
+        })?;
+        let token = Arc::new(token);
+        self.current.store(Some(token.clone()));
+        Ok(token)
+    }
+
+    fn token_from(&self, body: &Value, asked_at: Instant) -> Option<Token> {
+        let access_token = body.get("access_token")?.as_str()?.to_string();
+        // Renew before the end rather than at it: a tenth of the lifetime, at most a minute,
+        // covers clock skew and a call that starts just before expiry.
+        let renew_at = expires_in(body).map(|life| {
+            let margin = (life / 10).min(Duration::from_secs(60));
+            asked_at + life - margin
+        });
+        Some(Token {
+            access_token,
+            instance_url: body
+                .get("instance_url")
+                .and_then(Value::as_str)
+                .map(|s| s.trim_end_matches('/').to_string()),
+            renew_at,
+            serial: self.fetches.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    fn scrub(&self, err: CallError) -> CallError {
+        classify::Secrets::new([self.creds.client_secret.clone()]).scrub(err, None)
+    }
+}
+
+/// `expires_in` in seconds: a number, or a numeric string (some servers send one).
+fn expires_in(body: &Value) -> Option<Duration> {
+    let secs = match body.get("expires_in")? {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// Token endpoints answer errors OAuth style (`error`, `error_description`), not with the
+/// API's own error format. Bad credentials are permanent; the generic rule covers the rest.
+fn token_failure(answer: &Answer, what: &str) -> CallError {
+    let field = |name: &str| answer.body.get(name).and_then(Value::as_str);
+    let detail = match (field("error"), field("error_description")) {
+        (Some(error), Some(description)) => format!("{error}: {description}"),
+        (Some(error), None) => error.to_string(),
+        _ => classify::body_text(&answer.body),
+    };
+    classify::failure(
+        answer,
+        what,
+        classify::is_retryable_status(answer.status),
+        &detail,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expires_in_is_a_number_or_a_numeric_string() {
+        assert_eq!(
+            expires_in(&json!({"expires_in": 3600})),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            expires_in(&json!({"expires_in": "90"})),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(expires_in(&json!({"expires_in": null})), None);
+        assert_eq!(expires_in(&json!({})), None);
+    }
+}

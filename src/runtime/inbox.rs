@@ -1,0 +1,775 @@
+//! The durable inbox: accepted events, dedup keys, dead letters and trails, in sled tables
+//! beside the state.
+//!
+//! This module owns the byte layout of those tables and the group commit that makes an
+//! accepted event durable before its 202. It knows nothing of HTTP or flows.
+//!
+//! # Tables
+//!
+//! | table        | key                                   | value                                   |
+//! |--------------|---------------------------------------|-----------------------------------------|
+//! | `inbox`      | event sequence number, 8 bytes BE     | [`EventMeta`] as JSON, `\n`, raw body   |
+//! | `dedup`      | `{pipeline}\0{dedup key}`             | `{ms since epoch} {event id}`           |
+//! | `dedup-age`  | ms BE (8 bytes) then the dedup key    | empty: an index to sweep old keys      |
+//! | `dead`       | event sequence number                 | [`DeadLetter`] as JSON                  |
+//! | `trail`      | event sequence number                 | [`Trail`] as JSON                       |
+//!
+//! Event ids are `evt_` and the sequence number in hex, so ids sort by arrival and a trail or
+//! dead letter is found from the id alone.
+//!
+//! # Ordering and crashes
+//!
+//! An accepted event is written to `inbox` before its dedup key: sled replays its log in order,
+//! so after a crash a dedup key never survives without the event it points at (which would
+//! answer a redelivery "duplicate" for an event that was lost). A processed event gets its
+//! trail before it leaves `inbox`: a crash in between processes it again (at least once),
+//! never not at all.
+//!
+//! # Group commit
+//!
+//! [`Committer::durable`] returns once everything written before the call is on disk. One
+//! background task runs one fsync for every caller that arrived while the previous fsync ran,
+//! so at load the cost of an fsync is shared by many requests. With [`FlushPolicy::Periodic`] it
+//! returns at once and sled's own flusher writes every 500 ms: faster, but a crash can lose
+//! the events of the last interval although they were answered 202.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{watch, Notify};
+
+use crate::state::{SledStore, StateError, Table};
+
+/// What is stored about an event besides its body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventMeta {
+    pub id: String,
+    pub pipeline: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// Request headers, names in lower case (credentials removed).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be tried before this time (ms since the epoch); 0 for at once.
+    #[serde(default)]
+    pub not_before_ms: u64,
+    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
+    #[serde(default)]
+    pub done_actions: usize,
+    /// Every failed attempt.
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptError {
+    /// RFC 3339.
+    pub at: String,
+    pub message: String,
+}
+
+/// An event as stored: meta and the body exactly as received.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub meta: EventMeta,
+    pub body: Arc<[u8]>,
+}
+
+/// A dead letter: the original event, every attempt's error, and the version that failed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: EventMeta,
+    /// The body as received (a string when it is not JSON).
+    pub body: Value,
+    pub reason: String,
+    /// The project version the last attempt ran on.
+    pub version: String,
+    /// RFC 3339.
+    pub dead_at: String,
+}
+
+/// What happened to one event: kept after it leaves the inbox, shown by the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trail {
+    pub event_id: String,
+    pub pipeline: String,
+    /// The project version the event ran on (its last attempt).
+    pub version: String,
+    pub received_at: String,
+    pub finished_at: String,
+    /// `processed`, `skipped` (the trigger did not match), `filtered`, `retrying`,
+    /// `dead_lettered` or `failed` (dropped: the pipeline keeps no dead letters).
+    pub status: String,
+    pub attempts: u32,
+    /// The steps that ran, in order.
+    #[serde(default)]
+    pub steps: Vec<String>,
+    pub actions: Vec<ActionTrail>,
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+    /// Time spent in the flow (mapping, rules, state), microseconds.
+    pub flow_us: u64,
+    /// From receipt to the end of the last attempt, milliseconds.
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionTrail {
+    pub connector: String,
+    pub op: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<String>,
+    /// `ok`, `failed`, `skipped` (done by an earlier attempt) or `not_run`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remote_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remote_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// Why the inbox could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("stored entry {key} is malformed: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("the disk flush failed: {0}")]
+    Flush(String),
+    #[error("{0} accepted events are waiting to be processed; try again later")]
+    Busy(usize),
+}
+
+/// When an accepted event is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fsync (shared by concurrent requests) before the 202.
+    Group,
+    /// 202 at once; sled flushes every 500 ms.
+    Periodic,
+}
+
+pub fn event_id(seq: u64) -> String {
+    format!("evt_{seq:016x}")
+}
+
+/// The sequence number in an event id, if it is one.
+pub fn parse_event_id(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("evt_")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The runtime's tables.
+pub struct Inbox {
+    store: Arc<SledStore>,
+    inbox: Table,
+    dedup: Table,
+    dedup_age: Table,
+    dead: Table,
+    trail: Table,
+    pub committer: Arc<Committer>,
+    /// Events in `inbox`, kept here because sled counts a tree by scanning it.
+    pending: AtomicU64,
+}
+
+/// The answer to [`Inbox::accept`].
+#[derive(Debug)]
+pub enum Accepted {
+    New(StoredEvent),
+    /// A delivery with the same dedup key arrived within the window: the first one's id.
+    Duplicate(String),
+}
+
+impl Inbox {
+    pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
+        let inbox = store.table("inbox")?;
+        Ok(Inbox {
+            pending: AtomicU64::new(inbox.len() as u64),
+            inbox,
+            dedup: store.table("dedup")?,
+            dedup_age: store.table("dedup-age")?,
+            dead: store.table("dead")?,
+            trail: store.table("trail")?,
+            committer: Arc::new(Committer::new(store.clone(), policy)),
+            store,
+        })
+    }
+
+    /// Writes a new event unless its dedup key was seen within `window`. Not yet durable:
+    /// await [`Committer::durable`] before acknowledging it.
+    pub fn accept(
+        &self,
+        pipeline: &str,
+        dedup_key: &str,
+        window: Duration,
+        headers: BTreeMap<String, String>,
+        body: &[u8],
+    ) -> Result<Accepted, InboxError> {
+        let dkey = format!("{pipeline}\0{dedup_key}");
+        let now = now_ms();
+        let seq = self.store.generate_id()?;
+        let meta = EventMeta {
+            id: event_id(seq),
+            pipeline: pipeline.to_string(),
+            received_at: now_rfc3339(),
+            headers,
+            attempts: 0,
+            not_before_ms: 0,
+            done_actions: 0,
+            errors: Vec::new(),
+        };
+        self.inbox
+            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)?;
+        let value = format!("{now} {}", meta.id);
+        // The event first, then its dedup key (see the module docs). A concurrent delivery of
+        // the same key may have won meanwhile: then this copy is withdrawn.
+        let won = match self.dedup.get(dkey.as_bytes())? {
+            None => self
+                .dedup
+                .insert_new(dkey.as_bytes(), value.as_bytes())?
+                .is_none(),
+            Some(old) => {
+                let stale = parse_dedup(&old)
+                    .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
+                stale
+                    && self
+                        .dedup
+                        .replace(dkey.as_bytes(), &old, value.as_bytes())?
+            }
+        };
+        if !won {
+            self.inbox.remove(&seq.to_be_bytes())?;
+            let id = self
+                .dedup
+                .get(dkey.as_bytes())?
+                .as_deref()
+                .and_then(parse_dedup)
+                .map(|(_, id)| id.to_string())
+                .unwrap_or_default();
+            return Ok(Accepted::Duplicate(id));
+        }
+        let mut age = now.to_be_bytes().to_vec();
+        age.extend_from_slice(dkey.as_bytes());
+        self.dedup_age.insert(&age, b"")?;
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        Ok(Accepted::New(StoredEvent {
+            seq,
+            meta,
+            body: Arc::from(body),
+        }))
+    }
+
+    /// Every event still in the inbox, in arrival order: what a restart resumes.
+    pub fn pending(&self) -> Result<Vec<StoredEvent>, InboxError> {
+        let mut out = Vec::new();
+        let mut from = 0u64.to_be_bytes().to_vec();
+        loop {
+            let batch = self.inbox.range_from(&from, 1024)?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            let next = key_seq(last).map(|s| s.saturating_add(1));
+            for (k, v) in &batch {
+                out.push(decode_event(k, v)?);
+            }
+            match next {
+                Some(n) if n != 0 => from = n.to_be_bytes().to_vec(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events accepted and not yet done (processed, dead-lettered or dropped).
+    pub fn pending_count(&self) -> usize {
+        self.pending.load(Ordering::SeqCst) as usize
+    }
+
+    /// Saves an event's meta after a failed attempt (its body is unchanged).
+    pub fn update(&self, event: &StoredEvent) -> Result<(), InboxError> {
+        self.inbox.insert(
+            &event.seq.to_be_bytes(),
+            &encode_event(&event.meta, &event.body)?,
+        )?;
+        Ok(())
+    }
+
+    /// The event is done: its trail is written, then it leaves the inbox.
+    pub fn finish(&self, event: &StoredEvent, trail: &Trail) -> Result<(), InboxError> {
+        self.put_trail(event.seq, trail)?;
+        if self.inbox.remove(&event.seq.to_be_bytes())?.is_some() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    pub fn put_trail(&self, seq: u64, trail: &Trail) -> Result<(), InboxError> {
+        self.trail.insert(&seq.to_be_bytes(), &to_json(trail)?)?;
+        Ok(())
+    }
+
+    /// Moves the event to the dead letters (trail first, as in [`Inbox::finish`]).
+    pub fn dead_letter(
+        &self,
+        event: &StoredEvent,
+        trail: &Trail,
+        letter: &DeadLetter,
+    ) -> Result<(), InboxError> {
+        self.dead
+            .insert(&event.seq.to_be_bytes(), &to_json(letter)?)?;
+        self.finish(event, trail)
+    }
+
+    pub fn trail(&self, id: &str) -> Result<Option<Trail>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        match self.trail.get(&seq.to_be_bytes())? {
+            Some(bytes) => Ok(Some(from_json(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the event is still waiting in the inbox (and its meta).
+    pub fn queued(&self, id: &str) -> Result<Option<EventMeta>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        match self.inbox.get(&seq.to_be_bytes())? {
+            Some(bytes) => Ok(Some(decode_event(&seq.to_be_bytes(), &bytes)?.meta)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of dead letters as the admin API and `crossdock dlq list` show it:
+    /// `{"total", "items": [{"event_id", "pipeline", "received_at", "dead_at", "attempts",
+    /// "reason"}]}`.
+    pub fn dead_letter_page(&self, after: Option<&str>, limit: usize) -> Result<Value, InboxError> {
+        let items: Vec<Value> = self
+            .dead_letters(after, limit)?
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "event_id": l.event.id,
+                    "pipeline": l.event.pipeline,
+                    "received_at": l.event.received_at,
+                    "dead_at": l.dead_at,
+                    "attempts": l.event.attempts,
+                    "reason": l.reason,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "total": self.dead_letter_count(), "items": items }))
+    }
+
+    /// Dead letters in order, at most `limit`, starting after the id `after` when given.
+    pub fn dead_letters(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, InboxError> {
+        let from = after
+            .and_then(parse_event_id)
+            .map(|s| s.saturating_add(1))
+            .unwrap_or(0);
+        self.dead
+            .range_from(&from.to_be_bytes(), limit)?
+            .iter()
+            .map(|(k, v)| from_json(&String::from_utf8_lossy(k), v))
+            .collect()
+    }
+
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead.len()
+    }
+
+    pub fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        match self.dead.get(&seq.to_be_bytes())? {
+            Some(bytes) => Ok(Some(from_json(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts a dead letter back in the inbox with its attempts reset; returns the event.
+    pub fn retry_dead_letter(&self, id: &str) -> Result<Option<StoredEvent>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.dead.get(&seq.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let letter: DeadLetter = from_json(id, &bytes)?;
+        let mut meta = letter.event;
+        meta.attempts = 0;
+        meta.not_before_ms = 0;
+        meta.done_actions = 0;
+        let body = match &letter.body {
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => other.to_string().into_bytes(),
+        };
+        // Into the inbox before out of the dead letters: a crash between keeps both copies,
+        // never neither.
+        if self.inbox.get(&seq.to_be_bytes())?.is_none() {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inbox
+            .insert(&seq.to_be_bytes(), &encode_event(&meta, &body)?)?;
+        self.dead.remove(&seq.to_be_bytes())?;
+        Ok(Some(StoredEvent {
+            seq,
+            meta,
+            body: Arc::from(body),
+        }))
+    }
+
+    pub fn drop_dead_letter(&self, id: &str) -> Result<bool, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(false);
+        };
+        Ok(self.dead.remove(&seq.to_be_bytes())?.is_some())
+    }
+
+    /// Forgets dedup keys older than `window`; returns how many.
+    pub fn sweep_dedup(&self, window: Duration) -> Result<usize, InboxError> {
+        let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
+        let mut removed = 0;
+        loop {
+            let batch = self.dedup_age.range_from(&[], 1024)?;
+            let mut done = batch.is_empty();
+            for (k, _) in &batch {
+                let Some(at) = key_seq(k) else { continue };
+                if at >= cutoff {
+                    done = true;
+                    break;
+                }
+                let dkey = &k[8..];
+                // Only if it still points at this age: a later delivery may have renewed it.
+                if let Some(v) = self.dedup.get(dkey)? {
+                    if parse_dedup(&v).is_some_and(|(a, _)| a == at) {
+                        self.dedup.remove(dkey)?;
+                    }
+                }
+                self.dedup_age.remove(k)?;
+                removed += 1;
+            }
+            if done {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Forgets trails older than `keep`; returns how many.
+    pub fn sweep_trails(&self, keep: Duration) -> Result<usize, InboxError> {
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
+        let mut removed = 0;
+        loop {
+            let batch = self.trail.range_from(&[], 256)?;
+            if batch.is_empty() {
+                return Ok(removed);
+            }
+            for (k, v) in &batch {
+                let old = serde_json::from_slice::<Trail>(v)
+                    .ok()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t.finished_at).ok())
+                    .is_none_or(|at| at < cutoff);
+                if !old {
+                    return Ok(removed);
+                }
+                self.trail.remove(k)?;
+                removed += 1;
+            }
+        }
+    }
+}
+
+fn parse_dedup(value: &[u8]) -> Option<(u64, &str)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (at, id) = text.split_once(' ')?;
+    Some((at.parse().ok()?, id))
+}
+
+fn key_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, InboxError> {
+    serde_json::to_vec(value).map_err(|e| InboxError::Corrupt {
+        key: "(new)".into(),
+        message: e.to_string(),
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, InboxError> {
+    serde_json::from_slice(bytes).map_err(|e| InboxError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
+    // Compact JSON never holds a raw newline, so the first one ends the meta.
+    let mut out = to_json(meta)?;
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, InboxError> {
+    let name = || format!("inbox/{}", key_seq(key).map(event_id).unwrap_or_default());
+    let seq = key_seq(key).ok_or_else(|| InboxError::Corrupt {
+        key: name(),
+        message: "key is not a sequence number".into(),
+    })?;
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| InboxError::Corrupt {
+            key: name(),
+            message: "no end of meta".into(),
+        })?;
+    let meta = from_json(&name(), &value[..split])?;
+    Ok(StoredEvent {
+        seq,
+        meta,
+        body: Arc::from(&value[split + 1..]),
+    })
+}
+
+/// Group commit: see the module docs.
+pub struct Committer {
+    store: Arc<SledStore>,
+    policy: FlushPolicy,
+    /// Callers that asked so far; a flush that starts after reading `n` covers the first `n`.
+    asked: AtomicU64,
+    flushed: watch::Sender<u64>,
+    wake: Notify,
+}
+
+impl Committer {
+    fn new(store: Arc<SledStore>, policy: FlushPolicy) -> Committer {
+        Committer {
+            store,
+            policy,
+            asked: AtomicU64::new(0),
+            flushed: watch::channel(0).0,
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn policy(&self) -> FlushPolicy {
+        self.policy
+    }
+
+    /// Returns once every write made before this call is on disk (see [`FlushPolicy`]).
+    pub async fn durable(&self) -> Result<(), InboxError> {
+        if self.policy == FlushPolicy::Periodic {
+            return Ok(());
+        }
+        let mine = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut rx = self.flushed.subscribe();
+        self.wake.notify_one();
+        rx.wait_for(|f| *f >= mine)
+            .await
+            .map_err(|_| InboxError::Flush("the flusher stopped".into()))?;
+        Ok(())
+    }
+
+    /// The flusher: runs until the runtime stops. One fsync per round, for every caller that
+    /// arrived before the round began.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let target = self.asked.load(Ordering::SeqCst);
+                if target <= *self.flushed.borrow() {
+                    break;
+                }
+                let store = self.store.clone();
+                match tokio::task::spawn_blocking(move || store.flush()).await {
+                    Ok(Ok(_)) => {
+                        self.flushed.send_replace(target);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "Flushing the inbox failed; trying again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "The flush task failed; trying again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn inbox() -> Inbox {
+        Inbox::open(
+            Arc::new(SledStore::temporary().unwrap()),
+            FlushPolicy::Group,
+        )
+        .unwrap()
+    }
+
+    fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
+        inbox
+            .accept("p", key, window, BTreeMap::new(), br#"{"a":1}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn duplicates_within_the_window_are_refused_and_point_at_the_first() {
+        let inbox = inbox();
+        let Accepted::New(first) = accept(&inbox, "k1", Duration::from_secs(60)) else {
+            panic!("first delivery refused")
+        };
+        match accept(&inbox, "k1", Duration::from_secs(60)) {
+            Accepted::Duplicate(id) => assert_eq!(id, first.meta.id),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            accept(&inbox, "k2", Duration::from_secs(60)),
+            Accepted::New(_)
+        ));
+        // A window of zero: every delivery is new, and the key now points at the newest.
+        assert!(matches!(
+            accept(&inbox, "k1", Duration::ZERO),
+            Accepted::New(_)
+        ));
+        assert_eq!(inbox.pending().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn events_survive_a_reopen_with_body_and_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let id;
+        {
+            let store = Arc::new(SledStore::open(dir.path()).unwrap());
+            let inbox = Inbox::open(store.clone(), FlushPolicy::Group).unwrap();
+            let mut headers = BTreeMap::new();
+            headers.insert("x-a".into(), "1".into());
+            let Accepted::New(ev) = inbox
+                .accept("p", "k", Duration::from_secs(1), headers, b"{\"b\":\n2}")
+                .unwrap()
+            else {
+                panic!()
+            };
+            id = ev.meta.id.clone();
+            store.flush().unwrap();
+        }
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let inbox = Inbox::open(store, FlushPolicy::Group).unwrap();
+        let pending = inbox.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].meta.id, id);
+        assert_eq!(&*pending[0].body, b"{\"b\":\n2}");
+        assert_eq!(pending[0].meta.headers["x-a"], "1");
+        assert_eq!(parse_event_id(&id), Some(pending[0].seq));
+    }
+
+    #[test]
+    fn dead_letters_retry_and_drop() {
+        let inbox = inbox();
+        let Accepted::New(ev) = accept(&inbox, "k", Duration::from_secs(60)) else {
+            panic!()
+        };
+        let trail = Trail {
+            event_id: ev.meta.id.clone(),
+            pipeline: "p".into(),
+            version: "v1".into(),
+            received_at: ev.meta.received_at.clone(),
+            finished_at: now_rfc3339(),
+            status: "dead_lettered".into(),
+            attempts: 1,
+            steps: vec![],
+            actions: vec![],
+            errors: vec![],
+            flow_us: 0,
+            total_ms: 0,
+        };
+        let letter = DeadLetter {
+            event: ev.meta.clone(),
+            body: serde_json::json!({"a": 1}),
+            reason: "boom".into(),
+            version: "v1".into(),
+            dead_at: now_rfc3339(),
+        };
+        inbox.dead_letter(&ev, &trail, &letter).unwrap();
+        assert_eq!(inbox.pending().unwrap().len(), 0);
+        assert_eq!(inbox.dead_letters(None, 10).unwrap().len(), 1);
+        assert_eq!(
+            inbox.trail(&ev.meta.id).unwrap().unwrap().status,
+            "dead_lettered"
+        );
+        let back = inbox.retry_dead_letter(&ev.meta.id).unwrap().unwrap();
+        assert_eq!(&*back.body, br#"{"a":1}"#);
+        assert_eq!(inbox.pending().unwrap().len(), 1);
+        assert_eq!(inbox.dead_letter_count(), 0);
+        assert!(!inbox.drop_dead_letter(&ev.meta.id).unwrap());
+        assert!(inbox.retry_dead_letter("evt_nonsense").unwrap().is_none());
+    }
+
+    #[test]
+    fn sweeping_forgets_old_dedup_keys_only() {
+        let inbox = inbox();
+        accept(&inbox, "old", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(inbox.sweep_dedup(Duration::from_millis(10)).unwrap(), 1);
+        assert!(matches!(
+            accept(&inbox, "old", Duration::from_secs(60)),
+            Accepted::New(_)
+        ));
+        assert_eq!(inbox.sweep_dedup(Duration::from_secs(60)).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn group_commit_returns_after_a_flush() {
+        let inbox = Arc::new(inbox());
+        let committer = Arc::new(Committer::new(inbox.store.clone(), FlushPolicy::Group));
+        let task = tokio::spawn(committer.clone().run());
+        let mut waits = Vec::new();
+        for _ in 0..50 {
+            let c = committer.clone();
+            waits.push(tokio::spawn(async move { c.durable().await }));
+        }
+        for w in waits {
+            w.await.unwrap().unwrap();
+        }
+        assert!(*committer.flushed.borrow() >= 50);
+        task.abort();
+    }
+}

@@ -1,0 +1,655 @@
+//! The running engine: the live project version, the durable inbox, the workers that take
+//! events through flows and out through connectors, retries, dead letters and reloads.
+//!
+//! This module owns everything `crossdock run` does between "an event was accepted" and "its
+//! actions reached their connectors (or it was dead-lettered)". HTTP is the [`crate::server`]'s
+//! business: it verifies, calls [`Runtime::accept`] and answers. The sources that need no HTTP
+//! (poll, schedule, file) are [`sources`]' tasks, started with the runtime; they too bring
+//! events in through [`Runtime::submit`]. Flows, connectors and state are used, not defined,
+//! here.
+//!
+//! # Versions
+//!
+//! The compiled project, its live connectors and its webhook routes form one [`Live`] value
+//! behind an `ArcSwap`. A request or an event loads it once and keeps that `Arc` to the end, so
+//! a reload (an atomic swap of the pointer) never changes a version under a running event:
+//! events in flight finish on the version they started with, queued events run on the version
+//! current when they start.
+//!
+//! # Shutdown
+//!
+//! [`Runtime::drain`] makes webhooks answer 503, stops starting events, and waits (up to a grace
+//! period) for the events already running. Whatever has not finished stays in the inbox and is
+//! resumed by the next start: the inbox, not memory, is the queue of record.
+
+pub mod breaker;
+pub mod inbox;
+pub mod metrics;
+pub mod retry;
+pub mod sources;
+pub mod watch;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::config::diag::Diagnostics;
+use crate::config::env::EnvLookup;
+use crate::config::model::SourceConfig;
+use crate::connectors::{BuildContext, CallError, Connector, Reply, Request};
+use crate::flow::{CompileOptions, Project};
+use crate::mapping::jsonpath::JsonPath;
+use crate::server::verify::{self, Scheme};
+use crate::state::{SledStore, StateError, StateStore};
+
+use self::breaker::Breaker;
+pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
+
+/// Settings of a run that are not part of the project version.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest webhook body accepted, in bytes.
+    pub body_limit: usize,
+    /// A delivery with a dedup key seen within this window is a duplicate.
+    pub dedup_window: Duration,
+    /// How long trails are kept.
+    pub trail_keep: Duration,
+    /// How long a shutdown waits for running events.
+    pub grace: Duration,
+    /// Events of one pipeline running at once (unless the pipeline says otherwise).
+    pub concurrency: usize,
+    /// Accepted events not yet done above which new ones are refused with 503: a bound on
+    /// memory (the queue to the workers holds them) that a sender's retry gets past later.
+    pub max_backlog: usize,
+    /// Longest a connector call may take before it counts as a retryable failure.
+    pub call_timeout: Duration,
+    pub flush: FlushPolicy,
+    /// Quiet time after the last file change before a reload.
+    pub reload_debounce: Duration,
+    /// `CROSSDOCK_ADMIN_TOKEN`; without it the admin API answers 401 to everyone.
+    pub admin_token: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            body_limit: 4 * 1024 * 1024,
+            dedup_window: Duration::from_secs(24 * 3600),
+            trail_keep: Duration::from_secs(7 * 24 * 3600),
+            grace: Duration::from_secs(10),
+            concurrency: 16,
+            max_backlog: 100_000,
+            call_timeout: Duration::from_secs(30),
+            flush: FlushPolicy::Group,
+            reload_debounce: Duration::from_millis(100),
+            admin_token: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Takes what crossdock.yaml's `server:` says (`check` has validated it).
+    pub fn with_server(mut self, server: &crate::config::model::ServerConfig) -> Settings {
+        let duration =
+            |s: &Option<String>| s.as_deref().and_then(|t| humantime::parse_duration(t).ok());
+        if let Some(n) = server
+            .max_body
+            .as_deref()
+            .and_then(|t| crate::config::model::parse_size(t).ok())
+        {
+            self.body_limit = n;
+        }
+        if let Some(d) = duration(&server.dedup_window) {
+            self.dedup_window = d;
+        }
+        if let Some(d) = duration(&server.grace) {
+            self.grace = d;
+        }
+        if let Some(d) = duration(&server.keep_trails) {
+            self.trail_keep = d;
+        }
+        if let Some(d) = duration(&server.reload_debounce) {
+            self.reload_debounce = d;
+        }
+        if let Some(n) = server.max_backlog {
+            self.max_backlog = n;
+        }
+        self
+    }
+}
+
+/// A connector as the running version holds it.
+pub struct LiveConnector {
+    pub connector: Arc<dyn Connector>,
+    pub breaker: Arc<Breaker>,
+    /// The config it was built from (with the environment filled in): a reload that leaves it
+    /// unchanged keeps this connector, its pool and its token.
+    config: Value,
+    /// Set when the connector is unconfigured here: its calls go to this stand-in (`connector`
+    /// is then the stand-in's).
+    pub stand_in: Option<String>,
+}
+
+impl LiveConnector {
+    /// One call through the connector's circuit breaker, with the timeout and the metrics:
+    /// how every part of the runtime (sends, fetches, polls) calls a connector.
+    pub async fn call(&self, request: Request<'_>, timeout: Duration) -> Result<Reply, CallError> {
+        let name = request.connector;
+        if let Err(wait) = self.breaker.admit() {
+            return Err(CallError::Retryable {
+                message: format!(
+                    "connector `{name}` is failing (circuit open); next trial in {}s",
+                    wait.as_secs().max(1)
+                ),
+                retry_after: Some(wait),
+            });
+        }
+        let result = match tokio::time::timeout(timeout, self.connector.call(request)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Retryable {
+                message: format!("no answer within {}s", timeout.as_secs()),
+                retry_after: None,
+            }),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(CallError::Retryable { .. }) => {
+                if self.breaker.failure() {
+                    tracing::warn!(connector = %name, "Circuit breaker opened");
+                }
+            }
+            Err(CallError::Permanent { .. }) => self.breaker.neutral(),
+        }
+        metrics::connector_call(name, result.is_ok());
+        metrics::breaker_state(name, self.breaker.state().as_gauge());
+        result
+    }
+}
+
+/// A webhook path of the running version.
+pub struct Route {
+    pub pipeline: String,
+    pub scheme: Option<Box<dyn Scheme>>,
+    pub dedup_id: Option<JsonPath>,
+}
+
+/// One version of the project, ready to serve.
+pub struct Live {
+    pub project: Arc<Project>,
+    pub connectors: BTreeMap<String, LiveConnector>,
+    /// Each pipeline's `on_error`, resolved once for the version.
+    pub retry: HashMap<String, retry::RetryPolicy>,
+    pub routes: HashMap<String, Route>,
+    /// RFC 3339.
+    pub since: String,
+}
+
+/// A refused reload, as `GET /api/pipelines` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadError {
+    pub at: String,
+    /// The diagnostics, as `check` prints them.
+    pub message: String,
+    /// Per file: its diagnostics.
+    pub files: BTreeMap<String, Vec<String>>,
+}
+
+pub struct Runtime {
+    live: ArcSwap<Live>,
+    pub inbox: Arc<Inbox>,
+    pub store: Arc<SledStore>,
+    state: Arc<dyn StateStore>,
+    pub settings: Settings,
+    root: PathBuf,
+    env: fn(&str) -> Option<String>,
+    http: reqwest::Client,
+    queue: mpsc::UnboundedSender<StoredEvent>,
+    draining: AtomicBool,
+    running: AtomicUsize,
+    limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    last_reload_error: Mutex<Option<ReloadError>>,
+    /// Serialises reloads: two at once would race to swap.
+    reloading: tokio::sync::Mutex<()>,
+    sources: sources::Hub,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the project has errors")]
+    Config(Diagnostics),
+    #[error("cannot open the state at {path}: {source}")]
+    State { path: PathBuf, source: StateError },
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+    #[error("{0}")]
+    Build(String),
+}
+
+impl Runtime {
+    /// Loads the project in `dir`, opens its state and inbox, and builds the live version.
+    /// Nothing runs until [`Runtime::start`].
+    ///
+    /// Flows run on the tokio runtime's threads (and its blocking threads, for flows that
+    /// fetch): build it with `thread_stack_size(rules::engine::MIN_STACK)`, as `crossdock run`
+    /// does, or a deeply nested script can overflow a thread's default stack.
+    pub fn open(
+        dir: &Path,
+        env: fn(&str) -> Option<String>,
+        settings: Settings,
+    ) -> Result<
+        (
+            Arc<Runtime>,
+            Diagnostics,
+            mpsc::UnboundedReceiver<StoredEvent>,
+        ),
+        StartError,
+    > {
+        let (project, warnings) = load(dir, &env).map_err(StartError::Config)?;
+        let settings = settings.with_server(&project.config.server);
+        let state_path = project.root.join(&project.config.state.path);
+        let store = Arc::new(
+            SledStore::open(&state_path).map_err(|source| StartError::State {
+                path: state_path.clone(),
+                source,
+            })?,
+        );
+        let inbox = Arc::new(Inbox::open(store.clone(), settings.flush)?);
+        let http = reqwest::Client::builder()
+            .timeout(settings.call_timeout)
+            .build()
+            .map_err(|e| StartError::Build(format!("cannot build the HTTP client: {e}")))?;
+        let live = build_live(project, &http, None).map_err(StartError::Build)?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        let runtime = Arc::new(Runtime {
+            live: ArcSwap::from_pointee(live),
+            inbox,
+            state: store.clone(),
+            store,
+            settings,
+            root: dir.to_path_buf(),
+            env,
+            http,
+            queue,
+            draining: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            limits: Mutex::new(HashMap::new()),
+            last_reload_error: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            sources: sources::Hub::default(),
+        });
+        Ok((runtime, warnings, rx))
+    }
+
+    /// Starts the background work: group commit, workers, sweeping; and resumes every event
+    /// left in the inbox by an earlier run.
+    pub fn start(
+        self: &Arc<Self>,
+        rx: mpsc::UnboundedReceiver<StoredEvent>,
+    ) -> Result<usize, InboxError> {
+        tokio::spawn(self.inbox.committer.clone().run());
+        tokio::spawn(worker::dispatch(self.clone(), rx));
+        tokio::spawn(self.clone().sweep());
+        sources::start(self.clone());
+        let pending = self.inbox.pending()?;
+        let n = pending.len();
+        for event in pending {
+            self.enqueue(event);
+        }
+        metrics::inbox_pending(self.inbox.pending_count());
+        metrics::dead_letters(self.inbox.dead_letter_count());
+        Ok(n)
+    }
+
+    /// Reloads on edits to the project's files (see [`watch`]); keep the value alive.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<watch::Watch> {
+        watch::start(self.clone(), &self.root, self.settings.reload_debounce)
+    }
+
+    /// The version serving now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// The poll, schedule and file sources' side of the runtime.
+    pub fn sources(&self) -> &sources::Hub {
+        &self.sources
+    }
+
+    /// Tells the sources the live version changed, so they follow it now rather than at their
+    /// next look.
+    pub fn sources_changed(&self) {
+        self.sources.changed();
+    }
+
+    /// Accepts an event for `pipeline` from any source: written to the inbox, durable (per the
+    /// flush policy) when this returns, and handed to the workers. A dedup key seen within
+    /// the window gives `Duplicate` and nothing is queued.
+    pub async fn submit(
+        &self,
+        pipeline: &str,
+        dedup_key: &str,
+        headers: BTreeMap<String, String>,
+        body: &[u8],
+    ) -> Result<Accepted, InboxError> {
+        if self.inbox.pending_count() >= self.settings.max_backlog {
+            return Err(InboxError::Busy(self.settings.max_backlog));
+        }
+        // sled writes land in memory and its log buffer; the fsync is the committer's, so this
+        // does not block the task for long.
+        let accepted = self.inbox.accept(
+            pipeline,
+            dedup_key,
+            self.settings.dedup_window,
+            headers,
+            body,
+        )?;
+        self.inbox.committer.durable().await?;
+        match &accepted {
+            Accepted::New(event) => {
+                metrics::received(pipeline);
+                self.enqueue(event.clone());
+            }
+            Accepted::Duplicate(_) => metrics::duplicate(pipeline),
+        }
+        Ok(accepted)
+    }
+
+    /// Hands an accepted (and durable) event to the workers.
+    pub fn enqueue(&self, event: StoredEvent) {
+        // The receiver lives as long as the runtime; if it is gone the event is still in the
+        // inbox and the next start resumes it.
+        let _ = self.queue.send(event);
+    }
+
+    /// The pipeline's slots. Sized when first needed; a reload that changes `concurrency`
+    /// resizes it by replacing the semaphore (events holding the old one finish on it).
+    fn limit_for(&self, pipeline: &str) -> Arc<Semaphore> {
+        let wanted = self
+            .live()
+            .project
+            .pipeline(pipeline)
+            .and_then(|f| f.concurrency)
+            .unwrap_or(self.settings.concurrency)
+            .max(1);
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = limits
+            .entry(pipeline.to_string())
+            .or_insert_with(|| (wanted, Arc::new(Semaphore::new(wanted))));
+        if entry.0 != wanted {
+            *entry = (wanted, Arc::new(Semaphore::new(wanted)));
+        }
+        entry.1.clone()
+    }
+
+    /// Stops taking work and waits for running events, up to the grace period; then flushes.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + self.settings.grace;
+        while self.running.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.running.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::warn!(
+                running = left,
+                "Grace period over; unfinished events stay in the inbox for the next start"
+            );
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "Final flush failed");
+        }
+    }
+
+    /// Recompiles the project from disk and, if it passes `check`, swaps it in. On failure the
+    /// running version stays and the diagnostics are kept for `GET /api/pipelines`.
+    pub async fn reload(&self, why: &str) -> Result<String, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let before = self.live().project.version.clone();
+        let root = self.root.clone();
+        let env = self.env;
+        let loaded = tokio::task::spawn_blocking(move || load(&root, &env))
+            .await
+            .map_err(|e| ReloadError {
+                at: inbox::now_rfc3339(),
+                message: format!("the reload task failed: {e}"),
+                files: BTreeMap::new(),
+            });
+        let result = match loaded {
+            Err(e) => Err(e),
+            Ok(loaded) => match loaded {
+                Ok((project, _warnings)) => {
+                    let old = self.live();
+                    if project.version == old.project.version {
+                        Ok(project.version.clone())
+                    } else {
+                        match build_live(project, &self.http, Some(&old)) {
+                            Ok(live) => {
+                                let version = live.project.version.clone();
+                                self.live.store(Arc::new(live));
+                                self.sources_changed();
+                                Ok(version)
+                            }
+                            Err(message) => Err(ReloadError {
+                                at: inbox::now_rfc3339(),
+                                files: BTreeMap::new(),
+                                message,
+                            }),
+                        }
+                    }
+                }
+                Err(diags) => Err(reload_error(&diags)),
+            },
+        };
+        match &result {
+            Ok(version) if *version == before => {
+                tracing::debug!(trigger = why, "Reload found nothing changed");
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Ok(version) => {
+                tracing::info!(version = %short(version), trigger = why, "Reloaded");
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                metrics::reload(true);
+            }
+            Err(e) => {
+                tracing::error!(
+                    trigger = why,
+                    "Reload refused; the running version keeps serving:\n{}",
+                    e.message
+                );
+                *self
+                    .last_reload_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                metrics::reload(false);
+            }
+        }
+        result
+    }
+
+    pub fn last_reload_error(&self) -> Option<ReloadError> {
+        self.last_reload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Background upkeep: forget old dedup keys and trails, refresh gauges.
+    async fn sweep(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let inbox = self.inbox.clone();
+            let (window, keep) = (self.settings.dedup_window, self.settings.trail_keep);
+            let swept = tokio::task::spawn_blocking(move || {
+                (inbox.sweep_dedup(window), inbox.sweep_trails(keep))
+            })
+            .await;
+            if let Ok((Err(e), _) | (_, Err(e))) = swept {
+                tracing::warn!(error = %e, "Sweeping old dedup keys and trails failed");
+            }
+            metrics::inbox_pending(self.inbox.pending_count());
+            metrics::dead_letters(self.inbox.dead_letter_count());
+        }
+    }
+}
+
+/// The first 12 characters of a version hash, as logs show it.
+pub fn short(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
+}
+
+fn load(dir: &Path, env: EnvLookup<'_>) -> Result<(Project, Diagnostics), Diagnostics> {
+    crate::flow::load(
+        dir,
+        env,
+        CompileOptions {
+            strict_env: false,
+            for_run: true,
+        },
+    )
+}
+
+fn reload_error(diags: &Diagnostics) -> ReloadError {
+    let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut message = String::new();
+    for d in diags.iter().filter(|d| d.is_error()) {
+        files
+            .entry(d.file.to_string_lossy().replace('\\', "/"))
+            .or_default()
+            .push(format!("{}:{}: {}", d.pos.line, d.pos.col, d.message));
+        message.push_str(&d.to_string());
+        message.push_str("\n\n");
+    }
+    message.push_str(&diags.summary());
+    ReloadError {
+        at: inbox::now_rfc3339(),
+        message,
+        files,
+    }
+}
+
+/// Builds the live connectors and routes of a project; connectors whose config did not
+/// change since `old` are kept as they are.
+fn build_live(
+    project: Project,
+    http: &reqwest::Client,
+    old: Option<&Live>,
+) -> Result<Live, String> {
+    let cx = BuildContext {
+        root: project.root.clone(),
+        http: http.clone(),
+    };
+    let mut connectors = BTreeMap::new();
+    for (name, config) in &project.connectors {
+        let raw = project
+            .config
+            .connectors
+            .get(name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let stand_in = project.unconfigured.get(name).map(|u| u.to.clone());
+        if let Some(kept) = old.and_then(|o| o.connectors.get(name)) {
+            if kept.config == raw && kept.stand_in == stand_in {
+                connectors.insert(
+                    name.clone(),
+                    LiveConnector {
+                        connector: kept.connector.clone(),
+                        breaker: kept.breaker.clone(),
+                        config: raw,
+                        stand_in,
+                    },
+                );
+                continue;
+            }
+        }
+        let connector = match &stand_in {
+            // Never built: its credentials are missing. Calls go to the stand-in.
+            Some(to) => match project.connectors.get(to) {
+                Some(c) => c
+                    .as_kind()
+                    .build(to, &cx)
+                    .map_err(|e| format!("connector `{to}`: {e}"))?,
+                None => return Err(format!("connector `{name}`: no stand-in `{to}`")),
+            },
+            None => config
+                .as_kind()
+                .build(name, &cx)
+                .map_err(|e| format!("connector `{name}`: {e}"))?,
+        };
+        connectors.insert(
+            name.clone(),
+            LiveConnector {
+                connector,
+                breaker: {
+                    let spec = project.breakers.get(name).copied().unwrap_or_default();
+                    Arc::new(Breaker::new(spec.failures, spec.cooldown))
+                },
+                config: raw,
+                stand_in,
+            },
+        );
+    }
+    let mut routes = HashMap::new();
+    for (name, flow) in &project.pipelines {
+        if let SourceConfig::Webhook(hook) = &flow.source {
+            let scheme = match &hook.verify {
+                Some(v) => {
+                    Some(verify::build(v).map_err(|e| format!("pipeline `{name}`: verify: {e}"))?)
+                }
+                None => None,
+            };
+            let dedup_id = match &hook.dedup_id {
+                Some(p) => Some(
+                    JsonPath::parse(p).map_err(|e| format!("pipeline `{name}`: dedup_id: {e}"))?,
+                ),
+                None => None,
+            };
+            routes.insert(
+                hook.path.clone(),
+                Route {
+                    pipeline: name.clone(),
+                    scheme,
+                    dedup_id,
+                },
+            );
+        }
+    }
+    let retry = project
+        .pipelines
+        .iter()
+        .map(|(name, flow)| {
+            let policy = retry::RetryPolicy::from_config(flow.on_error.as_ref());
+            (name.clone(), policy)
+        })
+        .collect();
+    Ok(Live {
+        retry,
+        project: Arc::new(project),
+        connectors,
+        routes,
+        since: inbox::now_rfc3339(),
+    })
+}

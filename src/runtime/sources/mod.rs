@@ -1,0 +1,213 @@
+//! The sources that `crossdock run` drives itself: `poll`, `schedule` and `file` (webhooks are
+//! the server's). One task per pipeline with such a source, kept in step with the live version.
+//!
+//! This module owns the supervisor: which source tasks run, starting and stopping them as
+//! reloads add, remove or change pipelines. Each kind's own file owns what its task does; every
+//! event they make goes in through [`Runtime::submit`], the one way in, so dedup, durability
+//! and metrics are the same as for a webhook.
+//!
+//! # Following reloads
+//!
+//! The supervisor compares the live version's pipelines with its running tasks every second,
+//! and at once when [`Hub::changed`] is called (a reload does). A task whose pipeline is gone
+//! or whose `source:` config differs is told to stop; a changed one is started again only once
+//! the old one has ended, so two tasks never work the same folder or cursor at once. Only the
+//! source config is compared: the rest of the pipeline (steps, mappings) is the workers'
+//! business, and a poll reads its connector from the live version at every call, so a changed
+//! connector is picked up without a restart.
+//!
+//! # Stopping
+//!
+//! A stop is a `watch` signal the tasks look at between units of work (a poll, a tick, a row),
+//! never inside one: a file is never left half-moved. Draining stops every task the same way.
+
+pub mod file;
+pub mod poll;
+pub mod schedule;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::{Live, LiveConnector, Runtime};
+use crate::config::model::SourceConfig;
+
+/// How often the supervisor compares running tasks with the live version when nothing
+/// notified it.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the runtime holds for the sources: the change signal.
+#[derive(Default)]
+pub struct Hub {
+    changed: Notify,
+}
+
+impl Hub {
+    /// Asks the supervisor to compare its tasks with the live version now (after a reload).
+    pub fn changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// The connector a poll calls. `Err` says why there is none.
+    fn connector<'a>(&self, live: &'a Live, name: &str) -> Result<&'a LiveConnector, String> {
+        match live.connectors.get(name) {
+            None => Err(format!("no connector `{name}` in the running version")),
+            // A stand-in takes a send's calls to show them; it has nothing to poll.
+            Some(c) => match &c.stand_in {
+                Some(to) => Err(format!(
+                    "connector `{name}` is not configured here (its calls go to `{to}`): nothing to poll"
+                )),
+                None => Ok(c),
+            },
+        }
+    }
+}
+
+/// Starts the supervisor. It ends when the runtime drains.
+pub fn start(runtime: Arc<Runtime>) -> JoinHandle<()> {
+    tokio::spawn(supervise(runtime))
+}
+
+/// What a source task gets: the runtime, its pipeline, and its stop signal.
+pub struct SourceCx {
+    pub runtime: Arc<Runtime>,
+    pub pipeline: String,
+    stop: watch::Receiver<bool>,
+}
+
+impl SourceCx {
+    /// Should the task end now: told to stop, or the runtime is draining.
+    pub fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.runtime.is_draining()
+    }
+
+    /// Waits `d`, or less if told to stop; true when the task should end.
+    pub async fn sleep(&mut self, d: Duration) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            // A closed channel means the supervisor is gone: stop as well.
+            _ = self.stop.changed() => {}
+        }
+        self.stopped()
+    }
+
+    /// Waits until told to stop: for a task whose config it cannot use (logged already).
+    pub async fn idle(&mut self) {
+        while !self.sleep(CHECK_EVERY).await {}
+    }
+}
+
+struct Running {
+    source: SourceConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+async fn supervise(runtime: Arc<Runtime>) {
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    loop {
+        if runtime.is_draining() {
+            for r in running.values() {
+                let _ = r.stop.send(true);
+            }
+            return;
+        }
+        reconcile(&runtime, &mut running);
+        tokio::select! {
+            _ = runtime.sources().changed.notified() => {}
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+    }
+}
+
+/// Stops the tasks the live version no longer wants as they are, and starts the missing ones.
+fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
+    let live = runtime.live();
+    let wanted: BTreeMap<&String, &SourceConfig> = live
+        .project
+        .pipelines
+        .iter()
+        .filter(|(_, flow)| !matches!(flow.source, SourceConfig::Webhook(_)))
+        .map(|(name, flow)| (name, &flow.source))
+        .collect();
+    let names: Vec<String> = running.keys().cloned().collect();
+    let mut ended: HashMap<String, JoinHandle<()>> = HashMap::new();
+    for name in names {
+        let Some(r) = running.get(&name) else {
+            continue;
+        };
+        let same = wanted.get(&name).is_some_and(|s| **s == r.source);
+        if same && !r.task.is_finished() {
+            continue;
+        }
+        if let Some(r) = running.remove(&name) {
+            if !same {
+                tracing::info!(pipeline = %name, kind = r.source.kind(), "Stopping source: its pipeline was removed or its source changed");
+            } else {
+                tracing::warn!(pipeline = %name, kind = r.source.kind(), "Source task ended; starting it again");
+            }
+            let _ = r.stop.send(true);
+            ended.insert(name, r.task);
+        }
+    }
+    for (name, source) in wanted {
+        if running.contains_key(name) {
+            continue;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let cx = SourceCx {
+            runtime: runtime.clone(),
+            pipeline: name.clone(),
+            stop: stop_rx,
+        };
+        let before = ended.remove(name);
+        let span = tracing::info_span!("source", pipeline = %name, kind = source.kind());
+        let config = source.clone();
+        let task = tokio::spawn(
+            async move {
+                // The task this one replaces finishes its unit of work first.
+                if let Some(before) = before {
+                    let _ = before.await;
+                }
+                if cx.stopped() {
+                    return;
+                }
+                tracing::info!("Source started");
+                run(cx, config).await;
+                tracing::info!("Source stopped");
+            }
+            .instrument(span),
+        );
+        running.insert(
+            name.clone(),
+            Running {
+                source: source.clone(),
+                stop,
+                task,
+            },
+        );
+    }
+}
+
+async fn run(cx: SourceCx, source: SourceConfig) {
+    match source {
+        SourceConfig::Poll(p) => poll::run(cx, p).await,
+        SourceConfig::Schedule(s) => schedule::run(cx, s).await,
+        SourceConfig::File(f) => file::run(cx, f).await,
+        SourceConfig::Webhook(_) => {}
+    }
+}
+
+/// The headers every source event carries: which kind of source made it.
+fn headers(kind: &str) -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
+    h.insert("x-crossdock-source".to_string(), kind.to_string());
+    h
+}

@@ -1,0 +1,497 @@
+//! The `poll` source: call a connector's operation on a schedule and make one event of each
+//! item in the answer, resuming from a cursor kept in the state.
+//!
+//! Owns one poll ([`poll_once`]): the payload (`params`, the cursor, the next-page token), the
+//! pages, the items, their dedup keys and the cursor's progress. The task around it waits
+//! `every` (polling at once when it starts) or until the next `cron` time.
+//!
+//! # Cursor
+//!
+//! `cursor: { param, from, initial }`: the value stored under `cursor/<pipeline>` (or
+//! `initial` before anything is stored) is sent as the payload field `param`; after the items
+//! of a page are all accepted, it moves to the largest `from` value among them, and is written
+//! back. A crash between accepting items and writing the cursor fetches them again, and their
+//! dedup keys make the repeat a no-op. Values compare as instants when both are RFC 3339 times,
+//! as numbers when both are numbers, else as text. The API must return items at or after the
+//! cursor; ordered by it, so that a page's maximum is a safe place to resume.
+//!
+//! # Pages
+//!
+//! With `next: { from, param }`, a page whose answer has a token at `from` (not null, not
+//! empty) is followed by a call with the token as `param` and the same cursor value the first
+//! page was asked with. Without `next` but with `batch_size`, a full page is followed by a call
+//! with the advanced cursor (keyset paging). At most [`MAX_PAGES`] pages per poll; the rest
+//! comes at the next one.
+//!
+//! # Dedup keys
+//!
+//! `poll:<id>@<from value>` when the item has an `id` and the cursor a `from` value: a record
+//! fetched again is a duplicate, a record updated since (new `updated_at`) is a new event.
+//! `poll:<id>` without a cursor value, `poll:sha256:<hash of the item>` without an `id`.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use chrono::DateTime;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::SourceCx;
+use crate::config::cron::CronExpr;
+use crate::config::model::PollSource;
+use crate::connectors::{CallError, Request};
+use crate::mapping::jsonpath::JsonPath;
+use crate::runtime::{Accepted, Runtime};
+use crate::state::{escape, StateError};
+
+/// Pages fetched in one poll at most: a runaway `next` link cannot keep a poll going forever.
+pub const MAX_PAGES: usize = 100;
+
+/// A poll source, compiled: JSONPaths parsed and the schedule read.
+pub struct Poll {
+    pub connector: String,
+    pub op: String,
+    pub when: When,
+    pub params: Map<String, Value>,
+    pub items: Option<JsonPath>,
+    pub cursor: Option<Cursor>,
+    pub next: Option<Next>,
+    pub batch_size: Option<usize>,
+}
+
+pub enum When {
+    Every(Duration),
+    Cron(Box<CronExpr>),
+}
+
+pub struct Cursor {
+    pub param: String,
+    pub from: JsonPath,
+    pub initial: Option<Value>,
+}
+
+pub struct Next {
+    pub from: JsonPath,
+    pub param: String,
+}
+
+impl Poll {
+    pub fn compile(source: &PollSource) -> Result<Poll, String> {
+        let path = |what: &str, src: &str| {
+            JsonPath::parse(src).map_err(|e| format!("{what}: JSONPath `{src}`: {}", e.message))
+        };
+        let when = match (&source.every, &source.cron) {
+            (Some(every), None) => When::Every(
+                humantime::parse_duration(every)
+                    .map_err(|e| format!("every: `{every}` is not a duration: {e}"))?
+                    .max(Duration::from_millis(10)),
+            ),
+            (None, Some(cron)) => When::Cron(Box::new(CronExpr::parse(cron)?)),
+            _ => return Err("a poll source needs exactly one of `every` or `cron`".into()),
+        };
+        Ok(Poll {
+            connector: source.connector.clone(),
+            op: source.op.clone(),
+            when,
+            params: source.params.clone(),
+            items: source
+                .items
+                .as_deref()
+                .map(|p| path("items", p))
+                .transpose()?,
+            cursor: match &source.cursor {
+                Some(c) => Some(Cursor {
+                    param: c.param.clone(),
+                    from: path("cursor.from", &c.from)?,
+                    initial: c.initial.clone(),
+                }),
+                None => None,
+            },
+            next: match &source.next {
+                Some(n) => Some(Next {
+                    from: path("next.from", &n.from)?,
+                    param: n.param.clone(),
+                }),
+                None => None,
+            },
+            batch_size: source.batch_size.map(|n| n.max(1) as usize),
+        })
+    }
+}
+
+/// Why a poll stopped early. The next poll starts over from the stored cursor.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("{0}")]
+    NoConnector(String),
+    #[error("calling `{connector}` `{op}`: {error}")]
+    Call {
+        connector: String,
+        op: String,
+        error: CallError,
+    },
+    #[error("accepting an item: {0}")]
+    Submit(#[from] crate::runtime::InboxError),
+    #[error("the cursor: {0}")]
+    Cursor(#[from] StateError),
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PollReport {
+    pub pages: usize,
+    /// Items accepted as new events.
+    pub new: usize,
+    /// Items seen before (their dedup key was known).
+    pub duplicates: usize,
+    /// The cursor after the poll.
+    pub cursor: Option<Value>,
+}
+
+/// The state key of a pipeline's cursor.
+pub fn cursor_key(pipeline: &str) -> String {
+    format!("cursor/{}", escape(pipeline))
+}
+
+/// One poll: every page until there is no more (or [`MAX_PAGES`]), each item one event.
+pub async fn poll_once(
+    runtime: &Runtime,
+    pipeline: &str,
+    poll: &Poll,
+) -> Result<PollReport, PollError> {
+    let key = cursor_key(pipeline);
+    let state = runtime.state().clone();
+    let stored = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || state.get(&key))
+            .await
+            .map_err(|e| StateError::Backend(format!("reading the cursor: {e}")))??
+    };
+    let start = stored.or_else(|| poll.cursor.as_ref().and_then(|c| c.initial.clone()));
+    let mut report = PollReport {
+        cursor: start.clone(),
+        ..PollReport::default()
+    };
+    // The cursor value the calls are made with, and the largest value seen so far.
+    let mut asked = start;
+    let mut token: Option<Value> = None;
+    for _ in 0..MAX_PAGES {
+        let mut payload = poll.params.clone();
+        if let (Some(c), Some(v)) = (&poll.cursor, &asked) {
+            payload.insert(c.param.clone(), v.clone());
+        }
+        if let (Some(n), Some(t)) = (&poll.next, &token) {
+            payload.insert(n.param.clone(), t.clone());
+        }
+        let answer = call(runtime, poll, &Value::Object(payload)).await?;
+        report.pages += 1;
+        let items = items_of(poll, &answer);
+        let before = report.cursor.clone();
+        for item in &items {
+            let from = poll
+                .cursor
+                .as_ref()
+                .and_then(|c| c.from.first(item))
+                .filter(|v| !v.is_null());
+            let mut headers = super::headers("poll");
+            headers.insert("x-crossdock-connector".into(), poll.connector.clone());
+            let accepted = runtime
+                .submit(
+                    pipeline,
+                    &dedup_key(item, from),
+                    headers,
+                    item.to_string().as_bytes(),
+                )
+                .await?;
+            match accepted {
+                Accepted::New(_) => report.new += 1,
+                Accepted::Duplicate(_) => report.duplicates += 1,
+            }
+            if let Some(v) = from {
+                if report
+                    .cursor
+                    .as_ref()
+                    .is_none_or(|c| compare(v, c) == Ordering::Greater)
+                {
+                    report.cursor = Some(v.clone());
+                }
+            }
+        }
+        // Only now: every item of the page is in the inbox.
+        if report.cursor != before {
+            if let Some(v) = &report.cursor {
+                store_cursor(runtime, &key, v.clone()).await?;
+            }
+        }
+        token = poll
+            .next
+            .as_ref()
+            .and_then(|n| n.from.first(&answer))
+            .filter(|t| !(t.is_null() || t.as_str() == Some("")))
+            .cloned();
+        let more = match (&poll.next, poll.batch_size) {
+            (Some(_), _) => token.is_some(),
+            (None, Some(size)) if items.len() >= size => {
+                if report.cursor == asked {
+                    tracing::warn!(
+                        pipeline,
+                        "A full page did not move the cursor: the rest waits for the next poll"
+                    );
+                    false
+                } else {
+                    asked = report.cursor.clone();
+                    true
+                }
+            }
+            _ => false,
+        };
+        if !more {
+            return Ok(report);
+        }
+    }
+    tracing::warn!(
+        pipeline,
+        pages = MAX_PAGES,
+        "Page limit reached: the next poll goes on from the cursor"
+    );
+    Ok(report)
+}
+
+async fn call(runtime: &Runtime, poll: &Poll, payload: &Value) -> Result<Value, PollError> {
+    let live = runtime.live();
+    let connector = runtime
+        .sources()
+        .connector(&live, &poll.connector)
+        .map_err(PollError::NoConnector)?;
+    let request = Request {
+        connector: &poll.connector,
+        op: &poll.op,
+        object: None,
+        key: None,
+        payload,
+    };
+    connector
+        .call(request, runtime.settings.call_timeout)
+        .await
+        .map(|reply| reply.body)
+        .map_err(|error| PollError::Call {
+            connector: poll.connector.clone(),
+            op: poll.op.clone(),
+            error,
+        })
+}
+
+/// The items of an answer: what `items` selects (the elements, when it selects one list), or
+/// the answer itself (its elements when it is a list; nothing when it is null).
+pub fn items_of(poll: &Poll, answer: &Value) -> Vec<Value> {
+    let found: Vec<&Value> = match &poll.items {
+        Some(path) => path.query(answer),
+        None => vec![answer],
+    };
+    match found.as_slice() {
+        [Value::Array(list)] => list.clone(),
+        [Value::Null] => Vec::new(),
+        _ => found
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .cloned()
+            .collect(),
+    }
+}
+
+/// An item's dedup key; see the module docs.
+pub fn dedup_key(item: &Value, from: Option<&Value>) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match (item.get("id").filter(|id| !id.is_null()), from) {
+        (Some(id), Some(from)) => format!("poll:{}@{}", text(id), text(from)),
+        (Some(id), None) => format!("poll:{}", text(id)),
+        (None, _) => {
+            // serde_json orders object keys, so equal items hash equal.
+            let hash = Sha256::digest(item.to_string().as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            format!("poll:sha256:{hex}")
+        }
+    }
+}
+
+/// Orders cursor values: instants when both are RFC 3339 times, numbers when both are numbers,
+/// else text.
+pub fn compare(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => {
+            match (
+                DateTime::parse_from_rfc3339(x),
+                DateTime::parse_from_rfc3339(y),
+            ) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => x.cmp(y),
+            }
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            use std::str::FromStr;
+            // Numbers keep their text (arbitrary precision): compare as decimals, so ids
+            // beyond 2^53 order right.
+            let dx = rust_decimal::Decimal::from_str(&x.to_string());
+            let dy = rust_decimal::Decimal::from_str(&y.to_string());
+            match (dx, dy) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => {
+                    let fx = x.as_f64().unwrap_or(0.0);
+                    let fy = y.as_f64().unwrap_or(0.0);
+                    fx.partial_cmp(&fy).unwrap_or(Ordering::Equal)
+                }
+            }
+        }
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// Writes the cursor, never moving it back (two polls of one pipeline across a reload).
+async fn store_cursor(runtime: &Runtime, key: &str, value: Value) -> Result<(), StateError> {
+    let state = runtime.state().clone();
+    let keys = vec![key.to_string()];
+    tokio::task::spawn_blocking(move || {
+        state.update(&keys, &mut |old| {
+            let keep = match old.first() {
+                Some(Some(old)) => compare(old, &value) == Ordering::Greater,
+                _ => false,
+            };
+            let new = if keep {
+                old.first().cloned().flatten()
+            } else {
+                Some(value.clone())
+            };
+            Ok((vec![new], Value::Null))
+        })
+    })
+    .await
+    .map_err(|e| StateError::Backend(format!("writing the cursor: {e}")))??;
+    Ok(())
+}
+
+pub(super) async fn run(mut cx: SourceCx, source: PollSource) {
+    let poll = match Poll::compile(&source) {
+        Ok(p) => p,
+        Err(e) => {
+            // `check` refuses this, so only a project loaded around it gets here.
+            tracing::error!(error = %e, "Poll cannot run");
+            return cx.idle().await;
+        }
+    };
+    let mut first = true;
+    let mut last_error: Option<String> = None;
+    loop {
+        let wait = match &poll.when {
+            When::Every(_) if first => Duration::ZERO,
+            When::Every(every) => *every,
+            When::Cron(cron) => {
+                let now = chrono::Utc::now();
+                match cron.next_after(now) {
+                    Some(at) => (at - now).to_std().unwrap_or_default(),
+                    None => {
+                        tracing::warn!(cron = cron.as_str(), "The poll schedule never fires again");
+                        return cx.idle().await;
+                    }
+                }
+            }
+        };
+        first = false;
+        if cx.sleep(wait).await {
+            return;
+        }
+        match poll_once(&cx.runtime, &cx.pipeline, &poll).await {
+            Ok(r) => {
+                if last_error.take().is_some() {
+                    tracing::info!("Poll works again");
+                }
+                tracing::debug!(
+                    pages = r.pages,
+                    new = r.new,
+                    duplicates = r.duplicates,
+                    "Polled"
+                );
+            }
+            Err(e) => {
+                // Said once per kind of failure, not at every interval of a long outage.
+                let message = e.to_string();
+                if last_error.as_deref() == Some(&message) {
+                    tracing::debug!(error = %message, "Poll failed again");
+                } else {
+                    tracing::warn!(
+                        pipeline = %cx.pipeline,
+                        error = %message,
+                        "Poll failed; trying again at each interval"
+                    );
+                    last_error = Some(message);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn poll(items: Option<&str>) -> Poll {
+        Poll::compile(&PollSource {
+            connector: "c".into(),
+            op: "list".into(),
+            every: Some("1m".into()),
+            cron: None,
+            params: Map::new(),
+            items: items.map(str::to_string),
+            cursor: None,
+            next: None,
+            batch_size: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn items_are_the_list_the_path_selects() {
+        let answer = json!({"data": [{"id": 1}, {"id": 2}], "meta": {}});
+        assert_eq!(items_of(&poll(Some("$.data")), &answer).len(), 2);
+        assert_eq!(items_of(&poll(Some("$.data[*]")), &answer).len(), 2);
+        assert_eq!(items_of(&poll(Some("$.missing")), &answer).len(), 0);
+        assert_eq!(items_of(&poll(None), &json!([1, 2, 3])).len(), 3);
+        assert_eq!(items_of(&poll(None), &json!({"one": 1})).len(), 1);
+        assert_eq!(items_of(&poll(None), &Value::Null).len(), 0);
+    }
+
+    #[test]
+    fn dedup_keys_tell_updates_from_repeats() {
+        let item = json!({"id": 7, "updated_at": "2026-01-02T00:00:00Z"});
+        let from = json!("2026-01-02T00:00:00Z");
+        assert_eq!(dedup_key(&item, Some(&from)), "poll:7@2026-01-02T00:00:00Z");
+        assert_eq!(dedup_key(&item, None), "poll:7");
+        let a = dedup_key(&json!({"b": 1, "a": 2}), None);
+        assert!(a.starts_with("poll:sha256:"));
+        assert_eq!(a, dedup_key(&json!({"a": 2, "b": 1}), None));
+        assert_ne!(a, dedup_key(&json!({"a": 3, "b": 1}), None));
+    }
+
+    #[test]
+    fn cursor_values_compare_by_meaning() {
+        let gt = |a: Value, b: Value| compare(&a, &b) == Ordering::Greater;
+        assert!(gt(
+            json!("2026-01-02T00:00:00Z"),
+            json!("2026-01-01T23:00:00Z")
+        ));
+        // Same instant-order across offsets, where text order would be wrong.
+        assert!(gt(
+            json!("2026-01-01T10:00:00-05:00"),
+            json!("2026-01-01T12:00:00Z")
+        ));
+        assert!(gt(json!(10), json!(9)));
+        assert!(gt(
+            serde_json::from_str::<Value>("9007199254740993").unwrap(),
+            serde_json::from_str::<Value>("9007199254740992").unwrap()
+        ));
+        assert!(gt(json!("b"), json!("a")));
+    }
+}

@@ -1,0 +1,441 @@
+//! Workers: each event through its flow and out through the connectors, on a task of its own
+//! (as many at once as its pipeline's `concurrency`), with retries, the circuit breakers and
+//! dead letters.
+//!
+//! The flow (mapping, rules, state) is synchronous: tens of microseconds of CPU, run on the
+//! event's own task, unless it fetches (then it waits on the network, and gets a blocking
+//! thread). Connector calls are async and run on the event's task, one after the other in the
+//! order the flow produced them.
+//!
+//! A retry starts the flow again (state operations are idempotent per order id, so a second run
+//! decides the same) but skips the actions that succeeded before: the inbox remembers how many
+//! went out.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::inbox::{self, ActionTrail, AttemptError, DeadLetter, StoredEvent, Trail};
+use super::retry::RetryPolicy;
+use super::{metrics, Live, Runtime};
+use crate::connectors::{CallError, Request};
+use crate::flow::input::Body;
+use crate::flow::{Fetch, FetchError, Outcome};
+use crate::rules::EventInfo;
+use serde_json::Value;
+
+/// Takes events off the queue and starts each on a task of its own, once its pipeline has a
+/// free slot and its retry time has come.
+pub(super) async fn dispatch(runtime: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<StoredEvent>) {
+    while let Some(event) = rx.recv().await {
+        let wait = event.meta.not_before_ms.saturating_sub(inbox::now_ms());
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            let limit = runtime.limit_for(&event.meta.pipeline);
+            let Ok(_slot) = limit.acquire_owned().await else {
+                return;
+            };
+            // Counted before the draining check, so `drain` never sees zero while an event is
+            // between the check and its start.
+            runtime.running.fetch_add(1, Ordering::SeqCst);
+            if !runtime.is_draining() {
+                process(&runtime, event).await;
+            }
+            runtime.running.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// What one attempt came to.
+enum Verdict {
+    Done(&'static str),
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Fail(String),
+}
+
+/// Every log line of an event carries its id and pipeline.
+async fn process(runtime: &Arc<Runtime>, event: StoredEvent) {
+    let span =
+        tracing::info_span!("event", event_id = %event.meta.id, pipeline = %event.meta.pipeline);
+    attempt(runtime, event).instrument(span).await
+}
+
+async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
+    let live = runtime.live();
+    let started = Instant::now();
+    event.meta.attempts += 1;
+
+    let Some(flow) = live.project.pipeline(&event.meta.pipeline).cloned() else {
+        let reason = format!(
+            "pipeline `{}` is not in the running version {}: it was removed or renamed",
+            event.meta.pipeline,
+            super::short(&live.project.version)
+        );
+        let mut trail = new_trail(&live, &event, "dead_lettered", started);
+        trail.errors.push(AttemptError {
+            at: inbox::now_rfc3339(),
+            message: reason.clone(),
+        });
+        dead_letter(runtime, &live, event, trail, reason);
+        return;
+    };
+    let policy = live
+        .retry
+        .get(&event.meta.pipeline)
+        .copied()
+        .unwrap_or_default();
+
+    let info = EventInfo {
+        id: event.meta.id.clone(),
+        pipeline: event.meta.pipeline.clone(),
+        headers: event.meta.headers.clone(),
+        received_at: event.meta.received_at.clone(),
+        body: Arc::new(serde_json::Value::Null),
+    };
+    let fetches = flow.fetches();
+    let (body, state, project) = (
+        event.body.clone(),
+        runtime.state().clone(),
+        live.project.clone(),
+    );
+    let fetch = LiveFetch {
+        live: live.clone(),
+        handle: tokio::runtime::Handle::current(),
+        timeout: runtime.settings.call_timeout,
+    };
+    let flow_started = Instant::now();
+    let run = move || {
+        let body = Ok(Body::Json(&body));
+        flow.run_body(&project.rules, info, body, "input", &state, &fetch)
+    };
+    // A flow that fetches waits on the network (and blocks on the runtime to do it): it runs on
+    // a blocking thread. Any other flow is tens of microseconds of CPU, run right here: handing
+    // it to another thread would cost more in wake-ups than it takes.
+    let ran = if fetches {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .map_err(|_| "it panicked".to_string())
+    };
+    let flow_us = flow_started.elapsed().as_micros() as u64;
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let verdict = Verdict::Fail(format!("the flow stopped abnormally: {e}"));
+            conclude(
+                runtime,
+                &live,
+                event,
+                verdict,
+                (Vec::new(), Vec::new()),
+                flow_us,
+                &policy,
+                started,
+            );
+            return;
+        }
+    };
+    let (verdict, actions) = execute(runtime, &live, &mut event, &outcome).await;
+    let trace = (outcome.steps, actions);
+    conclude(
+        runtime, &live, event, verdict, trace, flow_us, &policy, started,
+    );
+}
+
+/// Runs the outcome's actions (the ones not done by an earlier attempt) in order.
+async fn execute(
+    runtime: &Runtime,
+    live: &Live,
+    event: &mut StoredEvent,
+    outcome: &Outcome,
+) -> (Verdict, Vec<ActionTrail>) {
+    let redact = |s: String| live.project.redactor.redact(&s);
+    if !outcome.errors.is_empty() {
+        let message = outcome
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        // Mapping and rule errors are decided by the event and the version: trying again
+        // would fail the same way. Straight to the dead letters. A fetch that met a
+        // connector failure is the exception.
+        let verdict = match outcome.retry {
+            Some(retry_after) => Verdict::Retry {
+                message: redact(message),
+                retry_after,
+            },
+            None => Verdict::Fail(redact(message)),
+        };
+        return (verdict, Vec::new());
+    }
+    if !outcome.triggered {
+        return (Verdict::Done("skipped"), Vec::new());
+    }
+    let mut trails = Vec::with_capacity(outcome.actions.len());
+    let mut verdict = Verdict::Done(if outcome.filtered {
+        "filtered"
+    } else {
+        "processed"
+    });
+    for (i, action) in outcome.actions.iter().enumerate() {
+        let mut trail = ActionTrail {
+            connector: action.connector.clone(),
+            op: action.op.clone(),
+            object: action.object.clone(),
+            status: "ok".into(),
+            remote_status: None,
+            remote_id: None,
+            error: None,
+            ms: 0,
+        };
+        if i < event.meta.done_actions {
+            trail.status = "skipped".into();
+            trails.push(trail);
+            continue;
+        }
+        if !matches!(verdict, Verdict::Done(_)) {
+            trail.status = "not_run".into();
+            trails.push(trail);
+            continue;
+        }
+        let Some(conn) = live.connectors.get(&action.connector) else {
+            let message = format!("no connector `{}` in this version", action.connector);
+            trail.status = "failed".into();
+            trail.error = Some(message.clone());
+            trails.push(trail);
+            verdict = Verdict::Fail(message);
+            continue;
+        };
+        let called = Instant::now();
+        let request = Request {
+            connector: &action.connector,
+            op: &action.op,
+            object: action.object.as_deref(),
+            key: action.key.as_deref(),
+            payload: &action.payload,
+        };
+        let result = conn.call(request, runtime.settings.call_timeout).await;
+        trail.ms = called.elapsed().as_millis() as u64;
+        match result {
+            Ok(reply) => {
+                trail.remote_status = (reply.status != 0).then_some(reply.status);
+                trail.remote_id = reply.remote_id;
+                event.meta.done_actions = i + 1;
+            }
+            Err(e) => {
+                let message = redact(format!(
+                    "{} {}{}: {e}",
+                    action.connector,
+                    action.op,
+                    action
+                        .object
+                        .as_deref()
+                        .map(|o| format!(" {o}"))
+                        .unwrap_or_default()
+                ));
+                trail.status = "failed".into();
+                trail.error = Some(message.clone());
+                verdict = match e {
+                    CallError::Retryable { retry_after, .. } => Verdict::Retry {
+                        message,
+                        retry_after,
+                    },
+                    CallError::Permanent { .. } => Verdict::Fail(message),
+                };
+            }
+        }
+        trails.push(trail);
+    }
+    (verdict, trails)
+}
+
+/// `fetch` steps in a running flow: the live connector, called from the flow's blocking
+/// thread (which may block on the runtime: it is not one of its workers).
+struct LiveFetch {
+    live: Arc<Live>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl Fetch for LiveFetch {
+    fn fetch(&self, connector: &str, op: &str, params: &Value) -> Result<Value, FetchError> {
+        let Some(conn) = self.live.connectors.get(connector) else {
+            return Err(FetchError {
+                message: format!("no connector `{connector}` in this version"),
+                retryable: false,
+                retry_after: None,
+            });
+        };
+        if let Some(u) = self.live.project.unconfigured.get(connector) {
+            // A stand-in prints calls; it has no answer to give.
+            return Err(FetchError {
+                message: format!(
+                    "connector `{connector}` is not configured ({} unset), so `{op}` cannot be fetched",
+                    u.missing.join(", ")
+                ),
+                retryable: false,
+                retry_after: None,
+            });
+        }
+        let request = Request {
+            connector,
+            op,
+            object: None,
+            key: None,
+            payload: params,
+        };
+        match self.handle.block_on(conn.call(request, self.timeout)) {
+            Ok(reply) => Ok(reply.body),
+            Err(CallError::Retryable {
+                message,
+                retry_after,
+            }) => Err(FetchError {
+                message,
+                retryable: true,
+                retry_after,
+            }),
+            Err(CallError::Permanent { message }) => Err(FetchError {
+                message,
+                retryable: false,
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    runtime: &Arc<Runtime>,
+    live: &Live,
+    mut event: StoredEvent,
+    verdict: Verdict,
+    (steps, actions): (Vec<String>, Vec<ActionTrail>),
+    flow_us: u64,
+    policy: &RetryPolicy,
+    started: Instant,
+) {
+    let pipeline = event.meta.pipeline.clone();
+    // A failed attempt is on the event's record before its trail is drawn up.
+    if let Verdict::Retry { message, .. } | Verdict::Fail(message) = &verdict {
+        metrics::failed(&pipeline);
+        event.meta.errors.push(AttemptError {
+            at: inbox::now_rfc3339(),
+            message: message.clone(),
+        });
+    }
+    let mut trail = new_trail(live, &event, "processed", started);
+    trail.steps = steps;
+    trail.actions = actions;
+    trail.flow_us = flow_us;
+    let stored = match verdict {
+        Verdict::Done(status) => {
+            trail.status = status.into();
+            metrics::processed(&pipeline, status, started.elapsed().as_secs_f64());
+            tracing::debug!(status, "Event done");
+            runtime.inbox.finish(&event, &trail)
+        }
+        Verdict::Retry {
+            message,
+            retry_after,
+        } => {
+            if event.meta.attempts < policy.attempts {
+                let delay = policy.delay(event.meta.attempts, retry_after);
+                event.meta.not_before_ms = inbox::now_ms() + delay.as_millis() as u64;
+                trail.status = "retrying".into();
+                tracing::info!(attempt = event.meta.attempts, delay_ms = delay.as_millis() as u64, error = %message, "Retrying later");
+                let saved = runtime
+                    .inbox
+                    .update(&event)
+                    .and_then(|()| runtime.inbox.put_trail(event.seq, &trail));
+                if saved.is_ok() {
+                    runtime.enqueue(event);
+                }
+                saved
+            } else {
+                let reason = format!("gave up after {} attempts: {message}", event.meta.attempts);
+                return give_up(runtime, live, event, trail, reason, policy);
+            }
+        }
+        Verdict::Fail(message) => return give_up(runtime, live, event, trail, message, policy),
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
+    }
+}
+
+fn give_up(
+    runtime: &Arc<Runtime>,
+    live: &Live,
+    event: StoredEvent,
+    mut trail: Trail,
+    reason: String,
+    policy: &RetryPolicy,
+) {
+    if policy.dead_letter {
+        trail.status = "dead_lettered".into();
+        dead_letter(runtime, live, event, trail, reason);
+    } else {
+        trail.status = "failed".into();
+        tracing::warn!(error = %reason, "Event failed; the pipeline keeps no dead letters");
+        if let Err(e) = runtime.inbox.finish(&event, &trail) {
+            tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
+        }
+    }
+}
+
+fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail, reason: String) {
+    tracing::warn!(error = %reason, "Event dead-lettered");
+    metrics::dead_lettered(&event.meta.pipeline);
+    let body = serde_json::from_slice(&event.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&event.body).into_owned())
+    });
+    let letter = DeadLetter {
+        event: event.meta.clone(),
+        body,
+        reason,
+        version: live.project.version.clone(),
+        dead_at: inbox::now_rfc3339(),
+    };
+    match runtime.inbox.dead_letter(&event, &trail, &letter) {
+        Ok(()) => metrics::dead_letters(runtime.inbox.dead_letter_count()),
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot write the dead letter; the event stays in the inbox")
+        }
+    }
+}
+
+fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -> Trail {
+    let total_ms = chrono::DateTime::parse_from_rfc3339(&event.meta.received_at)
+        .map(|at| {
+            (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+                .num_milliseconds()
+                .max(0) as u64
+        })
+        .unwrap_or_else(|_| started.elapsed().as_millis() as u64);
+    Trail {
+        event_id: event.meta.id.clone(),
+        pipeline: event.meta.pipeline.clone(),
+        version: live.project.version.clone(),
+        received_at: event.meta.received_at.clone(),
+        finished_at: inbox::now_rfc3339(),
+        status: status.into(),
+        attempts: event.meta.attempts,
+        steps: Vec::new(),
+        actions: Vec::new(),
+        errors: event.meta.errors.clone(),
+        flow_us: 0,
+        total_ms,
+    }
+}

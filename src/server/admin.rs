@@ -1,0 +1,258 @@
+//! The admin API under `/api`: pipelines and versions, dry runs, event trails, dead letters,
+//! state reads and reload. Every route needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`;
+//! a runtime started without that variable answers 401 to everyone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::config::model::SourceConfig;
+use crate::flow::input::Body;
+use crate::runtime::Runtime;
+use crate::state::overlay::Overlay;
+use crate::state::{customers, stock, StateStore};
+
+type Rt = State<Arc<Runtime>>;
+
+pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
+    Router::new()
+        .route("/pipelines", get(pipelines))
+        .route("/pipelines/{name}/dry-run", post(dry_run))
+        .route("/events/{id}", get(event))
+        .route("/dlq", get(dlq_list))
+        .route("/dlq/{id}", get(dlq_show).delete(dlq_drop))
+        .route("/dlq/{id}/retry", post(dlq_retry))
+        .route("/reload", post(reload))
+        .route("/state/customers/{id}", get(customer))
+        .route("/state/stock/{sku}", get(stock_level))
+        .route("/state/reservations/{order_id}", get(reservation))
+        .route_layer(middleware::from_fn_with_state(runtime, authorize))
+}
+
+/// Every admin route goes through here first.
+async fn authorize(
+    State(rt): Rt,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    check_token(rt.settings.admin_token.as_deref(), &headers)?;
+    Ok(next.run(request).await)
+}
+
+/// Compares the bearer token in constant time (its length aside).
+fn check_token(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = expected.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::Unauthorized(
+            "the admin API is off: start crossdock with CROSSDOCK_ADMIN_TOKEN set".into(),
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "missing or wrong bearer token".into(),
+        ))
+    }
+}
+
+async fn pipelines(State(rt): Rt) -> Result<Json<Value>, ApiError> {
+    let live = rt.live();
+    let pipelines: Vec<Value> = live
+        .project
+        .pipelines
+        .values()
+        .map(|flow| {
+            let source = match &flow.source {
+                SourceConfig::Webhook(w) => json!({ "webhook": w.path }),
+                other => json!({ "kind": other.kind() }),
+            };
+            json!({
+                "name": flow.name,
+                "description": flow.description,
+                "file": flow.file.to_string_lossy(),
+                "source": source,
+            })
+        })
+        .collect();
+    let unconfigured: BTreeMap<&String, Value> = live
+        .project
+        .unconfigured
+        .iter()
+        .map(|(name, u)| (name, json!({ "stand_in": u.to, "missing": u.missing })))
+        .collect();
+    Ok(Json(json!({
+        "version": live.project.version,
+        "since": live.since,
+        "status": if rt.last_reload_error().is_some() { "live, newer edit refused" } else { "live" },
+        "last_reload_error": rt.last_reload_error(),
+        "pipelines": pipelines,
+        "unconfigured_connectors": unconfigured,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DryRunQuery {
+    #[serde(default)]
+    received_at: Option<String>,
+}
+
+async fn dry_run(
+    State(rt): Rt,
+    Path(name): Path<String>,
+    Query(q): Query<DryRunQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let live = rt.live();
+    let Some(flow) = live.project.pipeline(&name).cloned() else {
+        return Err(ApiError::NotFound(format!("no pipeline `{name}`")));
+    };
+    let overlay = Arc::new(Overlay::new(rt.state().clone()));
+    let state: Arc<dyn StateStore> = overlay.clone();
+    let spec = crate::testing::EventSpec {
+        id: None,
+        received_at: q.received_at,
+        headers: BTreeMap::new(),
+    };
+    let project = live.project.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let event = crate::testing::event_info(&flow.name, Some(&spec), 1, "dry-run");
+        let mut outcome =
+            flow.run_body(
+            &project.rules,
+            event,
+            Ok(Body::Json(&body)),
+            "body",
+            &state,
+            &crate::flow::GivenAnswers {
+                answers: BTreeMap::new(),
+                hint: "a dry run through the API cannot answer fetch steps; post the enriched event to a pipeline without them",
+            },
+        );
+        outcome.state_changes = overlay.changes();
+        let text = serde_json::to_string(&outcome).unwrap_or_default();
+        project.redactor.redact(&text)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the dry run failed: {e}")))?;
+    let value: Value =
+        serde_json::from_str(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
+}
+
+async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if let Some(trail) = rt.inbox.trail(&id)? {
+        if trail.status != "retrying" {
+            return Ok(Json(serde_json::to_value(trail).unwrap_or_default()));
+        }
+    }
+    if let Some(meta) = rt.inbox.queued(&id)? {
+        let trail = rt.inbox.trail(&id)?;
+        return Ok(Json(json!({
+            "event_id": meta.id,
+            "pipeline": meta.pipeline,
+            "status": if meta.attempts == 0 { "queued" } else { "retrying" },
+            "attempts": meta.attempts,
+            "errors": meta.errors,
+            "last_attempt": trail,
+        })));
+    }
+    Err(ApiError::NotFound(format!("no event `{id}`")))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn dlq_list(State(rt): Rt, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    Ok(Json(rt.inbox.dead_letter_page(q.after.as_deref(), limit)?))
+}
+
+async fn dlq_show(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match rt.inbox.get_dead_letter(&id)? {
+        Some(letter) => Ok(Json(serde_json::to_value(letter).unwrap_or_default())),
+        None => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
+    }
+}
+
+async fn dlq_retry(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match rt.inbox.retry_dead_letter(&id)? {
+        Some(event) => {
+            rt.store.flush()?;
+            rt.enqueue(event);
+            Ok(Json(json!({ "event_id": id, "status": "queued" })))
+        }
+        None => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
+    }
+}
+
+async fn dlq_drop(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if rt.inbox.drop_dead_letter(&id)? {
+        rt.store.flush()?;
+        Ok(Json(json!({ "event_id": id, "status": "dropped" })))
+    } else {
+        Err(ApiError::NotFound(format!("no dead letter `{id}`")))
+    }
+}
+
+async fn reload(State(rt): Rt) -> Result<Json<Value>, ApiError> {
+    match rt.reload("api").await {
+        Ok(version) => Ok(Json(json!({ "status": "live", "version": version }))),
+        Err(e) => Ok(Json(json!({
+            "status": "refused",
+            "version": rt.live().project.version,
+            "error": e,
+        }))),
+    }
+}
+
+async fn customer(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match customers::get(rt.state().as_ref(), &id)? {
+        Some(c) => Ok(Json(c.to_json())),
+        None => Err(ApiError::NotFound(format!(
+            "no orders recorded for customer `{id}`"
+        ))),
+    }
+}
+
+async fn stock_level(State(rt): Rt, Path(sku): Path<String>) -> Result<Json<Value>, ApiError> {
+    match stock::level(rt.state().as_ref(), &sku)? {
+        Some(level) => Ok(Json(level)),
+        None => Err(ApiError::NotFound(format!("no stock recorded for `{sku}`"))),
+    }
+}
+
+async fn reservation(State(rt): Rt, Path(order_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match stock::reservation(rt.state().as_ref(), &order_id)? {
+        Some(r) => Ok(Json(r)),
+        None => Err(ApiError::NotFound(format!(
+            "no reservation for order `{order_id}`"
+        ))),
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP surface of `crossdock run`: webhook ingress, `/health`, `/metrics` and the admin
+//! API, as one `axum::Router` built by [`router`].
+//!
+//! A webhook handler verifies, persists and answers; the runtime's workers do the rest. Routes
+//! are looked up in the live version on every request (not registered with axum), so a reload
+//! adds, removes and changes webhook paths by swapping the version, with nothing to rebuild.
+//! Errors become responses in one place, [`ApiError`].
+
+mod admin;
+pub mod verify;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::runtime::Runtime;
+
+/// The whole HTTP surface over one runtime.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .nest("/api", admin::router(runtime.clone()))
+        .fallback(webhook::receive)
+        .with_state(runtime)
+}
+
+async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
+    let live = runtime.live();
+    let status = if runtime.is_draining() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if runtime.is_draining() { "draining" } else { "ok" },
+        "version": live.project.version,
+        "pending": runtime.inbox.pending_count(),
+        "dead_letters": runtime.inbox.dead_letter_count(),
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::runtime::metrics::render(),
+    )
+        .into_response()
+}
+
+/// Every error the HTTP surface answers with: a status and a JSON `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "Request failed");
+        }
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::runtime::InboxError> for ApiError {
+    fn from(e: crate::runtime::InboxError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::state::StateError> for ApiError {
+    fn from(e: crate::state::StateError) -> ApiError {
+        match e {
+            crate::state::StateError::Invalid(m) => ApiError::BadRequest(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Webhook signature verification: one [`Scheme`] per provider, built from a source's `verify:`
+//! config by [`build`].
+//!
+//! This file owns the trait, the error type, config validation in [`build`], and the pieces every
+//! scheme shares: header lookup, the keyed HMAC-SHA256 with its constant-time comparison,
+//! signature decoding and the timestamp window. Each provider's wire format lives in its own file:
+//!
+//! - `standard_webhooks.rs`: Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature`), key from a `whsec_<base64>` secret.
+//! - `bigcommerce.rs`: Standard Webhooks keyed with the raw bytes of the app client secret.
+//! - `shopify.rs`: base64 HMAC of the body in `X-Shopify-Hmac-Sha256` or `shopify-hmac-sha256`.
+//! - `stripe.rs`: `Stripe-Signature: t=..,v1=..`, keyed with the whole `whsec_` string.
+//! - `github.rs`: `X-Hub-Signature-256: sha256=<hex>`.
+//! - `hmac_sha256.rs`: any header carrying an HMAC-SHA256 of the body, hex or base64.
+//!
+//! Signatures are only ever compared through [`hmac::Mac::verify_slice`], which is constant time,
+//! so a timing side channel cannot reveal how much of a forged signature was right.
+
+mod bigcommerce;
+mod github;
+mod hmac_sha256;
+mod shopify;
+mod standard_webhooks;
+mod stripe;
+
+use crate::config::model::{SignatureEncoding, VerifyConfig, VerifyScheme};
+
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+
+/// One signature scheme, configured for one webhook source.
+pub trait Scheme: Send + Sync {
+    /// Checks one delivery. `now` is the current Unix time in seconds (passed in so tests are deterministic).
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, VerifyError>;
+}
+
+/// What a successful verification tells the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verified {
+    /// The provider's id for this delivery, for deduplication: `webhook-id` (standard-webhooks,
+    /// bigcommerce), `X-Shopify-Webhook-Id`, `X-GitHub-Delivery`, Stripe's event id (the top-level
+    /// "id" of the JSON body, e.g. evt_...). None when the provider sent none.
+    pub delivery_id: Option<String>,
+}
+
+/// Why a delivery was rejected. Every message is safe to return in a 401 body: none of them
+/// carries the secret or the signature we expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A header the scheme needs is absent (or empty).
+    #[error("missing header {0}")]
+    MissingHeader(String),
+    /// A header is present but cannot be parsed as the scheme's format.
+    #[error("{0}")]
+    Malformed(String),
+    /// Well-formed, but no offered signature matches: wrong secret or altered content.
+    #[error("no offered signature matches the configured secret")]
+    Mismatch,
+    /// Authentic, but signed longer ago than the tolerance allows (a replay, or a clock far off).
+    #[error("timestamp is {age_secs} s old, more than the allowed {tolerance_secs} s")]
+    TooOld { age_secs: i64, tolerance_secs: i64 },
+    /// Authentic, but signed further in the future than the tolerance allows (clock skew).
+    #[error("timestamp is {ahead_secs} s in the future, more than the allowed {tolerance_secs} s")]
+    TooNew {
+        ahead_secs: i64,
+        tolerance_secs: i64,
+    },
+}
+
+/// Builds the scheme a source's `verify:` asks for. Errors (e.g. a `whsec_` secret that is not
+/// base64, a `hmac-sha256` without `header`, an empty secret) are config errors with a clear message.
+pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, String> {
+    let name = scheme_name(config.scheme);
+    if config.secret.is_empty() {
+        return Err(format!("verify: scheme {name} needs a non-empty `secret`"));
+    }
+    // Options a scheme would silently ignore are rejected, so a config that looks stricter than
+    // it is (say a `header:` on github) fails loudly instead.
+    let timestamped = matches!(
+        config.scheme,
+        VerifyScheme::StandardWebhooks | VerifyScheme::Bigcommerce | VerifyScheme::Stripe
+    );
+    if !timestamped && config.tolerance.is_some() {
+        return Err(format!(
+            "verify: `tolerance` does not apply to scheme {name}, which signs no timestamp"
+        ));
+    }
+    if config.scheme != VerifyScheme::HmacSha256 {
+        let generic_only = [
+            ("header", config.header.is_some()),
+            ("encoding", config.encoding.is_some()),
+            ("prefix", config.prefix.is_some()),
+        ];
+        if let Some((field, _)) = generic_only.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "verify: `{field}` only applies to scheme hmac-sha256, not {name}"
+            ));
+        }
+    }
+    let tolerance = parse_tolerance(config.tolerance.as_deref())?;
+    let secret = config.secret.as_str();
+    Ok(match config.scheme {
+        VerifyScheme::StandardWebhooks => Box::new(
+            standard_webhooks::StandardWebhooks::from_secret(secret, tolerance)?,
+        ),
+        VerifyScheme::Bigcommerce => Box::new(bigcommerce::from_client_secret(secret, tolerance)?),
+        VerifyScheme::Shopify => Box::new(shopify::Shopify::new(secret)?),
+        VerifyScheme::Stripe => Box::new(stripe::Stripe::new(secret, tolerance)?),
+        VerifyScheme::Github => Box::new(github::Github::new(secret)?),
+        VerifyScheme::HmacSha256 => {
+            let header = config.header.as_deref().ok_or(
+                "verify: scheme hmac-sha256 needs `header` (the header that carries the signature)",
+            )?;
+            Box::new(hmac_sha256::HmacSha256::new(
+                secret,
+                header,
+                config.encoding.unwrap_or(SignatureEncoding::Hex),
+                config.prefix.as_deref(),
+            )?)
+        }
+    })
+}
+
+fn scheme_name(scheme: VerifyScheme) -> &'static str {
+    match scheme {
+        VerifyScheme::StandardWebhooks => "standard-webhooks",
+        VerifyScheme::Bigcommerce => "bigcommerce",
+        VerifyScheme::Shopify => "shopify",
+        VerifyScheme::Stripe => "stripe",
+        VerifyScheme::Github => "github",
+        VerifyScheme::HmacSha256 => "hmac-sha256",
+    }
+}
+
+/// The window the Standard Webhooks and Stripe libraries use.
+const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+fn parse_tolerance(tolerance: Option<&str>) -> Result<i64, String> {
+    let Some(text) = tolerance else {
+        return Ok(DEFAULT_TOLERANCE_SECS);
+    };
+    let invalid = || format!("verify: `tolerance: {text}` is not a duration like 5m or 300s");
+    let duration = humantime::parse_duration(text.trim()).map_err(|_| invalid())?;
+    // Timestamps are whole seconds, so a fractional window would only be rounded behind the
+    // user's back.
+    if duration.subsec_nanos() != 0 {
+        return Err(format!("verify: `tolerance: {text}` must be whole seconds"));
+    }
+    i64::try_from(duration.as_secs()).map_err(|_| invalid())
+}
+
+/// Every scheme here signs with HMAC-SHA256, whose output is this long.
+const SIGNATURE_LEN: usize = 32;
+
+/// Standard alphabet; padding optional because some proxies and SDKs strip it.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// HMAC-SHA256 keyed once at build time and cloned per delivery, so the secret itself is not
+/// kept around and the key schedule is not redone for each request.
+#[derive(Clone)]
+struct Signer(Hmac<Sha256>);
+
+impl Signer {
+    fn new(key: &[u8]) -> Result<Self, String> {
+        Hmac::<Sha256>::new_from_slice(key)
+            .map(Self)
+            .map_err(|_| "verify: the secret cannot be used as an HMAC key".to_owned())
+    }
+
+    /// HMAC of the concatenated `parts`, ready to be checked against offered signatures.
+    fn sign(&self, parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// Checks the single signature a scheme carries.
+    fn verify_one(&self, parts: &[&[u8]], signature: &[u8]) -> Result<(), VerifyError> {
+        self.sign(parts)
+            .verify_slice(signature)
+            .map_err(|_| VerifyError::Mismatch)
+    }
+
+    /// Checks a list of offered signatures (providers send several while rotating keys); any one
+    /// matching is enough. `None` entries were offered but could not be decoded: they match
+    /// nothing, as the providers' own libraries treat them. An empty list is `Malformed`.
+    fn verify_any(
+        &self,
+        parts: &[&[u8]],
+        offered: impl IntoIterator<Item = Option<Vec<u8>>>,
+        none_offered: impl FnOnce() -> String,
+    ) -> Result<(), VerifyError> {
+        let mac = self.sign(parts);
+        let mut any_offered = false;
+        for signature in offered {
+            any_offered = true;
+            if signature.is_some_and(|sig| mac.clone().verify_slice(&sig).is_ok()) {
+                return Ok(());
+            }
+        }
+        if any_offered {
+            Err(VerifyError::Mismatch)
+        } else {
+            Err(VerifyError::Malformed(none_offered()))
+        }
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(<redacted>)")
+    }
+}
+
+/// Looks `name` up case-insensitively. An empty value counts as absent: there is nothing in it
+/// to verify or to deduplicate on.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, VerifyError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| VerifyError::Malformed(format!("header {name} is not printable ASCII")))?
+        .trim();
+    Ok((!value.is_empty()).then_some(value))
+}
+
+fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
+    header(headers, name)?.ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))
+}
+
+/// The first of `names` that is present. A delivery id is only a dedup hint, so an unreadable
+/// one is dropped rather than failing an authentic delivery.
+fn delivery_id(headers: &HeaderMap, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|name| header(headers, name).ok().flatten())
+        .map(str::to_owned)
+}
+
+/// Decodes a single HMAC-SHA256 signature. A wrong encoding or length is `Malformed` (rather
+/// than `Mismatch`) because it usually means a misconfigured sender, not a forgery.
+fn decode_signature(
+    value: &str,
+    encoding: SignatureEncoding,
+    header: &str,
+) -> Result<Vec<u8>, VerifyError> {
+    let (decoded, encoding_name) = match encoding {
+        SignatureEncoding::Hex => (hex::decode(value).ok(), "hex"),
+        SignatureEncoding::Base64 => (BASE64.decode(value).ok(), "base64"),
+    };
+    decoded
+        .filter(|sig| sig.len() == SIGNATURE_LEN)
+        .ok_or_else(|| {
+            VerifyError::Malformed(format!(
+                "header {header} is not a {encoding_name} HMAC-SHA256 signature"
+            ))
+        })
+}
+
+/// Parses a Unix-seconds timestamp. Only plain digits are accepted, so that the text that was
+/// signed and the number that is checked cannot disagree (`+17`, ` 17`, `017`).
+fn parse_timestamp(value: &str, what: &str) -> Result<i64, VerifyError> {
+    let malformed = || VerifyError::Malformed(format!("{what} is not a Unix timestamp"));
+    let canonical = value.bytes().all(|b| b.is_ascii_digit())
+        && !value.is_empty()
+        && (value == "0" || !value.starts_with('0'));
+    if !canonical {
+        return Err(malformed());
+    }
+    value.parse().map_err(|_| malformed())
+}
+
+/// Rejects timestamps outside `now ± tolerance`; both edges are still accepted.
+fn check_timestamp(timestamp: i64, now: i64, tolerance: i64) -> Result<(), VerifyError> {
+    let age = now.saturating_sub(timestamp);
+    if age > tolerance {
+        return Err(VerifyError::TooOld {
+            age_secs: age,
+            tolerance_secs: tolerance,
+        });
+    }
+    let ahead = timestamp.saturating_sub(now);
+    if ahead > tolerance {
+        return Err(VerifyError::TooNew {
+            ahead_secs: ahead,
+            tolerance_secs: tolerance,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_support {
+    use hmac::{Hmac, Mac};
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use sha2::Sha256;
+
+    /// Header names as providers spell them; `HeaderName::from_bytes` lowercases like the server.
+    pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    /// Independent of `Signer`, so tests do not check the code against itself.
+    pub(super) fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::test_support::headers;
+    use super::*;
+
+    fn config(scheme: VerifyScheme, secret: &str) -> VerifyConfig {
+        VerifyConfig {
+            scheme,
+            secret: secret.to_owned(),
+            header: None,
+            encoding: None,
+            prefix: None,
+            tolerance: None,
+        }
+    }
+
+    fn build_err(config: &VerifyConfig) -> String {
+        match build(config) {
+            Ok(_) => panic!("config should be rejected: {config:?}"),
+            Err(message) => message,
+        }
+    }
+
+    #[test]
+    fn every_scheme_builds_from_a_minimal_config() {
+        for scheme in [
+            VerifyScheme::StandardWebhooks,
+            VerifyScheme::Bigcommerce,
+            VerifyScheme::Shopify,
+            VerifyScheme::Stripe,
+            VerifyScheme::Github,
+        ] {
+            assert!(build(&config(scheme, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).is_ok());
+        }
+        let mut generic = config(VerifyScheme::HmacSha256, "s3cret");
+        generic.header = Some("X-Signature".into());
+        assert!(build(&generic).is_ok());
+    }
+
+    #[test]
+    fn empty_secret_is_a_config_error() {
+        let message = build_err(&config(VerifyScheme::Github, ""));
+        assert_eq!(message, "verify: scheme github needs a non-empty `secret`");
+    }
+
+    #[test]
+    fn whsec_secret_that_is_not_base64_is_a_config_error_without_the_secret() {
+        let message = build_err(&config(VerifyScheme::StandardWebhooks, "whsec_not*base64!"));
+        assert!(message.contains("base64"), "{message}");
+        assert!(!message.contains("not*base64!"), "{message}");
+    }
+
+    #[test]
+    fn generic_scheme_needs_a_valid_header() {
+        let message = build_err(&config(VerifyScheme::HmacSha256, "s3cret"));
+        assert!(message.contains("needs `header`"), "{message}");
+
+        let mut bad = config(VerifyScheme::HmacSha256, "s3cret");
+        bad.header = Some("X Signature".into());
+        assert!(build_err(&bad).contains("not a valid header name"));
+    }
+
+    #[test]
+    fn options_a_scheme_would_ignore_are_rejected() {
+        let mut github = config(VerifyScheme::Github, "s3cret");
+        github.header = Some("X-Other".into());
+        assert_eq!(
+            build_err(&github),
+            "verify: `header` only applies to scheme hmac-sha256, not github"
+        );
+
+        let mut shopify = config(VerifyScheme::Shopify, "s3cret");
+        shopify.tolerance = Some("5m".into());
+        assert!(build_err(&shopify).contains("`tolerance` does not apply to scheme shopify"));
+
+        let mut stripe = config(VerifyScheme::Stripe, "whsec_x");
+        stripe.encoding = Some(SignatureEncoding::Base64);
+        assert!(build_err(&stripe).contains("`encoding` only applies"));
+    }
+
+    #[test]
+    fn tolerance_is_a_humantime_duration_defaulting_to_five_minutes() {
+        assert_eq!(parse_tolerance(None), Ok(300));
+        assert_eq!(parse_tolerance(Some("5m")), Ok(300));
+        assert_eq!(parse_tolerance(Some("300s")), Ok(300));
+        assert_eq!(parse_tolerance(Some("1h 30s")), Ok(3630));
+        assert_eq!(parse_tolerance(Some("0s")), Ok(0));
+        assert!(parse_tolerance(Some("five minutes"))
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_tolerance(Some("1500ms"))
+            .unwrap_err()
+            .contains("whole seconds"));
+
+        let mut stripe = config(VerifyScheme::Stripe, "whsec_x");
+        stripe.tolerance = Some("soon".into());
+        assert!(build_err(&stripe).contains("`tolerance: soon`"));
+    }
+
+    #[test]
+    fn config_deserializes_from_kebab_case() {
+        let config: VerifyConfig = serde_json::from_str(
+            r#"{"scheme":"hmac-sha256","secret":"s","header":"X-Sig","encoding":"base64","prefix":"sha256=","tolerance":"5m"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.scheme, VerifyScheme::HmacSha256);
+        assert_eq!(config.encoding, Some(SignatureEncoding::Base64));
+        let config: VerifyConfig =
+            serde_json::from_str(r#"{"scheme":"standard-webhooks","secret":"s"}"#).unwrap();
+        assert_eq!(config.scheme, VerifyScheme::StandardWebhooks);
+    }
+
+    #[test]
+    fn timestamp_window_includes_both_edges() {
+        assert_eq!(check_timestamp(1000, 1300, 300), Ok(()));
+        assert_eq!(check_timestamp(1000, 700, 300), Ok(()));
+        assert_eq!(
+            check_timestamp(1000, 1301, 300),
+            Err(VerifyError::TooOld {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        assert_eq!(
+            check_timestamp(1000, 699, 300),
+            Err(VerifyError::TooNew {
+                ahead_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        // Extreme values saturate instead of overflowing.
+        assert!(matches!(
+            check_timestamp(i64::MAX, i64::MIN, 300),
+            Err(VerifyError::TooNew { .. })
+        ));
+        assert!(matches!(
+            check_timestamp(0, i64::MAX, 300),
+            Err(VerifyError::TooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn timestamps_must_be_plain_digits() {
+        assert_eq!(parse_timestamp("1614265330", "t"), Ok(1_614_265_330));
+        assert_eq!(parse_timestamp("0", "t"), Ok(0));
+        for bad in [
+            "",
+            "+1614265330",
+            "-1",
+            "01614265330",
+            "16.5",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad, "webhook-timestamp"),
+                Err(VerifyError::Malformed(
+                    "webhook-timestamp is not a Unix timestamp".into()
+                )),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive_and_empty_means_missing() {
+        let map = headers(&[("X-GitHub-Delivery", " abc "), ("webhook-id", "")]);
+        assert_eq!(header(&map, "x-github-delivery"), Ok(Some("abc")));
+        assert_eq!(header(&map, "X-GITHUB-DELIVERY"), Ok(Some("abc")));
+        assert_eq!(
+            required_header(&map, "webhook-id"),
+            Err(VerifyError::MissingHeader("webhook-id".into()))
+        );
+        assert_eq!(header(&map, "not a header name"), Ok(None));
+    }
+
+    #[test]
+    fn non_ascii_header_is_malformed_but_only_drops_a_delivery_id() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "x-github-delivery",
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert_eq!(
+            required_header(&map, "X-GitHub-Delivery"),
+            Err(VerifyError::Malformed(
+                "header X-GitHub-Delivery is not printable ASCII".into()
+            ))
+        );
+        assert_eq!(delivery_id(&map, &["X-GitHub-Delivery"]), None);
+    }
+
+    #[test]
+    fn signature_decoding_checks_encoding_and_length() {
+        let sig = [7u8; SIGNATURE_LEN];
+        assert_eq!(
+            decode_signature(&hex::encode(sig), SignatureEncoding::Hex, "h"),
+            Ok(sig.to_vec())
+        );
+        let unpadded = BASE64.encode(sig).trim_end_matches('=').to_owned();
+        assert_eq!(
+            decode_signature(&unpadded, SignatureEncoding::Base64, "h"),
+            Ok(sig.to_vec())
+        );
+        assert_eq!(
+            decode_signature(&hex::encode([7u8; 20]), SignatureEncoding::Hex, "X-Sig"),
+            Err(VerifyError::Malformed(
+                "header X-Sig is not a hex HMAC-SHA256 signature".into()
+            ))
+        );
+        assert!(matches!(
+            decode_signature("zz", SignatureEncoding::Hex, "h"),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn signer_never_shows_its_key() {
+        let signer = Signer::new(b"top-secret-key").unwrap();
+        assert_eq!(format!("{signer:?}"), "Signer(<redacted>)");
+    }
+
+    #[test]
+    fn verify_any_distinguishes_nothing_offered_from_no_match() {
+        let signer = Signer::new(b"k").unwrap();
+        let good = super::test_support::hmac_sha256(b"k", b"ab");
+        let parts: &[&[u8]] = &[b"a", b"b"];
+        assert_eq!(
+            signer.verify_any(parts, [None, Some(vec![0; 32]), Some(good)], String::new),
+            Ok(())
+        );
+        assert_eq!(
+            signer.verify_any(parts, [None, Some(vec![0; 32])], String::new),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            signer.verify_any(parts, [], || "none".to_owned()),
+            Err(VerifyError::Malformed("none".into()))
+        );
+    }
+
+    #[test]
+    fn error_messages_are_plain() {
+        assert_eq!(
+            VerifyError::MissingHeader("Stripe-Signature".into()).to_string(),
+            "missing header Stripe-Signature"
+        );
+        assert_eq!(
+            VerifyError::Mismatch.to_string(),
+            "no offered signature matches the configured secret"
+        );
+        assert_eq!(
+            VerifyError::TooOld {
+                age_secs: 301,
+                tolerance_secs: 300
+            }
+            .to_string(),
+            "timestamp is 301 s old, more than the allowed 300 s"
+        );
+        assert_eq!(
+            VerifyError::TooNew {
+                ahead_secs: 301,
+                tolerance_secs: 300
+            }
+            .to_string(),
+            "timestamp is 301 s in the future, more than the allowed 300 s"
+        );
+    }
+}

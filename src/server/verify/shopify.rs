@@ -1,0 +1,147 @@
+//! Shopify webhooks: base64 HMAC-SHA256 of the raw body, keyed with the app's client secret.
+//!
+//! Owns both header spellings: the classic `X-Shopify-*` ones and the un-prefixed `shopify-*`
+//! ones Shopify added in 2026. Shopify signs no timestamp, so replays can only be caught through
+//! the delivery id.
+
+use super::{
+    decode_signature, delivery_id, header, required_header, Scheme, SignatureEncoding, Signer,
+    Verified, VerifyError,
+};
+
+const SIGNATURE: &str = "shopify-hmac-sha256";
+const LEGACY_SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
+const WEBHOOK_ID: &str = "shopify-webhook-id";
+const LEGACY_WEBHOOK_ID: &str = "X-Shopify-Webhook-Id";
+
+#[derive(Debug)]
+pub(super) struct Shopify {
+    signer: Signer,
+}
+
+impl Shopify {
+    pub(super) fn new(secret: &str) -> Result<Self, String> {
+        Ok(Self {
+            signer: Signer::new(secret.as_bytes())?,
+        })
+    }
+}
+
+impl Scheme for Shopify {
+    fn verify(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        _now: i64,
+    ) -> Result<Verified, VerifyError> {
+        // The new spelling wins when both are present, as in Shopify's own SDK; a missing
+        // header is reported under the name Shopify's docs use.
+        let (name, value) = match header(headers, SIGNATURE)? {
+            Some(value) => (SIGNATURE, value),
+            None => (
+                LEGACY_SIGNATURE,
+                required_header(headers, LEGACY_SIGNATURE)?,
+            ),
+        };
+        let signature = decode_signature(value, SignatureEncoding::Base64, name)?;
+        self.signer.verify_one(&[body], &signature)?;
+        Ok(Verified {
+            delivery_id: delivery_id(headers, &[WEBHOOK_ID, LEGACY_WEBHOOK_ID]),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::BASE64;
+    use super::*;
+
+    const SECRET: &str = "API_SECRET_KEY";
+    const BODY: &[u8] = b"{}";
+
+    fn valid() -> String {
+        BASE64.encode(hmac_sha256(SECRET.as_bytes(), BODY))
+    }
+
+    #[test]
+    fn new_header_spelling_alone_verifies() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let map = headers(&[
+            ("shopify-hmac-sha256", &valid()),
+            ("shopify-webhook-id", "w-1"),
+        ]);
+        assert_eq!(
+            scheme.verify(&map, BODY, 0),
+            Ok(Verified {
+                delivery_id: Some("w-1".into())
+            })
+        );
+    }
+
+    #[test]
+    fn new_header_spelling_wins_when_both_are_sent() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let wrong = BASE64.encode([0u8; 32]);
+        let new_valid = headers(&[
+            ("shopify-hmac-sha256", &valid()),
+            (LEGACY_SIGNATURE, &wrong),
+        ]);
+        assert!(scheme.verify(&new_valid, BODY, 0).is_ok());
+        let new_wrong = headers(&[
+            ("shopify-hmac-sha256", &wrong),
+            (LEGACY_SIGNATURE, &valid()),
+        ]);
+        assert_eq!(
+            scheme.verify(&new_wrong, BODY, 0),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn delivery_id_prefers_the_new_header_and_may_be_absent() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let both = headers(&[
+            (LEGACY_SIGNATURE, &valid()),
+            ("X-Shopify-Webhook-Id", "old"),
+            ("shopify-webhook-id", "new"),
+        ]);
+        assert_eq!(
+            scheme
+                .verify(&both, BODY, 0)
+                .unwrap()
+                .delivery_id
+                .as_deref(),
+            Some("new")
+        );
+        let none = headers(&[(LEGACY_SIGNATURE, &valid())]);
+        assert_eq!(scheme.verify(&none, BODY, 0), Ok(Verified::default()));
+    }
+
+    #[test]
+    fn unpadded_base64_is_accepted() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let map = headers(&[(LEGACY_SIGNATURE, valid().trim_end_matches('='))]);
+        assert!(scheme.verify(&map, BODY, 0).is_ok());
+    }
+
+    #[test]
+    fn malformed_new_header_names_that_header() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let map = headers(&[("shopify-hmac-sha256", "%%%")]);
+        assert_eq!(
+            scheme.verify(&map, BODY, 0),
+            Err(VerifyError::Malformed(
+                "header shopify-hmac-sha256 is not a base64 HMAC-SHA256 signature".into()
+            ))
+        );
+    }
+}

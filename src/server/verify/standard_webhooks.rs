@@ -1,0 +1,167 @@
+//! Standard Webhooks (standardwebhooks.com), also the wire format BigCommerce uses.
+//!
+//! Owns the three `webhook-*` headers, the signed content `"{id}.{timestamp}.{body}"`, the
+//! space-separated `v1,<base64>` signature list, and turning a `whsec_<base64>` secret into the
+//! HMAC key. How BigCommerce derives its key differently is in `bigcommerce.rs`.
+
+use base64::Engine as _;
+
+use super::{
+    check_timestamp, parse_timestamp, required_header, Scheme, Signer, Verified, VerifyError,
+    BASE64,
+};
+
+const ID: &str = "webhook-id";
+const TIMESTAMP: &str = "webhook-timestamp";
+const SIGNATURE: &str = "webhook-signature";
+const SECRET_PREFIX: &str = "whsec_";
+
+#[derive(Debug)]
+pub(super) struct StandardWebhooks {
+    signer: Signer,
+    tolerance: i64,
+}
+
+impl StandardWebhooks {
+    /// Key = base64-decoded secret after an optional `whsec_`, as the official libraries do:
+    /// they also accept the bare base64 part.
+    pub(super) fn from_secret(secret: &str, tolerance: i64) -> Result<Self, String> {
+        let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+        let key = BASE64.decode(encoded).map_err(|_| {
+            "verify: a standard-webhooks secret must be `whsec_` followed by base64, as the \
+             provider shows it"
+                .to_owned()
+        })?;
+        if key.is_empty() {
+            return Err(
+                "verify: the standard-webhooks secret has an empty key after `whsec_`".into(),
+            );
+        }
+        Self::with_key(&key, tolerance)
+    }
+
+    pub(super) fn with_key(key: &[u8], tolerance: i64) -> Result<Self, String> {
+        Ok(Self {
+            signer: Signer::new(key)?,
+            tolerance,
+        })
+    }
+}
+
+impl Scheme for StandardWebhooks {
+    fn verify(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
+        let id = required_header(headers, ID)?;
+        let timestamp_text = required_header(headers, TIMESTAMP)?;
+        let signatures = required_header(headers, SIGNATURE)?;
+        let timestamp = parse_timestamp(timestamp_text, TIMESTAMP)?;
+
+        // Other versions (future schemes, e.g. asymmetric `v1a`) are skipped, as the spec says,
+        // so a sender can add them without breaking this receiver.
+        let offered = signatures
+            .split_ascii_whitespace()
+            .filter_map(|entry| entry.split_once(','))
+            .filter(|(version, _)| *version == "v1")
+            .map(|(_, signature)| BASE64.decode(signature).ok());
+        // The signature is checked before the time window, so TooOld/TooNew only ever describe
+        // authentic deliveries (a replay or clock skew), never a forgery.
+        self.signer.verify_any(
+            &[id.as_bytes(), b".", timestamp_text.as_bytes(), b".", body],
+            offered,
+            || format!("header {SIGNATURE} has no v1,<base64> signature"),
+        )?;
+        check_timestamp(timestamp, now, self.tolerance)?;
+        Ok(Verified {
+            delivery_id: Some(id.to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::super::test_support::{headers, hmac_sha256};
+    use super::*;
+
+    const KEY_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID_VALUE: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: &str = "1614265330";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const NOW: i64 = 1_614_265_331;
+
+    fn valid_signature() -> String {
+        let key = BASE64.decode(KEY_B64).unwrap();
+        let content = [ID_VALUE.as_bytes(), b".", TS.as_bytes(), b".", BODY].concat();
+        BASE64.encode(hmac_sha256(&key, &content))
+    }
+
+    fn check(scheme: &StandardWebhooks, signature: &str) -> Result<Verified, VerifyError> {
+        let map = headers(&[(ID, ID_VALUE), (TIMESTAMP, TS), (SIGNATURE, signature)]);
+        scheme.verify(&map, BODY, NOW)
+    }
+
+    #[test]
+    fn secret_without_whsec_prefix_is_base64_too() {
+        let scheme = StandardWebhooks::from_secret(KEY_B64, 300).unwrap();
+        let verified = check(&scheme, &format!("v1,{}", valid_signature())).unwrap();
+        assert_eq!(verified.delivery_id.as_deref(), Some(ID_VALUE));
+    }
+
+    #[test]
+    fn only_other_versions_is_malformed() {
+        let scheme = StandardWebhooks::from_secret(KEY_B64, 300).unwrap();
+        let sig = valid_signature();
+        assert_eq!(
+            check(&scheme, &format!("v1a,{sig} v2,{sig}")),
+            Err(VerifyError::Malformed(
+                "header webhook-signature has no v1,<base64> signature".into()
+            ))
+        );
+        assert!(matches!(
+            check(&scheme, "garbage"),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn undecodable_entries_do_not_hide_a_valid_one() {
+        let scheme = StandardWebhooks::from_secret(KEY_B64, 300).unwrap();
+        let sig = valid_signature();
+        assert!(check(&scheme, &format!("v1,!!notbase64!! v2,{sig}  v1,{sig}")).is_ok());
+        assert_eq!(
+            check(&scheme, "v1,!!notbase64!! v1,AAAA"),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn timestamp_must_be_digits() {
+        let scheme = StandardWebhooks::from_secret(KEY_B64, 300).unwrap();
+        let map = headers(&[
+            (ID, ID_VALUE),
+            (TIMESTAMP, "2021-02-25T15:02:10Z"),
+            (SIGNATURE, &format!("v1,{}", valid_signature())),
+        ]);
+        assert_eq!(
+            scheme.verify(&map, BODY, NOW),
+            Err(VerifyError::Malformed(
+                "webhook-timestamp is not a Unix timestamp".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn empty_key_is_a_config_error() {
+        let message = StandardWebhooks::from_secret("whsec_", 300).unwrap_err();
+        assert!(message.contains("empty key"), "{message}");
+    }
+}

@@ -1,0 +1,328 @@
+//! The shipped project end to end: signed BigCommerce webhooks posted to the real binary,
+//! enriched from a BigCommerce API on loopback, reach a mock Salesforce (a server that behaves
+//! as conformance/salesforce-rest.md says) as the right records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::extract::Path as UrlPath;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use support::engine::{eventually, Engine};
+use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
+
+const BC_SECRET: &str = "e2e-bigcommerce-client-secret";
+const BC_TOKEN: &str = "e2e-bigcommerce-access-token";
+
+/// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder,
+/// so the engine's state lives there.
+fn shipped_project() -> tempfile::TempDir {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo.join("crossdock.yaml"),
+        dir.path().join("crossdock.yaml"),
+    )
+    .unwrap();
+    for folder in ["pipelines", "mappings", "scripts"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                dir.path().join(folder).join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bigcommerce")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// BigCommerce's V2 orders API for orders 250 and 251, behind its X-Auth-Token.
+async fn bigcommerce_api() -> String {
+    async fn order(
+        headers: HeaderMap,
+        UrlPath((_, id)): UrlPath<(String, String)>,
+    ) -> impl IntoResponse {
+        if headers.get("x-auth-token").and_then(|v| v.to_str().ok()) != Some(BC_TOKEN) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!([{"status": 401}])),
+            );
+        }
+        match id.as_str() {
+            "250" => (StatusCode::OK, axum::Json(fixture("order-250.json"))),
+            "251" => (StatusCode::OK, axum::Json(fixture("order-251-guest.json"))),
+            _ => (StatusCode::NOT_FOUND, axum::Json(json!([{"status": 404}]))),
+        }
+    }
+    async fn products(UrlPath((_, id)): UrlPath<(String, String)>) -> impl IntoResponse {
+        match id.as_str() {
+            "250" => (
+                StatusCode::OK,
+                axum::Json(fixture("order-250-products.json")),
+            ),
+            "251" => (
+                StatusCode::OK,
+                axum::Json(fixture("order-251-products.json")),
+            ),
+            _ => (StatusCode::NOT_FOUND, axum::Json(json!([]))),
+        }
+    }
+    let app = axum::Router::new()
+        .route("/stores/{store}/v2/orders/{id}", axum::routing::get(order))
+        .route(
+            "/stores/{store}/v2/orders/{id}/products",
+            axum::routing::get(products),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Standard Webhooks headers as BigCommerce sends them, keyed with the raw client secret.
+fn bigcommerce_headers(id: &str, body: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(BC_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts),
+        ("webhook-signature", format!("v1,{sig}")),
+    ]
+}
+
+async fn post_order(engine: &Engine, delivery: &str, order_id: u64) -> (u16, Value) {
+    let body = json!({
+        "scope": "store/order/created",
+        "store_id": "1025646",
+        "data": {"type": "order", "id": order_id},
+        "hash": "dd70c0976e06b67aaf671e73f49dcb79230ebf9d",
+        "created_at": 1_763_647_407,
+        "producer": "stores/abc123",
+    })
+    .to_string();
+    let mut request = Engine::client()
+        .post(engine.url("/hooks/bigcommerce/orders"))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (k, v) in bigcommerce_headers(delivery, &body) {
+        request = request.header(k, v);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    sf: MockSalesforce,
+    engine: Engine,
+}
+
+async fn world() -> World {
+    world_with(&["OAK-CH-01", "LIN-CU-GRY"]).await
+}
+
+/// A mock org holding price book entries for `skus` (order items point at them by SKU), the
+/// BigCommerce API, and the engine on the shipped project configured for both.
+async fn world_with(skus: &[&str]) -> World {
+    let sf = MockSalesforce::start().await;
+    for sku in skus {
+        sf.insert("PricebookEntry", json!({ "SKU__c": sku, "UnitPrice": 1 }));
+    }
+    let bc = bigcommerce_api().await;
+    let dir = shipped_project();
+    let engine = Engine::start_with(
+        dir.path(),
+        &[
+            ("SF_INSTANCE_URL", &sf.base_url()),
+            ("SF_TOKEN_URL", &sf.token_url()),
+            ("SF_CLIENT_ID", CLIENT_ID),
+            ("SF_CLIENT_SECRET", CLIENT_SECRET),
+            ("BC_API_URL", &bc),
+            ("BC_STORE_HASH", "abc123"),
+            ("BC_ACCESS_TOKEN", BC_TOKEN),
+            ("BC_CLIENT_SECRET", BC_SECRET),
+        ],
+    );
+    World {
+        _dir: dir,
+        sf,
+        engine,
+    }
+}
+
+#[tokio::test]
+async fn a_signed_order_webhook_becomes_account_contact_and_order_with_items() {
+    let w = world().await;
+    let (status, answer) = post_order(&w.engine, "delivery-250", 250).await;
+    assert_eq!(status, 202, "{answer}\n{}", w.engine.log());
+    let id = answer["event_id"].as_str().unwrap().to_string();
+
+    let trail = eventually("the event to finish", Duration::from_secs(20), || async {
+        let (_, t) = w.engine.admin(&format!("/api/events/{id}")).await;
+        (t["status"] == "processed" || t["status"] == "dead_lettered").then_some(t)
+    })
+    .await;
+    assert_eq!(trail["status"], "processed", "{trail}\n{}", w.engine.log());
+
+    let accounts = w.sf.find("Account", "External_Id__c", "BC-CUST-11");
+    assert_eq!(accounts.len(), 1, "{:?}", w.sf.records("Account"));
+    let account = &accounts[0];
+    assert_eq!(account["Name"], "Jane Doe");
+    assert_eq!(account["BillingCity"], "Austin");
+    let account_id = account["Id"].as_str().unwrap();
+
+    let contacts =
+        w.sf.find("Contact", "External_Email__c", "jane.doe@example.com");
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0]["LastName"], "Doe");
+    assert_eq!(
+        contacts[0]["AccountId"], account_id,
+        "the Contact is linked to the Account"
+    );
+
+    let orders = w.sf.find("Order", "External_Id__c", "BC-ORDER-250");
+    assert_eq!(orders.len(), 1, "{:?}", w.sf.records("Order"));
+    let order = &orders[0];
+    assert_eq!(order["AccountId"], account_id);
+    assert_eq!(order["Status"], "Draft");
+    assert_eq!(order["EffectiveDate"], "2026-11-20");
+    let items: Vec<Value> =
+        w.sf.records("OrderItem")
+            .into_iter()
+            .filter(|i| i["OrderId"] == order["Id"])
+            .collect();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let quantities: Vec<i64> = items
+        .iter()
+        .map(|i| i["Quantity"].as_i64().unwrap())
+        .collect();
+    assert!(quantities.contains(&2) && quantities.contains(&1));
+
+    // The trail names every action with the id Salesforce gave.
+    let actions = trail["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3);
+    assert_eq!(actions[2]["op"], "tree");
+    assert_eq!(actions[2]["remote_id"], order["Id"]);
+    assert_eq!(w.sf.token_requests(), 1, "the token is cached across calls");
+
+    // BigCommerce redelivers the same webhook: 200, nothing sent twice.
+    let (status, again) = post_order(&w.engine, "delivery-250", 250).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["event_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn salesforce_limits_are_retried_and_bad_records_dead_letter_with_the_remote_error() {
+    let w = world().await;
+    // The org's API allowance runs out for two calls, then recovers: the event is retried
+    // with backoff and gets through.
+    w.sf.limit_exceeded(2);
+    let (status, answer) = post_order(&w.engine, "delivery-limited", 250).await;
+    assert_eq!(status, 202);
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    let trail = eventually("the retried event", Duration::from_secs(30), || async {
+        let (_, t) = w.engine.admin(&format!("/api/events/{id}")).await;
+        (t["status"] == "processed" || t["status"] == "dead_lettered").then_some(t)
+    })
+    .await;
+    assert_eq!(trail["status"], "processed", "{trail}");
+    assert_eq!(trail["attempts"], 3);
+    let errors = trail["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("REQUEST_LIMIT_EXCEEDED"));
+    assert_eq!(
+        w.sf.find("Order", "External_Id__c", "BC-ORDER-250").len(),
+        1
+    );
+    assert_eq!(
+        w.sf.find("Account", "External_Id__c", "BC-CUST-11").len(),
+        1
+    );
+
+    // In an org without the price book entry the items point at, Salesforce refuses the
+    // tree: a permanent error, dead-lettered at once with Salesforce's own error.
+    let w2 = world_with(&[]).await;
+    let (status, answer) = post_order(&w2.engine, "delivery-251", 251).await;
+    assert_eq!(status, 202);
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    let letter = eventually("the dead letter", Duration::from_secs(20), || async {
+        let (status, l) = w2.engine.admin(&format!("/api/dlq/{id}")).await;
+        (status == 200).then_some(l)
+    })
+    .await;
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.contains("salesforce tree Order"), "{reason}");
+    assert!(
+        reason.contains("LIN-CU-GRY"),
+        "the remote error names the missing entry: {reason}"
+    );
+    assert_eq!(
+        letter["event"]["attempts"], 1,
+        "a permanent error is not retried"
+    );
+    assert_eq!(letter["body"]["data"]["id"], 251);
+    // The Account and Contact went out before the Order failed.
+    assert_eq!(w2.sf.records("Order").len(), 0);
+    assert_eq!(w2.sf.records("Contact").len(), 1);
+}
+
+#[tokio::test]
+async fn unconfigured_salesforce_calls_go_to_the_console() {
+    // No Salesforce variables at all: the shipped project still runs; its calls are printed.
+    let bc = bigcommerce_api().await;
+    let dir = shipped_project();
+    let engine = Engine::start_with(
+        dir.path(),
+        &[
+            ("BC_API_URL", &bc),
+            ("BC_STORE_HASH", "abc123"),
+            ("BC_ACCESS_TOKEN", BC_TOKEN),
+            ("BC_CLIENT_SECRET", BC_SECRET),
+        ],
+    );
+    assert!(
+        engine
+            .log()
+            .contains("connector `salesforce` is not configured"),
+        "{}",
+        engine.log()
+    );
+    let (status, _) = post_order(&engine, "delivery-console", 250).await;
+    assert_eq!(status, 202);
+    let printed = eventually("three printed calls", Duration::from_secs(20), || async {
+        let out = engine.stdout();
+        (out.lines().count() >= 3).then_some(out)
+    })
+    .await;
+    let lines: Vec<Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["connector"], "salesforce");
+    assert_eq!(lines[0]["op"], "upsert");
+    assert_eq!(lines[0]["object"], "Account");
+    assert_eq!(lines[2]["op"], "tree");
+    assert_eq!(lines[2]["payload"]["External_Id__c"], "BC-ORDER-250");
+}

@@ -1,0 +1,508 @@
+//! Hot reload against the real binary under a steady stream of webhooks: good and broken edits
+//! to a mapping, a script and a pipeline; pipelines added and removed while they get traffic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::engine::{eventually, json_lines, project, write_files, Engine};
+
+const PROJECT: &str = r#"
+server: { reload_debounce: 50ms }
+connectors:
+  out: { kind: file, path: out/actions.jsonl }
+"#;
+
+fn pipeline(extra_step: &str) -> String {
+    format!(
+        r#"
+pipeline: live
+source:
+  webhook: {{ path: /hooks/live }}
+steps:
+  - map: m
+  - script: s
+{extra_step}
+  - send: {{ to: out, op: append }}
+"#
+    )
+}
+
+fn mapping(tag: &str) -> String {
+    format!(
+        r#"
+mapping: m
+fields:
+  n: {{ from: $.n, type: integer }}
+  tag: {{ template: "{tag}" }}
+"#
+    )
+}
+
+fn script(mark: &str) -> String {
+    format!("record.s = \"{mark}\";\nrecord\n")
+}
+
+/// One accepted request: when it was answered, and its event id.
+struct Sent {
+    at: Instant,
+    id: String,
+    n: i64,
+}
+
+/// What the traffic saw: accepted requests, failures, and the tasks sending them.
+type Traffic = (
+    Arc<Mutex<Vec<Sent>>>,
+    Arc<Mutex<Vec<String>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Posts to /hooks/live from 4 tasks until told to stop; every answer must be 202.
+fn traffic(engine: &Engine, stop: Arc<AtomicBool>) -> Traffic {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let (sent, failures, stop) = (sent.clone(), failures.clone(), stop.clone());
+        let url = engine.url("/hooks/live");
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = t;
+            while !stop.load(Ordering::SeqCst) {
+                let r = client
+                    .post(&url)
+                    .body(format!(r#"{{"n":{n}}}"#))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        let v: Value = r.json().await.unwrap();
+                        sent.lock().unwrap().push(Sent {
+                            at: Instant::now(),
+                            id: v["event_id"].as_str().unwrap().to_string(),
+                            n: n as i64,
+                        });
+                    }
+                    Ok(r) => {
+                        let line = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
+                        failures.lock().unwrap().push(line);
+                    }
+                    Err(e) => failures.lock().unwrap().push(e.to_string()),
+                }
+                n += 4;
+                // About 100 requests a second per task.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    (sent, failures, tasks)
+}
+
+async fn version(engine: &Engine) -> (String, Value) {
+    let (_, p) = engine.admin("/api/pipelines").await;
+    (p["version"].as_str().unwrap().to_string(), p)
+}
+
+/// Writes `files`, then waits until the engine serves a new version; returns when it did.
+async fn good_edit(engine: &Engine, dir: &Path, files: &[(&str, &str)]) -> Instant {
+    let (before, _) = version(engine).await;
+    write_files(dir, files);
+    eventually("the edit to go live", Duration::from_secs(10), || async {
+        let (now, p) = version(engine).await;
+        (now != before && p["last_reload_error"].is_null()).then(Instant::now)
+    })
+    .await
+}
+
+/// Writes a broken `files`, waits until the refusal is reported; the version must not change.
+async fn broken_edit(engine: &Engine, dir: &Path, files: &[(&str, &str)], expect: &str) {
+    let (before, _) = version(engine).await;
+    write_files(dir, files);
+    let p = eventually("the refusal", Duration::from_secs(10), || async {
+        let (_, p) = version(engine).await;
+        (!p["last_reload_error"].is_null()).then_some(p)
+    })
+    .await;
+    assert_eq!(p["version"], before.as_str(), "a broken edit went live");
+    let message = p["last_reload_error"]["message"].as_str().unwrap();
+    assert!(message.contains(expect), "{message}");
+    assert!(
+        engine.log().contains(expect),
+        "the refusal is not in the log"
+    );
+}
+
+#[tokio::test]
+async fn edits_under_traffic_lose_nothing_and_never_run_a_broken_version() {
+    let m1 = mapping("m1");
+    let s1 = script("s1");
+    let p1 = pipeline("");
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/live.yaml", &p1),
+        ("mappings/m.yaml", &m1),
+        ("scripts/s.rhai", &s1),
+    ]);
+    let engine = Engine::start(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failures, tasks) = traffic(&engine, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Each good edit is live from the returned instant: events accepted after it must show it.
+    let mut live_from: Vec<(Instant, &str, &str)> = Vec::new();
+    let m2 = mapping("m2");
+    live_from.push((
+        good_edit(&engine, dir.path(), &[("mappings/m.yaml", &m2)]).await,
+        "tag",
+        "m2",
+    ));
+    let broken_mapping = mapping("BROKEN").replace("$.n", "$.[n");
+    broken_edit(
+        &engine,
+        dir.path(),
+        &[("mappings/m.yaml", &broken_mapping)],
+        "mappings/m.yaml",
+    )
+    .await;
+    let m3 = mapping("m3");
+    live_from.push((
+        good_edit(&engine, dir.path(), &[("mappings/m.yaml", &m3)]).await,
+        "tag",
+        "m3",
+    ));
+    let s2 = script("s2");
+    live_from.push((
+        good_edit(&engine, dir.path(), &[("scripts/s.rhai", &s2)]).await,
+        "s",
+        "s2",
+    ));
+    broken_edit(
+        &engine,
+        dir.path(),
+        &[("scripts/s.rhai", "record.s = \"BROKEN\";\nlet = ;\n")],
+        "scripts/s.rhai",
+    )
+    .await;
+    let s3 = script("s3");
+    live_from.push((
+        good_edit(&engine, dir.path(), &[("scripts/s.rhai", &s3)]).await,
+        "s",
+        "s3",
+    ));
+    let p2 = pipeline("  - set: { p: p2 }");
+    live_from.push((
+        good_edit(&engine, dir.path(), &[("pipelines/live.yaml", &p2)]).await,
+        "p",
+        "p2",
+    ));
+    let broken_pipeline = pipeline("  - set: { p: BROKEN }\n  - sned: { to: out }");
+    broken_edit(
+        &engine,
+        dir.path(),
+        &[("pipelines/live.yaml", &broken_pipeline)],
+        "pipelines/live.yaml",
+    )
+    .await;
+    // An editor's save: a temporary file renamed over the original.
+    let p3 = pipeline("  - set: { p: p3 }");
+    let (before, _) = version(&engine).await;
+    std::fs::write(dir.path().join("pipelines/.live.yaml.tmp"), &p3).unwrap();
+    std::fs::rename(
+        dir.path().join("pipelines/.live.yaml.tmp"),
+        dir.path().join("pipelines/live.yaml"),
+    )
+    .unwrap();
+    let at = eventually(
+        "the renamed file to go live",
+        Duration::from_secs(10),
+        || async {
+            let (now, p) = version(&engine).await;
+            (now != before && p["last_reload_error"].is_null()).then(Instant::now)
+        },
+    )
+    .await;
+    live_from.push((at, "p", "p3"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    assert!(sent.len() > 200, "only {} requests", sent.len());
+
+    let out = dir.path().join("out/actions.jsonl");
+    let lines = eventually("every accepted event", Duration::from_secs(30), || async {
+        let lines = json_lines(&out);
+        (lines.len() >= sent.len()).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines.len(), sent.len(), "an event ran twice");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("BROKEN"), "an event ran a broken version");
+
+    // `n` links a request to its output line.
+    let by_n: BTreeMap<i64, &Value> = lines
+        .iter()
+        .map(|l| (l["payload"]["n"].as_i64().unwrap(), &l["payload"]))
+        .collect();
+    assert_eq!(by_n.len(), sent.len(), "an event is missing or ran twice");
+    let mut checked = 0;
+    for s in &sent {
+        let payload = by_n[&s.n];
+        for (from, field, value) in &live_from {
+            if s.at > *from {
+                // Accepted after this edit went live, so it started on it or a later version;
+                // the edits only ever move each field forward (m2 < m3, s2 < s3, p2 < p3).
+                let got = payload[*field].as_str().unwrap_or("");
+                assert!(
+                    got >= *value,
+                    "event {} ran without `{field}: {value}`: {payload}",
+                    s.id
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} checks");
+    let (_, trail) = engine.admin(&format!("/api/events/{}", sent[0].id)).await;
+    assert_eq!(trail["status"], "processed", "{trail}");
+}
+
+#[tokio::test]
+async fn pipelines_added_and_removed_under_traffic() {
+    let m1 = mapping("m1");
+    let s1 = script("s1");
+    let p1 = pipeline("");
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/live.yaml", &p1),
+        ("mappings/m.yaml", &m1),
+        ("scripts/s.rhai", &s1),
+    ]);
+    let engine = Engine::start(dir.path());
+    let extra = r#"
+pipeline: extra
+source:
+  webhook: { path: /hooks/extra }
+concurrency: 1
+steps:
+  - set: { extra: true }
+  - send: { to: out, op: append }
+"#;
+    let (status, _) = engine.post("/hooks/extra", r#"{"n":-1}"#).await;
+    assert_eq!(status, 404);
+    good_edit(&engine, dir.path(), &[("pipelines/extra.yaml", extra)]).await;
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let (status, a) = engine
+            .post("/hooks/extra", &format!(r#"{{"n":{}}}"#, 1000 + n))
+            .await;
+        assert_eq!(status, 202);
+        ids.push(a["event_id"].as_str().unwrap().to_string());
+    }
+    let (before, _) = version(&engine).await;
+    std::fs::remove_file(dir.path().join("pipelines/extra.yaml")).unwrap();
+    eventually(
+        "the removal to go live",
+        Duration::from_secs(10),
+        || async {
+            let (now, _) = version(&engine).await;
+            (now != before).then_some(())
+        },
+    )
+    .await;
+    let (status, a) = engine.post("/hooks/extra", r#"{"n":-2}"#).await;
+    assert_eq!(status, 404, "{a}");
+    // The other pipeline never stopped.
+    let (status, _) = engine.post("/hooks/live", r#"{"n":7}"#).await;
+    assert_eq!(status, 202);
+
+    // Every accepted event of the removed pipeline ran, or is a dead letter saying why.
+    let out = dir.path().join("out/actions.jsonl");
+    eventually(
+        "every extra event accounted for",
+        Duration::from_secs(20),
+        || async {
+            let delivered = json_lines(&out)
+                .iter()
+                .filter(|l| l["payload"]["extra"] == true)
+                .count();
+            let (_, dlq) = engine.admin("/api/dlq?limit=1000").await;
+            let dead = dlq["items"].as_array().map(Vec::len).unwrap_or(0);
+            (delivered + dead == ids.len()).then_some(())
+        },
+    )
+    .await;
+    let (_, dlq) = engine.admin("/api/dlq?limit=1000").await;
+    for item in dlq["items"].as_array().unwrap() {
+        let reason = item["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("pipeline `extra` is not in the running version"),
+            "{reason}"
+        );
+    }
+}
+
+fn relay_project(upstream: &str, token: &str) -> String {
+    format!(
+        r#"
+server: {{ reload_debounce: 50ms }}
+connectors:
+  up:
+    kind: http
+    base_url: "{upstream}"
+    auth: {{ bearer: {{ token: "{token}" }} }}
+    operations:
+      post: {{ method: POST, path: /events }}
+"#
+    )
+}
+
+const RELAY: &str = r#"
+pipeline: relay
+source:
+  webhook: { path: /hooks/relay }
+steps:
+  - send: { to: up, op: post }
+"#;
+
+#[tokio::test]
+async fn a_credential_change_under_load_fails_nothing() {
+    let upstream = support::upstream::Upstream::start().await;
+    // Slow enough that calls are in flight when the reload lands.
+    upstream.set_delay(Duration::from_millis(300));
+    let old = relay_project(&upstream.url, "token-one");
+    let dir = project(&[("crossdock.yaml", &old), ("pipelines/relay.yaml", RELAY)]);
+    let engine = Engine::start(dir.path());
+    for n in 0..30 {
+        let (status, _) = engine
+            .post("/hooks/relay", &format!(r#"{{"n":{n}}}"#))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let new = relay_project(&upstream.url, "token-two");
+    let swapped = good_edit(&engine, dir.path(), &[("crossdock.yaml", &new)]).await;
+    for n in 30..60 {
+        let (status, _) = engine
+            .post("/hooks/relay", &format!(r#"{{"n":{n}}}"#))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let received = eventually("all 60 delivered", Duration::from_secs(30), || async {
+        let r = upstream.received();
+        (r.len() >= 60).then_some(r)
+    })
+    .await;
+    assert_eq!(received.len(), 60, "delivered twice");
+    let token =
+        |r: &support::upstream::Received| r.headers["authorization"].to_str().unwrap().to_string();
+    // Events accepted after the swap went out with the new credentials.
+    for r in &received {
+        if r.body["n"].as_i64().unwrap() >= 30 {
+            assert_eq!(token(r), "Bearer token-two", "{:?}", r.body);
+        }
+    }
+    // Calls that had started on the old version finished on it: no call failed for the reload.
+    assert!(received.iter().any(|r| token(r) == "Bearer token-one"));
+    let (_, health) = engine.admin("/health").await;
+    assert_eq!(health["dead_letters"], 0);
+    assert!(swapped.elapsed() < Duration::from_secs(60));
+}
+
+#[tokio::test]
+async fn an_unchanged_connector_keeps_its_token_across_reloads() {
+    use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
+    let sf = MockSalesforce::start().await;
+    let project_file = format!(
+        r#"
+server: {{ reload_debounce: 50ms }}
+connectors:
+  sf:
+    kind: salesforce
+    instance_url: "{}"
+    auth: {{ oauth2: {{ token_url: "{}", client_id: "{CLIENT_ID}", client_secret: "{CLIENT_SECRET}" }} }}
+"#,
+        sf.base_url(),
+        sf.token_url()
+    );
+    let accounts = |name: &str| {
+        format!(
+            r#"
+pipeline: accounts
+source:
+  webhook: {{ path: /hooks/accounts }}
+steps:
+  - set: {{ Description: "{name}" }}
+  - send: {{ to: sf, op: create, object: Account }}
+"#
+        )
+    };
+    let first = accounts("v1");
+    let dir = project(&[
+        ("crossdock.yaml", &project_file),
+        ("pipelines/accounts.yaml", &first),
+    ]);
+    let engine = Engine::start(dir.path());
+    let (status, _) = engine.post("/hooks/accounts", r#"{"Name":"A"}"#).await;
+    assert_eq!(status, 202);
+    eventually("the first Account", Duration::from_secs(10), || async {
+        (sf.records("Account").len() == 1).then_some(())
+    })
+    .await;
+    // A pipeline edit: the connector's config is unchanged, so it is kept with its token.
+    let second = accounts("v2");
+    good_edit(&engine, dir.path(), &[("pipelines/accounts.yaml", &second)]).await;
+    let (status, _) = engine.post("/hooks/accounts", r#"{"Name":"B"}"#).await;
+    assert_eq!(status, 202);
+    eventually("the second Account", Duration::from_secs(10), || async {
+        (sf.records("Account").len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(sf.find("Account", "Name", "B")[0]["Description"], "v2");
+    assert_eq!(
+        sf.token_requests(),
+        1,
+        "the kept connector asked for a new token"
+    );
+}
+
+/// The `crossdock_reloads_total` lines of /metrics, as one string.
+async fn reload_count(engine: &Engine) -> String {
+    let text = engine.metrics().await;
+    text.lines()
+        .filter(|l| l.starts_with("crossdock_reloads_total"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn one_save_gives_one_reload_and_an_idle_engine_does_not_reload() {
+    let m1 = mapping("m1");
+    let s1 = script("s1");
+    let p1 = pipeline("");
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/live.yaml", &p1),
+        ("mappings/m.yaml", &m1),
+        ("scripts/s.rhai", &s1),
+    ]);
+    let engine = Engine::start(dir.path());
+    let m2 = mapping("m2");
+    good_edit(&engine, dir.path(), &[("mappings/m.yaml", &m2)]).await;
+    // A reload reads every project file; those reads must not schedule another reload.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = reload_count(&engine).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(reload_count(&engine).await, before, "{}", engine.log());
+    assert!(before.contains("} 1"), "more than one reload: {before}");
+}

@@ -1,0 +1,7 @@
+//! Shared by the integration tests that run the engine or its connectors: the real binary on a
+//! temporary project, and real HTTP servers on loopback for it to call.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod engine;
+pub mod mock_salesforce;
+pub mod upstream;
