@@ -1,11 +1,11 @@
 //! [`SledStore`]: the durable [`StateStore`], one sled `Tree` in a directory of its own.
 //!
 //! This module owns everything that knows sled: opening and flushing the database, the byte
-//! encoding of keys and values, and the mapping of [`StateStore::update`] onto a sled
-//! transaction. Keys are the key strings of the layout in [`crate::state`] as UTF-8 bytes (so
-//! sled's byte order is the strings' order and `scan_prefix` agrees with [`super::MemoryStore`]);
-//! values are the JSON values serialised with `serde_json` (decimals stay strings, as the layout
-//! says). The domain logic never sees sled.
+//! encoding of keys and values, and landing [`StateStore::update`]s in sled (`writer`: a
+//! buffer that one thread writes as atomic batches). Keys are the key strings of the layout in
+//! [`crate::state`] as UTF-8 bytes (so sled's byte order is the strings' order and
+//! `scan_prefix` agrees with [`super::MemoryStore`]); values are the JSON values serialised with
+//! `serde_json` (decimals stay strings, as the layout says). The domain logic never sees sled.
 //!
 //! # The sled risk
 //!
@@ -14,40 +14,42 @@
 //! kept behind [`StateStore`] and touched only here: replacing it (redb, fjall, SQLite, a JetStream
 //! key-value bucket) is one new module beside this one, and an export/import through
 //! [`StateStore::scan_prefix`] / [`StateStore::update`] moves the data. Do not let `sled::`
-//! types leak out of this file.
+//! types leak out of this folder.
 //!
 //! # Durability and the flush policy
 //!
-//! A committed `update` is atomic at once (readers and later updates see all of it or none of
-//! it, also after a crash: sled recovers a transaction whole or not at all) but it is *durable*
-//! only once sled has written and fsynced its log. Two policies, chosen when opening:
+//! An `update` is atomic at once (readers and later updates see all of it or none of it, also
+//! after a crash: it lands in sled inside one atomic batch, whole or not at all, and batches land
+//! in order) but it is *durable* only once it has landed and sled has fsynced its log. Two
+//! policies, chosen when opening:
 //!
 //! - [`Durability::Periodic`] (the default of [`SledStore::open`], every 500 ms, sled's own
 //!   default): a background thread flushes; a crash (power loss, `kill -9`) loses at most the
-//!   last interval of updates, whole transactions at a time, never half of one. Replays are safe
-//!   because every domain operation is idempotent per order id: an event redelivered after the
-//!   crash redoes exactly what was lost. Callers that must not acknowledge an event before its
-//!   state is on disk call [`SledStore::flush`] once before the ack (a group commit: one fsync
-//!   for every update the event made, and for those other threads made meanwhile).
-//! - [`Durability::EachUpdate`]: every `update` fsyncs before it returns. Nothing acknowledged
-//!   is ever lost, at the price of one fsync per update (see docs/state.md for the figures:
-//!   about a quarter of the periodic throughput on the bench machine, whose disk is fast).
+//!   last interval of updates, whole ones, and never a later one without the earlier. Replays
+//!   are safe because every domain operation is idempotent per order id: an event redelivered
+//!   after the crash redoes exactly what was lost. Callers that must not acknowledge an event
+//!   before its state is on disk call [`SledStore::flush`] once before the ack (a group commit:
+//!   one fsync for every update the event made, and for those other threads made meanwhile).
+//! - [`Durability::EachUpdate`]: every `update` returns once it is fsynced. Nothing
+//!   acknowledged is ever lost; concurrent updates share a batch and its fsync.
 //!
 //! # Concurrency
 //!
-//! sled 0.34 serialises transactions with one process-wide lock (held while the closure runs
-//! and the writes are applied), so updates do not run in parallel with each other, even on
-//! different keys or different databases in the same process; `get` and `scan_prefix` run
-//! alongside. A `scan_prefix` is not a snapshot: a transaction committing while it iterates may
-//! be seen for some keys and not others. The domain logic only scans for reporting and tests.
+//! Updates run one at a time (under the writer's lock, which is held while the closure runs),
+//! even on different keys; `get` runs alongside and sees every update that returned, landed or
+//! not. `scan_prefix` lands the buffer first and is not a snapshot: an update landing while it
+//! iterates may be seen for some keys and not others. The domain logic only scans for
+//! reporting and tests.
 
-use std::cell::RefCell;
+mod writer;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
+use self::writer::{Shared, Writer};
+use super::{check_distinct, StateError, StateStore, UpdateResult};
 
 /// When a committed update reaches the disk; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,8 @@ const TREE: &[u8] = b"state";
 
 /// A [`StateStore`] on a sled database; cheap to share (`Arc`) between threads.
 pub struct SledStore {
+    /// First, so that dropping the store lands the buffered writes before sled closes.
+    writer: Writer,
     /// Kept so the database (and its flusher thread) lives as long as the store.
     db: sled::Db,
     tree: sled::Tree,
@@ -141,7 +145,13 @@ impl SledStore {
             .open()
             .map_err(|e| backend("open", e))?;
         let tree = db.open_tree(TREE).map_err(|e| backend("open tree", e))?;
+        let writer = Writer::start(
+            db.clone(),
+            tree.clone(),
+            durability == Durability::EachUpdate,
+        )?;
         Ok(SledStore {
+            writer,
             db,
             tree,
             durability,
@@ -154,57 +164,19 @@ impl SledStore {
     /// While the fsync runs, sled 0.34 holds its process-wide lock shared, so updates in other
     /// threads wait for it: flush once per event (or batch of events), not once per update.
     pub fn flush(&self) -> Result<usize, StateError> {
+        self.writer.shared.sync()?;
         self.db.flush().map_err(|e| backend("flush", e))
+    }
+
+    /// Returns once every update made so far is in sled's log (written, not yet fsynced: see
+    /// [`SledStore::flush`] for that).
+    pub fn land(&self) -> Result<(), StateError> {
+        self.writer.shared.sync()
     }
 
     /// The durability this store was opened with.
     pub fn durability(&self) -> Durability {
         self.durability
-    }
-
-    /// `update` of a single key: read, compute, compare-and-swap, and start again from a fresh
-    /// read if another writer changed the key meanwhile (so `f` may run more than once here
-    /// too). sled serialises the swap with transactions, so a transaction touching the same
-    /// key either commits before the read (and is seen) or makes the swap fail (and is seen on
-    /// the next round).
-    fn update_one(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        let key = keys[0].as_str();
-        loop {
-            let old = self
-                .tree
-                .get(key.as_bytes())
-                .map_err(|e| backend("get", e))?;
-            let current = [match &old {
-                Some(bytes) => Some(decode(key, bytes)?),
-                None => None,
-            }];
-            let (new, answer) = f(&current)?;
-            check_arity(keys, &new)?;
-            let Some(new) = new.into_iter().next() else {
-                return Err(StateError::Backend("update returned no value".into()));
-            };
-            if new == current[0] {
-                return Ok(answer);
-            }
-            let bytes = match &new {
-                Some(v) => Some(encode(key, v)?),
-                None => None,
-            };
-            let swapped = self
-                .tree
-                .compare_and_swap(key.as_bytes(), old.as_ref(), bytes)
-                .map_err(|e| backend("compare and swap", e))?;
-            if swapped.is_ok() {
-                if self.durability == Durability::EachUpdate {
-                    self.flush()?;
-                }
-                return Ok(answer);
-            }
-        }
     }
 }
 
@@ -214,10 +186,13 @@ impl SledStore {
 ///
 /// Writes to tables are plain sled writes (atomic one key at a time, no transaction): sled's
 /// log is replayed in order after a crash, so of two writes the later one survives only if the
-/// earlier one did. The runtime relies on that ordering (see `runtime::inbox`).
+/// earlier one did. The runtime relies on that ordering (see `runtime::inbox`). Each write
+/// first waits for the state updates made before it to land (see `writer`), so the ordering
+/// holds between state and tables too.
 #[derive(Clone)]
 pub struct Table {
     tree: sled::Tree,
+    state: Arc<Shared>,
 }
 
 /// One entry of a [`Table`]: key and value bytes.
@@ -233,6 +208,7 @@ impl Table {
     }
 
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.state.sync()?;
         self.tree
             .insert(key, value)
             .map_err(|e| backend("insert", e))?;
@@ -241,6 +217,7 @@ impl Table {
 
     /// Inserts only when the key is absent; returns the value already there otherwise.
     pub fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.sync()?;
         match self
             .tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(value))
@@ -253,6 +230,7 @@ impl Table {
 
     /// Replaces the value only if it is still `old`; false when another writer got there first.
     pub fn replace(&self, key: &[u8], old: &[u8], new: &[u8]) -> Result<bool, StateError> {
+        self.state.sync()?;
         Ok(self
             .tree
             .compare_and_swap(key, Some(old), Some(new))
@@ -261,6 +239,7 @@ impl Table {
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.sync()?;
         Ok(self
             .tree
             .remove(key)
@@ -309,7 +288,10 @@ impl SledStore {
             .db
             .open_tree(name)
             .map_err(|e| backend("open tree", e))?;
-        Ok(Table { tree })
+        Ok(Table {
+            tree,
+            state: self.writer.shared.clone(),
+        })
     }
 
     /// A number larger than any this database handed out before, also across restarts.
@@ -318,99 +300,38 @@ impl SledStore {
     }
 }
 
-/// Why a transaction body stopped: our own error (abort, nothing written) or sled's.
-type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
-
-fn abort(e: StateError) -> ConflictableTransactionError<StateError> {
-    ConflictableTransactionError::Abort(e)
-}
-
 impl StateStore for SledStore {
     fn get(&self, key: &str) -> Result<Option<Value>, StateError> {
-        match self
-            .tree
-            .get(key.as_bytes())
-            .map_err(|e| backend("get", e))?
-        {
-            Some(bytes) => Ok(Some(decode(key, &bytes)?)),
-            None => Ok(None),
-        }
+        self.writer.shared.get(&self.tree, key)
     }
 
-    // Why one sled transaction, and not a compare-and-swap per key: a domain operation must
-    // change several keys together (a reservation and every SKU it names; a customer and the
-    // order marker), and what it writes to one key depends on what it read from the others
-    // (the order is refused if any SKU is short). Per-key CAS can only guard one key at a time:
-    // after CAS-ing SKU A we could fail on SKU B, and undoing A races with other writers; a
-    // crash between two CASes leaves half an order reserved. A transaction reads all the keys
-    // in one serialisable view and writes all of them or none, and sled recovers it whole after
-    // a crash.
+    // Why updates run under one lock and land in batches, and not as a sled transaction each
+    // or a compare-and-swap per key: a domain operation must change several keys together (a
+    // reservation and every SKU it names; a customer and the order marker), and what it writes
+    // to one key depends on what it read from the others (the order is refused if any SKU is
+    // short). Per-key CAS can only guard one key at a time: after CAS-ing SKU A we could fail on
+    // SKU B, and undoing A races with other writers; a crash between two CASes leaves half an
+    // order reserved. A sled transaction per update would do, but sled 0.34 serialises
+    // transactions with one process-wide lock anyway and each one rolls the log buffer twice (a
+    // "HACK" in sled's `pin_log`), which caps updates at about 20,000 per second here. The lock
+    // gives the same isolation for less, and the writer lands whole updates atomically, many
+    // per batch (see `writer`; docs/state.md has the figures).
     //
-    // One key needs none of that: a single sled write is atomic and crash-safe on its own, and
-    // a compare-and-swap loop gives the read-modify-write isolation (see `update_one`). That
-    // path matters because a sled 0.34 transaction is expensive whatever it does: it rolls the
-    // log buffer twice (a "HACK" in sled's `pin_log`), so every transaction costs two log writes
-    // handed to sled's I/O threads, where plain writes are batched by the periodic flush. The
-    // bench measures a bare two-key transaction at under 20,000 per second on a 2-core machine,
-    // against about 65,000 pairs of plain inserts; docs/state.md has the figures.
-    //
-    // Retries: sled's `transaction` takes an `Fn` that it may run again when it detects a
-    // conflict (0.34.7 serialises transactions with a global lock and so does not retry today,
-    // but the API promises nothing more and later versions retry optimistically). Each run sees
-    // fresh reads; the writes of an abandoned run are discarded. So the trait's `f` may be
-    // called more than once and must be a pure function of what it reads: no counters, no
-    // pushes into outer vectors, no I/O, and never a call back into this store (that would
-    // deadlock on sled's lock). The domain closures in `stock`, `customers` and `kv` are pure.
-    // Because sled wants `Fn` and the trait hands us `FnMut`, `f` sits in a `RefCell`; a run
-    // never overlaps another on the same thread, so the borrow cannot fail.
+    // `f` runs once per call here, under the lock, so it must never call back into this store
+    // (that would deadlock); the trait's promise that it may run more than once leaves room
+    // for backends that retry on conflict.
     fn update(
         &self,
         keys: &[String],
         f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
     ) -> Result<Value, StateError> {
         check_distinct(keys)?;
-        if keys.len() == 1 {
-            return self.update_one(keys, f);
-        }
-        let f = RefCell::new(f);
-        let outcome = self.tree.transaction(|tx| -> TxResult<Value> {
-            let mut current = Vec::with_capacity(keys.len());
-            for key in keys {
-                current.push(match tx.get(key.as_bytes())? {
-                    Some(bytes) => Some(decode(key, &bytes).map_err(abort)?),
-                    None => None,
-                });
-            }
-            let (new, answer) = (*f.borrow_mut())(&current).map_err(abort)?;
-            check_arity(keys, &new).map_err(abort)?;
-            for ((key, old), value) in keys.iter().zip(&current).zip(&new) {
-                // Unchanged keys are not written: a replayed reservation or an order already
-                // counted then costs reads only, and sled's log does not grow.
-                if old == value {
-                    continue;
-                }
-                match value {
-                    Some(v) => {
-                        tx.insert(key.as_bytes(), encode(key, v).map_err(abort)?)?;
-                    }
-                    None => {
-                        tx.remove(key.as_bytes())?;
-                    }
-                }
-            }
-            if self.durability == Durability::EachUpdate {
-                tx.flush();
-            }
-            Ok(answer)
-        });
-        match outcome {
-            Ok(answer) => Ok(answer),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend("transaction", e)),
-        }
+        self.writer.shared.update(&self.tree, keys, f)
     }
 
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError> {
+        // Scans are for reports and tests: landing the buffer first is simpler than merging it.
+        self.writer.shared.sync()?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item.map_err(|e| backend("scan", e))?;
@@ -477,6 +398,8 @@ mod tests {
                 Ok((vec![Some(json!(1)), Some(json!(1))], json!(null)))
             })
             .unwrap();
+        // Landed first, so the watch below cannot see it.
+        store.writer.shared.sync().unwrap();
         let mut events = store.tree.watch_prefix("a");
         // No-op updates through both paths: the transaction and the single-key one.
         store
@@ -505,8 +428,8 @@ mod tests {
                 let store = &store;
                 s.spawn(move || {
                     for _ in 0..250 {
-                        // Half the writers go through the single-key path, half through a
-                        // transaction that also touches a key of their own.
+                        // Half the writers update the one key alone, half together with a key
+                        // of their own.
                         let mut add = |cur: &[Option<Value>]| {
                             let n = cur[0].as_ref().and_then(Value::as_i64).unwrap_or(0);
                             let mut new = vec![Some(json!(n + 1))];
@@ -550,6 +473,95 @@ mod tests {
         // Already on disk: an explicit flush finds nothing (or next to nothing) to write.
         assert_eq!(store.get("a").unwrap(), Some(json!(1)));
         store.flush().unwrap();
+    }
+
+    /// What sled itself holds for `key`, buffered writes aside.
+    fn in_sled(store: &SledStore, key: &str) -> Option<Value> {
+        store
+            .tree
+            .get(key)
+            .unwrap()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn updates_are_read_at_once_and_land_whole() {
+        let store = SledStore::temporary().unwrap();
+        let keys: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
+        for n in 1..=500 {
+            store
+                .update(&keys, &mut |_| Ok((vec![Some(json!(n)); 3], json!(null))))
+                .unwrap();
+            // Seen by the next read and the next update, landed or not.
+            assert_eq!(store.get("k2").unwrap(), Some(json!(n)));
+        }
+        store.land().unwrap();
+        for key in &keys {
+            assert_eq!(in_sled(&store, key), Some(json!(500)));
+        }
+        // A delete is buffered like any write.
+        store
+            .update(&keys[..1], &mut |_| Ok((vec![None], json!(null))))
+            .unwrap();
+        assert_eq!(store.get("k0").unwrap(), None);
+        store.land().unwrap();
+        assert_eq!(in_sled(&store, "k0"), None);
+    }
+
+    #[test]
+    fn a_table_write_lands_the_state_updates_made_before_it() {
+        let store = SledStore::temporary().unwrap();
+        let table = store.table("inbox").unwrap();
+        let keys = ["a".to_string(), "b".to_string()];
+        store
+            .update(&keys, &mut |_| {
+                Ok((vec![Some(json!(1)), Some(json!(2))], json!(null)))
+            })
+            .unwrap();
+        table.insert(b"event", b"done").unwrap();
+        // No explicit land: the table write waited for the update to be in sled's log first.
+        assert_eq!(in_sled(&store, "a"), Some(json!(1)));
+        assert_eq!(in_sled(&store, "b"), Some(json!(2)));
+    }
+
+    #[test]
+    fn dropping_the_store_lands_what_is_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for n in 0..1000 {
+                store
+                    .update(&[format!("k{n}"), "last".into()], &mut |_| {
+                        Ok((vec![Some(json!(n)), Some(json!(n))], json!(null)))
+                    })
+                    .unwrap();
+            }
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("last").unwrap(), Some(json!(999)));
+        assert_eq!(store.scan_prefix("k").unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn fsync_each_update_returns_once_landed_also_under_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open_with(dir.path(), Durability::EachUpdate).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let store = &store;
+                s.spawn(move || {
+                    for n in 0..25 {
+                        let key = format!("t{t}/{n}");
+                        store
+                            .update(std::slice::from_ref(&key), &mut |_| {
+                                Ok((vec![Some(json!(n))], json!(null)))
+                            })
+                            .unwrap();
+                        assert_eq!(in_sled(store, &key), Some(json!(n)));
+                    }
+                });
+            }
+        });
     }
 
     #[test]
