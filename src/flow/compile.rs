@@ -531,11 +531,11 @@ fn compile_pipeline(
         need.add(|n| n.add_rhai(&t.when));
     }
     let steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
-    let need = if cx.reads_event_body {
+    let need = crate::projection::BodyParser::new(if cx.reads_event_body {
         Need::All
     } else {
         need.finish()
-    };
+    });
     let on_error = match &spec.on_error {
         Some(raw) => {
             let on_error = cx.section::<OnErrorConfig>(raw, &[key("on_error")]);

@@ -90,7 +90,7 @@ pub struct Flow {
     trigger: Option<Expr>,
     steps: Vec<Step>,
     /// What the flow reads of an event body: the rest is skipped when parsing.
-    need: crate::projection::Need,
+    need: crate::projection::BodyParser,
 }
 
 enum Step {
