@@ -7,7 +7,7 @@
 //! the bench measures the flow from the fetched order on, so it runs a copy of the project
 //! whose pipeline takes the enriched order directly: the same mapping, scripts and sends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::path::Path;
 use std::sync::Arc;
