@@ -72,6 +72,11 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 503 by design (a full backlog, a shutdown): the sender retries later. Counted by
+    /// `crossdock_webhooks_rejected_total`, not logged per request, which under overload would
+    /// write a line for every refused request.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -84,10 +89,12 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
+        if matches!(self, ApiError::Busy(_)) {
+            tracing::debug!(error = %self, "Request refused");
+        } else if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self, "Request failed");
         }
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();

@@ -35,9 +35,7 @@ pub(super) async fn receive(
     let pipeline = route.pipeline.as_str();
     if runtime.is_draining() {
         metrics::rejected(pipeline, 503);
-        return Err(ApiError::Unavailable(
-            "shutting down: not accepting events".into(),
-        ));
+        return Err(ApiError::Busy("shutting down: not accepting events".into()));
     }
     if method != Method::POST {
         return Err(ApiError::MethodNotAllowed(format!(
@@ -80,7 +78,7 @@ pub(super) async fn receive(
             }
             InboxError::Busy(_) => {
                 metrics::rejected(pipeline, 503);
-                ApiError::Unavailable(e.to_string())
+                ApiError::Busy(e.to_string())
             }
             other => ApiError::Internal(other.to_string()),
         })?;
