@@ -45,6 +45,46 @@ pub fn json_to_dynamic(v: &Value) -> Result<Dynamic, ConvertError> {
     to_dynamic(v, 0)
 }
 
+/// `json_to_dynamic(&need.project(v))` without building the projected copy first.
+pub fn json_to_dynamic_projected(
+    v: &Value,
+    need: &crate::projection::Need,
+) -> Result<Dynamic, ConvertError> {
+    projected(v, need, 0)
+}
+
+fn projected(
+    v: &Value,
+    need: &crate::projection::Need,
+    depth: usize,
+) -> Result<Dynamic, ConvertError> {
+    use crate::projection::Need;
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::TooDeep);
+    }
+    match (need, v) {
+        (Need::All, v) => to_dynamic(v, depth),
+        (Need::Present, _) => Ok(Dynamic::UNIT),
+        (Need::Fields(fields), Value::Object(obj)) => {
+            let mut map = Map::new();
+            for (k, need) in fields {
+                if let Some(item) = obj.get(k) {
+                    map.insert(k.as_str().into(), projected(item, need, depth + 1)?);
+                }
+            }
+            Ok(Dynamic::from_map(map))
+        }
+        (Need::Fields(_), Value::Array(items)) => {
+            let mut arr = Array::with_capacity(items.len());
+            for item in items {
+                arr.push(projected(item, need, depth + 1)?);
+            }
+            Ok(Dynamic::from_array(arr))
+        }
+        (Need::Fields(_), v) => to_dynamic(v, depth),
+    }
+}
+
 fn to_dynamic(v: &Value, depth: usize) -> Result<Dynamic, ConvertError> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::TooDeep);
@@ -190,6 +230,31 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn projected_conversion_is_conversion_of_the_projection() {
+        let record = parse(
+            r#"{"id": 7, "a": {"b": "x", "c": [1, 2]}, "items": [{"sku": "S", "qty": 2, "n": null},
+                {"sku": "T"}, 3], "s": "str", "gone": null}"#,
+        );
+        for script in [
+            "record.id",
+            "record.a.b + record.missing",
+            r#""a" in record && record.items[0].sku"#,
+            "record.items",
+            "record.s.len() + record.a.c.len()",
+            "record",
+        ] {
+            let need = crate::projection::Need::of_rhai(script);
+            let direct = json_to_dynamic_projected(&record, &need).unwrap();
+            let via_copy = json_to_dynamic(&need.project(&record)).unwrap();
+            assert_eq!(
+                dynamic_to_json(&direct).unwrap(),
+                dynamic_to_json(&via_copy).unwrap(),
+                "{script}: {need:?}"
+            );
+        }
     }
 
     fn round_trip(text: &str) -> String {

@@ -259,6 +259,15 @@ fn record_dynamic(record: &Value) -> Result<Dynamic, RunError> {
     convert::json_to_dynamic(record).map_err(|e| RunError::plain(format!("record: {e}")))
 }
 
+/// `record` as code that reads only `reads` of it sees it.
+fn projected_record(record: &Value, reads: &Need) -> Result<Dynamic, RunError> {
+    if reads.is_all() {
+        return record_dynamic(record);
+    }
+    convert::json_to_dynamic_projected(record, reads)
+        .map_err(|e| RunError::plain(format!("record: {e}")))
+}
+
 fn to_json(d: &Dynamic, what: &str) -> Result<Value, RunError> {
     convert::dynamic_to_json(d).map_err(|e| RunError::plain(format!("{what}: {e}")))
 }
@@ -285,9 +294,7 @@ impl Script {
     pub fn run(&self, rules: &Rules, mut record: Value, ctx: &Ctx) -> Result<Value, RunError> {
         // Give the script only the fields it names, and take back only those: the rest of a
         // large record never crosses into Rhai.
-        let given = (!self.reads.is_all()).then(|| self.reads.project(&record));
-        let input = given.as_ref().unwrap_or(&record);
-        let mut scope = pipeline_scope(record_dynamic(input)?, self.uses, ctx)?;
+        let mut scope = pipeline_scope(projected_record(&record, &self.reads)?, self.uses, ctx)?;
         {
             let _deadline = Deadline::start(rules.limits.timeout);
             rules
@@ -300,7 +307,7 @@ impl Script {
             .unwrap_or(Dynamic::UNIT)
             .flatten();
         let out = to_json(&out, "record")?;
-        if given.is_none() {
+        if self.reads.is_all() {
             return Ok(out);
         }
         self.reads.write_back(&mut record, out);
@@ -320,11 +327,7 @@ pub struct Expr {
 impl Expr {
     /// `record` as the expression sees it: only the fields it names.
     fn record(&self, record: &Value) -> Result<Dynamic, RunError> {
-        if self.reads.is_all() {
-            record_dynamic(record)
-        } else {
-            record_dynamic(&self.reads.project(record))
-        }
+        projected_record(record, &self.reads)
     }
 
     fn eval(&self, rules: &Rules, scope: &mut Scope) -> Result<Dynamic, RunError> {
