@@ -15,6 +15,7 @@
 //!
 //! What a script sees is documented for integrators in `docs/rules.md`.
 
+mod condition;
 pub mod convert;
 pub mod engine;
 mod error;
@@ -188,6 +189,7 @@ impl Rules {
             uses: Uses::of(&ast, src),
             reads: Need::of_rhai(src),
             ast: Arc::new(ast),
+            fast: condition::Condition::compile(src),
         })
     }
 
@@ -322,6 +324,8 @@ pub struct Expr {
     uses: Uses,
     /// What the expression reads of `record`: only that is converted.
     reads: Need,
+    /// The same expression answered without Rhai, when it is a simple condition.
+    fast: Option<condition::Condition>,
 }
 
 impl Expr {
@@ -350,6 +354,18 @@ impl Expr {
 
     /// Evaluate a condition; anything but a bool is an error.
     pub fn eval_bool(&self, rules: &Rules, record: &Value, ctx: &Ctx) -> Result<bool, RunError> {
+        if let Some(answer) = self.fast.as_ref().and_then(|c| c.eval(record)) {
+            return Ok(answer);
+        }
+        self.eval_bool_with_rhai(rules, record, ctx)
+    }
+
+    pub(crate) fn eval_bool_with_rhai(
+        &self,
+        rules: &Rules,
+        record: &Value,
+        ctx: &Ctx,
+    ) -> Result<bool, RunError> {
         let d = self.pipeline_eval(rules, record, ctx)?;
         d.as_bool().map_err(|_| {
             RunError::plain(format!(
