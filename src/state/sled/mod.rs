@@ -401,7 +401,7 @@ mod tests {
         // Landed first, so the watch below cannot see it.
         store.writer.shared.sync().unwrap();
         let mut events = store.tree.watch_prefix("a");
-        // No-op updates through both paths: the transaction and the single-key one.
+        // No-op updates, on two keys and on one.
         store
             .update(&both, &mut |cur| Ok((cur.to_vec(), json!(null))))
             .unwrap();
