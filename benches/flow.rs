@@ -89,8 +89,9 @@ fn bench(c: &mut Criterion) {
     let mut template = event_info(&flow.name, None, 1, "bench");
     template.received_at = "2026-11-21T09:30:00Z".into();
 
+    // As the runtime runs it: only the actions are kept.
     let run = |o: &[u8]| {
-        flow.run_body(
+        flow.run_body_for_delivery(
             &project.rules,
             template.clone(),
             Ok(Body::Json(o)),

@@ -530,7 +530,8 @@ fn compile_pipeline(
     if let Some(t) = &spec.trigger {
         need.add(|n| n.add_rhai(&t.when));
     }
-    let steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
+    let mut steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
+    mark_movable_payloads(&mut steps);
     let need = crate::projection::BodyParser::new(if cx.reads_event_body {
         Need::All
     } else {
@@ -852,6 +853,56 @@ fn compile_steps(
     out
 }
 
+/// A flow's closing `send`s read a record that nothing changes or reads after them, so when
+/// the caller does not want the final record (the runtime delivers actions and drops it),
+/// their payloads can be moved out of it instead of copied: the copies were the largest
+/// single cost of a flow in allocations. Only payloads named by a plain path (`$.account`,
+/// `$.order.lines`) qualify, and only when no other closing send's payload contains or is
+/// contained in theirs; one closing send of anything else (the whole record, a filter) keeps
+/// every copy.
+fn mark_movable_payloads(steps: &mut [Step]) {
+    let closing = steps
+        .iter()
+        .rev()
+        .take_while(|s| matches!(s, Step::Send { .. }))
+        .count();
+    let start = steps.len() - closing;
+    let mut paths = Vec::with_capacity(closing);
+    for step in &steps[start..] {
+        let Step::Send { send, .. } = step else {
+            return;
+        };
+        let names = send
+            .payload
+            .as_ref()
+            .and_then(|p| crate::projection::simple_path(p.as_str()))
+            .and_then(|steps| {
+                steps
+                    .into_iter()
+                    .map(|s| match s {
+                        crate::projection::PathStep::Name(n) => Some(n),
+                        crate::projection::PathStep::Elements => None,
+                    })
+                    .collect::<Option<Vec<String>>>()
+            })
+            .filter(|names| !names.is_empty());
+        match names {
+            Some(names) => paths.push(names),
+            None => return,
+        }
+    }
+    let overlaps = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    for (i, step) in steps[start..].iter_mut().enumerate() {
+        let alone = paths
+            .iter()
+            .enumerate()
+            .all(|(j, other)| i == j || !overlaps(&paths[i], other));
+        if let (Step::Send { send, .. }, true) = (step, alone) {
+            send.movable = Some(paths[i].clone());
+        }
+    }
+}
+
 fn compile_step(
     cx: &mut StepCx<'_>,
     step: &StepConfig,
@@ -1015,6 +1066,7 @@ fn compile_step(
                     object: s.object.clone(),
                     key: s.key.clone(),
                     payload,
+                    movable: None,
                 },
             })
         }

@@ -217,6 +217,9 @@ struct SendStep {
     object: Option<String>,
     key: Option<String>,
     payload: Option<JsonPath>,
+    /// The payload's keys, when the payload may be moved out of the record instead of copied
+    /// (see `compile::mark_movable_payloads`).
+    movable: Option<Vec<String>>,
 }
 
 /// A call on a connector that a `send` step asks for.
@@ -286,15 +289,43 @@ impl Flow {
     pub fn run_body(
         &self,
         rules: &Rules,
-        mut event: EventInfo,
+        event: EventInfo,
         body: Result<input::Body<'_>, String>,
         label: &str,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
+        self.run_body_keeping(rules, event, body, label, state, fetch, true)
+    }
+
+    /// [`Flow::run_body`] for a caller that keeps only the actions (the runtime): the outcome's
+    /// `record` is not complete (see [`Flow::run_for_delivery`]).
+    pub fn run_body_for_delivery(
+        &self,
+        rules: &Rules,
+        event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> Outcome {
+        self.run_body_keeping(rules, event, body, label, state, fetch, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_body_keeping(
+        &self,
+        rules: &Rules,
+        mut event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+        keep_record: bool,
+    ) -> Outcome {
         let parsed = body.and_then(|b| {
             let whole = match &b {
-                input::Body::Json(bytes) if !self.need.is_all() => Some(*bytes),
+                input::Body::Json(bytes) if keep_record && !self.need.is_all() => Some(*bytes),
                 _ => None,
             };
             self.parse_body(b).map(|v| (v, whole))
@@ -302,7 +333,7 @@ impl Flow {
         match parsed {
             Ok((value, whole)) => {
                 event.body = Arc::new(value);
-                let mut outcome = self.run(rules, &event, state, fetch);
+                let mut outcome = self.run_keeping(rules, &event, state, fetch, keep_record);
                 // The parsed body holds only what the flow reads; an event that stopped before
                 // any step changed it shows the body as it came.
                 if outcome.body_unchanged {

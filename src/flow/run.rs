@@ -30,6 +30,8 @@ struct Run<'a> {
     retry: Option<Option<std::time::Duration>>,
     /// The labels of the steps that ran, in order.
     steps: Vec<String>,
+    /// The caller wants the final record whole; otherwise closing sends move their payloads.
+    keep_record: bool,
 }
 
 impl Flow {
@@ -41,6 +43,29 @@ impl Flow {
         event: &EventInfo,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
+    ) -> Outcome {
+        self.run_keeping(rules, event, state, fetch, true)
+    }
+
+    /// [`Flow::run`] for a caller that keeps only the actions: the outcome's `record` lacks
+    /// what the closing sends moved into their payloads instead of copying.
+    pub fn run_for_delivery(
+        &self,
+        rules: &Rules,
+        event: &EventInfo,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> Outcome {
+        self.run_keeping(rules, event, state, fetch, false)
+    }
+
+    pub(super) fn run_keeping(
+        &self,
+        rules: &Rules,
+        event: &EventInfo,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+        keep_record: bool,
     ) -> Outcome {
         let mut outcome = Outcome {
             pipeline: self.name.clone(),
@@ -73,6 +98,7 @@ impl Flow {
             fetch,
             retry: None,
             steps: Vec::new(),
+            keep_record,
         };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
@@ -194,6 +220,14 @@ impl Run<'_> {
                 }
             }
             Step::Send { label, send } => {
+                if let (Some(path), false, Cow::Owned(owned)) =
+                    (&send.movable, self.keep_record, &mut *record)
+                {
+                    if let Some(payload) = take(owned, path) {
+                        self.actions.push(send.action(payload));
+                        return Ok(Next::Continue);
+                    }
+                }
                 let action = self.send(send, record).map_err(|e| fail(label, e))?;
                 self.actions.push(action);
             }
@@ -241,14 +275,30 @@ impl Run<'_> {
             Some(p) => select(p, record)
                 .ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
         };
-        Ok(Action {
-            connector: send.connector.clone(),
-            op: send.op.clone(),
-            object: send.object.clone(),
-            key: send.key.clone(),
-            payload,
-        })
+        Ok(send.action(payload))
     }
+}
+
+impl SendStep {
+    fn action(&self, payload: Value) -> Action {
+        Action {
+            connector: self.connector.clone(),
+            op: self.op.clone(),
+            object: self.object.clone(),
+            key: self.key.clone(),
+            payload,
+        }
+    }
+}
+
+/// Removes and returns the value at `path` (object keys) of `record`, if there is one.
+fn take(record: &mut Value, path: &[String]) -> Option<Value> {
+    let (last, parents) = path.split_last()?;
+    let mut at = record;
+    for key in parents {
+        at = at.as_object_mut()?.get_mut(key)?;
+    }
+    at.as_object_mut()?.remove(last)
 }
 
 /// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise.

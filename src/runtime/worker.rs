@@ -115,7 +115,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     let flow_started = Instant::now();
     let run = move || {
         let body = Ok(Body::Json(&body));
-        flow.run_body(&project.rules, info, body, "input", &state, &fetch)
+        flow.run_body_for_delivery(&project.rules, info, body, "input", &state, &fetch)
     };
     // A flow that fetches waits on the network (and blocks on the runtime to do it): it runs on
     // a blocking thread. Any other flow is tens of microseconds of CPU, run right here: handing

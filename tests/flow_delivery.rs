@@ -1,0 +1,101 @@
+//! `run_body_for_delivery` (the runtime's way: closing sends move their payloads out of the
+//! record) gives exactly the actions `run_body` (dry runs and tests: the record kept whole)
+//! gives, whatever the payloads overlap or however the sends are placed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use crossdock::config::env::process_env;
+use crossdock::flow::input::Body;
+use crossdock::flow::{load, CompileOptions, GivenAnswers};
+use crossdock::state::{MemoryStore, StateStore};
+use crossdock::testing::event_info;
+
+const PIPELINES: &[(&str, &str)] = &[
+    // Disjoint closing payloads: each may be moved.
+    (
+        "disjoint",
+        r#"
+  - send: { to: out, op: print, payload: $.a }
+  - send: { to: out, op: print, payload: $.d }
+  - send: { to: out, op: print, payload: $.e.f }
+"#,
+    ),
+    // $.a contains $.a.b: neither may be moved, $.d may.
+    (
+        "nested",
+        r#"
+  - send: { to: out, op: print, payload: $.a.b }
+  - send: { to: out, op: print, payload: $.d }
+  - send: { to: out, op: print, payload: $.a }
+"#,
+    ),
+    // The same payload twice, and a send of the whole record: nothing moves.
+    (
+        "twice",
+        r#"
+  - send: { to: out, op: print, payload: $.a }
+  - send: { to: out, op: print, payload: $.a }
+  - send: { to: out, op: print }
+"#,
+    ),
+    // A send followed by another step is not closing: the record it copies from changes later.
+    (
+        "not-closing",
+        r#"
+  - send: { to: out, op: print, payload: $.a }
+  - set: { a.b: "changed" }
+  - send: { to: out, op: print, payload: $.a }
+  - send: { to: out, op: print, payload: $.missing }
+"#,
+    ),
+];
+
+#[test]
+fn delivery_gives_the_same_actions_as_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("crossdock.yaml"),
+        "connectors:\n  out: { kind: stdout }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    for (name, steps) in PIPELINES {
+        let text = format!(
+            "pipeline: {name}\nsource:\n  webhook: {{ path: /{name} }}\nsteps:\n  - set: {{ e.f: \"g\", d: 4 }}{steps}"
+        );
+        std::fs::write(dir.path().join(format!("pipelines/{name}.yaml")), text).unwrap();
+    }
+    let (project, _) = match load(dir.path(), &process_env, CompileOptions::default()) {
+        Ok(p) => p,
+        Err(d) => panic!("the test project does not load:\n{d}"),
+    };
+    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let body = br#"{"a": {"b": 1, "c": [1, {"x": "y"}]}, "d": "text"}"#;
+    let mut moved_somewhere = false;
+    for (name, _) in PIPELINES {
+        let flow = project.pipeline(name).unwrap();
+        let run = |delivery: bool| {
+            let event = event_info(name, None, 1, "t");
+            let body = Ok(Body::Json(&body[..]));
+            let given = GivenAnswers::default();
+            if delivery {
+                flow.run_body_for_delivery(&project.rules, event, body, "input", &state, &given)
+            } else {
+                flow.run_body(&project.rules, event, body, "input", &state, &given)
+            }
+        };
+        let (kept, delivered) = (run(false), run(true));
+        assert_eq!(kept.errors, delivered.errors, "{name}");
+        assert_eq!(kept.actions, delivered.actions, "{name}");
+        assert!(!kept.actions.is_empty(), "{name}");
+        // A dry run shows the whole record; delivery may have moved parts out of it.
+        assert_eq!(kept.record["d"], 4, "{name}");
+        moved_somewhere |= delivered.record.get("d").is_none();
+    }
+    assert!(
+        moved_somewhere,
+        "no payload was moved: the test checks nothing"
+    );
+}
