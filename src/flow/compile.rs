@@ -946,14 +946,14 @@ fn compile_step(
                 None => None,
             };
             Some(Step::Map {
-                label: format!("{at} (map {})", m.mapping),
+                label: format!("{at} (map {})", m.mapping).into(),
                 mapping: mapping?,
                 into,
             })
         }
         StepConfig::Script(name) => match cx.scripts.get(name) {
             Some(s) => Some(Step::Script {
-                label: format!("{at} (script {name})"),
+                label: format!("{at} (script {name})").into(),
                 script: s.clone()?,
             }),
             None => {
@@ -966,7 +966,7 @@ fn compile_step(
         StepConfig::Filter(src) => {
             let when = cx.expr(path, src)?;
             Some(Step::Filter {
-                label: format!("{at} (filter)"),
+                label: format!("{at} (filter)").into(),
                 when,
             })
         }
@@ -974,7 +974,7 @@ fn compile_step(
         StepConfig::Set(fields) => {
             let (out, ok) = compile_values(cx, fields, path, true);
             ok.then(|| Step::Set {
-                label: format!("{at} (set)"),
+                label: format!("{at} (set)").into(),
                 fields: out,
             })
         }
@@ -994,7 +994,7 @@ fn compile_step(
                 None => None,
             };
             ok.then(|| Step::Fetch {
-                label: format!("{at} (fetch {} {})", f.from, f.op),
+                label: format!("{at} (fetch {} {})", f.from, f.op).into(),
                 connector: f.from.clone(),
                 op: f.op.clone(),
                 params: params
@@ -1059,7 +1059,7 @@ fn compile_step(
                 None => None,
             };
             ok.then(|| Step::Send {
-                label,
+                label: label.into(),
                 send: SendStep {
                     connector: s.to.clone(),
                     op: s.op.clone(),
@@ -1184,7 +1184,7 @@ fn compile_switch(
         }
     }
     ok.then(|| Step::Switch {
-        label: format!("{at} (switch)"),
+        label: format!("{at} (switch)").into(),
         arms: out,
     })
 }

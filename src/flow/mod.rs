@@ -95,32 +95,32 @@ pub struct Flow {
 
 enum Step {
     Map {
-        label: String,
+        label: Arc<str>,
         mapping: Arc<Mapping>,
         into: Option<FieldPath>,
     },
     Script {
-        label: String,
+        label: Arc<str>,
         script: Arc<Script>,
     },
     Filter {
-        label: String,
+        label: Arc<str>,
         when: Expr,
     },
     Switch {
-        label: String,
+        label: Arc<str>,
         arms: Vec<Arm>,
     },
     Set {
-        label: String,
+        label: Arc<str>,
         fields: Vec<(FieldPath, SetValue)>,
     },
     Send {
-        label: String,
+        label: Arc<str>,
         send: SendStep,
     },
     Fetch {
-        label: String,
+        label: Arc<str>,
         connector: String,
         op: String,
         params: Vec<(String, SetValue)>,
@@ -146,7 +146,8 @@ impl Flow {
 }
 
 impl Step {
-    fn label(&self) -> &str {
+    /// Shared, so recording it in each event's trail costs no copy.
+    fn label(&self) -> Arc<str> {
         match self {
             Step::Map { label, .. }
             | Step::Script { label, .. }
@@ -154,7 +155,7 @@ impl Step {
             | Step::Switch { label, .. }
             | Step::Set { label, .. }
             | Step::Send { label, .. }
-            | Step::Fetch { label, .. } => label,
+            | Step::Fetch { label, .. } => label.clone(),
         }
     }
 }
@@ -270,7 +271,7 @@ pub struct Outcome {
     pub retry: Option<Option<std::time::Duration>>,
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     #[serde(skip)]
-    pub steps: Vec<String>,
+    pub steps: Vec<Arc<str>>,
 }
 
 impl Flow {

@@ -29,7 +29,7 @@ struct Run<'a> {
     /// Set when a fetch failed in a way worth retrying (with the server's Retry-After).
     retry: Option<Option<std::time::Duration>>,
     /// The labels of the steps that ran, in order.
-    steps: Vec<String>,
+    steps: Vec<Arc<str>>,
     /// The caller wants the final record whole; otherwise closing sends move their payloads.
     keep_record: bool,
 }
@@ -145,7 +145,7 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
-        self.steps.push(step.label().to_string());
+        self.steps.push(step.label());
         let fail = |label: &str, message: String| StepError {
             step: label.to_string(),
             message,

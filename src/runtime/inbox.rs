@@ -111,7 +111,7 @@ pub struct Trail {
     pub attempts: u32,
     /// The steps that ran, in order.
     #[serde(default)]
-    pub steps: Vec<String>,
+    pub steps: Vec<Arc<str>>,
     pub actions: Vec<ActionTrail>,
     #[serde(default)]
     pub errors: Vec<AttemptError>,

@@ -321,7 +321,7 @@ fn conclude(
     live: &Live,
     mut event: StoredEvent,
     verdict: Verdict,
-    (steps, actions): (Vec<String>, Vec<ActionTrail>),
+    (steps, actions): (Vec<Arc<str>>, Vec<ActionTrail>),
     flow_us: u64,
     policy: &RetryPolicy,
     started: Instant,
