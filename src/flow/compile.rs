@@ -1061,10 +1061,10 @@ fn compile_step(
             ok.then(|| Step::Send {
                 label: label.into(),
                 send: SendStep {
-                    connector: s.to.clone(),
-                    op: s.op.clone(),
-                    object: s.object.clone(),
-                    key: s.key.clone(),
+                    connector: s.to.as_str().into(),
+                    op: s.op.as_str().into(),
+                    object: s.object.as_deref().map(Into::into),
+                    key: s.key.as_deref().map(Into::into),
                     payload,
                     movable: None,
                 },

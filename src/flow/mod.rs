@@ -213,25 +213,26 @@ enum SetValue {
 }
 
 struct SendStep {
-    connector: String,
-    op: String,
-    object: Option<String>,
-    key: Option<String>,
+    connector: Arc<str>,
+    op: Arc<str>,
+    object: Option<Arc<str>>,
+    key: Option<Arc<str>>,
     payload: Option<JsonPath>,
     /// The payload's keys, when the payload may be moved out of the record instead of copied
     /// (see `compile::mark_movable_payloads`).
     movable: Option<Vec<String>>,
 }
 
-/// A call on a connector that a `send` step asks for.
+/// A call on a connector that a `send` step asks for. The names are shared with the step, so
+/// an action copies none of them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Action {
-    pub connector: String,
-    pub op: String,
+    pub connector: Arc<str>,
+    pub op: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
+    pub object: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
     pub payload: Value,
 }
 

@@ -123,10 +123,10 @@ pub struct Trail {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionTrail {
-    pub connector: String,
-    pub op: String,
+    pub connector: Arc<str>,
+    pub op: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub object: Option<String>,
+    pub object: Option<Arc<str>>,
     /// `ok`, `failed`, `skipped` (done by an earlier attempt) or `not_run`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]

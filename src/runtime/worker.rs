@@ -210,7 +210,7 @@ async fn execute(
             trails.push(trail);
             continue;
         }
-        let Some(conn) = live.connectors.get(&action.connector) else {
+        let Some(conn) = live.connectors.get(&*action.connector) else {
             let message = format!("no connector `{}` in this version", action.connector);
             trail.status = "failed".into();
             trail.error = Some(message.clone());
