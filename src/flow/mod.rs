@@ -260,6 +260,7 @@ pub struct Outcome {
     /// A `filter` step dropped the event.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub filtered: bool,
+    /// The record after the steps (incomplete from [`Flow::run_for_delivery`]).
     pub record: Value,
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,

@@ -48,7 +48,8 @@ impl Flow {
     }
 
     /// [`Flow::run`] for a caller that keeps only the actions: the outcome's `record` lacks
-    /// what the closing sends moved into their payloads instead of copying.
+    /// what the closing sends moved into their payloads instead of copying, and is null when
+    /// no step changed the body (copying the body only to drop it would be waste).
     pub fn run_for_delivery(
         &self,
         rules: &Rules,
@@ -97,7 +98,7 @@ impl Flow {
             actions: Vec::new(),
             fetch,
             retry: None,
-            steps: Vec::new(),
+            steps: Vec::with_capacity(self.steps.len()),
             keep_record,
         };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
@@ -106,7 +107,9 @@ impl Flow {
             match trigger.eval_bool(rules, &record, &run.ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    outcome.record = record.into_owned();
+                    if keep_record {
+                        outcome.record = record.into_owned();
+                    }
                     return outcome;
                 }
                 Err(e) => {
@@ -126,7 +129,10 @@ impl Flow {
             Err(e) => outcome.errors.push(e),
         }
         outcome.body_unchanged = matches!(record, Cow::Borrowed(_));
-        outcome.record = record.into_owned();
+        // A record still borrowed is the body: copying it is for callers that show it.
+        if keep_record || !outcome.body_unchanged {
+            outcome.record = record.into_owned();
+        }
         outcome.actions = run.actions;
         outcome.retry = run.retry;
         outcome.steps = run.steps;
