@@ -108,6 +108,7 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let overlay = Arc::new(Overlay::new(base));
     let state: Arc<dyn StateStore> = overlay.clone();
     let mut seen: BTreeMap<String, Option<Value>> = BTreeMap::new();
+    let mut mark = 0;
     let mut all_ok = true;
     let format = InputFormat::for_path(args.input, Some(&flow.source));
     let events = decode(&bytes, format);
@@ -122,7 +123,9 @@ pub fn run(args: Args<'_>) -> ExitCode {
             &state,
             &given,
         );
-        outcome.state_changes = new_changes(&overlay.changes(), &mut seen);
+        let (touched, next) = overlay.changes_since(mark);
+        mark = next;
+        outcome.state_changes = new_changes(&touched, &mut seen);
         all_ok &= outcome.ok();
         let text = if args.json {
             serde_json::to_string(&outcome).unwrap_or_default()
@@ -167,18 +170,19 @@ fn read_input(path: &str) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// The changes the last event made: keys whose value differs from what was seen before it.
+/// The changes the last event made, from the keys it touched: those whose value differs from
+/// what the events before it left (or from the store, for a key no event changed yet).
 fn new_changes(
-    all: &[StateChange],
+    touched: &[StateChange],
     seen: &mut BTreeMap<String, Option<Value>>,
 ) -> Vec<StateChange> {
     let mut out = Vec::new();
-    for c in all {
-        let previous = seen.get(&c.key).cloned();
-        if previous.as_ref() != Some(&c.after) {
+    for c in touched {
+        let previous = seen.get(&c.key).unwrap_or(&c.before);
+        if *previous != c.after {
             out.push(StateChange {
                 key: c.key.clone(),
-                before: previous.unwrap_or_else(|| c.before.clone()),
+                before: previous.clone(),
                 after: c.after.clone(),
             });
             seen.insert(c.key.clone(), c.after.clone());

@@ -34,6 +34,9 @@ struct Written {
 pub struct Overlay {
     base: Arc<dyn StateStore>,
     scratch: Mutex<BTreeMap<String, Written>>,
+    /// The keys of every update, in order, so a caller can ask what changed since a point
+    /// without going through every key ever written (see [`Overlay::changes_since`]).
+    log: Mutex<Vec<String>>,
 }
 
 impl Overlay {
@@ -42,12 +45,36 @@ impl Overlay {
         Overlay {
             base,
             scratch: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(Vec::new()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Written>> {
         // Writes happen all at once after the closure succeeded, so a poisoned map is consistent.
         self.scratch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The keys written since `mark` (a value this returned before, or 0), each once and in key
+    /// order, with their value in the base store and now (also when the two are equal again),
+    /// and the mark to pass next time. A dry run over many events asks this per event, which
+    /// stays linear in the writes.
+    pub fn changes_since(&self, mark: usize) -> (Vec<StateChange>, usize) {
+        let scratch = self.lock();
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: std::collections::BTreeSet<&String> =
+            log.get(mark..).unwrap_or(&[]).iter().collect();
+        let changes = keys
+            .into_iter()
+            .filter_map(|k| {
+                let w = scratch.get(k)?;
+                Some(StateChange {
+                    key: k.clone(),
+                    before: w.before.clone(),
+                    after: w.after.clone(),
+                })
+            })
+            .collect();
+        (changes, log.len())
     }
 
     /// The net change per key, in key order; keys written back to their base value are left out.
@@ -98,7 +125,9 @@ impl StateStore for Overlay {
         }
         let (new, answer) = f(&current)?;
         check_arity(keys, &new)?;
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         for ((key, before), after) in keys.iter().zip(base_values).zip(new) {
+            log.push(key.clone());
             scratch.insert(key.clone(), Written { before, after });
         }
         Ok(answer)
@@ -131,6 +160,31 @@ mod tests {
     use super::*;
     use crate::state::{stock, MemoryStore};
     use serde_json::json;
+
+    #[test]
+    fn changes_since_lists_only_the_keys_written_after_the_mark() {
+        let base: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        stock::set(&*base, "A", 5).unwrap();
+        let overlay = Overlay::new(base);
+        let (none, mark) = overlay.changes_since(0);
+        assert!(none.is_empty());
+        stock::reserve(&overlay, "o-1", &[("A".into(), 2)]).unwrap();
+        let (first, mark) = overlay.changes_since(mark);
+        let keys: Vec<&str> = first.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["reservation/o-1", "stock/A"]);
+        stock::set(&overlay, "B", 1).unwrap();
+        let (second, mark) = overlay.changes_since(mark);
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].key, "stock/B");
+        assert_eq!(second[0].before, None);
+        // Written twice since the mark: listed once.
+        stock::set(&overlay, "B", 0).unwrap();
+        stock::set(&overlay, "B", 1).unwrap();
+        let (third, _) = overlay.changes_since(mark);
+        assert_eq!(third.len(), 1);
+        // `changes` still gives the net effect of everything.
+        assert_eq!(overlay.changes().len(), 3);
+    }
 
     fn put(store: &dyn StateStore, key: &str, v: Option<Value>) {
         store
