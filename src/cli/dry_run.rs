@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,9 +76,15 @@ pub fn run(args: Args<'_>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Every event of one dry run is received when the run starts: the output does not depend
+    // on how long the events before took.
+    let received_at = args
+        .received_at
+        .map(str::to_string)
+        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let spec = EventSpec {
         id: None,
-        received_at: args.received_at.map(str::to_string),
+        received_at: Some(received_at),
         headers,
     };
 
@@ -113,6 +120,8 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let format = InputFormat::for_path(args.input, Some(&flow.source));
     let events = decode(&bytes, format);
     let many = events.len() > 1;
+    // One write per buffer, not per line: a dry run over a large file prints many.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (i, decoded) in events.into_iter().enumerate() {
         let event = event_info(&flow.name, Some(&spec), i + 1, "dry-run");
         let mut outcome = flow.run_body(
@@ -132,7 +141,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
         } else {
             render(&outcome, many.then_some(decoded.label.as_str()))
         };
-        println!("{}", project.redactor.redact(&text));
+        let text = project.redactor.redact(&text);
+        if writeln!(out, "{text}").is_err() {
+            // The reader went away (`| head`): nothing more can be shown.
+            return ExitCode::from(1);
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::from(1);
     }
     if all_ok {
         ExitCode::SUCCESS
