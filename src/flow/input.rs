@@ -95,15 +95,20 @@ pub fn decode(bytes: &[u8], format: InputFormat) -> Vec<Decoded<'_>> {
 }
 
 fn lines(bytes: &[u8]) -> Vec<Decoded<'_>> {
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|(i, line)| Decoded {
-            label: format!("line {}", i + 1),
-            body: Ok(Body::Json(line)),
-        })
-        .collect()
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    ends.map(|end| {
+        let line = &bytes[start..end];
+        start = end + 1;
+        line
+    })
+    .enumerate()
+    .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+    .map(|(i, line)| Decoded {
+        label: format!("line {}", i + 1),
+        body: Ok(Body::Json(line)),
+    })
+    .collect()
 }
 
 fn csv_rows(bytes: &[u8], delimiter: u8) -> Vec<Decoded<'static>> {
