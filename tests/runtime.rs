@@ -126,6 +126,49 @@ async fn accepted_events_are_processed_once_with_a_trail() {
     assert!(metrics.contains("crossdock_event_duration_seconds_bucket"));
 }
 
+/// Deliveries deduplicated by a field of the body: one parse checks the JSON and reads it.
+#[tokio::test]
+async fn dedup_id_keys_deliveries_by_a_field_of_the_body() {
+    let keyed = r#"
+pipeline: keyed
+source:
+  webhook: { path: /hooks/keyed, dedup_id: $.event.id }
+steps:
+  - send: { to: out, op: append }
+"#;
+    let mut all = files();
+    all.push(("pipelines/keyed.yaml", keyed));
+    let dir = project(&all);
+    let engine = Engine::start(dir.path());
+    let (status, first) = engine
+        .post("/hooks/keyed", r#"{"event": {"id": "e-1"}, "n": 1}"#)
+        .await;
+    assert_eq!(status, 202, "{first}");
+    // Another body with the same id is the same delivery.
+    let (status, again) = engine
+        .post("/hooks/keyed", r#"{"event": {"id": "e-1"}, "n": 2}"#)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        again,
+        json!({"event_id": first["event_id"], "duplicate": true})
+    );
+    let (status, _) = engine
+        .post("/hooks/keyed", r#"{"event": {"id": "e-2"}, "n": 1}"#)
+        .await;
+    assert_eq!(status, 202);
+    // Without the field, the body's hash is the key.
+    let (status, _) = engine.post("/hooks/keyed", r#"{"n": 1}"#).await;
+    assert_eq!(status, 202);
+    let (status, _) = engine.post("/hooks/keyed", r#"{"n": 1}"#).await;
+    assert_eq!(status, 200);
+    // Broken JSON outside the field is still refused.
+    let (status, answer) = engine
+        .post("/hooks/keyed", r#"{"event": {"id": "e-3"}, "x": [1,}"#)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_clear_answers_and_nothing_is_queued() {
     let dir = project(&files());

@@ -260,7 +260,7 @@ pub struct Outcome {
     /// A `filter` step dropped the event.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub filtered: bool,
-    /// The record after the steps (incomplete from [`Flow::run_for_delivery`]).
+    /// The record after the steps (incomplete from [`Flow::run_body_for_delivery`]).
     pub record: Value,
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
@@ -302,7 +302,8 @@ impl Flow {
     }
 
     /// [`Flow::run_body`] for a caller that keeps only the actions (the runtime): the outcome's
-    /// `record` is not complete (see [`Flow::run_for_delivery`]).
+    /// `record` lacks what the closing sends moved into their payloads, and is null when no
+    /// step changed the body.
     pub fn run_body_for_delivery(
         &self,
         rules: &Rules,

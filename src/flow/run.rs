@@ -47,19 +47,10 @@ impl Flow {
         self.run_keeping(rules, event, state, fetch, true)
     }
 
-    /// [`Flow::run`] for a caller that keeps only the actions: the outcome's `record` lacks
-    /// what the closing sends moved into their payloads instead of copying, and is null when
-    /// no step changed the body (copying the body only to drop it would be waste).
-    pub fn run_for_delivery(
-        &self,
-        rules: &Rules,
-        event: &EventInfo,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_keeping(rules, event, state, fetch, false)
-    }
-
+    /// `keep_record: false` is for a caller that keeps only the actions (the runtime): the
+    /// outcome's `record` then lacks what the closing sends moved into their payloads instead
+    /// of copying, and is null when no step changed the body (copying the body only to drop
+    /// it would be waste).
     pub(super) fn run_keeping(
         &self,
         rules: &Rules,

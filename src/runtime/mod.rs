@@ -178,7 +178,9 @@ impl LiveConnector {
 pub struct Route {
     pub pipeline: String,
     pub scheme: Option<Box<dyn Scheme>>,
-    pub dedup_id: Option<JsonPath>,
+    /// `dedup_id:` and a parser made for it once, which reads only that field of a body (and
+    /// still rejects a body that is not JSON).
+    pub dedup_id: Option<(JsonPath, crate::projection::BodyParser)>,
 }
 
 /// One version of the project, ready to serve.
@@ -622,9 +624,13 @@ fn build_live(
                 None => None,
             };
             let dedup_id = match &hook.dedup_id {
-                Some(p) => Some(
-                    JsonPath::parse(p).map_err(|e| format!("pipeline `{name}`: dedup_id: {e}"))?,
-                ),
+                Some(p) => {
+                    let path = JsonPath::parse(p)
+                        .map_err(|e| format!("pipeline `{name}`: dedup_id: {e}"))?;
+                    let mut need = crate::projection::Need::default();
+                    need.add_jsonpath(p);
+                    Some((path, crate::projection::BodyParser::new(need)))
+                }
                 None => None,
             };
             routes.insert(

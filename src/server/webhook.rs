@@ -63,11 +63,19 @@ pub(super) async fn receive(
             }
         },
     };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        metrics::rejected(pipeline, 400);
-        return Err(ApiError::BadRequest(format!("the body is not JSON: {e}")));
-    }
-    let dedup_key = dedup_key(route, delivery_id, &body);
+    // One parse checks the body is JSON and, with `dedup_id:`, reads that field of it.
+    let parsed = match &route.dedup_id {
+        Some((_, parser)) => parser.parse(&body).map(Some),
+        None => serde_json::from_slice::<serde::de::IgnoredAny>(&body).map(|_| None),
+    };
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            metrics::rejected(pipeline, 400);
+            return Err(ApiError::BadRequest(format!("the body is not JSON: {e}")));
+        }
+    };
+    let dedup_key = dedup_key(route, delivery_id, parsed.as_ref(), &body);
     let kept = keep_headers(&headers);
     let accepted = runtime
         .submit(pipeline, &dedup_key, kept, &body)
@@ -97,19 +105,23 @@ pub(super) async fn receive(
 }
 
 /// The provider's delivery id, else the configured JSONPath's value, else the body's hash.
-fn dedup_key(route: &Route, delivery_id: Option<String>, body: &[u8]) -> String {
+/// `parsed` is the body as the route's `dedup_id` parser read it, when the route has one.
+fn dedup_key(
+    route: &Route,
+    delivery_id: Option<String>,
+    parsed: Option<&serde_json::Value>,
+    body: &[u8],
+) -> String {
     if let Some(id) = delivery_id.filter(|s| !s.is_empty()) {
         return format!("id:{id}");
     }
-    if let Some(path) = &route.dedup_id {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-            if let Some(found) = path.first(&value) {
-                let text = match found {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                return format!("path:{text}");
-            }
+    if let (Some((path, _)), Some(value)) = (&route.dedup_id, parsed) {
+        if let Some(found) = path.first(value) {
+            let text = match found {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return format!("path:{text}");
         }
     }
     format!("sha256:{}", hex::encode(Sha256::digest(body)))

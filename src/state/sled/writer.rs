@@ -60,6 +60,13 @@ struct Buffer {
     stop: bool,
 }
 
+impl Buffer {
+    /// The newest buffered value of `key` (`Some(None)`: deleted), if it is buffered at all.
+    fn newest(&self, key: &str) -> Option<&Option<Value>> {
+        self.pending.get(key).or_else(|| self.landing.get(key))
+    }
+}
+
 pub(super) struct Shared {
     buffer: Mutex<Buffer>,
     /// Wakes the writer.
@@ -114,8 +121,7 @@ impl Shared {
     /// The newest value of `key`: buffered, else from `tree`.
     pub(super) fn get(&self, tree: &sled::Tree, key: &str) -> Result<Option<Value>, StateError> {
         {
-            let buffer = self.lock();
-            if let Some(v) = buffer.pending.get(key).or_else(|| buffer.landing.get(key)) {
+            if let Some(v) = self.lock().newest(key) {
                 return Ok(v.clone());
             }
         }
@@ -141,12 +147,10 @@ impl Shared {
         }
         let mut current = Vec::with_capacity(keys.len());
         for key in keys {
-            current.push(
-                match buffer.pending.get(key).or_else(|| buffer.landing.get(key)) {
-                    Some(v) => v.clone(),
-                    None => read(tree, key)?,
-                },
-            );
+            current.push(match buffer.newest(key) {
+                Some(v) => v.clone(),
+                None => read(tree, key)?,
+            });
         }
         let (new, answer) = f(&current)?;
         crate::state::check_arity(keys, &new)?;
