@@ -71,6 +71,29 @@ impl Default for Durability {
 /// (an event journal, a dead-letter queue) without their keys meeting.
 const TREE: &[u8] = b"state";
 
+/// How long an open waits for the directory's lock. A store dropped in this process lets go
+/// of the lock only when sled's own I/O threads drop their last handle, a moment after the
+/// drop returns (sled's tests block on the lock for that reason); a store held by another
+/// live process keeps it, and the open fails after this long with sled's message.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StateError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock only as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(backend("open", e)),
+        }
+    }
+}
+
 /// A [`StateStore`] on a sled database; cheap to share (`Arc`) between threads.
 pub struct SledStore {
     /// First, so that dropping the store lands the buffered writes before sled closes.
@@ -108,7 +131,7 @@ impl SledStore {
     /// Open (or create) the store in the directory `path`, with [`Durability::default`].
     ///
     /// sled locks the directory: a second open of the same path, in this process or another,
-    /// fails until the first store is dropped.
+    /// fails (after waiting up to two seconds for the lock) until the first store is dropped.
     pub fn open(path: impl AsRef<Path>) -> Result<SledStore, StateError> {
         SledStore::open_with(path, Durability::default())
     }
@@ -140,10 +163,8 @@ impl SledStore {
             // Each update flushes; a background flusher would only add fsyncs.
             Durability::EachUpdate => None,
         };
-        let db = config
-            .flush_every_ms(every_ms)
-            .open()
-            .map_err(|e| backend("open", e))?;
+        let config = config.flush_every_ms(every_ms);
+        let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree(TREE).map_err(|e| backend("open tree", e))?;
         let writer = Writer::start(
             db.clone(),
