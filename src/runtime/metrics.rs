@@ -88,6 +88,12 @@ pub fn dead_letters(n: usize) {
 }
 
 /// A reload was tried: `ok` true when the new version went live.
+/// A reload that found the files as the running version has them: the project is no longer
+/// failing to reload (an edit was undone), but nothing was reloaded either.
+pub fn reload_unchanged() {
+    gauge!("crossdock_reload_failing").set(0.0);
+}
+
 pub fn reload(ok: bool) {
     let result = if ok { "ok" } else { "refused" };
     counter!("crossdock_reloads_total", "result" => result).increment(1);

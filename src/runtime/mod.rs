@@ -466,6 +466,7 @@ impl Runtime {
                     .last_reload_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = None;
+                metrics::reload_unchanged();
             }
             Ok(version) => {
                 tracing::info!(version = %short(version), trigger = why, "Reloaded");

@@ -7,9 +7,16 @@
 //! Anything else that changes is ignored.
 //!
 //! Debounce: every relevant change restarts a short quiet period; the reload runs when it
-//! ends. An editor that writes a temporary file and renames it over the original, or a burst
-//! of saves (a `git checkout`), gives one reload. A reload that finds the same content hash as
-//! the running version changes nothing, so spurious events cost one hash.
+//! ends, or at the latest [`MAX_WAIT_FACTOR`] debounces after the first change, so that a file
+//! saved over and over cannot hold every reload back. An editor that writes a temporary file
+//! and renames it over the original, or a burst of saves (a `git checkout`), gives one reload.
+//! A reload that finds the same content hash as the running version changes nothing, so
+//! spurious events cost one hash.
+//!
+//! Paths: notify reports absolute paths (a relative watch is joined to the current folder), so
+//! the root is made absolute the same way before event paths are compared with it. A folder
+//! that is replaced (renamed away, another renamed in) is watched again: a watch follows the
+//! folder it was put on, not its name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +29,22 @@ use super::Runtime;
 
 const FOLDERS: [&str; 3] = ["pipelines", "mappings", "scripts"];
 
+/// A reload waits at most this many debounce periods after the first change of a burst.
+const MAX_WAIT_FACTOR: u32 = 10;
+
+/// `root` as notify will report it: joined to the current folder when relative.
+fn absolute(root: &Path) -> std::io::Result<PathBuf> {
+    if root.is_absolute() {
+        Ok(root.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(root))
+    }
+}
+
 /// Starts watching `root`; the watcher lives as long as the returned value.
 pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::Result<Watch> {
     let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
-    let root = root.to_path_buf();
+    let root = absolute(root).map_err(notify::Error::io)?;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
             if !changes(&event.kind) {
@@ -46,7 +65,7 @@ pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::
         }
     }
     let watch = Watch {
-        _watcher: Arc::new(std::sync::Mutex::new(watcher)),
+        watcher: Arc::new(std::sync::Mutex::new(watcher)),
     };
     tokio::spawn(debounced(
         runtime,
@@ -62,7 +81,7 @@ pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::
 /// Keeps the OS watcher alive.
 #[derive(Clone)]
 pub struct Watch {
-    _watcher: Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
+    watcher: Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
 }
 
 /// Can an event of this kind change a file? Not an open or a read: a reload reads every
@@ -90,6 +109,18 @@ fn relevant(root: &Path, path: &Path) -> bool {
     first == "crossdock.yaml" || FOLDERS.contains(&first.as_ref())
 }
 
+/// The project folder that `path` is itself (not a file inside it), if any: a change there
+/// means the folder was created, removed or replaced.
+fn folder_itself(root: &Path, path: &Path) -> Option<&'static str> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts = rel.components();
+    let first = parts.next()?.as_os_str().to_str()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    FOLDERS.into_iter().find(|f| *f == first)
+}
+
 async fn debounced(
     runtime: Arc<Runtime>,
     root: PathBuf,
@@ -102,31 +133,45 @@ async fn debounced(
         if !relevant(&root, &path) {
             continue;
         }
-        // Quiet period: every further relevant change starts it again. Other changes do not,
-        // so a file written often elsewhere under the root cannot hold a reload back for ever.
+        let mut replaced: Vec<&str> = folder_itself(&root, &path).into_iter().collect();
+        // Quiet period: every further relevant change starts it again, up to the cap. Other
+        // changes do not, so a file written often elsewhere under the root cannot hold a
+        // reload back.
+        let latest = tokio::time::Instant::now() + debounce * MAX_WAIT_FACTOR;
         let mut quiet_until = tokio::time::Instant::now() + debounce;
         loop {
-            match tokio::time::timeout_at(quiet_until, rx.recv()).await {
+            match tokio::time::timeout_at(quiet_until.min(latest), rx.recv()).await {
                 Ok(Some(p)) => {
                     if relevant(&root, &p) {
                         quiet_until = tokio::time::Instant::now() + debounce;
+                        replaced.extend(folder_itself(&root, &p));
                     }
                 }
                 Ok(None) => return,
                 Err(_) => break,
             }
         }
-        // A folder created (or replaced) since the start is watched from now on.
+        // A folder created since the start is watched from now on; one replaced is watched
+        // again, at its new self.
         for folder in FOLDERS {
             let dir = root.join(folder);
-            if dir.is_dir() && !watching.contains(&dir) {
-                let added = watch
-                    ._watcher
-                    .lock()
-                    .map(|mut w| w.watch(&dir, RecursiveMode::Recursive));
-                if let Ok(Ok(())) = added {
-                    watching.push(dir);
+            let known = watching.contains(&dir);
+            if !dir.is_dir() || (known && !replaced.contains(&folder)) {
+                continue;
+            }
+            let added = watch.watcher.lock().map(|mut w| {
+                if known {
+                    // The old watch names the folder that moved away; its removal can fail
+                    // when that folder is gone already, which is what we want anyway.
+                    let _ = w.unwatch(&dir);
                 }
+                w.watch(&dir, RecursiveMode::Recursive)
+            });
+            match added {
+                Ok(Ok(())) if !known => watching.push(dir),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(folder, error = %e, "Cannot watch the folder"),
+                Err(_) => {}
             }
         }
         let _ = runtime.reload("file change").await;
@@ -147,6 +192,22 @@ mod tests {
         assert!(!relevant(root, Path::new("/p/.crossdock/state/db")));
         assert!(!relevant(root, Path::new("/p/target/debug/x")));
         assert!(!relevant(root, Path::new("/elsewhere/crossdock.yaml")));
+        assert_eq!(
+            folder_itself(root, Path::new("/p/scripts")),
+            Some("scripts")
+        );
+        assert_eq!(folder_itself(root, Path::new("/p/scripts/a.rhai")), None);
+        assert_eq!(folder_itself(root, Path::new("/p/crossdock.yaml")), None);
+    }
+
+    #[test]
+    fn a_relative_root_compares_as_notify_reports_it() {
+        let cwd = std::env::current_dir().unwrap();
+        let root = absolute(Path::new(".")).unwrap();
+        assert!(relevant(&root, &cwd.join("pipelines/a.yaml")));
+        let root = absolute(Path::new("proj")).unwrap();
+        assert!(relevant(&root, &cwd.join("proj/crossdock.yaml")));
+        assert!(!relevant(&root, &cwd.join("crossdock.yaml")));
     }
 
     #[test]

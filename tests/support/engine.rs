@@ -39,9 +39,20 @@ impl Engine {
 
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Engine {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossdock"));
-        cmd.arg("run")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+        cmd.arg("run").arg(dir);
+        Engine::spawn(cmd, dir, env)
+    }
+
+    /// Starts `crossdock run` with no folder argument, from inside `dir`: the project is the
+    /// relative `.`, as a user in the project's folder runs it.
+    pub fn start_inside(dir: &Path) -> Engine {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossdock"));
+        cmd.arg("run").current_dir(dir);
+        Engine::spawn(cmd, dir, &[])
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Engine {
+        cmd.args(["--listen", "127.0.0.1:0"])
             .env("CROSSDOCK_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CROSSDOCK_LOG", "info")
             .stdout(Stdio::piped())
