@@ -133,6 +133,17 @@ impl Redactor {
         }
     }
 
+    /// [`Redactor::redact`] for UTF-8 bytes about to be written, copied only when a secret is
+    /// in them (a dry run writes every outcome through here).
+    pub fn redact_bytes<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let contains = |s: &str| memchr::memmem::find(text, s.as_bytes()).is_some();
+        if !self.secrets.iter().any(|s| contains(s)) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let owned = self.redact(&String::from_utf8_lossy(text));
+        std::borrow::Cow::Owned(owned.into_bytes())
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in self.secrets.iter() {
@@ -201,5 +212,10 @@ mod tests {
         let r = Redactor::new(got.secrets);
         assert_eq!(r.redact("sent Bearer s3cr3t-value!"), "sent Bearer ***!");
         assert_eq!(Redactor::new(vec!["USD".to_string()]).redact("USD"), "USD");
+        assert_eq!(&*r.redact_bytes(b"sent s3cr3t-value"), b"sent ***");
+        assert!(matches!(
+            r.redact_bytes(b"nothing here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
