@@ -377,7 +377,7 @@ async fn kill_9_loses_no_accepted_event() {
 }
 
 #[tokio::test]
-async fn sigterm_drains_and_exits_cleanly() {
+async fn sigterm_and_ctrl_c_drain_and_exit_cleanly() {
     let dir = project(&files());
     let engine = Engine::start(dir.path());
     for n in 0..10 {
@@ -386,13 +386,32 @@ async fn sigterm_drains_and_exits_cleanly() {
     }
     let status = engine.terminate();
     assert!(status.success(), "{status:?}");
-    // Whatever was not done before the exit is done by the next start.
+    // Ctrl-C (SIGINT) takes the same way out.
+    let engine = Engine::start(dir.path());
+    for n in 10..20 {
+        let (status, _) = engine.post("/hooks/echo", &format!(r#"{{"n":{n}}}"#)).await;
+        assert_eq!(status, 202);
+    }
+    let status = engine.stop_with("INT");
+    assert!(status.success(), "{status:?}");
+    // Whatever was not done before an exit is done by the next start.
     let engine = Engine::start(dir.path());
     let out = dir.path().join("out/actions.jsonl");
-    eventually("ten actions", Duration::from_secs(20), || async {
-        (json_lines(&out).len() >= 10).then_some(())
+    eventually("twenty actions", Duration::from_secs(20), || async {
+        (json_lines(&out).len() >= 20).then_some(())
     })
     .await;
+    let mut seen: Vec<i64> = json_lines(&out)
+        .iter()
+        .filter_map(|l| l["payload"]["n"].as_i64())
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        (0..20).collect::<Vec<_>>(),
+        "an accepted event was lost"
+    );
     let (_, health) = engine.admin("/health").await;
     assert_eq!(health["pending"], 0);
     let _: Value = health;

@@ -45,10 +45,19 @@ pub(super) async fn receive(
     let limit = runtime.settings.body_limit;
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            metrics::rejected(pipeline, 413);
-            return Err(ApiError::TooLarge(format!(
-                "the body is larger than {limit} bytes"
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                metrics::rejected(pipeline, 413);
+                return Err(ApiError::TooLarge(format!(
+                    "the body is larger than {limit} bytes"
+                )));
+            }
+            // The client went away or sent a broken body: nothing was received.
+            metrics::rejected(pipeline, 400);
+            return Err(ApiError::BadRequest(format!(
+                "the body could not be read: {e}"
             )));
         }
     };

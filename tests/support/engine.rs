@@ -124,15 +124,24 @@ impl Engine {
 
     /// Sends SIGTERM and returns at once: the engine starts draining.
     pub fn signal_term(&self) {
+        self.signal("TERM");
+    }
+
+    fn signal(&self, name: &str) {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
     }
 
     /// SIGTERM, then waits for the process to exit.
-    pub fn terminate(mut self) -> ExitStatus {
-        self.signal_term();
+    pub fn terminate(self) -> ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT` as Ctrl-C sends it), then waits for the exit.
+    pub fn stop_with(mut self, name: &str) -> ExitStatus {
+        self.signal(name);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
