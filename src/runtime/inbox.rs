@@ -195,6 +195,9 @@ pub struct Inbox {
     pub committer: Arc<Committer>,
     /// Events in `inbox`, kept here because sled counts a tree by scanning it.
     pending: AtomicU64,
+    /// Entries in `dead`, for the same reason: `/health` and the dead-letter gauge read it
+    /// often, and a scan per read grows with every letter kept.
+    dead_count: AtomicU64,
 }
 
 /// The answer to [`Inbox::accept`].
@@ -208,12 +211,14 @@ pub enum Accepted {
 impl Inbox {
     pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
         let inbox = store.table("inbox")?;
+        let dead = store.table("dead")?;
         Ok(Inbox {
             pending: AtomicU64::new(inbox.len() as u64),
             inbox,
             dedup: store.table("dedup")?,
             dedup_age: store.table("dedup-age")?,
-            dead: store.table("dead")?,
+            dead_count: AtomicU64::new(dead.len() as u64),
+            dead,
             trail: store.table("trail")?,
             committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
@@ -340,8 +345,12 @@ impl Inbox {
         trail: &Trail,
         letter: &DeadLetter,
     ) -> Result<(), InboxError> {
-        self.dead
-            .insert(&event.seq.to_be_bytes(), &to_json(letter)?)?;
+        let key = event.seq.to_be_bytes();
+        let new = self.dead.get(&key)?.is_none();
+        self.dead.insert(&key, &to_json(letter)?)?;
+        if new {
+            self.dead_count.fetch_add(1, Ordering::SeqCst);
+        }
         self.finish(event, trail)
     }
 
@@ -405,7 +414,7 @@ impl Inbox {
     }
 
     pub fn dead_letter_count(&self) -> usize {
-        self.dead.len()
+        usize::try_from(self.dead_count.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
     }
 
     pub fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, InboxError> {
@@ -442,7 +451,7 @@ impl Inbox {
         }
         self.inbox
             .insert(&seq.to_be_bytes(), &encode_event(&meta, &body)?)?;
-        self.dead.remove(&seq.to_be_bytes())?;
+        self.forget_dead_letter(seq)?;
         Ok(Some(StoredEvent {
             seq,
             meta,
@@ -454,7 +463,15 @@ impl Inbox {
         let Some(seq) = parse_event_id(id) else {
             return Ok(false);
         };
-        Ok(self.dead.remove(&seq.to_be_bytes())?.is_some())
+        self.forget_dead_letter(seq)
+    }
+
+    fn forget_dead_letter(&self, seq: u64) -> Result<bool, InboxError> {
+        let removed = self.dead.remove(&seq.to_be_bytes())?.is_some();
+        if removed {
+            self.dead_count.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(removed)
     }
 
     /// Forgets dedup keys older than `window`; returns how many.
@@ -729,6 +746,9 @@ mod tests {
             dead_at: now_rfc3339(),
         };
         inbox.dead_letter(&ev, &trail, &letter).unwrap();
+        // Written again (a crash before the inbox entry went): still one letter.
+        inbox.dead_letter(&ev, &trail, &letter).unwrap();
+        assert_eq!(inbox.dead_letter_count(), 1);
         assert_eq!(inbox.pending().unwrap().len(), 0);
         assert_eq!(inbox.dead_letters(None, 10).unwrap().len(), 1);
         assert_eq!(
