@@ -120,7 +120,7 @@ fn two_hundred_thousand_line_items_end_in_a_result_not_a_hang() {
     if errors.is_empty() {
         let items = events[0]["actions"]
             .as_array()
-            .and_then(|a| a.iter().find(|a| a["op"] == "tree"))
+            .and_then(|a| a.iter().find(|a| a["op"] == "composite"))
             .map(|a| {
                 a["payload"]["OrderItems"]["records"]
                     .as_array()

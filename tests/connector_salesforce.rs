@@ -301,6 +301,273 @@ async fn tree_failure_is_permanent_with_the_record_errors() {
     assert!(sf.records("OrderItem").is_empty());
 }
 
+/// An Order for `composite`: upserted by `External_Id__c`, each item by its own, every item's
+/// `OrderId` filled in from the Order.
+fn order_composite(items: Vec<Value>) -> Value {
+    json!({
+        "External_Id__c": "BC-ORDER-250",
+        "AccountId": "0015e00000AbCdEAAV",
+        "EffectiveDate": "2026-06-01",
+        "Status": "Draft",
+        "Description": "first",
+        "OrderItems": {
+            "object": "OrderItem",
+            "key": "External_Id__c",
+            "parent": "OrderId",
+            "records": items,
+        }
+    })
+}
+
+fn item(key: &str, sku: &str, quantity: i64) -> Value {
+    json!({"External_Id__c": key, "PricebookEntry": {"SKU__c": sku},
+           "Quantity": quantity, "UnitPrice": 10})
+}
+
+/// A mock org with the price book entries the items name by SKU.
+async fn org_with_entries() -> MockSalesforce {
+    let sf = MockSalesforce::start().await;
+    for sku in ["OAK-CH-01", "LIN-CU-GRY"] {
+        sf.insert("PricebookEntry", json!({"SKU__c": sku, "UnitPrice": 1}));
+    }
+    sf
+}
+
+async fn composite(c: &Arc<dyn Connector>, payload: Value) -> Result<Reply, CallError> {
+    call(c, "composite", "Order", Some("External_Id__c"), payload).await
+}
+
+#[tokio::test]
+async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_nothing_new() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    // A key with characters that must be encoded to stay one path segment.
+    let items = vec![
+        item("BC-ORDER-250-1971", "OAK-CH-01", 2),
+        item("BC-ORDER-250/1972 #b", "LIN-CU-GRY", 1),
+    ];
+    let first = composite(&c, order_composite(items.clone())).await.unwrap();
+    assert_eq!(first.status, 200);
+    let orders = sf.records("Order");
+    assert_eq!(orders.len(), 1);
+    let order_id = orders[0]["Id"].as_str().unwrap().to_string();
+    assert_eq!(first.remote_id.as_deref(), Some(order_id.as_str()));
+    assert_eq!(orders[0]["External_Id__c"], "BC-ORDER-250");
+    let stored = sf.records("OrderItem");
+    assert_eq!(stored.len(), 2);
+    for item in &stored {
+        assert_eq!(item["OrderId"], json!(order_id));
+    }
+    assert_eq!(
+        sf.find("OrderItem", "External_Id__c", "BC-ORDER-250/1972 #b")[0]["Quantity"],
+        1
+    );
+    let results = first.body["compositeResponse"].as_array().unwrap();
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["httpStatusCode"]).collect();
+    assert_eq!(statuses, vec![201, 201, 201]);
+
+    // One POST /composite, all or none: the Order by its key, then each item by its own,
+    // pointing at the Order through the reference.
+    let calls = sf.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "POST");
+    assert_eq!(calls[0].path, data_path("composite"));
+    let sent = &calls[0].body;
+    assert_eq!(sent["allOrNone"], true);
+    let subs = sent["compositeRequest"].as_array().unwrap();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[0]["method"], "PATCH");
+    assert_eq!(subs[0]["referenceId"], "refParent");
+    assert_eq!(
+        subs[0]["url"],
+        data_path("sobjects/Order/External_Id__c/BC-ORDER-250")
+    );
+    assert!(subs[0]["body"].get("External_Id__c").is_none());
+    assert!(subs[0]["body"].get("OrderItems").is_none());
+    assert_eq!(subs[2]["referenceId"], "refOrderItems_1");
+    assert_eq!(
+        subs[2]["url"],
+        data_path("sobjects/OrderItem/External_Id__c/BC-ORDER-250%2F1972%20%23b")
+    );
+    assert_eq!(subs[2]["body"]["OrderId"], "@{refParent.id}");
+
+    // The same payload again (the answer was lost, the event redelivered): nothing new, the
+    // same records updated.
+    let again = composite(&c, order_composite(items.clone())).await.unwrap();
+    assert_eq!(again.remote_id.as_deref(), Some(order_id.as_str()));
+    let results = again.body["compositeResponse"].as_array().unwrap();
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["httpStatusCode"]).collect();
+    assert_eq!(statuses, vec![200, 200, 200]);
+    assert_eq!(sf.records("Order").len(), 1);
+    assert_eq!(sf.records("OrderItem"), stored);
+
+    // A later version of the order updates the same Order.
+    let mut changed = order_composite(items);
+    changed["Description"] = json!("second");
+    let third = composite(&c, changed).await.unwrap();
+    assert_eq!(third.remote_id.as_deref(), Some(order_id.as_str()));
+    let orders = sf.records("Order");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0]["Description"], "second");
+    assert_eq!(sf.records("OrderItem").len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_item_fails_the_composite_naming_it_and_nothing_is_kept() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    // The second item names a price book entry the org does not have: Salesforce answers 200
+    // with that subrequest's 400 inside and every other one rolled back.
+    let bad = vec![
+        item("BC-ORDER-250-1971", "OAK-CH-01", 2),
+        item("BC-ORDER-250-1972", "NO-SUCH-SKU", 1),
+    ];
+    let message = permanent(composite(&c, order_composite(bad.clone())).await);
+    assert!(
+        message.contains(
+            "200 OK: subrequest `refOrderItems_1` (PATCH /services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1972) answered 400 Bad Request"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(r#""errorCode":"INVALID_FIELD""#),
+        "{message}"
+    );
+    assert!(message.contains("NO-SUCH-SKU"), "{message}");
+    // The rollback echo of the others is not the cause.
+    assert!(!message.contains("PROCESSING_HALTED"), "{message}");
+    let calls = sf.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, 200, "the failure is inside a 200");
+    assert_eq!(
+        calls[0].body["compositeRequest"].as_array().unwrap().len(),
+        3
+    );
+    // All or none: the Order and the good item were rolled back.
+    assert!(sf.records("Order").is_empty());
+    assert!(sf.records("OrderItem").is_empty());
+
+    // Over an Order that exists, a bad item also undoes the Order's update.
+    composite(
+        &c,
+        order_composite(vec![item("BC-ORDER-250-1971", "OAK-CH-01", 2)]),
+    )
+    .await
+    .unwrap();
+    let mut update = order_composite(bad);
+    update["Description"] = json!("second");
+    let message = permanent(composite(&c, update).await);
+    assert!(message.contains("refOrderItems_1"), "{message}");
+    let orders = sf.records("Order");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0]["Description"], "first");
+    assert_eq!(sf.records("OrderItem").len(), 1);
+}
+
+#[tokio::test]
+async fn a_composite_over_twenty_five_subrequests_is_refused_before_any_call() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    let items = (0..25)
+        .map(|i| item(&format!("BC-ORDER-250-{i}"), "OAK-CH-01", 1))
+        .collect();
+    let message = permanent(composite(&c, order_composite(items)).await);
+    assert!(message.contains("26 subrequests"), "{message}");
+    assert!(message.contains("allows 25"), "{message}");
+    assert!(sf.calls().is_empty());
+    assert_eq!(sf.token_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_composite_payload_without_the_child_spec_names_the_missing_field() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    let mut payload = order_composite(vec![item("I1", "OAK-CH-01", 1)]);
+    payload["OrderItems"]
+        .as_object_mut()
+        .unwrap()
+        .remove("parent");
+    let message = permanent(composite(&c, payload).await);
+    assert!(message.contains("`OrderItems.parent`"), "{message}");
+    assert!(sf.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_composite_goes_through_the_token_renewal_and_the_limit_like_any_call() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    let payload = order_composite(vec![item("BC-ORDER-250-1971", "OAK-CH-01", 2)]);
+    // The org's allowance is used up: the whole call answers 403 REQUEST_LIMIT_EXCEEDED.
+    sf.limit_exceeded(1);
+    let (message, _) = retryable(composite(&c, payload.clone()).await);
+    assert!(
+        message.contains("403") && message.contains("REQUEST_LIMIT_EXCEEDED"),
+        "{message}"
+    );
+    // A token that expired meanwhile: one renewal, one replay.
+    sf.expire_token();
+    let reply = composite(&c, payload).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(sf.token_requests(), 2);
+    let statuses: Vec<u16> = sf.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![403, 401, 200]);
+    assert_eq!(sf.records("Order").len(), 1);
+    assert_eq!(sf.records("OrderItem").len(), 1);
+}
+
+/// A Salesforce stand-in on loopback whose `/composite` answers 200 with `results` inside:
+/// for failures the mock org cannot be made to produce within a composite.
+async fn canned_composite(results: Value) -> String {
+    async fn token(axum::extract::State(base): axum::extract::State<String>) -> axum::Json<Value> {
+        axum::Json(json!({"access_token": "canned-token", "instance_url": base,
+                          "token_type": "Bearer", "issued_at": "1718029200000"}))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let answer = json!({"compositeResponse": results});
+    let app = axum::Router::new()
+        .route("/services/oauth2/token", axum::routing::post(token))
+        .route(
+            &format!("/services/data/{API_VERSION}/composite"),
+            axum::routing::post(move || {
+                let answer = answer.clone();
+                async move { axum::Json(answer) }
+            }),
+        )
+        .with_state(base.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn a_locked_row_or_the_limit_inside_a_composite_is_retryable() {
+    let halted = json!([{"errorCode": "PROCESSING_HALTED",
+        "message": "The transaction was rolled back since another operation in the same transaction failed."}]);
+    for (status, code) in [(400, "UNABLE_TO_LOCK_ROW"), (403, "REQUEST_LIMIT_EXCEEDED")] {
+        let base = canned_composite(json!([
+            {"referenceId": "refParent", "httpStatusCode": status, "httpHeaders": {},
+             "body": [{"errorCode": code, "message": "try later"}]},
+            {"referenceId": "refOrderItems_0", "httpStatusCode": 400, "httpHeaders": {},
+             "body": halted},
+        ]))
+        .await;
+        let c = build(json!({
+            "kind": "salesforce",
+            "auth": {"oauth2": {"token_url": format!("{base}/services/oauth2/token"),
+                                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}},
+            "api_version": API_VERSION,
+        }));
+        let payload = order_composite(vec![item("BC-ORDER-250-1971", "OAK-CH-01", 2)]);
+        let (message, _) = retryable(composite(&c, payload).await);
+        assert!(message.contains("subrequest `refParent`"), "{message}");
+        assert!(message.contains(code), "{message}");
+        assert!(
+            message.contains(&format!("answered {status} ")),
+            "{message}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn other_errors_are_permanent_with_the_error_array() {
     let sf = MockSalesforce::start().await;

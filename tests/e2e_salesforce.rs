@@ -217,17 +217,87 @@ async fn a_signed_order_webhook_becomes_account_contact_and_order_with_items() {
         .collect();
     assert!(quantities.contains(&2) && quantities.contains(&1));
 
+    // Each item carries its own key: the order id and the BigCommerce line item id.
+    let mut item_keys: Vec<&str> = items
+        .iter()
+        .map(|i| i["External_Id__c"].as_str().unwrap())
+        .collect();
+    item_keys.sort_unstable();
+    assert_eq!(item_keys, ["BC-ORDER-250-1971", "BC-ORDER-250-1972"]);
+
+    // The Order and its items went in one composite call that upserts each by its key.
+    let calls = w.sf.calls();
+    let composites: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path == "/services/data/v60.0/composite")
+        .collect();
+    assert_eq!(composites.len(), 1, "{calls:?}");
+    assert_eq!(composites[0].method, "POST");
+    assert_eq!(composites[0].status, 200);
+    assert_eq!(composites[0].body["allOrNone"], true);
+    let urls: Vec<&str> = composites[0].body["compositeRequest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "/services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER-250",
+            "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1971",
+            "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1972",
+        ]
+    );
+    assert!(
+        !calls.iter().any(|c| c.path.contains("composite/tree")),
+        "{calls:?}"
+    );
+
     // The trail names every action with the id Salesforce gave.
     let actions = trail["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 3);
-    assert_eq!(actions[2]["op"], "tree");
+    assert_eq!(actions[2]["op"], "composite");
     assert_eq!(actions[2]["remote_id"], order["Id"]);
     assert_eq!(w.sf.token_requests(), 1, "the token is cached across calls");
+
+    // What the org holds now, to compare after each redelivery.
+    let counts = |sf: &MockSalesforce| {
+        ["Account", "Contact", "Order", "OrderItem"].map(|object| sf.records(object).len())
+    };
+    let before = counts(&w.sf);
+    assert_eq!(before, [1, 1, 1, 2]);
+    let calls_before = w.sf.calls().len();
 
     // BigCommerce redelivers the same webhook: 200, nothing sent twice.
     let (status, again) = post_order(&w.engine, "delivery-250", 250).await;
     assert_eq!(status, 200);
     assert_eq!(again["event_id"], id.as_str());
+    // Whatever the engine would send, it sends after answering: give it the time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.sf.calls().len(), calls_before, "{:?}", w.sf.calls());
+    assert_eq!(counts(&w.sf), before);
+
+    // The same order as a new delivery (the first answer was lost, or the store sent it
+    // again): a new event, whose upserts update the same records and create none.
+    let (status, answer) = post_order(&w.engine, "delivery-250-again", 250).await;
+    assert_eq!(status, 202, "{answer}");
+    let second = answer["event_id"].as_str().unwrap().to_string();
+    assert_ne!(second, id);
+    let trail = eventually(
+        "the second event to finish",
+        Duration::from_secs(20),
+        || async {
+            let (_, t) = w.engine.admin(&format!("/api/events/{second}")).await;
+            (t["status"] == "processed" || t["status"] == "dead_lettered").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(trail["status"], "processed", "{trail}\n{}", w.engine.log());
+    assert_eq!(trail["actions"][2]["remote_id"], order["Id"]);
+    assert_eq!(counts(&w.sf), before, "{:?}", w.sf.records("OrderItem"));
+    let items_after: Vec<Value> = w.sf.records("OrderItem");
+    assert!(items_after.iter().all(|i| i["OrderId"] == order["Id"]));
 }
 
 #[tokio::test]
@@ -262,7 +332,8 @@ async fn salesforce_limits_are_retried_and_bad_records_dead_letter_with_the_remo
     );
 
     // In an org without the price book entry the items point at, Salesforce refuses the
-    // tree: a permanent error, dead-lettered at once with Salesforce's own error.
+    // item inside the composite: a permanent error, dead-lettered at once with Salesforce's
+    // own error for that item.
     let w2 = world_with(&[]).await;
     let (status, answer) = post_order(&w2.engine, "delivery-251", 251).await;
     assert_eq!(status, 202);
@@ -273,7 +344,9 @@ async fn salesforce_limits_are_retried_and_bad_records_dead_letter_with_the_remo
     })
     .await;
     let reason = letter["reason"].as_str().unwrap();
-    assert!(reason.contains("salesforce tree Order"), "{reason}");
+    assert!(reason.contains("salesforce composite Order"), "{reason}");
+    assert!(reason.contains("`refOrderItems_0`"), "{reason}");
+    assert!(reason.contains("BC-ORDER-251-1980"), "{reason}");
     assert!(
         reason.contains("LIN-CU-GRY"),
         "the remote error names the missing entry: {reason}"
@@ -283,8 +356,10 @@ async fn salesforce_limits_are_retried_and_bad_records_dead_letter_with_the_remo
         "a permanent error is not retried"
     );
     assert_eq!(letter["body"]["data"]["id"], 251);
-    // The Account and Contact went out before the Order failed.
+    // The Account and Contact went out before the Order failed; the Order upserted ahead of
+    // the bad item was rolled back with it.
     assert_eq!(w2.sf.records("Order").len(), 0);
+    assert_eq!(w2.sf.records("OrderItem").len(), 0);
     assert_eq!(w2.sf.records("Contact").len(), 1);
 }
 
@@ -323,6 +398,6 @@ async fn unconfigured_salesforce_calls_go_to_the_console() {
     assert_eq!(lines[0]["connector"], "salesforce");
     assert_eq!(lines[0]["op"], "upsert");
     assert_eq!(lines[0]["object"], "Account");
-    assert_eq!(lines[2]["op"], "tree");
+    assert_eq!(lines[2]["op"], "composite");
     assert_eq!(lines[2]["payload"]["External_Id__c"], "BC-ORDER-250");
 }

@@ -1,12 +1,52 @@
-//! The `salesforce` connector: sObject create, upsert by external id, update, delete, and
-//! `tree` (a parent with its children in one call, e.g. an Order with its OrderItems).
+//! The `salesforce` connector: sObject create, upsert by external id, update, delete, `tree`
+//! (a parent with its children in one insert-only call) and `composite` (a parent with its
+//! children upserted in one all-or-none call, e.g. an Order with its OrderItems).
 //!
-//! Owns the REST calls these make (conformance/salesforce-rest.md, sections 1–4 and 6) and
-//! reading Salesforce's answers: success shapes, and errors classified by their `errorCode`
+//! Owns the REST calls these make (conformance/salesforce-rest.md, sections 1–6) and reading
+//! Salesforce's answers: success shapes, and errors classified by their `errorCode`
 //! (`statusCode` inside tree results) rather than by status alone, because Salesforce signals
 //! its API limit with a 403 and a lock conflict with a 400. Tokens come from `oauth2`; a
 //! Salesforce token has no `expires_in`, so a 401 is the only sign of expiry: one new token,
 //! one replay, never more.
+//!
+//! # `composite`: a parent and its children, safe to send twice
+//!
+//! `tree` only inserts: when its answer is lost (a timeout, a crash before the trail is
+//! written), the redelivered event creates a second Order. `composite` upserts every record by
+//! an external id instead, so sending it again updates what the first call made. The send names
+//! the parent's object and key; the payload is the parent's fields, holding its own key value,
+//! and one *child group* per kind of child, under any name made of letters, digits and `_`:
+//!
+//! ```yaml
+//! - send: { to: salesforce, op: composite, object: Order, key: External_Id__c, payload: $.order }
+//! ```
+//!
+//! ```json
+//! {"External_Id__c": "BC-ORDER-250", "Status": "Draft", "EffectiveDate": "2026-11-20",
+//!  "OrderItems": {"object": "OrderItem", "key": "External_Id__c", "parent": "OrderId",
+//!                 "records": [{"External_Id__c": "BC-ORDER-250-1971", "Quantity": 2}]}}
+//! ```
+//!
+//! A field whose value is an object with `records` is a child group; it holds exactly `object`
+//! (the children's sObject), `key` (their external id field, which every record carries),
+//! `parent` (their field for the parent's id, filled in by the call: a record must not set it)
+//! and `records` (an array, possibly empty). Children have no groups of their own. `attributes`
+//! and `Id` are dropped from every record, as the upsert URL names the record.
+//!
+//! This becomes one `POST composite` with `allOrNone: true`: subrequest `refParent` PATCHes
+//! `sobjects/Order/External_Id__c/BC-ORDER-250`, then subrequest `ref<group>_<i>` for
+//! `records[i]` (counted from 0 as in other messages: `refOrderItems_0`) PATCHes
+//! `sobjects/OrderItem/External_Id__c/BC-ORDER-250-1971` with `"OrderId": "@{refParent.id}"`.
+//! Salesforce allows 25 subrequests, so a parent takes at most 24 children; more is a permanent
+//! error before any call. Children that left the payload since an earlier call are not deleted.
+//! The reference needs the upsert answer's `id`, which an update gives only from API version
+//! 46.0 (older versions answer 204 with no body), so older versions are refused.
+//!
+//! The answer is 200 even when subrequests failed: the call succeeds only when every
+//! subrequest answered 2xx, and its remote id is the parent's. Otherwise the error names the
+//! failing subrequest (its referenceId, method and URL) with its status and error array, and is
+//! retryable exactly when that error would be on its own. Rolled-back siblings, which only say
+//! `PROCESSING_HALTED`, are not the cause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +72,23 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// record locked by another transaction (a 400).
 const RETRYABLE_CODES: [&str; 2] = ["REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW"];
 
+/// Salesforce's limit on subrequests in one `/composite` call.
+const MAX_SUBREQUESTS: usize = 25;
+
+/// The referenceId of a composite's parent, whose id the children refer to.
+const PARENT_REF: &str = "refParent";
+
+/// What a subrequest says when it did nothing wrong itself but was rolled back with the others
+/// (or could not run because one it refers to failed).
+const HALTED: &str = "PROCESSING_HALTED";
+
+/// The members of a composite child group.
+const GROUP_MEMBERS: [&str; 4] = ["object", "key", "parent", "records"];
+
+/// The first API version whose upsert answers an update with the record's id, which
+/// `@{refParent.id}` needs.
+const COMPOSITE_MIN_VERSION: f64 = 46.0;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
@@ -53,7 +110,7 @@ pub struct SalesforceAuth {
     pub oauth2: OAuth2ClientCredentials,
 }
 
-const OPS: [&str; 5] = ["create", "upsert", "update", "delete", "tree"];
+const OPS: [&str; 6] = ["create", "upsert", "update", "delete", "tree", "composite"];
 
 impl ConnectorKind for SalesforceConfig {
     fn kind(&self) -> &'static str {
@@ -99,18 +156,29 @@ impl ConnectorKind for SalesforceConfig {
                 help: None,
             });
         }
+        if send.op == "composite" {
+            if let Err(CallError::Permanent { message }) =
+                check_composite_version(&self.api_version)
+            {
+                out.push(SendProblem {
+                    field: "op",
+                    message,
+                    help: Some("set the connector's api_version to v46.0 or later".into()),
+                });
+            }
+        }
         match (send.op, send.key) {
-            ("upsert", None) => out.push(SendProblem {
+            (op @ ("upsert" | "composite"), None) => out.push(SendProblem {
                 field: "op",
-                message:
-                    "salesforce `upsert` needs `key` (the external id field, e.g. External_Id__c)"
-                        .into(),
+                message: format!(
+                    "salesforce `{op}` needs `key` (the external id field, e.g. External_Id__c)"
+                ),
                 help: None,
             }),
-            ("upsert", Some(_)) | (_, None) => {}
+            ("upsert" | "composite", Some(_)) | (_, None) => {}
             (op, Some(_)) => out.push(SendProblem {
                 field: "key",
-                message: format!("`key` is only for upsert, not `{op}`"),
+                message: format!("`key` is only for upsert and composite, not `{op}`"),
                 help: None,
             }),
         }
@@ -134,15 +202,27 @@ struct Plan {
     /// Below `{instance}/services/data/{version}/`, segments already encoded.
     path: String,
     body: Option<Value>,
-    /// For `tree`: the referenceId of the top-level record, whose id the reply carries.
-    reference: Option<String>,
+    /// Where a successful answer names the record's id.
+    answered: Answered,
     /// For `upsert`: `Field = value`, to explain a 300.
     key: Option<String>,
 }
 
+/// How to read a successful answer.
+#[derive(Debug, PartialEq)]
+enum Answered {
+    /// One record: the answer's `id`.
+    Record,
+    /// `tree`: the id given to the top-level record with this referenceId.
+    Tree(Option<String>),
+    /// `composite`: 200 says little; every subrequest must have succeeded, and the id is the
+    /// parent's.
+    Composite,
+}
+
 impl Salesforce {
     async fn call_once(&self, request: Request<'_>) -> Result<Reply, CallError> {
-        let plan = plan(request)?;
+        let plan = plan(request, &self.api_version)?;
         let (answer, what) = self.tokens.send(|token| self.send(&plan, token)).await?;
         reply(&plan, answer, &what)
     }
@@ -186,7 +266,8 @@ impl Connector for Salesforce {
     }
 }
 
-fn plan(request: Request<'_>) -> Result<Plan, CallError> {
+/// `api_version` as the URL has it (`v60.0`): composite subrequests name their own URLs.
+fn plan(request: Request<'_>, api_version: &str) -> Result<Plan, CallError> {
     let op = request.op;
     let object = request
         .object
@@ -196,7 +277,7 @@ fn plan(request: Request<'_>) -> Result<Plan, CallError> {
         method: Method::POST,
         path: sobject.clone(),
         body: None,
-        reference: None,
+        answered: Answered::Record,
         key: None,
     };
     match op {
@@ -206,7 +287,7 @@ fn plan(request: Request<'_>) -> Result<Plan, CallError> {
                 .key
                 .ok_or_else(|| permanent("salesforce `upsert` needs `key`".into()))?;
             let fields = fields(request)?;
-            let value = id_text(fields, key, "the upsert key")?;
+            let value = id_text(fields, key, "the upsert key", "the payload")?;
             plan.method = Method::PATCH;
             plan.path = format!(
                 "{sobject}/{}/{}",
@@ -219,7 +300,7 @@ fn plan(request: Request<'_>) -> Result<Plan, CallError> {
         }
         "update" | "delete" => {
             let fields = fields(request)?;
-            let id = id_text(fields, "Id", "the record id")?;
+            let id = id_text(fields, "Id", "the record id", "the payload")?;
             plan.path = format!("{sobject}/{}", classify::encode_segment(&id));
             if op == "update" {
                 plan.method = Method::PATCH;
@@ -237,17 +318,29 @@ fn plan(request: Request<'_>) -> Result<Plan, CallError> {
             for record in &mut records {
                 label(record, Some(object), &mut generated)?;
             }
-            plan.reference = records
-                .first()
-                .and_then(|r| r.pointer("/attributes/referenceId"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            plan.answered = Answered::Tree(
+                records
+                    .first()
+                    .and_then(|r| r.pointer("/attributes/referenceId"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            );
             plan.path = format!("composite/tree/{}", classify::encode_segment(object));
             plan.body = Some(serde_json::json!({ "records": records }));
         }
+        "composite" => {
+            let key = request
+                .key
+                .ok_or_else(|| permanent("salesforce `composite` needs `key`".into()))?;
+            check_composite_version(api_version)?;
+            plan.path = "composite".into();
+            plan.body = Some(composite_body(object, key, fields(request)?, api_version)?);
+            plan.answered = Answered::Composite;
+        }
         other => {
             return Err(permanent(format!(
-                "salesforce has no operation `{other}` (create, upsert, update, delete, tree)"
+                "salesforce has no operation `{other}` ({})",
+                OPS.join(", ")
             )))
         }
     }
@@ -264,14 +357,20 @@ fn fields<'p>(request: Request<'p>) -> Result<&'p Map<String, Value>, CallError>
     })
 }
 
-/// A field that goes into the URL: a string, or a number (external ids often are).
-fn id_text(fields: &Map<String, Value>, name: &str, role: &str) -> Result<String, CallError> {
+/// A field that goes into the URL: a string, or a number (external ids often are). `place`
+/// names the record in messages.
+fn id_text(
+    fields: &Map<String, Value>,
+    name: &str,
+    role: &str,
+    place: &str,
+) -> Result<String, CallError> {
     match fields.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        None => Err(permanent(format!("the payload has no `{name}` ({role})"))),
+        None => Err(permanent(format!("{place} has no `{name}` ({role})"))),
         Some(other) => Err(permanent(format!(
-            "`{name}` ({role}) is {}, not a non-empty string or a number",
+            "`{name}` ({role}) in {place} is {}, not a non-empty string or a number",
             kind_of(other)
         ))),
     }
@@ -342,6 +441,194 @@ fn label(record: &mut Value, object: Option<&str>, generated: &mut usize) -> Res
     Ok(())
 }
 
+/// Refuses versions whose upsert answers an update without the record's id: there the
+/// children's `@{refParent.id}` would find nothing and every redelivery would fail.
+fn check_composite_version(api_version: &str) -> Result<(), CallError> {
+    // `60.0` and `v60.0` both name the version.
+    let number = api_version.trim_start_matches('v').parse::<f64>();
+    match number {
+        Ok(n) if n < COMPOSITE_MIN_VERSION => Err(permanent(format!(
+            "salesforce `composite` needs api_version {COMPOSITE_MIN_VERSION:.1} or later, \
+             not {api_version}: older versions answer an upsert that updates with no id for \
+             the children to refer to"
+        ))),
+        // A version that does not read as a number is Salesforce's to refuse.
+        _ => Ok(()),
+    }
+}
+
+/// A composite child group as the payload gives it, checked.
+struct Group<'p> {
+    name: &'p str,
+    object: &'p str,
+    key: &'p str,
+    parent: &'p str,
+    records: &'p [Value],
+}
+
+/// The `/composite` request for a parent and its child groups (see the module doc).
+fn composite_body(
+    object: &str,
+    key: &str,
+    fields: &Map<String, Value>,
+    api_version: &str,
+) -> Result<Value, CallError> {
+    let mut parent = Map::new();
+    let mut groups = Vec::new();
+    for (name, value) in fields {
+        if is_group(value) {
+            groups.push(group(name, value)?);
+        } else {
+            parent.insert(name.clone(), value.clone());
+        }
+    }
+    let children: usize = groups.iter().map(|g| g.records.len()).sum();
+    if 1 + children > MAX_SUBREQUESTS {
+        return Err(permanent(format!(
+            "salesforce `composite`: the {object} and its {children} children need {} \
+             subrequests, and Salesforce allows {MAX_SUBREQUESTS} in one call (at most {} \
+             children)",
+            1 + children,
+            MAX_SUBREQUESTS - 1
+        )));
+    }
+
+    let value = id_text(&parent, key, "the parent's upsert key", "the payload")?;
+    let mut subrequests = vec![upsert_subrequest(
+        api_version,
+        object,
+        key,
+        &value,
+        PARENT_REF.into(),
+        without(&parent, &[key, "Id", "attributes"]),
+    )];
+    for group in &groups {
+        for (i, record) in group.records.iter().enumerate() {
+            let place = format!("`{}.records[{i}]`", group.name);
+            let Value::Object(record) = record else {
+                return Err(permanent(format!(
+                    "salesforce `composite`: {place} is {}, not an object of fields",
+                    kind_of(record)
+                )));
+            };
+            let value = id_text(record, group.key, "its upsert key", &place)?;
+            for (name, field) in record {
+                if name.eq_ignore_ascii_case(group.parent) {
+                    return Err(permanent(format!(
+                        "salesforce `composite`: {place} sets `{name}`, which the call fills in \
+                         with the {object}'s id (`{}.parent`)",
+                        group.name
+                    )));
+                }
+                if is_group(field) {
+                    return Err(permanent(format!(
+                        "salesforce `composite`: {place} has children of its own under \
+                         `{name}`: only one level (a parent and its children) is supported"
+                    )));
+                }
+            }
+            let mut body = without(record, &[group.key, "Id", "attributes"]);
+            if let Value::Object(body) = &mut body {
+                body.insert(group.parent.into(), format!("@{{{PARENT_REF}.id}}").into());
+            }
+            subrequests.push(upsert_subrequest(
+                api_version,
+                group.object,
+                group.key,
+                &value,
+                format!("ref{}_{i}", group.name),
+                body,
+            ));
+        }
+    }
+    Ok(serde_json::json!({ "allOrNone": true, "compositeRequest": subrequests }))
+}
+
+/// A child group is an object with `records`, as the children of a tree record are.
+fn is_group(value: &Value) -> bool {
+    value.get("records").is_some()
+}
+
+fn group<'p>(name: &'p str, value: &'p Value) -> Result<Group<'p>, CallError> {
+    let problem = |what: String| permanent(format!("salesforce `composite`: {what}"));
+    // The name goes into referenceIds, which allow only these.
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(problem(format!(
+            "the child group `{name}` must be named with letters, digits and `_` only (it \
+             names the subrequests)"
+        )));
+    }
+    let Value::Object(members) = value else {
+        return Err(problem(format!("`{name}` is {}", kind_of(value))));
+    };
+    if let Some(other) = members
+        .keys()
+        .find(|m| !GROUP_MEMBERS.contains(&m.as_str()))
+    {
+        return Err(problem(format!(
+            "the child group `{name}` has `{other}`: a group holds only {}",
+            GROUP_MEMBERS.join(", ")
+        )));
+    }
+    let text = |member: &str, role: &str| match members.get(member) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
+        Some(other) => Err(problem(format!(
+            "`{name}.{member}` ({role}) is {}, not a non-empty string",
+            kind_of(other)
+        ))),
+        None => Err(problem(format!(
+            "the child group `{name}` has no `{name}.{member}` ({role})"
+        ))),
+    };
+    let object = text("object", "the children's sObject, e.g. OrderItem")?;
+    let key = text(
+        "key",
+        "the children's external id field, e.g. External_Id__c",
+    )?;
+    let parent = text(
+        "parent",
+        "the children's field for the parent's id, e.g. OrderId",
+    )?;
+    let records = match members.get("records") {
+        Some(Value::Array(records)) => records.as_slice(),
+        Some(other) => {
+            return Err(problem(format!(
+                "`{name}.records` is {}, not an array of records",
+                kind_of(other)
+            )))
+        }
+        None => &[],
+    };
+    Ok(Group {
+        name,
+        object,
+        key,
+        parent,
+        records,
+    })
+}
+
+fn upsert_subrequest(
+    api_version: &str,
+    object: &str,
+    key: &str,
+    value: &str,
+    reference: String,
+    body: Value,
+) -> Value {
+    serde_json::json!({
+        "method": "PATCH",
+        "url": format!(
+            "/services/data/{api_version}/sobjects/{}/{}/{}",
+            classify::encode_segment(object),
+            classify::encode_segment(key),
+            classify::encode_segment(value)
+        ),
+        "referenceId": reference,
+        "body": body,
+    })
+}
+
 fn reply(plan: &Plan, answer: Answer, what: &str) -> Result<Reply, CallError> {
     if answer.status == StatusCode::MULTIPLE_CHOICES {
         let detail = format!(
@@ -357,9 +644,12 @@ fn reply(plan: &Plan, answer: Answer, what: &str) -> Result<Reply, CallError> {
     if !answer.status.is_success() {
         return Err(failure(&answer, what));
     }
-    let remote_id = match &plan.reference {
-        Some(reference) => tree_id(&answer.body, reference),
-        None => classify::remote_id(&answer.body),
+    let remote_id = match &plan.answered {
+        Answered::Record => classify::remote_id(&answer.body),
+        Answered::Tree(reference) => reference
+            .as_deref()
+            .and_then(|reference| tree_id(&answer.body, reference)),
+        Answered::Composite => composite_id(plan, &answer, what)?,
     };
     Ok(Reply {
         status: answer.status.as_u16(),
@@ -377,6 +667,135 @@ fn tree_id(body: &Value, reference: &str) -> Option<String> {
         .get("id")?
         .as_str()
         .map(str::to_string)
+}
+
+/// The parent's id from a composite answer whose subrequests all succeeded; the error of the
+/// one that caused the failure otherwise.
+fn composite_id(plan: &Plan, answer: &Answer, what: &str) -> Result<Option<String>, CallError> {
+    let Some(results) = answer
+        .body
+        .get("compositeResponse")
+        .and_then(Value::as_array)
+    else {
+        let detail = format!(
+            "a composite answer without `compositeResponse`: {}",
+            classify::body_text(&answer.body)
+        );
+        return Err(classify::failure(answer, what, false, &detail));
+    };
+    let failed: Vec<&Value> = results
+        .iter()
+        .filter(|r| !sub_status(r).is_some_and(|s| s.is_success()))
+        .collect();
+    if failed.is_empty() {
+        return Ok(results
+            .iter()
+            .find(|r| sub_reference(r) == PARENT_REF)
+            .and_then(|r| r.get("body"))
+            .and_then(classify::remote_id));
+    }
+    // With allOrNone every other subrequest reports PROCESSING_HALTED, which says nothing
+    // about the cause.
+    match failed
+        .iter()
+        .find(|r| !halted_only(r.get("body").unwrap_or(&Value::Null)))
+    {
+        Some(cause) => Err(subrequest_failure(plan, answer, what, cause)),
+        None => Err(all_halted(plan, answer, what, &failed)),
+    }
+}
+
+fn sub_status(result: &Value) -> Option<StatusCode> {
+    let code = result.get("httpStatusCode")?.as_u64()?;
+    StatusCode::from_u16(u16::try_from(code).ok()?).ok()
+}
+
+fn sub_reference(result: &Value) -> &str {
+    result
+        .get("referenceId")
+        .and_then(Value::as_str)
+        .unwrap_or("(no referenceId)")
+}
+
+/// `` `refOrderItems_1` (PATCH /services/data/…/OrderItem/External_Id__c/BC-250-2) ``: the
+/// subrequest as the request sent it, so the message names the record's key.
+fn sub_name(plan: &Plan, reference: &str) -> String {
+    let sent = plan
+        .body
+        .as_ref()
+        .and_then(|b| b.get("compositeRequest"))
+        .and_then(Value::as_array)
+        .and_then(|subs| {
+            subs.iter()
+                .find(|s| s.get("referenceId").and_then(Value::as_str) == Some(reference))
+        });
+    let text = |field: &str| {
+        sent.and_then(|s| s.get(field))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    match sent {
+        Some(_) => format!("`{reference}` ({} {})", text("method"), text("url")),
+        None => format!("`{reference}`"),
+    }
+}
+
+fn halted_only(body: &Value) -> bool {
+    let codes = error_codes(body);
+    !codes.is_empty() && codes.iter().all(|c| *c == HALTED)
+}
+
+/// The failing subrequest's error, classified as the same error would be on its own call:
+/// by its status and its error codes, with its error array in the message.
+fn subrequest_failure(plan: &Plan, answer: &Answer, what: &str, cause: &Value) -> CallError {
+    let body = cause.get("body").unwrap_or(&Value::Null);
+    let status = sub_status(cause);
+    let retryable = status.is_some_and(classify::is_retryable_status)
+        || error_codes(body)
+            .iter()
+            .any(|code| RETRYABLE_CODES.contains(code));
+    let detail = format!(
+        "subrequest {} answered {}, all rolled back: {}",
+        sub_name(plan, sub_reference(cause)),
+        status_text(status),
+        classify::body_text(body)
+    );
+    classify::failure(answer, what, retryable, &detail)
+}
+
+fn status_text(status: Option<StatusCode>) -> String {
+    status.map_or_else(|| "no status".into(), |s| s.to_string())
+}
+
+/// Every failed subrequest says PROCESSING_HALTED: one of them could not run (a reference to
+/// a result that has no such field), the rest were rolled back. Their messages tell which, so
+/// all are shown, those with the same error together.
+fn all_halted(plan: &Plan, answer: &Answer, what: &str, failed: &[&Value]) -> CallError {
+    let mut by_error: Vec<(String, Vec<String>)> = Vec::new();
+    for result in failed {
+        let error = format!(
+            "{} {}",
+            status_text(sub_status(result)),
+            classify::body_text(result.get("body").unwrap_or(&Value::Null))
+        );
+        let name = sub_name(plan, sub_reference(result));
+        match by_error.iter_mut().find(|(e, _)| *e == error) {
+            Some((_, names)) => names.push(name),
+            None => by_error.push((error, vec![name])),
+        }
+    }
+    let detail = by_error
+        .iter()
+        .map(|(error, names)| format!("{}: {error}", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    classify::failure(
+        answer,
+        what,
+        false,
+        &format!("every failed subrequest says {HALTED}, all rolled back: {detail}"),
+    )
 }
 
 /// Retryable when the status says so (429, 5xx) or any error code does; the message carries
@@ -416,6 +835,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const V: &str = "v60.0";
+
     fn request<'a>(op: &'a str, key: Option<&'a str>, payload: &'a Value) -> Request<'a> {
         Request {
             connector: "salesforce",
@@ -429,7 +850,7 @@ mod tests {
     #[test]
     fn upsert_puts_the_key_in_the_url_and_neither_it_nor_id_in_the_body() {
         let payload = json!({"ExternalId__c": "BC/250 #1", "Id": "x", "Status": "Draft"});
-        let plan = plan(request("upsert", Some("ExternalId__c"), &payload)).unwrap();
+        let plan = plan(request("upsert", Some("ExternalId__c"), &payload), V).unwrap();
         assert_eq!(plan.method, Method::PATCH);
         assert_eq!(plan.path, "sobjects/Order/ExternalId__c/BC%2F250%20%231");
         assert_eq!(plan.body, Some(json!({"Status": "Draft"})));
@@ -444,9 +865,9 @@ mod tests {
                 {"attributes": {"type": "OrderItem"}, "Quantity": 2}
             ]}
         });
-        let plan = plan(request("tree", None, &payload)).unwrap();
+        let plan = plan(request("tree", None, &payload), V).unwrap();
         assert_eq!(plan.path, "composite/tree/Order");
-        assert_eq!(plan.reference.as_deref(), Some("crossdockRef1"));
+        assert_eq!(plan.answered, Answered::Tree(Some("crossdockRef1".into())));
         let body = plan.body.unwrap();
         assert_eq!(
             body["records"][0]["attributes"],
@@ -467,9 +888,9 @@ mod tests {
             json!({"records": [record.clone()]}),
             json!([record.clone()]),
         ] {
-            let plan = plan(request("tree", None, &payload)).unwrap();
+            let plan = plan(request("tree", None, &payload), V).unwrap();
             assert_eq!(plan.body, Some(json!({"records": [record.clone()]})));
-            assert_eq!(plan.reference.as_deref(), Some("o1"));
+            assert_eq!(plan.answered, Answered::Tree(Some("o1".into())));
         }
     }
 
@@ -481,5 +902,282 @@ mod tests {
             "errors": [{"statusCode": "INVALID_EMAIL_ADDRESS", "message": "m", "fields": ["Email"]}]}]});
         assert_eq!(error_codes(&tree), vec!["INVALID_EMAIL_ADDRESS"]);
         assert!(error_codes(&json!("text")).is_empty());
+    }
+
+    fn order(items: Value) -> Value {
+        json!({
+            "External_Id__c": "BC-ORDER/250",
+            "Id": "ignored",
+            "attributes": {"type": "Order"},
+            "Status": "Draft",
+            "OrderItems": {"object": "OrderItem", "key": "External_Id__c", "parent": "OrderId",
+                           "records": items}
+        })
+    }
+
+    fn composite_plan(payload: &Value) -> Result<Plan, CallError> {
+        plan(request("composite", Some("External_Id__c"), payload), V)
+    }
+
+    fn refusal(result: Result<Plan, CallError>) -> String {
+        match result {
+            Err(CallError::Permanent { message }) => message,
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn composite_upserts_the_parent_then_each_child_pointing_at_it() {
+        let payload = order(json!([
+            {"External_Id__c": "BC-ORDER/250-1", "Quantity": 2, "attributes": {"type": "OrderItem"}},
+            {"External_Id__c": 7, "Quantity": 1}
+        ]));
+        let plan = composite_plan(&payload).unwrap();
+        assert_eq!(
+            (plan.method, plan.path.as_str()),
+            (Method::POST, "composite")
+        );
+        assert_eq!(plan.answered, Answered::Composite);
+        assert_eq!(
+            plan.body.unwrap(),
+            json!({"allOrNone": true, "compositeRequest": [
+                {"method": "PATCH", "referenceId": "refParent",
+                 "url": "/services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER%2F250",
+                 "body": {"Status": "Draft"}},
+                {"method": "PATCH", "referenceId": "refOrderItems_0",
+                 "url": "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER%2F250-1",
+                 "body": {"Quantity": 2, "OrderId": "@{refParent.id}"}},
+                {"method": "PATCH", "referenceId": "refOrderItems_1",
+                 "url": "/services/data/v60.0/sobjects/OrderItem/External_Id__c/7",
+                 "body": {"Quantity": 1, "OrderId": "@{refParent.id}"}}
+            ]})
+        );
+        // No children is an Order alone.
+        let plan = composite_plan(&order(json!([]))).unwrap();
+        assert_eq!(
+            plan.body.unwrap()["compositeRequest"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn composite_payload_mistakes_name_the_field() {
+        let item = json!({"External_Id__c": "I1", "Quantity": 1});
+        let cases = [
+            (json!({"Status": "Draft"}), "the payload has no `External_Id__c`"),
+            (
+                json!({"External_Id__c": "O", "OrderItems": {"records": [item]}}),
+                "no `OrderItems.object`",
+            ),
+            (
+                json!({"External_Id__c": "O", "OrderItems": {"object": "OrderItem",
+                    "key": "External_Id__c", "records": [item]}}),
+                "no `OrderItems.parent`",
+            ),
+            (
+                json!({"External_Id__c": "O", "OrderItems": {"object": "OrderItem",
+                    "key": 5, "parent": "OrderId", "records": [item]}}),
+                "`OrderItems.key` (the children's external id field, e.g. External_Id__c) is a number",
+            ),
+            (
+                json!({"External_Id__c": "O", "OrderItems": {"object": "OrderItem",
+                    "key": "External_Id__c", "parent": "OrderId", "type": "x", "records": []}}),
+                "`OrderItems` has `type`",
+            ),
+            (
+                json!({"External_Id__c": "O", "OrderItems": {"object": "OrderItem",
+                    "key": "External_Id__c", "parent": "OrderId", "records": {"a": 1}}}),
+                "`OrderItems.records` is an object",
+            ),
+            (
+                json!({"External_Id__c": "O", "Order Items": {"records": []}}),
+                "`Order Items` must be named with letters, digits and `_`",
+            ),
+            (order(json!([{"Quantity": 1}])), "`OrderItems.records[0]` has no `External_Id__c`"),
+            (order(json!(["x"])), "`OrderItems.records[0]` is a string"),
+            (
+                order(json!([item, {"External_Id__c": "I2", "orderid": "801"}])),
+                "`OrderItems.records[1]` sets `orderid`",
+            ),
+            (
+                order(json!([{"External_Id__c": "I2", "Subs": {"records": []}}])),
+                "children of its own under `Subs`",
+            ),
+        ];
+        for (payload, expected) in cases {
+            let message = refusal(composite_plan(&payload));
+            assert!(message.contains(expected), "{expected}\n{message}");
+        }
+        let message = refusal(plan(request("composite", None, &order(json!([]))), V));
+        assert!(message.contains("needs `key`"), "{message}");
+        let message = refusal(plan(
+            request("composite", Some("External_Id__c"), &order(json!([]))),
+            "v45.0",
+        ));
+        assert!(message.contains("46.0 or later"), "{message}");
+    }
+
+    #[test]
+    fn check_wants_a_key_for_composite_and_a_version_that_can_refer_to_the_parent() {
+        let config = |version: &str| -> SalesforceConfig {
+            serde_json::from_value(json!({
+                "auth": {"oauth2": {"token_url": "https://login.example/token",
+                                    "client_id": "id", "client_secret": "secret"}},
+                "api_version": version,
+            }))
+            .unwrap()
+        };
+        let send = |key| SendShape {
+            op: "composite",
+            object: Some("Order"),
+            key,
+        };
+        assert!(config("v60.0")
+            .check_send(send(Some("External_Id__c")))
+            .is_empty());
+        let problems = config("60.0").check_send(send(None));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("needs `key`"));
+        let problems = config("45.0").check_send(send(Some("External_Id__c")));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("46.0 or later, not 45.0"));
+    }
+
+    #[test]
+    fn composite_stops_at_twenty_five_subrequests() {
+        let items = |n: usize| {
+            Value::Array(
+                (0..n)
+                    .map(|i| json!({"External_Id__c": format!("I{i}"), "Quantity": 1}))
+                    .collect(),
+            )
+        };
+        assert!(composite_plan(&order(items(24))).is_ok());
+        let message = refusal(composite_plan(&order(items(25))));
+        assert!(
+            message.contains("26 subrequests") && message.contains("allows 25"),
+            "{message}"
+        );
+    }
+
+    fn answer(body: Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            retry_after: None,
+            body,
+        }
+    }
+
+    fn sub(reference: &str, status: u16, body: Value) -> Value {
+        json!({"referenceId": reference, "httpStatusCode": status, "httpHeaders": {}, "body": body})
+    }
+
+    fn halted() -> Value {
+        json!([{"errorCode": "PROCESSING_HALTED",
+                "message": "The transaction was rolled back since another operation in the same transaction failed."}])
+    }
+
+    fn composite_reply(subs: Vec<Value>) -> Result<Reply, CallError> {
+        let payload = order(json!([
+            {"External_Id__c": "I1", "Quantity": 1},
+            {"External_Id__c": "I2", "Quantity": 1}
+        ]));
+        let plan = composite_plan(&payload).unwrap();
+        reply(&plan, answer(json!({"compositeResponse": subs})), "POST x")
+    }
+
+    #[test]
+    fn a_composite_succeeds_when_every_subrequest_did_and_carries_the_parents_id() {
+        let reply = composite_reply(vec![
+            sub(
+                "refParent",
+                200,
+                json!({"id": "801A", "success": true, "created": false}),
+            ),
+            sub(
+                "refOrderItems_0",
+                201,
+                json!({"id": "802A", "success": true}),
+            ),
+            sub(
+                "refOrderItems_1",
+                200,
+                json!({"id": "802B", "success": true}),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.remote_id.as_deref(), Some("801A"));
+    }
+
+    #[test]
+    fn a_failed_subrequest_is_classified_by_its_own_error_not_the_rollback_echo() {
+        let invalid = json!([{"errorCode": "INVALID_FIELD", "message": "No such column 'Foo__c'"}]);
+        let err = composite_reply(vec![
+            sub("refParent", 400, halted()),
+            sub("refOrderItems_0", 400, halted()),
+            sub("refOrderItems_1", 400, invalid),
+        ])
+        .unwrap_err();
+        let CallError::Permanent { message } = err else {
+            panic!("expected permanent: {err:?}")
+        };
+        assert!(message.starts_with("POST x: 200 OK: subrequest `refOrderItems_1` (PATCH /services/data/v60.0/sobjects/OrderItem/External_Id__c/I2) answered 400 Bad Request"), "{message}");
+        assert!(message.contains("No such column 'Foo__c'"), "{message}");
+        assert!(!message.contains("PROCESSING_HALTED"), "{message}");
+
+        for (status, code) in [(403, "REQUEST_LIMIT_EXCEEDED"), (400, "UNABLE_TO_LOCK_ROW")] {
+            let err = composite_reply(vec![
+                sub(
+                    "refParent",
+                    status,
+                    json!([{"errorCode": code, "message": "m"}]),
+                ),
+                sub("refOrderItems_0", 400, halted()),
+                sub("refOrderItems_1", 400, halted()),
+            ])
+            .unwrap_err();
+            let CallError::Retryable { message, .. } = err else {
+                panic!("{code} should be retryable: {err:?}")
+            };
+            assert!(
+                message.contains("`refParent`") && message.contains(code),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn when_every_subrequest_is_halted_all_are_shown_grouped() {
+        let unresolved = json!([{"errorCode": "PROCESSING_HALTED",
+            "message": "Invalid reference specified. No value for refParent.id found in refParent."}]);
+        let err = composite_reply(vec![
+            sub("refParent", 400, halted()),
+            sub("refOrderItems_0", 400, unresolved),
+            sub("refOrderItems_1", 400, halted()),
+        ])
+        .unwrap_err();
+        let CallError::Permanent { message } = err else {
+            panic!("expected permanent: {err:?}")
+        };
+        assert!(message.contains("No value for refParent.id"), "{message}");
+        assert!(
+            message.contains("`refParent` (PATCH /services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER%2F250), `refOrderItems_1`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_composite_answer_without_results_is_permanent() {
+        let payload = order(json!([]));
+        let plan = composite_plan(&payload).unwrap();
+        let err = reply(&plan, answer(json!({"weird": true})), "POST x").unwrap_err();
+        assert!(
+            matches!(err, CallError::Permanent { ref message } if message.contains("without `compositeResponse`")),
+            "{err:?}"
+        );
     }
 }
