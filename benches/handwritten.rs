@@ -1,6 +1,6 @@
 //! The ceiling: mappings/bigcommerce-order.yaml and scripts/bigcommerce-order.rhai written by
 //! hand against typed serde structs — what a developer would write for this one integration.
-//! Shared by `benches/flow.rs` and `examples/handwritten.rs`.
+//! Used by `benches/flow.rs`; kept in step with the mapping by hand (the composite payload).
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,7 @@ struct Billing {
 #[derive(Deserialize)]
 struct Product {
     id: u64,
+    order_id: u64,
     sku: String,
     quantity: i64,
     price_inc_tax: String,
@@ -89,29 +90,24 @@ struct Contact {
 }
 
 #[derive(Serialize)]
-struct Attributes {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    #[serde(rename = "referenceId")]
-    reference_id: String,
-}
-
-#[derive(Serialize)]
 #[allow(non_snake_case)]
 struct SfOrder {
-    attributes: Attributes,
     External_Id__c: String,
     EffectiveDate: String,
     Status: &'static str,
     Storefront_Status__c: &'static str,
     Pricebook2Id: &'static str,
     Description: String,
-    OrderItems: Records,
+    OrderItems: Children,
     Account: AccountRef,
 }
 
+/// The child group of a salesforce `composite` payload.
 #[derive(Serialize)]
-struct Records {
+struct Children {
+    object: &'static str,
+    key: &'static str,
+    parent: &'static str,
     records: Vec<Item>,
 }
 
@@ -124,7 +120,7 @@ struct PricebookRef {
 #[derive(Serialize)]
 #[allow(non_snake_case)]
 struct Item {
-    attributes: Attributes,
+    External_Id__c: String,
     PricebookEntry: PricebookRef,
     Quantity: i64,
     UnitPrice: Decimal,
@@ -172,10 +168,7 @@ pub fn transform(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .into_iter()
         .map(|p| {
             Ok(Item {
-                attributes: Attributes {
-                    ty: "OrderItem",
-                    reference_id: format!("item{}", p.id),
-                },
+                External_Id__c: format!("BC-ORDER-{}-{}", p.order_id, p.id),
                 PricebookEntry: PricebookRef { SKU__c: p.sku },
                 Quantity: p.quantity,
                 UnitPrice: p
@@ -224,17 +217,18 @@ pub fn transform(bytes: &[u8]) -> Result<Vec<u8>, String> {
             Account: account_ref.clone(),
         },
         order: SfOrder {
-            attributes: Attributes {
-                ty: "Order",
-                reference_id: format!("order{}", o.id),
-            },
             External_Id__c: format!("BC-ORDER-{}", o.id),
             EffectiveDate: date,
             Status: "Draft",
             Storefront_Status__c: status(&o.status),
             Pricebook2Id: "01s000000000000AAA",
             Description: o.customer_message.unwrap_or_default(),
-            OrderItems: Records { records: items },
+            OrderItems: Children {
+                object: "OrderItem",
+                key: "External_Id__c",
+                parent: "OrderId",
+                records: items,
+            },
             Account: account_ref,
         },
     };
