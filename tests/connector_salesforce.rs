@@ -364,10 +364,11 @@ async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_noth
     );
     let results = first.body["compositeResponse"].as_array().unwrap();
     let statuses: Vec<&Value> = results.iter().map(|r| &r["httpStatusCode"]).collect();
-    assert_eq!(statuses, vec![201, 201, 201]);
+    assert_eq!(statuses, vec![201, 200]);
+    assert_eq!(created(&results[1]), [true, true]);
 
-    // One POST /composite, all or none: the Order by its key, then each item by its own,
-    // pointing at the Order through the reference.
+    // One POST /composite, all or none: the Order by its key, then its items in one sObject
+    // Collections upsert by their own key, pointing at the Order through the reference.
     let calls = sf.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].method, "POST");
@@ -375,7 +376,7 @@ async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_noth
     let sent = &calls[0].body;
     assert_eq!(sent["allOrNone"], true);
     let subs = sent["compositeRequest"].as_array().unwrap();
-    assert_eq!(subs.len(), 3);
+    assert_eq!(subs.len(), 2);
     assert_eq!(subs[0]["method"], "PATCH");
     assert_eq!(subs[0]["referenceId"], "refParent");
     assert_eq!(
@@ -384,12 +385,18 @@ async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_noth
     );
     assert!(subs[0]["body"].get("External_Id__c").is_none());
     assert!(subs[0]["body"].get("OrderItems").is_none());
-    assert_eq!(subs[2]["referenceId"], "refOrderItems_1");
+    assert_eq!(subs[1]["method"], "PATCH");
+    assert_eq!(subs[1]["referenceId"], "refOrderItems_0");
     assert_eq!(
-        subs[2]["url"],
-        data_path("sobjects/OrderItem/External_Id__c/BC-ORDER-250%2F1972%20%23b")
+        subs[1]["url"],
+        data_path("composite/sobjects/OrderItem/External_Id__c")
     );
-    assert_eq!(subs[2]["body"]["OrderId"], "@{refParent.id}");
+    assert_eq!(subs[1]["body"]["allOrNone"], true);
+    let records = subs[1]["body"]["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["attributes"], json!({"type": "OrderItem"}));
+    assert_eq!(records[1]["External_Id__c"], "BC-ORDER-250/1972 #b");
+    assert_eq!(records[1]["OrderId"], "@{refParent.id}");
 
     // The same payload again (the answer was lost, the event redelivered): nothing new, the
     // same records updated.
@@ -397,7 +404,8 @@ async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_noth
     assert_eq!(again.remote_id.as_deref(), Some(order_id.as_str()));
     let results = again.body["compositeResponse"].as_array().unwrap();
     let statuses: Vec<&Value> = results.iter().map(|r| &r["httpStatusCode"]).collect();
-    assert_eq!(statuses, vec![200, 200, 200]);
+    assert_eq!(statuses, vec![200, 200]);
+    assert_eq!(created(&results[1]), [false, false]);
     assert_eq!(sf.records("Order").len(), 1);
     assert_eq!(sf.records("OrderItem"), stored);
 
@@ -412,12 +420,26 @@ async fn composite_upserts_an_order_with_its_items_and_a_redelivery_creates_noth
     assert_eq!(sf.records("OrderItem").len(), 2);
 }
 
+/// The `created` flags of a collection subrequest's per-record results.
+fn created(result: &Value) -> Vec<bool> {
+    result["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["success"], true, "{r}");
+            r["created"].as_bool().unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_bad_item_fails_the_composite_naming_it_and_nothing_is_kept() {
     let sf = org_with_entries().await;
     let c = connector(&sf);
     // The second item names a price book entry the org does not have: Salesforce answers 200
-    // with that subrequest's 400 inside and every other one rolled back.
+    // with the items' collection subrequest answering 200 inside, that record failed and the
+    // others rolled back.
     let bad = vec![
         item("BC-ORDER-250-1971", "OAK-CH-01", 2),
         item("BC-ORDER-250-1972", "NO-SUCH-SKU", 1),
@@ -425,23 +447,29 @@ async fn a_bad_item_fails_the_composite_naming_it_and_nothing_is_kept() {
     let message = permanent(composite(&c, order_composite(bad.clone())).await);
     assert!(
         message.contains(
-            "200 OK: subrequest `refOrderItems_1` (PATCH /services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1972) answered 400 Bad Request"
+            "200 OK: subrequest `refOrderItems_0` (PATCH /services/data/v60.0/composite/sobjects/OrderItem/External_Id__c) answered 200 OK, all rolled back: `OrderItems.records[1]` (External_Id__c = BC-ORDER-250-1972): "
         ),
         "{message}"
     );
+    // Per-record errors spell the code `statusCode`.
     assert!(
-        message.contains(r#""errorCode":"INVALID_FIELD""#),
+        message.contains(r#""statusCode":"INVALID_FIELD""#),
         "{message}"
     );
     assert!(message.contains("NO-SUCH-SKU"), "{message}");
     // The rollback echo of the others is not the cause.
     assert!(!message.contains("PROCESSING_HALTED"), "{message}");
+    assert!(
+        !message.contains("ALL_OR_NONE_OPERATION_ROLLED_BACK"),
+        "{message}"
+    );
+    assert!(!message.contains("records[0]"), "{message}");
     let calls = sf.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].status, 200, "the failure is inside a 200");
     assert_eq!(
         calls[0].body["compositeRequest"].as_array().unwrap().len(),
-        3
+        2
     );
     // All or none: the Order and the good item were rolled back.
     assert!(sf.records("Order").is_empty());
@@ -457,7 +485,10 @@ async fn a_bad_item_fails_the_composite_naming_it_and_nothing_is_kept() {
     let mut update = order_composite(bad);
     update["Description"] = json!("second");
     let message = permanent(composite(&c, update).await);
-    assert!(message.contains("refOrderItems_1"), "{message}");
+    assert!(
+        message.contains("`refOrderItems_0`") && message.contains("`OrderItems.records[1]`"),
+        "{message}"
+    );
     let orders = sf.records("Order");
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0]["Description"], "first");
@@ -465,15 +496,102 @@ async fn a_bad_item_fails_the_composite_naming_it_and_nothing_is_kept() {
 }
 
 #[tokio::test]
-async fn a_composite_over_twenty_five_subrequests_is_refused_before_any_call() {
+async fn a_composite_upserts_250_items_in_two_collections_and_a_redelivery_creates_nothing_new() {
     let sf = org_with_entries().await;
     let c = connector(&sf);
-    let items = (0..25)
+    let items: Vec<Value> = (0..250)
+        .map(|i| item(&format!("BC-ORDER-250-{i}"), "OAK-CH-01", i + 1))
+        .collect();
+    let first = composite(&c, order_composite(items.clone())).await.unwrap();
+    let orders = sf.records("Order");
+    assert_eq!(orders.len(), 1);
+    let order_id = orders[0]["Id"].clone();
+    assert_eq!(first.remote_id.as_deref(), order_id.as_str());
+    let stored = sf.records("OrderItem");
+    assert_eq!(stored.len(), 250);
+    assert!(stored.iter().all(|i| i["OrderId"] == order_id));
+    assert_eq!(
+        sf.find("OrderItem", "External_Id__c", "BC-ORDER-250-249")[0]["Quantity"],
+        250
+    );
+
+    // One call: the Order, then the items in chunks of 200.
+    let calls = sf.calls();
+    assert_eq!(calls.len(), 1);
+    let subs = calls[0].body["compositeRequest"].as_array().unwrap();
+    let shape: Vec<(&str, &str, usize)> = subs
+        .iter()
+        .map(|s| {
+            (
+                s["referenceId"].as_str().unwrap(),
+                s["url"].as_str().unwrap(),
+                s["body"]["records"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    let collection = data_path("composite/sobjects/OrderItem/External_Id__c");
+    let parent = data_path("sobjects/Order/External_Id__c/BC-ORDER-250");
+    assert_eq!(
+        shape,
+        [
+            ("refParent", parent.as_str(), 0),
+            ("refOrderItems_0", collection.as_str(), 200),
+            ("refOrderItems_1", collection.as_str(), 50),
+        ]
+    );
+    assert_eq!(
+        subs[2]["body"]["records"][0]["External_Id__c"],
+        "BC-ORDER-250-200"
+    );
+    let results = first.body["compositeResponse"].as_array().unwrap();
+    assert_eq!(created(&results[1]), [true; 200]);
+    assert_eq!(created(&results[2]), [true; 50]);
+
+    // Redelivered: the same 250 items updated, none created.
+    let again = composite(&c, order_composite(items)).await.unwrap();
+    assert_eq!(again.remote_id.as_deref(), order_id.as_str());
+    let results = again.body["compositeResponse"].as_array().unwrap();
+    assert_eq!(results[0]["httpStatusCode"], 200);
+    assert_eq!(created(&results[1]), [false; 200]);
+    assert_eq!(created(&results[2]), [false; 50]);
+    assert_eq!(sf.records("Order").len(), 1);
+    assert_eq!(sf.records("OrderItem"), stored);
+}
+
+#[tokio::test]
+async fn a_bad_item_in_the_second_collection_is_named_by_its_place_in_the_order() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    let mut items: Vec<Value> = (0..250)
+        .map(|i| item(&format!("BC-ORDER-250-{i}"), "OAK-CH-01", 1))
+        .collect();
+    items[230] = item("BC-ORDER-250-230", "NO-SUCH-SKU", 1);
+    let message = permanent(composite(&c, order_composite(items)).await);
+    assert!(
+        message.contains("subrequest `refOrderItems_1`")
+            && message.contains("`OrderItems.records[230]` (External_Id__c = BC-ORDER-250-230)")
+            && message.contains("NO-SUCH-SKU"),
+        "{message}"
+    );
+    // The first chunk and the Order went back with it.
+    assert!(sf.records("Order").is_empty());
+    assert!(sf.records("OrderItem").is_empty());
+}
+
+#[tokio::test]
+async fn a_composite_over_a_thousand_items_is_refused_before_any_call() {
+    let sf = org_with_entries().await;
+    let c = connector(&sf);
+    let items = (0..1001)
         .map(|i| item(&format!("BC-ORDER-250-{i}"), "OAK-CH-01", 1))
         .collect();
     let message = permanent(composite(&c, order_composite(items)).await);
-    assert!(message.contains("26 subrequests"), "{message}");
-    assert!(message.contains("allows 25"), "{message}");
+    assert!(
+        message.contains("1001 children need 6 collection subrequests"),
+        "{message}"
+    );
+    assert!(message.contains("allows 5"), "{message}");
+    assert!(message.contains("at most 1000 children"), "{message}");
     assert!(sf.calls().is_empty());
     assert_eq!(sf.token_requests(), 0);
 }

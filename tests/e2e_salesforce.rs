@@ -245,10 +245,17 @@ async fn a_signed_order_webhook_becomes_account_contact_and_order_with_items() {
         urls,
         [
             "/services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER-250",
-            "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1971",
-            "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER-250-1972",
+            "/services/data/v60.0/composite/sobjects/OrderItem/External_Id__c",
         ]
     );
+    // The items go in one sObject Collections upsert, each with its own key.
+    let sent_keys: Vec<&str> = composites[0].body["compositeRequest"][1]["body"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["External_Id__c"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent_keys, ["BC-ORDER-250-1971", "BC-ORDER-250-1972"]);
     assert!(
         !calls.iter().any(|c| c.path.contains("composite/tree")),
         "{calls:?}"

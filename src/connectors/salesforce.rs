@@ -2,7 +2,7 @@
 //! (a parent with its children in one insert-only call) and `composite` (a parent with its
 //! children upserted in one all-or-none call, e.g. an Order with its OrderItems).
 //!
-//! Owns the REST calls these make (conformance/salesforce-rest.md, sections 1–6) and reading
+//! Owns the REST calls these make (conformance/salesforce-rest.md, sections 1–7) and reading
 //! Salesforce's answers: success shapes, and errors classified by their `errorCode`
 //! (`statusCode` inside tree results) rather than by status alone, because Salesforce signals
 //! its API limit with a 403 and a lock conflict with a 400. Tokens come from `oauth2`; a
@@ -34,19 +34,27 @@
 //! and `Id` are dropped from every record, as the upsert URL names the record.
 //!
 //! This becomes one `POST composite` with `allOrNone: true`: subrequest `refParent` PATCHes
-//! `sobjects/Order/External_Id__c/BC-ORDER-250`, then subrequest `ref<group>_<i>` for
-//! `records[i]` (counted from 0 as in other messages: `refOrderItems_0`) PATCHes
-//! `sobjects/OrderItem/External_Id__c/BC-ORDER-250-1971` with `"OrderId": "@{refParent.id}"`.
-//! Salesforce allows 25 subrequests, so a parent takes at most 24 children; more is a permanent
-//! error before any call. Children that left the payload since an earlier call are not deleted.
-//! The reference needs the upsert answer's `id`, which an update gives only from API version
-//! 46.0 (older versions answer 204 with no body), so older versions are refused.
+//! `sobjects/Order/External_Id__c/BC-ORDER-250`, then each group's children are upserted
+//! through sObject Collections, up to 200 records per subrequest: subrequest `ref<group>_<n>`
+//! carries the group's n-th chunk of 200 (counted from 0: `refOrderItems_0` holds
+//! `records[0]` to `records[199]`, `refOrderItems_1` from `records[200]`) and PATCHes
+//! `composite/sobjects/OrderItem/External_Id__c` with `{"allOrNone": true, "records": [...]}`,
+//! each record with `attributes.type`, its key and `"OrderId": "@{refParent.id}"`. A group
+//! without records sends nothing. Salesforce allows 5 collection subrequests in one composite,
+//! so a parent takes at most 1000 children (fewer when a group's last chunk is not full); more
+//! is a permanent error before any call. Children that left the payload since an earlier call
+//! are not deleted. The reference needs the upsert answer's `id`, which an update gives only
+//! from API version 46.0 (older versions answer 204 with no body), which is also the first
+//! with collection upserts, so older versions are refused.
 //!
-//! The answer is 200 even when subrequests failed: the call succeeds only when every
-//! subrequest answered 2xx, and its remote id is the parent's. Otherwise the error names the
-//! failing subrequest (its referenceId, method and URL) with its status and error array, and is
-//! retryable exactly when that error would be on its own. Rolled-back siblings, which only say
-//! `PROCESSING_HALTED`, are not the cause.
+//! The answer is 200 even when subrequests failed, and a collection subrequest answers 200 with
+//! one result per record even when records failed: the call succeeds only when every
+//! subrequest answered 2xx and every record result says `success: true`; its remote id is the
+//! parent's. Otherwise the error names the failing subrequest (its referenceId, method and
+//! URL) with its status and, for a collection, the failing records by their place in the group
+//! (`OrderItems.records[201]`) and key with their errors, and is retryable exactly when those
+//! errors would be on their own. Rolled-back siblings, which only say `PROCESSING_HALTED` (or
+//! `ALL_OR_NONE_OPERATION_ROLLED_BACK` for a record), are not the cause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,8 +80,14 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// record locked by another transaction (a 400).
 const RETRYABLE_CODES: [&str; 2] = ["REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW"];
 
-/// Salesforce's limit on subrequests in one `/composite` call.
-const MAX_SUBREQUESTS: usize = 25;
+/// Salesforce's limit on sObject Collections (and query) subrequests in one `/composite` call.
+const MAX_COLLECTIONS: usize = 5;
+
+/// Salesforce's limit on records in one sObject Collections call.
+const MAX_COLLECTION_RECORDS: usize = 200;
+
+/// How many failed records an error message shows.
+const SHOWN_RECORDS: usize = 5;
 
 /// The referenceId of a composite's parent, whose id the children refer to.
 const PARENT_REF: &str = "refParent";
@@ -81,6 +95,9 @@ const PARENT_REF: &str = "refParent";
 /// What a subrequest says when it did nothing wrong itself but was rolled back with the others
 /// (or could not run because one it refers to failed).
 const HALTED: &str = "PROCESSING_HALTED";
+
+/// The codes that only say a subrequest or record was rolled back with the others.
+const ECHOES: [&str; 2] = [HALTED, "ALL_OR_NONE_OPERATION_ROLLED_BACK"];
 
 /// The members of a composite child group.
 const GROUP_MEMBERS: [&str; 4] = ["object", "key", "parent", "records"];
@@ -215,9 +232,21 @@ enum Answered {
     Record,
     /// `tree`: the id given to the top-level record with this referenceId.
     Tree(Option<String>),
-    /// `composite`: 200 says little; every subrequest must have succeeded, and the id is the
-    /// parent's.
-    Composite,
+    /// `composite`: 200 says little; every subrequest and every record of its collection
+    /// subrequests must have succeeded, and the id is the parent's.
+    Composite(Vec<Chunk>),
+}
+
+/// A composite's collection subrequest, to name its records in messages.
+#[derive(Debug, PartialEq)]
+struct Chunk {
+    reference: String,
+    group: String,
+    /// The place in the group's `records` of the chunk's first record.
+    first: usize,
+    /// The children's key field, and each record's value of it.
+    key: String,
+    values: Vec<String>,
 }
 
 impl Salesforce {
@@ -334,8 +363,9 @@ fn plan(request: Request<'_>, api_version: &str) -> Result<Plan, CallError> {
                 .ok_or_else(|| permanent("salesforce `composite` needs `key`".into()))?;
             check_composite_version(api_version)?;
             plan.path = "composite".into();
-            plan.body = Some(composite_body(object, key, fields(request)?, api_version)?);
-            plan.answered = Answered::Composite;
+            let (body, chunks) = composite_body(object, key, fields(request)?, api_version)?;
+            plan.body = Some(body);
+            plan.answered = Answered::Composite(chunks);
         }
         other => {
             return Err(permanent(format!(
@@ -466,13 +496,14 @@ struct Group<'p> {
     records: &'p [Value],
 }
 
-/// The `/composite` request for a parent and its child groups (see the module doc).
+/// The `/composite` request for a parent and its child groups (see the module doc), and its
+/// collection subrequests.
 fn composite_body(
     object: &str,
     key: &str,
     fields: &Map<String, Value>,
     api_version: &str,
-) -> Result<Value, CallError> {
+) -> Result<(Value, Vec<Chunk>), CallError> {
     let mut parent = Map::new();
     let mut groups = Vec::new();
     for (name, value) in fields {
@@ -482,14 +513,21 @@ fn composite_body(
             parent.insert(name.clone(), value.clone());
         }
     }
-    let children: usize = groups.iter().map(|g| g.records.len()).sum();
-    if 1 + children > MAX_SUBREQUESTS {
+    let chunks_of = |g: &Group<'_>| g.records.len().div_ceil(MAX_COLLECTION_RECORDS);
+    let collections: usize = groups.iter().map(chunks_of).sum();
+    if collections > MAX_COLLECTIONS {
+        let children: usize = groups.iter().map(|g| g.records.len()).sum();
+        let per_group = groups
+            .iter()
+            .filter(|g| !g.records.is_empty())
+            .map(|g| format!("{} {} in {}", g.name, g.records.len(), chunks_of(g)))
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(permanent(format!(
-            "salesforce `composite`: the {object} and its {children} children need {} \
-             subrequests, and Salesforce allows {MAX_SUBREQUESTS} in one call (at most {} \
-             children)",
-            1 + children,
-            MAX_SUBREQUESTS - 1
+            "salesforce `composite`: the {object}'s {children} children need {collections} \
+             collection subrequests of at most {MAX_COLLECTION_RECORDS} records ({per_group}), \
+             and Salesforce allows {MAX_COLLECTIONS} in one composite: at most {} children",
+            MAX_COLLECTIONS * MAX_COLLECTION_RECORDS
         )));
     }
 
@@ -502,46 +540,88 @@ fn composite_body(
         PARENT_REF.into(),
         without(&parent, &[key, "Id", "attributes"]),
     )];
+    let mut chunks = Vec::new();
     for group in &groups {
+        let mut records = Vec::with_capacity(group.records.len());
+        let mut values = Vec::with_capacity(group.records.len());
         for (i, record) in group.records.iter().enumerate() {
-            let place = format!("`{}.records[{i}]`", group.name);
-            let Value::Object(record) = record else {
-                return Err(permanent(format!(
-                    "salesforce `composite`: {place} is {}, not an object of fields",
-                    kind_of(record)
-                )));
-            };
-            let value = id_text(record, group.key, "its upsert key", &place)?;
-            for (name, field) in record {
-                if name.eq_ignore_ascii_case(group.parent) {
-                    return Err(permanent(format!(
-                        "salesforce `composite`: {place} sets `{name}`, which the call fills in \
-                         with the {object}'s id (`{}.parent`)",
-                        group.name
-                    )));
-                }
-                if is_group(field) {
-                    return Err(permanent(format!(
-                        "salesforce `composite`: {place} has children of its own under \
-                         `{name}`: only one level (a parent and its children) is supported"
-                    )));
-                }
-            }
-            let mut body = without(record, &[group.key, "Id", "attributes"]);
-            if let Value::Object(body) = &mut body {
-                body.insert(group.parent.into(), format!("@{{{PARENT_REF}.id}}").into());
-            }
-            subrequests.push(upsert_subrequest(
-                api_version,
-                group.object,
-                group.key,
-                &value,
-                format!("ref{}_{i}", group.name),
-                body,
-            ));
+            let (record, value) = child_record(object, group, i, record)?;
+            records.push(record);
+            values.push(value);
+        }
+        for (n, (records, values)) in records
+            .chunks(MAX_COLLECTION_RECORDS)
+            .zip(values.chunks(MAX_COLLECTION_RECORDS))
+            .enumerate()
+        {
+            let reference = format!("ref{}_{n}", group.name);
+            subrequests.push(serde_json::json!({
+                "method": "PATCH",
+                "url": format!(
+                    "/services/data/{api_version}/composite/sobjects/{}/{}",
+                    classify::encode_segment(group.object),
+                    classify::encode_segment(group.key)
+                ),
+                "referenceId": reference,
+                "body": {"allOrNone": true, "records": records},
+            }));
+            chunks.push(Chunk {
+                reference,
+                group: group.name.to_string(),
+                first: n * MAX_COLLECTION_RECORDS,
+                key: group.key.to_string(),
+                values: values.to_vec(),
+            });
         }
     }
-    Ok(serde_json::json!({ "allOrNone": true, "compositeRequest": subrequests }))
+    Ok((
+        serde_json::json!({ "allOrNone": true, "compositeRequest": subrequests }),
+        chunks,
+    ))
+}
+
+/// `records[i]` of a group checked and made a collection record: `attributes.type`, its fields
+/// with its key but without `Id`, and the parent's field referring to the parent. With its key
+/// value, for messages.
+fn child_record(
+    object: &str,
+    group: &Group<'_>,
+    i: usize,
+    record: &Value,
+) -> Result<(Value, String), CallError> {
+    let place = format!("`{}.records[{i}]`", group.name);
+    let Value::Object(record) = record else {
+        return Err(permanent(format!(
+            "salesforce `composite`: {place} is {}, not an object of fields",
+            kind_of(record)
+        )));
+    };
+    let value = id_text(record, group.key, "its upsert key", &place)?;
+    for (name, field) in record {
+        if name.eq_ignore_ascii_case(group.parent) {
+            return Err(permanent(format!(
+                "salesforce `composite`: {place} sets `{name}`, which the call fills in \
+                 with the {object}'s id (`{}.parent`)",
+                group.name
+            )));
+        }
+        if is_group(field) {
+            return Err(permanent(format!(
+                "salesforce `composite`: {place} has children of its own under \
+                 `{name}`: only one level (a parent and its children) is supported"
+            )));
+        }
+    }
+    let mut out = Map::new();
+    out.insert(
+        "attributes".into(),
+        serde_json::json!({ "type": group.object }),
+    );
+    if let Value::Object(fields) = without(record, &["Id", "attributes"]) {
+        out.extend(fields);
+    }
+    out.insert(group.parent.into(), format!("@{{{PARENT_REF}.id}}").into());
+    Ok((out.into(), value))
 }
 
 /// A child group is an object with `records`, as the children of a tree record are.
@@ -649,7 +729,7 @@ fn reply(plan: &Plan, answer: Answer, what: &str) -> Result<Reply, CallError> {
         Answered::Tree(reference) => reference
             .as_deref()
             .and_then(|reference| tree_id(&answer.body, reference)),
-        Answered::Composite => composite_id(plan, &answer, what)?,
+        Answered::Composite(chunks) => composite_id(plan, chunks, &answer, what)?,
     };
     Ok(Reply {
         status: answer.status.as_u16(),
@@ -669,9 +749,14 @@ fn tree_id(body: &Value, reference: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The parent's id from a composite answer whose subrequests all succeeded; the error of the
-/// one that caused the failure otherwise.
-fn composite_id(plan: &Plan, answer: &Answer, what: &str) -> Result<Option<String>, CallError> {
+/// The parent's id from a composite answer whose subrequests and collection records all
+/// succeeded; the error of the one that caused the failure otherwise.
+fn composite_id(
+    plan: &Plan,
+    chunks: &[Chunk],
+    answer: &Answer,
+    what: &str,
+) -> Result<Option<String>, CallError> {
     let Some(results) = answer
         .body
         .get("compositeResponse")
@@ -683,9 +768,13 @@ fn composite_id(plan: &Plan, answer: &Answer, what: &str) -> Result<Option<Strin
         );
         return Err(classify::failure(answer, what, false, &detail));
     };
+    let chunk_of = |result: &Value| {
+        let reference = sub_reference(result);
+        chunks.iter().find(|c| c.reference == reference)
+    };
     let failed: Vec<&Value> = results
         .iter()
-        .filter(|r| !sub_status(r).is_some_and(|s| s.is_success()))
+        .filter(|r| !sub_succeeded(r, chunk_of(r)))
         .collect();
     if failed.is_empty() {
         return Ok(results
@@ -694,15 +783,117 @@ fn composite_id(plan: &Plan, answer: &Answer, what: &str) -> Result<Option<Strin
             .and_then(|r| r.get("body"))
             .and_then(classify::remote_id));
     }
-    // With allOrNone every other subrequest reports PROCESSING_HALTED, which says nothing
-    // about the cause.
-    match failed
-        .iter()
-        .find(|r| !halted_only(r.get("body").unwrap_or(&Value::Null)))
-    {
-        Some(cause) => Err(subrequest_failure(plan, answer, what, cause)),
+    // With allOrNone every other subrequest reports PROCESSING_HALTED (every other record of a
+    // collection ALL_OR_NONE_OPERATION_ROLLED_BACK), which says nothing about the cause.
+    match failed.iter().find(|r| !echo_only(r, chunk_of(r))) {
+        Some(cause) => Err(match (chunk_of(cause), records_answer(cause)) {
+            (Some(chunk), Some(records)) => {
+                collection_failure(plan, answer, what, cause, chunk, records)
+            }
+            _ => subrequest_failure(plan, answer, what, cause),
+        }),
         None => Err(all_halted(plan, answer, what, &failed)),
     }
+}
+
+/// A 2xx answer; for a collection subrequest also a result per record, each a success.
+fn sub_succeeded(result: &Value, chunk: Option<&Chunk>) -> bool {
+    if !sub_status(result).is_some_and(|s| s.is_success()) {
+        return false;
+    }
+    let Some(chunk) = chunk else {
+        return true;
+    };
+    records_answer(result).is_some_and(|records| {
+        records.len() == chunk.values.len()
+            && records
+                .iter()
+                .all(|r| r.get("success").and_then(Value::as_bool) == Some(true))
+    })
+}
+
+/// A collection subrequest's 2xx answer: one result per record.
+fn records_answer(result: &Value) -> Option<&Vec<Value>> {
+    if !sub_status(result).is_some_and(|s| s.is_success()) {
+        return None;
+    }
+    result.get("body").and_then(Value::as_array)
+}
+
+/// The records of a collection answer that did not succeed: their place in the answer and
+/// their errors.
+fn failed_records(records: &[Value]) -> impl Iterator<Item = (usize, &Value)> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.get("success").and_then(Value::as_bool) != Some(true))
+        .map(|(j, r)| (j, r.get("errors").unwrap_or(&Value::Null)))
+}
+
+/// A failed subrequest whose errors (or whose failed records' errors) only say it was rolled
+/// back with the others.
+fn echo_only(result: &Value, chunk: Option<&Chunk>) -> bool {
+    match (chunk, records_answer(result)) {
+        (Some(_), Some(records)) => {
+            let mut failed = failed_records(records).peekable();
+            failed.peek().is_some() && failed.all(|(_, errors)| halted_only(errors))
+        }
+        _ => halted_only(result.get("body").unwrap_or(&Value::Null)),
+    }
+}
+
+/// A collection subrequest answered 2xx but records failed: the records that caused it, by
+/// their place in the group and their key, with their errors, classified as those errors
+/// would be on their own.
+fn collection_failure(
+    plan: &Plan,
+    answer: &Answer,
+    what: &str,
+    cause: &Value,
+    chunk: &Chunk,
+    records: &[Value],
+) -> CallError {
+    let status = status_text(sub_status(cause));
+    let name = sub_name(plan, &chunk.reference);
+    if records.len() != chunk.values.len() {
+        let detail = format!(
+            "subrequest {name} answered {status} with {} results for {} records: {}",
+            records.len(),
+            chunk.values.len(),
+            classify::body_text(cause.get("body").unwrap_or(&Value::Null))
+        );
+        return classify::failure(answer, what, false, &detail);
+    }
+    let causes: Vec<(usize, &Value)> = failed_records(records)
+        .filter(|(_, errors)| !halted_only(errors))
+        .collect();
+    let retryable = causes.iter().any(|(_, errors)| {
+        error_codes(errors)
+            .iter()
+            .any(|code| RETRYABLE_CODES.contains(code))
+    });
+    let mut shown: Vec<String> = causes
+        .iter()
+        .take(SHOWN_RECORDS)
+        .map(|(j, errors)| {
+            format!(
+                "`{}.records[{}]` ({} = {}): {}",
+                chunk.group,
+                chunk.first + j,
+                chunk.key,
+                chunk.values.get(*j).map_or("?", String::as_str),
+                classify::body_text(errors)
+            )
+        })
+        .collect();
+    if causes.len() > SHOWN_RECORDS {
+        shown.push(format!("and {} more records", causes.len() - SHOWN_RECORDS));
+    }
+    let detail = format!(
+        "subrequest {name} answered {status}, all rolled back: {}",
+        shown.join("; ")
+    );
+    classify::failure(answer, what, retryable, &detail)
 }
 
 fn sub_status(result: &Value) -> Option<StatusCode> {
@@ -717,8 +908,9 @@ fn sub_reference(result: &Value) -> &str {
         .unwrap_or("(no referenceId)")
 }
 
-/// `` `refOrderItems_1` (PATCH /services/data/…/OrderItem/External_Id__c/BC-250-2) ``: the
-/// subrequest as the request sent it, so the message names the record's key.
+/// `` `refParent` (PATCH /services/data/…/sobjects/Order/External_Id__c/BC-250) ``: the
+/// subrequest as the request sent it, so the message names the parent's key (a collection's
+/// records are named apart, by `collection_failure`).
 fn sub_name(plan: &Plan, reference: &str) -> String {
     let sent = plan
         .body
@@ -741,9 +933,10 @@ fn sub_name(plan: &Plan, reference: &str) -> String {
     }
 }
 
-fn halted_only(body: &Value) -> bool {
-    let codes = error_codes(body);
-    !codes.is_empty() && codes.iter().all(|c| *c == HALTED)
+/// Errors that only say the subrequest or record was rolled back with the others.
+fn halted_only(errors: &Value) -> bool {
+    let codes = error_codes(errors);
+    !codes.is_empty() && codes.iter().all(|c| ECHOES.contains(c))
 }
 
 /// The failing subrequest's error, classified as the same error would be on its own call:
@@ -774,10 +967,15 @@ fn status_text(status: Option<StatusCode>) -> String {
 fn all_halted(plan: &Plan, answer: &Answer, what: &str, failed: &[&Value]) -> CallError {
     let mut by_error: Vec<(String, Vec<String>)> = Vec::new();
     for result in failed {
+        let body = result.get("body").unwrap_or(&Value::Null);
+        // A collection's records all say the same; one of them is enough.
+        let errors = records_answer(result)
+            .and_then(|records| failed_records(records).next())
+            .map_or(body, |(_, errors)| errors);
         let error = format!(
             "{} {}",
             status_text(sub_status(result)),
-            classify::body_text(result.get("body").unwrap_or(&Value::Null))
+            classify::body_text(errors)
         );
         let name = sub_name(plan, sub_reference(result));
         match by_error.iter_mut().find(|(e, _)| *e == error) {
@@ -808,7 +1006,8 @@ fn failure(answer: &Answer, what: &str) -> CallError {
     classify::failure(answer, what, retryable, &classify::body_text(&answer.body))
 }
 
-/// The codes in an error answer: a top-level error array, or a tree's per-record errors.
+/// The codes in an error answer: a top-level error array, a collection's per-record results,
+/// or a tree's per-record errors.
 fn error_codes(body: &Value) -> Vec<&str> {
     fn code(e: &Value) -> Option<&str> {
         e.get("errorCode")
@@ -816,7 +1015,13 @@ fn error_codes(body: &Value) -> Vec<&str> {
             .and_then(Value::as_str)
     }
     match body {
-        Value::Array(errors) => errors.iter().filter_map(code).collect(),
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|item| match item.get("errors").and_then(Value::as_array) {
+                Some(errors) => errors.iter().filter_map(code).collect(),
+                None => code(item).into_iter().collect::<Vec<_>>(),
+            })
+            .collect(),
         Value::Object(tree) => tree
             .get("results")
             .and_then(Value::as_array)
@@ -927,17 +1132,26 @@ mod tests {
     }
 
     #[test]
-    fn composite_upserts_the_parent_then_each_child_pointing_at_it() {
+    fn composite_upserts_the_parent_then_the_children_in_collections_pointing_at_it() {
         let payload = order(json!([
             {"External_Id__c": "BC-ORDER/250-1", "Quantity": 2, "attributes": {"type": "OrderItem"}},
-            {"External_Id__c": 7, "Quantity": 1}
+            {"External_Id__c": 7, "Quantity": 1, "Id": "802x"}
         ]));
         let plan = composite_plan(&payload).unwrap();
         assert_eq!(
             (plan.method, plan.path.as_str()),
             (Method::POST, "composite")
         );
-        assert_eq!(plan.answered, Answered::Composite);
+        assert_eq!(
+            plan.answered,
+            Answered::Composite(vec![Chunk {
+                reference: "refOrderItems_0".into(),
+                group: "OrderItems".into(),
+                first: 0,
+                key: "External_Id__c".into(),
+                values: vec!["BC-ORDER/250-1".into(), "7".into()],
+            }])
+        );
         assert_eq!(
             plan.body.unwrap(),
             json!({"allOrNone": true, "compositeRequest": [
@@ -945,15 +1159,18 @@ mod tests {
                  "url": "/services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER%2F250",
                  "body": {"Status": "Draft"}},
                 {"method": "PATCH", "referenceId": "refOrderItems_0",
-                 "url": "/services/data/v60.0/sobjects/OrderItem/External_Id__c/BC-ORDER%2F250-1",
-                 "body": {"Quantity": 2, "OrderId": "@{refParent.id}"}},
-                {"method": "PATCH", "referenceId": "refOrderItems_1",
-                 "url": "/services/data/v60.0/sobjects/OrderItem/External_Id__c/7",
-                 "body": {"Quantity": 1, "OrderId": "@{refParent.id}"}}
+                 "url": "/services/data/v60.0/composite/sobjects/OrderItem/External_Id__c",
+                 "body": {"allOrNone": true, "records": [
+                     {"attributes": {"type": "OrderItem"}, "External_Id__c": "BC-ORDER/250-1",
+                      "Quantity": 2, "OrderId": "@{refParent.id}"},
+                     {"attributes": {"type": "OrderItem"}, "External_Id__c": 7,
+                      "Quantity": 1, "OrderId": "@{refParent.id}"}
+                 ]}}
             ]})
         );
         // No children is an Order alone.
         let plan = composite_plan(&order(json!([]))).unwrap();
+        assert_eq!(plan.answered, Answered::Composite(vec![]));
         assert_eq!(
             plan.body.unwrap()["compositeRequest"]
                 .as_array()
@@ -1046,19 +1263,57 @@ mod tests {
         assert!(problems[0].message.contains("46.0 or later, not 45.0"));
     }
 
+    fn items(n: usize) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"External_Id__c": format!("I{i}"), "Quantity": 1}))
+                .collect(),
+        )
+    }
+
     #[test]
-    fn composite_stops_at_twenty_five_subrequests() {
-        let items = |n: usize| {
-            Value::Array(
-                (0..n)
-                    .map(|i| json!({"External_Id__c": format!("I{i}"), "Quantity": 1}))
-                    .collect(),
-            )
+    fn composite_chunks_a_group_by_two_hundred_and_stops_at_five_collections() {
+        let plan = composite_plan(&order(items(450))).unwrap();
+        let body = plan.body.unwrap();
+        let subs = body["compositeRequest"].as_array().unwrap();
+        let shape: Vec<(&str, usize)> = subs[1..]
+            .iter()
+            .map(|s| {
+                (
+                    s["referenceId"].as_str().unwrap(),
+                    s["body"]["records"].as_array().unwrap().len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("refOrderItems_0", 200),
+                ("refOrderItems_1", 200),
+                ("refOrderItems_2", 50)
+            ]
+        );
+        assert_eq!(subs[2]["body"]["records"][0]["External_Id__c"], "I200");
+        let Answered::Composite(chunks) = plan.answered else {
+            panic!("{:?}", plan.answered)
         };
-        assert!(composite_plan(&order(items(24))).is_ok());
-        let message = refusal(composite_plan(&order(items(25))));
+        assert_eq!(chunks[2].first, 400);
+
+        assert!(composite_plan(&order(items(1000))).is_ok());
+        let message = refusal(composite_plan(&order(items(1001))));
         assert!(
-            message.contains("26 subrequests") && message.contains("allows 25"),
+            message.contains("1001 children need 6 collection subrequests")
+                && message.contains("allows 5")
+                && message.contains("at most 1000 children"),
+            "{message}"
+        );
+        // 802 children fit in 5 chunks of one group, but not in two groups' 6.
+        let mut two = order(items(801));
+        two["Others"] = json!({"object": "OrderItem", "key": "External_Id__c",
+                               "parent": "OrderId", "records": items(1)});
+        let message = refusal(composite_plan(&two));
+        assert!(
+            message.contains("OrderItems 801 in 5, Others 1 in 1"),
             "{message}"
         );
     }
@@ -1081,36 +1336,60 @@ mod tests {
     }
 
     fn composite_reply(subs: Vec<Value>) -> Result<Reply, CallError> {
-        let payload = order(json!([
-            {"External_Id__c": "I1", "Quantity": 1},
-            {"External_Id__c": "I2", "Quantity": 1}
-        ]));
+        let payload = order(items(202));
         let plan = composite_plan(&payload).unwrap();
         reply(&plan, answer(json!({"compositeResponse": subs})), "POST x")
     }
 
+    fn saved(n: usize, created: bool) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"id": format!("802{i}"), "success": true, "errors": [], "created": created}))
+                .collect(),
+        )
+    }
+
+    fn rolled_back(n: usize, failed: &[(usize, Value)]) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| {
+                    let errors = failed.iter().find(|(j, _)| *j == i).map_or_else(
+                        || json!([{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                   "message": "Record rolled back because not all records were valid and the request was using AllOrNone header",
+                                   "fields": []}]),
+                        |(_, e)| e.clone(),
+                    );
+                    json!({"id": null, "success": false, "errors": errors, "created": false})
+                })
+                .collect(),
+        )
+    }
+
     #[test]
-    fn a_composite_succeeds_when_every_subrequest_did_and_carries_the_parents_id() {
+    fn a_composite_succeeds_when_every_subrequest_and_record_did_and_carries_the_parents_id() {
+        let parent = json!({"id": "801A", "success": true, "created": false});
         let reply = composite_reply(vec![
-            sub(
-                "refParent",
-                200,
-                json!({"id": "801A", "success": true, "created": false}),
-            ),
-            sub(
-                "refOrderItems_0",
-                201,
-                json!({"id": "802A", "success": true}),
-            ),
-            sub(
-                "refOrderItems_1",
-                200,
-                json!({"id": "802B", "success": true}),
-            ),
+            sub("refParent", 200, parent.clone()),
+            sub("refOrderItems_0", 200, saved(200, true)),
+            sub("refOrderItems_1", 200, saved(2, false)),
         ])
         .unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(reply.remote_id.as_deref(), Some("801A"));
+
+        // A 200 with fewer results than records is not a success.
+        let message = match composite_reply(vec![
+            sub("refParent", 200, parent),
+            sub("refOrderItems_0", 200, saved(200, true)),
+            sub("refOrderItems_1", 200, saved(1, false)),
+        ]) {
+            Err(CallError::Permanent { message }) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            message.contains("with 1 results for 2 records"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -1125,7 +1404,7 @@ mod tests {
         let CallError::Permanent { message } = err else {
             panic!("expected permanent: {err:?}")
         };
-        assert!(message.starts_with("POST x: 200 OK: subrequest `refOrderItems_1` (PATCH /services/data/v60.0/sobjects/OrderItem/External_Id__c/I2) answered 400 Bad Request"), "{message}");
+        assert!(message.starts_with("POST x: 200 OK: subrequest `refOrderItems_1` (PATCH /services/data/v60.0/composite/sobjects/OrderItem/External_Id__c) answered 400 Bad Request"), "{message}");
         assert!(message.contains("No such column 'Foo__c'"), "{message}");
         assert!(!message.contains("PROCESSING_HALTED"), "{message}");
 
@@ -1151,13 +1430,74 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_record_in_a_collection_is_named_by_its_place_in_the_group() {
+        let bad = json!([{"statusCode": "INVALID_FIELD", "message": "SKU NO-SUCH not found",
+                          "fields": []}]);
+        let err = composite_reply(vec![
+            sub("refParent", 400, halted()),
+            sub("refOrderItems_0", 400, halted()),
+            sub("refOrderItems_1", 200, rolled_back(2, &[(1, bad)])),
+        ])
+        .unwrap_err();
+        let CallError::Permanent { message } = err else {
+            panic!("expected permanent: {err:?}")
+        };
+        assert!(
+            message.contains("subrequest `refOrderItems_1` (PATCH /services/data/v60.0/composite/sobjects/OrderItem/External_Id__c) answered 200 OK, all rolled back: `OrderItems.records[201]` (External_Id__c = I201): "),
+            "{message}"
+        );
+        assert!(message.contains("SKU NO-SUCH not found"), "{message}");
+        assert!(!message.contains("ROLLED_BACK"), "{message}");
+        assert!(!message.contains("PROCESSING_HALTED"), "{message}");
+
+        // A locked row or the limit on a record is retryable, as on its own.
+        for code in ["UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED"] {
+            let err = composite_reply(vec![
+                sub("refParent", 400, halted()),
+                sub(
+                    "refOrderItems_0",
+                    200,
+                    rolled_back(200, &[(3, json!([{"statusCode": code, "message": "m"}]))]),
+                ),
+                sub("refOrderItems_1", 400, halted()),
+            ])
+            .unwrap_err();
+            let CallError::Retryable { message, .. } = err else {
+                panic!("{code} should be retryable: {err:?}")
+            };
+            assert!(
+                message.contains("`OrderItems.records[3]` (External_Id__c = I3)")
+                    && message.contains(code),
+                "{message}"
+            );
+        }
+
+        // Many failed records: a few are shown.
+        let failed: Vec<(usize, Value)> = (0..200)
+            .map(|i| (i, json!([{"statusCode": "INVALID_FIELD", "message": "m"}])))
+            .collect();
+        let err = composite_reply(vec![
+            sub("refParent", 400, halted()),
+            sub("refOrderItems_0", 200, rolled_back(200, &failed)),
+            sub("refOrderItems_1", 400, halted()),
+        ])
+        .unwrap_err();
+        let CallError::Permanent { message } = err else {
+            panic!("expected permanent: {err:?}")
+        };
+        assert!(message.contains("`OrderItems.records[4]`"), "{message}");
+        assert!(!message.contains("`OrderItems.records[5]`"), "{message}");
+        assert!(message.contains("and 195 more records"), "{message}");
+    }
+
+    #[test]
     fn when_every_subrequest_is_halted_all_are_shown_grouped() {
         let unresolved = json!([{"errorCode": "PROCESSING_HALTED",
             "message": "Invalid reference specified. No value for refParent.id found in refParent."}]);
         let err = composite_reply(vec![
             sub("refParent", 400, halted()),
             sub("refOrderItems_0", 400, unresolved),
-            sub("refOrderItems_1", 400, halted()),
+            sub("refOrderItems_1", 200, rolled_back(2, &[])),
         ])
         .unwrap_err();
         let CallError::Permanent { message } = err else {
@@ -1165,7 +1505,11 @@ mod tests {
         };
         assert!(message.contains("No value for refParent.id"), "{message}");
         assert!(
-            message.contains("`refParent` (PATCH /services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER%2F250), `refOrderItems_1`"),
+            message.contains("`refParent` (PATCH /services/data/v60.0/sobjects/Order/External_Id__c/BC-ORDER%2F250): 400 Bad Request"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`refOrderItems_1` (PATCH /services/data/v60.0/composite/sobjects/OrderItem/External_Id__c): 200 OK [{\"fields\":[],\"message\":\"Record rolled back"),
             "{message}"
         );
     }

@@ -28,6 +28,12 @@
 //!   Each setter replaces its counter (0 disarms).
 //! * Composite: a subrequest fails when its status is >= 400 (a 300 is not a failure);
 //!   `@{ref...}` to a failed/unknown reference → 400 `PROCESSING_HALTED`.
+//! * Composite with sObject Collections subrequests (spec §5: at most 5 collection or query
+//!   subrequests, more → 400 `LIMIT_EXCEEDED`). With the composite's `allOrNone: true` the
+//!   collections are all-or-none whatever their own flag says, and a collection answering 200
+//!   with a record whose `success` is false fails the composite: everything is rolled back,
+//!   the collection keeps its 200 and per-record results (the others'
+//!   `ALL_OR_NONE_OPERATION_ROLLED_BACK`), the other subrequests say `PROCESSING_HALTED`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -51,6 +57,8 @@ const API_LIMIT: u64 = 15000;
 const ORG_ID: &str = "00D5e000001N20QEAS";
 const USER_ID: &str = "0055e000003AbCdAAK";
 const MAX_SUBREQUESTS: usize = 25;
+/// Of a composite's subrequests, how many may be sObject Collections or query operations.
+const MAX_COLLECTION_SUBREQUESTS: usize = 5;
 const MAX_RECORDS: usize = 200;
 const MAX_TREE_DEPTH: usize = 5;
 const MAX_TREE_TYPES: usize = 5;
@@ -1110,17 +1118,35 @@ impl State {
         let mut results: Vec<Reply> = Vec::new();
         let mut failed_at = None;
         for (i, sub) in subs.iter().enumerate() {
+            let collection = is_collection_or_query(&sub.url);
             let reply = match resolve_sub(sub, &done) {
                 Err(msg) => Reply::err(SfError::new(400, "PROCESSING_HALTED", msg)),
-                Ok((url, body)) => self.run_subrequest(&sub.method, &url, body),
+                Ok((url, mut body)) => {
+                    // The composite's allOrNone overrides the collection's own.
+                    if all_or_none && collection {
+                        if let Some(Value::Object(b)) = &mut body {
+                            b.insert("allOrNone".into(), Value::Bool(true));
+                        }
+                    }
+                    self.run_subrequest(&sub.method, &url, body)
+                }
             };
+            let failed_records = collection
+                && reply
+                    .body
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .is_some_and(|rs| {
+                        rs.iter()
+                            .any(|r| r.get("success").and_then(Value::as_bool) == Some(false))
+                    });
             if reply.status < 400 {
                 done.insert(
                     sub.reference_id.clone(),
                     reply.body.clone().unwrap_or(Value::Null),
                 );
             }
-            let failed = reply.status >= 400;
+            let failed = reply.status >= 400 || failed_records;
             results.push(reply);
             if all_or_none && failed {
                 failed_at = Some(i);
@@ -1466,6 +1492,20 @@ fn parse_subrequests(req: &Map<String, Value>) -> Result<Vec<Sub>, SfError> {
             format!("Exceeded max limit of subrequests, which is {MAX_SUBREQUESTS}"),
         ));
     }
+    let collections = list
+        .iter()
+        .filter_map(|item| item.get("url").and_then(Value::as_str))
+        .filter(|url| is_collection_or_query(url))
+        .count();
+    if collections > MAX_COLLECTION_SUBREQUESTS {
+        return Err(SfError::new(
+            400,
+            "LIMIT_EXCEEDED",
+            format!(
+                "Exceeded max limit of sObject Collections and query subrequests, which is {MAX_COLLECTION_SUBREQUESTS}"
+            ),
+        ));
+    }
     let mut seen = HashSet::new();
     let mut subs = Vec::new();
     for item in list {
@@ -1521,6 +1561,20 @@ fn parse_subrequests(req: &Map<String, Value>) -> Result<Vec<Sub>, SfError> {
         });
     }
     Ok(subs)
+}
+
+/// An sObject Collections or query subrequest (of which a composite allows only a few).
+fn is_collection_or_query(url: &str) -> bool {
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    let Some(rest) = path.strip_prefix(DATA_PREFIX) else {
+        return false;
+    };
+    let segs = split_segments(rest);
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    matches!(
+        s.as_slice(),
+        ["composite", "sobjects", ..] | ["query" | "queryAll", ..]
+    )
 }
 
 /// Substitutes `@{ref.path}` in the url and body of a subrequest.
