@@ -87,13 +87,13 @@ pub fn dead_letters(n: usize) {
     gauge!("crossdock_dead_letters").set(n as f64);
 }
 
-/// A reload was tried: `ok` true when the new version went live.
 /// A reload that found the files as the running version has them: the project is no longer
 /// failing to reload (an edit was undone), but nothing was reloaded either.
 pub fn reload_unchanged() {
     gauge!("crossdock_reload_failing").set(0.0);
 }
 
+/// A reload was tried: `ok` true when the new version went live.
 pub fn reload(ok: bool) {
     let result = if ok { "ok" } else { "refused" };
     counter!("crossdock_reloads_total", "result" => result).increment(1);

@@ -403,8 +403,11 @@ impl Runtime {
     /// Stops taking work and waits for running events, up to the grace period; then flushes.
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + self.settings.grace;
-        while self.running.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        // A grace too long to add to the clock ("1000000y") means no deadline.
+        let deadline = tokio::time::Instant::now().checked_add(self.settings.grace);
+        while self.running.load(Ordering::SeqCst) > 0
+            && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.running.load(Ordering::SeqCst);

@@ -31,6 +31,8 @@ const FOLDERS: [&str; 3] = ["pipelines", "mappings", "scripts"];
 
 /// A reload waits at most this many debounce periods after the first change of a burst.
 const MAX_WAIT_FACTOR: u32 = 10;
+/// The longest debounce the watcher honours.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
 
 /// `root` as notify will report it: joined to the current folder when relative.
 fn absolute(root: &Path) -> std::io::Result<PathBuf> {
@@ -45,6 +47,8 @@ fn absolute(root: &Path) -> std::io::Result<PathBuf> {
 pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::Result<Watch> {
     let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
     let root = absolute(root).map_err(notify::Error::io)?;
+    // An absurd `reload_debounce` ("1000000y") would overflow the timer arithmetic below.
+    let debounce = debounce.min(MAX_DEBOUNCE);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
             if !changes(&event.kind) {
