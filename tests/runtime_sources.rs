@@ -518,3 +518,32 @@ fn a_poll_whose_connector_is_not_configured_calls_nothing() {
         runtime.drain().await;
     });
 }
+
+#[test]
+fn a_poll_on_a_cron_schedule_polls_at_each_time_and_resumes_from_its_cursor() {
+    let shop = Arc::new(Mutex::new(Shop::default()));
+    shop.lock().unwrap().items.push(item(1, 1));
+    let base = serve_shop(shop.clone());
+    // Six fields, seconds first: every second, so the test need not wait a minute.
+    let pipeline = POLL_PIPELINE.replace("every: 200ms", r#"cron: "* * * * * *""#);
+    let dir = project(&shop_connector(&base), &[("feed", &pipeline)]);
+    let root = dir.path().to_path_buf();
+    tokio().block_on(async {
+        let (runtime, _, rx) = Runtime::open(&root, no_env, Settings::default()).unwrap();
+        runtime.start(rx).unwrap();
+        wait_for("the first item", 10, || ids(&root) == [1]).await;
+        // An item updated later is found by a later poll, which asks from the stored cursor.
+        shop.lock().unwrap().items.push(item(2, 2));
+        wait_for("the second item", 10, || ids(&root) == [1, 2]).await;
+        let requests = shop.lock().unwrap().requests.clone();
+        assert!(requests.len() >= 2, "{requests:?}");
+        assert_eq!(requests[0]["since"], "2026-01-01T00:00:00Z");
+        assert!(
+            requests
+                .iter()
+                .any(|r| r["since"] == "2026-02-01T10:00:00Z"),
+            "no poll resumed from the cursor: {requests:?}"
+        );
+        runtime.drain().await;
+    });
+}
