@@ -864,3 +864,29 @@ async fn while_draining_new_webhooks_get_503_and_running_events_finish() {
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].body["n"], 1);
 }
+
+/// The dedup window ends: the same body after it is a new event, within it a duplicate.
+#[tokio::test]
+async fn a_delivery_after_the_dedup_window_is_a_new_event() {
+    let config = PROJECT.replace("server: { max_body: 64KB }", "server: { dedup_window: 1s }");
+    assert_ne!(config, PROJECT, "the test's project changed shape");
+    let dir = project(&[
+        ("crossdock.yaml", config.as_str()),
+        ("pipelines/echo.yaml", ECHO),
+    ]);
+    let engine = Engine::start(dir.path());
+    let body = r#"{"n":1}"#;
+    let (status, first) = engine.post("/hooks/echo", body).await;
+    assert_eq!(status, 202);
+    let (status, again) = engine.post("/hooks/echo", body).await;
+    assert_eq!((status, &again["event_id"]), (200, &first["event_id"]));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, later) = engine.post("/hooks/echo", body).await;
+    assert_eq!(status, 202, "{later}");
+    assert_ne!(later["event_id"], first["event_id"]);
+    let out = dir.path().join("out/actions.jsonl");
+    eventually("both events", Duration::from_secs(10), || async {
+        (json_lines(&out).len() == 2).then_some(())
+    })
+    .await;
+}
