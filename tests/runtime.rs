@@ -890,3 +890,50 @@ async fn a_delivery_after_the_dedup_window_is_a_new_event() {
     })
     .await;
 }
+
+/// The connector's circuit breaker: five failures open it, an open breaker lets no call through
+/// until its cooldown ends, then one trial; a success closes it. The gauge follows, also when
+/// time alone turns it half-open.
+#[tokio::test]
+async fn a_failing_connector_opens_its_breaker_which_holds_calls_back_then_closes() {
+    let upstream = support::upstream::Upstream::start().await;
+    // A cooldown long enough that the check below cannot overlap its end on a slow machine.
+    let files: Vec<(String, String)> = http_project(&upstream.url)
+        .into_iter()
+        .map(|(path, text)| (path, text.replace("cooldown: 2s", "cooldown: 5s")))
+        .collect();
+    assert!(files.iter().any(|(_, t)| t.contains("cooldown: 5s")));
+    let dir = project_of(&files);
+    let engine = Engine::start(dir.path());
+    let gauge = |m: String| {
+        m.lines()
+            .find(|l| l.starts_with(r#"crossdock_connector_breaker_state{connector="up"}"#))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+    };
+    upstream.set_down(Some(500));
+    for n in 0..5 {
+        let (status, _) = engine
+            .post("/hooks/relay", &format!(r#"{{"n":{n}}}"#))
+            .await;
+        assert_eq!(status, 202);
+    }
+    eventually("the breaker to open", Duration::from_secs(15), || async {
+        (gauge(engine.metrics().await).as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    // Open: the events wait; nothing reaches the upstream during the cooldown.
+    let hits = upstream.hits();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(upstream.hits(), hits, "calls went through an open breaker");
+    upstream.set_down(None);
+    // After the cooldown one trial goes through, succeeds and closes the breaker; the waiting
+    // events are delivered.
+    eventually("every event delivered", Duration::from_secs(30), || async {
+        (upstream.received().len() == 5).then_some(())
+    })
+    .await;
+    eventually("the breaker to close", Duration::from_secs(10), || async {
+        (gauge(engine.metrics().await).as_deref() == Some("0")).then_some(())
+    })
+    .await;
+}

@@ -46,7 +46,12 @@ async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>
     (status, Json(body)).into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
+    // A breaker's state changes with time alone (open turns half-open when its cooldown ends),
+    // while calls only set the gauge when they are made: read it now, as it is.
+    for (name, connector) in &runtime.live().connectors {
+        crate::runtime::metrics::breaker_state(name, connector.breaker.state().as_gauge());
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

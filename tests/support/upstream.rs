@@ -25,6 +25,8 @@ struct Inner {
     /// Fail every request with this status until cleared.
     down: Option<u16>,
     delay: Duration,
+    /// Every request that reached the server, failed ones included.
+    hits: usize,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,11 @@ impl Upstream {
     pub fn set_delay(&self, delay: Duration) {
         self.inner.lock().unwrap().delay = delay;
     }
+
+    /// Requests that reached the server, failed ones included.
+    pub fn hits(&self) -> usize {
+        self.inner.lock().unwrap().hits
+    }
 }
 
 async fn handle(
@@ -75,7 +82,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let delay = inner.lock().unwrap().delay;
+    let delay = {
+        let mut inner = inner.lock().unwrap();
+        inner.hits += 1;
+        inner.delay
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
