@@ -269,7 +269,8 @@ impl Runtime {
             .timeout(settings.call_timeout)
             .build()
             .map_err(|e| StartError::Build(format!("cannot build the HTTP client: {e}")))?;
-        let live = build_live(project, &http, None).map_err(StartError::Build)?;
+        let live =
+            build_live(project, &http, None).map_err(|e| StartError::Build(e.to_string()))?;
         let (queue, rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(Runtime {
             live: ArcSwap::from_pointee(live),
@@ -451,10 +452,10 @@ impl Runtime {
                                 self.sources_changed();
                                 Ok(version)
                             }
-                            Err(message) => Err(ReloadError {
+                            Err(e) => Err(ReloadError {
                                 at: inbox::now_rfc3339(),
-                                files: BTreeMap::new(),
-                                message,
+                                message: e.to_string(),
+                                files: BTreeMap::from([(e.file, vec![e.message])]),
                             }),
                         }
                     }
@@ -557,13 +558,43 @@ fn reload_error(diags: &Diagnostics) -> ReloadError {
     }
 }
 
+/// Why a project that passed `check` could not be made live (a connector that does not build,
+/// a signature secret that does not decode), and the file that says so.
+#[derive(Debug)]
+struct LiveError {
+    file: String,
+    message: String,
+}
+
+impl std::fmt::Display for LiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+impl LiveError {
+    fn in_project_file(message: String) -> LiveError {
+        LiveError {
+            file: crate::config::PROJECT_FILE.to_string(),
+            message,
+        }
+    }
+
+    fn in_pipeline(flow: &crate::flow::Flow, message: String) -> LiveError {
+        LiveError {
+            file: flow.file.to_string_lossy().replace('\\', "/"),
+            message,
+        }
+    }
+}
+
 /// Builds the live connectors and routes of a project; connectors whose config did not
 /// change since `old` are kept as they are.
 fn build_live(
     project: Project,
     http: &reqwest::Client,
     old: Option<&Live>,
-) -> Result<Live, String> {
+) -> Result<Live, LiveError> {
     let cx = BuildContext {
         root: project.root.clone(),
         http: http.clone(),
@@ -597,13 +628,17 @@ fn build_live(
                 Some(c) => c
                     .as_kind()
                     .build(to, &cx)
-                    .map_err(|e| format!("connector `{to}`: {e}"))?,
-                None => return Err(format!("connector `{name}`: no stand-in `{to}`")),
+                    .map_err(|e| LiveError::in_project_file(format!("connector `{to}`: {e}")))?,
+                None => {
+                    return Err(LiveError::in_project_file(format!(
+                        "connector `{name}`: no stand-in `{to}`"
+                    )))
+                }
             },
             None => config
                 .as_kind()
                 .build(name, &cx)
-                .map_err(|e| format!("connector `{name}`: {e}"))?,
+                .map_err(|e| LiveError::in_project_file(format!("connector `{name}`: {e}")))?,
         };
         connectors.insert(
             name.clone(),
@@ -622,15 +657,16 @@ fn build_live(
     for (name, flow) in &project.pipelines {
         if let SourceConfig::Webhook(hook) = &flow.source {
             let scheme = match &hook.verify {
-                Some(v) => {
-                    Some(verify::build(v).map_err(|e| format!("pipeline `{name}`: verify: {e}"))?)
-                }
+                Some(v) => Some(verify::build(v).map_err(|e| {
+                    LiveError::in_pipeline(flow, format!("pipeline `{name}`: verify: {e}"))
+                })?),
                 None => None,
             };
             let dedup_id = match &hook.dedup_id {
                 Some(p) => {
-                    let path = JsonPath::parse(p)
-                        .map_err(|e| format!("pipeline `{name}`: dedup_id: {e}"))?;
+                    let path = JsonPath::parse(p).map_err(|e| {
+                        LiveError::in_pipeline(flow, format!("pipeline `{name}`: dedup_id: {e}"))
+                    })?;
                     let mut need = crate::projection::Need::default();
                     need.add_jsonpath(p);
                     Some((path, crate::projection::BodyParser::new(need)))
