@@ -113,8 +113,8 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let mut all_ok = true;
     let mut count = 0usize;
     let format = InputFormat::for_path(args.input, Some(&flow.source));
-    // Outcomes are written on a thread of their own: serialising and writing them (and freeing
-    // them) is a third of a large dry run, and runs beside the next events' flows. Events run
+    // Outcomes are written on a thread of their own: serialising, writing and freeing them is
+    // a quarter of a large dry run's work, and runs beside the next events' flows. Events run
     // here, one after another, because each may read the state changes of the ones before.
     let (sink, printer) = Printer::start(args.json, project.redactor.clone());
     let mut batch = Vec::with_capacity(BATCH);
@@ -196,7 +196,7 @@ type Printed = Vec<(Outcome, Option<String>)>;
 const BATCH: usize = 64;
 
 impl Printer {
-    /// The sending end, and the thread, which answers whether everything was written.
+    /// The sending end, and the thread, which answers whether every outcome was written.
     fn start(
         json: bool,
         redactor: Redactor,
@@ -211,10 +211,13 @@ impl Printer {
             // One write per buffer, not per line: a dry run over a large file prints many.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut text = Vec::new();
+            let mut all_shown = true;
             for (outcome, label) in batches.into_iter().flatten() {
                 text.clear();
                 if json {
-                    if serde_json::to_writer(&mut text, &outcome).is_err() {
+                    if let Err(e) = serde_json::to_writer(&mut text, &outcome) {
+                        eprintln!("cannot print the outcome of {}: {e}", outcome.event_id);
+                        all_shown = false;
                         continue;
                     }
                 } else {
@@ -227,7 +230,7 @@ impl Printer {
                     return false;
                 }
             }
-            out.flush().is_ok()
+            out.flush().is_ok() && all_shown
         });
         (sink, thread)
     }
