@@ -110,15 +110,21 @@ async fn version(engine: &Engine) -> (String, Value) {
     (p["version"].as_str().unwrap().to_string(), p)
 }
 
-/// Writes `files`, then waits until the engine serves a new version; returns when it did.
-async fn good_edit(engine: &Engine, dir: &Path, files: &[(&str, &str)]) -> Instant {
+/// Makes `change` to the project's files, then waits until the engine serves a new version;
+/// returns when it did.
+async fn live_after(engine: &Engine, what: &str, change: impl FnOnce()) -> Instant {
     let (before, _) = version(engine).await;
-    write_files(dir, files);
-    eventually("the edit to go live", Duration::from_secs(10), || async {
+    change();
+    eventually(what, Duration::from_secs(10), || async {
         let (now, p) = version(engine).await;
         (now != before && p["last_reload_error"].is_null()).then(Instant::now)
     })
     .await
+}
+
+/// Writes `files`, then waits until the engine serves a new version; returns when it did.
+async fn good_edit(engine: &Engine, dir: &Path, files: &[(&str, &str)]) -> Instant {
+    live_after(engine, "the edit to go live", || write_files(dir, files)).await
 }
 
 /// Writes a broken `files`, waits until the refusal is reported; the version must not change.
@@ -212,21 +218,14 @@ async fn edits_under_traffic_lose_nothing_and_never_run_a_broken_version() {
     .await;
     // An editor's save: a temporary file renamed over the original.
     let p3 = pipeline("  - set: { p: p3 }");
-    let (before, _) = version(&engine).await;
-    std::fs::write(dir.path().join("pipelines/.live.yaml.tmp"), &p3).unwrap();
-    std::fs::rename(
-        dir.path().join("pipelines/.live.yaml.tmp"),
-        dir.path().join("pipelines/live.yaml"),
-    )
-    .unwrap();
-    let at = eventually(
-        "the renamed file to go live",
-        Duration::from_secs(10),
-        || async {
-            let (now, p) = version(&engine).await;
-            (now != before && p["last_reload_error"].is_null()).then(Instant::now)
-        },
-    )
+    let at = live_after(&engine, "the renamed file to go live", || {
+        std::fs::write(dir.path().join("pipelines/.live.yaml.tmp"), &p3).unwrap();
+        std::fs::rename(
+            dir.path().join("pipelines/.live.yaml.tmp"),
+            dir.path().join("pipelines/live.yaml"),
+        )
+        .unwrap();
+    })
     .await;
     live_from.push((at, "p", "p3"));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -324,16 +323,9 @@ steps:
         assert_eq!(status, 202);
         ids.push(a["event_id"].as_str().unwrap().to_string());
     }
-    let (before, _) = version(&engine).await;
-    std::fs::remove_file(dir.path().join("pipelines/extra.yaml")).unwrap();
-    eventually(
-        "the removal to go live",
-        Duration::from_secs(10),
-        || async {
-            let (now, _) = version(&engine).await;
-            (now != before).then_some(())
-        },
-    )
+    live_after(&engine, "the removal to go live", || {
+        std::fs::remove_file(dir.path().join("pipelines/extra.yaml")).unwrap();
+    })
     .await;
     let (status, a) = engine.post("/hooks/extra", r#"{"n":-2}"#).await;
     assert_eq!(status, 404, "{a}");
@@ -628,17 +620,10 @@ async fn a_relative_project_reloads_on_save_also_in_a_replaced_folder() {
     let fresh = dir.path().join("scripts.new");
     std::fs::create_dir(&fresh).unwrap();
     std::fs::write(fresh.join("s.rhai"), script("swapped")).unwrap();
-    let (before, _) = version(&engine).await;
-    std::fs::rename(dir.path().join("scripts"), dir.path().join("scripts.old")).unwrap();
-    std::fs::rename(&fresh, dir.path().join("scripts")).unwrap();
-    eventually(
-        "the swapped folder to load",
-        Duration::from_secs(10),
-        || async {
-            let (now, _) = version(&engine).await;
-            (now != before).then_some(())
-        },
-    )
+    live_after(&engine, "the swapped folder to load", || {
+        std::fs::rename(dir.path().join("scripts"), dir.path().join("scripts.old")).unwrap();
+        std::fs::rename(&fresh, dir.path().join("scripts")).unwrap();
+    })
     .await;
     good_edit(&engine, dir.path(), &[("scripts/s.rhai", &script("three"))]).await;
     let _ = engine.terminate();

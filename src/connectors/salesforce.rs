@@ -318,13 +318,9 @@ fn plan(request: Request<'_>, api_version: &str) -> Result<Plan, CallError> {
             let fields = fields(request)?;
             let value = id_text(fields, key, "the upsert key", "the payload")?;
             plan.method = Method::PATCH;
-            plan.path = format!(
-                "{sobject}/{}/{}",
-                classify::encode_segment(key),
-                classify::encode_segment(&value)
-            );
+            plan.path = upsert_path(object, key, &value);
             // The key is in the URL; repeating it in the body, or sending `Id`, is refused.
-            plan.body = Some(without(fields, &[key, "Id"]));
+            plan.body = Some(without(fields, &[key, "Id"]).into());
             plan.key = Some(format!("{key} = {value}"));
         }
         "update" | "delete" => {
@@ -333,7 +329,7 @@ fn plan(request: Request<'_>, api_version: &str) -> Result<Plan, CallError> {
             plan.path = format!("{sobject}/{}", classify::encode_segment(&id));
             if op == "update" {
                 plan.method = Method::PATCH;
-                plan.body = Some(without(fields, &["Id"]));
+                plan.body = Some(without(fields, &["Id"]).into());
             } else {
                 plan.method = Method::DELETE;
             }
@@ -407,13 +403,12 @@ fn id_text(
 }
 
 /// The fields minus `drop`, compared without case: Salesforce field names ignore case.
-fn without(fields: &Map<String, Value>, drop: &[&str]) -> Value {
+fn without(fields: &Map<String, Value>, drop: &[&str]) -> Map<String, Value> {
     fields
         .iter()
         .filter(|(name, _)| !drop.iter().any(|d| d.eq_ignore_ascii_case(name)))
         .map(|(name, value)| (name.clone(), value.clone()))
-        .collect::<Map<_, _>>()
-        .into()
+        .collect()
 }
 
 /// The top-level records of a tree payload: `{"records": [...]}` as is, an array of
@@ -532,14 +527,12 @@ fn composite_body(
     }
 
     let value = id_text(&parent, key, "the parent's upsert key", "the payload")?;
-    let mut subrequests = vec![upsert_subrequest(
-        api_version,
-        object,
-        key,
-        &value,
-        PARENT_REF.into(),
-        without(&parent, &[key, "Id", "attributes"]),
-    )];
+    let mut subrequests = vec![serde_json::json!({
+        "method": "PATCH",
+        "url": format!("/services/data/{api_version}/{}", upsert_path(object, key, &value)),
+        "referenceId": PARENT_REF,
+        "body": without(&parent, &[key, "Id", "attributes"]),
+    })];
     let mut chunks = Vec::new();
     for group in &groups {
         let mut records = Vec::with_capacity(group.records.len());
@@ -617,9 +610,7 @@ fn child_record(
         "attributes".into(),
         serde_json::json!({ "type": group.object }),
     );
-    if let Value::Object(fields) = without(record, &["Id", "attributes"]) {
-        out.extend(fields);
-    }
+    out.extend(without(record, &["Id", "attributes"]));
     out.insert(group.parent.into(), format!("@{{{PARENT_REF}.id}}").into());
     Ok((out.into(), value))
 }
@@ -688,25 +679,14 @@ fn group<'p>(name: &'p str, value: &'p Value) -> Result<Group<'p>, CallError> {
     })
 }
 
-fn upsert_subrequest(
-    api_version: &str,
-    object: &str,
-    key: &str,
-    value: &str,
-    reference: String,
-    body: Value,
-) -> Value {
-    serde_json::json!({
-        "method": "PATCH",
-        "url": format!(
-            "/services/data/{api_version}/sobjects/{}/{}/{}",
-            classify::encode_segment(object),
-            classify::encode_segment(key),
-            classify::encode_segment(value)
-        ),
-        "referenceId": reference,
-        "body": body,
-    })
+/// Below `services/data/{version}/`: the record of `object` whose `key` field is `value`.
+fn upsert_path(object: &str, key: &str, value: &str) -> String {
+    format!(
+        "sobjects/{}/{}/{}",
+        classify::encode_segment(object),
+        classify::encode_segment(key),
+        classify::encode_segment(value)
+    )
 }
 
 fn reply(plan: &Plan, answer: Answer, what: &str) -> Result<Reply, CallError> {
@@ -867,11 +847,7 @@ fn collection_failure(
     let causes: Vec<(usize, &Value)> = failed_records(records)
         .filter(|(_, errors)| !halted_only(errors))
         .collect();
-    let retryable = causes.iter().any(|(_, errors)| {
-        error_codes(errors)
-            .iter()
-            .any(|code| RETRYABLE_CODES.contains(code))
-    });
+    let retryable = causes.iter().any(|(_, errors)| has_retryable_code(errors));
     let mut shown: Vec<String> = causes
         .iter()
         .take(SHOWN_RECORDS)
@@ -944,10 +920,7 @@ fn halted_only(errors: &Value) -> bool {
 fn subrequest_failure(plan: &Plan, answer: &Answer, what: &str, cause: &Value) -> CallError {
     let body = cause.get("body").unwrap_or(&Value::Null);
     let status = sub_status(cause);
-    let retryable = status.is_some_and(classify::is_retryable_status)
-        || error_codes(body)
-            .iter()
-            .any(|code| RETRYABLE_CODES.contains(code));
+    let retryable = status.is_some_and(classify::is_retryable_status) || has_retryable_code(body);
     let detail = format!(
         "subrequest {} answered {}, all rolled back: {}",
         sub_name(plan, sub_reference(cause)),
@@ -999,11 +972,16 @@ fn all_halted(plan: &Plan, answer: &Answer, what: &str, failed: &[&Value]) -> Ca
 /// Retryable when the status says so (429, 5xx) or any error code does; the message carries
 /// the remote errors as sent (`errorCode` at the top level, `statusCode` per tree record).
 fn failure(answer: &Answer, what: &str) -> CallError {
-    let retryable = classify::is_retryable_status(answer.status)
-        || error_codes(&answer.body)
-            .iter()
-            .any(|code| RETRYABLE_CODES.contains(code));
+    let retryable =
+        classify::is_retryable_status(answer.status) || has_retryable_code(&answer.body);
     classify::failure(answer, what, retryable, &classify::body_text(&answer.body))
+}
+
+/// Salesforce's own "try again later" among the codes of an error answer.
+fn has_retryable_code(errors: &Value) -> bool {
+    error_codes(errors)
+        .iter()
+        .any(|code| RETRYABLE_CODES.contains(code))
 }
 
 /// The codes in an error answer: a top-level error array, a collection's per-record results,
