@@ -1,6 +1,8 @@
 //! `run_body_for_delivery` (the runtime's way: closing sends move their payloads out of the
 //! record) gives exactly the actions `run_body` (dry runs and tests: the record kept whole)
-//! gives, whatever the payloads overlap or however the sends are placed.
+//! gives, whatever the payloads overlap or however the sends are placed; and
+//! `run_body_lending` (`dry-run`: payloads moved, then written back in place when the outcome
+//! is serialised) gives exactly `run_body`'s JSON.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -74,19 +76,30 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
     let state: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
     let body = br#"{"a": {"b": 1, "c": [1, {"x": "y"}]}, "d": "text"}"#;
     let mut moved_somewhere = false;
+    let mut lent_somewhere = false;
     for (name, _) in PIPELINES {
         let flow = project.pipeline(name).unwrap();
-        let run = |delivery: bool| {
+        let run = |how: &str| {
             let event = event_info(name, None, 1, "t");
             let body = Ok(Body::Json(&body[..]));
             let given = GivenAnswers::default();
-            if delivery {
-                flow.run_body_for_delivery(&project.rules, event, body, "input", &state, &given)
-            } else {
-                flow.run_body(&project.rules, event, body, "input", &state, &given)
+            match how {
+                "delivery" => {
+                    flow.run_body_for_delivery(&project.rules, event, body, "input", &state, &given)
+                }
+                "lending" => {
+                    flow.run_body_lending(&project.rules, event, body, "input", &state, &given)
+                }
+                _ => flow.run_body(&project.rules, event, body, "input", &state, &given),
             }
         };
-        let (kept, delivered) = (run(false), run(true));
+        let (kept, delivered, lent) = (run("kept"), run("delivery"), run("lending"));
+        assert_eq!(
+            serde_json::to_string(&kept).unwrap(),
+            serde_json::to_string(&lent).unwrap(),
+            "{name}"
+        );
+        lent_somewhere |= !lent.lent.is_empty() && lent.record != kept.record;
         assert_eq!(kept.errors, delivered.errors, "{name}");
         assert_eq!(kept.actions, delivered.actions, "{name}");
         assert!(!kept.actions.is_empty(), "{name}");
@@ -95,7 +108,7 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
         moved_somewhere |= delivered.record.get("d").is_none();
     }
     assert!(
-        moved_somewhere,
-        "no payload was moved: the test checks nothing"
+        moved_somewhere && lent_somewhere,
+        "no payload was moved or lent: the test checks nothing"
     );
 }

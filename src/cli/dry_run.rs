@@ -113,15 +113,15 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let mut all_ok = true;
     let mut count = 0usize;
     let format = InputFormat::for_path(args.input, Some(&flow.source));
-    // Outcomes are written on a thread of their own: serialising, writing and freeing them is
-    // a quarter of a large dry run's work, and runs beside the next events' flows. Events run
+    // Outcomes are written on a thread of their own: serialising and writing them is a
+    // quarter of a large dry run's work, and runs beside the next events' flows. Events run
     // here, one after another, because each may read the state changes of the ones before.
-    let (sink, printer) = Printer::start(args.json, project.redactor.clone());
+    let (sink, printer, done) = Printer::start(args.json, project.redactor.clone());
     let mut batch = Vec::with_capacity(BATCH);
     let mut one = |decoded: Decoded<'_>, many: bool| -> bool {
         count += 1;
         let event = event_info(&flow.name, Some(&spec), count, "dry-run");
-        let mut outcome = flow.run_body(
+        let mut outcome = flow.run_body_lending(
             &project.rules,
             event,
             decoded.body,
@@ -138,9 +138,18 @@ pub fn run(args: Args<'_>) -> ExitCode {
         if batch.len() < BATCH {
             return true;
         }
+        // Printed batches are freed here, where they were allocated: freed on the printer's
+        // thread, their memory went back through the allocator's cross-thread queues, which
+        // cost this thread a tenth of its time.
+        let empty = match done.try_recv() {
+            Ok(mut printed) => {
+                printed.clear();
+                printed
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        };
         // A closed channel: the printer stopped because the reader went away (`| head`).
-        sink.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-            .is_ok()
+        sink.send(std::mem::replace(&mut batch, empty)).is_ok()
     };
     let read = if format == InputFormat::JsonLines && args.input != "-" {
         // JSON lines are read a block at a time: the file may be many megabytes.
@@ -203,36 +212,58 @@ impl Printer {
     ) -> (
         std::sync::mpsc::SyncSender<Printed>,
         std::thread::JoinHandle<bool>,
+        std::sync::mpsc::Receiver<Printed>,
     ) {
         // Bounded, so that a slow reader of the output holds the flows back instead of
         // filling memory.
         let (sink, batches) = std::sync::mpsc::sync_channel::<Printed>(4);
+        // Printed batches go back to be freed by the thread that made them.
+        let (give_back, done) = std::sync::mpsc::sync_channel::<Printed>(4);
         let thread = std::thread::spawn(move || {
             // One write per buffer, not per line: a dry run over a large file prints many.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut text = Vec::new();
             let mut all_shown = true;
-            for (outcome, label) in batches.into_iter().flatten() {
-                text.clear();
-                if json {
-                    if let Err(e) = serde_json::to_writer(&mut text, &outcome) {
-                        eprintln!("cannot print the outcome of {}: {e}", outcome.event_id);
-                        all_shown = false;
-                        continue;
-                    }
-                } else {
-                    text.extend_from_slice(render(&outcome, label.as_deref()).as_bytes());
-                }
-                text.push(b'\n');
-                let shown = redactor.redact_bytes(&text);
-                if out.write_all(&shown).is_err() {
-                    // The reader went away (`| head`): nothing more can be shown.
+            for batch in batches {
+                if !Self::print(&batch, json, &redactor, &mut out, &mut text, &mut all_shown) {
                     return false;
                 }
+                // When the flow thread has not taken the last ones back yet, free these here.
+                let _ = give_back.try_send(batch);
             }
             out.flush().is_ok() && all_shown
         });
-        (sink, thread)
+        (sink, thread, done)
+    }
+
+    /// Writes a batch; false when the reader went away.
+    fn print(
+        batch: &Printed,
+        json: bool,
+        redactor: &Redactor,
+        out: &mut impl Write,
+        text: &mut Vec<u8>,
+        all_shown: &mut bool,
+    ) -> bool {
+        for (outcome, label) in batch {
+            text.clear();
+            if json {
+                if let Err(e) = serde_json::to_writer(&mut *text, outcome) {
+                    eprintln!("cannot print the outcome of {}: {e}", outcome.event_id);
+                    *all_shown = false;
+                    continue;
+                }
+            } else {
+                text.extend_from_slice(render(outcome, label.as_deref()).as_bytes());
+            }
+            text.push(b'\n');
+            let shown = redactor.redact_bytes(text);
+            if out.write_all(&shown).is_err() {
+                // The reader went away (`| head`): nothing more can be shown.
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -898,7 +898,7 @@ fn mark_movable_payloads(steps: &mut [Step]) {
             .enumerate()
             .all(|(j, other)| i == j || !overlaps(&paths[i], other));
         if let (Step::Send { send, .. }, true) = (step, alone) {
-            send.movable = Some(paths[i].clone());
+            send.movable = Some(paths[i].as_slice().into());
         }
     }
 }

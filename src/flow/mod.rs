@@ -220,7 +220,7 @@ struct SendStep {
     payload: Option<JsonPath>,
     /// The payload's keys, when the payload may be moved out of the record instead of copied
     /// (see `compile::mark_movable_payloads`).
-    movable: Option<Vec<String>>,
+    movable: Option<Arc<[String]>>,
 }
 
 /// A call on a connector that a `send` step asks for. The names are shared with the step, so
@@ -251,29 +251,108 @@ impl std::fmt::Display for StepError {
 }
 
 /// What running one event produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub pipeline: String,
     pub event_id: String,
     /// False when the trigger did not match (the event is acknowledged and skipped).
     pub triggered: bool,
     /// A `filter` step dropped the event.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub filtered: bool,
-    /// The record after the steps (incomplete from [`Flow::run_body_for_delivery`]).
+    /// The record after the steps (incomplete from [`Flow::run_body_for_delivery`] and
+    /// [`Flow::run_body_lending`]).
     pub record: Value,
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
     pub errors: Vec<StepError>,
     /// The record is still the event body as parsed (no step replaced or changed it).
-    #[serde(skip)]
     pub body_unchanged: bool,
     /// The error came from a fetch that may succeed later: the event is worth retrying.
-    #[serde(skip)]
     pub retry: Option<Option<std::time::Duration>>,
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
-    #[serde(skip)]
     pub steps: Vec<Arc<str>>,
+    /// Payloads lent to actions instead of copied ([`Flow::run_body_lending`]): the action's
+    /// index and where in the record its payload was. Serialising puts them back in place.
+    pub lent: Vec<(usize, Arc<[String]>)>,
+}
+
+/// As JSON, an outcome is `{pipeline, event_id, triggered, filtered?, record, actions,
+/// state_changes, errors}`, the record whole: payloads lent to actions are written in their
+/// places in it.
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut o = s.serialize_struct("Outcome", 8)?;
+        o.serialize_field("pipeline", &self.pipeline)?;
+        o.serialize_field("event_id", &self.event_id)?;
+        o.serialize_field("triggered", &self.triggered)?;
+        if self.filtered {
+            o.serialize_field("filtered", &self.filtered)?;
+        }
+        let lent: Vec<(&[String], &Value)> = self
+            .lent
+            .iter()
+            .filter_map(|(i, path)| Some((&path[..], &self.actions.get(*i)?.payload)))
+            .collect();
+        o.serialize_field(
+            "record",
+            &WithLent {
+                value: Some(&self.record),
+                lent,
+            },
+        )?;
+        o.serialize_field("actions", &self.actions)?;
+        o.serialize_field("state_changes", &self.state_changes)?;
+        o.serialize_field("errors", &self.errors)?;
+        o.end()
+    }
+}
+
+/// A value (`None`: a key that is not there) with values at paths below it written in. Keys
+/// come out in order, as a `serde_json` object writes them.
+struct WithLent<'a> {
+    value: Option<&'a Value>,
+    lent: Vec<(&'a [String], &'a Value)>,
+}
+
+impl Serialize for WithLent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if let Some((_, whole)) = self.lent.iter().find(|(path, _)| path.is_empty()) {
+            return whole.serialize(s);
+        }
+        let fields = match self.value {
+            _ if self.lent.is_empty() => return self.value.unwrap_or(&Value::Null).serialize(s),
+            Some(Value::Object(fields)) => Some(fields),
+            None => None,
+            // Payloads are lent only from inside objects: nothing else has one below it.
+            Some(other) => return other.serialize(s),
+        };
+        let mut keys: Vec<&str> = fields
+            .into_iter()
+            .flat_map(|f| f.keys().map(String::as_str))
+            .chain(self.lent.iter().map(|(path, _)| path[0].as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut m = s.serialize_map(Some(keys.len()))?;
+        for key in keys {
+            let below: Vec<(&[String], &Value)> = self
+                .lent
+                .iter()
+                .filter(|(path, _)| path[0] == key)
+                .map(|(path, v)| (&path[1..], *v))
+                .collect();
+            m.serialize_entry(
+                key,
+                &WithLent {
+                    value: fields.and_then(|f| f.get(key)),
+                    lent: below,
+                },
+            )?;
+        }
+        m.end()
+    }
 }
 
 impl Flow {
@@ -298,7 +377,22 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, true)
+        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Record)
+    }
+
+    /// [`Flow::run_body`] for a caller that shows the outcome as JSON (`dry-run`): the closing
+    /// sends move their payloads out of `record` instead of copying them, and the outcome's
+    /// JSON puts them back (see [`Outcome::lent`]); the copies were a tenth of a dry run.
+    pub fn run_body_lending(
+        &self,
+        rules: &Rules,
+        event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> Outcome {
+        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Lent)
     }
 
     /// [`Flow::run_body`] for a caller that keeps only the actions (the runtime): the outcome's
@@ -313,7 +407,7 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, false)
+        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Actions)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -325,11 +419,13 @@ impl Flow {
         label: &str,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        keep_record: bool,
+        keep: Keep,
     ) -> Outcome {
         let parsed = body.and_then(|b| {
             let whole = match &b {
-                input::Body::Json(bytes) if keep_record && !self.need.is_all() => Some(*bytes),
+                input::Body::Json(bytes) if keep != Keep::Actions && !self.need.is_all() => {
+                    Some(*bytes)
+                }
                 _ => None,
             };
             self.parse_body(b).map(|v| (v, whole))
@@ -337,7 +433,7 @@ impl Flow {
         match parsed {
             Ok((value, whole)) => {
                 event.body = Arc::new(value);
-                let mut outcome = self.run_keeping(rules, &event, state, fetch, keep_record);
+                let mut outcome = self.run_keeping(rules, &event, state, fetch, keep);
                 // The parsed body holds only what the flow reads; an event that stopped before
                 // any step changed it shows the body as it came.
                 if outcome.body_unchanged {
@@ -362,9 +458,22 @@ impl Flow {
                 body_unchanged: false,
                 retry: None,
                 steps: Vec::new(),
+                lent: Vec::new(),
             },
         }
     }
+}
+
+/// What a caller keeps of an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The record whole; payloads are copies.
+    Record,
+    /// The record whole once serialised; closing sends' payloads are moved out of it.
+    Lent,
+    /// Only the actions (the runtime): closing sends' payloads are moved, and an unchanged
+    /// body is not copied into the record.
+    Actions,
 }
 
 impl Outcome {

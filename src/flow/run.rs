@@ -12,7 +12,7 @@ use crate::rules::{Ctx, EventInfo, Rules};
 use crate::state::StateStore;
 
 use super::record::kind_of;
-use super::{Action, Arm, Fetch, Flow, Outcome, SendStep, SetValue, Step, StepError};
+use super::{Action, Arm, Fetch, Flow, Keep, Outcome, SendStep, SetValue, Step, StepError};
 
 /// Where control goes after a step.
 enum Next {
@@ -30,8 +30,10 @@ struct Run<'a> {
     retry: Option<Option<std::time::Duration>>,
     /// The labels of the steps that ran, in order.
     steps: Vec<Arc<str>>,
-    /// The caller wants the final record whole; otherwise closing sends move their payloads.
-    keep_record: bool,
+    /// What the caller keeps: whether closing sends may move their payloads.
+    keep: Keep,
+    /// The payloads moved out of the record, for [`Keep::Lent`].
+    lent: Vec<(usize, Arc<[String]>)>,
 }
 
 impl Flow {
@@ -44,21 +46,22 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_keeping(rules, event, state, fetch, true)
+        self.run_keeping(rules, event, state, fetch, Keep::Record)
     }
 
-    /// `keep_record: false` is for a caller that keeps only the actions (the runtime): the
-    /// outcome's `record` then lacks what the closing sends moved into their payloads instead
-    /// of copying, and is null when no step changed the body (copying the body only to drop
-    /// it would be waste).
+    /// With [`Keep::Actions`] (the runtime) the outcome's `record` lacks what the closing sends
+    /// moved into their payloads instead of copying, and is null when no step changed the body
+    /// (copying the body only to drop it would be waste). With [`Keep::Lent`] it lacks the
+    /// moved payloads, which [`Outcome::lent`] lists.
     pub(super) fn run_keeping(
         &self,
         rules: &Rules,
         event: &EventInfo,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        keep_record: bool,
+        keep: Keep,
     ) -> Outcome {
+        let keep_record = keep != Keep::Actions;
         let mut outcome = Outcome {
             pipeline: self.name.clone(),
             event_id: event.id.clone(),
@@ -71,6 +74,7 @@ impl Flow {
             body_unchanged: true,
             retry: None,
             steps: Vec::new(),
+            lent: Vec::new(),
         };
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();
@@ -90,7 +94,8 @@ impl Flow {
             fetch,
             retry: None,
             steps: Vec::with_capacity(self.steps.len()),
-            keep_record,
+            keep,
+            lent: Vec::new(),
         };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
@@ -127,6 +132,7 @@ impl Flow {
         outcome.actions = run.actions;
         outcome.retry = run.retry;
         outcome.steps = run.steps;
+        outcome.lent = run.lent;
         outcome
     }
 }
@@ -217,10 +223,13 @@ impl Run<'_> {
                 }
             }
             Step::Send { label, send } => {
-                if let (Some(path), false, Cow::Owned(owned)) =
-                    (&send.movable, self.keep_record, &mut *record)
+                if let (Some(path), true, Cow::Owned(owned)) =
+                    (&send.movable, self.keep != Keep::Record, &mut *record)
                 {
                     if let Some(payload) = take(owned, path) {
+                        if self.keep == Keep::Lent {
+                            self.lent.push((self.actions.len(), path.clone()));
+                        }
                         self.actions.push(send.action(payload));
                         return Ok(Next::Continue);
                     }
