@@ -421,6 +421,7 @@ impl Flow {
         fetch: &dyn Fetch,
         keep: Keep,
     ) -> Outcome {
+        let mut reused = false;
         let parsed = body.and_then(|b| {
             let whole = match &b {
                 input::Body::Json(bytes) if keep != Keep::Actions && !self.need.is_all() => {
@@ -428,12 +429,29 @@ impl Flow {
                 }
                 _ => None,
             };
-            self.parse_body(b).map(|v| (v, whole))
+            match b {
+                // Parsed into the last body this thread parsed, reusing its allocations.
+                input::Body::Json(bytes) if bytes.len() <= SPARE_BODY_MAX => {
+                    reused = true;
+                    let mut value = SPARE_BODY.take();
+                    self.need
+                        .parse_into(bytes, &mut value)
+                        .map(|()| (value, whole))
+                        .map_err(|e| format!("the body is not valid JSON: {e}"))
+                }
+                b => self.parse_body(b).map(|v| (v, whole)),
+            }
         });
         match parsed {
             Ok((value, whole)) => {
                 event.body = Arc::new(value);
                 let mut outcome = self.run_keeping(rules, &event, state, fetch, keep);
+                if reused {
+                    // Nothing else holds the body once the flow ran, unless a step kept it.
+                    if let Ok(body) = Arc::try_unwrap(event.body) {
+                        SPARE_BODY.set(body);
+                    }
+                }
                 // The parsed body holds only what the flow reads; an event that stopped before
                 // any step changed it shows the body as it came.
                 if outcome.body_unchanged {
@@ -463,6 +481,16 @@ impl Flow {
         }
     }
 }
+
+thread_local! {
+    /// The body this thread parsed last, for the next to be parsed into (see
+    /// [`projection::BodyParser`](crate::projection::BodyParser)).
+    static SPARE_BODY: std::cell::Cell<Value> = const { std::cell::Cell::new(Value::Null) };
+}
+
+/// Bodies larger than this are parsed afresh and not kept: a thread would otherwise hold the
+/// memory of the largest body it ever saw.
+const SPARE_BODY_MAX: usize = 64 * 1024;
 
 /// What a caller keeps of an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
