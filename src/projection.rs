@@ -874,7 +874,9 @@ mod tests {
         assert!(parser
             .parse_into(br#"{"id": 1, "a": {"b": "x"}, "items": [1,"#, &mut target)
             .is_err());
-        parser.parse_into(bodies[0].as_bytes(), &mut target).unwrap();
+        parser
+            .parse_into(bodies[0].as_bytes(), &mut target)
+            .unwrap();
         assert_eq!(target, parser.parse(bodies[0].as_bytes()).unwrap());
     }
 

@@ -223,6 +223,88 @@ fn to_json(d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
     Err(ConvertError::Unsupported(d.type_name().to_string()))
 }
 
+/// `need.write_back(target, dynamic_to_json(from)?)`, converting only what changed: a script
+/// reads more fields of a record than it changes, and converting each back, to replace an
+/// equal value, was most of what running it cost besides Rhai itself.
+pub fn write_back_dynamic(
+    need: &crate::projection::Need,
+    target: &mut Value,
+    from: &Dynamic,
+) -> Result<(), ConvertError> {
+    write_back(need, target, from, 0)
+}
+
+fn write_back(
+    need: &crate::projection::Need,
+    target: &mut Value,
+    from: &Dynamic,
+    depth: usize,
+) -> Result<(), ConvertError> {
+    use crate::projection::Need;
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::TooDeep);
+    }
+    let from: Cow<'_, Dynamic> = if from.is_shared() {
+        Cow::Owned(from.flatten_clone())
+    } else {
+        Cow::Borrowed(from)
+    };
+    match (need, &mut *target) {
+        (Need::Present, _) => return Ok(()),
+        (Need::Fields(fields), Value::Object(t)) if from.is_map() => {
+            let Ok(f) = from.as_map_ref() else {
+                return Ok(());
+            };
+            for (k, need) in fields {
+                match f.get(k.as_str()) {
+                    Some(v) => match t.get_mut(k) {
+                        Some(slot) => write_back(need, slot, v, depth + 1)?,
+                        None => {
+                            t.insert(k.clone(), to_json(v, depth + 1)?);
+                        }
+                    },
+                    None if *need != Need::Present => {
+                        t.remove(k);
+                    }
+                    None => {}
+                }
+            }
+            // Keys the code added where it could only have added them by name.
+            for (k, v) in f.iter() {
+                if !fields.contains_key(k.as_str()) {
+                    t.insert(k.to_string(), to_json(v, depth + 1)?);
+                }
+            }
+            return Ok(());
+        }
+        (Need::Fields(_), Value::Array(t)) if from.is_array() => {
+            let Ok(f) = from.as_array_ref() else {
+                return Ok(());
+            };
+            if t.len() == f.len() {
+                for (slot, v) in t.iter_mut().zip(f.iter()) {
+                    write_back(need, slot, v, depth + 1)?;
+                }
+                return Ok(());
+            }
+        }
+        // Unchanged: nothing to convert.
+        (_, Value::String(t)) if from.is_string() => {
+            if from
+                .as_immutable_string_ref()
+                .is_ok_and(|s| s.as_str() == t)
+            {
+                return Ok(());
+            }
+        }
+        (_, Value::Bool(t)) if from.as_bool() == Ok(*t) => return Ok(()),
+        (_, Value::Null) if from.is_unit() => return Ok(()),
+        _ => {}
+    }
+    *target = to_json(&from, depth)?;
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -230,6 +312,54 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn writing_back_converts_only_what_changed_with_the_same_result() {
+        use crate::projection::Need;
+        let target = parse(
+            r#"{"id": 1, "name": "Ann", "flag": true, "none": null, "n": 12.50, "kept": "x",
+                "a": {"b": "c", "d": [1, 2], "e": {"f": "g"}}, "items": [{"s": "A"}, {"s": "B"}]}"#,
+        );
+        let mut need = Need::default();
+        for path in [
+            "$.id",
+            "$.name",
+            "$.flag",
+            "$.none",
+            "$.n",
+            "$.a.b",
+            "$.a.d",
+            "$.a.e",
+            "$.items[*].s",
+        ] {
+            need.add_jsonpath(path);
+        }
+        let mut presence = need.clone();
+        presence.add_rhai(r#""kept" in record"#);
+        // What a script may leave: unchanged, changed in kind or value, fields gone or added,
+        // arrays of another length.
+        let results = [
+            r#"{"id": 1, "name": "Ann", "flag": true, "none": null, "n": 12.50, "a": {"b": "c", "d": [1, 2], "e": {"f": "g"}}, "items": [{"s": "A"}, {"s": "B"}]}"#,
+            r#"{"id": "1", "name": "Bob", "flag": false, "none": 0, "n": 12.5, "a": {"b": ["c"], "d": [1], "e": "f"}, "items": [{"s": "A"}]}"#,
+            r#"{"name": "Ann", "a": {"b": "c"}, "added": {"x": 1}, "items": [{"s": "B", "t": 1}, {"s": "A"}]}"#,
+            r#"{"id": null, "name": "", "a": null, "items": "none"}"#,
+            r#"{}"#,
+        ];
+        for need in [&need, &presence, &Need::All] {
+            for result in results {
+                let from = json_to_dynamic(&parse(result)).unwrap();
+                let mut expected = target.clone();
+                need.write_back(&mut expected, dynamic_to_json(&from).unwrap());
+                let mut got = target.clone();
+                write_back_dynamic(need, &mut got, &from).unwrap();
+                assert_eq!(
+                    got.to_string(),
+                    expected.to_string(),
+                    "{result} with {need:?}"
+                );
+            }
+        }
     }
 
     #[test]

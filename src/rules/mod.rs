@@ -308,11 +308,11 @@ impl Script {
             .remove::<Dynamic>("record")
             .unwrap_or(Dynamic::UNIT)
             .flatten();
-        let out = to_json(&out, "record")?;
         if self.reads.is_all() {
-            return Ok(out);
+            return to_json(&out, "record");
         }
-        self.reads.write_back(&mut record, out);
+        convert::write_back_dynamic(&self.reads, &mut record, &out)
+            .map_err(|e| RunError::plain(format!("record: {e}")))?;
         Ok(record)
     }
 }
