@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::config::diag::did_you_mean;
 use crate::config::env::EnvLookup;
 use crate::config::env::Redactor;
-use crate::flow::input::{decode, each_json_line, Decoded, InputFormat};
+use crate::flow::input::{decode, each_json_line, Body, Decoded, InputFormat};
 use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
 use crate::state::{MemoryStore, SledStore, StateChange, StateStore};
@@ -118,22 +118,15 @@ pub fn run(args: Args<'_>) -> ExitCode {
     // here, one after another, because each may read the state changes of the ones before.
     let (sink, printer, done) = Printer::start(args.json, project.redactor.clone());
     let mut batch = Vec::with_capacity(BATCH);
-    let mut one = |decoded: Decoded<'_>, many: bool| -> bool {
+    let mut next_event = || {
         count += 1;
-        let event = event_info(&flow.name, Some(&spec), count, "dry-run");
-        let mut outcome = flow.run_body_lending(
-            &project.rules,
-            event,
-            decoded.body,
-            &decoded.label,
-            &state,
-            &given,
-        );
+        event_info(&flow.name, Some(&spec), count, "dry-run")
+    };
+    let mut finish = |mut outcome: Outcome, label: Option<String>| -> bool {
         let (touched, next) = overlay.changes_since(mark);
         mark = next;
         outcome.state_changes = new_changes(&touched, &mut seen);
         all_ok &= outcome.ok();
-        let label = many.then_some(decoded.label);
         batch.push((outcome, label));
         if batch.len() < BATCH {
             return true;
@@ -152,15 +145,54 @@ pub fn run(args: Args<'_>) -> ExitCode {
         sink.send(std::mem::replace(&mut batch, empty)).is_ok()
     };
     let read = if format == InputFormat::JsonLines && args.input != "-" {
-        // JSON lines are read a block at a time: the file may be many megabytes.
+        // JSON lines are read a block at a time (the file may be many megabytes) and parsed
+        // ahead on a thread of their own: parsing needs no state, and was a third of the work.
         std::fs::File::open(args.input).and_then(|file| {
-            let seen_any = each_json_line(file, |d| one(d, true))?;
+            let seen_any = each_parsed_line(file, flow, |line| {
+                let event = next_event();
+                let outcome = match line.error.take() {
+                    Some(message) => flow.unreadable(event, &line.label, message),
+                    None => {
+                        let (outcome, body) = flow.run_parsed_lending(
+                            &project.rules,
+                            event,
+                            std::mem::take(&mut line.body),
+                            &line.bytes,
+                            &state,
+                            &given,
+                        );
+                        line.body = body.unwrap_or_default();
+                        outcome
+                    }
+                };
+                finish(outcome, (!args.json).then(|| line.label.clone()))
+            })?;
             if !seen_any {
-                one(empty_input(), false);
+                let empty = empty_input();
+                let outcome = flow.run_body_lending(
+                    &project.rules,
+                    next_event(),
+                    empty.body,
+                    &empty.label,
+                    &state,
+                    &given,
+                );
+                finish(outcome, None);
             }
             Ok(())
         })
     } else {
+        let mut one = |decoded: Decoded<'_>, many: bool| -> bool {
+            let outcome = flow.run_body_lending(
+                &project.rules,
+                next_event(),
+                decoded.body,
+                &decoded.label,
+                &state,
+                &given,
+            );
+            finish(outcome, many.then_some(decoded.label))
+        };
         read_input(args.input).map(|bytes| {
             let events = decode(&bytes, format);
             let many = events.len() > 1;
@@ -186,6 +218,75 @@ pub fn run(args: Args<'_>) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// One line of a JSON-lines input, parsed ahead by [`each_parsed_line`]. Handed back and forth
+/// between the threads, so that its buffers are reused rather than freed and allocated again.
+#[derive(Default)]
+struct ParsedLine {
+    label: String,
+    /// The line as read: an event that no step changes is shown as it came.
+    bytes: Vec<u8>,
+    /// What the flow reads of it, unless `error`.
+    body: Value,
+    error: Option<String>,
+}
+
+/// Reads JSON lines from `file` and parses each on a thread of its own, ahead of `each`, which
+/// gets them in order on this thread and returns false to stop. Returns whether any event was
+/// seen, as [`each_json_line`] does.
+fn each_parsed_line(
+    file: std::fs::File,
+    flow: &crate::flow::Flow,
+    mut each: impl FnMut(&mut ParsedLine) -> bool,
+) -> std::io::Result<bool> {
+    let (sink, parsed) = std::sync::mpsc::sync_channel::<Vec<ParsedLine>>(4);
+    let (give_back, used) = std::sync::mpsc::sync_channel::<Vec<ParsedLine>>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut pool: Vec<ParsedLine> = Vec::new();
+            let mut batch = Vec::with_capacity(BATCH);
+            let seen = each_json_line(file, |decoded| {
+                if pool.is_empty() {
+                    pool = used.try_recv().unwrap_or_default();
+                }
+                let mut line = pool.pop().unwrap_or_default();
+                line.label = decoded.label;
+                line.bytes.clear();
+                line.error = match decoded.body {
+                    Ok(Body::Json(bytes)) => {
+                        line.bytes.extend_from_slice(bytes);
+                        flow.parse_into(bytes, &mut line.body).err()
+                    }
+                    Ok(Body::Value(value)) => {
+                        line.body = value;
+                        None
+                    }
+                    Err(message) => Some(message),
+                };
+                batch.push(line);
+                if batch.len() < BATCH {
+                    return true;
+                }
+                // A closed channel: the events stopped (the output's reader went away).
+                sink.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = sink.send(batch);
+            }
+            seen
+        });
+        for mut lines in parsed {
+            if !lines.iter_mut().all(&mut each) {
+                break;
+            }
+            let _ = give_back.try_send(lines);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread reading the input failed")))
+    })
 }
 
 /// The one event of an input with nothing in it, so that the output says so.

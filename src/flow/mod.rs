@@ -414,70 +414,108 @@ impl Flow {
     fn run_body_keeping(
         &self,
         rules: &Rules,
-        mut event: EventInfo,
+        event: EventInfo,
         body: Result<input::Body<'_>, String>,
         label: &str,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
         keep: Keep,
     ) -> Outcome {
-        let mut reused = false;
-        let parsed = body.and_then(|b| {
-            let whole = match &b {
-                input::Body::Json(bytes) if keep != Keep::Actions && !self.need.is_all() => {
-                    Some(*bytes)
+        match body {
+            // Parsed into the last body this thread parsed, reusing its allocations.
+            Ok(input::Body::Json(bytes)) if bytes.len() <= SPARE_BODY_MAX => {
+                let mut value = SPARE_BODY.take();
+                if let Err(message) = self.parse_into(bytes, &mut value) {
+                    return self.unreadable(event, label, message);
                 }
-                _ => None,
-            };
-            match b {
-                // Parsed into the last body this thread parsed, reusing its allocations.
-                input::Body::Json(bytes) if bytes.len() <= SPARE_BODY_MAX => {
-                    reused = true;
-                    let mut value = SPARE_BODY.take();
-                    self.need
-                        .parse_into(bytes, &mut value)
-                        .map(|()| (value, whole))
-                        .map_err(|e| format!("the body is not valid JSON: {e}"))
-                }
-                b => self.parse_body(b).map(|v| (v, whole)),
-            }
-        });
-        match parsed {
-            Ok((value, whole)) => {
-                event.body = Arc::new(value);
-                let mut outcome = self.run_keeping(rules, &event, state, fetch, keep);
-                if reused {
-                    // Nothing else holds the body once the flow ran, unless a step kept it.
-                    if let Ok(body) = Arc::try_unwrap(event.body) {
-                        SPARE_BODY.set(body);
-                    }
-                }
-                // The parsed body holds only what the flow reads; an event that stopped before
-                // any step changed it shows the body as it came.
-                if outcome.body_unchanged {
-                    if let Some(v) = whole.and_then(|b| serde_json::from_slice(b).ok()) {
-                        outcome.record = v;
-                    }
+                let (outcome, back) =
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep);
+                if let Some(body) = back {
+                    SPARE_BODY.set(body);
                 }
                 outcome
             }
-            Err(message) => Outcome {
-                pipeline: self.name.clone(),
-                event_id: event.id,
-                triggered: false,
-                filtered: false,
-                record: Value::Null,
-                actions: Vec::new(),
-                state_changes: Vec::new(),
-                errors: vec![StepError {
-                    step: label.to_string(),
-                    message,
-                }],
-                body_unchanged: false,
-                retry: None,
-                steps: Vec::new(),
-                lent: Vec::new(),
+            Ok(input::Body::Json(bytes)) => match self.parse_body(input::Body::Json(bytes)) {
+                Ok(value) => {
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep)
+                        .0
+                }
+                Err(message) => self.unreadable(event, label, message),
             },
+            Ok(input::Body::Value(value)) => {
+                self.run_parsed(rules, event, value, None, state, fetch, keep)
+                    .0
+            }
+            Err(message) => self.unreadable(event, label, message),
+        }
+    }
+
+    /// Parses a body as [`Flow::run_body`] does, into `target`, reusing what it holds (see
+    /// [`BodyParser::parse_into`](crate::projection::BodyParser::parse_into)).
+    pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> Result<(), String> {
+        self.need
+            .parse_into(bytes, target)
+            .map_err(|e| format!("the body is not valid JSON: {e}"))
+    }
+
+    /// [`Flow::run_body_lending`] for a body already parsed with [`Flow::parse_into`] from
+    /// `bytes`; gives the body back to be parsed into again, unless a step kept it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_parsed_lending(
+        &self,
+        rules: &Rules,
+        event: EventInfo,
+        body: Value,
+        bytes: &[u8],
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> (Outcome, Option<Value>) {
+        self.run_parsed(rules, event, body, Some(bytes), state, fetch, Keep::Lent)
+    }
+
+    /// Runs a parsed body; `bytes` are what it was parsed from.
+    #[allow(clippy::too_many_arguments)]
+    fn run_parsed(
+        &self,
+        rules: &Rules,
+        mut event: EventInfo,
+        body: Value,
+        bytes: Option<&[u8]>,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+        keep: Keep,
+    ) -> (Outcome, Option<Value>) {
+        event.body = Arc::new(body);
+        let mut outcome = self.run_keeping(rules, &event, state, fetch, keep);
+        // The parsed body holds only what the flow reads; an event that stopped before any
+        // step changed it shows the body as it came.
+        if outcome.body_unchanged && keep != Keep::Actions && !self.need.is_all() {
+            if let Some(v) = bytes.and_then(|b| serde_json::from_slice(b).ok()) {
+                outcome.record = v;
+            }
+        }
+        // Nothing else holds the body once the flow ran, unless a step kept it.
+        (outcome, Arc::try_unwrap(event.body).ok())
+    }
+
+    /// The outcome of an event whose body could not be read.
+    pub fn unreadable(&self, event: EventInfo, label: &str, message: String) -> Outcome {
+        Outcome {
+            pipeline: self.name.clone(),
+            event_id: event.id,
+            triggered: false,
+            filtered: false,
+            record: Value::Null,
+            actions: Vec::new(),
+            state_changes: Vec::new(),
+            errors: vec![StepError {
+                step: label.to_string(),
+                message,
+            }],
+            body_unchanged: false,
+            retry: None,
+            steps: Vec::new(),
+            lent: Vec::new(),
         }
     }
 }

@@ -289,13 +289,12 @@ fn write_back(
             }
         }
         // Unchanged: nothing to convert.
-        (_, Value::String(t)) if from.is_string() => {
+        (_, Value::String(t))
             if from
                 .as_immutable_string_ref()
-                .is_ok_and(|s| s.as_str() == t)
-            {
-                return Ok(());
-            }
+                .is_ok_and(|s| s.as_str() == t) =>
+        {
+            return Ok(())
         }
         (_, Value::Bool(t)) if from.as_bool() == Ok(*t) => return Ok(()),
         (_, Value::Null) if from.is_unit() => return Ok(()),
