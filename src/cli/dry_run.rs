@@ -1,4 +1,9 @@
 //! `crossdock dry-run`.
+//!
+//! A large JSON-lines input runs on three threads: one reads and parses the lines, the command's
+//! own runs the events in order (each may read the state the ones before wrote), and one
+//! serialises and writes the outcomes. Buffers go back to the thread that allocated them, to be
+//! reused or freed there.
 
 use std::collections::BTreeMap;
 use std::io::Read;
