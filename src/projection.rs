@@ -248,7 +248,7 @@ impl BodyParser {
             ))
         })?;
         let mut de = serde_json::Deserializer::from_str(text);
-        Into {
+        ParseInto {
             node: &self.root,
             target,
         }
@@ -258,12 +258,12 @@ impl BodyParser {
 }
 
 /// Parses a value into `target` as `node` says.
-struct Into<'t, 'n> {
+struct ParseInto<'t, 'n> {
     node: &'n Node,
     target: &'t mut Value,
 }
 
-impl<'de> DeserializeSeed<'de> for Into<'_, '_> {
+impl<'de> DeserializeSeed<'de> for ParseInto<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         match self.node {
@@ -387,10 +387,10 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
             };
             seen.mark(*i);
             match out.get_mut(key.as_str()) {
-                Some(slot) => map.next_value_seed(Into { node, target: slot })?,
+                Some(slot) => map.next_value_seed(ParseInto { node, target: slot })?,
                 None => {
                     let mut v = Value::Null;
-                    map.next_value_seed(Into {
+                    map.next_value_seed(ParseInto {
                         node,
                         target: &mut v,
                     })?;
