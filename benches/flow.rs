@@ -188,7 +188,9 @@ fn whole_process(root: &Path, orders: &[Vec<u8>], hand_per_s: &dyn Fn() -> f64) 
     };
     let cpu_before = children_cpu_seconds();
     let mut rounds: Vec<(f64, f64)> = (0..9).map(|_| (process_per_s(), hand_per_s())).collect();
-    let cpu = children_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = children_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     // The process spreads over threads (reading, the flow, printing): how many cores it got
     // tells a slow round on a busy host from a slow process.
     let wall: f64 = rounds.iter().map(|(p, _)| EVENTS as f64 / p).sum();

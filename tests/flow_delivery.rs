@@ -99,6 +99,14 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
             serde_json::to_string(&lent).unwrap(),
             "{name}"
         );
+        // What dry-run prints: the same JSON, each lent payload serialised once.
+        let mut printed = Vec::new();
+        lent.write_json(&mut printed).unwrap();
+        assert_eq!(
+            String::from_utf8(printed).unwrap(),
+            serde_json::to_string(&kept).unwrap(),
+            "{name}"
+        );
         lent_somewhere |= !lent.lent.is_empty() && lent.record != kept.record;
         assert_eq!(kept.errors, delivered.errors, "{name}");
         assert_eq!(kept.actions, delivered.actions, "{name}");

@@ -354,7 +354,7 @@ impl Printer {
         for (outcome, label) in batch {
             text.clear();
             if json {
-                if let Err(e) = serde_json::to_writer(&mut *text, outcome) {
+                if let Err(e) = outcome.write_json(text) {
                     eprintln!("cannot print the outcome of {}: {e}", outcome.event_id);
                     *all_shown = false;
                     continue;
