@@ -206,6 +206,17 @@ impl Field {
     /// `template`), transforms, lookup, `expr`, then default/required for a missing value,
     /// then `type`.
     fn eval<'a>(&'a self, rules: &Rules, root: &'a Value) -> Result<Option<Value>, Fail> {
+        // Most fields only read a path, maybe with a type: that case skips the stages.
+        if let (Source::Path(a), true, None, None) = (
+            &self.source,
+            self.transforms.is_empty(),
+            &self.lookup,
+            &self.expr,
+        ) {
+            if !a.is_many() {
+                return self.read(a, a.get_one(root).filter(|v| !v.is_null()));
+            }
+        }
         let (mut from, found) = match &self.source {
             Source::Nothing => ("default", None),
             Source::Path(a) => (a.path().as_str(), a.get(root)),
@@ -254,6 +265,33 @@ impl Field {
             })?;
         }
         Ok(Some(v.into_owned()))
+    }
+
+    /// [`Field::eval`] of a field that only reads a path (with a type, or not): `found` is
+    /// what it read, null taken as missing.
+    fn read(&self, a: &Access, found: Option<&Value>) -> Result<Option<Value>, Fail> {
+        let Some(v) = found else {
+            return match &self.default {
+                Some(d) => Ok(Some(d.clone())),
+                None if self.required => Err(self.fail(FieldProblem::Missing {
+                    from: a.path().as_str().into(),
+                })),
+                None => Ok(None),
+            };
+        };
+        let Some(ty) = self.ty else {
+            return Ok(Some(v.clone()));
+        };
+        map_scalars(Cow::Borrowed(v), &mut |s| convert(ty, s))
+            .map(|v| Some(v.into_owned()))
+            .map_err(|e| {
+                self.fail(FieldProblem::NotConvertible {
+                    from: a.path().as_str().into(),
+                    found: show(&e.found),
+                    ty,
+                    detail: e.detail,
+                })
+            })
     }
 
     /// A lookup hit, else the default (already of the field's type), else an error.
