@@ -167,6 +167,14 @@ steps:
         .post("/hooks/keyed", r#"{"event": {"id": "e-3"}, "x": [1,}"#)
         .await;
     assert_eq!(status, 400, "{answer}");
+    // So is invalid UTF-8 outside it.
+    let (status, answer) = engine
+        .post_bytes(
+            "/hooks/keyed",
+            b"{\"event\": {\"id\": \"e-4\"}, \"x\": \"\xff\"}",
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
 }
 
 #[tokio::test]
@@ -177,6 +185,15 @@ async fn bad_requests_get_clear_answers_and_nothing_is_queued() {
     assert_eq!(status, 400);
     assert!(
         answer["error"].as_str().unwrap().contains("not JSON"),
+        "{answer}"
+    );
+    // JSON is UTF-8, also where no field is read: refused here, not dead-lettered later.
+    let (status, answer) = engine
+        .post_bytes("/hooks/echo", b"{\"n\": 1, \"skipped\": \"\xff\xfe\"}")
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("UTF-8"),
         "{answer}"
     );
 

@@ -72,10 +72,18 @@ pub(super) async fn receive(
             }
         },
     };
-    // One parse checks the body is JSON and, with `dedup_id:`, reads that field of it.
+    // One parse checks the body is JSON and, with `dedup_id:`, reads that field of it. JSON is
+    // UTF-8 throughout, which serde_json does not check in what it skips: the flow's parse
+    // checks it, so it is checked here too, or the event would fail only once queued.
     let parsed = match &route.dedup_id {
         Some((_, parser)) => parser.parse(&body).map(Some),
-        None => serde_json::from_slice::<serde::de::IgnoredAny>(&body).map(|_| None),
+        None => match std::str::from_utf8(&body) {
+            Ok(text) => serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| None),
+            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))),
+        },
     };
     let parsed = match parsed {
         Ok(parsed) => parsed,

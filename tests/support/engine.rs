@@ -196,10 +196,15 @@ impl Engine {
 
     /// Posts a JSON body to a webhook path; returns the status and the answer.
     pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        self.post_bytes(path, body.as_bytes()).await
+    }
+
+    /// [`Engine::post`] with any bytes as the body.
+    pub async fn post_bytes(&self, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
         let r = Engine::client()
             .post(self.url(path))
             .header("content-type", "application/json")
-            .body(body.to_string())
+            .body(body.to_vec())
             .send()
             .await
             .unwrap();
