@@ -238,16 +238,9 @@ impl BodyParser {
     /// [`BodyParser::parse`] into `target`, reusing what it holds: whatever it held, it then
     /// holds exactly what `parse` would return. After an error it holds a part of the body.
     pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> serde_json::Result<()> {
-        // JSON is UTF-8 (RFC 8259), skipped strings included, which serde_json does not check
-        // in strings it skips. Checked once for the whole body, the strings kept need no check
-        // of their own: that was a tenth of a parse.
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            <serde_json::Error as serde::de::Error>::custom(format!(
-                "invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            ))
-        })?;
-        let mut de = serde_json::Deserializer::from_str(text);
+        // Checked once for the whole body, the strings kept need no check of their own: that
+        // was a tenth of a parse.
+        let mut de = serde_json::Deserializer::from_str(utf8(bytes)?);
         ParseInto {
             node: &self.root,
             target,
@@ -255,6 +248,17 @@ impl BodyParser {
         .deserialize(&mut de)?;
         de.end()
     }
+}
+
+/// `bytes` as text, or the error a body that is not UTF-8 gets (RFC 8259: JSON is UTF-8,
+/// which serde_json does not check in the strings it skips).
+pub fn utf8(bytes: &[u8]) -> serde_json::Result<&str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })
 }
 
 /// Parses a value into `target` as `node` says.

@@ -437,10 +437,10 @@ impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
     pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
         match body {
-            input::Body::Json(bytes) => self
-                .need
-                .parse(bytes)
-                .map_err(|e| format!("the body is not valid JSON: {e}")),
+            input::Body::Json(bytes) => {
+                let mut value = Value::Null;
+                self.parse_into(bytes, &mut value).map(|()| value)
+            }
             input::Body::Value(v) => Ok(v),
         }
     }

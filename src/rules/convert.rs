@@ -170,6 +170,15 @@ pub fn decimal_to_json(d: Decimal) -> Value {
     }
 }
 
+/// A variable captured by a closure is shared: its value, read through the share.
+fn read_through(d: &Dynamic) -> Cow<'_, Dynamic> {
+    if d.is_shared() {
+        Cow::Owned(d.flatten_clone())
+    } else {
+        Cow::Borrowed(d)
+    }
+}
+
 /// A Rhai value as JSON.
 pub fn dynamic_to_json(d: &Dynamic) -> Result<Value, ConvertError> {
     to_json(d, 0)
@@ -179,12 +188,7 @@ fn to_json(d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::TooDeep);
     }
-    // A variable captured by a closure is shared; read through it.
-    let d: Cow<'_, Dynamic> = if d.is_shared() {
-        Cow::Owned(d.flatten_clone())
-    } else {
-        Cow::Borrowed(d)
-    };
+    let d = read_through(d);
     if d.is_unit() {
         return Ok(Value::Null);
     }
@@ -244,11 +248,7 @@ fn write_back(
     if depth > MAX_DEPTH {
         return Err(ConvertError::TooDeep);
     }
-    let from: Cow<'_, Dynamic> = if from.is_shared() {
-        Cow::Owned(from.flatten_clone())
-    } else {
-        Cow::Borrowed(from)
-    };
+    let from = read_through(from);
     match (need, &mut *target) {
         (Need::Present, _) => return Ok(()),
         (Need::Fields(fields), Value::Object(t)) if from.is_map() => {

@@ -77,13 +77,9 @@ pub(super) async fn receive(
     // checks it, so it is checked here too, or the event would fail only once queued.
     let parsed = match &route.dedup_id {
         Some((_, parser)) => parser.parse(&body).map(Some),
-        None => match std::str::from_utf8(&body) {
-            Ok(text) => serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| None),
-            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(format!(
-                "invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            ))),
-        },
+        None => crate::projection::utf8(&body)
+            .and_then(serde_json::from_str::<serde::de::IgnoredAny>)
+            .map(|_| None),
     };
     let parsed = match parsed {
         Ok(parsed) => parsed,
