@@ -8,6 +8,7 @@
 
 mod compile;
 pub mod input;
+mod json;
 mod record;
 mod run;
 
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub use compile::{compile, load, CompileOptions};
@@ -273,164 +273,9 @@ pub struct Outcome {
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     pub steps: Vec<Arc<str>>,
     /// Payloads lent to actions instead of copied ([`Flow::run_body_lending`]): the action's
-    /// index and where in the record its payload was. Serialising puts them back in place.
+    /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts them
+    /// back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
-}
-
-/// As JSON, an outcome is `{pipeline, event_id, triggered, filtered?, record, actions,
-/// state_changes, errors}`, the record whole: payloads lent to actions are written in their
-/// places in it.
-impl Serialize for Outcome {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let payloads: Vec<Payload<'_>> = self
-            .actions
-            .iter()
-            .map(|a| Payload::Value(&a.payload))
-            .collect();
-        self.serialize_with(s, &payloads)
-    }
-}
-
-impl Outcome {
-    /// Writes the outcome as its JSON (see `Serialize`), each lent payload serialised once for
-    /// both its places, in the record and in its action: they are most of a dry run's output.
-    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let mut raw: Vec<Option<Box<RawValue>>> = vec![None; self.actions.len()];
-        for (i, _) in &self.lent {
-            if let (Some(slot), Some(action)) = (raw.get_mut(*i), self.actions.get(*i)) {
-                *slot = Some(serde_json::value::to_raw_value(&action.payload)?);
-            }
-        }
-        let payloads: Vec<Payload<'_>> = self
-            .actions
-            .iter()
-            .zip(&raw)
-            .map(|(a, r)| {
-                r.as_deref()
-                    .map_or(Payload::Value(&a.payload), Payload::Raw)
-            })
-            .collect();
-        self.serialize_with(&mut serde_json::Serializer::new(out), &payloads)
-    }
-
-    /// The JSON of the outcome with `payloads[i]` as action `i`'s payload.
-    fn serialize_with<S: serde::Serializer>(
-        &self,
-        s: S,
-        payloads: &[Payload<'_>],
-    ) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut o = s.serialize_struct("Outcome", 8)?;
-        o.serialize_field("pipeline", &self.pipeline)?;
-        o.serialize_field("event_id", &self.event_id)?;
-        o.serialize_field("triggered", &self.triggered)?;
-        if self.filtered {
-            o.serialize_field("filtered", &self.filtered)?;
-        }
-        let lent: Vec<(&[String], Payload<'_>)> = self
-            .lent
-            .iter()
-            .filter_map(|(i, path)| Some((&path[..], *payloads.get(*i)?)))
-            .collect();
-        o.serialize_field(
-            "record",
-            &WithLent {
-                value: Some(&self.record),
-                lent,
-            },
-        )?;
-        let actions: Vec<ActionJson<'_>> = self
-            .actions
-            .iter()
-            .zip(payloads)
-            .map(|(action, payload)| ActionJson {
-                connector: &action.connector,
-                op: &action.op,
-                object: action.object.as_deref(),
-                key: action.key.as_deref(),
-                payload: *payload,
-            })
-            .collect();
-        o.serialize_field("actions", &actions)?;
-        o.serialize_field("state_changes", &self.state_changes)?;
-        o.serialize_field("errors", &self.errors)?;
-        o.end()
-    }
-}
-
-/// A payload as a value, or as its JSON already written.
-#[derive(Clone, Copy)]
-enum Payload<'a> {
-    Value(&'a Value),
-    Raw(&'a RawValue),
-}
-
-impl Serialize for Payload<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Payload::Value(v) => v.serialize(s),
-            Payload::Raw(r) => r.serialize(s),
-        }
-    }
-}
-
-/// An [`Action`] as JSON, with its payload given apart.
-#[derive(Serialize)]
-struct ActionJson<'a> {
-    connector: &'a str,
-    op: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    payload: Payload<'a>,
-}
-
-/// A value (`None`: a key that is not there) with values at paths below it written in. Keys
-/// come out in order, as a `serde_json` object writes them.
-struct WithLent<'a> {
-    value: Option<&'a Value>,
-    lent: Vec<(&'a [String], Payload<'a>)>,
-}
-
-impl Serialize for WithLent<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        if let Some((_, whole)) = self.lent.iter().find(|(path, _)| path.is_empty()) {
-            return whole.serialize(s);
-        }
-        let fields = match self.value {
-            _ if self.lent.is_empty() => return self.value.unwrap_or(&Value::Null).serialize(s),
-            Some(Value::Object(fields)) => Some(fields),
-            None => None,
-            // Payloads are lent only from inside objects: nothing else has one below it.
-            Some(other) => return other.serialize(s),
-        };
-        let mut keys: Vec<&str> = fields
-            .into_iter()
-            .flat_map(|f| f.keys().map(String::as_str))
-            .chain(self.lent.iter().map(|(path, _)| path[0].as_str()))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut m = s.serialize_map(Some(keys.len()))?;
-        for key in keys {
-            let below: Vec<(&[String], Payload<'_>)> = self
-                .lent
-                .iter()
-                .filter(|(path, _)| path[0] == key)
-                .map(|(path, v)| (&path[1..], *v))
-                .collect();
-            m.serialize_entry(
-                key,
-                &WithLent {
-                    value: fields.and_then(|f| f.get(key)),
-                    lent: below,
-                },
-            )?;
-        }
-        m.end()
-    }
 }
 
 impl Flow {

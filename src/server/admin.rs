@@ -151,7 +151,7 @@ async fn dry_run(
             },
         );
         outcome.state_changes = overlay.changes();
-        let text = serde_json::to_string(&outcome).unwrap_or_default();
+        let text = outcome.to_json().unwrap_or_default();
         project.redactor.redact(&text)
     })
     .await
