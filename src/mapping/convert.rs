@@ -346,6 +346,9 @@ fn to_moment(v: &Value) -> Result<Moment, ConvertFailure> {
 }
 
 fn parse_moment(s: &str) -> Option<Moment> {
+    if let Some(t) = super::rfc2822::exact(s) {
+        return Some(Moment::At(t));
+    }
     if s.len() == 10 {
         if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             return Some(Moment::Date(d));

@@ -23,6 +23,7 @@ mod convert;
 mod error;
 pub mod jsonpath;
 mod plan;
+mod rfc2822;
 pub mod spec;
 mod template;
 
