@@ -124,3 +124,108 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
         "no payload was moved or lent: the test checks nothing"
     );
 }
+
+/// `dry-run` builds each event's mapping into the record of an earlier outcome
+/// (`Outcome::into_record`): whatever shapes follow each other, every outcome is what a fresh
+/// run gives.
+#[test]
+fn building_into_earlier_records_gives_the_outcomes_of_fresh_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("crossdock.yaml", "connectors:\n  out: { kind: stdout }\n"),
+        (
+            "mappings/order.yaml",
+            r#"mapping: order
+fields:
+  id: { from: $.id, type: string, required: true }
+  account.Name: { from: $.customer.name, default: "" }
+  account.Email: { from: $.customer.email, transform: lower }
+  account.Key: { template: "C-{{ $.customer.id }}" }
+  order.Number: { template: "O-{{ $.id }}" }
+  order.Total: { from: $.total, type: decimal }
+  order.Note: $.note
+  order.Lines:
+    each: $.items[*]
+    fields:
+      Sku: { from: $.sku, required: true }
+      Qty: { from: $.qty, type: integer, default: 1 }
+"#,
+        ),
+        (
+            "scripts/order.rhai",
+            r#"if record.account.Name == "" { record.account.Name = "Guest " + record.id; }
+record.order.Account = #{ Key: record.account.Key };
+if record.id == "3" { record.extra = [1, 2]; }
+"#,
+        ),
+        (
+            "pipelines/orders.yaml",
+            r#"pipeline: orders
+source: { webhook: { path: /orders } }
+steps:
+  - map: order
+  - script: order
+  - send: { to: out, op: print, payload: $.account }
+  - send: { to: out, op: print, payload: $.order }
+"#,
+        ),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let (project, _) = match load(dir.path(), &process_env, CompileOptions::default()) {
+        Ok(p) => p,
+        Err(d) => panic!("the test project does not load:\n{d}"),
+    };
+    let flow = project.pipeline("orders").unwrap();
+    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let bodies = [
+        r#"{"id": 1, "customer": {"id": 9, "name": "Ann", "email": "ANN@X.COM"}, "total": "10.50",
+            "note": "leave at door", "items": [{"sku": "A", "qty": 2}, {"sku": "B"}]}"#,
+        r#"{"id": 2, "total": 3, "items": []}"#,
+        r#"{"id": 3, "customer": {"id": 1}, "items": [{"sku": "C"}, {"sku": "D", "qty": "4"},
+            {"sku": "E", "qty": 5}]}"#,
+        r#"{"id": 4, "items": [{"qty": 1}]}"#,
+        r#"{"total": "1"}"#,
+        r#"{"id": 5, "customer": {"name": "Bo"}, "note": null, "items": [{"sku": "F"}]}"#,
+    ];
+    let mut spare = None;
+    let mut reused = 0;
+    for round in 0..3 {
+        for (i, text) in bodies.iter().enumerate() {
+            let bytes = text.as_bytes();
+            let event = || event_info("orders", None, 1, "t");
+            let given = GivenAnswers::default();
+            let fresh = flow.run_body(
+                &project.rules,
+                event(),
+                Ok(Body::Json(bytes)),
+                "input",
+                &state,
+                &given,
+            );
+            let mut body = serde_json::Value::Null;
+            flow.parse_into(bytes, &mut body).unwrap();
+            reused += usize::from(spare.is_some());
+            let (built_into, _) = flow.run_parsed_lending(
+                &project.rules,
+                event(),
+                body,
+                bytes,
+                &state,
+                &given,
+                spare.take(),
+            );
+            assert_eq!(
+                built_into.to_json().unwrap(),
+                fresh.to_json().unwrap(),
+                "round {round}, body {i}"
+            );
+            assert_eq!(built_into.errors.is_empty(), i != 3 && i != 4, "body {i}");
+            spare = Some(built_into.into_record());
+        }
+    }
+    assert!(reused > 10, "{reused}");
+}

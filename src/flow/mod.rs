@@ -278,6 +278,33 @@ pub struct Outcome {
     pub lent: Vec<(usize, Arc<[String]>)>,
 }
 
+impl Outcome {
+    /// The record whole, the payloads lent to actions put back in their places: what the
+    /// outcome's JSON shows as `record`, and a spare for [`Flow::run_parsed_lending`].
+    pub fn into_record(mut self) -> Value {
+        for (i, path) in std::mem::take(&mut self.lent) {
+            if let Some(action) = self.actions.get_mut(i) {
+                put(&mut self.record, &path, std::mem::take(&mut action.payload));
+            }
+        }
+        self.record
+    }
+}
+
+/// Puts `v` at `path` (object keys) in `record`, if its parents are there.
+fn put(record: &mut Value, path: &[String], v: Value) -> Option<()> {
+    let Some((last, parents)) = path.split_last() else {
+        *record = v;
+        return Some(());
+    };
+    let mut at = record;
+    for key in parents {
+        at = at.as_object_mut()?.get_mut(key)?;
+    }
+    at.as_object_mut()?.insert(last.clone(), v);
+    Some(())
+}
+
 impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
     pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
@@ -352,7 +379,7 @@ impl Flow {
                     return self.unreadable(event, label, message);
                 }
                 let (outcome, back) =
-                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep);
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None);
                 if let Some(body) = back {
                     SPARE_BODY.set(body);
                 }
@@ -360,13 +387,13 @@ impl Flow {
             }
             Ok(input::Body::Json(bytes)) => match self.parse_body(input::Body::Json(bytes)) {
                 Ok(value) => {
-                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep)
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None)
                         .0
                 }
                 Err(message) => self.unreadable(event, label, message),
             },
             Ok(input::Body::Value(value)) => {
-                self.run_parsed(rules, event, value, None, state, fetch, keep)
+                self.run_parsed(rules, event, value, None, state, fetch, keep, None)
                     .0
             }
             Err(message) => self.unreadable(event, label, message),
@@ -382,7 +409,9 @@ impl Flow {
     }
 
     /// [`Flow::run_body_lending`] for a body already parsed with [`Flow::parse_into`] from
-    /// `bytes`; gives the body back to be parsed into again, unless a step kept it.
+    /// `bytes`; gives the body back to be parsed into again, unless a step kept it. A `spare`
+    /// record (an earlier outcome's, [`Outcome::into_record`]) is built into by the first
+    /// `map` step instead of a new one.
     #[allow(clippy::too_many_arguments)]
     pub fn run_parsed_lending(
         &self,
@@ -392,8 +421,18 @@ impl Flow {
         bytes: &[u8],
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
+        spare: Option<Value>,
     ) -> (Outcome, Option<Value>) {
-        self.run_parsed(rules, event, body, Some(bytes), state, fetch, Keep::Lent)
+        self.run_parsed(
+            rules,
+            event,
+            body,
+            Some(bytes),
+            state,
+            fetch,
+            Keep::Lent,
+            spare,
+        )
     }
 
     /// Runs a parsed body; `bytes` are what it was parsed from.
@@ -407,9 +446,10 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
         keep: Keep,
+        spare: Option<Value>,
     ) -> (Outcome, Option<Value>) {
         event.body = Arc::new(body);
-        let mut outcome = self.run_keeping(rules, &event, state, fetch, keep);
+        let mut outcome = self.run_keeping(rules, &event, state, fetch, keep, spare);
         // The parsed body holds only what the flow reads; an event that stopped before any
         // step changed it shows the body as it came.
         if outcome.body_unchanged && keep != Keep::Actions && !self.need.is_all() {

@@ -34,6 +34,10 @@ struct Run<'a> {
     keep: Keep,
     /// The payloads moved out of the record, for [`Keep::Lent`].
     lent: Vec<(usize, Arc<[String]>)>,
+    /// An earlier record for the first `map` to build into ([`Mapping::apply_into`]).
+    ///
+    /// [`Mapping::apply_into`]: crate::mapping::Mapping::apply_into
+    spare: Option<Value>,
 }
 
 impl Flow {
@@ -46,13 +50,14 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_keeping(rules, event, state, fetch, Keep::Record)
+        self.run_keeping(rules, event, state, fetch, Keep::Record, None)
     }
 
     /// With [`Keep::Actions`] (the runtime) the outcome's `record` lacks what the closing sends
     /// moved into their payloads instead of copying, and is null when no step changed the body
     /// (copying the body only to drop it would be waste). With [`Keep::Lent`] it lacks the
-    /// moved payloads, which [`Outcome::lent`] lists.
+    /// moved payloads, which [`Outcome::lent`] lists. A `spare` record is built into by the
+    /// first `map` rather than allocated afresh.
     pub(super) fn run_keeping(
         &self,
         rules: &Rules,
@@ -60,6 +65,7 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
         keep: Keep,
+        spare: Option<Value>,
     ) -> Outcome {
         let keep_record = keep != Keep::Actions;
         let mut outcome = Outcome {
@@ -96,6 +102,7 @@ impl Flow {
             steps: Vec::with_capacity(self.steps.len()),
             keep,
             lent: Vec::new(),
+            spare,
         };
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
@@ -159,9 +166,13 @@ impl Run<'_> {
                 mapping,
                 into,
             } => {
-                let out = mapping
-                    .apply(self.rules, record)
-                    .map_err(|e| fail(label, e.to_string()))?;
+                let out = match (into, self.spare.take()) {
+                    (None, Some(mut spare)) => mapping
+                        .apply_into(self.rules, record, &mut spare)
+                        .map(|()| spare),
+                    _ => mapping.apply(self.rules, record),
+                }
+                .map_err(|e| fail(label, e.to_string()))?;
                 match into {
                     None => *record = Cow::Owned(out),
                     Some(path) => path.set(record.to_mut(), out).map_err(|e| fail(label, e))?,

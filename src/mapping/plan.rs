@@ -104,13 +104,32 @@ impl Mapping {
     /// Maps one record. Evaluates fields in declared order; stops at the first
     /// field that fails.
     pub fn apply(&self, rules: &Rules, input: &Value) -> Result<Value, MappingError> {
-        build(&self.nodes, rules, input)
-            .map(Value::Object)
-            .map_err(|f| MappingError {
-                mapping: self.name.clone(),
-                field: f.field,
-                problem: f.problem,
-            })
+        let mut out = Value::Null;
+        self.apply_into(rules, input, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Mapping::apply`] into `out`, whatever it holds: the same result, but the objects,
+    /// arrays and strings of an earlier output (of the same mapping, for most reuse) are
+    /// overwritten in place instead of allocated again and freed. On an error `out` holds
+    /// part of an output and is only good to build into again.
+    pub fn apply_into(
+        &self,
+        rules: &Rules,
+        input: &Value,
+        out: &mut Value,
+    ) -> Result<(), MappingError> {
+        if !out.is_object() {
+            *out = Value::Object(Map::new());
+        }
+        let Value::Object(fields) = out else {
+            return Ok(());
+        };
+        build_into(&self.nodes, rules, input, fields).map_err(|f| MappingError {
+            mapping: self.name.clone(),
+            field: f.field,
+            problem: f.problem,
+        })
     }
 
     /// The JSONPaths this mapping reads from a record (`from`, template placeholders and
@@ -174,24 +193,58 @@ fn collect_reads(node: &Node, out: &mut Vec<JsonPath>) -> Option<()> {
 }
 
 fn build(nodes: &[Node], rules: &Rules, root: &Value) -> Result<Map<String, Value>, Fail> {
-    let mut out = Map::with_capacity(nodes.len());
+    let mut out = Map::new();
+    build_into(nodes, rules, root, &mut out)?;
+    Ok(out)
+}
+
+/// Builds the object of `nodes` into `out`, reusing what it holds: fields it has are written
+/// in place, fields omitted this time and keys no node makes are removed.
+fn build_into(
+    nodes: &[Node],
+    rules: &Rules,
+    root: &Value,
+    out: &mut Map<String, Value>,
+) -> Result<(), Fail> {
+    // Into an empty object every field is new: no point looking for it first.
+    let fresh = out.is_empty();
+    let mut kept = 0;
     for node in nodes {
-        match &node.kind {
-            NodeKind::Field(field) => {
-                if let Some(v) = field.eval(rules, root)? {
+        let slot = if fresh { None } else { out.get_mut(&node.key) };
+        let filled = match (&node.kind, slot) {
+            (NodeKind::Field(field), Some(slot)) => field.eval_into(rules, root, slot)?,
+            (NodeKind::Field(field), None) => match field.eval(rules, root)? {
+                Some(v) => {
                     out.insert(node.key.clone(), v);
+                    true
                 }
-            }
-            NodeKind::Object { children, .. } => {
-                let inner = build(children, rules, root)?;
+                None => false,
+            },
+            (NodeKind::Object { children, .. }, Some(Value::Object(inner))) => {
+                build_into(children, rules, root, inner)?;
                 // An object whose fields were all omitted is omitted too, rather than `{}`.
-                if !inner.is_empty() {
+                !inner.is_empty()
+            }
+            (NodeKind::Object { children, .. }, _) => {
+                let inner = build(children, rules, root)?;
+                let filled = !inner.is_empty();
+                if filled {
                     out.insert(node.key.clone(), Value::Object(inner));
                 }
+                filled
             }
+        };
+        if filled {
+            kept += 1;
+        } else if !fresh {
+            out.remove(&node.key);
         }
     }
-    Ok(out)
+    // Keys of an earlier output that no node makes (a script added them, say).
+    if out.len() != kept {
+        out.retain(|k, _| nodes.iter().any(|n| n.key == *k));
+    }
+    Ok(())
 }
 
 impl Field {
@@ -202,10 +255,59 @@ impl Field {
         }
     }
 
-    /// The field's value, or `None` when it is omitted. Stages, in order: read (`from` or
-    /// `template`), transforms, lookup, `expr`, then default/required for a missing value,
-    /// then `type`.
-    fn eval<'a>(&'a self, rules: &Rules, root: &'a Value) -> Result<Option<Value>, Fail> {
+    /// The field's value, or `None` when it is omitted.
+    fn eval(&self, rules: &Rules, root: &Value) -> Result<Option<Value>, Fail> {
+        if let Source::Each { path, fields } = &self.source {
+            let mut out = Value::Null;
+            return Ok(self
+                .each_into(path, fields, rules, root, &mut out)?
+                .then_some(out));
+        }
+        Ok(self.value(rules, root)?.map(Cow::into_owned))
+    }
+
+    /// [`Field::eval`] into `slot`, reusing what it holds; false when the field is omitted
+    /// (`slot` is then as it was).
+    fn eval_into(&self, rules: &Rules, root: &Value, slot: &mut Value) -> Result<bool, Fail> {
+        match &self.source {
+            Source::Each { path, fields } => self.each_into(path, fields, rules, root, slot),
+            // A template and nothing else: rendered into the string already there.
+            Source::Template(t)
+                if self.transforms.is_empty()
+                    && self.lookup.is_none()
+                    && self.expr.is_none()
+                    && self.ty.is_none() =>
+            {
+                match slot {
+                    Value::String(text) => {
+                        text.clear();
+                        t.render_into(text, root);
+                    }
+                    other => *other = Value::String(t.render(root)),
+                }
+                Ok(true)
+            }
+            _ => Ok(match self.value(rules, root)? {
+                Some(Cow::Borrowed(v)) => {
+                    match (&mut *slot, v) {
+                        (Value::String(to), Value::String(from)) => to.clone_from(from),
+                        (to, from) => *to = from.clone(),
+                    }
+                    true
+                }
+                Some(Cow::Owned(v)) => {
+                    *slot = v;
+                    true
+                }
+                None => false,
+            }),
+        }
+    }
+
+    /// The value of a field that is not an `each`, borrowed when it is a value of the record
+    /// or of the mapping as it stands. Stages, in order: read (`from` or `template`),
+    /// transforms, lookup, `expr`, then default/required for a missing value, then `type`.
+    fn value<'a>(&'a self, rules: &Rules, root: &'a Value) -> Result<Option<Cow<'a, Value>>, Fail> {
         // Most fields only read a path, maybe with a type: that case skips the stages.
         if let (Source::Path(a), true, None, None) = (
             &self.source,
@@ -221,7 +323,8 @@ impl Field {
             Source::Nothing => ("default", None),
             Source::Path(a) => (a.path().as_str(), a.get(root)),
             Source::Template(t) => ("template", Some(Cow::Owned(Value::String(t.render(root))))),
-            Source::Each { path, fields } => return self.each(path, fields, rules, root),
+            // `eval` and `eval_into` take these before.
+            Source::Each { .. } => return Ok(None),
         };
         let mut value = found.filter(|v| !v.is_null());
         if let Some(mut v) = value.take() {
@@ -247,7 +350,7 @@ impl Field {
         }
         let Some(mut v) = value else {
             return match &self.default {
-                Some(d) => Ok(Some(d.clone())),
+                Some(d) => Ok(Some(Cow::Borrowed(d))),
                 None if self.required => {
                     Err(self.fail(FieldProblem::Missing { from: from.into() }))
                 }
@@ -264,15 +367,19 @@ impl Field {
                 })
             })?;
         }
-        Ok(Some(v.into_owned()))
+        Ok(Some(v))
     }
 
     /// [`Field::eval`] of a field that only reads a path (with a type, or not): `found` is
     /// what it read, null taken as missing.
-    fn read(&self, a: &Access, found: Option<&Value>) -> Result<Option<Value>, Fail> {
+    fn read<'a>(
+        &'a self,
+        a: &Access,
+        found: Option<&'a Value>,
+    ) -> Result<Option<Cow<'a, Value>>, Fail> {
         let Some(v) = found else {
             return match &self.default {
-                Some(d) => Ok(Some(d.clone())),
+                Some(d) => Ok(Some(Cow::Borrowed(d))),
                 None if self.required => Err(self.fail(FieldProblem::Missing {
                     from: a.path().as_str().into(),
                 })),
@@ -280,10 +387,10 @@ impl Field {
             };
         };
         let Some(ty) = self.ty else {
-            return Ok(Some(v.clone()));
+            return Ok(Some(Cow::Borrowed(v)));
         };
         map_scalars(Cow::Borrowed(v), &mut |s| convert(ty, s))
-            .map(|v| Some(v.into_owned()))
+            .map(Some)
             .map_err(|e| {
                 self.fail(FieldProblem::NotConvertible {
                     from: a.path().as_str().into(),
@@ -321,27 +428,28 @@ impl Field {
         }
     }
 
-    /// `each`: one sub-mapping per element, with the element as `$`. A non-singular path
+    /// `each`: one sub-mapping per element, with the element as `$`, into `slot`, reusing the
+    /// objects of the array it holds; false when the field is omitted. A non-singular path
     /// iterates its matches; a singular one must point at an array (or be missing).
-    fn each(
+    fn each_into(
         &self,
         path: &Access,
         fields: &[Node],
         rules: &Rules,
         root: &Value,
-    ) -> Result<Option<Value>, Fail> {
+        slot: &mut Value,
+    ) -> Result<bool, Fail> {
         let from = || path.path().as_str().to_string();
         if path.is_many() {
-            return self
-                .each_of(path.get_all(root).into_iter(), fields, rules)
-                .map(Some);
+            let items = path.get_all(root);
+            return self.each_of_into(items.into_iter(), fields, rules, slot);
         }
         match path.get_one(root) {
             None | Some(Value::Null) if self.required => {
                 Err(self.fail(FieldProblem::Missing { from: from() }))
             }
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => self.each_of(items.iter(), fields, rules).map(Some),
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Array(items)) => self.each_of_into(items.iter(), fields, rules, slot),
             Some(other) => Err(self.fail(FieldProblem::NotAnArray {
                 from: from(),
                 found: show(other),
@@ -349,21 +457,34 @@ impl Field {
         }
     }
 
-    fn each_of<'v>(
+    fn each_of_into<'v>(
         &self,
         items: impl ExactSizeIterator<Item = &'v Value>,
         fields: &[Node],
         rules: &Rules,
-    ) -> Result<Value, Fail> {
-        let mut out = Vec::with_capacity(items.len());
+        slot: &mut Value,
+    ) -> Result<bool, Fail> {
+        if !slot.is_array() {
+            *slot = Value::Array(Vec::with_capacity(items.len()));
+        }
+        let Value::Array(out) = slot else {
+            return Ok(true);
+        };
+        out.truncate(items.len());
         for (i, item) in items.enumerate() {
-            let object = build(fields, rules, item).map_err(|f| Fail {
+            let at = |f: Fail| Fail {
                 field: format!("{}[{i}].{}", self.target, f.field),
                 problem: f.problem,
-            })?;
-            out.push(Value::Object(object));
+            };
+            match out.get_mut(i) {
+                Some(Value::Object(object)) => {
+                    build_into(fields, rules, item, object).map_err(at)?
+                }
+                Some(other) => *other = Value::Object(build(fields, rules, item).map_err(at)?),
+                None => out.push(Value::Object(build(fields, rules, item).map_err(at)?)),
+            }
         }
-        Ok(Value::Array(out))
+        Ok(true)
     }
 }
 
@@ -671,6 +792,67 @@ mod tests {
         // An element read by an expression is read whole.
         let m = mapping(r#"{"I": {"each": "$.items[*]", "fields": {"X": {"expr": "record.x"}}}}"#);
         assert_eq!(reads_of(&m), ["$.items[*]"]);
+    }
+
+    #[test]
+    fn building_into_any_earlier_output_gives_what_building_afresh_gives() {
+        let m = mapping(
+            r#"{"id": {"from": "$.id", "type": "string", "required": true},
+                "email": {"from": "$.billing_address.email", "transform": "lower"},
+                "who.first": "$.billing_address.first_name",
+                "who.tag": {"template": "BC-{{ $.id }}"},
+                "who.status": {"from": "$.status", "lookup": "order-status", "default": "Draft"},
+                "note": {"from": "$.note", "default": "none"},
+                "deep.er.message": "$.customer_message",
+                "lines": {"each": "$.products[*]", "fields": {
+                    "sku": {"from": "$.sku", "required": true},
+                    "qty": {"from": "$.quantity", "type": "integer"},
+                    "price.value": {"from": "$.price_inc_tax", "type": "decimal"}}}}"#,
+        );
+        let rules = test_rules();
+        let inputs: Vec<Value> = [
+            ORDER,
+            r#"{"id": 1, "status": "Shipped", "products": []}"#,
+            r#"{"id": 2, "billing_address": {"email": "A@B.C"}, "customer_message": "hi",
+                "products": [{"sku": "X"}, {"sku": "Y", "quantity": 4, "price_inc_tax": "1.5"},
+                {"sku": "Z", "quantity": "7"}]}"#,
+            r#"{"id": 3, "note": "kept", "status": "Awaiting Payment",
+                "products": [{"sku": "Q", "price_inc_tax": "2"}]}"#,
+            r#"{"id": 4, "products": [{"quantity": 1}]}"#,
+            r#"{"products": []}"#,
+        ]
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+        let mut earlier: Vec<Value> = vec![
+            Value::Null,
+            Value::String("x".into()),
+            serde_json::json!([1, 2]),
+            serde_json::json!({"foreign": 1, "who": {"first": 7, "extra": true}, "lines": "no",
+                "deep": {"er": []}, "email": {"not": "a string"}}),
+        ];
+        earlier.extend(inputs.iter().filter_map(|i| m.apply(&rules, i).ok()));
+        let mut compared = 0;
+        for input in &inputs {
+            let fresh = m.apply(&rules, input);
+            for start in &earlier {
+                let mut out = start.clone();
+                let into = m.apply_into(&rules, input, &mut out);
+                match &fresh {
+                    Ok(want) => {
+                        assert!(into.is_ok(), "{input} into {start}: {into:?}");
+                        assert_eq!(&out, want, "{input} into {start}");
+                        compared += 1;
+                    }
+                    Err(e) => assert_eq!(into.unwrap_err().to_string(), e.to_string()),
+                }
+                // Whatever a failure left, the next build into it is right.
+                let mut again = out;
+                m.apply_into(&rules, &inputs[0], &mut again).unwrap();
+                assert_eq!(again, m.apply(&rules, &inputs[0]).unwrap());
+            }
+        }
+        assert!(compared >= 30, "{compared}");
     }
 
     #[test]

@@ -95,13 +95,18 @@ impl Template {
     /// Missing and null values render as nothing; see `render_into` for the rest.
     pub(crate) fn render(&self, root: &Value) -> String {
         let mut out = String::with_capacity(self.literal_len + 16);
+        self.render_into(&mut out, root);
+        out
+    }
+
+    /// [`Template::render`], appended to `out`.
+    pub(crate) fn render_into(&self, out: &mut String, root: &Value) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Path(a) => render_into(&mut out, a.get_one(root)),
+                Part::Path(a) => render_into(out, a.get_one(root)),
             }
         }
-        out
     }
 
     pub(crate) fn paths(&self) -> impl Iterator<Item = &JsonPath> {
