@@ -7,18 +7,24 @@
 //! - strict variables: an unknown variable is a compile error (caught by `crossdock check`);
 //! - limits on operations, call depth, expression depth and string/array/map sizes, so a
 //!   runaway script fails its event, not the engine;
-//! - a wall-clock deadline checked from `on_progress` (a timeout around a synchronous eval
-//!   would do nothing): the deadline lives in a thread-local set by [`Deadline::start`] for
-//!   the duration of one evaluation, because one shared engine serves many threads at once;
+//! - a deadline checked from `on_progress` (a timeout around a synchronous eval would do
+//!   nothing): the deadline lives in a thread-local set by [`Deadline::start`] for the
+//!   duration of one evaluation, because one shared engine serves many threads at once. Past
+//!   its wall-clock timeout a script is stopped once it has also used the processor for half a
+//!   timeout more, so that a thread a loaded host did not run for a while does not fail a
+//!   script that did nothing wrong (where the processor time cannot be read, the wall clock
+//!   alone decides);
 //! - `print` and `debug` go to `tracing`, never to stdout.
 //!
 //! One limit Rhai cannot enforce is the nesting depth of values a script builds
 //! (`loop { m = #{m: m} }`): Rhai clones, drops and measures values recursively, so a deep enough
 //! value overflows the stack. The size limits do not bound depth usefully (a 100 000-element
 //! array can be 100 000 deep), but every nesting step re-measures the whole value, so depth
-//! grows with the square root of the time spent: within the default 250 ms a script reaches
-//! about 900 levels in a debug build and 2 500 in release on a 2-core machine, where a 2 MiB
-//! stack overflows at about 900 (debug) and beyond 9 000 (release). Threads that evaluate rules
+//! grows with the square root of the time spent. A busy script is stopped after about two
+//! timeouts (500 ms by default) of processor time at most, when it has reached about 1 100
+//! levels in a debug build and 2 000 to 3 500 in release on a 2-core machine (measured
+//! 2026-12-06 and earlier), where a 2 MiB stack overflows at about 900 (debug) and beyond
+//! 9 000 (release). Threads that evaluate rules
 //! should therefore have at least [`MIN_STACK`] bytes of stack (tokio:
 //! `Builder::thread_stack_size`), which leaves an ample margin in both builds.
 //!
@@ -76,8 +82,25 @@ pub const MIN_STACK: usize = 16 * 1024 * 1024;
 
 thread_local! {
     /// The deadline of the evaluation running on this thread, if any.
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static DEADLINE: Cell<Option<Watch>> = const { Cell::new(None) };
 }
+
+/// One evaluation's deadline.
+#[derive(Clone, Copy)]
+struct Watch {
+    started: Instant,
+    timeout: Duration,
+    /// When to look again.
+    at: Instant,
+    /// This thread's processor time when the timeout first passed: past the timeout, a script
+    /// is stopped once it has used the processor for half a timeout more. A thread the host
+    /// did not run for a while (a loaded machine) is given more time instead of failing a
+    /// script that did nothing wrong, up to [`STARVED_TIMEOUTS`] timeouts in all.
+    cpu_mark: Option<Duration>,
+}
+
+/// How many timeouts a starved evaluation may take in all before it is stopped anyway.
+const STARVED_TIMEOUTS: u32 = 10;
 
 /// The value `on_progress` terminates a script with when its deadline has passed; recognised
 /// again when the error is turned into a `RunError`.
@@ -87,16 +110,22 @@ pub(crate) const DEADLINE_TOKEN: &str = "crossdock: deadline exceeded";
 /// few cheap operations, and 64 operations take microseconds.
 const CLOCK_EVERY: u64 = 64;
 
-/// Arms the wall-clock deadline for evaluations on the current thread until dropped.
+/// Arms the deadline for evaluations on the current thread until dropped.
 pub(crate) struct Deadline {
-    previous: Option<Instant>,
+    previous: Option<Watch>,
 }
 
 impl Deadline {
     pub(crate) fn start(timeout: Duration) -> Deadline {
+        let started = Instant::now();
         // Instant + Duration panics on overflow; an absurd timeout means "no deadline".
-        let at = Instant::now().checked_add(timeout);
-        let previous = DEADLINE.with(|d| d.replace(at));
+        let watch = started.checked_add(timeout).map(|at| Watch {
+            started,
+            timeout,
+            at,
+            cpu_mark: None,
+        });
+        let previous = DEADLINE.with(|d| d.replace(watch));
         Deadline { previous }
     }
 }
@@ -109,7 +138,51 @@ impl Drop for Deadline {
 }
 
 fn past_deadline() -> bool {
-    DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at))
+    DEADLINE.with(|d| {
+        let Some(mut watch) = d.get() else {
+            return false;
+        };
+        let now = Instant::now();
+        if now < watch.at {
+            return false;
+        }
+        // Only now, rarely, is the (dearer) processor clock read.
+        let Some(cpu) = thread_cpu() else {
+            return true;
+        };
+        match watch.cpu_mark {
+            None => watch.cpu_mark = Some(cpu),
+            Some(mark) => {
+                let busy = cpu.saturating_sub(mark) >= watch.timeout / 2;
+                let starved_too_long = watch
+                    .timeout
+                    .checked_mul(STARVED_TIMEOUTS)
+                    .is_some_and(|cap| now.duration_since(watch.started) >= cap);
+                if busy || starved_too_long {
+                    return true;
+                }
+            }
+        }
+        match now.checked_add(watch.timeout) {
+            Some(at) => watch.at = at,
+            None => return true,
+        }
+        d.set(Some(watch));
+        false
+    })
+}
+
+/// The processor time this thread has used, where the platform tells it without `unsafe`
+/// (Linux: `/proc/thread-self/stat`, in 10 ms ticks); `None` elsewhere, where the deadline is
+/// wall-clock time only.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // After the command name (which may hold spaces and parentheses): utime and stime are the
+    // 12th and 13th fields, in USER_HZ ticks, which Linux fixes at 100 a second for /proc.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system).saturating_mul(10)))
 }
 
 /// Build a sandboxed engine with `limits`, the crossdock functions and the state handle types.
@@ -168,22 +241,64 @@ mod tests {
 
     #[test]
     fn deadline_is_per_thread_and_restored() {
-        assert!(!past_deadline());
+        // Past the timeout the processor clock is looked at first: two looks decide.
+        let past = || past_deadline() || past_deadline();
+        assert!(!past());
         {
             let _outer = Deadline::start(Duration::ZERO);
-            assert!(past_deadline());
-            std::thread::spawn(|| assert!(!past_deadline()))
-                .join()
-                .unwrap();
+            assert!(past());
+            std::thread::spawn(move || assert!(!past())).join().unwrap();
             {
                 let _inner = Deadline::start(Duration::from_secs(60));
-                assert!(!past_deadline());
+                assert!(!past());
             }
-            assert!(past_deadline());
+            assert!(past());
         }
-        assert!(!past_deadline());
+        assert!(!past());
         let _huge = Deadline::start(Duration::MAX);
-        assert!(!past_deadline());
+        assert!(!past());
+    }
+
+    #[test]
+    fn a_script_the_host_does_not_run_is_given_time_and_a_busy_one_is_not() {
+        let limits = Limits {
+            max_operations: 0,
+            timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let mut engine = build(&limits);
+        // Sleeping passes time without using the processor, as a starved thread does.
+        engine.register_fn("nap", |ms: rhai::INT| {
+            std::thread::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+        });
+        let run = |src: &str| {
+            let _deadline = Deadline::start(limits.timeout);
+            let started = Instant::now();
+            let stopped = engine
+                .run(src)
+                .err()
+                .map(|e| matches!(*e, rhai::EvalAltResult::ErrorTerminated(..)));
+            (stopped, started.elapsed())
+        };
+        // Busy past the timeout: stopped after about two timeouts.
+        let (stopped, took) = run("loop {}");
+        assert_eq!(stopped, Some(true));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let work = "let x = 0; for i in 0..2000 { x += i; }";
+        if thread_cpu().is_some() {
+            // Three timeouts without the processor, then some work: not stopped.
+            assert_eq!(
+                run(&format!("nap(150); nap(150); nap(150); {work}")).0,
+                None
+            );
+            // Without it for longer than STARVED_TIMEOUTS timeouts: stopped all the same.
+            let (stopped, took) = run(&format!("for i in 0..12 {{ nap(100); {work} }}"));
+            assert_eq!(stopped, Some(true));
+            assert!(took >= Duration::from_millis(1000), "{took:?}");
+        } else {
+            // The wall clock alone decides.
+            assert_eq!(run(&format!("nap(150); {work}")).0, Some(true));
+        }
     }
 
     #[test]
