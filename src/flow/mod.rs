@@ -273,8 +273,8 @@ pub struct Outcome {
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     pub steps: Vec<Arc<str>>,
     /// Payloads lent to actions instead of copied ([`Flow::run_body_lending`]): the action's
-    /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts them
-    /// back in place.
+    /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
+    /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
 }
 
@@ -411,7 +411,7 @@ impl Flow {
     /// [`Flow::run_body_lending`] for a body already parsed with [`Flow::parse_into`] from
     /// `bytes`; gives the body back to be parsed into again, unless a step kept it. A `spare`
     /// record (an earlier outcome's, [`Outcome::into_record`]) is built into by the first
-    /// `map` step instead of a new one.
+    /// `map` step without `into` instead of a new one.
     #[allow(clippy::too_many_arguments)]
     pub fn run_parsed_lending(
         &self,

@@ -34,7 +34,8 @@ struct Run<'a> {
     keep: Keep,
     /// The payloads moved out of the record, for [`Keep::Lent`].
     lent: Vec<(usize, Arc<[String]>)>,
-    /// An earlier record for the first `map` to build into ([`Mapping::apply_into`]).
+    /// An earlier record for the first `map` without `into` to build into
+    /// ([`Mapping::apply_into`]).
     ///
     /// [`Mapping::apply_into`]: crate::mapping::Mapping::apply_into
     spare: Option<Value>,
@@ -57,7 +58,7 @@ impl Flow {
     /// moved into their payloads instead of copying, and is null when no step changed the body
     /// (copying the body only to drop it would be waste). With [`Keep::Lent`] it lacks the
     /// moved payloads, which [`Outcome::lent`] lists. A `spare` record is built into by the
-    /// first `map` rather than allocated afresh.
+    /// first `map` without `into` rather than allocated afresh.
     pub(super) fn run_keeping(
         &self,
         rules: &Rules,
@@ -166,11 +167,17 @@ impl Run<'_> {
                 mapping,
                 into,
             } => {
-                let out = match (into, self.spare.take()) {
-                    (None, Some(mut spare)) => mapping
+                // A spare is a whole record: only a map that makes the whole record takes it.
+                let spare = if into.is_none() {
+                    self.spare.take()
+                } else {
+                    None
+                };
+                let out = match spare {
+                    Some(mut spare) => mapping
                         .apply_into(self.rules, record, &mut spare)
                         .map(|()| spare),
-                    _ => mapping.apply(self.rules, record),
+                    None => mapping.apply(self.rules, record),
                 }
                 .map_err(|e| fail(label, e.to_string()))?;
                 match into {
