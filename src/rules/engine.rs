@@ -11,9 +11,9 @@
 //!   nothing): the deadline lives in a thread-local set by [`Deadline::start`] for the
 //!   duration of one evaluation, because one shared engine serves many threads at once. Past
 //!   its wall-clock timeout a script is stopped once it has also used the processor for a
-//!   quarter of a timeout more, so that a thread a loaded host did not run for a while does not fail a
-//!   script that did nothing wrong (where the processor time cannot be read, the wall clock
-//!   alone decides);
+//!   quarter of a timeout more, so that a thread a loaded host did not run for a while does
+//!   not fail a script that did nothing wrong (where the processor time cannot be read, the
+//!   wall clock alone decides);
 //! - `print` and `debug` go to `tracing`, never to stdout.
 //!
 //! One limit Rhai cannot enforce is the nesting depth of values a script builds
@@ -23,8 +23,8 @@
 //! grows with the square root of the time spent. A busy script is stopped after a timeout and
 //! a quarter of processor time at most (about 320 ms by default), when it has reached about
 //! 900 levels in a debug build and 2 000 to 2 500 in release on a 2-core machine, where a
-//! 2 MiB stack overflows at about 900 (debug) and beyond 9 000 (release). Threads that evaluate rules
-//! should therefore have at least [`MIN_STACK`] bytes of stack (tokio:
+//! 2 MiB stack overflows at about 900 (debug) and beyond 9 000 (release). Threads that
+//! evaluate rules should therefore have at least [`MIN_STACK`] bytes of stack (tokio:
 //! `Builder::thread_stack_size`), which leaves an ample margin in both builds.
 //!
 //! The engine is configured once and then only shared (`Arc<Engine>`): nothing here mutates
@@ -182,7 +182,9 @@ fn thread_cpu() -> Option<Duration> {
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system).saturating_mul(10)))
+    Some(Duration::from_millis(
+        user.saturating_add(system).saturating_mul(10),
+    ))
 }
 
 /// Build a sandboxed engine with `limits`, the crossdock functions and the state handle types.
