@@ -278,33 +278,6 @@ pub struct Outcome {
     pub lent: Vec<(usize, Arc<[String]>)>,
 }
 
-impl Outcome {
-    /// The record whole, the payloads lent to actions put back in their places: what the
-    /// outcome's JSON shows as `record`, and a spare for [`Flow::run_parsed_lending`].
-    pub fn into_record(mut self) -> Value {
-        for (i, path) in std::mem::take(&mut self.lent) {
-            if let Some(action) = self.actions.get_mut(i) {
-                put(&mut self.record, &path, std::mem::take(&mut action.payload));
-            }
-        }
-        self.record
-    }
-}
-
-/// Puts `v` at `path` (object keys) in `record`, if its parents are there.
-fn put(record: &mut Value, path: &[String], v: Value) -> Option<()> {
-    let Some((last, parents)) = path.split_last() else {
-        *record = v;
-        return Some(());
-    };
-    let mut at = record;
-    for key in parents {
-        at = at.as_object_mut()?.get_mut(key)?;
-    }
-    at.as_object_mut()?.insert(last.clone(), v);
-    Some(())
-}
-
 impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
     pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
