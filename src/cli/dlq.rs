@@ -1,8 +1,10 @@
-//! `crossdock dlq`: list, show, retry and drop dead letters.
+//! `crossdock dlq` (list, show, retry and drop dead letters) and `crossdock inbox` (list and drop
+//! pending events, accept a reported loss).
 //!
 //! sled lets one process open the state at a time. When the engine is not running, the
 //! command opens the inbox itself (a retried letter then runs at the next start); when it is
 //! running, the command asks the engine's admin API instead, with `CROSSDOCK_ADMIN_TOKEN`.
+//! `inbox accept-loss` works only on a stopped engine: a running one has nothing to accept.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ pub enum Action {
     Show { id: String },
     Retry { id: String },
     Drop { id: String },
+    InboxList { limit: usize },
+    InboxDrop { id: String },
+    AcceptLoss,
 }
 
 pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) -> ExitCode {
@@ -33,7 +38,12 @@ pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) ->
     };
     let path = project.root.join(&project.config.state.path);
     let answer = match SledStore::open(&path) {
-        Ok(store) => local(Arc::new(store), &action),
+        Ok(store) => local(Arc::new(store), &path, &action),
+        Err(_) if path.exists() && matches!(action, Action::AcceptLoss) => Err(
+            "the state is in use (is the engine running?): stop it first; a running engine has \
+             no reported loss to accept"
+                .to_string(),
+        ),
         // Locked: the engine has it open. Ask the engine.
         Err(_) if path.exists() => {
             let base = url
@@ -55,7 +65,7 @@ pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) ->
     }
 }
 
-fn local(store: Arc<SledStore>, action: &Action) -> Result<Value, String> {
+fn local(store: Arc<SledStore>, path: &Path, action: &Action) -> Result<Value, String> {
     let inbox = Inbox::open(store.clone(), FlushPolicy::Group).map_err(|e| e.to_string())?;
     let value = match action {
         Action::List { limit } => inbox
@@ -76,6 +86,29 @@ fn local(store: Arc<SledStore>, action: &Action) -> Result<Value, String> {
                 return Err(format!("no dead letter `{id}`"));
             }
         }
+        Action::InboxList { limit } => inbox
+            .pending_page(None, *limit)
+            .map_err(|e| e.to_string())?,
+        Action::InboxDrop { id } => {
+            if inbox
+                .drop_pending(id, "(dropped by hand)")
+                .map_err(|e| e.to_string())?
+            {
+                json!({ "event_id": id, "status": "dropped" })
+            } else {
+                return Err(format!("no pending event `{id}`"));
+            }
+        }
+        Action::AcceptLoss => {
+            let (before, now) =
+                crate::runtime::ledger::accept_loss(&store, path).map_err(|e| e.to_string())?;
+            let id = |s: u64| crate::runtime::inbox::event_id(s);
+            json!({
+                "ledger_was": before.map(id),
+                "ledger_now": if now == 0 { None } else { Some(id(now)) },
+                "status": "the ledger now agrees with the store; events it lost stay lost",
+            })
+        }
     };
     store.flush().map_err(|e| e.to_string())?;
     Ok(value)
@@ -86,7 +119,8 @@ fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, St
         "the engine is running and holds the state: set CROSSDOCK_ADMIN_TOKEN to reach its admin API"
             .to_string()
     })?;
-    let base = format!("{engine}/api/dlq");
+    let root = format!("{engine}/api");
+    let base = format!("{root}/dlq");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,6 +132,9 @@ fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, St
             Action::Show { id } => client.get(format!("{base}/{id}")),
             Action::Retry { id } => client.post(format!("{base}/{id}/retry")),
             Action::Drop { id } => client.delete(format!("{base}/{id}")),
+            Action::InboxList { limit } => client.get(format!("{root}/inbox?limit={limit}")),
+            Action::InboxDrop { id } => client.delete(format!("{root}/inbox/{id}")),
+            Action::AcceptLoss => return Err("accept-loss needs the engine stopped".into()),
         };
         let response = request.bearer_auth(token).send().await.map_err(|e| {
             format!("cannot reach the engine at {engine} (give its address with --url): {e}")
@@ -138,6 +175,31 @@ fn render(action: &Action, value: &Value) -> String {
             }
             let total = value.get("total").and_then(Value::as_u64).unwrap_or(0);
             out.push_str(&format!("{total} dead letters"));
+            out
+        }
+        Action::InboxList { .. } => {
+            let items = value.get("items").and_then(Value::as_array);
+            let mut out = String::new();
+            for item in items.into_iter().flatten() {
+                let s = |k: &str| match item.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Null) | None => String::new(),
+                    Some(other) => other.to_string(),
+                };
+                out.push_str(&format!(
+                    "{}  {}  {}  attempts {}  interrupted {}  {} bytes  {}\n",
+                    s("event_id"),
+                    s("pipeline"),
+                    s("received_at"),
+                    s("attempts"),
+                    s("interrupted"),
+                    s("bytes"),
+                    s("last_error"),
+                ));
+            }
+            let total = value.get("total").and_then(Value::as_u64).unwrap_or(0);
+            let bytes = value.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+            out.push_str(&format!("{total} pending events ({bytes} bytes of body)"));
             out
         }
         _ => serde_json::to_string_pretty(value).unwrap_or_default(),

@@ -70,6 +70,24 @@ Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  cr
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Inspect and remove pending events (accepted, not yet done); accept a reported loss
+    #[command(
+        after_help = "Works on the state folder directly when the engine is stopped, and through the \
+running engine's admin API (CROSSDOCK_ADMIN_TOKEN) when it is running. `accept-loss` needs the \
+engine stopped: use it when `crossdock run` refused to start because the state store lost events \
+(after restoring from a backup is not possible); the events it lost stay lost.\n\n\
+Examples:\n  crossdock inbox list\n  crossdock inbox drop evt_00000000000000a1\n  crossdock inbox accept-loss"
+    )]
+    Inbox {
+        /// Project folder
+        #[arg(long, default_value = ".", global = true)]
+        project: PathBuf,
+        /// The running engine's address, when it is not `server.listen` (e.g. started with --listen)
+        #[arg(long, global = true, value_name = "http://HOST:PORT")]
+        url: Option<String>,
+        #[command(subcommand)]
+        command: InboxCommand,
+    },
     /// Validate the whole project and print every problem as path:line:col: message
     #[command(
         after_help = "Exits 0 when the project is valid, 1 when it is not.\n\n\
@@ -196,6 +214,20 @@ enum DlqCommand {
     Drop { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+enum InboxCommand {
+    /// The pending events, oldest first: attempts, interrupted runs, size, last error
+    List {
+        /// At most this many
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Remove a pending event without running it (its trail says `dropped`)
+    Drop { id: String },
+    /// Make the ledger agree with the state store after a reported loss
+    AcceptLoss,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Flush {
     Group,
@@ -275,6 +307,18 @@ fn command(command: Command) -> ExitCode {
                 DlqCommand::Show { id } => dlq::Action::Show { id },
                 DlqCommand::Retry { id } => dlq::Action::Retry { id },
                 DlqCommand::Drop { id } => dlq::Action::Drop { id },
+            };
+            dlq::run(&project, url.as_deref(), action, &env)
+        }
+        Command::Inbox {
+            project,
+            url,
+            command,
+        } => {
+            let action = match command {
+                InboxCommand::List { limit } => dlq::Action::InboxList { limit },
+                InboxCommand::Drop { id } => dlq::Action::InboxDrop { id },
+                InboxCommand::AcceptLoss => dlq::Action::AcceptLoss,
             };
             dlq::run(&project, url.as_deref(), action, &env)
         }

@@ -112,6 +112,10 @@ async fn serve(args: Args<'_>) -> ExitCode {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown(runtime.clone()))
         .await;
+    if runtime.storage.restart_requested() {
+        drop(runtime);
+        return restart();
+    }
     match served {
         Ok(()) => {
             eprintln!("stopped");
@@ -142,12 +146,38 @@ async fn shutdown(runtime: Arc<Runtime>) {
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = runtime.storage.wait_for_restart() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = runtime.storage.wait_for_restart() => {}
+    }
     eprintln!("draining: finishing running events, new ones get 503");
     runtime.drain().await;
+}
+
+/// Starts this program again in this process, with the same arguments: how a store that failed
+/// a write is opened afresh (see `runtime::storage`). The inbox on disk is the queue of record,
+/// so nothing accepted is lost across it. Returns only if the new start could not be made.
+fn restart() -> ExitCode {
+    eprintln!("restarting: the state store failed a write and is opened again");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = match std::env::current_exe() {
+            Ok(exe) => std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .exec(),
+            Err(e) => e,
+        };
+        eprintln!("cannot restart: {error}; start crossdock again");
+    }
+    #[cfg(not(unix))]
+    eprintln!("start crossdock again to open the state store afresh");
+    // EX_TEMPFAIL: a supervisor that restarts on failure brings it back.
+    ExitCode::from(75)
 }
 
 /// SIGHUP reloads the project, as `POST /api/reload` does.

@@ -49,6 +49,14 @@ pub struct ServerConfig {
     /// 100000).
     #[serde(default)]
     pub max_backlog: Option<usize>,
+    /// Bytes of body the waiting events may hold above which webhooks answer 503 (default
+    /// `256MB`).
+    #[serde(default)]
+    pub max_backlog_bytes: Option<String>,
+    /// Times an event may be running when the engine stops abnormally before it is
+    /// dead-lettered unrun (default 3).
+    #[serde(default)]
+    pub quarantine_after: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +69,8 @@ impl Default for ServerConfig {
             keep_trails: None,
             reload_debounce: None,
             max_backlog: None,
+            max_backlog_bytes: None,
+            quarantine_after: None,
         }
     }
 }
@@ -105,12 +115,17 @@ fn default_listen() -> String {
 pub struct StateConfig {
     #[serde(default = "default_state_path")]
     pub path: String,
+    /// Free bytes on the state's disk below which new events are refused with 503 (default
+    /// `128MB`; `0` never refuses for space).
+    #[serde(default)]
+    pub min_free: Option<String>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             path: default_state_path(),
+            min_free: None,
         }
     }
 }

@@ -68,7 +68,7 @@ pub fn compile(
         .as_ref()
         .and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
     if let (Some(c), Some(file)) = (&config, &sources.project) {
-        check_server(&c.server, file, &mut diags);
+        check_server(&c.server, &c.state, file, &mut diags);
     }
     let connectors = match (&config, &sources.project) {
         (Some(c), Some(file)) => Some(compile_connectors(
@@ -735,9 +735,10 @@ fn check_interval(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     }
 }
 
-/// The `server:` settings that are text to be read as durations and sizes.
+/// The `server:` and `state:` settings that are text to be read as durations and sizes.
 fn check_server(
     server: &crate::config::model::ServerConfig,
+    state: &crate::config::model::StateConfig,
     file: &YamlFile,
     diags: &mut Diagnostics,
 ) {
@@ -757,9 +758,15 @@ fn check_server(
             );
         }
     }
-    if let Some(text) = &server.max_body {
+    let sizes = [
+        ("server", "max_body", &server.max_body),
+        ("server", "max_backlog_bytes", &server.max_backlog_bytes),
+        ("state", "min_free", &state.min_free),
+    ];
+    for (section, name, value) in sizes {
+        let Some(text) = value else { continue };
         if let Err(e) = crate::config::model::parse_size(text) {
-            let at = file.doc.spans.value_pos(&[key("server"), key("max_body")]);
+            let at = file.doc.spans.value_pos(&[key(section), key(name)]);
             diags.push(file.error(at, e));
         }
     }

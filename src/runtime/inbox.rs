@@ -66,6 +66,16 @@ pub struct EventMeta {
     /// Every failed attempt.
     #[serde(default)]
     pub errors: Vec<AttemptError>,
+    /// Runs that began after a restart and never came to an end: the engine stopped (a crash,
+    /// an abort, `kill -9`) while the event was running. Written to disk before such a run
+    /// starts, so an event that takes the process down is counted even as it does; at
+    /// `quarantine_after` it is dead-lettered unrun instead of taking the engine down again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +91,9 @@ pub struct StoredEvent {
     pub seq: u64,
     pub meta: EventMeta,
     pub body: Arc<[u8]>,
+    /// Found in the inbox at start (not kept on disk): its next run is counted in
+    /// [`EventMeta::interrupted`] before it begins.
+    pub resumed: bool,
 }
 
 /// A dead letter: the original event, every attempt's error, and the version that failed it.
@@ -149,6 +162,25 @@ pub enum InboxError {
     Flush(String),
     #[error("{0} accepted events are waiting to be processed; try again later")]
     Busy(usize),
+    #[error("the events waiting to be processed hold {0} bytes of bodies, the most allowed; try again later")]
+    BusyBytes(usize),
+    /// The state folder's disk is (nearly) full, or the store failed writing: nothing new is
+    /// accepted until it is back (see `runtime::storage`).
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl InboxError {
+    /// Whether the store could not write (a full disk, an I/O error), as opposed to a bad
+    /// entry or a refusal by design: the sender should try again later.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            InboxError::State(StateError::Backend(_))
+                | InboxError::Flush(_)
+                | InboxError::Storage(_)
+        )
+    }
 }
 
 /// When an accepted event is on disk.
@@ -198,6 +230,12 @@ pub struct Inbox {
     /// Entries in `dead`, for the same reason: `/health` and the dead-letter gauge read it
     /// often, and a scan per read grows with every letter kept.
     dead_count: AtomicU64,
+    /// Bytes of body held by the events in `inbox`: each is also in memory (queued for a
+    /// worker, running, or waiting for its retry), so this bounds the memory the backlog takes.
+    pending_bytes: AtomicU64,
+    /// The highest sequence number of an event accepted (not withdrawn as a duplicate): what
+    /// the ledger marks as durable.
+    last_accepted: AtomicU64,
 }
 
 /// The answer to [`Inbox::accept`].
@@ -212,8 +250,25 @@ impl Inbox {
     pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
         let inbox = store.table("inbox")?;
         let dead = store.table("dead")?;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut from = 0u64.to_be_bytes().to_vec();
+        loop {
+            let batch = inbox.range_from(&from, 1024)?;
+            let Some((last, _)) = batch.last() else { break };
+            for (_, v) in &batch {
+                count += 1;
+                let split = v.iter().position(|b| *b == b'\n').unwrap_or(v.len());
+                bytes += v.len().saturating_sub(split + 1) as u64;
+            }
+            match key_seq(last).map(|s| s.saturating_add(1)) {
+                Some(n) if n != 0 => from = n.to_be_bytes().to_vec(),
+                _ => break,
+            }
+        }
         Ok(Inbox {
-            pending: AtomicU64::new(inbox.len() as u64),
+            pending: AtomicU64::new(count),
+            pending_bytes: AtomicU64::new(bytes),
+            last_accepted: AtomicU64::new(0),
             inbox,
             dedup: store.table("dedup")?,
             dedup_age: store.table("dedup-age")?,
@@ -247,6 +302,7 @@ impl Inbox {
             not_before_ms: 0,
             done_actions: 0,
             errors: Vec::new(),
+            interrupted: 0,
         };
         self.inbox
             .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)?;
@@ -282,10 +338,14 @@ impl Inbox {
         age.extend_from_slice(dkey.as_bytes());
         self.dedup_age.insert(&age, b"")?;
         self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        self.last_accepted.fetch_max(seq, Ordering::SeqCst);
         Ok(Accepted::New(StoredEvent {
             seq,
             meta,
             body: Arc::from(body),
+            resumed: false,
         }))
     }
 
@@ -300,7 +360,9 @@ impl Inbox {
             };
             let next = key_seq(last).map(|s| s.saturating_add(1));
             for (k, v) in &batch {
-                out.push(decode_event(k, v)?);
+                let mut event = decode_event(k, v)?;
+                event.resumed = true;
+                out.push(event);
             }
             match next {
                 Some(n) if n != 0 => from = n.to_be_bytes().to_vec(),
@@ -315,6 +377,95 @@ impl Inbox {
         self.pending.load(Ordering::SeqCst) as usize
     }
 
+    /// Bytes of body the pending events hold.
+    pub fn pending_bytes(&self) -> usize {
+        usize::try_from(self.pending_bytes.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
+    }
+
+    /// The highest sequence number accepted by this process (0 before the first).
+    pub fn last_accepted(&self) -> u64 {
+        self.last_accepted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the event is still in the inbox: one dropped by hand (`crossdock inbox drop`)
+    /// while queued is not run.
+    pub fn contains(&self, seq: u64) -> Result<bool, InboxError> {
+        Ok(self.inbox.get(&seq.to_be_bytes())?.is_some())
+    }
+
+    /// Removes `seq` from the inbox if it is there, keeping the counts true.
+    fn take_out(&self, seq: u64) -> Result<bool, InboxError> {
+        match self.inbox.remove(&seq.to_be_bytes())? {
+            Some(old) => {
+                let split = old.iter().position(|b| *b == b'\n').unwrap_or(old.len());
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                self.pending_bytes
+                    .fetch_sub(old.len().saturating_sub(split + 1) as u64, Ordering::SeqCst);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// A page of pending events as `crossdock inbox list` and `GET /api/inbox` show them:
+    /// `{"total", "bytes", "items": [{"event_id", "pipeline", "received_at", "attempts",
+    /// "interrupted", "not_before_ms", "bytes", "last_error"}]}`, oldest first, after the id
+    /// `after` when given.
+    pub fn pending_page(&self, after: Option<&str>, limit: usize) -> Result<Value, InboxError> {
+        let from = after
+            .and_then(parse_event_id)
+            .map(|s| s.saturating_add(1))
+            .unwrap_or(0);
+        let mut items = Vec::new();
+        for (k, v) in self.inbox.range_from(&from.to_be_bytes(), limit)? {
+            let event = decode_event(&k, &v)?;
+            let m = &event.meta;
+            items.push(serde_json::json!({
+                "event_id": m.id,
+                "pipeline": m.pipeline,
+                "received_at": m.received_at,
+                "attempts": m.attempts,
+                "interrupted": m.interrupted,
+                "not_before_ms": m.not_before_ms,
+                "bytes": event.body.len(),
+                "last_error": m.errors.last().map(|e| e.message.clone()),
+            }));
+        }
+        Ok(serde_json::json!({
+            "total": self.pending_count(),
+            "bytes": self.pending_bytes(),
+            "items": items,
+        }))
+    }
+
+    /// Removes a pending event by hand, leaving a trail that says so; false when there is no
+    /// such event. A run already under way finishes; a queued one is not started.
+    pub fn drop_pending(&self, id: &str, version: &str) -> Result<bool, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(false);
+        };
+        let Some(bytes) = self.inbox.get(&seq.to_be_bytes())? else {
+            return Ok(false);
+        };
+        let event = decode_event(&seq.to_be_bytes(), &bytes)?;
+        let trail = Trail {
+            event_id: event.meta.id.clone(),
+            pipeline: event.meta.pipeline.clone(),
+            version: version.to_string(),
+            received_at: event.meta.received_at.clone(),
+            finished_at: now_rfc3339(),
+            status: "dropped".into(),
+            attempts: event.meta.attempts,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            errors: event.meta.errors.clone(),
+            flow_us: 0,
+            total_ms: 0,
+        };
+        self.put_trail(seq, &trail)?;
+        self.take_out(seq)
+    }
+
     /// Saves an event's meta after a failed attempt (its body is unchanged).
     pub fn update(&self, event: &StoredEvent) -> Result<(), InboxError> {
         self.inbox.insert(
@@ -327,9 +478,7 @@ impl Inbox {
     /// The event is done: its trail is written, then it leaves the inbox.
     pub fn finish(&self, event: &StoredEvent, trail: &Trail) -> Result<(), InboxError> {
         self.put_trail(event.seq, trail)?;
-        if self.inbox.remove(&event.seq.to_be_bytes())?.is_some() {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.take_out(event.seq)?;
         Ok(())
     }
 
@@ -446,8 +595,11 @@ impl Inbox {
         };
         // Into the inbox before out of the dead letters: a crash between keeps both copies,
         // never neither.
+        meta.interrupted = 0;
         if self.inbox.get(&seq.to_be_bytes())?.is_none() {
             self.pending.fetch_add(1, Ordering::SeqCst);
+            self.pending_bytes
+                .fetch_add(body.len() as u64, Ordering::SeqCst);
         }
         self.inbox
             .insert(&seq.to_be_bytes(), &encode_event(&meta, &body)?)?;
@@ -456,6 +608,7 @@ impl Inbox {
             seq,
             meta,
             body: Arc::from(body),
+            resumed: false,
         }))
     }
 
@@ -578,6 +731,7 @@ fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, InboxError> {
         seq,
         meta,
         body: Arc::from(&value[split + 1..]),
+        resumed: false,
     })
 }
 
@@ -587,8 +741,12 @@ pub struct Committer {
     policy: FlushPolicy,
     /// Callers that asked so far; a flush that starts after reading `n` covers the first `n`.
     asked: AtomicU64,
-    flushed: watch::Sender<u64>,
+    /// (callers covered by a flush that succeeded, callers covered by one that failed): a
+    /// caller learns which of the two came first for it. Both only grow.
+    flushed: watch::Sender<(u64, u64)>,
     wake: Notify,
+    /// The last flush's error, while the store has not flushed since: what `/health` shows.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 impl Committer {
@@ -597,8 +755,9 @@ impl Committer {
             store,
             policy,
             asked: AtomicU64::new(0),
-            flushed: watch::channel(0).0,
+            flushed: watch::channel((0, 0)).0,
             wake: Notify::new(),
+            failing: std::sync::Mutex::new(None),
         }
     }
 
@@ -606,43 +765,82 @@ impl Committer {
         self.policy
     }
 
-    /// Returns once every write made before this call is on disk (see [`FlushPolicy`]).
+    /// Returns once every write made before this call is on disk (see [`FlushPolicy`]), or
+    /// with [`InboxError::Flush`] when the flush that would have covered it failed: the
+    /// caller must not acknowledge what it wrote.
     pub async fn durable(&self) -> Result<(), InboxError> {
         if self.policy == FlushPolicy::Periodic {
             return Ok(());
         }
+        self.durable_now().await
+    }
+
+    /// As [`Committer::durable`], whatever the policy: for the few writes that must be on
+    /// disk before what follows (an event's run counted before it starts).
+    pub async fn durable_now(&self) -> Result<(), InboxError> {
         let mine = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
         let mut rx = self.flushed.subscribe();
         self.wake.notify_one();
-        rx.wait_for(|f| *f >= mine)
+        let (ok, _) = *rx
+            .wait_for(|(ok, failed)| *ok >= mine || *failed >= mine)
             .await
             .map_err(|_| InboxError::Flush("the flusher stopped".into()))?;
-        Ok(())
+        if ok >= mine {
+            Ok(())
+        } else {
+            Err(InboxError::Flush(
+                self.failure()
+                    .unwrap_or_else(|| "the disk flush failed".into()),
+            ))
+        }
+    }
+
+    /// The error of the last flush, if it failed and none has succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets the last failure: a flush made outside the group commit succeeded.
+    pub fn recovered(&self) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The flusher: runs until the runtime stops. One fsync per round, for every caller that
-    /// arrived before the round began.
+    /// arrived before the round began. A failed round fails its callers at once (they answer
+    /// 503 and the sender tries again) rather than keeping them waiting on a disk that may
+    /// stay full.
     pub async fn run(self: Arc<Self>) {
         loop {
             self.wake.notified().await;
             loop {
                 let target = self.asked.load(Ordering::SeqCst);
-                if target <= *self.flushed.borrow() {
+                let (ok, failed) = *self.flushed.borrow();
+                if target <= ok.max(failed) {
                     break;
                 }
                 let store = self.store.clone();
-                match tokio::task::spawn_blocking(move || store.flush()).await {
-                    Ok(Ok(_)) => {
-                        self.flushed.send_replace(target);
+                let error = match tokio::task::spawn_blocking(move || store.flush()).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("the flush task failed: {e}")),
+                };
+                let failed = error.is_some();
+                {
+                    let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+                    if let (Some(e), None) = (&error, &*failing) {
+                        tracing::error!(error = %e, "Flushing the inbox failed; events are refused until a flush succeeds");
                     }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "Flushing the inbox failed; trying again");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "The flush task failed; trying again");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    *failing = error;
+                }
+                if !failed {
+                    self.flushed.send_modify(|(ok, _)| *ok = target);
+                } else {
+                    self.flushed.send_modify(|(_, failed)| *failed = target);
+                    // A store that failed keeps failing fast; do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -789,7 +987,7 @@ mod tests {
         for w in waits {
             w.await.unwrap().unwrap();
         }
-        assert!(*committer.flushed.borrow() >= 50);
+        assert!(committer.flushed.borrow().0 >= 50);
         task.abort();
     }
 }

@@ -24,9 +24,11 @@
 
 pub mod breaker;
 pub mod inbox;
+pub mod ledger;
 pub mod metrics;
 pub mod retry;
 pub mod sources;
+pub mod storage;
 pub mod watch;
 mod worker;
 
@@ -69,6 +71,14 @@ pub struct Settings {
     /// Accepted events not yet done above which new ones are refused with 503: a bound on
     /// memory (the queue to the workers holds them) that a sender's retry gets past later.
     pub max_backlog: usize,
+    /// Bytes of body the accepted events not yet done may hold before new ones are refused
+    /// with 503: `max_backlog` counts events, this bounds the memory their bodies take.
+    pub max_backlog_bytes: usize,
+    /// An event that was running this many times when the engine stopped abnormally is
+    /// dead-lettered unrun at the next start (a poison event must not crash-loop the engine).
+    pub quarantine_after: u32,
+    /// Free bytes on the state's disk below which new events are refused.
+    pub min_free: u64,
     /// Longest a connector call may take before it counts as a retryable failure.
     pub call_timeout: Duration,
     pub flush: FlushPolicy,
@@ -87,6 +97,9 @@ impl Default for Settings {
             grace: Duration::from_secs(10),
             concurrency: 16,
             max_backlog: 100_000,
+            max_backlog_bytes: 256 * 1024 * 1024,
+            quarantine_after: 3,
+            min_free: 128 * 1024 * 1024,
             call_timeout: Duration::from_secs(30),
             flush: FlushPolicy::Group,
             reload_debounce: Duration::from_millis(100),
@@ -121,6 +134,28 @@ impl Settings {
         }
         if let Some(n) = server.max_backlog {
             self.max_backlog = n;
+        }
+        if let Some(n) = server
+            .max_backlog_bytes
+            .as_deref()
+            .and_then(|t| crate::config::model::parse_size(t).ok())
+        {
+            self.max_backlog_bytes = n;
+        }
+        if let Some(n) = server.quarantine_after {
+            self.quarantine_after = n.max(1);
+        }
+        self
+    }
+
+    /// Takes what crossdock.yaml's `state:` says (`check` has validated it).
+    pub fn with_state(mut self, state: &crate::config::model::StateConfig) -> Settings {
+        if let Some(n) = state
+            .min_free
+            .as_deref()
+            .and_then(|t| crate::config::model::parse_size(t).ok())
+        {
+            self.min_free = n as u64;
         }
         self
     }
@@ -208,6 +243,8 @@ pub struct Runtime {
     live: ArcSwap<Live>,
     pub inbox: Arc<Inbox>,
     pub store: Arc<SledStore>,
+    pub storage: Arc<storage::Storage>,
+    ledger: Arc<ledger::Ledger>,
     state: Arc<dyn StateStore>,
     pub settings: Settings,
     root: PathBuf,
@@ -232,6 +269,8 @@ pub enum StartError {
     State { path: PathBuf, source: StateError },
     #[error(transparent)]
     Inbox(#[from] InboxError),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Build(String),
 }
@@ -256,7 +295,9 @@ impl Runtime {
         StartError,
     > {
         let (project, warnings) = load(dir, &env).map_err(StartError::Config)?;
-        let settings = settings.with_server(&project.config.server);
+        let settings = settings
+            .with_server(&project.config.server)
+            .with_state(&project.config.state);
         let state_path = project.root.join(&project.config.state.path);
         let store = Arc::new(
             SledStore::open(&state_path).map_err(|source| StartError::State {
@@ -264,7 +305,9 @@ impl Runtime {
                 source,
             })?,
         );
+        let ledger = Arc::new(ledger::Ledger::open(store.clone(), &state_path)?);
         let inbox = Arc::new(Inbox::open(store.clone(), settings.flush)?);
+        let storage = Arc::new(storage::Storage::new(state_path.clone(), settings.min_free));
         let http = reqwest::Client::builder()
             .timeout(settings.call_timeout)
             .build()
@@ -277,6 +320,8 @@ impl Runtime {
             inbox,
             state: store.clone(),
             store,
+            storage,
+            ledger,
             settings,
             root: dir.to_path_buf(),
             env,
@@ -299,6 +344,12 @@ impl Runtime {
         rx: mpsc::UnboundedReceiver<StoredEvent>,
     ) -> Result<usize, InboxError> {
         tokio::spawn(self.inbox.committer.clone().run());
+        tokio::spawn(
+            self.storage
+                .clone()
+                .watch(self.store.clone(), self.inbox.committer.clone()),
+        );
+        tokio::spawn(self.clone().mark_ledger());
         tokio::spawn(worker::dispatch(self.clone(), rx));
         tokio::spawn(self.clone().sweep());
         sources::start(self.clone());
@@ -354,16 +405,32 @@ impl Runtime {
         if self.inbox.pending_count() >= self.settings.max_backlog {
             return Err(InboxError::Busy(self.settings.max_backlog));
         }
+        if self.inbox.pending_bytes().saturating_add(body.len()) > self.settings.max_backlog_bytes
+            && self.inbox.pending_count() > 0
+        {
+            return Err(InboxError::BusyBytes(self.settings.max_backlog_bytes));
+        }
+        if let Some(why) = self.storage.refusal(self.inbox.committer.failure()) {
+            return Err(InboxError::Storage(why));
+        }
         // sled writes land in memory and its log buffer; the fsync is the committer's, so this
         // does not block the task for long.
-        let accepted = self.inbox.accept(
-            pipeline,
-            dedup_key,
-            self.settings.dedup_window,
-            headers,
-            body,
-        )?;
-        self.inbox.committer.durable().await?;
+        let written = self
+            .inbox
+            .accept(
+                pipeline,
+                dedup_key,
+                self.settings.dedup_window,
+                headers,
+                body,
+            )
+            .map_err(|e| self.storage_fault(e))?;
+        let accepted = written;
+        self.inbox
+            .committer
+            .durable()
+            .await
+            .map_err(|e| self.storage_fault(e))?;
         match &accepted {
             Accepted::New(event) => {
                 metrics::received(pipeline);
@@ -372,6 +439,37 @@ impl Runtime {
             Accepted::Duplicate(_) => metrics::duplicate(pipeline),
         }
         Ok(accepted)
+    }
+
+    /// Notes a write error of the store with [`storage::Storage`], so later events are refused
+    /// at once and `/health` says so; passes the error on.
+    fn storage_fault(&self, e: InboxError) -> InboxError {
+        if e.is_storage() {
+            self.storage.fault(&e.to_string());
+        }
+        e
+    }
+
+    /// Writes the ledger (see [`ledger`]) every second while events are accepted, and once
+    /// more when the runtime drains.
+    async fn mark_ledger(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.mark_ledger_now().await;
+        }
+    }
+
+    async fn mark_ledger_now(&self) {
+        let last = self.inbox.last_accepted();
+        if last == 0 {
+            return;
+        }
+        let ledger = self.ledger.clone();
+        match tokio::task::spawn_blocking(move || ledger.mark(last)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "Cannot write the ledger"),
+            Err(e) => tracing::warn!(error = %e, "The ledger task failed"),
+        }
     }
 
     /// Hands an accepted (and durable) event to the workers.
@@ -421,6 +519,7 @@ impl Runtime {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "Final flush failed");
         }
+        self.mark_ledger_now().await;
     }
 
     /// Recompiles the project from disk and, if it passes `check`, swaps it in. On failure the

@@ -72,6 +72,43 @@ async fn process(runtime: &Arc<Runtime>, event: StoredEvent) {
 async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     let live = runtime.live();
     let started = Instant::now();
+    // Dropped by hand (`crossdock inbox drop`) while it waited: not run.
+    match runtime.inbox.contains(event.seq) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!("Event was dropped from the inbox; not run");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot read the inbox; the event waits for the next start");
+            return;
+        }
+    }
+    // An event found in the inbox at start may be the one that took the engine down: its run
+    // is counted on disk before it begins, and past the limit it is not run again.
+    let counted = event.resumed;
+    if event.resumed {
+        event.resumed = false;
+        if event.meta.interrupted >= runtime.settings.quarantine_after {
+            let reason = format!(
+                "quarantined: the engine stopped {} times while running this event (a crash, an \
+                 abort or a kill), so it was not run again; find the cause (the log before each \
+                 stop), then `crossdock dlq retry {}`",
+                event.meta.interrupted, event.meta.id
+            );
+            set_aside(runtime, &live, event, reason, started);
+            return;
+        }
+        event.meta.interrupted += 1;
+        let marked = match runtime.inbox.update(&event) {
+            Ok(()) => runtime.inbox.committer.durable_now().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = marked {
+            tracing::error!(error = %e, "Cannot count the run on disk; the event waits for the next start");
+            return;
+        }
+    }
     event.meta.attempts += 1;
 
     let Some(flow) = live.project.pipeline(&event.meta.pipeline).cloned() else {
@@ -80,12 +117,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             event.meta.pipeline,
             super::short(&live.project.version)
         );
-        let mut trail = new_trail(&live, &event, "dead_lettered", started);
-        trail.errors.push(AttemptError {
-            at: inbox::now_rfc3339(),
-            message: reason.clone(),
-        });
-        dead_letter(runtime, &live, event, trail, reason);
+        set_aside(runtime, &live, event, reason, started);
         return;
     };
     let policy = live
@@ -129,6 +161,10 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             .map_err(|_| "it panicked".to_string())
     };
     let flow_us = flow_started.elapsed().as_micros() as u64;
+    // The run came to an end (whatever its outcome): it was not interrupted.
+    if counted {
+        event.meta.interrupted = event.meta.interrupted.saturating_sub(1);
+    }
     let outcome = match ran {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -393,6 +429,16 @@ fn give_up(
             tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
         }
     }
+}
+
+/// Dead-letters an event without running it, the reason on its trail as its one error.
+fn set_aside(runtime: &Runtime, live: &Live, event: StoredEvent, reason: String, started: Instant) {
+    let mut trail = new_trail(live, &event, "dead_lettered", started);
+    trail.errors.push(AttemptError {
+        at: inbox::now_rfc3339(),
+        message: reason.clone(),
+    });
+    dead_letter(runtime, live, event, trail, reason);
 }
 
 fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail, reason: String) {

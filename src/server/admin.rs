@@ -32,6 +32,8 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/dlq", get(dlq_list))
         .route("/dlq/{id}", get(dlq_show).delete(dlq_drop))
         .route("/dlq/{id}/retry", post(dlq_retry))
+        .route("/inbox", get(inbox_list))
+        .route("/inbox/{id}", axum::routing::delete(inbox_drop))
         .route("/reload", post(reload))
         .route("/state/customers/{id}", get(customer))
         .route("/state/stock/{sku}", get(stock_level))
@@ -218,6 +220,22 @@ async fn dlq_drop(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, 
         Ok(Json(json!({ "event_id": id, "status": "dropped" })))
     } else {
         Err(ApiError::NotFound(format!("no dead letter `{id}`")))
+    }
+}
+
+async fn inbox_list(State(rt): Rt, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    Ok(Json(rt.inbox.pending_page(q.after.as_deref(), limit)?))
+}
+
+/// A queued event is not started once dropped (the worker looks first); one running finishes.
+async fn inbox_drop(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let version = rt.live().project.version.clone();
+    if rt.inbox.drop_pending(&id, &version)? {
+        rt.store.flush()?;
+        Ok(Json(json!({ "event_id": id, "status": "dropped" })))
+    } else {
+        Err(ApiError::NotFound(format!("no pending event `{id}`")))
     }
 }
 

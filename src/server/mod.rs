@@ -30,18 +30,29 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .with_state(runtime)
 }
 
+/// 200 while the engine takes events; 503 while it drains or its storage refuses them (a
+/// nearly full disk, a failing store), so a load balancer sends elsewhere.
 async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
     let live = runtime.live();
-    let status = if runtime.is_draining() {
-        StatusCode::SERVICE_UNAVAILABLE
+    let storage = runtime.storage.refusal(runtime.inbox.committer.failure());
+    let (status, word) = if runtime.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if storage.is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage")
     } else {
-        StatusCode::OK
+        (StatusCode::OK, "ok")
     };
     let body = json!({
-        "status": if runtime.is_draining() { "draining" } else { "ok" },
+        "status": word,
         "version": live.project.version,
         "pending": runtime.inbox.pending_count(),
+        "pending_bytes": runtime.inbox.pending_bytes(),
         "dead_letters": runtime.inbox.dead_letter_count(),
+        "storage": {
+            "ok": storage.is_none(),
+            "free_bytes": runtime.storage.free_bytes(),
+            "error": storage,
+        },
     });
     (status, Json(body)).into_response()
 }

@@ -94,12 +94,15 @@ pub(super) async fn receive(
         .submit(pipeline, &dedup_key, kept, &body)
         .await
         .map_err(|e| match e {
-            InboxError::Flush(_) => {
-                ApiError::Unavailable(format!("the event could not be made durable: {e}"))
-            }
-            InboxError::Busy(_) => {
+            InboxError::Busy(_) | InboxError::BusyBytes(_) => {
                 metrics::rejected(pipeline, 503);
                 ApiError::Busy(e.to_string())
+            }
+            // A full disk or a failing store: the sender tries again later. Logged once by
+            // the runtime's storage watch, not per request.
+            e if e.is_storage() => {
+                metrics::rejected(pipeline, 503);
+                ApiError::Busy(format!("the event could not be made durable: {e}"))
             }
             other => ApiError::Internal(other.to_string()),
         })?;

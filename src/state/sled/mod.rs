@@ -80,7 +80,22 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StateError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match config.open() {
+        // sled 0.34 panics on some damaged files instead of answering an error (a flipped byte
+        // in a segment header, seen with `db` files edited by hand): that is a damaged store,
+        // told as one, not a crash of whatever opened it.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                StateError::Backend(format!(
+                    "sled: open: the store's files are damaged (sled stopped reading them: {what}); \
+                     restore the state folder from a backup"
+                ))
+            })?;
+        match opened {
             Ok(db) => return Ok(db),
             // sled reports a held lock only as an `Other` I/O error with this text.
             Err(sled::Error::Io(e))
