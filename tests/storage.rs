@@ -381,3 +381,122 @@ fn fs_free(path: &Path) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// With no watermark the disk fills under the store: writes fail with 503 (never a 202 that is
+/// not on disk), and once space is back the engine opens its store afresh by itself (sled keeps
+/// its first I/O error) and takes events again; every event answered 202 is processed.
+#[tokio::test]
+async fn a_store_that_met_a_full_disk_is_reopened_by_itself_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("16m") else {
+        eprintln!("cannot mount a tmpfs here: the full-disk test needs root");
+        return;
+    };
+    let state = disk.path.join("state");
+    let yaml = format!(
+        "state: {{ path: \"{}\", min_free: 0 }}\nconnectors:\n  out: {{ kind: file, path: out/actions.jsonl }}\n",
+        state.display()
+    );
+    let dir = project(&[("crossdock.yaml", &yaml), ("pipelines/echo.yaml", ECHO)]);
+    // A fixed port: the restart binds the address it was given again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["run", ".", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/hooks/echo");
+    let client = Engine::client();
+    let post = |n: usize| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let body = format!(r#"{{"n":{n},"pad":"{}"}}"#, "z".repeat(60_000));
+            match client.post(&url).body(body).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    };
+    for _ in 0..300 {
+        if post(0).await == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(post(0).await, 200, "{}", log.lock().unwrap());
+    let mut accepted = 1;
+
+    // Fill what is left of the disk, then post until the store fails.
+    let filler = disk.path.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for n in 1..400 {
+        match post(n).await {
+            202 => accepted += 1,
+            503 => {
+                refused += 1;
+                if refused >= 3 {
+                    break;
+                }
+            }
+            other => panic!("answer {other}\n{}", log.lock().unwrap()),
+        }
+    }
+    assert!(refused >= 3, "the full disk never refused an event");
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+
+    std::fs::remove_file(&filler).unwrap();
+    eventually("events taken again", Duration::from_secs(30), || async {
+        (post(1000).await == 202).then_some(())
+    })
+    .await;
+    accepted += 1;
+    assert!(
+        log.lock().unwrap().contains("restarting"),
+        "{}",
+        log.lock().unwrap()
+    );
+    let out = dir.path().join("out/actions.jsonl");
+    let lines = eventually(
+        "every accepted event processed",
+        Duration::from_secs(30),
+        || async {
+            let lines = json_lines(&out);
+            (lines.len() >= accepted).then_some(lines)
+        },
+    )
+    .await;
+    assert_eq!(lines.len(), accepted, "an event was processed twice");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

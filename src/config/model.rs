@@ -51,7 +51,7 @@ pub struct ServerConfig {
     pub max_backlog: Option<usize>,
     /// Bytes of body the waiting events may hold above which webhooks answer 503 (default
     /// `256MB`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "size_text")]
     pub max_backlog_bytes: Option<String>,
     /// Times an event may be running when the engine stops abnormally before it is
     /// dead-lettered unrun (default 3).
@@ -73,6 +73,21 @@ impl Default for ServerConfig {
             quarantine_after: None,
         }
     }
+}
+
+/// A size written as text (`128MB`) or as a plain number of bytes (`0`), kept as text for
+/// [`parse_size`].
+fn size_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Text(String),
+        Bytes(u64),
+    }
+    Ok(Option::<Size>::deserialize(d)?.map(|s| match s {
+        Size::Text(t) => t,
+        Size::Bytes(n) => n.to_string(),
+    }))
 }
 
 /// Parses a size such as `4MB`, `512KB`, `1048576` (bytes; KB and MB are 1024-based).
@@ -117,7 +132,7 @@ pub struct StateConfig {
     pub path: String,
     /// Free bytes on the state's disk below which new events are refused with 503 (default
     /// `128MB`; `0` never refuses for space).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "size_text")]
     pub min_free: Option<String>,
 }
 
