@@ -24,6 +24,22 @@ use yaml::Doc;
 
 pub const PROJECT_FILE: &str = "crossdock.yaml";
 
+/// No file of a project (YAML or script) is read past this size: parsing costs a multiple of
+/// the text in memory, and a config file this large is a mistake, not a config.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// All the files of a project together.
+pub const MAX_PROJECT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bytes of the project read so far, against [`MAX_PROJECT_BYTES`].
+#[derive(Default)]
+struct Budget {
+    used: u64,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// A file of the project: its path relative to the root, and its text.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -108,10 +124,18 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ..Default::default()
     };
     let mut hasher = Sha256::new();
+    let mut budget = Budget::default();
 
     let project_path = root.join(PROJECT_FILE);
     if project_path.is_file() {
-        sources.project = read_yaml(root, &project_path, env, &mut diags, &mut hasher);
+        sources.project = read_yaml(
+            root,
+            &project_path,
+            env,
+            &mut diags,
+            &mut hasher,
+            &mut budget,
+        );
     } else {
         diags.push(
             Diagnostic::error(PROJECT_FILE, Pos { line: 1, col: 1 }, format!("no {PROJECT_FILE} in {}", root.display()))
@@ -123,13 +147,13 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ("mappings", &mut sources.mappings),
     ] {
         for path in list(root, dir, &["yaml", "yml"], &mut diags) {
-            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher) {
+            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {
                 out.push(f);
             }
         }
     }
     for path in list(root, "scripts", &["rhai"], &mut diags) {
-        if let Some(file) = read_text(root, &path, &mut diags) {
+        if let Some(file) = read_text(root, &path, &mut diags, &mut budget) {
             hasher.update(file.path.to_string_lossy().as_bytes());
             hasher.update(file.text.as_bytes());
             sources.scripts.push(file);
@@ -175,9 +199,44 @@ fn relative(root: &Path, path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceFile> {
+/// Reads at most [`MAX_FILE_BYTES`] of a file, and nothing once the project has used up
+/// [`MAX_PROJECT_BYTES`]; both are checked before the text is parsed. The size is what is
+/// read, not what the folder listing said: a file that grows meanwhile is caught all the same.
+fn read_limited(path: &Path, budget: &mut Budget) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let left = MAX_PROJECT_BYTES.saturating_sub(budget.used);
+    let cap = MAX_FILE_BYTES.min(left);
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    let size = bytes.len() as u64;
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {} (the limit for one file); it is not read",
+            mib(MAX_FILE_BYTES)
+        ));
+    }
+    if size > left {
+        return Err(format!(
+            "the project's files come to more than {} (the limit for all of them together) \
+             with this one; it is not read",
+            mib(MAX_PROJECT_BYTES)
+        ));
+    }
+    budget.used += size;
+    Ok(bytes)
+}
+
+fn read_text(
+    root: &Path,
+    path: &Path,
+    diags: &mut Diagnostics,
+    budget: &mut Budget,
+) -> Option<SourceFile> {
     let rel = relative(root, path);
-    match std::fs::read(path) {
+    match read_limited(path, budget) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(SourceFile { path: rel, text }),
             Err(e) => {
@@ -193,12 +252,8 @@ fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Source
                 None
             }
         },
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                rel,
-                Pos { line: 1, col: 1 },
-                format!("cannot read file: {e}"),
-            ));
+        Err(message) => {
+            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, message));
             None
         }
     }
@@ -210,8 +265,9 @@ fn read_yaml(
     env: EnvLookup<'_>,
     diags: &mut Diagnostics,
     hasher: &mut Sha256,
+    budget: &mut Budget,
 ) -> Option<YamlFile> {
-    let file = read_text(root, path, diags)?;
+    let file = read_text(root, path, diags, budget)?;
     hasher.update(file.path.to_string_lossy().as_bytes());
     hasher.update(file.text.as_bytes());
     match yaml::parse(&file.text, env) {
@@ -232,4 +288,65 @@ pub fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn project(dir: &Path) {
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        std::fs::write(dir.join(PROJECT_FILE), "connectors: {}\n").unwrap();
+    }
+
+    fn errors(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .errors()
+            .map(|d| format!("{}: {}", d.file.display(), d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        // A valid YAML comment, so only the size can be the problem.
+        let mut text = "#".repeat(MAX_FILE_BYTES as usize);
+        text.push('\n');
+        std::fs::write(dir.path().join("pipelines/big.yaml"), &text).unwrap();
+        std::fs::write(
+            dir.path().join("pipelines/at-limit.yaml"),
+            &text[1..], // exactly the limit
+        )
+        .unwrap();
+        let (sources, diags) = read_project(dir.path(), &no_env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/big.yaml: file is larger than 4.0 MiB (the limit for one file); it is not read"]
+        );
+        assert_eq!(sources.pipelines.len(), 1);
+    }
+
+    #[test]
+    fn files_past_the_project_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        let text = format!("{}\n", "#".repeat(MAX_FILE_BYTES as usize - 1));
+        let fit = MAX_PROJECT_BYTES / MAX_FILE_BYTES; // the project file takes a few bytes too
+        for i in 0..fit {
+            std::fs::write(dir.path().join(format!("pipelines/p{i:02}.yaml")), &text).unwrap();
+        }
+        let (sources, diags) = read_project(dir.path(), &no_env);
+        let errors = errors(&diags);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("pipelines/p{:02}.yaml: the project's files", fit - 1)),
+            "{errors:?}"
+        );
+        assert_eq!(sources.pipelines.len() as u64, fit - 1);
+    }
 }
