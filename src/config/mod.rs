@@ -24,20 +24,54 @@ use yaml::Doc;
 
 pub const PROJECT_FILE: &str = "crossdock.yaml";
 
-/// No file of a project (YAML or script) is read past this size: parsing costs a multiple of
-/// the text in memory, and a config file this large is a mistake, not a config.
+/// No file of a project (YAML or script) is read past this size by default: parsing costs a
+/// multiple of the text in memory, and a config file this large is a mistake, not a config.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// All the files of a project together.
+/// All the files of a project together, by default.
 pub const MAX_PROJECT_BYTES: u64 = 32 * 1024 * 1024;
+/// Environment variables that change the two limits (a size such as `8MB`). From the
+/// environment, not `crossdock.yaml`: the limits apply to reading that file too.
+pub const MAX_FILE_SIZE_VAR: &str = "CROSSDOCK_MAX_FILE_SIZE";
+pub const MAX_PROJECT_SIZE_VAR: &str = "CROSSDOCK_MAX_PROJECT_SIZE";
 
-/// Bytes of the project read so far, against [`MAX_PROJECT_BYTES`].
-#[derive(Default)]
+/// Bytes of the project read so far, against the limits.
 struct Budget {
+    file: u64,
+    project: u64,
     used: u64,
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+impl Budget {
+    fn from_env(env: EnvLookup<'_>, diags: &mut Diagnostics) -> Budget {
+        let mut limit = |var: &str, default: u64| match env(var) {
+            Some(text) if !text.trim().is_empty() => match model::parse_size(&text) {
+                Ok(n) => n as u64,
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        var,
+                        Pos { line: 1, col: 1 },
+                        format!("{var} in the environment: {e}"),
+                    ));
+                    default
+                }
+            },
+            _ => default,
+        };
+        Budget {
+            file: limit(MAX_FILE_SIZE_VAR, MAX_FILE_BYTES),
+            project: limit(MAX_PROJECT_SIZE_VAR, MAX_PROJECT_BYTES),
+            used: 0,
+        }
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// A file of the project: its path relative to the root, and its text.
@@ -124,7 +158,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ..Default::default()
     };
     let mut hasher = Sha256::new();
-    let mut budget = Budget::default();
+    let mut budget = Budget::from_env(env, &mut diags);
 
     let project_path = root.join(PROJECT_FILE);
     if project_path.is_file() {
@@ -199,30 +233,31 @@ fn relative(root: &Path, path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Reads at most [`MAX_FILE_BYTES`] of a file, and nothing once the project has used up
-/// [`MAX_PROJECT_BYTES`]; both are checked before the text is parsed. The size is what is
-/// read, not what the folder listing said: a file that grows meanwhile is caught all the same.
+/// Reads at most the per-file limit of a file, and nothing past the project's limit; both are
+/// checked before the text is parsed. The size is what is read, not what the folder listing
+/// said: a file that grows meanwhile is caught all the same.
 fn read_limited(path: &Path, budget: &mut Budget) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let left = MAX_PROJECT_BYTES.saturating_sub(budget.used);
-    let cap = MAX_FILE_BYTES.min(left);
+    let left = budget.project.saturating_sub(budget.used);
+    let cap = budget.file.min(left);
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(cap + 1)
+    file.take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read file: {e}"))?;
     let size = bytes.len() as u64;
-    if size > MAX_FILE_BYTES {
+    if size > budget.file {
         return Err(format!(
-            "file is larger than {} (the limit for one file); it is not read",
-            mib(MAX_FILE_BYTES)
+            "file is larger than {} (the limit for one file, {MAX_FILE_SIZE_VAR}); it is not \
+             read",
+            size_text(budget.file)
         ));
     }
     if size > left {
         return Err(format!(
-            "the project's files come to more than {} (the limit for all of them together) \
-             with this one; it is not read",
-            mib(MAX_PROJECT_BYTES)
+            "the project's files come to more than {} with this one (the limit for all of \
+             them together, {MAX_PROJECT_SIZE_VAR}); it is not read",
+            size_text(budget.project)
         ));
     }
     budget.used += size;
@@ -326,7 +361,7 @@ mod tests {
         let (sources, diags) = read_project(dir.path(), &no_env);
         assert_eq!(
             errors(&diags),
-            vec!["pipelines/big.yaml: file is larger than 4.0 MiB (the limit for one file); it is not read"]
+            vec!["pipelines/big.yaml: file is larger than 4 MiB (the limit for one file, CROSSDOCK_MAX_FILE_SIZE); it is not read"]
         );
         assert_eq!(sources.pipelines.len(), 1);
     }
@@ -348,5 +383,29 @@ mod tests {
             "{errors:?}"
         );
         assert_eq!(sources.pipelines.len() as u64, fit - 1);
+    }
+
+    #[test]
+    fn the_environment_sets_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        std::fs::write(dir.path().join("pipelines/a.yaml"), "#".repeat(1500)).unwrap();
+        std::fs::write(dir.path().join("pipelines/b.yaml"), "#".repeat(900)).unwrap();
+        let env = |v: &str| (v == MAX_FILE_SIZE_VAR).then(|| "1KB".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/a.yaml: file is larger than 1 KiB (the limit for one file, CROSSDOCK_MAX_FILE_SIZE); it is not read"]
+        );
+        let env = |v: &str| (v == MAX_PROJECT_SIZE_VAR).then(|| "2000".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/b.yaml: the project's files come to more than 2000 bytes with this one (the limit for all of them together, CROSSDOCK_MAX_PROJECT_SIZE); it is not read"]
+        );
+        let env = |v: &str| (v == MAX_PROJECT_SIZE_VAR).then(|| "lots".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(errors(&diags).len(), 1, "{:?}", errors(&diags));
+        assert!(errors(&diags)[0].starts_with("CROSSDOCK_MAX_PROJECT_SIZE: CROSSDOCK_MAX_PROJECT_SIZE in the environment"));
     }
 }
