@@ -379,7 +379,10 @@ mod tests {
         let errors = errors(&diags);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].starts_with(&format!("pipelines/p{:02}.yaml: the project's files", fit - 1)),
+            errors[0].starts_with(&format!(
+                "pipelines/p{:02}.yaml: the project's files",
+                fit - 1
+            )),
             "{errors:?}"
         );
         assert_eq!(sources.pipelines.len() as u64, fit - 1);
@@ -406,6 +409,8 @@ mod tests {
         let env = |v: &str| (v == MAX_PROJECT_SIZE_VAR).then(|| "lots".to_string());
         let (_, diags) = read_project(dir.path(), &env);
         assert_eq!(errors(&diags).len(), 1, "{:?}", errors(&diags));
-        assert!(errors(&diags)[0].starts_with("CROSSDOCK_MAX_PROJECT_SIZE: CROSSDOCK_MAX_PROJECT_SIZE in the environment"));
+        assert!(errors(&diags)[0].starts_with(
+            "CROSSDOCK_MAX_PROJECT_SIZE: CROSSDOCK_MAX_PROJECT_SIZE in the environment"
+        ));
     }
 }

@@ -80,7 +80,8 @@ pub const ALIAS_CAP: usize = 1_000_000;
 /// nodes so far, not in the whole file: an anchor comes before its aliases, so what an alias
 /// copies is always measured against text already read.
 fn alias_limit(own: usize) -> usize {
-    own.saturating_mul(ALIAS_FACTOR).clamp(ALIAS_FLOOR, ALIAS_CAP)
+    own.saturating_mul(ALIAS_FACTOR)
+        .clamp(ALIAS_FLOOR, ALIAS_CAP)
 }
 
 fn pos(m: &Marker) -> Pos {
@@ -671,7 +672,10 @@ mod tests {
         assert_eq!(problems[0].pos, Pos { line: 1, col: 6 });
         assert!(problems[0].message.contains("too large"), "{problems:?}");
         assert_eq!(problems[1].pos, Pos { line: 2, col: 6 });
-        assert!(problems[1].message.starts_with("octal integer"), "{problems:?}");
+        assert!(
+            problems[1].message.starts_with("octal integer"),
+            "{problems:?}"
+        );
         assert_eq!(doc.value["big"], Value::Null);
     }
 
