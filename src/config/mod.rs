@@ -2,9 +2,10 @@
 //!
 //! Owns the file layout, YAML parsing with positions ([`yaml`]), `${VAR}` interpolation
 //! ([`env`]), the typed config model ([`model`]), cron expressions ([`cron`]) and diagnostics
-//! ([`diag`]). It reads files
-//! and reports what is malformed in each one on its own; whether the files fit together
-//! (references, expressions, duplicate paths) is decided by `crate::flow::compile`.
+//! ([`diag`]), and how much of a project is read at all (a size limit per file and per
+//! project, checked before parsing). It reads files and reports what is malformed in each one
+//! on its own; whether the files fit together (references, expressions, duplicate paths) is
+//! decided by `crate::flow::compile`.
 
 pub mod cron;
 pub mod diag;

@@ -4,7 +4,8 @@
 //! in the same pass, a [`SpanIndex`] from every node's path to its line and column, then
 //! interpolates `${VAR}` in string values. Typed config is deserialised from that value with
 //! `serde_path_to_error`, so a type error or an unknown key comes back with the path of the
-//! node, and the span index turns the path into `file:line:col`.
+//! node, and the span index turns the path into `file:line:col`. Aliases are expanded here
+//! too, within a bound on how many nodes they may copy (see `alias_limit`).
 //!
 //! Why not serde_yaml: it is deprecated upstream, and its `Value` keeps no positions, so a
 //! second parser would be needed for spans anyway. yaml-rust2's event parser gives both.
