@@ -375,6 +375,61 @@ steps:
     .await;
 }
 
+/// Peak resident memory of a process in KiB (`VmHWM`), where the OS says (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn an_alias_bomb_is_refused_and_the_running_version_keeps_serving() {
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/live.yaml", &pipeline("")),
+        ("mappings/m.yaml", &mapping("m1")),
+        ("scripts/s.rhai", &script("s1")),
+    ]);
+    let engine = Engine::start(dir.path());
+    let (status, _) = engine.post("/hooks/live", r#"{"n":1}"#).await;
+    assert_eq!(status, 202);
+
+    // Seven levels of ten aliases each, a few hundred bytes: 10^7 nodes (gigabytes) if built.
+    let mut bomb = pipeline("");
+    bomb.push_str("x0: &x0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..8 {
+        let alias = format!("*x{}", i - 1);
+        bomb.push_str(&format!("x{i}: &x{i} [{}]\n", vec![alias; 10].join(", ")));
+    }
+    assert!(bomb.len() < 1024, "{}", bomb.len());
+    // The alias that takes the copies past the limit is on the `x3` line.
+    let line = bomb.lines().position(|l| l.starts_with("x3:")).unwrap() + 1;
+    let at = format!("pipelines/live.yaml:{line}:");
+    broken_edit(&engine, dir.path(), &[("pipelines/live.yaml", &bomb)], &at).await;
+    let log = engine.log();
+    assert!(
+        log.contains(&format!("{at}45: this alias makes the file too large")),
+        "{log}"
+    );
+
+    // Still the old version: /health answers and a webhook runs the old pipeline.
+    let (status, health) = engine.admin("/health").await;
+    assert_eq!(status, 200, "{health}");
+    let (status, _) = engine.post("/hooks/live", r#"{"n":2}"#).await;
+    assert_eq!(status, 202);
+    let out = dir.path().join("out/actions.jsonl");
+    let lines = eventually("both events", Duration::from_secs(10), || async {
+        let lines = json_lines(&out);
+        (lines.len() == 2).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines[1]["payload"]["tag"], "m1", "{}", lines[1]);
+    // Refused without being built: the engine stays far from the gigabytes the aliases ask for.
+    if let Some(kib) = peak_rss_kib(engine.pid()) {
+        assert!(kib < 512 * 1024, "peak memory {kib} KiB");
+    }
+}
+
 fn relay_project(upstream: &str, token: &str) -> String {
     format!(
         r#"

@@ -2,9 +2,10 @@
 //!
 //! Owns the file layout, YAML parsing with positions ([`yaml`]), `${VAR}` interpolation
 //! ([`env`]), the typed config model ([`model`]), cron expressions ([`cron`]) and diagnostics
-//! ([`diag`]). It reads files
-//! and reports what is malformed in each one on its own; whether the files fit together
-//! (references, expressions, duplicate paths) is decided by `crate::flow::compile`.
+//! ([`diag`]), and how much of a project is read at all (a size limit per file and per
+//! project, checked before parsing). It reads files and reports what is malformed in each one
+//! on its own; whether the files fit together (references, expressions, duplicate paths) is
+//! decided by `crate::flow::compile`.
 
 pub mod cron;
 pub mod diag;
@@ -23,6 +24,56 @@ use span::Pos;
 use yaml::Doc;
 
 pub const PROJECT_FILE: &str = "crossdock.yaml";
+
+/// No file of a project (YAML or script) is read past this size by default: parsing costs a
+/// multiple of the text in memory, and a config file this large is a mistake, not a config.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// All the files of a project together, by default.
+pub const MAX_PROJECT_BYTES: u64 = 32 * 1024 * 1024;
+/// Environment variables that change the two limits (a size such as `8MB`). From the
+/// environment, not `crossdock.yaml`: the limits apply to reading that file too.
+pub const MAX_FILE_SIZE_VAR: &str = "CROSSDOCK_MAX_FILE_SIZE";
+pub const MAX_PROJECT_SIZE_VAR: &str = "CROSSDOCK_MAX_PROJECT_SIZE";
+
+/// Bytes of the project read so far, against the limits.
+struct Budget {
+    file: u64,
+    project: u64,
+    used: u64,
+}
+
+impl Budget {
+    fn from_env(env: EnvLookup<'_>, diags: &mut Diagnostics) -> Budget {
+        let mut limit = |var: &str, default: u64| match env(var) {
+            Some(text) if !text.trim().is_empty() => match model::parse_size(&text) {
+                Ok(n) => n as u64,
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        var,
+                        Pos { line: 1, col: 1 },
+                        format!("{var} in the environment: {e}"),
+                    ));
+                    default
+                }
+            },
+            _ => default,
+        };
+        Budget {
+            file: limit(MAX_FILE_SIZE_VAR, MAX_FILE_BYTES),
+            project: limit(MAX_PROJECT_SIZE_VAR, MAX_PROJECT_BYTES),
+            used: 0,
+        }
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
 
 /// A file of the project: its path relative to the root, and its text.
 #[derive(Debug, Clone)]
@@ -108,10 +159,18 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ..Default::default()
     };
     let mut hasher = Sha256::new();
+    let mut budget = Budget::from_env(env, &mut diags);
 
     let project_path = root.join(PROJECT_FILE);
     if project_path.is_file() {
-        sources.project = read_yaml(root, &project_path, env, &mut diags, &mut hasher);
+        sources.project = read_yaml(
+            root,
+            &project_path,
+            env,
+            &mut diags,
+            &mut hasher,
+            &mut budget,
+        );
     } else {
         diags.push(
             Diagnostic::error(PROJECT_FILE, Pos { line: 1, col: 1 }, format!("no {PROJECT_FILE} in {}", root.display()))
@@ -123,13 +182,13 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ("mappings", &mut sources.mappings),
     ] {
         for path in list(root, dir, &["yaml", "yml"], &mut diags) {
-            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher) {
+            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {
                 out.push(f);
             }
         }
     }
     for path in list(root, "scripts", &["rhai"], &mut diags) {
-        if let Some(file) = read_text(root, &path, &mut diags) {
+        if let Some(file) = read_text(root, &path, &mut diags, &mut budget) {
             hasher.update(file.path.to_string_lossy().as_bytes());
             hasher.update(file.text.as_bytes());
             sources.scripts.push(file);
@@ -175,9 +234,45 @@ fn relative(root: &Path, path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<SourceFile> {
+/// Reads at most the per-file limit of a file, and nothing past the project's limit; both are
+/// checked before the text is parsed. The size is what is read, not what the folder listing
+/// said: a file that grows meanwhile is caught all the same.
+fn read_limited(path: &Path, budget: &mut Budget) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let left = budget.project.saturating_sub(budget.used);
+    let cap = budget.file.min(left);
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    let size = bytes.len() as u64;
+    if size > budget.file {
+        return Err(format!(
+            "file is larger than {} (the limit for one file, {MAX_FILE_SIZE_VAR}); it is not \
+             read",
+            size_text(budget.file)
+        ));
+    }
+    if size > left {
+        return Err(format!(
+            "the project's files come to more than {} with this one (the limit for all of \
+             them together, {MAX_PROJECT_SIZE_VAR}); it is not read",
+            size_text(budget.project)
+        ));
+    }
+    budget.used += size;
+    Ok(bytes)
+}
+
+fn read_text(
+    root: &Path,
+    path: &Path,
+    diags: &mut Diagnostics,
+    budget: &mut Budget,
+) -> Option<SourceFile> {
     let rel = relative(root, path);
-    match std::fs::read(path) {
+    match read_limited(path, budget) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(SourceFile { path: rel, text }),
             Err(e) => {
@@ -193,12 +288,8 @@ fn read_text(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Source
                 None
             }
         },
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                rel,
-                Pos { line: 1, col: 1 },
-                format!("cannot read file: {e}"),
-            ));
+        Err(message) => {
+            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, message));
             None
         }
     }
@@ -210,8 +301,9 @@ fn read_yaml(
     env: EnvLookup<'_>,
     diags: &mut Diagnostics,
     hasher: &mut Sha256,
+    budget: &mut Budget,
 ) -> Option<YamlFile> {
-    let file = read_text(root, path, diags)?;
+    let file = read_text(root, path, diags, budget)?;
     hasher.update(file.path.to_string_lossy().as_bytes());
     hasher.update(file.text.as_bytes());
     match yaml::parse(&file.text, env) {
@@ -232,4 +324,94 @@ pub fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn project(dir: &Path) {
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        std::fs::write(dir.join(PROJECT_FILE), "connectors: {}\n").unwrap();
+    }
+
+    fn errors(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .errors()
+            .map(|d| format!("{}: {}", d.file.display(), d.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        // A valid YAML comment, so only the size can be the problem.
+        let mut text = "#".repeat(MAX_FILE_BYTES as usize);
+        text.push('\n');
+        std::fs::write(dir.path().join("pipelines/big.yaml"), &text).unwrap();
+        std::fs::write(
+            dir.path().join("pipelines/at-limit.yaml"),
+            &text[1..], // exactly the limit
+        )
+        .unwrap();
+        let (sources, diags) = read_project(dir.path(), &no_env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/big.yaml: file is larger than 4 MiB (the limit for one file, CROSSDOCK_MAX_FILE_SIZE); it is not read"]
+        );
+        assert_eq!(sources.pipelines.len(), 1);
+    }
+
+    #[test]
+    fn files_past_the_project_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        let text = format!("{}\n", "#".repeat(MAX_FILE_BYTES as usize - 1));
+        let fit = MAX_PROJECT_BYTES / MAX_FILE_BYTES; // the project file takes a few bytes too
+        for i in 0..fit {
+            std::fs::write(dir.path().join(format!("pipelines/p{i:02}.yaml")), &text).unwrap();
+        }
+        let (sources, diags) = read_project(dir.path(), &no_env);
+        let errors = errors(&diags);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!(
+                "pipelines/p{:02}.yaml: the project's files",
+                fit - 1
+            )),
+            "{errors:?}"
+        );
+        assert_eq!(sources.pipelines.len() as u64, fit - 1);
+    }
+
+    #[test]
+    fn the_environment_sets_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        project(dir.path());
+        std::fs::write(dir.path().join("pipelines/a.yaml"), "#".repeat(1500)).unwrap();
+        std::fs::write(dir.path().join("pipelines/b.yaml"), "#".repeat(900)).unwrap();
+        let env = |v: &str| (v == MAX_FILE_SIZE_VAR).then(|| "1KB".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/a.yaml: file is larger than 1 KiB (the limit for one file, CROSSDOCK_MAX_FILE_SIZE); it is not read"]
+        );
+        let env = |v: &str| (v == MAX_PROJECT_SIZE_VAR).then(|| "2000".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(
+            errors(&diags),
+            vec!["pipelines/b.yaml: the project's files come to more than 2000 bytes with this one (the limit for all of them together, CROSSDOCK_MAX_PROJECT_SIZE); it is not read"]
+        );
+        let env = |v: &str| (v == MAX_PROJECT_SIZE_VAR).then(|| "lots".to_string());
+        let (_, diags) = read_project(dir.path(), &env);
+        assert_eq!(errors(&diags).len(), 1, "{:?}", errors(&diags));
+        assert!(errors(&diags)[0].starts_with(
+            "CROSSDOCK_MAX_PROJECT_SIZE: CROSSDOCK_MAX_PROJECT_SIZE in the environment"
+        ));
+    }
 }

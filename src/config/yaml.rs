@@ -4,7 +4,8 @@
 //! in the same pass, a [`SpanIndex`] from every node's path to its line and column, then
 //! interpolates `${VAR}` in string values. Typed config is deserialised from that value with
 //! `serde_path_to_error`, so a type error or an unknown key comes back with the path of the
-//! node, and the span index turns the path into `file:line:col`.
+//! node, and the span index turns the path into `file:line:col`. Aliases are expanded here
+//! too, within a bound on how many nodes they may copy (see `alias_limit`).
 //!
 //! Why not serde_yaml: it is deprecated upstream, and its `Value` keeps no positions, so a
 //! second parser would be needed for spans anyway. yaml-rust2's event parser gives both.
@@ -68,6 +69,22 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<(Doc, Vec<YamlProblem>), 
     ))
 }
 
+/// Aliases may copy this many times the nodes a file has of its own...
+pub const ALIAS_FACTOR: usize = 4;
+/// ...but always this many...
+pub const ALIAS_FLOOR: usize = 10_000;
+/// ...and never more than this many, whatever the file's size (about a hundred megabytes of
+/// values at most).
+pub const ALIAS_CAP: usize = 1_000_000;
+
+/// How many nodes aliases may copy into a file that has `own` nodes of its own so far. Own
+/// nodes so far, not in the whole file: an anchor comes before its aliases, so what an alias
+/// copies is always measured against text already read.
+fn alias_limit(own: usize) -> usize {
+    own.saturating_mul(ALIAS_FACTOR)
+        .clamp(ALIAS_FLOOR, ALIAS_CAP)
+}
+
 fn pos(m: &Marker) -> Pos {
     // yaml-rust2 columns are 0-based; ours are 1-based like every editor's.
     Pos {
@@ -81,6 +98,8 @@ enum Frame {
         map: Map<String, Value>,
         path: Vec<PathSeg>,
         anchor: usize,
+        /// Nodes made before this one opened: what it holds when it closes is the difference.
+        start: usize,
         /// The key read and waiting for its value, with where the key was.
         pending: Option<(String, Pos)>,
     },
@@ -88,6 +107,7 @@ enum Frame {
         items: Vec<Value>,
         path: Vec<PathSeg>,
         anchor: usize,
+        start: usize,
     },
 }
 
@@ -97,7 +117,12 @@ struct Builder<'e> {
     stack: Vec<Frame>,
     root: Option<Value>,
     spans: SpanIndex,
-    anchors: HashMap<usize, Value>,
+    /// Each anchored node with how many nodes it holds (itself included).
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Nodes read from the text itself.
+    own_nodes: usize,
+    /// Nodes copied in by aliases.
+    alias_nodes: usize,
     problems: Vec<YamlProblem>,
     fatal: Option<YamlProblem>,
     unset_vars: Vec<(Vec<PathSeg>, String, Pos)>,
@@ -182,7 +207,10 @@ impl<'e> Builder<'e> {
             text
         };
         let value = if plain {
-            resolve_plain(&text)
+            resolve_plain(&text).unwrap_or_else(|message| {
+                self.problems.push(YamlProblem { pos: at, message });
+                Value::Null
+            })
         } else {
             Value::String(text.clone())
         };
@@ -206,9 +234,50 @@ impl<'e> Builder<'e> {
                 style: Some(style),
             },
         );
+        self.own_nodes += 1;
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.anchors.insert(anchor, (value.clone(), 1));
         }
+        self.attach(value);
+    }
+
+    /// All nodes made so far, read or copied.
+    fn made(&self) -> usize {
+        self.own_nodes + self.alias_nodes
+    }
+
+    /// Copies the node anchored as `id` in, unless that takes the copies past
+    /// [`alias_limit`]: checked before copying, so a document of nested aliases (each copying
+    /// the one before several times) is refused without being built.
+    fn alias(&mut self, id: usize, mark: Marker) {
+        if self.slot().is_none() {
+            self.fatal.get_or_insert(YamlProblem {
+                pos: pos(&mark),
+                message: "an alias as a key is not supported".into(),
+            });
+            return;
+        }
+        let (value, size) = match self.anchors.get(&id) {
+            Some((value, size)) => (Some(value), *size),
+            None => (None, 1),
+        };
+        let copied = self.alias_nodes.saturating_add(size);
+        let limit = alias_limit(self.own_nodes);
+        if copied > limit {
+            self.fatal.get_or_insert(YamlProblem {
+                pos: pos(&mark),
+                message: format!(
+                    "this alias makes the file too large: with it, aliases copy {copied} nodes, \
+                     more than the {limit} allowed here ({ALIAS_FACTOR} times the file's own \
+                     {} nodes so far, at least {ALIAS_FLOOR}, at most {ALIAS_CAP}); anchors \
+                     that copy other anchors grow exponentially",
+                    self.own_nodes
+                ),
+            });
+            return;
+        }
+        let value = value.cloned().unwrap_or(Value::Null);
+        self.alias_nodes = copied;
         self.attach(value);
     }
 
@@ -259,6 +328,7 @@ impl<'e> Builder<'e> {
                 items: Vec::new(),
                 path: Vec::new(),
                 anchor: 0,
+                start: 0,
             });
             return;
         };
@@ -270,11 +340,14 @@ impl<'e> Builder<'e> {
                 style: None,
             },
         );
+        let start = self.made();
+        self.own_nodes += 1;
         self.stack.push(if is_map {
             Frame::Map {
                 map: Map::new(),
                 path,
                 anchor,
+                start,
                 pending: None,
             }
         } else {
@@ -282,18 +355,27 @@ impl<'e> Builder<'e> {
                 items: Vec::new(),
                 path,
                 anchor,
+                start,
             }
         });
     }
 
     fn close(&mut self) {
-        let (value, anchor) = match self.stack.pop() {
-            Some(Frame::Map { map, anchor, .. }) => (Value::Object(map), anchor),
-            Some(Frame::Seq { items, anchor, .. }) => (Value::Array(items), anchor),
+        let (value, anchor, start) = match self.stack.pop() {
+            Some(Frame::Map {
+                map, anchor, start, ..
+            }) => (Value::Object(map), anchor, start),
+            Some(Frame::Seq {
+                items,
+                anchor,
+                start,
+                ..
+            }) => (Value::Array(items), anchor, start),
             None => return,
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            let size = self.made().saturating_sub(start);
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         self.attach(value);
     }
@@ -312,18 +394,7 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::MappingStart(anchor, _) => self.open(true, anchor, mark),
             Event::SequenceStart(anchor, _) => self.open(false, anchor, mark),
             Event::MappingEnd | Event::SequenceEnd => self.close(),
-            Event::Alias(id) => {
-                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
-                match self.slot() {
-                    Some(_) => self.attach(value),
-                    None => {
-                        self.fatal.get_or_insert(YamlProblem {
-                            pos: pos(&mark),
-                            message: "an alias as a key is not supported".into(),
-                        });
-                    }
-                }
-            }
+            Event::Alias(id) => self.alias(id, mark),
             Event::DocumentStart if self.root.is_some() => {
                 self.fatal.get_or_insert(YamlProblem {
                     pos: pos(&mark),
@@ -337,39 +408,47 @@ impl MarkedEventReceiver for Builder<'_> {
 
 /// The YAML 1.2 core schema for plain scalars: null, booleans, integers and floats; anything
 /// else is a string. Numbers keep their exact text (serde_json's arbitrary precision).
-fn resolve_plain(text: &str) -> Value {
+///
+/// `0x` and `0o` integers take only their own digits (`0x-5` is the string it looks like) and
+/// are read exactly into any size up to 128 bits; a longer one is an error rather than a
+/// truncated or wrapped number.
+fn resolve_plain(text: &str) -> Result<Value, String> {
     match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         _ => {}
     }
     let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
     let negative = text.starts_with('-');
-    let radix = |digits: &str, radix: u32| {
-        i128::from_str_radix(digits, radix).ok().map(|n| {
-            let n = if negative { -n } else { n };
-            Value::Number(Number::from(n as i64))
-        })
-    };
-    if let Some(hex) = unsigned.strip_prefix("0x") {
-        if let Some(v) = radix(hex, 16) {
-            return v;
+    for (prefix, radix, name) in [("0x", 16, "hexadecimal"), ("0o", 8, "octal")] {
+        let Some(digits) = unsigned.strip_prefix(prefix) else {
+            continue;
+        };
+        // `from_str_radix` would take a sign after the prefix; the core schema takes digits.
+        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            break;
         }
-    }
-    if let Some(oct) = unsigned.strip_prefix("0o") {
-        if let Some(v) = radix(oct, 8) {
-            return v;
-        }
+        let magnitude = u128::from_str_radix(digits, radix)
+            .map_err(|_| format!("{name} integer `{text}` is too large (more than 128 bits)"))?;
+        let decimal = if negative && magnitude != 0 {
+            format!("-{magnitude}")
+        } else {
+            magnitude.to_string()
+        };
+        return decimal
+            .parse::<Number>()
+            .map(Value::Number)
+            .map_err(|e| format!("{name} integer `{text}`: {e}"));
     }
     if looks_numeric(unsigned) {
         // Leading zeros ("007") are not JSON numbers: a SKU like that stays a string.
         let candidate = text.strip_prefix('+').unwrap_or(text);
         if let Ok(n) = candidate.parse::<Number>() {
-            return Value::Number(n);
+            return Ok(Value::Number(n));
         }
     }
-    Value::String(text.to_string())
+    Ok(Value::String(text.to_string()))
 }
 
 fn looks_numeric(s: &str) -> bool {
@@ -573,6 +652,74 @@ mod tests {
     fn anchors_and_aliases_copy_values() {
         let (doc, _) = parse("a: &x { k: 1 }\nb: *x\n", &no_env).unwrap();
         assert_eq!(doc.value["b"], json!({"k": 1}));
+    }
+
+    #[test]
+    fn hex_and_octal_integers_are_exact_or_refused() {
+        let src = "a: 0xFFFFFFFFFFFFFFFF\nb: -0x10\nc: 0x-5\nd: 0o17\ne: -0o7\nf: 0o8\n\
+                   g: 0xffffffffffffffffffffffffffffffff\nh: 0x\ni: 0o+1\n";
+        let (doc, problems) = parse(src, &no_env).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            doc.value.to_string(),
+            r#"{"a":18446744073709551615,"b":-16,"c":"0x-5","d":15,"e":-7,"f":"0o8","g":340282366920938463463374607431768211455,"h":"0x","i":"0o+1"}"#
+        );
+        let (doc, problems) = parse(
+            "big: 0x1FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF\noct: 0o7777777777777777777777777777777777777777777777\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].pos, Pos { line: 1, col: 6 });
+        assert!(problems[0].message.contains("too large"), "{problems:?}");
+        assert_eq!(problems[1].pos, Pos { line: 2, col: 6 });
+        assert!(
+            problems[1].message.starts_with("octal integer"),
+            "{problems:?}"
+        );
+        assert_eq!(doc.value["big"], Value::Null);
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes if built.
+    fn alias_bomb() -> String {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        src
+    }
+
+    #[test]
+    fn aliases_that_copy_too_much_are_refused_where_they_are() {
+        let src = alias_bomb();
+        let err = parse(&src, &no_env).unwrap_err();
+        // Level 3 copies 10 x 111 nodes: with the 1110 before it, past the floor of 10 000.
+        assert!(err.message.contains("too large"), "{}", err.message);
+        assert_eq!(err.pos.line, 4, "{err:?}");
+        assert!(err.pos.col > 1, "{err:?}");
+    }
+
+    #[test]
+    fn aliases_within_the_limit_copy_whole_trees() {
+        // Each level copies the last twice: about 3000 nodes copied, under the floor.
+        let mut src = String::from("l0: &l0 { k: 1 }\n");
+        for i in 1..10 {
+            let p = i - 1;
+            src.push_str(&format!("l{i}: &l{i} [*l{p}, *l{p}]\n"));
+        }
+        let (doc, problems) = parse(&src, &no_env).unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(doc.value["l9"][1][0][1][0][0][1][0][0][1], json!({"k": 1}));
+        // A big file may copy more than the floor: four times its own nodes.
+        let leaves: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+        let src = format!("a: &a [{}]\nb: [*a, *a, *a]\n", leaves.join(", "));
+        let (doc, _) = parse(&src, &no_env).unwrap();
+        assert_eq!(doc.value["b"][2][4999], 4999);
+        let src = format!("a: &a [{}]\nb: [*a, *a, *a, *a, *a]\n", leaves.join(", "));
+        assert!(parse(&src, &no_env).is_err());
     }
 
     #[derive(Debug, Deserialize)]

@@ -161,9 +161,11 @@ impl TokenCache {
         let access_token = body.get("access_token")?.as_str()?.to_string();
         // Renew before the end rather than at it: a tenth of the lifetime, at most a minute,
         // covers clock skew and a call that starts just before expiry.
-        let renew_at = expires_in(body).map(|life| {
+        // A lifetime too long for the clock (`expires_in: 1e300`) is as good as none: the
+        // token is kept until a 401 says otherwise.
+        let renew_at = expires_in(body).and_then(|life| {
             let margin = (life / 10).min(Duration::from_secs(60));
-            asked_at + life - margin
+            asked_at.checked_add(life - margin)
         });
         Some(Token {
             access_token,
@@ -181,14 +183,20 @@ impl TokenCache {
     }
 }
 
-/// `expires_in` in seconds: a number, or a numeric string (some servers send one).
+/// `expires_in` in seconds: a number, or a numeric string (some servers send one); a
+/// fraction is kept. Anything else (negative, not a number, past what a `Duration` holds) is
+/// taken as not said, which a remote's answer may not turn into a panic.
 fn expires_in(body: &Value) -> Option<Duration> {
     let secs = match body.get("expires_in")? {
-        Value::Number(n) => n.as_u64()?,
-        Value::String(s) => s.trim().parse().ok()?,
+        Value::Number(n) => match n.as_u64() {
+            Some(secs) => return Some(Duration::from_secs(secs)),
+            None => n.as_f64()?,
+        },
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    // `try_from_secs_f64` refuses negative, NaN, infinite and too large.
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Token endpoints answer errors OAuth style (`error`, `error_description`), not with the
@@ -225,5 +233,54 @@ mod tests {
         );
         assert_eq!(expires_in(&json!({"expires_in": null})), None);
         assert_eq!(expires_in(&json!({})), None);
+        assert_eq!(
+            expires_in(&json!({"expires_in": 1.5})),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(expires_in(&json!({"expires_in": -5})), None);
+        assert_eq!(expires_in(&json!({"expires_in": "-5"})), None);
+        assert_eq!(expires_in(&json!({"expires_in": "soon"})), None);
+        assert_eq!(expires_in(&json!({"expires_in": "NaN"})), None);
+        assert_eq!(expires_in(&json!({"expires_in": "1e400"})), None);
+        assert_eq!(expires_in(&json!({"expires_in": [60]})), None);
+    }
+
+    /// Every answer a token endpoint might give for `expires_in` makes a token or none, and a
+    /// lifetime past what the clock can add is kept as no lifetime.
+    #[test]
+    fn no_expires_in_panics_and_huge_ones_never_expire() {
+        let cache = TokenCache::new(
+            reqwest::Client::new(),
+            OAuth2ClientCredentials {
+                token_url: "http://127.0.0.1:9/token".into(),
+                client_id: "id".into(),
+                client_secret: "secret".into(),
+                scope: None,
+            },
+            Duration::from_secs(1),
+        );
+        let now = Instant::now();
+        let huge: Value = serde_json::from_str(
+            r#"[18446744073709551615, 1e300, "18446744073709551615", "1e300",
+                999999999999999999999999999999]"#,
+        )
+        .unwrap();
+        for e in huge.as_array().unwrap() {
+            let token = cache
+                .token_from(&json!({"access_token": "t", "expires_in": e}), now)
+                .unwrap();
+            assert_eq!(token.renew_at, None, "{e}");
+            assert!(token.is_fresh(now + Duration::from_secs(10 * 365 * 86400)));
+        }
+        for e in [json!(-1), json!(-1e300), json!("x"), json!(true), json!({})] {
+            let token = cache
+                .token_from(&json!({"access_token": "t", "expires_in": e}), now)
+                .unwrap();
+            assert_eq!(token.renew_at, None, "{e}");
+        }
+        let token = cache
+            .token_from(&json!({"access_token": "t", "expires_in": 3600.0}), now)
+            .unwrap();
+        assert_eq!(token.renew_at, Some(now + Duration::from_secs(3540)));
     }
 }

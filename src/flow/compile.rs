@@ -573,6 +573,20 @@ struct SourceClaims {
     folders: HashMap<String, String>,
 }
 
+/// The engine's own route a webhook path would shadow: `/health`, `/metrics`, and `/api` and
+/// `/ui` with everything under them (the UI is kept for later).
+fn reserved_route(path: &str) -> Option<&'static str> {
+    const EXACT: [&str; 2] = ["/health", "/metrics"];
+    const TREES: [&str; 2] = ["/api", "/ui"];
+    if let Some(r) = EXACT.iter().find(|r| **r == path) {
+        return Some(r);
+    }
+    TREES.iter().copied().find(|r| {
+        path.strip_prefix(r)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims) {
     let base = [key("source"), key(source.kind())];
     let here = |cx: &StepCx<'_>, at: &[PathSeg]| {
@@ -588,6 +602,33 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims)
                     format!("webhook path `{}` must start with `/`", w.path),
                     None,
                 );
+            }
+            if let Some(reserved) = reserved_route(&w.path) {
+                cx.error_at(
+                    &at,
+                    format!(
+                        "webhook path `{}` is taken by the engine's own `{reserved}`",
+                        w.path
+                    ),
+                    Some(
+                        "`/api`, `/health`, `/metrics` and `/ui` (and what is under `/api/` and \
+                         `/ui/`) are the engine's; put webhooks elsewhere, e.g. under `/hooks/`"
+                            .into(),
+                    ),
+                );
+            }
+            if w.verify.is_none() {
+                let pos = cx.file.doc.spans.value_pos(&at);
+                let d = cx
+                    .file
+                    .warning(pos, format!("webhook path `{}` has no `verify`", w.path))
+                    .with_help(
+                        "anyone who can reach the port can post events to it; add the sender's \
+                         signature check, e.g. `verify: { scheme: shopify, secret: \
+                         \"${SHOPIFY_WEBHOOK_SECRET}\" }` (schemes: standard-webhooks, \
+                         bigcommerce, shopify, stripe, github, hmac-sha256)",
+                    );
+                cx.diags.push(d);
             }
             if let Some(other) = claims.webhook_paths.get(&w.path) {
                 let other = other.clone();

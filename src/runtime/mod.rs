@@ -178,15 +178,20 @@ impl LiveConnector {
     /// how every part of the runtime (sends, fetches, polls) calls a connector.
     pub async fn call(&self, request: Request<'_>, timeout: Duration) -> Result<Reply, CallError> {
         let name = request.connector;
-        if let Err(wait) = self.breaker.admit() {
-            return Err(CallError::Retryable {
-                message: format!(
-                    "connector `{name}` is failing (circuit open); next trial in {}s",
-                    wait.as_secs().max(1)
-                ),
-                retry_after: Some(wait),
-            });
-        }
+        // Held across the call: if this future is dropped before the answer, the permit's
+        // drop frees a half-open trial instead of leaving the breaker waiting for it.
+        let permit = match self.breaker.admit() {
+            Ok(permit) => permit,
+            Err(wait) => {
+                return Err(CallError::Retryable {
+                    message: format!(
+                        "connector `{name}` is failing (circuit open); next trial in {}s",
+                        wait.as_secs().max(1)
+                    ),
+                    retry_after: Some(wait),
+                });
+            }
+        };
         let result = match tokio::time::timeout(timeout, self.connector.call(request)).await {
             Ok(r) => r,
             Err(_) => Err(CallError::Retryable {
@@ -195,13 +200,13 @@ impl LiveConnector {
             }),
         };
         match &result {
-            Ok(_) => self.breaker.success(),
+            Ok(_) => permit.success(),
             Err(CallError::Retryable { .. }) => {
-                if self.breaker.failure() {
+                if permit.failure() {
                     tracing::warn!(connector = %name, "Circuit breaker opened");
                 }
             }
-            Err(CallError::Permanent { .. }) => self.breaker.neutral(),
+            Err(CallError::Permanent { .. }) => permit.neutral(),
         }
         metrics::connector_call(name, result.is_ok());
         metrics::breaker_state(name, self.breaker.state().as_gauge());

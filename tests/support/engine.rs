@@ -111,6 +111,12 @@ impl Engine {
         self.log.lock().unwrap().clone()
     }
 
+    /// The engine's process id, for reading what the OS knows of it (`/proc`).
+    #[allow(dead_code)] // not every test binary that includes `support` uses it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the engine printed on standard output (the stdout connector).
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
