@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// 100000).
     #[serde(default)]
     pub max_backlog: Option<usize>,
+    /// State keys one event's scripts may write; past it the event fails and keeps none
+    /// (default 10000).
+    #[serde(default)]
+    pub max_event_writes: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             keep_trails: None,
             reload_debounce: None,
             max_backlog: None,
+            max_event_writes: None,
         }
     }
 }

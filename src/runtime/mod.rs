@@ -129,6 +129,9 @@ impl Settings {
         if let Some(n) = server.max_backlog {
             self.max_backlog = n;
         }
+        if let Some(n) = server.max_event_writes {
+            self.max_event_writes = n;
+        }
         self
     }
 }

@@ -120,12 +120,22 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         handle: tokio::runtime::Handle::current(),
         timeout: runtime.settings.call_timeout,
     };
-    let flow_started = Instant::now();
     let span = tracing::Span::current();
     let max_writes = runtime.settings.max_event_writes;
     let run = move || {
         let _in_event = span.enter();
-        run_committed(&flow, &project.rules, info, &body, &state, &fetch, max_writes)
+        // Timed here: the wait for a flow thread is not the flow's.
+        let started = Instant::now();
+        let outcome = run_committed(
+            &flow,
+            &project.rules,
+            info,
+            &body,
+            &state,
+            &fetch,
+            max_writes,
+        );
+        (outcome, started.elapsed().as_micros() as u64)
     };
     // A flow that fetches waits on the network (and blocks on the runtime to do it): a flow
     // thread would sit idle meanwhile, so it gets a blocking thread. Any other flow goes to the
@@ -141,9 +151,8 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             .await
             .map_err(|e| e.to_string())
     };
-    let flow_us = flow_started.elapsed().as_micros() as u64;
-    let outcome = match ran {
-        Ok(outcome) => outcome,
+    let (outcome, flow_us) = match ran {
+        Ok(ran) => ran,
         Err(e) => {
             let verdict = Verdict::Fail(format!("the flow stopped abnormally: {e}"));
             conclude(
@@ -152,7 +161,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
                 event,
                 verdict,
                 (Vec::new(), Vec::new()),
-                flow_us,
+                0,
                 &policy,
                 started,
             );

@@ -197,7 +197,11 @@ mod tests {
         let base: Arc<dyn StateStore> = Arc::new(SledStore::temporary().unwrap());
         stock::set(&*base, "A", 5).unwrap();
         let event = EventState::new(base.clone(), 100);
-        assert!(stock::reserve(&event, "o-1", &[("A".into(), 2)]).unwrap().ok);
+        assert!(
+            stock::reserve(&event, "o-1", &[("A".into(), 2)])
+                .unwrap()
+                .ok
+        );
         kv::set(&event, "p", "k", json!(1)).unwrap();
         assert_eq!(stock::available(&event, "A").unwrap(), 3);
         assert_eq!(kv::get(&event, "p", "k").unwrap(), Some(json!(1)));
@@ -209,7 +213,11 @@ mod tests {
         assert_eq!(kv::get(&*base, "p", "k").unwrap(), Some(json!(1)));
         // A replay reads its reservation and writes nothing.
         let again = EventState::new(base.clone(), 100);
-        assert!(stock::reserve(&again, "o-1", &[("A".into(), 2)]).unwrap().ok);
+        assert!(
+            stock::reserve(&again, "o-1", &[("A".into(), 2)])
+                .unwrap()
+                .ok
+        );
         assert_eq!(again.written(), 0);
     }
 
@@ -228,8 +236,16 @@ mod tests {
         stock::set(&*base, "A", 3).unwrap();
         let first = EventState::new(base.clone(), 100);
         let second = EventState::new(base.clone(), 100);
-        assert!(stock::reserve(&first, "o-1", &[("A".into(), 2)]).unwrap().ok);
-        assert!(stock::reserve(&second, "o-2", &[("A".into(), 2)]).unwrap().ok);
+        assert!(
+            stock::reserve(&first, "o-1", &[("A".into(), 2)])
+                .unwrap()
+                .ok
+        );
+        assert!(
+            stock::reserve(&second, "o-2", &[("A".into(), 2)])
+                .unwrap()
+                .ok
+        );
         first.commit().unwrap();
         assert_eq!(
             second.commit(),
@@ -239,7 +255,11 @@ mod tests {
         assert_eq!(base.get("reservation/o-2").unwrap(), None);
         // Run again on fresh values, the second order is refused.
         let retry = EventState::new(base.clone(), 100);
-        assert!(!stock::reserve(&retry, "o-2", &[("A".into(), 2)]).unwrap().ok);
+        assert!(
+            !stock::reserve(&retry, "o-2", &[("A".into(), 2)])
+                .unwrap()
+                .ok
+        );
         retry.commit().unwrap();
         assert_eq!(stock::available(&*base, "A").unwrap(), 1);
     }
