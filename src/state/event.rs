@@ -265,6 +265,51 @@ mod tests {
     }
 
     #[test]
+    fn racing_events_that_run_again_on_conflict_never_over_reserve() {
+        let base: Arc<dyn StateStore> = Arc::new(SledStore::temporary().unwrap());
+        stock::set(&*base, "A", 25).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let base = base.clone();
+                std::thread::spawn(move || {
+                    let (mut won, mut conflicts) = (0, 0);
+                    for i in 0..20 {
+                        loop {
+                            let event = EventState::new(base.clone(), 100);
+                            let order = format!("o-{t}-{i}");
+                            let ok = stock::reserve(&event, &order, &[("A".into(), 1)])
+                                .unwrap()
+                                .ok;
+                            // The rest of a flow: the others read the same level meanwhile.
+                            std::thread::sleep(std::time::Duration::from_micros(300));
+                            match event.commit() {
+                                Ok(()) => {
+                                    won += usize::from(ok);
+                                    break;
+                                }
+                                Err(CommitError::Conflict(_)) => conflicts += 1,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    (won, conflicts)
+                })
+            })
+            .collect();
+        let (mut won, mut conflicts) = (0, 0);
+        for t in threads {
+            let (w, c) = t.join().unwrap();
+            won += w;
+            conflicts += c;
+        }
+        // 80 orders of one unit for 25 units: exactly 25 win, whatever the interleaving.
+        assert_eq!(won, 25, "{conflicts} conflicts");
+        let level = stock::level(&*base, "A").unwrap().unwrap();
+        assert_eq!(level["reserved"], json!(25), "{level}");
+        assert_eq!(level["available"], json!(0), "{level}");
+    }
+
+    #[test]
     fn past_the_cap_writes_fail_and_the_commit_too() {
         let base: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let event = EventState::new(base.clone(), 3);
