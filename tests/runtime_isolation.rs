@@ -251,3 +251,72 @@ async fn a_stock_set_loop_fails_its_event_and_leaves_no_keys_behind() {
     let kept = crossdock::state::StateStore::scan_prefix(&store, "").unwrap();
     assert!(kept.is_empty(), "{kept:?}");
 }
+
+const RESERVE_RHAI: &str = r#"
+let answer = stock.reserve(record.order_id, [#{sku: "S", qty: 1}]);
+// Some work after the reservation: the other pipeline's flow reads the level meanwhile.
+let x = 0;
+for i in 0..5000 { x += i; }
+record.ok = answer.ok;
+record
+"#;
+
+fn reserving(name: &str) -> String {
+    format!(
+        "pipeline: {name}\nsource:\n  webhook: {{ path: /hooks/{name} }}\nsteps:\n  - script: reserve\n  - send: {{ to: out, op: append }}\n"
+    )
+}
+
+#[tokio::test]
+async fn two_pipelines_reserving_the_same_sku_at_once_never_over_reserve() {
+    let (a, b) = (reserving("reserve-a"), reserving("reserve-b"));
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/reserve-a.yaml", &a),
+        ("pipelines/reserve-b.yaml", &b),
+        ("scripts/reserve.rhai", RESERVE_RHAI),
+    ]);
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["state", "stock", "S", "--set", "10", "--project"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(seeded.status.success());
+    let engine = Engine::start(dir.path());
+    // Both pipelines' flows run at once, on flow threads of their own.
+    let mut posts = Vec::new();
+    for n in 0..30 {
+        let url = engine.url(if n % 2 == 0 {
+            "/hooks/reserve-a"
+        } else {
+            "/hooks/reserve-b"
+        });
+        posts.push(tokio::spawn(async move {
+            let r = Engine::client()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"order_id":"o-{n}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }));
+    }
+    for p in posts {
+        p.await.unwrap();
+    }
+    let out = dir.path().join("out/actions.jsonl");
+    let lines = eventually("30 actions", Duration::from_secs(30), || async {
+        let lines = json_lines(&out);
+        (lines.len() >= 30).then_some(lines)
+    })
+    .await;
+    let won = lines
+        .iter()
+        .filter(|l| l["payload"]["ok"] == Value::Bool(true))
+        .count();
+    assert_eq!(won, 10, "orders that got a unit, of 30 for 10 units");
+    let (_, level) = engine.admin("/api/state/stock/S").await;
+    assert_eq!(level["reserved"], 10, "{level}");
+    assert_eq!(level["available"], 0, "{level}");
+}
