@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// dead-lettered unrun (default 3).
     #[serde(default)]
     pub quarantine_after: Option<u32>,
+    /// State keys one event's scripts may write; past it the event fails and keeps none
+    /// (default 10000).
+    #[serde(default)]
+    pub max_event_writes: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             max_backlog: None,
             max_backlog_bytes: None,
             quarantine_after: None,
+            max_event_writes: None,
         }
     }
 }

@@ -68,6 +68,8 @@ impl Flow {
         keep: Keep,
         spare: Option<Value>,
     ) -> Outcome {
+        // Every way an event runs (run, dry-run, test) caps its scripts' log lines.
+        let _log = crate::rules::engine::LogBudget::start();
         let keep_record = keep != Keep::Actions;
         let mut outcome = Outcome {
             pipeline: self.name.clone(),

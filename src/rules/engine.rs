@@ -14,7 +14,9 @@
 //!   quarter of a timeout more, so that a thread a loaded host did not run for a while does
 //!   not fail a script that did nothing wrong (where the processor time cannot be read, the
 //!   wall clock alone decides);
-//! - `print` and `debug` go to `tracing`, never to stdout.
+//! - `print` and `debug` go to `tracing`, never to stdout, at most [`MAX_LOG_LINES`] of them
+//!   per event (counted per thread between [`LogBudget::start`] and its drop, which logs how
+//!   many more were suppressed).
 //!
 //! One limit Rhai cannot enforce is the nesting depth of values a script builds
 //! (`loop { m = #{m: m} }`): Rhai clones, drops and measures values recursively, so a deep enough
@@ -82,6 +84,58 @@ pub const MIN_STACK: usize = 16 * 1024 * 1024;
 thread_local! {
     /// The deadline of the evaluation running on this thread, if any.
     static DEADLINE: Cell<Option<Watch>> = const { Cell::new(None) };
+    /// Print and debug lines the event running on this thread has logged and had suppressed,
+    /// if one is counting.
+    static LOG_LINES: Cell<Option<(u32, u64)>> = const { Cell::new(None) };
+}
+
+/// Print and debug lines one event's scripts may log: a loop of `print` would otherwise fill
+/// the log (and its disk) with one event.
+pub const MAX_LOG_LINES: u32 = 100;
+
+/// Counts the print and debug lines of one event on the current thread until dropped; then
+/// logs one line saying how many more were suppressed, if any.
+pub(crate) struct LogBudget {
+    previous: Option<(u32, u64)>,
+}
+
+impl LogBudget {
+    pub(crate) fn start() -> LogBudget {
+        LogBudget {
+            previous: LOG_LINES.with(|c| c.replace(Some((0, 0)))),
+        }
+    }
+}
+
+impl Drop for LogBudget {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        if let Some((_, suppressed)) = LOG_LINES.with(|c| c.replace(previous)) {
+            if suppressed > 0 {
+                tracing::warn!(
+                    suppressed,
+                    "{suppressed} more script print/debug lines of this event were suppressed \
+                     (at most {MAX_LOG_LINES} are logged per event)"
+                );
+            }
+        }
+    }
+}
+
+/// Whether one more print or debug line may be logged; counts it either way. Outside a
+/// [`LogBudget`] every line is.
+fn admit_log_line() -> bool {
+    LOG_LINES.with(|c| match c.get() {
+        None => true,
+        Some((logged, suppressed)) if logged >= MAX_LOG_LINES => {
+            c.set(Some((logged, suppressed.saturating_add(1))));
+            false
+        }
+        Some((logged, suppressed)) => {
+            c.set(Some((logged + 1, suppressed)));
+            true
+        }
+    })
 }
 
 /// One evaluation's deadline.
@@ -221,8 +275,15 @@ pub fn build(limits: &Limits) -> Engine {
         }
     });
 
-    engine.on_print(|text| tracing::info!(text, "Script print"));
+    engine.on_print(|text| {
+        if admit_log_line() {
+            tracing::info!(text, "Script print");
+        }
+    });
     engine.on_debug(|text, source, pos| {
+        if !admit_log_line() {
+            return;
+        }
         tracing::debug!(
             text,
             script = source.unwrap_or(""),
@@ -303,6 +364,24 @@ mod tests {
             // The wall clock alone decides.
             assert_eq!(run(&format!("nap(250); {work}")).0, Some(true));
         }
+    }
+
+    #[test]
+    fn log_lines_are_capped_per_budget_and_counted_past_it() {
+        assert!(admit_log_line(), "no budget, no cap");
+        let budget = LogBudget::start();
+        let engine = build(&Limits::default());
+        engine
+            .run("for i in 0..1000 { print(i); debug(i); }")
+            .unwrap();
+        assert_eq!(LOG_LINES.with(Cell::get), Some((MAX_LOG_LINES, 1900)));
+        {
+            let _nested = LogBudget::start();
+            assert!(admit_log_line());
+        }
+        assert!(!admit_log_line(), "the outer budget is back");
+        drop(budget);
+        assert_eq!(LOG_LINES.with(Cell::get), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod breaker;
 pub mod inbox;
 pub mod ledger;
 pub mod metrics;
+mod pool;
 pub mod retry;
 pub mod sources;
 pub mod storage;
@@ -86,6 +87,10 @@ pub struct Settings {
     pub reload_debounce: Duration,
     /// `CROSSDOCK_ADMIN_TOKEN`; without it the admin API answers 401 to everyone.
     pub admin_token: Option<String>,
+    /// Threads that run flows (see `worker`); each pipeline may use half of them at once.
+    pub flow_threads: usize,
+    /// State keys one event may write; past it the event fails and keeps none.
+    pub max_event_writes: usize,
 }
 
 impl Default for Settings {
@@ -104,6 +109,8 @@ impl Default for Settings {
             flush: FlushPolicy::Group,
             reload_debounce: Duration::from_millis(100),
             admin_token: None,
+            flow_threads: pool::FlowPool::default_threads(),
+            max_event_writes: 10_000,
         }
     }
 }
@@ -144,6 +151,9 @@ impl Settings {
         }
         if let Some(n) = server.quarantine_after {
             self.quarantine_after = n.max(1);
+        }
+        if let Some(n) = server.max_event_writes {
+            self.max_event_writes = n;
         }
         self
     }
@@ -263,6 +273,8 @@ pub struct Runtime {
     /// Serialises reloads: two at once would race to swap.
     reloading: tokio::sync::Mutex<()>,
     sources: sources::Hub,
+    /// Where flows run, off the async workers.
+    flows: pool::FlowPool,
 }
 
 /// Why the engine could not start.
@@ -284,9 +296,10 @@ impl Runtime {
     /// Loads the project in `dir`, opens its state and inbox, and builds the live version.
     /// Nothing runs until [`Runtime::start`].
     ///
-    /// Flows run on the tokio runtime's threads (and its blocking threads, for flows that
-    /// fetch): build it with `thread_stack_size(rules::engine::MIN_STACK)`, as `crossdock run`
-    /// does, or a deeply nested script can overflow a thread's default stack.
+    /// Flows run on flow threads of the runtime's own (and tokio's blocking threads, for flows
+    /// that fetch): build tokio with `thread_stack_size(rules::engine::MIN_STACK)`, as
+    /// `crossdock run` does, or a deeply nested script in a fetching flow can overflow a
+    /// thread's default stack.
     pub fn open(
         dir: &Path,
         env: fn(&str) -> Option<String>,
@@ -319,6 +332,8 @@ impl Runtime {
             .map_err(|e| StartError::Build(format!("cannot build the HTTP client: {e}")))?;
         let live =
             build_live(project, &http, None).map_err(|e| StartError::Build(e.to_string()))?;
+        let flows = pool::FlowPool::start(settings.flow_threads)
+            .map_err(|e| StartError::Build(format!("cannot start the flow threads: {e}")))?;
         let (queue, rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(Runtime {
             live: ArcSwap::from_pointee(live),
@@ -338,6 +353,7 @@ impl Runtime {
             last_reload_error: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             sources: sources::Hub::default(),
+            flows,
         });
         Ok((runtime, warnings, rx))
     }

@@ -2,10 +2,17 @@
 //! (as many at once as its pipeline's `concurrency`), with retries, the circuit breakers and
 //! dead letters.
 //!
-//! The flow (mapping, rules, state) is synchronous: tens of microseconds of CPU, run on the
-//! event's own task, unless it fetches (then it waits on the network, and gets a blocking
-//! thread). Connector calls are async and run on the event's task, one after the other in the
-//! order the flow produced them.
+//! The flow (mapping, rules, state) is synchronous: usually tens of microseconds of CPU, but a
+//! runaway script takes until the Rhai limits stop it. It runs on a flow thread (`pool`), never
+//! on the async workers that serve HTTP; a flow that fetches waits on the network and gets one
+//! of tokio's blocking threads instead (as many at once as its pipeline's `concurrency`).
+//! Connector calls are async and run on the event's task, one after the other in the order the
+//! flow produced them.
+//!
+//! A flow's state writes are its own until it succeeds (`state::EventState`): then they are
+//! committed at once, before any action goes out, if nothing the flow read has changed
+//! meanwhile; if something has, the flow runs again on the new values. A failed flow keeps no
+//! writes.
 //!
 //! A retry starts the flow again (state operations are idempotent per order id, so a second run
 //! decides the same) but skips the actions that succeeded before: the inbox remembers how many
@@ -23,8 +30,9 @@ use super::retry::RetryPolicy;
 use super::{metrics, Live, Runtime};
 use crate::connectors::{CallError, Request};
 use crate::flow::input::Body;
-use crate::flow::{Fetch, FetchError, Outcome};
-use crate::rules::EventInfo;
+use crate::flow::{Fetch, FetchError, Flow, Outcome, StepError};
+use crate::rules::{EventInfo, Rules};
+use crate::state::{CommitError, EventState, StateStore};
 use serde_json::Value;
 
 /// Takes events off the queue and starts each on a task of its own, once its pipeline has a
@@ -144,29 +152,43 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         handle: tokio::runtime::Handle::current(),
         timeout: runtime.settings.call_timeout,
     };
-    let flow_started = Instant::now();
+    let span = tracing::Span::current();
+    let max_writes = runtime.settings.max_event_writes;
     let run = move || {
-        let body = Ok(Body::Json(&body));
-        flow.run_body_for_delivery(&project.rules, info, body, "input", &state, &fetch)
+        let _in_event = span.enter();
+        // Timed here: the wait for a flow thread is not the flow's.
+        let started = Instant::now();
+        let outcome = run_committed(
+            &flow,
+            &project.rules,
+            info,
+            &body,
+            &state,
+            &fetch,
+            max_writes,
+        );
+        (outcome, started.elapsed().as_micros() as u64)
     };
-    // A flow that fetches waits on the network (and blocks on the runtime to do it): it runs on
-    // a blocking thread. Any other flow is tens of microseconds of CPU, run right here: handing
-    // it to another thread would cost more in wake-ups than it takes.
+    // A flow that fetches waits on the network (and blocks on the runtime to do it): a flow
+    // thread would sit idle meanwhile, so it gets a blocking thread. Any other flow goes to the
+    // flow threads, fairly across pipelines.
     let ran = if fetches {
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|e| e.to_string())
     } else {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .map_err(|_| "it panicked".to_string())
+        runtime
+            .flows
+            .run(&event.meta.pipeline, run)
+            .await
+            .map_err(|e| e.to_string())
     };
-    let flow_us = flow_started.elapsed().as_micros() as u64;
     // The run came to an end (whatever its outcome): it was not interrupted.
     if counted {
         event.meta.interrupted = event.meta.interrupted.saturating_sub(1);
     }
-    let outcome = match ran {
-        Ok(outcome) => outcome,
+    let (outcome, flow_us) = match ran {
+        Ok(ran) => ran,
         Err(e) => {
             let verdict = Verdict::Fail(format!("the flow stopped abnormally: {e}"));
             conclude(
@@ -175,7 +197,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
                 event,
                 verdict,
                 (Vec::new(), Vec::new()),
-                flow_us,
+                0,
                 &policy,
                 started,
             );
@@ -187,6 +209,57 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     conclude(
         runtime, &live, event, verdict, trace, flow_us, &policy, started,
     );
+}
+
+/// How many times a flow runs before a commit that keeps finding its reads changed becomes a
+/// retry of the event (later, with back-off).
+const COMMIT_TRIES: u32 = 5;
+
+/// Runs the flow on a view of the state that keeps its writes ([`EventState`]), and commits
+/// them if it succeeded; runs it again when another event changed what it read meanwhile.
+fn run_committed(
+    flow: &Flow,
+    rules: &Rules,
+    info: EventInfo,
+    body: &[u8],
+    state: &Arc<dyn StateStore>,
+    fetch: &dyn Fetch,
+    max_writes: usize,
+) -> Outcome {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let event_state = Arc::new(EventState::new(state.clone(), max_writes));
+        let view: Arc<dyn StateStore> = event_state.clone();
+        let body = Ok(Body::Json(body));
+        let mut outcome =
+            flow.run_body_for_delivery(rules, info.clone(), body, "input", &view, fetch);
+        if !outcome.ok() {
+            return outcome;
+        }
+        let error = match event_state.commit() {
+            Ok(()) => return outcome,
+            Err(CommitError::Conflict(key)) if tries < COMMIT_TRIES => {
+                tracing::debug!(key, tries, "State changed under the flow; running it again");
+                continue;
+            }
+            Err(e) => e,
+        };
+        // Only a state that kept changing, or a backend failure, may go better later.
+        if !matches!(error, CommitError::TooManyKeys(_)) {
+            outcome.retry = Some(None);
+        }
+        outcome.errors.push(StepError {
+            step: "state".into(),
+            message: match error {
+                CommitError::Conflict(key) => {
+                    format!("state key `{key}` changed under the flow {tries} times running")
+                }
+                e => e.to_string(),
+            },
+        });
+        return outcome;
+    }
 }
 
 /// Runs the outcome's actions (the ones not done by an earlier attempt) in order.

@@ -32,6 +32,7 @@
 
 pub mod customers;
 pub mod date;
+pub mod event;
 pub mod import;
 pub mod kv;
 pub mod memory;
@@ -41,6 +42,7 @@ pub mod sled;
 pub mod stock;
 
 pub use self::sled::{Durability, SledStore, Table};
+pub use event::{CommitError, EventState};
 pub use memory::MemoryStore;
 pub use overlay::{Overlay, StateChange};
 pub use seed::seed;
