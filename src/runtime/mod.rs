@@ -342,12 +342,12 @@ impl Runtime {
     }
 
     /// Accepts an event for `pipeline` from any source: written to the inbox, durable (per the
-    /// flush policy) when this returns, and handed to the workers. A dedup key seen within
-    /// the window gives `Duplicate` and nothing is queued.
+    /// flush policy) when this returns, and handed to the workers. Any one of `dedup_keys`
+    /// seen within the window gives `Duplicate` and nothing is queued.
     pub async fn submit(
         &self,
         pipeline: &str,
-        dedup_key: &str,
+        dedup_keys: &[&str],
         headers: BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
@@ -358,7 +358,7 @@ impl Runtime {
         // does not block the task for long.
         let accepted = self.inbox.accept(
             pipeline,
-            dedup_key,
+            dedup_keys,
             self.settings.dedup_window,
             headers,
             body,

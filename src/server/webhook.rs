@@ -91,7 +91,7 @@ pub(super) async fn receive(
     let dedup_key = dedup_key(route, delivery_id, parsed.as_ref(), &body);
     let kept = keep_headers(&headers);
     let accepted = runtime
-        .submit(pipeline, &dedup_key, kept, &body)
+        .submit(pipeline, &[&dedup_key], kept, &body)
         .await
         .map_err(|e| match e {
             InboxError::Flush(_) => {
