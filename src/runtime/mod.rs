@@ -179,7 +179,7 @@ pub struct Route {
     pub pipeline: String,
     pub scheme: Option<Box<dyn Scheme>>,
     /// `dedup_id:` and a parser made for it once, which reads only that field of a body (and
-    /// still rejects a body that is not JSON).
+    /// still refuses a body no flow could parse, see `projection::check`).
     pub dedup_id: Option<(JsonPath, crate::projection::BodyParser)>,
 }
 
@@ -669,7 +669,7 @@ fn build_live(
                     })?;
                     let mut need = crate::projection::Need::default();
                     need.add_jsonpath(p);
-                    Some((path, crate::projection::BodyParser::new(need)))
+                    Some((path, crate::projection::BodyParser::checking(need)))
                 }
                 None => None,
             };
