@@ -109,19 +109,14 @@ async fn serve(args: Args<'_>) -> ExitCode {
         }
     };
     let app = crate::server::router(runtime.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown(runtime.clone()))
-        .await;
-    match served {
-        Ok(()) => {
-            eprintln!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("the server failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    let limits = crate::server::Limits {
+        header_timeout: runtime.settings.header_timeout,
+        body_timeout: runtime.settings.body_timeout,
+        max_connections: runtime.settings.max_connections,
+    };
+    crate::server::serve(listener, app, limits, shutdown(runtime.clone())).await;
+    eprintln!("stopped");
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or Ctrl-C, after the runtime has drained.

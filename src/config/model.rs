@@ -49,6 +49,16 @@ pub struct ServerConfig {
     /// 100000).
     #[serde(default)]
     pub max_backlog: Option<usize>,
+    /// Time to send a request's headers, and to start the next one on a kept-alive connection
+    /// (default `10s`).
+    #[serde(default)]
+    pub header_timeout: Option<String>,
+    /// Time to send a request's body once its headers are in (default `30s`).
+    #[serde(default)]
+    pub body_timeout: Option<String>,
+    /// Open HTTP connections at most (default 512).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +71,9 @@ impl Default for ServerConfig {
             keep_trails: None,
             reload_debounce: None,
             max_backlog: None,
+            header_timeout: None,
+            body_timeout: None,
+            max_connections: None,
         }
     }
 }

@@ -58,6 +58,13 @@ pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
 pub struct Settings {
     /// Largest webhook body accepted, in bytes.
     pub body_limit: usize,
+    /// How long a client has to send a request's headers, counted from when it connects or
+    /// from the previous answer on the connection (so also how long an idle one is kept).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its headers are in.
+    pub body_timeout: Duration,
+    /// Open HTTP connections; at the limit, the longest idle one is closed for a new one.
+    pub max_connections: usize,
     /// A delivery with a dedup key seen within this window is a duplicate.
     pub dedup_window: Duration,
     /// How long trails are kept.
@@ -82,6 +89,9 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             body_limit: 4 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
             dedup_window: Duration::from_secs(24 * 3600),
             trail_keep: Duration::from_secs(7 * 24 * 3600),
             grace: Duration::from_secs(10),
@@ -121,6 +131,15 @@ impl Settings {
         }
         if let Some(n) = server.max_backlog {
             self.max_backlog = n;
+        }
+        if let Some(d) = duration(&server.header_timeout).filter(|d| !d.is_zero()) {
+            self.header_timeout = d;
+        }
+        if let Some(d) = duration(&server.body_timeout).filter(|d| !d.is_zero()) {
+            self.body_timeout = d;
+        }
+        if let Some(n) = server.max_connections.filter(|n| *n > 0) {
+            self.max_connections = n;
         }
         self
     }

@@ -4,8 +4,8 @@
 //! Owns the dedup keys of a delivery and what a body must be to be accepted: a body no flow
 //! could parse is refused here with 400, not accepted and dead-lettered.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -16,7 +16,7 @@ use axum::Json;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, LogLimiter};
 use crate::projection::Kind;
 use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
 
@@ -51,6 +51,10 @@ pub(super) async fn receive(
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
+            if let Some(late) = super::serve::timed_out(&e) {
+                metrics::rejected(pipeline, 408);
+                return Err(ApiError::Timeout(late.to_string()));
+            }
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
@@ -143,7 +147,8 @@ fn refusal(e: &serde_json::Error) -> String {
     let text = e.to_string();
     if text.starts_with("recursion limit exceeded") {
         format!("the body is nested deeper than the parser's limit of 128 levels ({text})")
-    } else if text.contains("surrogate") {
+    } else if text.contains("surrogate") || text.contains("end of hex escape") {
+        // serde_json's words for a `\u` escape that is half of a UTF-16 pair.
         format!("the body has a string that is not Unicode text ({text})")
     } else {
         format!("the body is not JSON: {text}")
@@ -190,41 +195,6 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);
 
 static REFUSAL_LOG: LazyLock<LogLimiter> = LazyLock::new(|| LogLimiter::new(REFUSAL_LOG_EVERY));
 
-/// At most one log line per key per interval, each with the number of lines left out since
-/// the last. Keys are pipeline names, which the project bounds.
-struct LogLimiter {
-    every: Duration,
-    keys: Mutex<HashMap<String, (Instant, u64)>>,
-}
-
-impl LogLimiter {
-    fn new(every: Duration) -> LogLimiter {
-        LogLimiter {
-            every,
-            keys: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `Some(lines left out since the last)` when a line may be written now.
-    fn admit(&self, key: &str, now: Instant) -> Option<u64> {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        match keys.get_mut(key) {
-            Some((last, suppressed)) if now.duration_since(*last) < self.every => {
-                *suppressed += 1;
-                None
-            }
-            Some((last, suppressed)) => {
-                *last = now;
-                Some(std::mem::take(suppressed))
-            }
-            None => {
-                keys.insert(key.to_owned(), (now, 0));
-                Some(0)
-            }
-        }
-    }
-}
-
 fn keep_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
@@ -237,25 +207,4 @@ fn keep_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
         }
     }
     out
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limiter_writes_one_line_per_key_per_interval_and_counts_the_rest() {
-        let limiter = LogLimiter::new(Duration::from_secs(5));
-        let t0 = Instant::now();
-        assert_eq!(limiter.admit("a", t0), Some(0));
-        for i in 1..=1000 {
-            assert_eq!(limiter.admit("a", t0 + Duration::from_millis(i)), None);
-        }
-        // Another pipeline has its own allowance.
-        assert_eq!(limiter.admit("b", t0 + Duration::from_secs(1)), Some(0));
-        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(5)), Some(1000));
-        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(6)), None);
-        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(11)), Some(1));
-    }
 }
