@@ -116,7 +116,10 @@ async fn slow_headers_idle_connections_and_slow_bodies_are_cut_off() {
     assert!(idle_after < Duration::from_secs(6), "{idle_after:?}");
 
     // Headers in, then the body a byte a second: 408 at the body timeout.
-    let (mut reader, mut writer) = TcpStream::connect(addr(&engine)).await.unwrap().into_split();
+    let (mut reader, mut writer) = TcpStream::connect(addr(&engine))
+        .await
+        .unwrap()
+        .into_split();
     writer
         .write_all(
             b"POST /hooks/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -201,7 +204,10 @@ async fn idle_connections_past_the_limit_do_not_lock_out_health_or_cut_a_running
     let answered_after = started.elapsed();
     eprintln!("/health past 40 idle connections (limit 8): answered after {answered_after:?}");
     assert_eq!(health, 200);
-    assert!(answered_after < Duration::from_secs(5), "{answered_after:?}");
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "{answered_after:?}"
+    );
 
     // The request that was running finishes, although it is older than every idle one.
     running.write_all(&body[10..]).await.unwrap();
@@ -290,8 +296,14 @@ async fn bodies_no_flow_could_parse_get_400_with_the_reason_and_nothing_is_queue
     };
     let cases = [
         (deep(200), "nested deeper"),
-        (r#"{"n": 1, "event": {"id": "s"}, "note": "\ud800"}"#.to_owned(), "not Unicode"),
-        (r#"{"n": 1, "event": {"id": "k"}, "\udc00": 1}"#.to_owned(), "not Unicode"),
+        (
+            r#"{"n": 1, "event": {"id": "s"}, "note": "\ud800"}"#.to_owned(),
+            "not Unicode",
+        ),
+        (
+            r#"{"n": 1, "event": {"id": "k"}, "\udc00": 1}"#.to_owned(),
+            "not Unicode",
+        ),
         (r#"[{"n": 1}]"#.to_owned(), "not an array"),
         ("5".to_owned(), "not a number"),
         (r#""n""#.to_owned(), "not a string"),
@@ -340,7 +352,10 @@ async fn bad_signatures_are_all_counted_but_logged_once_per_interval() {
     for n in 0..60 {
         let r = Engine::client()
             .post(engine.url("/hooks/shop"))
-            .header("X-Shopify-Hmac-Sha256", shopify_signature(b"something else"))
+            .header(
+                "X-Shopify-Hmac-Sha256",
+                shopify_signature(b"something else"),
+            )
             .body(format!(r#"{{"n": {n}}}"#))
             .send()
             .await
@@ -362,4 +377,28 @@ async fn bad_signatures_are_all_counted_but_logged_once_per_interval() {
     let allowed = 1 + (took.as_secs() / 5) as usize;
     eprintln!("60 bad signatures in {took:?}: {lines} log lines");
     assert!(lines >= 1 && lines <= allowed, "{lines} lines in {took:?}");
+}
+
+#[tokio::test]
+async fn a_stop_does_not_wait_for_connections_that_never_sent_a_request() {
+    let dir = files("{ header_timeout: 60s }");
+    let engine = Engine::start(dir.path());
+    let _silent = TcpStream::connect(addr(&engine)).await.unwrap();
+    let mut partial = TcpStream::connect(addr(&engine)).await.unwrap();
+    partial
+        .write_all(b"POST /hooks/echo HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // A kept-alive connection after an answer, too.
+    let (status, _) = engine.post("/hooks/echo", r#"{"n": 1}"#).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || engine.terminate())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("SIGTERM with two connections that sent no whole request: exited after {took:?}");
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }

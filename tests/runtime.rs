@@ -510,7 +510,12 @@ async fn signatures_are_checked_and_provider_ids_deduplicate() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["event_id"], first["event_id"]);
     let other = r#"{"id":820982911946154509,"total_price":"11.00"}"#;
-    let (status, _) = post(other, shopify_signature("s3cret-value", other), "delivery-5").await;
+    let (status, _) = post(
+        other,
+        shopify_signature("s3cret-value", other),
+        "delivery-5",
+    )
+    .await;
     assert_eq!(status, 202);
 
     let out = dir.path().join("out/actions.jsonl");

@@ -765,7 +765,10 @@ fn check_server(
         }
     }
     if server.max_connections == Some(0) {
-        let at = file.doc.spans.value_pos(&[key("server"), key("max_connections")]);
+        let at = file
+            .doc
+            .spans
+            .value_pos(&[key("server"), key("max_connections")]);
         diags.push(file.error(at, "`max_connections` must be at least 1"));
     }
     if let Some(text) = &server.max_body {

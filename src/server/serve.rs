@@ -39,8 +39,7 @@ pub struct Limits {
 
 /// Accept errors other than a client's own (out of file descriptors, say) repeat for every
 /// attempt: one line per this long, with the count left out.
-static ACCEPT_LOG: LazyLock<LogLimiter> =
-    LazyLock::new(|| LogLimiter::new(Duration::from_secs(5)));
+static ACCEPT_LOG: LazyLock<LogLimiter> = LazyLock::new(|| LogLimiter::new(Duration::from_secs(5)));
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, asks every
 /// connection to close after its current request, and returns once all have.
@@ -81,9 +80,11 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    // Idle connections close at once; the others after their current request, or at their
-    // header or body timeout if their client sends nothing more.
+    // Kept-alive idle connections close at once (hyper's graceful shutdown), the others after
+    // their current request; one that has not sent a whole request yet is closed here, or the
+    // stop would wait for its header timeout.
     while conns.len() > 0 {
+        conns.close_unserved();
         let _ = tokio::time::timeout(Duration::from_millis(50), conns.freed.notified()).await;
     }
 }
@@ -111,9 +112,11 @@ async fn connection(
     slot: Slot,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slot = Arc::new(slot);
     let close = slot.close.clone();
+    let in_service = slot.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let busy = slot.busy();
+        let busy = in_service.busy();
         let mut router = router.clone();
         let request = request.map(|body| Body::new(TimedBody::new(body, limits.body_timeout)));
         async move {
@@ -145,6 +148,11 @@ async fn connection(
                 return;
             }
             () = close.notified() => {
+                // A request may have reached a handler since this one was picked: it finishes,
+                // and the connection is picked again later if it is still the idlest.
+                if slot.is_busy() {
+                    continue;
+                }
                 metrics::connection_closed("evicted");
                 return;
             }
@@ -171,6 +179,8 @@ struct Conns {
 struct SlotState {
     /// Requests of the connection in a handler (HTTP/1: at most one).
     busy: u32,
+    /// Whether a request of it has reached a handler yet.
+    served: bool,
     /// When it last left a handler, or connected.
     idle_since: Instant,
     close: Arc<Notify>,
@@ -192,6 +202,7 @@ impl Conns {
             id,
             SlotState {
                 busy: 0,
+                served: false,
                 idle_since: Instant::now(),
                 close: close.clone(),
             },
@@ -201,6 +212,13 @@ impl Conns {
             id,
             conns: self.clone(),
             close,
+        }
+    }
+
+    /// Closes the connections that have not yet sent a whole request.
+    fn close_unserved(&self) {
+        for s in self.lock().values().filter(|s| !s.served && s.busy == 0) {
+            s.close.notify_one();
         }
     }
 
@@ -239,11 +257,18 @@ impl Slot {
     fn busy(&self) -> Busy {
         if let Some(s) = self.conns.lock().get_mut(&self.id) {
             s.busy += 1;
+            s.served = true;
         }
         Busy {
             id: self.id,
             conns: self.conns.clone(),
         }
+    }
+}
+
+impl Slot {
+    fn is_busy(&self) -> bool {
+        self.conns.lock().get(&self.id).is_some_and(|s| s.busy > 0)
     }
 }
 
@@ -324,9 +349,7 @@ impl hyper::body::Body for TimedBody {
 }
 
 /// Whether a body error is [`BodyTimedOut`], however deep the layers above wrapped it.
-pub(crate) fn timed_out<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a BodyTimedOut> {
+pub(crate) fn timed_out<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
     let mut at = Some(e);
     while let Some(e) = at {
         if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
