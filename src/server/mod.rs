@@ -1,5 +1,6 @@
 //! The HTTP surface of `crossdock run`: webhook ingress, `/health`, `/metrics` and the admin
-//! API, as one `axum::Router` built by [`router`].
+//! API, as one `axum::Router` built by [`router`], and [`serve`], which serves it with bounds on
+//! what a client can hold (`serve.rs`).
 //!
 //! A webhook handler verifies, persists and answers; the runtime's workers do the rest. Routes
 //! are looked up in the live version on every request (not registered with axum), so a reload
