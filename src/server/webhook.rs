@@ -90,9 +90,9 @@ pub(super) async fn receive(
         },
     };
     // One pass checks the body is JSON a flow can parse and, with `dedup_id:`, reads that
-    // field of it. A flow's parse refuses invalid UTF-8, a lone surrogate or nesting past the
-    // parser's limit only where it reads, which a reload or a retried dead letter can change:
-    // checked here in the whole body, or the event would fail only once queued.
+    // field of it. A flow's parse refuses a lone surrogate or nesting past the parser's limit
+    // only in what it reads, which a reload or a retried dead letter can change: checked here
+    // in the whole body (as UTF-8 is), or the event would fail only once queued.
     let parsed = match &route.dedup_id {
         Some((_, parser)) => parser.parse(&body).map(|v| (Kind::of(&v), Some(v))),
         None => crate::projection::check(&body).map(|kind| (kind, None)),
