@@ -188,6 +188,8 @@ impl Need {
 pub struct BodyParser {
     need: Need,
     root: Node,
+    /// Whether what is skipped is checked as [`check`] checks a whole body.
+    check: bool,
 }
 
 /// A level's field names, each with its place among them (to tell which were seen).
@@ -221,6 +223,17 @@ impl BodyParser {
         BodyParser {
             root: Node::of(&need),
             need,
+            check: false,
+        }
+    }
+
+    /// A parser that keeps what `need` says and refuses whatever [`check`] refuses, also in
+    /// what it skips: for a caller that must know no flow will fail to parse the body,
+    /// whatever it reads of it, in the same pass that reads a field.
+    pub fn checking(need: Need) -> BodyParser {
+        BodyParser {
+            check: true,
+            ..BodyParser::new(need)
         }
     }
 
@@ -244,6 +257,7 @@ impl BodyParser {
         ParseInto {
             node: &self.root,
             target,
+            check: self.check,
         }
         .deserialize(&mut de)?;
         de.end()
@@ -265,6 +279,7 @@ pub fn utf8(bytes: &[u8]) -> serde_json::Result<&str> {
 struct ParseInto<'t, 'n> {
     node: &'n Node,
     target: &'t mut Value,
+    check: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ParseInto<'_, '_> {
@@ -273,12 +288,13 @@ impl<'de> DeserializeSeed<'de> for ParseInto<'_, '_> {
         match self.node {
             Node::All => *self.target = Value::deserialize(d)?,
             Node::Present => {
-                IgnoredAny::deserialize(d)?;
+                skip(d, self.check)?;
                 *self.target = Value::Null;
             }
             Node::Fields(fields) => d.deserialize_any(Projector {
                 fields,
                 target: self.target,
+                check: self.check,
             })?,
         }
         Ok(())
@@ -290,6 +306,7 @@ impl<'de> DeserializeSeed<'de> for ParseInto<'_, '_> {
 struct Projector<'t, 'n> {
     fields: &'n FieldNodes,
     target: &'t mut Value,
+    check: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Projector<'_, '_> {
@@ -358,6 +375,7 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
             let element = Projector {
                 fields: self.fields,
                 target: &mut items[n],
+                check: self.check,
             };
             if seq.next_element_seed(element)?.is_none() {
                 break;
@@ -386,17 +404,22 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
                 return Ok(());
             };
             let Some((i, node)) = self.fields.get(key.as_str()) else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Skip(self.check))?;
                 continue;
             };
             seen.mark(*i);
             match out.get_mut(key.as_str()) {
-                Some(slot) => map.next_value_seed(ParseInto { node, target: slot })?,
+                Some(slot) => map.next_value_seed(ParseInto {
+                    node,
+                    target: slot,
+                    check: self.check,
+                })?,
                 None => {
                     let mut v = Value::Null;
                     map.next_value_seed(ParseInto {
                         node,
                         target: &mut v,
+                        check: self.check,
                     })?;
                     out.insert(key.into_string(), v);
                 }
@@ -416,6 +439,126 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Passes over a value a flow does not read: only its syntax, or (`check`) all [`check`] checks.
+fn skip<'de, D: Deserializer<'de>>(d: D, check: bool) -> Result<(), D::Error> {
+    if check {
+        d.deserialize_any(Walk).map(|_| ())
+    } else {
+        IgnoredAny::deserialize(d).map(|_| ())
+    }
+}
+
+struct Skip(bool);
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        skip(d, self.0)
+    }
+}
+
+/// The kind of a JSON value, as [`check`] found it at the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    pub fn of(value: &Value) -> Kind {
+        match value {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(_) => Kind::Number,
+            Value::String(_) => Kind::String,
+            Value::Array(_) => Kind::Array,
+            Value::Object(_) => Kind::Object,
+        }
+    }
+
+    /// As messages name it: "an array".
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "a boolean",
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Array => "an array",
+            Kind::Object => "an object",
+        }
+    }
+}
+
+/// Reads all of `bytes` as a flow that reads the whole body would, keeping nothing: UTF-8,
+/// syntax, every string and key decoded (a lone surrogate such as `"\ud800"` is refused, as
+/// it is when a string is read), numbers, and the parser's nesting limit (serde_json's 128
+/// levels, counted by the same deserializer). A body that passes parses under any [`Need`];
+/// skipping with [`IgnoredAny`] alone checks only the syntax.
+pub fn check(bytes: &[u8]) -> serde_json::Result<Kind> {
+    let mut de = serde_json::Deserializer::from_str(utf8(bytes)?);
+    let kind = de.deserialize_any(Walk)?;
+    de.end()?;
+    Ok(kind)
+}
+
+/// Visits every value as `Value::deserialize` does, without building one.
+struct Walk;
+
+impl<'de> DeserializeSeed<'de> for Walk {
+    type Value = Kind;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+        Ok(Kind::Bool)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
+        Ok(Kind::Number)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Kind, E> {
+        Ok(Kind::Number)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+        Ok(Kind::Number)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Kind, E> {
+        Ok(Kind::String)
+    }
+    fn visit_unit<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_none<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        while seq.next_element_seed(Walk)?.is_some() {}
+        Ok(Kind::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let mut first = true;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if std::mem::take(&mut first) && key.as_str() == NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(Kind::Number);
+            }
+            map.next_value_seed(Walk)?;
+        }
+        Ok(Kind::Object)
     }
 }
 
@@ -932,5 +1075,66 @@ mod tests {
         }
         let deep = format!("{{\"b\": {}}}", "[".repeat(100_000));
         assert!(parse(&need, deep.as_bytes()).is_err());
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn check_refuses_what_a_whole_parse_refuses_and_nothing_more() {
+        for (body, kind) in [
+            (
+                r#"{"a": [1, {"b": null}], "c": "\ud83d\ude00"}"#,
+                Kind::Object,
+            ),
+            ("[1, 2]", Kind::Array),
+            ("123456789012345678901234567890", Kind::Number),
+            (r#""x""#, Kind::String),
+            ("true", Kind::Bool),
+            (" null ", Kind::Null),
+        ] {
+            assert_eq!(check(body.as_bytes()).unwrap(), kind, "{body}");
+        }
+        for bad in [
+            r#"{"a": 1, "b": "\ud800"}"#,
+            r#"{"a": 1, "b": ["\udc00x"]}"#,
+            r#"{"\ud800": 1}"#,
+            r#"{"a": 1} x"#,
+            r#"{"a": 1,}"#,
+        ] {
+            assert!(check(bad.as_bytes()).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
+        }
+        assert!(check(b"{\"a\": \"\xff\"}").is_err());
+        // The nesting limit is the parser's own: both give up at the same depth.
+        let (mut passed, mut refused) = (0, 0);
+        for levels in 100..160 {
+            let body = nested(levels);
+            let whole = serde_json::from_str::<Value>(&body).is_ok();
+            assert_eq!(check(body.as_bytes()).is_ok(), whole, "{levels} levels");
+            if whole {
+                passed += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(passed > 0 && refused > 0, "{passed} {refused}");
+    }
+
+    #[test]
+    fn a_checking_parser_refuses_in_what_it_skips_what_check_refuses() {
+        let mut need = Need::default();
+        need.add_jsonpath("$.a");
+        let skipped_surrogate = br#"{"a": 1, "b": "\ud800"}"#;
+        let skipped_deep = format!(r#"{{"a": 1, "b": {}}}"#, nested(200));
+        let plain = BodyParser::new(need.clone());
+        let checking = BodyParser::checking(need);
+        for body in [&skipped_surrogate[..], skipped_deep.as_bytes()] {
+            assert!(plain.parse(body).is_ok());
+            assert!(checking.parse(body).is_err());
+        }
+        let body = br#"{"a": {"x": "\ud83d\ude00"}, "b": [{"c": null}]}"#;
+        assert_eq!(checking.parse(body).unwrap(), plain.parse(body).unwrap());
     }
 }

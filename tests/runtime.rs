@@ -504,8 +504,18 @@ async fn signatures_are_checked_and_provider_ids_deduplicate() {
     let (status, again) = post(body, good.clone(), "delivery-1").await;
     assert_eq!(status, 200);
     assert_eq!(again["event_id"], first["event_id"]);
-    // A new delivery of the same body is a new event (the provider id decides, not the body).
-    let (status, _) = post(body, good, "delivery-4").await;
+    // Shopify does not sign its delivery id: the same signed body under a new id is a replay,
+    // a duplicate of the first; a new delivery has a body of its own.
+    let (status, again) = post(body, good, "delivery-4").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["event_id"], first["event_id"]);
+    let other = r#"{"id":820982911946154509,"total_price":"11.00"}"#;
+    let (status, _) = post(
+        other,
+        shopify_signature("s3cret-value", other),
+        "delivery-5",
+    )
+    .await;
     assert_eq!(status, 202);
 
     let out = dir.path().join("out/actions.jsonl");

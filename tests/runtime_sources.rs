@@ -181,7 +181,12 @@ fn a_file_resumed_after_a_crash_sends_no_row_twice() {
         let key = format!("file:resume.csv:{}:{mtime}:1", meta.len());
         let body = json!({"sku": "A-1", "qty": "1", "file": "resume.csv", "source": "file"});
         runtime
-            .submit("stock", &key, BTreeMap::new(), body.to_string().as_bytes())
+            .submit(
+                "stock",
+                &[&key],
+                BTreeMap::new(),
+                body.to_string().as_bytes(),
+            )
             .await
             .unwrap();
         std::fs::rename(&part, drop.join("resume.csv")).unwrap();
@@ -277,7 +282,10 @@ steps:
         let again = runtime
             .submit(
                 "ticker",
-                &format!("tick:ticker:{}", ticks[0]["tick"].as_str().unwrap()),
+                &[&format!(
+                    "tick:ticker:{}",
+                    ticks[0]["tick"].as_str().unwrap()
+                )],
                 BTreeMap::new(),
                 b"{}",
             )

@@ -109,23 +109,18 @@ async fn serve(args: Args<'_>) -> ExitCode {
         }
     };
     let app = crate::server::router(runtime.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown(runtime.clone()))
-        .await;
+    let limits = crate::server::Limits {
+        header_timeout: runtime.settings.header_timeout,
+        body_timeout: runtime.settings.body_timeout,
+        max_connections: runtime.settings.max_connections,
+    };
+    crate::server::serve(listener, app, limits, shutdown(runtime.clone())).await;
     if runtime.storage.restart_requested() {
         drop(runtime);
         return restart();
     }
-    match served {
-        Ok(()) => {
-            eprintln!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("the server failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+    eprintln!("stopped");
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or Ctrl-C, after the runtime has drained.

@@ -61,6 +61,16 @@ pub struct ServerConfig {
     /// (default 10000).
     #[serde(default)]
     pub max_event_writes: Option<usize>,
+    /// Time to send a request's headers, and to start the next one on a kept-alive connection
+    /// (default `10s`).
+    #[serde(default)]
+    pub header_timeout: Option<String>,
+    /// Time to send a request's body once its headers are in (default `30s`).
+    #[serde(default)]
+    pub body_timeout: Option<String>,
+    /// Open HTTP connections at most (default 512).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +86,9 @@ impl Default for ServerConfig {
             max_backlog_bytes: None,
             quarantine_after: None,
             max_event_writes: None,
+            header_timeout: None,
+            body_timeout: None,
+            max_connections: None,
         }
     }
 }

@@ -788,16 +788,30 @@ fn check_server(
         ("grace", &server.grace),
         ("keep_trails", &server.keep_trails),
         ("reload_debounce", &server.reload_debounce),
+        ("header_timeout", &server.header_timeout),
+        ("body_timeout", &server.body_timeout),
     ];
     for (name, value) in durations {
         let Some(text) = value else { continue };
-        if let Err(e) = humantime::parse_duration(text) {
-            let at = file.doc.spans.value_pos(&[key("server"), key(name)]);
-            diags.push(
-                file.error(at, format!("`{text}` is not a duration: {e}"))
+        let at = || file.doc.spans.value_pos(&[key("server"), key(name)]);
+        match humantime::parse_duration(text) {
+            Err(e) => diags.push(
+                file.error(at(), format!("`{text}` is not a duration: {e}"))
                     .with_help("write e.g. 500ms, 30s, 5m, 24h or 7d"),
-            );
+            ),
+            // A zero timeout would close every connection before its first request.
+            Ok(d) if d.is_zero() && name.ends_with("_timeout") => {
+                diags.push(file.error(at(), format!("`{name}` must be longer than 0")))
+            }
+            Ok(_) => {}
         }
+    }
+    if server.max_connections == Some(0) {
+        let at = file
+            .doc
+            .spans
+            .value_pos(&[key("server"), key("max_connections")]);
+        diags.push(file.error(at, "`max_connections` must be at least 1"));
     }
     let sizes = [
         ("server", "max_body", &server.max_body),

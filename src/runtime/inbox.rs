@@ -280,17 +280,17 @@ impl Inbox {
         })
     }
 
-    /// Writes a new event unless its dedup key was seen within `window`. Not yet durable:
-    /// await [`Committer::durable`] before acknowledging it.
+    /// Writes a new event unless one of its dedup keys was seen within `window`; a new event
+    /// records all of them, so a later delivery matching any one is a duplicate. Not yet
+    /// durable: await [`Committer::durable`] before acknowledging it.
     pub fn accept(
         &self,
         pipeline: &str,
-        dedup_key: &str,
+        dedup_keys: &[&str],
         window: Duration,
         headers: BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
-        let dkey = format!("{pipeline}\0{dedup_key}");
         let now = now_ms();
         let seq = self.store.generate_id()?;
         let meta = EventMeta {
@@ -307,36 +307,49 @@ impl Inbox {
         self.inbox
             .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)?;
         let value = format!("{now} {}", meta.id);
-        // The event first, then its dedup key (see the module docs). A concurrent delivery of
-        // the same key may have won meanwhile: then this copy is withdrawn.
-        let won = match self.dedup.get(dkey.as_bytes())? {
-            None => self
-                .dedup
-                .insert_new(dkey.as_bytes(), value.as_bytes())?
-                .is_none(),
-            Some(old) => {
-                let stale = parse_dedup(&old)
-                    .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
-                stale
-                    && self
-                        .dedup
-                        .replace(dkey.as_bytes(), &old, value.as_bytes())?
+        // The event first, then its dedup keys (see the module docs). A concurrent delivery of
+        // the same key may have won meanwhile: then this copy is withdrawn, with the keys it
+        // had already claimed, which no other delivery can have taken since (they are fresh).
+        let mut claimed: Vec<Vec<u8>> = Vec::with_capacity(dedup_keys.len());
+        let mut lost = None;
+        for dedup_key in dedup_keys {
+            let dkey = format!("{pipeline}\0{dedup_key}").into_bytes();
+            if claimed.contains(&dkey) {
+                continue;
             }
-        };
-        if !won {
+            let won = match self.dedup.get(&dkey)? {
+                None => self.dedup.insert_new(&dkey, value.as_bytes())?.is_none(),
+                Some(old) => {
+                    let stale = parse_dedup(&old)
+                        .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
+                    stale && self.dedup.replace(&dkey, &old, value.as_bytes())?
+                }
+            };
+            if !won {
+                lost = Some(dkey);
+                break;
+            }
+            claimed.push(dkey);
+        }
+        if let Some(dkey) = lost {
+            for dkey in &claimed {
+                self.dedup.remove(dkey)?;
+            }
             self.inbox.remove(&seq.to_be_bytes())?;
             let id = self
                 .dedup
-                .get(dkey.as_bytes())?
+                .get(&dkey)?
                 .as_deref()
                 .and_then(parse_dedup)
                 .map(|(_, id)| id.to_string())
                 .unwrap_or_default();
             return Ok(Accepted::Duplicate(id));
         }
-        let mut age = now.to_be_bytes().to_vec();
-        age.extend_from_slice(dkey.as_bytes());
-        self.dedup_age.insert(&age, b"")?;
+        for dkey in &claimed {
+            let mut age = now.to_be_bytes().to_vec();
+            age.extend_from_slice(dkey);
+            self.dedup_age.insert(&age, b"")?;
+        }
         self.pending.fetch_add(1, Ordering::SeqCst);
         self.pending_bytes
             .fetch_add(body.len() as u64, Ordering::SeqCst);
@@ -862,7 +875,7 @@ mod tests {
 
     fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
         inbox
-            .accept("p", key, window, BTreeMap::new(), br#"{"a":1}"#)
+            .accept("p", &[key], window, BTreeMap::new(), br#"{"a":1}"#)
             .unwrap()
     }
 
@@ -889,6 +902,32 @@ mod tests {
     }
 
     #[test]
+    fn any_one_of_several_keys_makes_a_duplicate_and_a_loser_frees_what_it_claimed() {
+        let inbox = inbox();
+        let window = Duration::from_secs(60);
+        let accept_keys = |keys: &[&str]| {
+            inbox
+                .accept("p", keys, window, BTreeMap::new(), b"{}")
+                .unwrap()
+        };
+        let Accepted::New(first) = accept_keys(&["id:1", "sha256:h"]) else {
+            panic!("first delivery refused")
+        };
+        // A new id with the same body: the second key decides.
+        match accept_keys(&["id:2", "sha256:h"]) {
+            Accepted::Duplicate(id) => assert_eq!(id, first.meta.id),
+            other => panic!("{other:?}"),
+        }
+        // `id:2` was claimed and then given back with the withdrawn copy.
+        assert!(matches!(accept_keys(&["id:2"]), Accepted::New(_)));
+        assert!(matches!(accept_keys(&["id:1"]), Accepted::Duplicate(_)));
+        assert_eq!(inbox.pending().unwrap().len(), 2);
+        // Both keys of the first are swept with it.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(inbox.sweep_dedup(Duration::from_millis(10)).unwrap(), 3);
+    }
+
+    #[test]
     fn events_survive_a_reopen_with_body_and_meta() {
         let dir = tempfile::tempdir().unwrap();
         let id;
@@ -898,7 +937,7 @@ mod tests {
             let mut headers = BTreeMap::new();
             headers.insert("x-a".into(), "1".into());
             let Accepted::New(ev) = inbox
-                .accept("p", "k", Duration::from_secs(1), headers, b"{\"b\":\n2}")
+                .accept("p", &["k"], Duration::from_secs(1), headers, b"{\"b\":\n2}")
                 .unwrap()
             else {
                 panic!()

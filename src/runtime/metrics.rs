@@ -67,6 +67,16 @@ pub fn rejected(pipeline: &str, status: u16) {
         .increment(1);
 }
 
+/// Open HTTP connections.
+pub fn connections_open(n: usize) {
+    gauge!("crossdock_http_connections").set(n as f64);
+}
+
+/// An HTTP connection closed by the server: `header_timeout` or `evicted` (at the limit).
+pub fn connection_closed(reason: &'static str) {
+    counter!("crossdock_http_connections_closed_total", "reason" => reason).increment(1);
+}
+
 pub fn connector_call(connector: &str, ok: bool) {
     counter!("crossdock_connector_calls_total", "connector" => connector.to_string()).increment(1);
     if !ok {

@@ -61,6 +61,13 @@ pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
 pub struct Settings {
     /// Largest webhook body accepted, in bytes.
     pub body_limit: usize,
+    /// How long a client has to send a request's headers, counted from when it connects or
+    /// from the previous answer on the connection (so also how long an idle one is kept).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its headers are in.
+    pub body_timeout: Duration,
+    /// Open HTTP connections; at the limit, the longest idle one is closed for a new one.
+    pub max_connections: usize,
     /// A delivery with a dedup key seen within this window is a duplicate.
     pub dedup_window: Duration,
     /// How long trails are kept.
@@ -97,6 +104,9 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             body_limit: 4 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
             dedup_window: Duration::from_secs(24 * 3600),
             trail_keep: Duration::from_secs(7 * 24 * 3600),
             grace: Duration::from_secs(10),
@@ -154,6 +164,15 @@ impl Settings {
         }
         if let Some(n) = server.max_event_writes {
             self.max_event_writes = n;
+        }
+        if let Some(d) = duration(&server.header_timeout).filter(|d| !d.is_zero()) {
+            self.header_timeout = d;
+        }
+        if let Some(d) = duration(&server.body_timeout).filter(|d| !d.is_zero()) {
+            self.body_timeout = d;
+        }
+        if let Some(n) = server.max_connections.filter(|n| *n > 0) {
+            self.max_connections = n;
         }
         self
     }
@@ -229,7 +248,7 @@ pub struct Route {
     pub pipeline: String,
     pub scheme: Option<Box<dyn Scheme>>,
     /// `dedup_id:` and a parser made for it once, which reads only that field of a body (and
-    /// still rejects a body that is not JSON).
+    /// still refuses a body no flow could parse, see `projection::check`).
     pub dedup_id: Option<(JsonPath, crate::projection::BodyParser)>,
 }
 
@@ -414,12 +433,12 @@ impl Runtime {
     }
 
     /// Accepts an event for `pipeline` from any source: written to the inbox, durable (per the
-    /// flush policy) when this returns, and handed to the workers. A dedup key seen within
-    /// the window gives `Duplicate` and nothing is queued.
+    /// flush policy) when this returns, and handed to the workers. Any one of `dedup_keys`
+    /// seen within the window gives `Duplicate` and nothing is queued.
     pub async fn submit(
         &self,
         pipeline: &str,
-        dedup_key: &str,
+        dedup_keys: &[&str],
         headers: BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
@@ -440,7 +459,7 @@ impl Runtime {
             .inbox
             .accept(
                 pipeline,
-                dedup_key,
+                dedup_keys,
                 self.settings.dedup_window,
                 headers,
                 body,
@@ -789,7 +808,7 @@ fn build_live(
                     })?;
                     let mut need = crate::projection::Need::default();
                     need.add_jsonpath(p);
-                    Some((path, crate::projection::BodyParser::new(need)))
+                    Some((path, crate::projection::BodyParser::checking(need)))
                 }
                 None => None,
             };

@@ -1,5 +1,6 @@
 //! The HTTP surface of `crossdock run`: webhook ingress, `/health`, `/metrics` and the admin
-//! API, as one `axum::Router` built by [`router`].
+//! API, as one `axum::Router` built by [`router`], and [`serve`], which serves it with bounds on
+//! what a client can hold (`serve.rs`).
 //!
 //! A webhook handler verifies, persists and answers; the runtime's workers do the rest. Routes
 //! are looked up in the live version on every request (not registered with axum), so a reload
@@ -7,10 +8,15 @@
 //! Errors become responses in one place, [`ApiError`].
 
 mod admin;
+mod serve;
 pub mod verify;
 mod webhook;
 
-use std::sync::Arc;
+pub use serve::{serve, Limits};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -86,6 +92,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The body did not arrive within `body_timeout`.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Unavailable(String),
     /// 503 by design (a full backlog, a shutdown): the sender retries later. Counted by
@@ -105,6 +114,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -136,5 +146,61 @@ impl From<crate::state::StateError> for ApiError {
             crate::state::StateError::Invalid(m) => ApiError::BadRequest(m),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+/// At most one log line per key per interval, each with the number of lines left out since
+/// the last. Keys must come from a bounded set (pipeline names, not anything a sender chooses).
+pub(crate) struct LogLimiter {
+    every: Duration,
+    keys: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(every: Duration) -> LogLimiter {
+        LogLimiter {
+            every,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(lines left out since the last)` when a line may be written now.
+    pub(crate) fn admit(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        match keys.get_mut(key) {
+            Some((last, suppressed)) if now.duration_since(*last) < self.every => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                keys.insert(key.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_writes_one_line_per_key_per_interval_and_counts_the_rest() {
+        let limiter = LogLimiter::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        assert_eq!(limiter.admit("a", t0), Some(0));
+        for i in 1..=1000 {
+            assert_eq!(limiter.admit("a", t0 + Duration::from_millis(i)), None);
+        }
+        // Another pipeline has its own allowance.
+        assert_eq!(limiter.admit("b", t0 + Duration::from_secs(1)), Some(0));
+        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(5)), Some(1000));
+        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(6)), None);
+        assert_eq!(limiter.admit("a", t0 + Duration::from_secs(11)), Some(1));
     }
 }

@@ -1,8 +1,12 @@
 //! Webhook ingress: find the route in the live version, check size, signature and JSON, write
 //! the event to the inbox, wait for the group commit, answer 202.
+//!
+//! Owns the dedup keys of a delivery and what a body must be to be accepted: a body no flow
+//! could parse is refused here with 400, not accepted and dead-lettered.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,7 +16,8 @@ use axum::Json;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, LogLimiter};
+use crate::projection::Kind;
 use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
 
 /// Headers never stored with an event: credentials that scripts have no business seeing.
@@ -46,6 +51,10 @@ pub(super) async fn receive(
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
+            if let Some(late) = super::serve::timed_out(&e) {
+                metrics::rejected(pipeline, 408);
+                return Err(ApiError::Timeout(late.to_string()));
+            }
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
@@ -64,34 +73,49 @@ pub(super) async fn receive(
     let delivery_id = match &route.scheme {
         None => None,
         Some(scheme) => match scheme.verify(&headers, &body, chrono::Utc::now().timestamp()) {
-            Ok(v) => v.delivery_id,
+            Ok(v) => v
+                .delivery_id
+                .filter(|s| !s.is_empty())
+                .map(|id| DeliveryId {
+                    id,
+                    signed: scheme.signs_delivery_id(),
+                }),
             Err(e) => {
                 metrics::rejected(pipeline, 401);
-                tracing::info!(pipeline, error = %e, "Webhook refused: signature");
+                if let Some(suppressed) = REFUSAL_LOG.admit(pipeline, Instant::now()) {
+                    tracing::info!(pipeline, error = %e, suppressed, "Webhook refused: signature");
+                }
                 return Err(ApiError::Unauthorized(format!("signature: {e}")));
             }
         },
     };
-    // One parse checks the body is JSON and, with `dedup_id:`, reads that field of it. JSON is
-    // UTF-8 throughout, which serde_json does not check in what it skips: the flow's parse
-    // checks it, so it is checked here too, or the event would fail only once queued.
+    // One pass checks the body is JSON a flow can parse and, with `dedup_id:`, reads that
+    // field of it. A flow's parse refuses a lone surrogate or nesting past the parser's limit
+    // only in what it reads, which a reload or a retried dead letter can change: checked here
+    // in the whole body (as UTF-8 is), or the event would fail only once queued.
     let parsed = match &route.dedup_id {
-        Some((_, parser)) => parser.parse(&body).map(Some),
-        None => crate::projection::utf8(&body)
-            .and_then(serde_json::from_str::<serde::de::IgnoredAny>)
-            .map(|_| None),
+        Some((_, parser)) => parser.parse(&body).map(|v| (Kind::of(&v), Some(v))),
+        None => crate::projection::check(&body).map(|kind| (kind, None)),
     };
     let parsed = match parsed {
-        Ok(parsed) => parsed,
+        Ok((Kind::Object, parsed)) => parsed,
+        Ok((kind, _)) => {
+            metrics::rejected(pipeline, 400);
+            return Err(ApiError::BadRequest(format!(
+                "the body must be a JSON object, not {}",
+                kind.name()
+            )));
+        }
         Err(e) => {
             metrics::rejected(pipeline, 400);
-            return Err(ApiError::BadRequest(format!("the body is not JSON: {e}")));
+            return Err(ApiError::BadRequest(refusal(&e)));
         }
     };
-    let dedup_key = dedup_key(route, delivery_id, parsed.as_ref(), &body);
+    let keys = dedup_keys(route, delivery_id, parsed.as_ref(), &body);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let kept = keep_headers(&headers);
     let accepted = runtime
-        .submit(pipeline, &dedup_key, kept, &body)
+        .submit(pipeline, &keys, kept, &body)
         .await
         .map_err(|e| match e {
             InboxError::Busy(_) | InboxError::BusyBytes(_) => {
@@ -120,16 +144,41 @@ pub(super) async fn receive(
     }
 }
 
-/// The provider's delivery id, else the configured JSONPath's value, else the body's hash.
-/// `parsed` is the body as the route's `dedup_id` parser read it, when the route has one.
-fn dedup_key(
+/// Why a body is refused, from the parser's error: the reason in words where the parser's own
+/// would mislead ("not JSON" for JSON nested too deep).
+fn refusal(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("recursion limit exceeded") {
+        format!("the body is nested deeper than the parser's limit of 128 levels ({text})")
+    } else if text.contains("surrogate") || text.contains("end of hex escape") {
+        // serde_json's words for a `\u` escape that is half of a UTF-16 pair.
+        format!("the body has a string that is not Unicode text ({text})")
+    } else {
+        format!("the body is not JSON: {text}")
+    }
+}
+
+/// A provider's delivery id, and whether its signature covers it.
+struct DeliveryId {
+    id: String,
+    signed: bool,
+}
+
+/// The keys that make a later delivery a duplicate of this one. A signed delivery id alone;
+/// an unsigned one (Shopify, GitHub) with the body's hash too, because a replay can carry any
+/// id but only the signed body; else the value at `dedup_id:`, else the body's hash. `parsed`
+/// is the body as the route's `dedup_id` parser read it, when the route has one.
+fn dedup_keys(
     route: &Route,
-    delivery_id: Option<String>,
+    delivery_id: Option<DeliveryId>,
     parsed: Option<&serde_json::Value>,
     body: &[u8],
-) -> String {
-    if let Some(id) = delivery_id.filter(|s| !s.is_empty()) {
-        return format!("id:{id}");
+) -> Vec<String> {
+    let hash = || format!("sha256:{}", hex::encode(Sha256::digest(body)));
+    match delivery_id {
+        Some(DeliveryId { id, signed: true }) => return vec![format!("id:{id}")],
+        Some(DeliveryId { id, signed: false }) => return vec![format!("id:{id}"), hash()],
+        None => {}
     }
     if let (Some((path, _)), Some(value)) = (&route.dedup_id, parsed) {
         if let Some(found) = path.first(value) {
@@ -137,11 +186,17 @@ fn dedup_key(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            return format!("path:{text}");
+            return vec![format!("path:{text}")];
         }
     }
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+    vec![hash()]
 }
+
+/// Signature refusals are logged at most once per pipeline per this long: whoever can reach
+/// the port decides how many there are, and must not decide how much is written to the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(5);
+
+static REFUSAL_LOG: LazyLock<LogLimiter> = LazyLock::new(|| LogLimiter::new(REFUSAL_LOG_EVERY));
 
 fn keep_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

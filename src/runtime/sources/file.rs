@@ -196,7 +196,11 @@ async fn take(
         let mut headers = super::headers("file");
         headers.insert("x-crossdock-file".into(), name.to_string());
         headers.insert("x-crossdock-row".into(), label.clone());
-        match cx.runtime.submit(&cx.pipeline, &key, headers, body).await {
+        match cx
+            .runtime
+            .submit(&cx.pipeline, &[&key], headers, body)
+            .await
+        {
             Ok(Accepted::New(_)) => report.new += 1,
             Ok(Accepted::Duplicate(_)) => report.duplicates += 1,
             Err(e) => {

@@ -198,7 +198,7 @@ pub async fn poll_once(
             let accepted = runtime
                 .submit(
                     pipeline,
-                    &dedup_key(item, from),
+                    &[&dedup_key(item, from)],
                     headers,
                     item.to_string().as_bytes(),
                 )

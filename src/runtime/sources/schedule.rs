@@ -65,7 +65,7 @@ pub(super) async fn run(mut cx: SourceCx, source: ScheduleSource) {
         headers.insert("x-crossdock-schedule".into(), cron.as_str().to_string());
         match cx
             .runtime
-            .submit(&cx.pipeline, &key, headers, body.to_string().as_bytes())
+            .submit(&cx.pipeline, &[&key], headers, body.to_string().as_bytes())
             .await
         {
             Ok(Accepted::New(e)) => tracing::debug!(event_id = %e.meta.id, tick = %at, "Tick"),

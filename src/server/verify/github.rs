@@ -26,6 +26,11 @@ impl Github {
 }
 
 impl Scheme for Github {
+    /// GitHub signs only the body, not `X-GitHub-Delivery`.
+    fn signs_delivery_id(&self) -> bool {
+        false
+    }
+
     fn verify(
         &self,
         headers: &http::HeaderMap,

@@ -40,6 +40,11 @@ impl HmacSha256 {
 }
 
 impl Scheme for HmacSha256 {
+    /// Only the body is signed (and this scheme reads no delivery id).
+    fn signs_delivery_id(&self) -> bool {
+        false
+    }
+
     fn verify(
         &self,
         headers: &http::HeaderMap,

@@ -35,6 +35,11 @@ use sha2::Sha256;
 pub trait Scheme: Send + Sync {
     /// Checks one delivery. `now` is the current Unix time in seconds (passed in so tests are deterministic).
     fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, VerifyError>;
+
+    /// Whether the signature covers the delivery id, so that a sender without the secret
+    /// cannot change it. When it does not, anyone who saw one delivery can replay it under a
+    /// new id (or none), and the id alone must not decide that a delivery is new.
+    fn signs_delivery_id(&self) -> bool;
 }
 
 /// What a successful verification tells the caller.

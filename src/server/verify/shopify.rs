@@ -1,8 +1,9 @@
 //! Shopify webhooks: base64 HMAC-SHA256 of the raw body, keyed with the app's client secret.
 //!
 //! Owns both header spellings: the classic `X-Shopify-*` ones and the un-prefixed `shopify-*`
-//! ones Shopify added in 2026. Shopify signs no timestamp, so replays can only be caught through
-//! the delivery id.
+//! ones Shopify added in 2026. Shopify signs neither a timestamp nor the delivery id, so a
+//! replay is caught by the body's hash as well as the id (`server::webhook`), within the
+//! dedup window only.
 
 use super::{
     decode_signature, delivery_id, header, required_header, Scheme, SignatureEncoding, Signer,
@@ -28,6 +29,11 @@ impl Shopify {
 }
 
 impl Scheme for Shopify {
+    /// Shopify signs only the body, not `X-Shopify-Webhook-Id`.
+    fn signs_delivery_id(&self) -> bool {
+        false
+    }
+
     fn verify(
         &self,
         headers: &http::HeaderMap,

@@ -49,6 +49,11 @@ impl StandardWebhooks {
 }
 
 impl Scheme for StandardWebhooks {
+    /// `webhook-id` is the first part of the signed content.
+    fn signs_delivery_id(&self) -> bool {
+        true
+    }
+
     fn verify(
         &self,
         headers: &http::HeaderMap,

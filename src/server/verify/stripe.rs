@@ -26,6 +26,11 @@ impl Stripe {
 }
 
 impl Scheme for Stripe {
+    /// The event id is read from the signed body.
+    fn signs_delivery_id(&self) -> bool {
+        true
+    }
+
     fn verify(
         &self,
         headers: &http::HeaderMap,
