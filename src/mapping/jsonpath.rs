@@ -603,6 +603,14 @@ pub(crate) mod tests {
         "$[?@.c == 1 || @ == true]",
         "$..*[?@ > 1.5e0]",
         "$ .products [ ?  @.quantity  ==  2 ] .sku",
+        "$[?@[?@.sku]]",
+        "$..[?length(value(@..value)) > 2]",
+        "$.products[? count(@.options[*]) >= 1 && match( @.sku , \"[AB]-[0-9]\" )]",
+        "$.products[?1 < @.quantity]['sku', 'quantity']",
+        "$[?! @.sku && !(@ == 5)]",
+        "$.products[?@.quantity == -1.5e-3 || @.quantity != null]",
+        "$..options[0, -1, 5:, ::2]",
+        "$.products[?@.options.x]..value",
     ];
 
     #[test]
