@@ -282,3 +282,23 @@ fn a_pattern_from_the_body_over_twenty_thousand_elements_maps() {
     let hits = &event["record"]["X"];
     assert_eq!(hits.as_array().map(Vec::len), Some(11), "{hits}");
 }
+
+/// `limits:` in crossdock.yaml replaces the defaults: a 2 KB copy goes over 1 KB of output.
+#[test]
+fn mapping_limits_come_from_crossdock_yaml() {
+    let project = mapping_project(&[("blob", "$.blob")]);
+    let body = json!({"blob": "b".repeat(2048)});
+    let yaml = project.path().join("crossdock.yaml");
+    std::fs::write(
+        &yaml,
+        "connectors:\n  out: { kind: stdout }\nlimits: { mapping_output: 1KB, mapping_time: 5s }\n",
+    )
+    .expect("write");
+    let message = mapping_error(project.path(), "blob", &body);
+    assert!(
+        message.contains(
+            "mapping blob: field X: $.blob: over the output budget: more than 1024 bytes"
+        ),
+        "{message}"
+    );
+}
