@@ -302,3 +302,23 @@ fn mapping_limits_come_from_crossdock_yaml() {
         "{message}"
     );
 }
+
+/// A `send` payload path is bounded like a mapping's: `$..*..*..*` fails the step.
+#[test]
+fn a_payload_path_that_would_take_gigabytes_fails_the_step() {
+    let project = mapping_project(&[("stars", "$.d")]);
+    std::fs::write(
+        project.path().join("pipelines/stars.yaml"),
+        "pipeline: stars\nsource: { webhook: { path: /stars } }\nsteps:\n  - send: { to: out, op: print, payload: $..*..*..* }\n",
+    )
+    .expect("write");
+    let mut deep = Value::Array(vec![json!(1); 560]);
+    for _ in 0..120 {
+        deep = Value::Array(vec![deep]);
+    }
+    let message = mapping_error(project.path(), "stars", &json!({ "d": deep }));
+    assert!(
+        message.contains("$..*..*..*: over the node budget: queries visited more than 4000000"),
+        "{message}"
+    );
+}
