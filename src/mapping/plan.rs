@@ -1076,16 +1076,18 @@ mod tests {
             .map(|i| serde_json::json!({"name": format!("item-{i}"), "re": format!("item-{i}")}))
             .collect();
         let body = serde_json::json!({"pattern": "item-[0-9]*7$", "items": items});
-        let start = std::time::Instant::now();
+        // Compiled once, not 20,000 times: a limit of one compiled pattern is enough.
+        let once = Limits {
+            regexes: 1,
+            ..Limits::default()
+        };
         let out = apply_within(
             r#"{"Hits": "$.items[?search(@.name, $.pattern)].name"}"#,
             &body,
-            Limits::default(),
+            once,
         )
         .unwrap();
         assert_eq!(out["Hits"].as_array().map(Vec::len), Some(2000));
-        // Compiled once, not 20,000 times: far under the time budget even in a debug build.
-        assert!(start.elapsed() < std::time::Duration::from_secs(10));
         // A pattern per element: refused after the limit of compiled patterns.
         let err = error_of(
             r#"{"Hits": "$.items[?match(@.name, @.re)].name"}"#,

@@ -643,18 +643,17 @@ impl<'a> Cx<'a, '_> {
                 let Some(Value::String(text)) = v.get() else {
                     return Ok(Val::Owned(Value::Bool(false)));
                 };
+                // Matching is linear in the text; count it like nodes.
+                self.budget.visit(text.len() as u64 / 64)?;
                 let yes = match pattern {
                     Pattern::Compiled(re) => re.as_ref().is_some_and(|re| re.is_match(text)),
                     Pattern::Data(p) => {
                         let p = self.operand(p, current)?;
                         match p.get() {
-                            Some(Value::String(p)) => {
-                                // Matching is linear in the text; count it like nodes.
-                                self.budget.visit(text.len() as u64 / 64)?;
-                                self.budget
-                                    .regex(p, *whole)?
-                                    .is_some_and(|re| re.is_match(text))
-                            }
+                            Some(Value::String(p)) => self
+                                .budget
+                                .regex(p, *whole)?
+                                .is_some_and(|re| re.is_match(text)),
                             _ => false,
                         }
                     }
