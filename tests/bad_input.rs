@@ -174,3 +174,151 @@ fn malformed_and_wrongly_shaped_bodies_are_per_event_errors() {
         }
     }
 }
+
+/// A project of one stdout connector and a pipeline per mapping field: `pipelines/<name>.yaml`
+/// maps the body with `{ X: <path> }` and prints the result.
+fn mapping_project(paths: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = vec![(
+        "crossdock.yaml".to_string(),
+        "connectors:\n  out: { kind: stdout }\n".to_string(),
+    )];
+    for (name, path) in paths {
+        files.push((
+            format!("mappings/{name}.yaml"),
+            format!("mapping: {name}\nfields:\n  X: {{ from: \"{path}\" }}\n"),
+        ));
+        files.push((
+            format!("pipelines/{name}.yaml"),
+            format!(
+                "pipeline: {name}\nsource: {{ webhook: {{ path: /{name} }} }}\nsteps:\n  - map: {name}\n  - send: {{ to: out, op: print, payload: $ }}\n"
+            ),
+        ));
+    }
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    dir
+}
+
+/// `dry-run <pipeline>` of `project` on `body`: the one event's first error message.
+fn mapping_error(project: &Path, pipeline: &str, body: &Value) -> String {
+    let input = project.join(format!("{pipeline}-input.json"));
+    std::fs::write(&input, serde_json::to_vec(body).expect("json")).expect("write");
+    let out = Command::new(bin())
+        .args(["dry-run", pipeline, "--format", "json", "--input"])
+        .arg(&input)
+        .arg("--project")
+        .arg(project)
+        .output()
+        .expect("run crossdock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let event: Value = serde_json::from_str(stdout.trim()).expect("one JSON event");
+    event["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {:.300}", event))
+        .to_string()
+}
+
+/// `$..sku` over 120 nested `sku` keys (3.9 MB) would copy every level with all below it,
+/// gigabytes; `$..*..*..*` over 1.4 KB of nested arrays selects millions of nodes. Both end
+/// in a budget error for the event, quickly and without the memory.
+#[test]
+fn mappings_that_would_take_gigabytes_end_in_a_budget_error() {
+    let project = mapping_project(&[("skus", "$..sku"), ("stars", "$..*..*..*")]);
+
+    let mut body = json!("end");
+    for i in 0..120 {
+        body = json!({"sku": body, "data": format!("{i:03}{}", "x".repeat(32_500))});
+    }
+    assert!(serde_json::to_vec(&body).expect("json").len() > 3_900_000);
+    let message = mapping_error(project.path(), "skus", &body);
+    assert!(
+        message.contains("mapping skus: field X: $..sku: over the output budget: more than"),
+        "{message}"
+    );
+
+    let mut deep = Value::Array(vec![json!(1); 560]);
+    for _ in 0..120 {
+        deep = Value::Array(vec![deep]);
+    }
+    let body = json!({ "d": deep });
+    assert!(serde_json::to_vec(&body).expect("json").len() < 1500);
+    let message = mapping_error(project.path(), "stars", &body);
+    assert!(
+        message.contains(
+            "mapping stars: field X: $..*..*..*: over the node budget: queries visited more than"
+        ),
+        "{message}"
+    );
+}
+
+/// A filter whose pattern comes from the body, over 20,000 elements: the pattern is compiled
+/// once, not per element, and the event maps.
+#[test]
+fn a_pattern_from_the_body_over_twenty_thousand_elements_maps() {
+    let project = mapping_project(&[("hits", "$.items[?search(@.name, $.pattern)].name")]);
+    let items: Vec<Value> = (0..20_000)
+        .map(|i| json!({"name": format!("item-{i:05}")}))
+        .collect();
+    let body = json!({"pattern": "^item-0*1[0-9]?$", "items": items});
+    let input = project.path().join("hits-input.json");
+    std::fs::write(&input, serde_json::to_vec(&body).expect("json")).expect("write");
+    let out = Command::new(bin())
+        .args(["dry-run", "hits", "--format", "json", "--input"])
+        .arg(&input)
+        .arg("--project")
+        .arg(project.path())
+        .output()
+        .expect("run crossdock");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout:.500}");
+    let event: Value = serde_json::from_str(stdout.trim()).expect("one JSON event");
+    let hits = &event["record"]["X"];
+    assert_eq!(hits.as_array().map(Vec::len), Some(11), "{hits}");
+}
+
+/// `limits:` in crossdock.yaml replaces the defaults: a 2 KB copy goes over 1 KB of output.
+#[test]
+fn mapping_limits_come_from_crossdock_yaml() {
+    let project = mapping_project(&[("blob", "$.blob")]);
+    let body = json!({"blob": "b".repeat(2048)});
+    let yaml = project.path().join("crossdock.yaml");
+    std::fs::write(
+        &yaml,
+        "connectors:\n  out: { kind: stdout }\nlimits: { mapping_output: 1KB, mapping_time: 5s }\n",
+    )
+    .expect("write");
+    let message = mapping_error(project.path(), "blob", &body);
+    assert!(
+        message.contains(
+            "mapping blob: field X: $.blob: over the output budget: more than 1024 bytes"
+        ),
+        "{message}"
+    );
+}
+
+/// A `send` payload path is bounded like a mapping's: `$..*..*..*` fails the step.
+#[test]
+fn a_payload_path_that_would_take_gigabytes_fails_the_step() {
+    let project = mapping_project(&[("stars", "$.d")]);
+    std::fs::write(
+        project.path().join("pipelines/stars.yaml"),
+        "pipeline: stars\nsource: { webhook: { path: /stars } }\nsteps:\n  - send: { to: out, op: print, payload: $..*..*..* }\n",
+    )
+    .expect("write");
+    let mut deep = Value::Array(vec![json!(1); 560]);
+    for _ in 0..120 {
+        deep = Value::Array(vec![deep]);
+    }
+    let message = mapping_error(project.path(), "stars", &json!({ "d": deep }));
+    assert!(
+        message.contains("$..*..*..*: over the node budget: queries visited more than 4000000"),
+        "{message}"
+    );
+}

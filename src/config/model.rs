@@ -23,6 +23,24 @@ pub struct ProjectFile {
     /// Raw here; each connector is deserialised on its own so one mistake hides no other.
     #[serde(default)]
     pub connectors: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `limits:`, what one event may spend; unset keys keep the defaults of
+/// `crate::mapping::Limits` (docs/mappings.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// JSON nodes one mapping application's queries may visit.
+    #[serde(default)]
+    pub mapping_nodes: Option<u64>,
+    /// Output one mapping application may produce, e.g. `16MB`.
+    #[serde(default)]
+    pub mapping_output: Option<String>,
+    /// Wall-clock time of one mapping application, e.g. `2s`.
+    #[serde(default)]
+    pub mapping_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -90,7 +90,11 @@ pub fn compile(
         .iter()
         .map(|f| (stem(&f.path), f.text.as_str()))
         .collect();
-    let mappings = compile_mappings(sources, &rules, &mut diags);
+    let limits = match (&config, &sources.project) {
+        (Some(c), Some(file)) => mapping_limits(&c.limits, file, &mut diags),
+        _ => mapping::Limits::default(),
+    };
+    let mappings = compile_mappings(sources, &rules, &limits, &mut diags);
 
     let mut pipelines = BTreeMap::new();
     let mut claims = SourceClaims::default();
@@ -299,9 +303,42 @@ fn compile_scripts(
     out
 }
 
+/// `limits:` of crossdock.yaml over the defaults; a bad value is reported and the default kept.
+fn mapping_limits(
+    config: &crate::config::model::LimitsConfig,
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) -> mapping::Limits {
+    let mut limits = mapping::Limits::default();
+    let at = |name: &str| file.doc.spans.value_pos(&[key("limits"), key(name)]);
+    if let Some(n) = config.mapping_nodes {
+        limits.nodes = n;
+    }
+    if let Some(text) = &config.mapping_output {
+        match crate::config::model::parse_size(text) {
+            Ok(n) => limits.output_bytes = n as u64,
+            Err(e) => diags.push(file.error(at("mapping_output"), e)),
+        }
+    }
+    if let Some(text) = &config.mapping_time {
+        match humantime::parse_duration(text) {
+            Ok(d) => limits.time = d,
+            Err(e) => diags.push(
+                file.error(
+                    at("mapping_time"),
+                    format!("`{text}` is not a duration: {e}"),
+                )
+                .with_help("write e.g. 500ms, 2s or 1m"),
+            ),
+        }
+    }
+    limits
+}
+
 fn compile_mappings(
     sources: &ProjectSources,
     rules: &Rules,
+    limits: &mapping::Limits,
     diags: &mut Diagnostics,
 ) -> Compiled<Mapping> {
     let mut out = HashMap::new();
@@ -319,6 +356,7 @@ fn compile_mappings(
         check_name(file, &spec.mapping, "mapping", diags);
         match mapping::compile(&spec, rules) {
             Ok(m) => {
+                let m = m.with_limits(limits.clone());
                 if out
                     .insert(spec.mapping.clone(), Some(Arc::new(m)))
                     .is_some()

@@ -268,7 +268,7 @@ impl Run<'_> {
             SetValue::Expr(e) => e
                 .eval_value(self.rules, record, &self.ctx)
                 .map_err(|e| e.to_string())?,
-            SetValue::From(p) => select(p, record).unwrap_or(Value::Null),
+            SetValue::From(p) => select(p, record)?.unwrap_or(Value::Null),
         })
     }
 
@@ -298,7 +298,7 @@ impl Run<'_> {
     fn send(&self, send: &SendStep, record: &Value) -> Result<Action, String> {
         let payload = match &send.payload {
             None => record.clone(),
-            Some(p) => select(p, record)
+            Some(p) => select(p, record)?
                 .ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
         };
         Ok(send.action(payload))
@@ -354,13 +354,23 @@ fn take(record: &mut Value, path: &[String]) -> Option<Value> {
     at.as_object_mut()?.remove(last)
 }
 
-/// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise.
-fn select(path: &crate::mapping::jsonpath::JsonPath, record: &Value) -> Option<Value> {
+/// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise,
+/// made within the default mapping budget (nodes visited, bytes copied, time), so a path such
+/// as `$..*..*..*` fails the step instead of the process.
+fn select(
+    path: &crate::mapping::jsonpath::JsonPath,
+    record: &Value,
+) -> Result<Option<Value>, String> {
     if path.is_singular() {
-        path.first(record).cloned()
-    } else {
-        Some(Value::Array(
-            path.query(record).into_iter().cloned().collect(),
-        ))
+        return Ok(path.first(record).cloned());
     }
+    let mut budget = crate::mapping::Budget::default();
+    let over = |e: crate::mapping::Exceeded| format!("{path}: {e}");
+    let nodes = path.query_within(record, &mut budget).map_err(over)?;
+    let mut items = Vec::with_capacity(nodes.len());
+    for v in nodes {
+        budget.output(v).map_err(over)?;
+        items.push(v.clone());
+    }
+    Ok(Some(Value::Array(items)))
 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::budget::{Budget, Exceeded};
 use super::jsonpath::JsonPath;
 
 #[derive(Clone, Debug)]
@@ -29,25 +30,37 @@ impl Access {
     }
 
     /// The value a field reads: the one node for a singular path (borrowed; `None` when
-    /// absent), the array of all matches for a non-singular one (possibly empty).
-    pub(crate) fn get<'a>(&self, root: &'a Value) -> Option<Cow<'a, Value>> {
-        if self.is_many() {
-            Some(Cow::Owned(Value::Array(
-                self.get_all(root).into_iter().cloned().collect(),
-            )))
-        } else {
-            self.get_one(root).map(Cow::Borrowed)
+    /// absent), the array of all matches for a non-singular one (possibly empty). The
+    /// matches are counted against `budget` as output before they are copied.
+    pub(crate) fn get<'a>(
+        &self,
+        root: &'a Value,
+        budget: &mut Budget,
+    ) -> Result<Option<Cow<'a, Value>>, Exceeded> {
+        if !self.is_many() {
+            return Ok(self.get_one(root).map(Cow::Borrowed));
         }
+        let found = self.get_all(root, budget)?;
+        let mut items = Vec::with_capacity(found.len());
+        for v in found {
+            budget.output(v)?;
+            items.push(v.clone());
+        }
+        Ok(Some(Cow::Owned(Value::Array(items))))
     }
 
-    /// The first node the path selects.
+    /// The first node the path selects (for singular paths, which need no budget).
     pub(crate) fn get_one<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         self.path.first(root)
     }
 
-    /// Every node the path selects, in document order.
-    pub(crate) fn get_all<'a>(&self, root: &'a Value) -> Vec<&'a Value> {
-        self.path.query(root)
+    /// Every node the path selects, in document order, within `budget`.
+    pub(crate) fn get_all<'a>(
+        &self,
+        root: &'a Value,
+        budget: &mut Budget,
+    ) -> Result<Vec<&'a Value>, Exceeded> {
+        self.path.query_within(root, budget)
     }
 }
 
@@ -79,7 +92,28 @@ mod tests {
         ];
         for (src, want) in cases {
             let a = Access::new(JsonPath::parse(src).unwrap());
-            assert_eq!(a.get(&rec).map(Cow::into_owned), want, "{src}");
+            let got = a.get(&rec, &mut Budget::default()).unwrap();
+            assert_eq!(got.map(Cow::into_owned), want, "{src}");
         }
+    }
+
+    #[test]
+    fn copies_of_matches_are_counted_before_they_are_made() {
+        // Each `a` holds the next: `$..a` copies the tail of the chain once per level.
+        let mut rec = json!("end");
+        for _ in 0..50 {
+            rec = json!({"a": rec, "pad": "x".repeat(100)});
+        }
+        let a = Access::new(JsonPath::parse("$..a").unwrap());
+        let mut budget = Budget::new(crate::mapping::Limits {
+            output_bytes: 20_000,
+            ..Default::default()
+        });
+        assert_eq!(
+            a.get(&rec, &mut budget).map(|_| ()),
+            Err(Exceeded::Output(20_000))
+        );
+        // Without the limit the same read is about 50 * 25 * 110 bytes.
+        assert!(a.get(&rec, &mut Budget::default()).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::access::Access;
+use super::budget::Limits;
 use super::convert::{convert, map_scalars, FieldType, Transform};
 use super::error::{show, MappingIssue};
 use super::jsonpath::JsonPath;
@@ -57,6 +58,7 @@ pub fn compile(file: &MappingFile, rules: &Rules) -> Result<Mapping, Vec<Mapping
         Ok(Mapping {
             name: file.mapping.clone(),
             nodes,
+            limits: Limits::default(),
         })
     } else {
         Err(cx.issues)

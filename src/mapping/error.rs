@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::budget::Exceeded;
 use super::convert::FieldType;
 use crate::config::span::{display_path, PathSeg};
 
@@ -84,6 +85,9 @@ pub enum FieldProblem {
     NotAnArray { from: String, found: String },
     #[error("expr failed: {message}")]
     Expr { message: String },
+    /// A limit of the mapping ran out while the field read `from` or emitted its value.
+    #[error("{from}: {exceeded}")]
+    Budget { from: String, exceeded: Exceeded },
 }
 
 fn paren(detail: &Option<&'static str>) -> String {

@@ -2,9 +2,11 @@
 //!
 //! Owns the one JSONPath type the engine uses ([`JsonPath`]), its parse errors with a byte
 //! offset for the caret ([`JsonPathError`]), and the choice of how a path is evaluated.
-//! Validation and every query that is not "simple" belong to the `serde_json_path` crate,
-//! which passes the whole RFC 9535 compliance suite (`tests/jsonpath_cts.rs`); see
-//! `docs/jsonpath.md` for why that crate and not `jsonpath-rust`.
+//! Validation belongs to the `serde_json_path` crate, which passes the whole RFC 9535
+//! compliance suite (`tests/jsonpath_cts.rs`); see `docs/jsonpath.md` for why that crate and
+//! not `jsonpath-rust`. Every query that is not "simple" is then read again into our own tree
+//! and evaluated by `super::query`, which counts the nodes it visits against a [`Budget`]
+//! (the crate's evaluator has no limit: `$..*..*..*` over a 1.4 KB body took gigabytes).
 //!
 //! On top of the engine sits a fast path, chosen in [`JsonPath::parse`]: a query made only
 //! of child segments with one name, one index or a wildcard (`$.billing_address.email`,
@@ -26,6 +28,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::Value;
+
+pub use super::budget::{Budget, Exceeded, Limits};
+use super::query::{ParseProblem, Query};
 
 /// Deepest nesting of `[` and `(` accepted, counted together (stack guard).
 const MAX_NESTING: usize = 64;
@@ -65,7 +70,7 @@ enum Plan {
     /// Names, indexes and at least one wildcard, walked directly.
     Simple(Vec<Step>),
     /// Everything else: filters, slices, descendants, several selectors in one bracket.
-    Engine(serde_json_path::JsonPath),
+    Tree(Box<Query>),
 }
 
 #[derive(Clone, Debug)]
@@ -78,14 +83,21 @@ impl JsonPath {
     /// Parses and compiles `src`. All parsing happens here; queries never parse again.
     pub fn parse(src: &str) -> Result<JsonPath, JsonPathError> {
         check_nesting(src)?;
-        let engine = serde_json_path::JsonPath::parse(&upper_hex_escapes(src)).map_err(|e| {
-            JsonPathError {
-                message: e.message().to_owned(),
-                offset: e.position().min(src.len()),
-            }
+        serde_json_path::JsonPath::parse(&upper_hex_escapes(src)).map_err(|e| JsonPathError {
+            message: e.message().to_owned(),
+            offset: e.position().min(src.len()),
         })?;
         let plan = match parse_simple(src) {
-            None => Plan::Engine(engine),
+            None => Plan::Tree(Box::new(Query::parse(src).map_err(|p| match p {
+                ParseProblem::Regex(e) => JsonPathError {
+                    message: e.to_string(),
+                    offset: 0,
+                },
+                ParseProblem::Unknown(offset) => JsonPathError {
+                    message: "a query the evaluator cannot read".into(),
+                    offset: offset.min(src.len()),
+                },
+            })?)),
             Some(steps) => match as_segments(&steps) {
                 Some(segs) => Plan::Singular(segs),
                 None => Plan::Simple(steps),
@@ -108,21 +120,39 @@ impl JsonPath {
         matches!(self.plan, Plan::Singular(_))
     }
 
-    /// Every node the query selects, in the order RFC 9535 defines.
+    /// Every node the query selects, in the order RFC 9535 defines, with no budget: for
+    /// documents bounded some other way. A pattern from the data that compiles to more than
+    /// 10 MB (where the engine's `regex` stops too) makes the result empty.
     pub fn query<'a>(&self, root: &'a Value) -> Vec<&'a Value> {
         match &self.plan {
             Plan::Singular(segs) => walk(root, segs).into_iter().collect(),
             Plan::Simple(steps) => walk_simple(root, steps),
-            Plan::Engine(q) => q.query(root).all(),
+            Plan::Tree(q) => q.run(root, &mut Budget::unlimited()).unwrap_or_default(),
         }
     }
 
-    /// The first node the query selects.
+    /// The first node the query selects, with no budget (see [`JsonPath::query`]).
     pub fn first<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         match &self.plan {
             Plan::Singular(segs) => walk(root, segs),
             Plan::Simple(steps) => walk_simple(root, steps).into_iter().next(),
-            Plan::Engine(q) => q.query(root).first(),
+            Plan::Tree(_) => self.query(root).into_iter().next(),
+        }
+    }
+
+    /// [`JsonPath::query`] within `budget`. Names, indexes and wildcards alone select at
+    /// most every node of the document once per step and are not counted; the other
+    /// queries count every node they select or pass over (filter candidates, descendants,
+    /// the nodes of queries inside filters) and fail once the budget is spent.
+    pub fn query_within<'a>(
+        &self,
+        root: &'a Value,
+        budget: &mut Budget,
+    ) -> Result<Vec<&'a Value>, Exceeded> {
+        match &self.plan {
+            Plan::Singular(segs) => Ok(walk(root, segs).into_iter().collect()),
+            Plan::Simple(steps) => Ok(walk_simple(root, steps)),
+            Plan::Tree(q) => q.run(root, budget),
         }
     }
 
@@ -131,7 +161,7 @@ impl JsonPath {
     pub fn segments(&self) -> Option<&[Segment]> {
         match &self.plan {
             Plan::Singular(segs) => Some(segs),
-            Plan::Simple(_) | Plan::Engine(_) => None,
+            Plan::Simple(_) | Plan::Tree(_) => None,
         }
     }
 }
@@ -358,18 +388,18 @@ fn parse_simple(src: &str) -> Option<Vec<Step>> {
     }
 }
 
-struct Reader<'s> {
-    s: &'s [u8],
-    src: &'s str,
-    i: usize,
+pub(super) struct Reader<'s> {
+    pub(super) s: &'s [u8],
+    pub(super) src: &'s str,
+    pub(super) i: usize,
 }
 
 impl Reader<'_> {
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
 
-    fn eat(&mut self, b: u8) -> bool {
+    pub(super) fn eat(&mut self, b: u8) -> bool {
         if self.peek() == Some(b) {
             self.i += 1;
             true
@@ -378,14 +408,14 @@ impl Reader<'_> {
         }
     }
 
-    fn blanks(&mut self) {
+    pub(super) fn blanks(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
         }
     }
 
     /// `member-name-shorthand`: ALPHA / "_" / non-ASCII, then those or DIGIT.
-    fn shorthand_name(&mut self) -> Option<String> {
+    pub(super) fn shorthand_name(&mut self) -> Option<String> {
         let rest = self.src.get(self.i..)?;
         let len = rest
             .char_indices()
@@ -402,7 +432,7 @@ impl Reader<'_> {
     }
 
     /// An integer index; the engine has already checked its form and range.
-    fn int(&mut self) -> Option<i64> {
+    pub(super) fn int(&mut self) -> Option<i64> {
         let start = self.i;
         self.eat(b'-');
         while matches!(self.peek(), Some(b'0'..=b'9')) {
@@ -412,7 +442,7 @@ impl Reader<'_> {
     }
 
     /// The rest of a string literal opened by `quote`, unescaped.
-    fn string(&mut self, quote: u8) -> Option<String> {
+    pub(super) fn string(&mut self, quote: u8) -> Option<String> {
         let mut out = String::new();
         let rest = self.src.get(self.i..)?;
         let mut chars = rest.char_indices();
@@ -465,7 +495,7 @@ fn hex4(chars: &mut std::str::CharIndices<'_>) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -553,6 +583,34 @@ mod tests {
         "$['id','n']",
         "$..*",
         "$.products[?length(@.options) > 0]",
+        "$.products[?match(@.sku, 'A-.*')].sku",
+        "$.products[?search(@.sku, '1')]",
+        "$.products[?search(@.sku, '[')]",
+        "$..options[?@.value == 'red']",
+        "$.products[?count(@.options[*]) > 1].sku",
+        "$.products[?value(@..value) == 'obj']",
+        "$.products[?!@.sku]",
+        "$.products[?(@.quantity > 1 || @.sku == 'B-2') && @.quantity != 5]",
+        "$.products[?!(@.quantity < 2)].quantity",
+        "$.products[::-1].sku",
+        "$.products[-2:]",
+        "$.products[5:0:-2]",
+        "$[?length(@) > 1]",
+        "$.products[?@.quantity >= 2 && @.quantity <= 5]",
+        "$..[?@.sku == $.products[0].sku].quantity",
+        "$..[?@ == 12345678901234567890123]",
+        "$.products[?@.options == @.options]",
+        "$[?@.c == 1 || @ == true]",
+        "$..*[?@ > 1.5e0]",
+        "$ .products [ ?  @.quantity  ==  2 ] .sku",
+        "$[?@[?@.sku]]",
+        "$..[?length(value(@..value)) > 2]",
+        "$.products[? count(@.options[*]) >= 1 && match( @.sku , \"[AB]-[0-9]\" )]",
+        "$.products[?1 < @.quantity]['sku', 'quantity']",
+        "$[?! @.sku && !(@ == 5)]",
+        "$.products[?@.quantity == -1.5e-3 || @.quantity != null]",
+        "$..options[0, -1, 5:, ::2]",
+        "$.products[?@.options.x]..value",
     ];
 
     #[test]
@@ -560,7 +618,7 @@ mod tests {
         for src in FAST {
             let path = p(src);
             assert!(
-                !matches!(path.plan, Plan::Engine(_)),
+                !matches!(path.plan, Plan::Tree(_)),
                 "{src} should take the fast path"
             );
             for doc in docs() {
@@ -571,7 +629,7 @@ mod tests {
         }
         for src in SLOW {
             let path = p(src);
-            assert!(matches!(path.plan, Plan::Engine(_)), "{src}");
+            assert!(matches!(path.plan, Plan::Tree(_)), "{src}");
             assert!(!path.is_singular(), "{src}");
             for doc in docs() {
                 assert_eq!(path.query(&doc), engine(src, &doc), "{src} on {doc}");
@@ -690,6 +748,61 @@ mod tests {
         let src = format!("${}[*]", ".a".repeat(100_000));
         let path = p(&src);
         assert!(path.query(&json!({"a": {"a": 1}})).is_empty());
+    }
+
+    /// 125 arrays nested, the innermost holding 560 ones: 1.4 KB of JSON.
+    pub(crate) fn deep_list() -> Value {
+        let mut doc = Value::Array(vec![json!(1); 560]);
+        for _ in 0..124 {
+            doc = Value::Array(vec![doc]);
+        }
+        doc
+    }
+
+    #[test]
+    fn queries_beyond_names_indexes_and_wildcards_count_their_nodes() {
+        // `$..*..*..*` selects each node once per pair of its ancestors: 4.6 million nodes,
+        // 37 MB of node list, from 1.4 KB.
+        let doc = deep_list();
+        assert!(doc.to_string().len() < 1400);
+        let limits = Limits::default();
+        let path = p("$..*..*..*");
+        assert_eq!(
+            path.query_within(&doc, &mut Budget::new(limits.clone())),
+            Err(Exceeded::Nodes(limits.nodes))
+        );
+        // `$..*..*` selects about 77,000 nodes, visiting about twice as many.
+        let all = p("$..*..*").query(&doc).len();
+        assert!(all > 70_000, "{all}");
+        let mut budget = Budget::new(Limits {
+            nodes: 200_000,
+            ..limits.clone()
+        });
+        let two = p("$..*..*").query_within(&doc, &mut budget);
+        assert_eq!(two.map(|n| n.len()), Ok(all));
+        let mut budget = Budget::new(Limits {
+            nodes: 100_000,
+            ..limits
+        });
+        assert!(p("$..*..*").query_within(&doc, &mut budget).is_err());
+        // Names, indexes and wildcards are not counted: they select each node at most once.
+        let mut none = Budget::new(Limits {
+            nodes: 0,
+            ..Limits::default()
+        });
+        let got = p("$[0][0][*]").query_within(&doc, &mut none);
+        assert_eq!(got.map(|n| n.len()), Ok(1));
+    }
+
+    #[test]
+    fn a_literal_pattern_over_the_regex_limits_is_refused_at_load() {
+        let err = JsonPath::parse(r"$[?match(@, '\\w{50}{50}')]").map(|_| ());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.message.contains("compiles to more than")),
+            "{err:?}"
+        );
+        assert!(JsonPath::parse(r"$[?match(@, '\\w{5}')]").is_ok());
     }
 
     #[test]

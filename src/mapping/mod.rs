@@ -14,19 +14,23 @@
 //! parses nothing.
 //!
 //! Layout: `spec` (file model), `compile` (checks, builds the plan), `plan` (the plan and the
-//! hot path), `access` (reading a path), `convert` (types, transforms), `template`, `error`;
-//! `jsonpath` is the RFC 9535 engine.
+//! hot path), `access` (reading a path), `convert` (types, transforms), `template`, `error`,
+//! `budget` (what one application may spend); `jsonpath` is the RFC 9535 engine, `query` its
+//! evaluator for queries beyond names, indexes and wildcards.
 
 mod access;
+mod budget;
 mod compile;
 mod convert;
 mod error;
 pub mod jsonpath;
 mod plan;
+mod query;
 mod rfc2822;
 pub mod spec;
 mod template;
 
+pub use budget::{Budget, Exceeded, Limits};
 pub use compile::compile;
 pub use convert::{FieldType, Transform};
 pub use error::{FieldProblem, MappingError, MappingIssue};

@@ -4,6 +4,10 @@
 //! load (dotted targets already split into nested nodes, paths already compiled, lookups
 //! already hashed) and builds the output object directly. The input is only
 //! borrowed; a value is cloned once, when it is emitted.
+//!
+//! Each application runs within a [`Budget`] made from the mapping's [`Limits`]: the nodes
+//! its queries visit (and one per field evaluated), the output it emits, counted before a
+//! value is copied, and its time. Running out fails the field with [`FieldProblem::Budget`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::access::Access;
+use super::budget::{Budget, Exceeded, Limits};
 use super::convert::{convert, key_text, map_scalars, transform, FieldType, Transform};
 use super::error::{show, FieldProblem, MappingError};
 use super::jsonpath::JsonPath;
@@ -23,6 +28,7 @@ use crate::rules::{Expr, Rules};
 pub struct Mapping {
     pub(crate) name: String,
     pub(crate) nodes: Vec<Node>,
+    pub(crate) limits: Limits,
 }
 
 /// One key of an output object.
@@ -101,6 +107,16 @@ impl Mapping {
         &self.name
     }
 
+    /// The same mapping applied within other limits than the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Mapping {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Maps one record. Evaluates fields in declared order; stops at the first
     /// field that fails.
     pub fn apply(&self, rules: &Rules, input: &Value) -> Result<Value, MappingError> {
@@ -125,7 +141,8 @@ impl Mapping {
         let Value::Object(fields) = out else {
             return Ok(());
         };
-        build_into(&self.nodes, rules, input, fields).map_err(|f| MappingError {
+        let mut budget = Budget::new(self.limits.clone());
+        build_into(&self.nodes, rules, input, fields, &mut budget).map_err(|f| MappingError {
             mapping: self.name.clone(),
             field: f.field,
             problem: f.problem,
@@ -192,9 +209,14 @@ fn collect_reads(node: &Node, out: &mut Vec<JsonPath>) -> Option<()> {
     Some(())
 }
 
-fn build(nodes: &[Node], rules: &Rules, root: &Value) -> Result<Map<String, Value>, Fail> {
+fn build(
+    nodes: &[Node],
+    rules: &Rules,
+    root: &Value,
+    budget: &mut Budget,
+) -> Result<Map<String, Value>, Fail> {
     let mut out = Map::new();
-    build_into(nodes, rules, root, &mut out)?;
+    build_into(nodes, rules, root, &mut out, budget)?;
     Ok(out)
 }
 
@@ -205,6 +227,7 @@ fn build_into(
     rules: &Rules,
     root: &Value,
     out: &mut Map<String, Value>,
+    budget: &mut Budget,
 ) -> Result<(), Fail> {
     // Into an empty object every field is new: no point looking for it first.
     let fresh = out.is_empty();
@@ -212,8 +235,8 @@ fn build_into(
     for node in nodes {
         let slot = if fresh { None } else { out.get_mut(&node.key) };
         let filled = match (&node.kind, slot) {
-            (NodeKind::Field(field), Some(slot)) => field.eval_into(rules, root, slot)?,
-            (NodeKind::Field(field), None) => match field.eval(rules, root)? {
+            (NodeKind::Field(field), Some(slot)) => field.eval_into(rules, root, slot, budget)?,
+            (NodeKind::Field(field), None) => match field.eval(rules, root, budget)? {
                 Some(v) => {
                     out.insert(node.key.clone(), v);
                     true
@@ -221,12 +244,12 @@ fn build_into(
                 None => false,
             },
             (NodeKind::Object { children, .. }, Some(Value::Object(inner))) => {
-                build_into(children, rules, root, inner)?;
+                build_into(children, rules, root, inner, budget)?;
                 // An object whose fields were all omitted is omitted too, rather than `{}`.
                 !inner.is_empty()
             }
             (NodeKind::Object { children, .. }, _) => {
-                let inner = build(children, rules, root)?;
+                let inner = build(children, rules, root, budget)?;
                 let filled = !inner.is_empty();
                 if filled {
                     out.insert(node.key.clone(), Value::Object(inner));
@@ -255,22 +278,69 @@ impl Field {
         }
     }
 
+    /// Running out of `budget` while reading `from` (a path, or what the field makes).
+    fn over<'s>(&'s self, from: &'s str) -> impl FnOnce(Exceeded) -> Fail + 's {
+        move |exceeded| {
+            self.fail(FieldProblem::Budget {
+                from: from.into(),
+                exceeded,
+            })
+        }
+    }
+
+    /// What the field makes, named for a budget error.
+    fn made_by(&self) -> &str {
+        match &self.source {
+            _ if self.expr.is_some() => "expr",
+            Source::Path(a) => a.path().as_str(),
+            Source::Each { path, .. } => path.path().as_str(),
+            Source::Template(_) => "template",
+            Source::Nothing => "default",
+        }
+    }
+
+    /// Counts the field's value as output (before a borrowed one is copied).
+    fn emit(&self, v: &Value, budget: &mut Budget) -> Result<(), Fail> {
+        budget.output(v).map_err(self.over(self.made_by()))
+    }
+
     /// The field's value, or `None` when it is omitted.
-    fn eval(&self, rules: &Rules, root: &Value) -> Result<Option<Value>, Fail> {
+    fn eval(
+        &self,
+        rules: &Rules,
+        root: &Value,
+        budget: &mut Budget,
+    ) -> Result<Option<Value>, Fail> {
+        budget.visit(1).map_err(self.over(self.made_by()))?;
         if let Source::Each { path, fields } = &self.source {
             let mut out = Value::Null;
             return Ok(self
-                .each_into(path, fields, rules, root, &mut out)?
+                .each_into(path, fields, rules, root, &mut out, budget)?
                 .then_some(out));
         }
-        Ok(self.value(rules, root)?.map(Cow::into_owned))
+        match self.value(rules, root, budget)? {
+            Some(v) => {
+                self.emit(&v, budget)?;
+                Ok(Some(v.into_owned()))
+            }
+            None => Ok(None),
+        }
     }
 
     /// [`Field::eval`] into `slot`, reusing what it holds; false when the field is omitted
     /// (`slot` is then as it was).
-    fn eval_into(&self, rules: &Rules, root: &Value, slot: &mut Value) -> Result<bool, Fail> {
+    fn eval_into(
+        &self,
+        rules: &Rules,
+        root: &Value,
+        slot: &mut Value,
+        budget: &mut Budget,
+    ) -> Result<bool, Fail> {
+        budget.visit(1).map_err(self.over(self.made_by()))?;
         match &self.source {
-            Source::Each { path, fields } => self.each_into(path, fields, rules, root, slot),
+            Source::Each { path, fields } => {
+                self.each_into(path, fields, rules, root, slot, budget)
+            }
             // A template and nothing else: rendered into the string already there.
             Source::Template(t)
                 if self.transforms.is_empty()
@@ -278,17 +348,27 @@ impl Field {
                     && self.expr.is_none()
                     && self.ty.is_none() =>
             {
-                match slot {
+                let len = match slot {
                     Value::String(text) => {
                         text.clear();
                         t.render_into(text, root);
+                        text.len()
                     }
-                    other => *other = Value::String(t.render(root)),
-                }
+                    other => {
+                        let text = t.render(root);
+                        let len = text.len();
+                        *other = Value::String(text);
+                        len
+                    }
+                };
+                budget
+                    .output_bytes(len + 2)
+                    .map_err(self.over("template"))?;
                 Ok(true)
             }
-            _ => Ok(match self.value(rules, root)? {
+            _ => Ok(match self.value(rules, root, budget)? {
                 Some(Cow::Borrowed(v)) => {
+                    self.emit(v, budget)?;
                     match (&mut *slot, v) {
                         (Value::String(to), Value::String(from)) => to.clone_from(from),
                         (to, from) => *to = from.clone(),
@@ -296,6 +376,7 @@ impl Field {
                     true
                 }
                 Some(Cow::Owned(v)) => {
+                    self.emit(&v, budget)?;
                     *slot = v;
                     true
                 }
@@ -307,7 +388,12 @@ impl Field {
     /// The value of a field that is not an `each`, borrowed when it is a value of the record
     /// or of the mapping as it stands. Stages, in order: read (`from` or `template`),
     /// transforms, lookup, `expr`, then default/required for a missing value, then `type`.
-    fn value<'a>(&'a self, rules: &Rules, root: &'a Value) -> Result<Option<Cow<'a, Value>>, Fail> {
+    fn value<'a>(
+        &'a self,
+        rules: &Rules,
+        root: &'a Value,
+        budget: &mut Budget,
+    ) -> Result<Option<Cow<'a, Value>>, Fail> {
         // Most fields only read a path, maybe with a type: that case skips the stages.
         if let (Source::Path(a), true, None, None) = (
             &self.source,
@@ -321,7 +407,10 @@ impl Field {
         }
         let (mut from, found) = match &self.source {
             Source::Nothing => ("default", None),
-            Source::Path(a) => (a.path().as_str(), a.get(root)),
+            Source::Path(a) => (
+                a.path().as_str(),
+                a.get(root, budget).map_err(self.over(a.path().as_str()))?,
+            ),
             Source::Template(t) => ("template", Some(Cow::Owned(Value::String(t.render(root))))),
             // `eval` and `eval_into` take these before.
             Source::Each { .. } => return Ok(None),
@@ -438,18 +527,23 @@ impl Field {
         rules: &Rules,
         root: &Value,
         slot: &mut Value,
+        budget: &mut Budget,
     ) -> Result<bool, Fail> {
         let from = || path.path().as_str().to_string();
         if path.is_many() {
-            let items = path.get_all(root);
-            return self.each_of_into(items.into_iter(), fields, rules, slot);
+            let items = path
+                .get_all(root, budget)
+                .map_err(self.over(path.path().as_str()))?;
+            return self.each_of_into(items.into_iter(), fields, rules, slot, budget);
         }
         match path.get_one(root) {
             None | Some(Value::Null) if self.required => {
                 Err(self.fail(FieldProblem::Missing { from: from() }))
             }
             None | Some(Value::Null) => Ok(false),
-            Some(Value::Array(items)) => self.each_of_into(items.iter(), fields, rules, slot),
+            Some(Value::Array(items)) => {
+                self.each_of_into(items.iter(), fields, rules, slot, budget)
+            }
             Some(other) => Err(self.fail(FieldProblem::NotAnArray {
                 from: from(),
                 found: show(other),
@@ -463,6 +557,7 @@ impl Field {
         fields: &[Node],
         rules: &Rules,
         slot: &mut Value,
+        budget: &mut Budget,
     ) -> Result<bool, Fail> {
         if !slot.is_array() {
             *slot = Value::Array(Vec::with_capacity(items.len()));
@@ -478,10 +573,14 @@ impl Field {
             };
             match out.get_mut(i) {
                 Some(Value::Object(object)) => {
-                    build_into(fields, rules, item, object).map_err(at)?
+                    build_into(fields, rules, item, object, budget).map_err(at)?
                 }
-                Some(other) => *other = Value::Object(build(fields, rules, item).map_err(at)?),
-                None => out.push(Value::Object(build(fields, rules, item).map_err(at)?)),
+                Some(other) => {
+                    *other = Value::Object(build(fields, rules, item, budget).map_err(at)?)
+                }
+                None => out.push(Value::Object(
+                    build(fields, rules, item, budget).map_err(at)?,
+                )),
             }
         }
         Ok(true)
@@ -853,6 +952,202 @@ mod tests {
             }
         }
         assert!(compared >= 30, "{compared}");
+    }
+
+    /// `{"sku": {"sku": … {"sku": "end"} …}}`, `depth` deep, each level padded with `pad`
+    /// bytes of data: `$..sku` selects every level, each holding all those below.
+    fn nested_skus(depth: usize, pad: usize) -> Value {
+        let mut v = serde_json::json!("end");
+        for i in 0..depth {
+            v = serde_json::json!({"sku": v, "data": format!("{i}{}", "x".repeat(pad))});
+        }
+        v
+    }
+
+    fn apply_within(fields: &str, input: &Value, limits: Limits) -> Result<Value, String> {
+        mapping(fields)
+            .with_limits(limits)
+            .apply(&test_rules(), input)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The error of a mapping that must fail, without printing a huge output if it does not.
+    fn error_of(fields: &str, input: &Value, limits: Limits) -> String {
+        match apply_within(fields, input, limits) {
+            Ok(v) => panic!("{fields} mapped, to {} bytes", v.to_string().len()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn output_is_bounded_counting_every_copy() {
+        // 120 levels of 4 KB: `$..sku` would copy about 120 * 60 * 4 KB = 29 MB.
+        let body = nested_skus(120, 4000);
+        let err = error_of(r#"{"Skus": "$..sku"}"#, &body, Limits::default());
+        assert_eq!(
+            err,
+            "mapping bigcommerce-order: field Skus: $..sku: over the output budget: more than 16777216 bytes of output"
+        );
+        // The same field on a body of the same shape but smaller maps.
+        let small = nested_skus(20, 100);
+        let out = apply_within(r#"{"Skus": "$..sku"}"#, &small, Limits::default()).unwrap();
+        assert_eq!(out["Skus"].as_array().map(Vec::len), Some(20));
+        // Copies made by `each` count too: the element itself, once per element.
+        let err = error_of(
+            r#"{"All": {"each": "$..sku", "fields": {"Whole": "$"}}}"#,
+            &body,
+            Limits::default(),
+        );
+        assert!(
+            err.starts_with("mapping bigcommerce-order: field All[")
+                && err.ends_with(
+                    ".Whole: $: over the output budget: more than 16777216 bytes of output"
+                ),
+            "{err}"
+        );
+        // And so does a value copied into several fields: each copy is output.
+        let limits = Limits {
+            output_bytes: 100_000,
+            ..Limits::default()
+        };
+        let body = serde_json::json!({"blob": "b".repeat(40_000)});
+        let three = r#"{"A": "$.blob", "B": "$.blob", "C": "$.blob"}"#;
+        let err = error_of(three, &body, limits.clone());
+        assert!(
+            err.ends_with(
+                "field C: $.blob: over the output budget: more than 100000 bytes of output"
+            ),
+            "{err}"
+        );
+        let two = r#"{"A": "$.blob", "B": "$.blob"}"#;
+        assert!(apply_within(two, &body, limits).is_ok());
+    }
+
+    #[test]
+    fn queries_are_bounded_in_nodes_visited() {
+        // 1.4 KB: `$..*..*..*` selects each node once per pair of its ancestors (4.6 million).
+        let body = crate::mapping::jsonpath::tests::deep_list();
+        let err = error_of(r#"{"X": "$..*..*..*"}"#, &body, Limits::default());
+        assert_eq!(
+            err,
+            "mapping bigcommerce-order: field X: $..*..*..*: over the node budget: queries visited more than 4000000 JSON nodes"
+        );
+        // Under the same budget a shallower body maps.
+        // (The nodes it selects hold the arrays below them: copying them all is over the
+        // output budget, so this one is lifted.)
+        let out = apply_within(
+            r#"{"X": "$..*..*"}"#,
+            &body,
+            Limits {
+                output_bytes: u64::MAX,
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+        assert!(out["X"].as_array().is_some_and(|a| a.len() > 70_000));
+        // Filters count their candidates and the queries inside them.
+        let limits = Limits {
+            nodes: 1000,
+            ..Limits::default()
+        };
+        let items: Vec<Value> = (0..600).map(|i| serde_json::json!({"n": i})).collect();
+        let body = serde_json::json!({ "items": items });
+        let err = error_of(r#"{"X": "$.items[?@.n > 1].n"}"#, &body, limits);
+        assert!(err.ends_with("more than 1000 JSON nodes"), "{err}");
+    }
+
+    #[test]
+    fn time_is_bounded() {
+        let limits = Limits {
+            time: std::time::Duration::ZERO,
+            ..Limits::default()
+        };
+        let body = crate::mapping::jsonpath::tests::deep_list();
+        let err = error_of(r#"{"X": "$..*..*"}"#, &body, limits);
+        assert_eq!(
+            err,
+            "mapping bigcommerce-order: field X: $..*..*: over the time budget: more than 0 ms"
+        );
+    }
+
+    #[test]
+    fn patterns_from_the_data_are_compiled_once_and_bounded() {
+        let items: Vec<Value> = (0..20_000)
+            .map(|i| serde_json::json!({"name": format!("item-{i}"), "re": format!("item-{i}")}))
+            .collect();
+        let body = serde_json::json!({"pattern": "item-[0-9]*7$", "items": items});
+        // Compiled once, not 20,000 times: a limit of one compiled pattern is enough.
+        let once = Limits {
+            regexes: 1,
+            ..Limits::default()
+        };
+        let out = apply_within(
+            r#"{"Hits": "$.items[?search(@.name, $.pattern)].name"}"#,
+            &body,
+            once,
+        )
+        .unwrap();
+        assert_eq!(out["Hits"].as_array().map(Vec::len), Some(2000));
+        // A pattern per element: refused after the limit of compiled patterns.
+        let err = error_of(
+            r#"{"Hits": "$.items[?match(@.name, @.re)].name"}"#,
+            &body,
+            Limits::default(),
+        );
+        assert!(
+            err.ends_with("over the regex budget: more than 256 patterns from the data compiled"),
+            "{err}"
+        );
+        // A pattern that compiles to a huge program is refused, not compiled.
+        let body = serde_json::json!({"pattern": r"\w{50}{50}", "items": [{"name": "a"}]});
+        let err = error_of(
+            r#"{"Hits": "$.items[?search(@.name, $.pattern)]"}"#,
+            &body,
+            Limits::default(),
+        );
+        assert!(err.contains("compiles to more than 1048576 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_big_real_order_maps_within_the_defaults() {
+        // About 4 MB: 4,000 lines with options, custom fields and addresses.
+        let lines: Vec<Value> = (0..4000)
+            .map(|i| {
+                serde_json::json!({
+                    "id": i, "sku": format!("SKU-{i:05}"), "name": format!("Product {i} {}", "n".repeat(400)),
+                    "quantity": i % 7 + 1, "price_inc_tax": format!("{}.50", i % 300),
+                    "options": [{"display_name": "Size", "value": "L"}, {"display_name": "Colour", "value": "Red"}],
+                    "custom": {"gift": i % 2 == 0, "note": "m".repeat(200)},
+                    "address": {"street": "1 Long Street", "city": "Springfield", "zip": format!("{i:05}")}
+                })
+            })
+            .collect();
+        let order = serde_json::json!({"id": 1, "pattern": "^SKU-0+1", "products": lines});
+        assert!(
+            order.to_string().len() > 3_500_000,
+            "{}",
+            order.to_string().len()
+        );
+        let out = apply_within(
+            r#"{"Id": "$.id",
+                "Skus": "$..sku",
+                "Gifts": "$.products[?@.custom.gift == true].sku",
+                "Matched": "$.products[?search(@.sku, $.pattern)].sku",
+                "Sizes": "$.products[*].options[?@.display_name == 'Size'].value",
+                "Lines": {"each": "$.products[*]", "fields": {
+                    "Sku": "$.sku", "Name": "$.name",
+                    "Qty": {"from": "$.quantity", "type": "integer"},
+                    "Price": {"from": "$.price_inc_tax", "type": "decimal"},
+                    "Size": "$.options[?@.display_name == 'Size'].value",
+                    "Custom": "$.custom", "Address": "$.address"}},
+                "Copy": "$.products"}"#,
+            &order,
+            Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(out["Skus"].as_array().map(Vec::len), Some(4000));
+        assert_eq!(out["Gifts"].as_array().map(Vec::len), Some(2000));
+        assert_eq!(out["Lines"].as_array().map(Vec::len), Some(4000));
     }
 
     #[test]
