@@ -116,7 +116,9 @@ async fn a_truncated_or_bit_flipped_store_is_refused_at_start_and_accept_loss_re
     std::fs::remove_dir_all(&state).unwrap();
     copy_dir(backup.path(), &state);
     let engine = Engine::start(dir.path());
-    assert!(engine.terminate().success());
+    let log = engine.log();
+    let status = engine.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -80,6 +80,7 @@ async fn serve(args: Args<'_>) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(listen);
+    let signals = StopSignals::listen();
     eprintln!(
         "crossdock serving {} pipelines on http://{addr} (version {}){}",
         live.project.pipelines.len(),
@@ -114,7 +115,7 @@ async fn serve(args: Args<'_>) -> ExitCode {
         body_timeout: runtime.settings.body_timeout,
         max_connections: runtime.settings.max_connections,
     };
-    crate::server::serve(listener, app, limits, shutdown(runtime.clone())).await;
+    crate::server::serve(listener, app, limits, shutdown(runtime.clone(), signals)).await;
     if runtime.storage.restart_requested() {
         drop(runtime);
         return restart();
@@ -123,30 +124,55 @@ async fn serve(args: Args<'_>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM or Ctrl-C, after the runtime has drained.
-async fn shutdown(runtime: Arc<Runtime>) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C, listened for from before the engine says it serves: a signal that comes
+/// right after that line must drain the engine, not kill it (the default action).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    runtime.drain().await;
-                    return;
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: std::io::Result<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()),
+                int: signal(SignalKind::interrupt()),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let (term, int) = match (self.term, self.int) {
+                (Ok(term), Ok(int)) => (term, int),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "Cannot listen for SIGTERM and Ctrl-C");
+                    return std::future::pending().await;
                 }
             };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-            _ = runtime.storage.wait_for_restart() => {}
+            let (mut term, mut int) = (term, int);
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
+}
+
+/// Resolves on SIGTERM or Ctrl-C (or a restart the storage asks for), after the runtime has
+/// drained.
+async fn shutdown(runtime: Arc<Runtime>, signals: StopSignals) {
     tokio::select! {
-        _ = ctrl_c => {}
+        _ = signals.recv() => {}
         _ = runtime.storage.wait_for_restart() => {}
     }
     eprintln!("draining: finishing running events, new ones get 503");

@@ -37,7 +37,7 @@ impl Default for Limits {
         Limits {
             nodes: 4_000_000,
             output_bytes: 16 << 20,
-            time: Duration::from_secs(2),
+            time: Duration::from_secs(10),
             regex_pattern_bytes: 1024,
             regex_program_bytes: 1 << 20,
             regexes: 256,
