@@ -7,6 +7,7 @@
 //! executing actions is the runtime's job. `check`, `dry-run`, `test` and `run` all start here.
 
 mod compile;
+pub mod event;
 pub mod input;
 mod json;
 mod record;
@@ -29,6 +30,7 @@ use crate::mapping::jsonpath::JsonPath;
 use crate::mapping::Mapping;
 use crate::rules::{EventInfo, Expr, Rules, Script};
 use crate::state::{StateChange, StateStore};
+use crate::verify::Scheme;
 
 /// A compiled project: immutable, shared by every event that runs on it.
 pub struct Project {
@@ -92,6 +94,23 @@ pub struct Flow {
     steps: Vec<Step>,
     /// What the flow reads of an event body: the rest is skipped when parsing.
     need: crate::projection::BodyParser,
+    /// A webhook source's ingress, built by `compile`; None for other sources.
+    pub webhook: Option<Arc<Webhook>>,
+}
+
+/// What a webhook source's `verify:` and `dedup_id:` compile to. Built once with the flow, so
+/// the runtime serves from what `check` accepted instead of parsing the config again.
+pub struct Webhook {
+    /// The signature scheme; None without `verify:`.
+    pub scheme: Option<Box<dyn Scheme>>,
+    pub dedup_id: Option<DedupId>,
+}
+
+/// `dedup_id:` compiled: the path, and a parser made for it that reads only that field of a
+/// body (and still refuses a body no flow could parse, see `projection::check`).
+pub struct DedupId {
+    pub path: JsonPath,
+    pub parser: crate::projection::BodyParser,
 }
 
 enum Step {

@@ -48,9 +48,7 @@ use crate::config::diag::Diagnostics;
 use crate::config::env::EnvLookup;
 use crate::config::model::SourceConfig;
 use crate::connectors::{BuildContext, CallError, Connector, Reply, Request};
-use crate::flow::{CompileOptions, Project};
-use crate::mapping::jsonpath::JsonPath;
-use crate::server::verify::{self, Scheme};
+use crate::flow::{CompileOptions, Project, Webhook};
 use crate::state::{SledStore, StateError, StateStore};
 
 use self::breaker::Breaker;
@@ -246,10 +244,8 @@ impl LiveConnector {
 /// A webhook path of the running version.
 pub struct Route {
     pub pipeline: String,
-    pub scheme: Option<Box<dyn Scheme>>,
-    /// `dedup_id:` and a parser made for it once, which reads only that field of a body (and
-    /// still refuses a body no flow could parse, see `projection::check`).
-    pub dedup_id: Option<(JsonPath, crate::projection::BodyParser)>,
+    /// The signature scheme and `dedup_id:` as the flow compiled them.
+    pub webhook: Arc<Webhook>,
 }
 
 /// One version of the project, ready to serve.
@@ -697,8 +693,8 @@ fn reload_error(diags: &Diagnostics) -> ReloadError {
     }
 }
 
-/// Why a project that passed `check` could not be made live (a connector that does not build,
-/// a signature secret that does not decode), and the file that says so.
+/// Why a project that passed `check` could not be made live: a connector that does not build
+/// (signature schemes and `dedup_id` were built by `check` itself), and the file that says so.
 #[derive(Debug)]
 struct LiveError {
     file: String,
@@ -715,13 +711,6 @@ impl LiveError {
     fn in_project_file(message: String) -> LiveError {
         LiveError {
             file: crate::config::PROJECT_FILE.to_string(),
-            message,
-        }
-    }
-
-    fn in_pipeline(flow: &crate::flow::Flow, message: String) -> LiveError {
-        LiveError {
-            file: flow.file.to_string_lossy().replace('\\', "/"),
             message,
         }
     }
@@ -792,36 +781,20 @@ fn build_live(
             },
         );
     }
-    let mut routes = HashMap::new();
-    for (name, flow) in &project.pipelines {
-        if let SourceConfig::Webhook(hook) = &flow.source {
-            let scheme = match &hook.verify {
-                Some(v) => Some(verify::build(v).map_err(|e| {
-                    LiveError::in_pipeline(flow, format!("pipeline `{name}`: verify: {e}"))
-                })?),
-                None => None,
-            };
-            let dedup_id = match &hook.dedup_id {
-                Some(p) => {
-                    let path = JsonPath::parse(p).map_err(|e| {
-                        LiveError::in_pipeline(flow, format!("pipeline `{name}`: dedup_id: {e}"))
-                    })?;
-                    let mut need = crate::projection::Need::default();
-                    need.add_jsonpath(p);
-                    Some((path, crate::projection::BodyParser::checking(need)))
-                }
-                None => None,
-            };
-            routes.insert(
+    let routes = project
+        .pipelines
+        .iter()
+        .filter_map(|(name, flow)| match (&flow.source, &flow.webhook) {
+            (SourceConfig::Webhook(hook), Some(webhook)) => Some((
                 hook.path.clone(),
                 Route {
                     pipeline: name.clone(),
-                    scheme,
-                    dedup_id,
+                    webhook: webhook.clone(),
                 },
-            );
-        }
-    }
+            )),
+            _ => None,
+        })
+        .collect();
     let retry = project
         .pipelines
         .iter()
