@@ -138,6 +138,17 @@ pub fn compile(
     match config {
         Some(config) if !diags.has_errors() => Ok((
             Project {
+                connector_pos: match &sources.project {
+                    Some(file) => config
+                        .connectors
+                        .keys()
+                        .map(|name| {
+                            let at = [key("connectors"), key(name)];
+                            (name.clone(), file.doc.spans.key_pos(&at))
+                        })
+                        .collect(),
+                    None => BTreeMap::new(),
+                },
                 root: sources.root.clone(),
                 version: sources.version.clone(),
                 connectors: connectors

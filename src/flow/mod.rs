@@ -46,6 +46,9 @@ pub struct Project {
     /// Connectors with a `breaker:` of their own; the others use the default.
     pub breakers: BTreeMap<String, BreakerSpec>,
     pub redactor: Redactor,
+    /// Where crossdock.yaml declares each connector: a connector is built only when the
+    /// runtime makes it live, and what fails then is reported here, like `check`'s errors.
+    pub connector_pos: BTreeMap<String, crate::config::span::Pos>,
 }
 
 /// When a connector's circuit breaker opens and for how long.

@@ -587,10 +587,14 @@ impl Runtime {
                                 self.sources_changed();
                                 Ok(version)
                             }
+                            // Shaped as `reload_error` shapes `check`'s diagnostics.
                             Err(e) => Err(ReloadError {
                                 at: inbox::now_rfc3339(),
                                 message: e.to_string(),
-                                files: BTreeMap::from([(e.file, vec![e.message])]),
+                                files: BTreeMap::from([(
+                                    crate::config::PROJECT_FILE.to_string(),
+                                    vec![format!("{}: {}", e.pos, e.message)],
+                                )]),
                             }),
                         }
                     }
@@ -694,23 +698,24 @@ fn reload_error(diags: &Diagnostics) -> ReloadError {
 }
 
 /// Why a project that passed `check` could not be made live: a connector that does not build
-/// (signature schemes and `dedup_id` were built by `check` itself), and the file that says so.
-#[derive(Debug)]
+/// (signature schemes and `dedup_id` were built by `check` itself), located where
+/// crossdock.yaml declares it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{pos}: {message}", crate::config::PROJECT_FILE)]
 struct LiveError {
-    file: String,
+    pos: crate::config::span::Pos,
     message: String,
 }
 
-impl std::fmt::Display for LiveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file, self.message)
-    }
-}
-
 impl LiveError {
-    fn in_project_file(message: String) -> LiveError {
+    fn connector(project: &Project, name: &str, message: String) -> LiveError {
         LiveError {
-            file: crate::config::PROJECT_FILE.to_string(),
+            // Every connector is in the map; 1:1 (the file) should one ever not be.
+            pos: project
+                .connector_pos
+                .get(name)
+                .copied()
+                .unwrap_or(crate::config::span::Pos { line: 1, col: 1 }),
             message,
         }
     }
@@ -753,20 +758,20 @@ fn build_live(
         let connector = match &stand_in {
             // Never built: its credentials are missing. Calls go to the stand-in.
             Some(to) => match project.connectors.get(to) {
-                Some(c) => c
-                    .as_kind()
-                    .build(to, &cx)
-                    .map_err(|e| LiveError::in_project_file(format!("connector `{to}`: {e}")))?,
+                Some(c) => c.as_kind().build(to, &cx).map_err(|e| {
+                    LiveError::connector(&project, to, format!("connector `{to}`: {e}"))
+                })?,
                 None => {
-                    return Err(LiveError::in_project_file(format!(
-                        "connector `{name}`: no stand-in `{to}`"
-                    )))
+                    return Err(LiveError::connector(
+                        &project,
+                        name,
+                        format!("connector `{name}`: no stand-in `{to}`"),
+                    ))
                 }
             },
-            None => config
-                .as_kind()
-                .build(name, &cx)
-                .map_err(|e| LiveError::in_project_file(format!("connector `{name}`: {e}")))?,
+            None => config.as_kind().build(name, &cx).map_err(|e| {
+                LiveError::connector(&project, name, format!("connector `{name}`: {e}"))
+            })?,
         };
         connectors.insert(
             name.clone(),
