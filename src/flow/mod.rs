@@ -46,8 +46,9 @@ pub struct Project {
     /// Connectors with a `breaker:` of their own; the others use the default.
     pub breakers: BTreeMap<String, BreakerSpec>,
     pub redactor: Redactor,
-    /// Where crossdock.yaml declares each connector: a connector is built only when the
-    /// runtime makes it live, and what fails then is reported here, like `check`'s errors.
+    /// Where crossdock.yaml declares each connector. A connector is built only when the
+    /// runtime makes it live, and a failure then is reported at this position, as `check`'s
+    /// errors are.
     pub connector_pos: BTreeMap<String, crate::config::span::Pos>,
 }
 
