@@ -6,16 +6,19 @@
 //!
 //! # Layout
 //!
-//! The modules are drawn as future crate borders, and data flows down this list:
+//! The modules are drawn as future crate borders, and data flows down this list (the table in
+//! docs/architecture.md, checked by `tests/architecture.rs`):
 //!
 //! - [`config`]: reading a project folder; YAML with positions, `${VAR}`, diagnostics.
 //!   The only module that knows YAML.
-//! - [`mapping`]: JSONPath and field mappings. Pure: no IO, no async.
 //! - [`projection`]: which fields code reads, to parse and convert only those.
+//! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
 //! - [`rules`]: the sandboxed Rhai engine, scripts and expressions. The only module that
 //!   builds a Rhai `Engine`.
-//! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
+//! - [`mapping`]: JSONPath and field mappings (inline expressions through [`rules`]). Pure: no
+//!   IO, no async.
 //! - [`connectors`]: the kinds of connector and what their operations need.
+//! - [`verify`]: webhook signature schemes, over headers and bytes.
 //! - [`flow`]: compiling a project into immutable flows and running an event through one.
 //! - [`runtime`]: `crossdock run`: the live version, the durable inbox, workers, retries,
 //!   dead letters, reloads.
@@ -34,3 +37,4 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod testing;
+pub mod verify;

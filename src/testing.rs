@@ -16,9 +16,9 @@ use crate::config::diag::{Diagnostic, Diagnostics};
 use crate::config::env::EnvLookup;
 use crate::config::span::{PathSeg, Pos};
 use crate::config::yaml::{self, from_doc};
+pub use crate::flow::event::{event_info, EventSpec};
 use crate::flow::input::{decode, Body, Decoded, InputFormat};
 use crate::flow::{Action, Outcome, Project};
-use crate::rules::EventInfo;
 use crate::state::{MemoryStore, StateStore};
 
 pub const TESTS_DIR: &str = "tests/pipelines";
@@ -49,17 +49,6 @@ struct Case {
     fetch: BTreeMap<String, Value>,
     #[serde(default)]
     expect: Expect,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventSpec {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub received_at: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,30 +224,6 @@ fn run_case(
         })
         .collect();
     Ok(check_expectations(&case.expect, &outcomes))
-}
-
-/// Builds the event around a body. Tests get a fixed clock unless they set one, so a case's
-/// answer does not depend on the day it runs.
-pub fn event_info(pipeline: &str, spec: Option<&EventSpec>, n: usize, prefix: &str) -> EventInfo {
-    let received_at = spec
-        .and_then(|s| s.received_at.clone())
-        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    EventInfo {
-        id: spec
-            .and_then(|s| s.id.clone())
-            .unwrap_or_else(|| format!("{prefix}-{n}")),
-        pipeline: pipeline.to_string(),
-        headers: spec
-            .map(|s| {
-                s.headers
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        received_at,
-        body: Arc::new(Value::Null),
-    }
 }
 
 fn check_expectations(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {

@@ -683,3 +683,33 @@ async fn a_relative_project_reloads_on_save_also_in_a_replaced_folder() {
     good_edit(&engine, dir.path(), &[("scripts/s.rhai", &script("three"))]).await;
     let _ = engine.terminate();
 }
+
+/// A connector that passes `check` but fails to build (a URL its kind parses only then) is a
+/// refused reload, located at the connector in crossdock.yaml as `check`'s errors are.
+#[tokio::test]
+async fn a_connector_that_does_not_build_is_refused_at_its_line() {
+    let dir = project(&[
+        ("crossdock.yaml", PROJECT),
+        ("pipelines/live.yaml", &pipeline("")),
+        ("mappings/m.yaml", &mapping("m1")),
+        ("scripts/s.rhai", &script("s1")),
+    ]);
+    let engine = Engine::start(dir.path());
+    let broken = format!(
+        "{PROJECT}  sf:\n    kind: salesforce\n    instance_url: \"not a url\"\n    \
+         auth: {{ oauth2: {{ token_url: \"http://127.0.0.1:9/token\", client_id: \"id\", \
+         client_secret: \"secret\" }} }}\n"
+    );
+    let line = broken.lines().position(|l| l == "  sf:").unwrap() + 1;
+    let at = format!("crossdock.yaml:{line}:3: connector `sf`: instance_url `not a url`");
+    broken_edit(&engine, dir.path(), &[("crossdock.yaml", &broken)], &at).await;
+    let (_, p) = version(&engine).await;
+    let files = &p["last_reload_error"]["files"];
+    let listed = files["crossdock.yaml"][0].as_str().unwrap_or_default();
+    assert!(
+        listed.starts_with(&format!("{line}:3: connector `sf`: instance_url")),
+        "{files}"
+    );
+    let (status, _) = engine.post("/hooks/live", r#"{"n":1}"#).await;
+    assert_eq!(status, 202);
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use crossdock::config::model::{VerifyConfig, VerifyScheme};
-use crossdock::server::verify::{build, Scheme, Verified, VerifyError};
+use crossdock::verify::{build, Scheme, Verified, VerifyError};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;

@@ -17,11 +17,11 @@ use serde_json::Value;
 use crate::config::diag::did_you_mean;
 use crate::config::env::EnvLookup;
 use crate::config::env::Redactor;
+use crate::flow::event::{event_info, EventSpec};
 use crate::flow::input::{decode, each_json_line, Body, Decoded, InputFormat};
 use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
 use crate::state::{MemoryStore, SledStore, StateChange, StateStore};
-use crate::testing::{event_info, EventSpec};
 
 pub struct Args<'a> {
     pub project: &'a Path,

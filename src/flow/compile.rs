@@ -17,7 +17,7 @@ use crate::mapping::spec::MappingFile;
 use crate::mapping::{self, Mapping};
 use crate::rules::{Expr, RuleError, Rules, Script};
 
-use super::{Arm, FieldPath, Flow, Project, SendStep, SetValue, Step};
+use super::{Arm, DedupId, FieldPath, Flow, Project, SendStep, SetValue, Step, Webhook};
 use crate::projection::{reads_event_body, Need};
 
 /// How strict loading is about the environment.
@@ -138,6 +138,17 @@ pub fn compile(
     match config {
         Some(config) if !diags.has_errors() => Ok((
             Project {
+                connector_pos: match &sources.project {
+                    Some(file) => config
+                        .connectors
+                        .keys()
+                        .map(|name| {
+                            let at = [key("connectors"), key(name)];
+                            (name.clone(), file.doc.spans.key_pos(&at))
+                        })
+                        .collect(),
+                    None => BTreeMap::new(),
+                },
                 root: sources.root.clone(),
                 version: sources.version.clone(),
                 connectors: connectors
@@ -551,9 +562,10 @@ fn compile_pipeline(
     let errors_before = cx.diags.errors().count();
 
     let source = cx.section::<Source>(&spec.source, &[key("source")]);
-    if let Some(source) = &source {
-        check_source(cx, source, claims);
-    }
+    let webhook = source
+        .as_ref()
+        .and_then(|source| check_source(cx, source, claims))
+        .map(Arc::new);
     let trigger = spec
         .trigger
         .as_ref()
@@ -599,6 +611,7 @@ fn compile_pipeline(
         trigger,
         steps,
         need,
+        webhook,
     })
 }
 
@@ -625,7 +638,13 @@ fn reserved_route(path: &str) -> Option<&'static str> {
     })
 }
 
-fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims) {
+/// Checks a pipeline's source; for a webhook, also returns its ingress as built here, so
+/// nothing after `check` parses `verify:` or `dedup_id:` again.
+fn check_source(
+    cx: &mut StepCx<'_>,
+    source: &Source,
+    claims: &mut SourceClaims,
+) -> Option<Webhook> {
     let base = [key("source"), key(source.kind())];
     let here = |cx: &StepCx<'_>, at: &[PathSeg]| {
         let pos = cx.file.doc.spans.value_pos(at);
@@ -678,6 +697,7 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims)
             } else {
                 claims.webhook_paths.insert(w.path.clone(), here(cx, &at));
             }
+            let mut scheme = None;
             if let Some(v) = &w.verify {
                 let tolerance_ok = match &v.tolerance {
                     Some(t) => {
@@ -691,15 +711,25 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims)
                 // The scheme's own checks (a secret it cannot use, options it would ignore),
                 // at load rather than at the first delivery.
                 if tolerance_ok {
-                    if let Err(e) = crate::server::verify::build(v) {
-                        let at = [&base[..], &[key("verify")]].concat();
-                        cx.error_at(&at, format!("verify: {e}"), None);
+                    match crate::verify::build(v) {
+                        Ok(built) => scheme = Some(built),
+                        Err(e) => {
+                            let at = [&base[..], &[key("verify")]].concat();
+                            cx.error_at(&at, format!("verify: {e}"), None);
+                        }
                     }
                 }
             }
-            if let Some(id) = &w.dedup_id {
-                cx.jsonpath(&[&base[..], &[key("dedup_id")]].concat(), id);
-            }
+            let dedup_id = w.dedup_id.as_ref().and_then(|id| {
+                let path = cx.jsonpath(&[&base[..], &[key("dedup_id")]].concat(), id)?;
+                let mut need = Need::default();
+                need.add_jsonpath(id);
+                Some(DedupId {
+                    path,
+                    parser: crate::projection::BodyParser::checking(need),
+                })
+            });
+            return Some(Webhook { scheme, dedup_id });
         }
         Source::Poll(p) => {
             let at = [&base[..], &[key("connector")]].concat();
@@ -793,6 +823,7 @@ fn check_source(cx: &mut StepCx<'_>, source: &Source, claims: &mut SourceClaims)
             }
         }
     }
+    None
 }
 
 fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {

@@ -7,6 +7,7 @@
 //! executing actions is the runtime's job. `check`, `dry-run`, `test` and `run` all start here.
 
 mod compile;
+pub mod event;
 pub mod input;
 mod json;
 mod record;
@@ -29,6 +30,7 @@ use crate::mapping::jsonpath::JsonPath;
 use crate::mapping::Mapping;
 use crate::rules::{EventInfo, Expr, Rules, Script};
 use crate::state::{StateChange, StateStore};
+use crate::verify::Scheme;
 
 /// A compiled project: immutable, shared by every event that runs on it.
 pub struct Project {
@@ -44,6 +46,10 @@ pub struct Project {
     /// Connectors with a `breaker:` of their own; the others use the default.
     pub breakers: BTreeMap<String, BreakerSpec>,
     pub redactor: Redactor,
+    /// Where crossdock.yaml declares each connector. A connector is built only when the
+    /// runtime makes it live, and a failure then is reported at this position, as `check`'s
+    /// errors are.
+    pub connector_pos: BTreeMap<String, crate::config::span::Pos>,
 }
 
 /// When a connector's circuit breaker opens and for how long.
@@ -92,6 +98,23 @@ pub struct Flow {
     steps: Vec<Step>,
     /// What the flow reads of an event body: the rest is skipped when parsing.
     need: crate::projection::BodyParser,
+    /// A webhook source's ingress, built by `compile`; None for other sources.
+    pub webhook: Option<Arc<Webhook>>,
+}
+
+/// What a webhook source's `verify:` and `dedup_id:` compile to. Built once with the flow, so
+/// the runtime serves from what `check` accepted instead of parsing the config again.
+pub struct Webhook {
+    /// The signature scheme; None without `verify:`.
+    pub scheme: Option<Box<dyn Scheme>>,
+    pub dedup_id: Option<DedupId>,
+}
+
+/// `dedup_id:` compiled: the path, and a parser made for it that reads only that field of a
+/// body (and still refuses a body no flow could parse, see `projection::check`).
+pub struct DedupId {
+    pub path: JsonPath,
+    pub parser: crate::projection::BodyParser,
 }
 
 enum Step {

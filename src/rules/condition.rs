@@ -334,7 +334,7 @@ mod tests {
             json!({"a": {"b": 1}}),
             json!({"a": {"b": null}, "missing": {"deeper": "x"}}),
         ];
-        let ctx_event = crate::testing::event_info("p", None, 1, "test");
+        let ctx_event = crate::flow::event::event_info("p", None, 1, "test");
         let state: std::sync::Arc<dyn crate::state::StateStore> =
             std::sync::Arc::new(crate::state::MemoryStore::default());
         let ctx = crate::rules::Ctx {

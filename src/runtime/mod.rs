@@ -48,9 +48,7 @@ use crate::config::diag::Diagnostics;
 use crate::config::env::EnvLookup;
 use crate::config::model::SourceConfig;
 use crate::connectors::{BuildContext, CallError, Connector, Reply, Request};
-use crate::flow::{CompileOptions, Project};
-use crate::mapping::jsonpath::JsonPath;
-use crate::server::verify::{self, Scheme};
+use crate::flow::{CompileOptions, Project, Webhook};
 use crate::state::{SledStore, StateError, StateStore};
 
 use self::breaker::Breaker;
@@ -246,10 +244,8 @@ impl LiveConnector {
 /// A webhook path of the running version.
 pub struct Route {
     pub pipeline: String,
-    pub scheme: Option<Box<dyn Scheme>>,
-    /// `dedup_id:` and a parser made for it once, which reads only that field of a body (and
-    /// still refuses a body no flow could parse, see `projection::check`).
-    pub dedup_id: Option<(JsonPath, crate::projection::BodyParser)>,
+    /// The signature scheme and `dedup_id:` as the flow compiled them.
+    pub webhook: Arc<Webhook>,
 }
 
 /// One version of the project, ready to serve.
@@ -591,10 +587,14 @@ impl Runtime {
                                 self.sources_changed();
                                 Ok(version)
                             }
+                            // Shaped as `reload_error` shapes `check`'s diagnostics.
                             Err(e) => Err(ReloadError {
                                 at: inbox::now_rfc3339(),
                                 message: e.to_string(),
-                                files: BTreeMap::from([(e.file, vec![e.message])]),
+                                files: BTreeMap::from([(
+                                    crate::config::PROJECT_FILE.to_string(),
+                                    vec![format!("{}: {}", e.pos, e.message)],
+                                )]),
                             }),
                         }
                     }
@@ -697,31 +697,25 @@ fn reload_error(diags: &Diagnostics) -> ReloadError {
     }
 }
 
-/// Why a project that passed `check` could not be made live (a connector that does not build,
-/// a signature secret that does not decode), and the file that says so.
-#[derive(Debug)]
+/// Why a project that passed `check` could not be made live: a connector that does not build
+/// (signature schemes and `dedup_id` were built by `check` itself), located where
+/// crossdock.yaml declares it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{pos}: {message}", crate::config::PROJECT_FILE)]
 struct LiveError {
-    file: String,
+    pos: crate::config::span::Pos,
     message: String,
 }
 
-impl std::fmt::Display for LiveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file, self.message)
-    }
-}
-
 impl LiveError {
-    fn in_project_file(message: String) -> LiveError {
+    fn connector(project: &Project, name: &str, message: String) -> LiveError {
         LiveError {
-            file: crate::config::PROJECT_FILE.to_string(),
-            message,
-        }
-    }
-
-    fn in_pipeline(flow: &crate::flow::Flow, message: String) -> LiveError {
-        LiveError {
-            file: flow.file.to_string_lossy().replace('\\', "/"),
+            // Every connector is in the map; 1:1 (the file) should one ever not be.
+            pos: project
+                .connector_pos
+                .get(name)
+                .copied()
+                .unwrap_or(crate::config::span::Pos { line: 1, col: 1 }),
             message,
         }
     }
@@ -764,20 +758,20 @@ fn build_live(
         let connector = match &stand_in {
             // Never built: its credentials are missing. Calls go to the stand-in.
             Some(to) => match project.connectors.get(to) {
-                Some(c) => c
-                    .as_kind()
-                    .build(to, &cx)
-                    .map_err(|e| LiveError::in_project_file(format!("connector `{to}`: {e}")))?,
+                Some(c) => c.as_kind().build(to, &cx).map_err(|e| {
+                    LiveError::connector(&project, to, format!("connector `{to}`: {e}"))
+                })?,
                 None => {
-                    return Err(LiveError::in_project_file(format!(
-                        "connector `{name}`: no stand-in `{to}`"
-                    )))
+                    return Err(LiveError::connector(
+                        &project,
+                        name,
+                        format!("connector `{name}`: no stand-in `{to}`"),
+                    ))
                 }
             },
-            None => config
-                .as_kind()
-                .build(name, &cx)
-                .map_err(|e| LiveError::in_project_file(format!("connector `{name}`: {e}")))?,
+            None => config.as_kind().build(name, &cx).map_err(|e| {
+                LiveError::connector(&project, name, format!("connector `{name}`: {e}"))
+            })?,
         };
         connectors.insert(
             name.clone(),
@@ -792,36 +786,20 @@ fn build_live(
             },
         );
     }
-    let mut routes = HashMap::new();
-    for (name, flow) in &project.pipelines {
-        if let SourceConfig::Webhook(hook) = &flow.source {
-            let scheme = match &hook.verify {
-                Some(v) => Some(verify::build(v).map_err(|e| {
-                    LiveError::in_pipeline(flow, format!("pipeline `{name}`: verify: {e}"))
-                })?),
-                None => None,
-            };
-            let dedup_id = match &hook.dedup_id {
-                Some(p) => {
-                    let path = JsonPath::parse(p).map_err(|e| {
-                        LiveError::in_pipeline(flow, format!("pipeline `{name}`: dedup_id: {e}"))
-                    })?;
-                    let mut need = crate::projection::Need::default();
-                    need.add_jsonpath(p);
-                    Some((path, crate::projection::BodyParser::checking(need)))
-                }
-                None => None,
-            };
-            routes.insert(
+    let routes = project
+        .pipelines
+        .iter()
+        .filter_map(|(name, flow)| match (&flow.source, &flow.webhook) {
+            (SourceConfig::Webhook(hook), Some(webhook)) => Some((
                 hook.path.clone(),
                 Route {
                     pipeline: name.clone(),
-                    scheme,
-                    dedup_id,
+                    webhook: webhook.clone(),
                 },
-            );
-        }
-    }
+            )),
+            _ => None,
+        })
+        .collect();
     let retry = project
         .pipelines
         .iter()

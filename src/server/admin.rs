@@ -132,14 +132,14 @@ async fn dry_run(
     };
     let overlay = Arc::new(Overlay::new(rt.state().clone()));
     let state: Arc<dyn StateStore> = overlay.clone();
-    let spec = crate::testing::EventSpec {
+    let spec = crate::flow::event::EventSpec {
         id: None,
         received_at: q.received_at,
         headers: BTreeMap::new(),
     };
     let project = live.project.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let event = crate::testing::event_info(&flow.name, Some(&spec), 1, "dry-run");
+        let event = crate::flow::event::event_info(&flow.name, Some(&spec), 1, "dry-run");
         let mut outcome =
             flow.run_body(
             &project.rules,

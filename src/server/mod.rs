@@ -2,14 +2,14 @@
 //! API, as one `axum::Router` built by [`router`], and [`serve`], which serves it with bounds on
 //! what a client can hold (`serve.rs`).
 //!
-//! A webhook handler verifies, persists and answers; the runtime's workers do the rest. Routes
-//! are looked up in the live version on every request (not registered with axum), so a reload
-//! adds, removes and changes webhook paths by swapping the version, with nothing to rebuild.
+//! A webhook handler verifies (with the scheme the compiled flow holds, see `crate::verify`),
+//! persists and answers; the runtime's workers do the rest. Routes are looked up in the live
+//! version on every request (not registered with axum), so a reload adds, removes and changes
+//! webhook paths by swapping the version, with nothing to rebuild.
 //! Errors become responses in one place, [`ApiError`].
 
 mod admin;
 mod serve;
-pub mod verify;
 mod webhook;
 
 pub use serve::{serve, Limits};

@@ -70,7 +70,7 @@ pub(super) async fn receive(
             )));
         }
     };
-    let delivery_id = match &route.scheme {
+    let delivery_id = match &route.webhook.scheme {
         None => None,
         Some(scheme) => match scheme.verify(&headers, &body, chrono::Utc::now().timestamp()) {
             Ok(v) => v
@@ -93,8 +93,11 @@ pub(super) async fn receive(
     // field of it. A flow's parse refuses a lone surrogate or nesting past the parser's limit
     // only in what it reads, which a reload or a retried dead letter can change: checked here
     // in the whole body (as UTF-8 is), or the event would fail only once queued.
-    let parsed = match &route.dedup_id {
-        Some((_, parser)) => parser.parse(&body).map(|v| (Kind::of(&v), Some(v))),
+    let parsed = match &route.webhook.dedup_id {
+        Some(dedup_id) => dedup_id
+            .parser
+            .parse(&body)
+            .map(|v| (Kind::of(&v), Some(v))),
         None => crate::projection::check(&body).map(|kind| (kind, None)),
     };
     let parsed = match parsed {
@@ -180,8 +183,8 @@ fn dedup_keys(
         Some(DeliveryId { id, signed: false }) => return vec![format!("id:{id}"), hash()],
         None => {}
     }
-    if let (Some((path, _)), Some(value)) = (&route.dedup_id, parsed) {
-        if let Some(found) = path.first(value) {
+    if let (Some(dedup_id), Some(value)) = (&route.webhook.dedup_id, parsed) {
+        if let Some(found) = dedup_id.path.first(value) {
             let text = match found {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),

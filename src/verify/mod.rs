@@ -75,12 +75,44 @@ pub enum VerifyError {
     },
 }
 
+/// Why a source's `verify:` cannot be built: a config error, located by the caller. No message
+/// carries the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("verify: scheme {scheme} needs a non-empty `secret`")]
+    EmptySecret { scheme: &'static str },
+    #[error("verify: `tolerance` does not apply to scheme {scheme}, which signs no timestamp")]
+    ToleranceNotSigned { scheme: &'static str },
+    #[error("verify: `{option}` only applies to scheme hmac-sha256, not {scheme}")]
+    OptionIgnored {
+        option: &'static str,
+        scheme: &'static str,
+    },
+    #[error("verify: `tolerance: {0}` is not a duration like 5m or 300s")]
+    ToleranceNotDuration(String),
+    #[error("verify: `tolerance: {0}` must be whole seconds")]
+    ToleranceFractional(String),
+    #[error("verify: scheme hmac-sha256 needs `header` (the header that carries the signature)")]
+    HeaderMissing,
+    #[error("verify: `header: {0}` is not a valid header name")]
+    HeaderInvalid(String),
+    #[error(
+        "verify: a standard-webhooks secret must be `whsec_` followed by base64, as the \
+         provider shows it"
+    )]
+    SecretNotBase64,
+    #[error("verify: the standard-webhooks secret has an empty key after `whsec_`")]
+    SecretEmptyKey,
+    #[error("verify: the secret cannot be used as an HMAC key")]
+    KeyUnusable,
+}
+
 /// Builds the scheme a source's `verify:` asks for. Errors (e.g. a `whsec_` secret that is not
 /// base64, a `hmac-sha256` without `header`, an empty secret) are config errors with a clear message.
-pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, String> {
+pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, BuildError> {
     let name = scheme_name(config.scheme);
     if config.secret.is_empty() {
-        return Err(format!("verify: scheme {name} needs a non-empty `secret`"));
+        return Err(BuildError::EmptySecret { scheme: name });
     }
     // Options a scheme would silently ignore are rejected, so a config that looks stricter than
     // it is (say a `header:` on github) fails loudly instead.
@@ -89,9 +121,7 @@ pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, String> {
         VerifyScheme::StandardWebhooks | VerifyScheme::Bigcommerce | VerifyScheme::Stripe
     );
     if !timestamped && config.tolerance.is_some() {
-        return Err(format!(
-            "verify: `tolerance` does not apply to scheme {name}, which signs no timestamp"
-        ));
+        return Err(BuildError::ToleranceNotSigned { scheme: name });
     }
     if config.scheme != VerifyScheme::HmacSha256 {
         let generic_only = [
@@ -100,9 +130,10 @@ pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, String> {
             ("prefix", config.prefix.is_some()),
         ];
         if let Some((field, _)) = generic_only.iter().find(|(_, set)| *set) {
-            return Err(format!(
-                "verify: `{field}` only applies to scheme hmac-sha256, not {name}"
-            ));
+            return Err(BuildError::OptionIgnored {
+                option: field,
+                scheme: name,
+            });
         }
     }
     let tolerance = parse_tolerance(config.tolerance.as_deref())?;
@@ -116,9 +147,7 @@ pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, String> {
         VerifyScheme::Stripe => Box::new(stripe::Stripe::new(secret, tolerance)?),
         VerifyScheme::Github => Box::new(github::Github::new(secret)?),
         VerifyScheme::HmacSha256 => {
-            let header = config.header.as_deref().ok_or(
-                "verify: scheme hmac-sha256 needs `header` (the header that carries the signature)",
-            )?;
+            let header = config.header.as_deref().ok_or(BuildError::HeaderMissing)?;
             Box::new(hmac_sha256::HmacSha256::new(
                 secret,
                 header,
@@ -143,16 +172,16 @@ fn scheme_name(scheme: VerifyScheme) -> &'static str {
 /// The window the Standard Webhooks and Stripe libraries use.
 const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
-fn parse_tolerance(tolerance: Option<&str>) -> Result<i64, String> {
+fn parse_tolerance(tolerance: Option<&str>) -> Result<i64, BuildError> {
     let Some(text) = tolerance else {
         return Ok(DEFAULT_TOLERANCE_SECS);
     };
-    let invalid = || format!("verify: `tolerance: {text}` is not a duration like 5m or 300s");
+    let invalid = || BuildError::ToleranceNotDuration(text.to_owned());
     let duration = humantime::parse_duration(text.trim()).map_err(|_| invalid())?;
     // Timestamps are whole seconds, so a fractional window would only be rounded behind the
     // user's back.
     if duration.subsec_nanos() != 0 {
-        return Err(format!("verify: `tolerance: {text}` must be whole seconds"));
+        return Err(BuildError::ToleranceFractional(text.to_owned()));
     }
     i64::try_from(duration.as_secs()).map_err(|_| invalid())
 }
@@ -172,10 +201,10 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 struct Signer(Hmac<Sha256>);
 
 impl Signer {
-    fn new(key: &[u8]) -> Result<Self, String> {
+    fn new(key: &[u8]) -> Result<Self, BuildError> {
         Hmac::<Sha256>::new_from_slice(key)
             .map(Self)
-            .map_err(|_| "verify: the secret cannot be used as an HMAC key".to_owned())
+            .map_err(|_| BuildError::KeyUnusable)
     }
 
     /// HMAC of the concatenated `parts`, ready to be checked against offered signatures.
@@ -350,7 +379,7 @@ mod tests {
     fn build_err(config: &VerifyConfig) -> String {
         match build(config) {
             Ok(_) => panic!("config should be rejected: {config:?}"),
-            Err(message) => message,
+            Err(e) => e.to_string(),
         }
     }
 
@@ -420,9 +449,11 @@ mod tests {
         assert_eq!(parse_tolerance(Some("0s")), Ok(0));
         assert!(parse_tolerance(Some("five minutes"))
             .unwrap_err()
+            .to_string()
             .contains("not a duration"));
         assert!(parse_tolerance(Some("1500ms"))
             .unwrap_err()
+            .to_string()
             .contains("whole seconds"));
 
         let mut stripe = config(VerifyScheme::Stripe, "whsec_x");

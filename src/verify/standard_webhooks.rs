@@ -7,8 +7,8 @@
 use base64::Engine as _;
 
 use super::{
-    check_timestamp, parse_timestamp, required_header, Scheme, Signer, Verified, VerifyError,
-    BASE64,
+    check_timestamp, parse_timestamp, required_header, BuildError, Scheme, Signer, Verified,
+    VerifyError, BASE64,
 };
 
 const ID: &str = "webhook-id";
@@ -25,22 +25,18 @@ pub(super) struct StandardWebhooks {
 impl StandardWebhooks {
     /// Key = base64-decoded secret after an optional `whsec_`, as the official libraries do:
     /// they also accept the bare base64 part.
-    pub(super) fn from_secret(secret: &str, tolerance: i64) -> Result<Self, String> {
+    pub(super) fn from_secret(secret: &str, tolerance: i64) -> Result<Self, BuildError> {
         let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-        let key = BASE64.decode(encoded).map_err(|_| {
-            "verify: a standard-webhooks secret must be `whsec_` followed by base64, as the \
-             provider shows it"
-                .to_owned()
-        })?;
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|_| BuildError::SecretNotBase64)?;
         if key.is_empty() {
-            return Err(
-                "verify: the standard-webhooks secret has an empty key after `whsec_`".into(),
-            );
+            return Err(BuildError::SecretEmptyKey);
         }
         Self::with_key(&key, tolerance)
     }
 
-    pub(super) fn with_key(key: &[u8], tolerance: i64) -> Result<Self, String> {
+    pub(super) fn with_key(key: &[u8], tolerance: i64) -> Result<Self, BuildError> {
         Ok(Self {
             signer: Signer::new(key)?,
             tolerance,
@@ -166,7 +162,8 @@ mod tests {
 
     #[test]
     fn empty_key_is_a_config_error() {
-        let message = StandardWebhooks::from_secret("whsec_", 300).unwrap_err();
-        assert!(message.contains("empty key"), "{message}");
+        let error = StandardWebhooks::from_secret("whsec_", 300).unwrap_err();
+        assert_eq!(error, BuildError::SecretEmptyKey);
+        assert!(error.to_string().contains("empty key"), "{error}");
     }
 }

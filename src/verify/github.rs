@@ -4,8 +4,8 @@
 //! deliberately never consulted: accepting it would let a forger fall back to the weaker hash.
 
 use super::{
-    decode_signature, delivery_id, required_header, Scheme, SignatureEncoding, Signer, Verified,
-    VerifyError,
+    decode_signature, delivery_id, required_header, BuildError, Scheme, SignatureEncoding, Signer,
+    Verified, VerifyError,
 };
 
 const SIGNATURE: &str = "X-Hub-Signature-256";
@@ -18,7 +18,7 @@ pub(super) struct Github {
 }
 
 impl Github {
-    pub(super) fn new(secret: &str) -> Result<Self, String> {
+    pub(super) fn new(secret: &str) -> Result<Self, BuildError> {
         Ok(Self {
             signer: Signer::new(secret.as_bytes())?,
         })

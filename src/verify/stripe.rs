@@ -5,7 +5,8 @@
 //! base64 decoding.
 
 use super::{
-    check_timestamp, parse_timestamp, required_header, Scheme, Signer, Verified, VerifyError,
+    check_timestamp, parse_timestamp, required_header, BuildError, Scheme, Signer, Verified,
+    VerifyError,
 };
 
 const SIGNATURE: &str = "Stripe-Signature";
@@ -17,7 +18,7 @@ pub(super) struct Stripe {
 }
 
 impl Stripe {
-    pub(super) fn new(secret: &str, tolerance: i64) -> Result<Self, String> {
+    pub(super) fn new(secret: &str, tolerance: i64) -> Result<Self, BuildError> {
         Ok(Self {
             signer: Signer::new(secret.as_bytes())?,
             tolerance,

@@ -7,7 +7,8 @@
 use http::HeaderName;
 
 use super::{
-    decode_signature, required_header, Scheme, SignatureEncoding, Signer, Verified, VerifyError,
+    decode_signature, required_header, BuildError, Scheme, SignatureEncoding, Signer, Verified,
+    VerifyError,
 };
 
 #[derive(Debug)]
@@ -25,11 +26,11 @@ impl HmacSha256 {
         header: &str,
         encoding: SignatureEncoding,
         prefix: Option<&str>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         // A name `HeaderMap` cannot hold would never be found, so every delivery would fail
         // as "missing"; better to say so at startup.
         HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| format!("verify: `header: {header}` is not a valid header name"))?;
+            .map_err(|_| BuildError::HeaderInvalid(header.to_owned()))?;
         Ok(Self {
             signer: Signer::new(secret.as_bytes())?,
             header: header.to_owned(),

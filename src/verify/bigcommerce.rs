@@ -5,8 +5,12 @@
 //! key is simply the secret's UTF-8 bytes. Everything else is in `standard_webhooks.rs`.
 
 use super::standard_webhooks::StandardWebhooks;
+use super::BuildError;
 
-pub(super) fn from_client_secret(secret: &str, tolerance: i64) -> Result<StandardWebhooks, String> {
+pub(super) fn from_client_secret(
+    secret: &str,
+    tolerance: i64,
+) -> Result<StandardWebhooks, BuildError> {
     StandardWebhooks::with_key(secret.as_bytes(), tolerance)
 }
 

@@ -6,8 +6,8 @@
 //! dedup window only.
 
 use super::{
-    decode_signature, delivery_id, header, required_header, Scheme, SignatureEncoding, Signer,
-    Verified, VerifyError,
+    decode_signature, delivery_id, header, required_header, BuildError, Scheme, SignatureEncoding,
+    Signer, Verified, VerifyError,
 };
 
 const SIGNATURE: &str = "shopify-hmac-sha256";
@@ -21,7 +21,7 @@ pub(super) struct Shopify {
 }
 
 impl Shopify {
-    pub(super) fn new(secret: &str) -> Result<Self, String> {
+    pub(super) fn new(secret: &str) -> Result<Self, BuildError> {
         Ok(Self {
             signer: Signer::new(secret.as_bytes())?,
         })
