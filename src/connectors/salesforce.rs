@@ -67,8 +67,8 @@ use serde_json::{Map, Value};
 use super::classify::{self, kind_of, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
 use super::{
-    check_op, BuildContext, CallError, Connector, ConnectorKind, Reply, Request, SendProblem,
-    SendShape,
+    check_op, BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply, Request,
+    SendProblem, SendShape,
 };
 use crate::connectors::http::OAuth2ClientCredentials;
 
@@ -136,12 +136,19 @@ impl ConnectorKind for SalesforceConfig {
     fn operations(&self) -> Vec<String> {
         OPS.iter().map(|s| s.to_string()).collect()
     }
-    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         let creds = &self.auth.oauth2;
-        reqwest::Url::parse(&creds.token_url)
-            .map_err(|e| format!("auth.oauth2.token_url `{}`: {e}", creds.token_url))?;
+        reqwest::Url::parse(&creds.token_url).map_err(|e| BuildError::Url {
+            field: "auth.oauth2.token_url",
+            value: creds.token_url.clone(),
+            reason: e.to_string(),
+        })?;
         if let Some(url) = &self.instance_url {
-            reqwest::Url::parse(url).map_err(|e| format!("instance_url `{url}`: {e}"))?;
+            reqwest::Url::parse(url).map_err(|e| BuildError::Url {
+                field: "instance_url",
+                value: url.clone(),
+                reason: e.to_string(),
+            })?;
         }
         Ok(Arc::new(Salesforce {
             client: cx.http.clone(),
