@@ -206,7 +206,7 @@ fn build_error(config: Value) -> String {
     let config: ConnectorConfig = serde_json::from_value(config).unwrap();
     match config.as_kind().build("api", &context()) {
         Ok(_) => panic!("built"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 
