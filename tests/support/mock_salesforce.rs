@@ -1,5 +1,3 @@
-#![allow(dead_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A mock Salesforce REST server for integration tests: a real axum HTTP server on
 //! `127.0.0.1:0` that answers like Salesforce for the calls the sink makes
 //! (see `salesforce-rest.md` in the conformance folder).
