@@ -8,6 +8,7 @@
 //! A call is made once, or twice when an OAuth 2.0 token is refused: retries are the runtime's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +19,10 @@ use serde_json::Value;
 
 use super::classify::{self, kind_of, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
+use super::tls::{self, TlsConfig};
 use super::{
-    check_op, BuildContext, BuildError, CallError, Connector, ConnectorKind, PathProblem, Reply,
-    Request, SendProblem, SendShape,
+    check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
+    ConnectorKind, PathProblem, Reply, Request, SendProblem, SendShape,
 };
 
 /// Per call, when `timeout` is not set.
@@ -38,6 +40,8 @@ pub struct HttpConfig {
     pub timeout: Option<String>,
     #[serde(default)]
     pub operations: BTreeMap<String, Operation>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +87,9 @@ impl ConnectorKind for HttpConfig {
     }
     fn operations(&self) -> Vec<String> {
         self.operations.keys().cloned().collect()
+    }
+    fn check_config(&self, root: &Path) -> Vec<ConfigProblem> {
+        check_tls(root, self.tls.as_ref())
     }
     fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(HttpConnector::new(self, cx)?))
@@ -191,6 +198,7 @@ impl HttpConnector {
             })?,
             None => DEFAULT_TIMEOUT,
         };
+        let client = tls::client_for(cx, config.tls.as_ref())?;
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
         for (name, value) in &config.headers {
@@ -224,7 +232,7 @@ impl HttpConnector {
             }
             Some(HttpAuth::Oauth2(creds)) => {
                 secrets.push(creds.client_secret.clone());
-                Auth::OAuth2(TokenCache::new(cx.http.clone(), creds.clone(), timeout))
+                Auth::OAuth2(TokenCache::new(client.clone(), creds.clone(), timeout))
             }
         };
         let mut operations = BTreeMap::new();
@@ -251,7 +259,7 @@ impl HttpConnector {
             );
         }
         Ok(HttpConnector {
-            client: cx.http.clone(),
+            client,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             headers,
             auth,

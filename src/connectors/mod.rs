@@ -16,8 +16,9 @@ pub mod http;
 mod oauth2;
 pub mod salesforce;
 pub mod stdout;
+pub mod tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,11 @@ pub trait ConnectorKind {
     fn operations(&self) -> Vec<String>;
     /// Checks a `send` against this connector's operations.
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem>;
+    /// Problems with what the config names outside itself, found by `check`; relative paths
+    /// are relative to `root`, the project folder.
+    fn check_config(&self, _root: &Path) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
     /// The live connector for `run`. `name` is the connector's name in crossdock.yaml.
     fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError>;
 }
@@ -75,6 +81,19 @@ pub enum BuildError {
         path: String,
         problem: PathProblem,
     },
+    #[error("tls.ca_file `{path}`: {problem}")]
+    CaFile {
+        path: String,
+        problem: tls::CaFileError,
+    },
+}
+
+/// A problem `check` finds in a connector's config beyond its shape (a file it names), and
+/// where: keys below the connector's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub at: Vec<&'static str>,
+    pub message: String,
 }
 
 /// What is wrong with an `http` operation's path template.
@@ -103,6 +122,24 @@ impl ConnectorConfig {
             ConnectorConfig::Stdout(c) => c,
             ConnectorConfig::File(c) => c,
         }
+    }
+}
+
+/// The check of a `tls:` option, for the kinds that have one.
+pub(crate) fn check_tls(root: &Path, tls: Option<&tls::TlsConfig>) -> Vec<ConfigProblem> {
+    let Some(tls) = tls else {
+        return Vec::new();
+    };
+    match tls::check(root, tls) {
+        Some(problem) => vec![ConfigProblem {
+            at: vec!["tls", "ca_file"],
+            message: BuildError::CaFile {
+                path: tls.ca_file.clone(),
+                problem,
+            }
+            .to_string(),
+        }],
+        None => Vec::new(),
     }
 }
 

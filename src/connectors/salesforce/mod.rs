@@ -14,6 +14,7 @@ mod answer;
 mod composite;
 mod plan;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +23,10 @@ use serde::Deserialize;
 
 use super::classify::{self, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
+use super::tls::{self, TlsConfig};
 use super::{
-    check_op, BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply, Request,
-    SendProblem, SendShape,
+    check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
+    ConnectorKind, Reply, Request, SendProblem, SendShape,
 };
 use crate::connectors::http::OAuth2ClientCredentials;
 use answer::reply;
@@ -43,6 +45,8 @@ pub struct SalesforceConfig {
     pub auth: SalesforceAuth,
     #[serde(default = "default_api_version")]
     pub api_version: String,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_api_version() -> String {
@@ -64,6 +68,9 @@ impl ConnectorKind for SalesforceConfig {
     fn operations(&self) -> Vec<String> {
         OPS.iter().map(|s| s.to_string()).collect()
     }
+    fn check_config(&self, root: &Path) -> Vec<ConfigProblem> {
+        check_tls(root, self.tls.as_ref())
+    }
     fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         let creds = &self.auth.oauth2;
         reqwest::Url::parse(&creds.token_url).map_err(|e| BuildError::Url {
@@ -78,9 +85,10 @@ impl ConnectorKind for SalesforceConfig {
                 reason: e.to_string(),
             })?;
         }
+        let client = tls::client_for(cx, self.tls.as_ref())?;
         Ok(Arc::new(Salesforce {
-            client: cx.http.clone(),
-            tokens: TokenCache::new(cx.http.clone(), creds.clone(), TIMEOUT),
+            tokens: TokenCache::new(client.clone(), creds.clone(), TIMEOUT),
+            client,
             instance_url: self
                 .instance_url
                 .as_ref()
