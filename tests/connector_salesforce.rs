@@ -1,5 +1,5 @@
 //! The `salesforce` connector against a mock Salesforce server on loopback that answers as the
-//! real REST API does (tests/support/mock_salesforce.rs, after conformance/salesforce-rest.md).
+//! real REST API does (tests/support/mock_salesforce.rs, described in docs/salesforce.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
