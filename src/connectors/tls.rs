@@ -30,21 +30,17 @@ pub enum CaFileError {
     Invalid(String),
 }
 
-/// The certificates of `ca_file`, each one checked by building a client that trusts it, so a
-/// file that passes `check` cannot fail at `build`.
-fn read(root: &Path, tls: &TlsConfig) -> Result<Vec<reqwest::Certificate>, CaFileError> {
-    let path = root.join(&tls.ca_file);
-    let pem = std::fs::read(&path).map_err(|e| CaFileError::Read(e.to_string()))?;
+/// A client that trusts the certificates of `ca_file` besides the built-in roots. Building it
+/// is what proves each certificate usable, so `check` builds one too: a file that passes
+/// `check` does not fail at `build`.
+fn load(root: &Path, tls: &TlsConfig) -> Result<reqwest::Client, CaFileError> {
+    let pem =
+        std::fs::read(root.join(&tls.ca_file)).map_err(|e| CaFileError::Read(e.to_string()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| CaFileError::Invalid(e.to_string()))?;
     if certs.is_empty() {
         return Err(CaFileError::NoCertificate);
     }
-    client(certs.clone())?;
-    Ok(certs)
-}
-
-fn client(certs: Vec<reqwest::Certificate>) -> Result<reqwest::Client, CaFileError> {
     certs
         .into_iter()
         .fold(reqwest::Client::builder(), |b, cert| {
@@ -56,12 +52,12 @@ fn client(certs: Vec<reqwest::Certificate>) -> Result<reqwest::Client, CaFileErr
 
 /// For `check`: what is wrong with the connector's `tls`, if anything.
 pub(crate) fn check(root: &Path, tls: &TlsConfig) -> Option<CaFileError> {
-    read(root, tls).err()
+    load(root, tls).err()
 }
 
-/// The client a connector calls with: the shared one, or with `tls.ca_file` its own, which
-/// trusts the CA besides the built-in roots. Its own client has no client-wide timeout: every
-/// call and token fetch sets its own, and the runtime bounds each call as well.
+/// The client a connector calls with: the shared one, or with `tls.ca_file` its own. Its own
+/// client has no client-wide timeout: every call and token fetch sets its own, and the runtime
+/// bounds each call as well.
 pub(crate) fn client_for(
     cx: &BuildContext,
     tls: Option<&TlsConfig>,
@@ -69,11 +65,10 @@ pub(crate) fn client_for(
     let Some(tls) = tls else {
         return Ok(cx.http.clone());
     };
-    let ca_file = |problem| BuildError::CaFile {
+    load(&cx.root, tls).map_err(|problem| BuildError::CaFile {
         path: tls.ca_file.clone(),
         problem,
-    };
-    client(read(&cx.root, tls).map_err(ca_file)?).map_err(ca_file)
+    })
 }
 
 #[cfg(test)]
