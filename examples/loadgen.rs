@@ -517,7 +517,7 @@ async fn stopped() {
 mod tests {
     use super::*;
 
-    /// The official Standard Webhooks sign() vector (shared/conformance/webhooks).
+    /// The official Standard Webhooks sign() vector, from the Standard Webhooks specification.
     #[test]
     fn signs_like_standard_webhooks() -> Result<(), String> {
         let key = webhook_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;

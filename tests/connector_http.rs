@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,8 +14,9 @@ use axum::body::to_bytes;
 use axum::extract::{Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use crossdock::connectors::{BuildContext, CallError, Connector, ConnectorConfig, Reply, Request};
+use crossdock::connectors::{CallError, Connector, Reply, Request};
 use serde_json::{json, Value};
+use support::connector::{build, context, permanent, retryable, try_build};
 
 const CLIENT_ID: &str = "crossdock-client";
 const CLIENT_SECRET: &str = "client-s3cret-value";
@@ -189,24 +192,15 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 fn connector(config: Value) -> Arc<dyn Connector> {
     let mut config = config;
     config["kind"] = json!("http");
-    let config: ConnectorConfig = serde_json::from_value(config).unwrap();
-    config.as_kind().build("api", &context()).unwrap()
-}
-
-fn context() -> BuildContext {
-    BuildContext {
-        root: std::env::temp_dir(),
-        http: reqwest::Client::new(),
-    }
+    build("api", config)
 }
 
 fn build_error(config: Value) -> String {
     let mut config = config;
     config["kind"] = json!("http");
-    let config: ConnectorConfig = serde_json::from_value(config).unwrap();
-    match config.as_kind().build("api", &context()) {
+    match try_build("api", config, &context()) {
         Ok(_) => panic!("built"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 
@@ -258,23 +252,6 @@ async fn call(c: &Arc<dyn Connector>, op: &str, payload: Value) -> Result<Reply,
         payload: &payload,
     })
     .await
-}
-
-fn permanent(result: Result<Reply, CallError>) -> String {
-    match result {
-        Err(CallError::Permanent { message }) => message,
-        other => panic!("expected a permanent error, got {other:?}"),
-    }
-}
-
-fn retryable(result: Result<Reply, CallError>) -> (String, Option<Duration>) {
-    match result {
-        Err(CallError::Retryable {
-            message,
-            retry_after,
-        }) => (message, retry_after),
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The `salesforce` connector against a mock Salesforce server on loopback that answers as the
-//! real REST API does (tests/support/mock_salesforce.rs, after conformance/salesforce-rest.md).
+//! real REST API does (tests/support/mock_salesforce.rs, described in docs/salesforce.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,18 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossdock::connectors::{BuildContext, CallError, Connector, ConnectorConfig, Reply, Request};
+use crossdock::connectors::{CallError, Connector, Reply, Request};
 use serde_json::{json, Value};
+use support::connector::{build, permanent, retryable};
 use support::mock_salesforce::{MockSalesforce, API_VERSION, CLIENT_ID, CLIENT_SECRET};
-
-fn build(config: Value) -> Arc<dyn Connector> {
-    let config: ConnectorConfig = serde_json::from_value(config).unwrap();
-    let cx = BuildContext {
-        root: std::env::temp_dir(),
-        http: reqwest::Client::new(),
-    };
-    config.as_kind().build("salesforce", &cx).unwrap()
-}
 
 /// The connector as crossdock.yaml configures it, pointed at the mock.
 fn connector(sf: &MockSalesforce) -> Arc<dyn Connector> {
@@ -39,7 +31,7 @@ fn connector_at(sf: &MockSalesforce, instance: Option<String>, secret: &str) -> 
     if let Some(instance) = instance {
         config["instance_url"] = json!(instance);
     }
-    build(config)
+    build("salesforce", config)
 }
 
 async fn call(
@@ -57,23 +49,6 @@ async fn call(
         payload: &payload,
     })
     .await
-}
-
-fn permanent(result: Result<Reply, CallError>) -> String {
-    match result {
-        Err(CallError::Permanent { message }) => message,
-        other => panic!("expected a permanent error, got {other:?}"),
-    }
-}
-
-fn retryable(result: Result<Reply, CallError>) -> (String, Option<Duration>) {
-    match result {
-        Err(CallError::Retryable {
-            message,
-            retry_after,
-        }) => (message, retry_after),
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
 }
 
 fn lead() -> Value {
@@ -669,12 +644,15 @@ async fn a_locked_row_or_the_limit_inside_a_composite_is_retryable() {
              "body": halted},
         ]))
         .await;
-        let c = build(json!({
-            "kind": "salesforce",
-            "auth": {"oauth2": {"token_url": format!("{base}/services/oauth2/token"),
-                                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}},
-            "api_version": API_VERSION,
-        }));
+        let c = build(
+            "salesforce",
+            json!({
+                "kind": "salesforce",
+                "auth": {"oauth2": {"token_url": format!("{base}/services/oauth2/token"),
+                                    "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}},
+                "api_version": API_VERSION,
+            }),
+        );
         let payload = order_composite(vec![item("BC-ORDER-250-1971", "OAK-CH-01", 2)]);
         let (message, _) = retryable(composite(&c, payload).await);
         assert!(message.contains("subrequest `refParent`"), "{message}");

@@ -1,6 +1,6 @@
 //! The shipped project end to end: signed BigCommerce webhooks posted to the real binary,
 //! enriched from a BigCommerce API on loopback, reach a mock Salesforce (a server that behaves
-//! as conformance/salesforce-rest.md says) as the right records.
+//! as docs/salesforce.md says) as the right records.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,12 +1,7 @@
 //! Webhook signature conformance: every vector in `tests/fixtures/webhooks/*.json` (copied from
 //! the shared conformance set) is run through `build` + `Scheme::verify`, and every valid one is
 //! also bent into the failing cases each scheme must reject.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 

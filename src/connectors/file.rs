@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    check_op, reject_extras, BuildContext, CallError, Connector, ConnectorKind, Reply, Request,
-    SendProblem, SendShape,
+    check_plain_send, BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply,
+    Request, SendProblem, SendShape,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,11 +27,9 @@ impl ConnectorKind for FileConfig {
         vec!["append".into()]
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
-        let mut out = check_op(self, send.op);
-        out.extend(reject_extras(self.kind(), send));
-        out
+        check_plain_send(self, send)
     }
-    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(FileSink {
             path: cx.root.join(&self.path),
             lock: Mutex::new(()),

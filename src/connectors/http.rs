@@ -8,6 +8,7 @@
 //! A call is made once, or twice when an OAuth 2.0 token is refused: retries are the runtime's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +19,10 @@ use serde_json::Value;
 
 use super::classify::{self, kind_of, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
+use super::tls::{self, TlsConfig};
 use super::{
-    check_op, BuildContext, CallError, Connector, ConnectorKind, Reply, Request, SendProblem,
-    SendShape,
+    check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
+    ConnectorKind, PathProblem, Reply, Request, SendProblem, SendShape,
 };
 
 /// Per call, when `timeout` is not set.
@@ -38,6 +40,8 @@ pub struct HttpConfig {
     pub timeout: Option<String>,
     #[serde(default)]
     pub operations: BTreeMap<String, Operation>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,7 +88,10 @@ impl ConnectorKind for HttpConfig {
     fn operations(&self) -> Vec<String> {
         self.operations.keys().cloned().collect()
     }
-    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+    fn check_config(&self, root: &Path) -> Vec<ConfigProblem> {
+        check_tls(root, self.tls.as_ref())
+    }
+    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(HttpConnector::new(self, cx)?))
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
@@ -127,7 +134,7 @@ enum Piece {
 }
 
 /// Splits `/v2/orders/{id}/products` once, at build, into text and placeholders.
-fn parse_path(path: &str) -> Result<Vec<Piece>, String> {
+fn parse_path(path: &str) -> Result<Vec<Piece>, PathProblem> {
     let mut pieces = Vec::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
@@ -135,14 +142,10 @@ fn parse_path(path: &str) -> Result<Vec<Piece>, String> {
             pieces.push(Piece::Text(rest[..open].to_string()));
         }
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("path `{path}`: `{{` is not closed by `}}`"))?;
+        let close = after.find('}').ok_or(PathProblem::Unclosed)?;
         let name = &after[..close];
         if name.is_empty() || name.contains('{') {
-            return Err(format!(
-                "path `{path}`: `{{{name}}}` is not a placeholder (write `{{field}}`)"
-            ));
+            return Err(PathProblem::NotPlaceholder(name.to_string()));
         }
         pieces.push(Piece::Field(name.to_string()));
         rest = &after[close + 1..];
@@ -182,14 +185,20 @@ struct HttpConnector {
 impl HttpConnector {
     /// Everything that can be wrong in the config is found here, once, not per call. Messages
     /// name headers but never show their values.
-    fn new(config: &HttpConfig, cx: &BuildContext) -> Result<Self, String> {
-        reqwest::Url::parse(&config.base_url)
-            .map_err(|e| format!("base_url `{}`: {e}", config.base_url))?;
+    fn new(config: &HttpConfig, cx: &BuildContext) -> Result<Self, BuildError> {
+        reqwest::Url::parse(&config.base_url).map_err(|e| BuildError::Url {
+            field: "base_url",
+            value: config.base_url.clone(),
+            reason: e.to_string(),
+        })?;
         let timeout = match &config.timeout {
-            Some(text) => humantime::parse_duration(text)
-                .map_err(|e| format!("timeout `{text}`: {e} (write e.g. 30s or 2m)"))?,
+            Some(text) => humantime::parse_duration(text).map_err(|e| BuildError::Timeout {
+                value: text.clone(),
+                reason: e.to_string(),
+            })?,
             None => DEFAULT_TIMEOUT,
         };
+        let client = tls::client_for(cx, config.tls.as_ref())?;
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
         for (name, value) in &config.headers {
@@ -223,12 +232,16 @@ impl HttpConnector {
             }
             Some(HttpAuth::Oauth2(creds)) => {
                 secrets.push(creds.client_secret.clone());
-                Auth::OAuth2(TokenCache::new(cx.http.clone(), creds.clone(), timeout))
+                Auth::OAuth2(TokenCache::new(client.clone(), creds.clone(), timeout))
             }
         };
         let mut operations = BTreeMap::new();
         for (name, op) in &config.operations {
-            let path = parse_path(&op.path).map_err(|e| format!("operation `{name}`: {e}"))?;
+            let path = parse_path(&op.path).map_err(|problem| BuildError::Path {
+                op: name.clone(),
+                path: op.path.clone(),
+                problem,
+            })?;
             let placeholders = path
                 .iter()
                 .filter_map(|p| match p {
@@ -246,7 +259,7 @@ impl HttpConnector {
             );
         }
         Ok(HttpConnector {
-            client: cx.http.clone(),
+            client,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             headers,
             auth,
@@ -388,12 +401,11 @@ fn reply(answer: Answer, what: &str) -> Result<Reply, CallError> {
     })
 }
 
-fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), BuildError> {
     let name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("`{name}` is not a valid HTTP header name"))?;
-    let value = HeaderValue::from_str(value).map_err(|_| {
-        format!("the value of header `{name}` is not a valid header value (control characters?)")
-    })?;
+        .map_err(|_| BuildError::HeaderName(name.to_string()))?;
+    let value =
+        HeaderValue::from_str(value).map_err(|_| BuildError::HeaderValue(name.to_string()))?;
     Ok((name, value))
 }
 
@@ -441,9 +453,19 @@ mod tests {
             parse_path("{a}{b}").unwrap(),
             vec![Piece::Field("a".into()), Piece::Field("b".into())]
         );
-        assert!(parse_path("/x/{id").unwrap_err().contains("not closed"));
-        assert!(parse_path("/x/{}")
-            .unwrap_err()
-            .contains("not a placeholder"));
+        assert_eq!(parse_path("/x/{id").unwrap_err(), PathProblem::Unclosed);
+        assert_eq!(
+            parse_path("/x/{}").unwrap_err(),
+            PathProblem::NotPlaceholder(String::new())
+        );
+        let e = BuildError::Path {
+            op: "get".into(),
+            path: "/x/{id".into(),
+            problem: PathProblem::Unclosed,
+        };
+        assert_eq!(
+            e.to_string(),
+            "operation `get`: path `/x/{id`: `{` is not closed by `}`"
+        );
     }
 }

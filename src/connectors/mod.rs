@@ -8,8 +8,7 @@
 //! that executes calls; retries, the circuit breaker and dead letters are the runtime's, which
 //! decides from the [`CallError`] kind alone.
 //!
-//! Adding a kind: a file here with its config struct and `ConnectorKind` impl, a variant
-//! below, an example in `docs/connectors.md`, and a case in `tests/cmd/`.
+//! Adding a kind: docs/architecture.md, "Adding a connector kind".
 
 mod classify;
 pub mod file;
@@ -17,8 +16,9 @@ pub mod http;
 mod oauth2;
 pub mod salesforce;
 pub mod stdout;
+pub mod tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +49,60 @@ pub trait ConnectorKind {
     fn operations(&self) -> Vec<String>;
     /// Checks a `send` against this connector's operations.
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem>;
+    /// Problems with what the config names outside itself, found by `check`; relative paths
+    /// are relative to `root`, the project folder.
+    fn check_config(&self, _root: &Path) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
     /// The live connector for `run`. `name` is the connector's name in crossdock.yaml.
-    fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, String>;
+    fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError>;
+}
+
+/// Why a connector's config cannot become a live connector. The messages name the setting and
+/// never show a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// A URL setting (`base_url`, `instance_url`, `auth.oauth2.token_url`) that does not parse.
+    #[error("{field} `{value}`: {reason}")]
+    Url {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("timeout `{value}`: {reason} (write e.g. 30s or 2m)")]
+    Timeout { value: String, reason: String },
+    #[error("`{0}` is not a valid HTTP header name")]
+    HeaderName(String),
+    #[error("the value of header `{0}` is not a valid header value (control characters?)")]
+    HeaderValue(String),
+    #[error("operation `{op}`: path `{path}`: {problem}")]
+    Path {
+        op: String,
+        path: String,
+        problem: PathProblem,
+    },
+    #[error("tls.ca_file `{path}`: {problem}")]
+    CaFile {
+        path: String,
+        problem: tls::CaFileError,
+    },
+}
+
+/// A problem `check` finds in a connector's config beyond its shape (a file it names), and
+/// where: keys below the connector's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub at: Vec<&'static str>,
+    pub message: String,
+}
+
+/// What is wrong with an `http` operation's path template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathProblem {
+    #[error("`{{` is not closed by `}}`")]
+    Unclosed,
+    #[error("`{{{0}}}` is not a placeholder (write `{{field}}`)")]
+    NotPlaceholder(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +122,24 @@ impl ConnectorConfig {
             ConnectorConfig::Stdout(c) => c,
             ConnectorConfig::File(c) => c,
         }
+    }
+}
+
+/// The check of a `tls:` option, for the kinds that have one.
+pub(crate) fn check_tls(root: &Path, tls: Option<&tls::TlsConfig>) -> Vec<ConfigProblem> {
+    let Some(tls) = tls else {
+        return Vec::new();
+    };
+    match tls::check(root, tls) {
+        Some(problem) => vec![ConfigProblem {
+            at: vec!["tls", "ca_file"],
+            message: BuildError::CaFile {
+                path: tls.ca_file.clone(),
+                problem,
+            }
+            .to_string(),
+        }],
+        None => Vec::new(),
     }
 }
 
@@ -94,8 +164,16 @@ pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
     }]
 }
 
+/// The whole check of a kind with a fixed list of operations and no use for `object` or `key`
+/// (`stdout`, `file`).
+pub(crate) fn check_plain_send(kind: &dyn ConnectorKind, send: SendShape<'_>) -> Vec<SendProblem> {
+    let mut out = check_op(kind, send.op);
+    out.extend(reject_extras(kind.kind(), send));
+    out
+}
+
 /// For kinds that have no use for `object` or `key`: say so rather than ignore them.
-pub(crate) fn reject_extras(kind: &str, send: SendShape<'_>) -> Vec<SendProblem> {
+fn reject_extras(kind: &str, send: SendShape<'_>) -> Vec<SendProblem> {
     let mut out = Vec::new();
     if send.object.is_some() {
         out.push(SendProblem {

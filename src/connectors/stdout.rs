@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    check_op, reject_extras, BuildContext, CallError, Connector, ConnectorKind, Reply, Request,
-    SendProblem, SendShape,
+    check_plain_send, BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply,
+    Request, SendProblem, SendShape,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -24,11 +24,9 @@ impl ConnectorKind for StdoutConfig {
         vec!["print".into()]
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
-        let mut out = check_op(self, send.op);
-        out.extend(reject_extras(self.kind(), send));
-        out
+        check_plain_send(self, send)
     }
-    fn build(&self, _name: &str, _cx: &BuildContext) -> Result<Arc<dyn Connector>, String> {
+    fn build(&self, _name: &str, _cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(Stdout))
     }
 }

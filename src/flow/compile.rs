@@ -72,6 +72,7 @@ pub fn compile(
     }
     let connectors = match (&config, &sources.project) {
         (Some(c), Some(file)) => Some(compile_connectors(
+            &sources.root,
             c,
             file,
             &mut fallbacks,
@@ -191,6 +192,7 @@ type Compiled<T> = HashMap<String, Option<Arc<T>>>;
 /// Also collects each connector's `unconfigured: OTHER` and `breaker:` (common to every kind,
 /// so they are taken off before the kind's own keys are checked).
 fn compile_connectors(
+    root: &Path,
     config: &ProjectFile,
     file: &YamlFile,
     fallbacks: &mut BTreeMap<String, String>,
@@ -238,6 +240,14 @@ fn compile_connectors(
             }
         }
         let conn = file.section::<ConnectorConfig>(&raw, &path, diags);
+        for problem in conn.iter().flat_map(|c| c.as_kind().check_config(root)) {
+            let at: Vec<_> = path
+                .iter()
+                .cloned()
+                .chain(problem.at.iter().map(|k| key(k)))
+                .collect();
+            diags.push(file.error(file.doc.spans.value_pos(&at), problem.message));
+        }
         out.insert(name.clone(), conn);
     }
     for (name, target) in fallbacks.iter() {

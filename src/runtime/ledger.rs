@@ -191,7 +191,6 @@ pub fn accept_loss(store: &SledStore, dir: &Path) -> Result<(Option<u64>, u64), 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::sync::Arc;

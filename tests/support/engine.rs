@@ -112,7 +112,6 @@ impl Engine {
     }
 
     /// The engine's process id, for reading what the OS knows of it (`/proc`).
-    #[allow(dead_code)] // not every test binary that includes `support` uses it
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

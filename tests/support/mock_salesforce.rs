@@ -1,8 +1,6 @@
-#![allow(dead_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A mock Salesforce REST server for integration tests: a real axum HTTP server on
-//! `127.0.0.1:0` that answers like Salesforce for the calls the sink makes
-//! (see `salesforce-rest.md` in the conformance folder).
+//! `127.0.0.1:0` that answers like Salesforce for the calls the connector makes. docs/salesforce.md
+//! describes the behaviour; a change here changes that page.
 //!
 //! * `POST /services/oauth2/token` (client_credentials only).
 //! * Data calls under `/services/data/v60.0/`: sObject create / get / update / delete,
@@ -22,13 +20,13 @@
 //! * Object and field names are case-insensitive; external-id values match exactly
 //!   (case-sensitive); 15-character ids are accepted wherever an id is looked up.
 //! * Record ids given in lookup fields (e.g. `AccountId`) are not checked for existence.
-//! * OrderItem also requires `OrderId` (spec §3); the Order's `Pricebook2Id` is not required.
+//! * OrderItem also requires `OrderId`; the Order's `Pricebook2Id` is not required.
 //! * Injected failures: when several are armed, the first non-zero one in the order
 //!   limit_exceeded, rate_limited, server_errors, lock_row answers (and is consumed).
 //!   Each setter replaces its counter (0 disarms).
 //! * Composite: a subrequest fails when its status is >= 400 (a 300 is not a failure);
 //!   `@{ref...}` to a failed/unknown reference → 400 `PROCESSING_HALTED`.
-//! * Composite with sObject Collections subrequests (spec §5: at most 5 collection or query
+//! * Composite with sObject Collections subrequests (at most 5 collection or query
 //!   subrequests, more → 400 `LIMIT_EXCEEDED`). With the composite's `allOrNone: true` the
 //!   collections are all-or-none whatever their own flag says, and a collection answering 200
 //!   with a record whose `success` is false fails the composite: everything is rolled back,

@@ -2,6 +2,7 @@
 //! temporary project, and real HTTP servers on loopback for it to call.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod connector;
 pub mod engine;
 pub mod mock_salesforce;
 pub mod upstream;
