@@ -183,13 +183,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
             })?;
             if !seen_any {
                 let empty = empty_input();
-                let outcome = flow.run_body_lending(
+                let outcome = flow.run_body(
                     &project.rules,
                     next_event(),
                     empty.body,
                     &empty.label,
                     &state,
                     &given,
+                    crate::flow::Keep::Lent,
                 );
                 finish(outcome, None);
             }
@@ -197,13 +198,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
         })
     } else {
         let mut one = |decoded: Decoded<'_>, many: bool| -> bool {
-            let outcome = flow.run_body_lending(
+            let outcome = flow.run_body(
                 &project.rules,
                 next_event(),
                 decoded.body,
                 &decoded.label,
                 &state,
                 &given,
+                crate::flow::Keep::Lent,
             );
             finish(outcome, many.then_some(decoded.label))
         };

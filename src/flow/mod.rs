@@ -260,8 +260,7 @@ pub struct Outcome {
     pub triggered: bool,
     /// A `filter` step dropped the event.
     pub filtered: bool,
-    /// The record after the steps (incomplete from [`Flow::run_body_for_delivery`] and
-    /// [`Flow::run_body_lending`]).
+    /// The record after the steps (incomplete with [`Keep::Actions`] and [`Keep::Lent`]).
     pub record: Value,
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
@@ -272,7 +271,7 @@ pub struct Outcome {
     pub retry: Option<Option<std::time::Duration>>,
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     pub steps: Vec<Arc<str>>,
-    /// Payloads lent to actions instead of copied ([`Flow::run_body_lending`]): the action's
+    /// Payloads lent to actions instead of copied ([`Keep::Lent`]): the action's
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
@@ -290,51 +289,11 @@ impl Flow {
         }
     }
 
-    /// Parses and runs one event; `event.body` is filled here.
-    pub fn run_body(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Record)
-    }
-
-    /// [`Flow::run_body`] for a caller that shows the outcome as JSON (`dry-run`): the closing
-    /// sends move their payloads out of `record` instead of copying them, and the outcome's
-    /// JSON puts them back (see [`Outcome::lent`]); the copies were a tenth of a dry run.
-    pub fn run_body_lending(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Lent)
-    }
-
-    /// [`Flow::run_body`] for a caller that keeps only the actions (the runtime): the outcome's
-    /// `record` lacks what the closing sends moved into their payloads, and is null when no
-    /// step changed the body.
-    pub fn run_body_for_delivery(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Actions)
-    }
-
+    /// Parses and runs one event; `event.body` is filled here. `keep` says what the caller
+    /// keeps of the outcome, which decides whether the closing sends may move their payloads
+    /// out of the record instead of copying them (see [`Keep`]).
     #[allow(clippy::too_many_arguments)]
-    fn run_body_keeping(
+    pub fn run_body(
         &self,
         rules: &Rules,
         event: EventInfo,
@@ -381,7 +340,7 @@ impl Flow {
             .map_err(|e| format!("the body is not valid JSON: {e}"))
     }
 
-    /// [`Flow::run_body_lending`] for a body already parsed with [`Flow::parse_into`] from
+    /// [`Flow::run_body`] with [`Keep::Lent`] for a body already parsed with [`Flow::parse_into`] from
     /// `bytes`; gives the body back to be parsed into again, unless a step kept it. A `spare`
     /// record (an earlier outcome's, [`Outcome::into_record`]) is built into by the first
     /// `map` step without `into` instead of a new one.
@@ -466,15 +425,17 @@ thread_local! {
 /// memory of the largest body it ever saw.
 const SPARE_BODY_MAX: usize = 64 * 1024;
 
-/// What a caller keeps of an outcome.
+/// What a caller of [`Flow::run_body`] keeps of the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Keep {
-    /// The record whole; payloads are copies.
+pub enum Keep {
+    /// The record whole; payloads are copies (`test`, the admin API).
     Record,
-    /// The record whole once serialised; closing sends' payloads are moved out of it.
+    /// The record whole once serialised (`dry-run`): closing sends move their payloads out of
+    /// `record` instead of copying them, and the outcome's JSON puts them back (see
+    /// [`Outcome::lent`]); the copies were a tenth of a dry run.
     Lent,
-    /// Only the actions (the runtime): closing sends' payloads are moved, and an unchanged
-    /// body is not copied into the record.
+    /// Only the actions (the runtime): closing sends move their payloads, so the outcome's
+    /// `record` lacks them, and it is null when no step changed the body.
     Actions,
 }
 
