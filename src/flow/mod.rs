@@ -237,6 +237,11 @@ pub struct Action {
     pub payload: Value,
 }
 
+/// A body that is not JSON (or not UTF-8), as [`Flow::parse_body`] found it.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is not valid JSON: {0}")]
+pub struct BodyError(#[from] serde_json::Error);
+
 /// Why an event stopped: which step, and what went wrong.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepError {
@@ -279,7 +284,7 @@ pub struct Outcome {
 
 impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
-    pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
+    pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, BodyError> {
         match body {
             input::Body::Json(bytes) => {
                 let mut value = Value::Null;
@@ -307,8 +312,8 @@ impl Flow {
             // Parsed into the last body this thread parsed, reusing its allocations.
             Ok(input::Body::Json(bytes)) if bytes.len() <= SPARE_BODY_MAX => {
                 let mut value = SPARE_BODY.take();
-                if let Err(message) = self.parse_into(bytes, &mut value) {
-                    return self.unreadable(event, label, message);
+                if let Err(e) = self.parse_into(bytes, &mut value) {
+                    return self.unreadable(event, label, e.to_string());
                 }
                 let (outcome, back) =
                     self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None);
@@ -322,7 +327,7 @@ impl Flow {
                     self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None)
                         .0
                 }
-                Err(message) => self.unreadable(event, label, message),
+                Err(e) => self.unreadable(event, label, e.to_string()),
             },
             Ok(input::Body::Value(value)) => {
                 self.run_parsed(rules, event, value, None, state, fetch, keep, None)
@@ -334,10 +339,8 @@ impl Flow {
 
     /// Parses a body as [`Flow::run_body`] does, into `target`, reusing what it holds (see
     /// [`BodyParser::parse_into`](crate::projection::BodyParser::parse_into)).
-    pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> Result<(), String> {
-        self.need
-            .parse_into(bytes, target)
-            .map_err(|e| format!("the body is not valid JSON: {e}"))
+    pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> Result<(), BodyError> {
+        Ok(self.need.parse_into(bytes, target)?)
     }
 
     /// [`Flow::run_body`] with [`Keep::Lent`] for a body already parsed with [`Flow::parse_into`] from
