@@ -21,7 +21,7 @@ mod rhai;
 pub use check::{check, Kind};
 pub use need::{Need, PathStep};
 pub use parse::{utf8, BodyParser};
-pub use path::{simple_path, steps_of};
+pub use path::simple_path;
 pub use rhai::{reads_event_body, record_reads, Read};
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub fn simple_path(src: &str) -> Option<Vec<PathStep>> {
 }
 
 /// [`simple_path`] of a path already parsed.
-pub fn steps_of(path: &JsonPath) -> Option<Vec<PathStep>> {
+fn steps_of(path: &JsonPath) -> Option<Vec<PathStep>> {
     let steps = path.simple_steps()?;
     Some(
         steps
