@@ -272,7 +272,9 @@ fn each_parsed_line(
                 line.error = match decoded.body {
                     Ok(Body::Json(bytes)) => {
                         line.bytes.extend_from_slice(bytes);
-                        flow.parse_into(bytes, &mut line.body).err().map(|e| e.to_string())
+                        flow.parse_into(bytes, &mut line.body)
+                            .err()
+                            .map(|e| e.to_string())
                     }
                     Ok(Body::Value(value)) => {
                         line.body = value;

@@ -705,8 +705,14 @@ pub(crate) mod tests {
         let sku = Name("sku".into());
         let cases: &[(&str, Option<Vec<Option<&Segment>>>)] = &[
             ("$", Some(vec![])),
-            ("$.products[0].sku", Some(vec![Some(&products), Some(&Index(0)), Some(&sku)])),
-            ("$.products[*].sku", Some(vec![Some(&products), None, Some(&sku)])),
+            (
+                "$.products[0].sku",
+                Some(vec![Some(&products), Some(&Index(0)), Some(&sku)]),
+            ),
+            (
+                "$.products[*].sku",
+                Some(vec![Some(&products), None, Some(&sku)]),
+            ),
             ("$.products.*", Some(vec![Some(&products), None])),
             ("$..sku", None),
             ("$.products[0:1]", None),

@@ -296,7 +296,6 @@ impl<'de> DeserializeSeed<'de> for Skip {
     }
 }
 
-
 /// Which of a level's fields a body has, without allocating for the usual few.
 enum Seen {
     Few(u128),
@@ -377,4 +376,3 @@ impl<'de> Visitor<'de> for KeySeed {
         Ok(Key::Owned(v))
     }
 }
-

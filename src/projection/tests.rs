@@ -53,9 +53,7 @@ fn rhai_reads_of_record() {
     );
     assert_eq!(record_reads("x in record"), None);
     assert_eq!(
-        record_reads(
-            "// the record as a whole\nlet s = \"record\"; /* record */ record.a = 1;"
-        ),
+        record_reads("// the record as a whole\nlet s = \"record\"; /* record */ record.a = 1;"),
         Some(vec![path(&["a"])])
     );
     assert_eq!(record_reads("let s = `${record}`;"), None);
@@ -78,8 +76,7 @@ fn event_body_reads() {
 #[test]
 fn projects_and_writes_back_only_what_code_may_touch() {
     let mut record = json!({"a": {"x": 1, "y": 2}, "big": [1, 2, 3], "id": 7});
-    let need =
-        Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
+    let need = Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
     let mut given = need.project(&record);
     assert_eq!(given, json!({"a": {"x": 1}, "id": null}));
     given["a"]["x"] = json!(2);
@@ -109,8 +106,9 @@ fn presence_only_keys_are_skipped_by_the_parser() {
 
 #[test]
 fn parses_only_what_is_needed() {
-    let body = br#"{"id": 1, "skip": {"deep": [1,2,{"x":3}]}, "billing": {"email": "a@b", "phone": "1"},
-                   "items": [{"sku": "A", "qty": 2, "junk": "z"}, {"sku": "B"}], "n": 12.50}"#;
+    let body =
+        br#"{"id": 1, "skip": {"deep": [1,2,{"x":3}]}, "billing": {"email": "a@b", "phone": "1"},
+                       "items": [{"sku": "A", "qty": 2, "junk": "z"}, {"sku": "B"}], "n": 12.50}"#;
     let mut need = Need::default();
     need.add_jsonpath("$.id");
     need.add_jsonpath("$.billing.email");

@@ -151,9 +151,11 @@ pub fn duplicate(pipeline: &str) {
 pub fn processed(pipeline: &str, outcome: &'static str, seconds: f64) {
     count(Series::Processed(outcome), pipeline);
     match handles() {
-        Some(h) => cached(&h.latency, pipeline, || {
-            histogram!(LATENCY, "pipeline" => pipeline.to_string())
-        })
+        Some(h) => cached(
+            &h.latency,
+            pipeline,
+            || histogram!(LATENCY, "pipeline" => pipeline.to_string()),
+        )
         .record(seconds),
         None => histogram!(LATENCY, "pipeline" => pipeline.to_string()).record(seconds),
     }
@@ -287,14 +289,12 @@ mod tests {
     fn the_breaker_gauge_follows_every_change_of_state() {
         assert!(install().is_some());
         let gauge = || {
-            lines_of("metrics-unit-breaker")
-                .into_iter()
-                .find_map(|l| {
-                    l.strip_prefix(
-                        r#"crossdock_connector_breaker_state{connector="metrics-unit-breaker"} "#,
-                    )
-                    .map(str::to_string)
-                })
+            lines_of("metrics-unit-breaker").into_iter().find_map(|l| {
+                l.strip_prefix(
+                    r#"crossdock_connector_breaker_state{connector="metrics-unit-breaker"} "#,
+                )
+                .map(str::to_string)
+            })
         };
         for state in [0.0, 1.0, 1.0, 2.0, 0.0, 0.0, 1.0] {
             breaker_state("metrics-unit-breaker", state);

@@ -232,8 +232,15 @@ fn run_committed(
         let event_state = Arc::new(EventState::new(state.clone(), max_writes));
         let view: Arc<dyn StateStore> = event_state.clone();
         let body = Ok(Body::Json(body));
-        let mut outcome =
-            flow.run_body(rules, info.clone(), body, "input", &view, fetch, Keep::Actions);
+        let mut outcome = flow.run_body(
+            rules,
+            info.clone(),
+            body,
+            "input",
+            &view,
+            fetch,
+            Keep::Actions,
+        );
         if !outcome.ok() {
             return outcome;
         }
