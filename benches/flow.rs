@@ -91,13 +91,14 @@ fn bench(c: &mut Criterion) {
 
     // As the runtime runs it: only the actions are kept.
     let run = |o: &[u8]| {
-        flow.run_body_for_delivery(
+        flow.run_body(
             &project.rules,
             template.clone(),
             Ok(Body::Json(o)),
             "bench",
             &state,
             &GivenAnswers::default(),
+            crossdock::flow::Keep::Actions,
         )
     };
 

@@ -220,6 +220,7 @@ fn run_case(
                 &decoded.label,
                 &base,
                 &given,
+                crate::flow::Keep::Record,
             )
         })
         .collect();

@@ -1,8 +1,8 @@
-//! `run_body_for_delivery` (the runtime's way: closing sends move their payloads out of the
-//! record) gives exactly the actions `run_body` (dry runs and tests: the record kept whole)
-//! gives, whatever the payloads overlap or however the sends are placed; and
-//! `run_body_lending` (`dry-run`: payloads moved, then written back in place when the outcome
-//! is serialised) gives exactly `run_body`'s JSON.
+//! `run_body` keeping only the actions (`Keep::Actions`, the runtime's way: closing sends move
+//! their payloads out of the record) gives exactly the actions it gives keeping the record
+//! whole (`Keep::Record`, dry runs and tests), whatever the payloads overlap or however the
+//! sends are placed; and lending (`Keep::Lent`, `dry-run`: payloads moved, then written back
+//! in place when the outcome is serialised) gives exactly the JSON of `Keep::Record`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crossdock::config::env::process_env;
 use crossdock::flow::input::Body;
-use crossdock::flow::{load, CompileOptions, GivenAnswers};
+use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep};
 use crossdock::state::{MemoryStore, StateStore};
 use crossdock::testing::event_info;
 
@@ -83,15 +83,12 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
             let event = event_info(name, None, 1, "t");
             let body = Ok(Body::Json(&body[..]));
             let given = GivenAnswers::default();
-            match how {
-                "delivery" => {
-                    flow.run_body_for_delivery(&project.rules, event, body, "input", &state, &given)
-                }
-                "lending" => {
-                    flow.run_body_lending(&project.rules, event, body, "input", &state, &given)
-                }
-                _ => flow.run_body(&project.rules, event, body, "input", &state, &given),
-            }
+            let keep = match how {
+                "delivery" => Keep::Actions,
+                "lending" => Keep::Lent,
+                _ => Keep::Record,
+            };
+            flow.run_body(&project.rules, event, body, "input", &state, &given, keep)
         };
         let (kept, delivered, lent) = (run("kept"), run("delivery"), run("lending"));
         // What dry-run prints: the lent payloads are back in their places.
@@ -205,6 +202,7 @@ steps:
                 "input",
                 &state,
                 &given,
+                Keep::Record,
             );
             let mut body = serde_json::Value::Null;
             flow.parse_into(bytes, &mut body).unwrap();

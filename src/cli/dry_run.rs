@@ -183,13 +183,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
             })?;
             if !seen_any {
                 let empty = empty_input();
-                let outcome = flow.run_body_lending(
+                let outcome = flow.run_body(
                     &project.rules,
                     next_event(),
                     empty.body,
                     &empty.label,
                     &state,
                     &given,
+                    crate::flow::Keep::Lent,
                 );
                 finish(outcome, None);
             }
@@ -197,13 +198,14 @@ pub fn run(args: Args<'_>) -> ExitCode {
         })
     } else {
         let mut one = |decoded: Decoded<'_>, many: bool| -> bool {
-            let outcome = flow.run_body_lending(
+            let outcome = flow.run_body(
                 &project.rules,
                 next_event(),
                 decoded.body,
                 &decoded.label,
                 &state,
                 &given,
+                crate::flow::Keep::Lent,
             );
             finish(outcome, many.then_some(decoded.label))
         };
@@ -270,7 +272,9 @@ fn each_parsed_line(
                 line.error = match decoded.body {
                     Ok(Body::Json(bytes)) => {
                         line.bytes.extend_from_slice(bytes);
-                        flow.parse_into(bytes, &mut line.body).err()
+                        flow.parse_into(bytes, &mut line.body)
+                            .err()
+                            .map(|e| e.to_string())
                     }
                     Ok(Body::Value(value)) => {
                         line.body = value;

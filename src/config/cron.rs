@@ -19,19 +19,41 @@ pub struct CronExpr {
     cron: croner::Cron,
 }
 
+/// Why a text is not a cron expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "`{text}` is not a cron expression: it has {fields} fields; write 5 \
+         (minute hour day-of-month month day-of-week) or 6 (seconds first)"
+    )]
+    Fields { text: String, fields: usize },
+    #[error("`{text}` is not a cron expression: {reason}")]
+    Invalid { text: String, reason: String },
+}
+
+// Diagnostics and the sources' own errors carry messages as text.
+impl From<CronError> for String {
+    fn from(e: CronError) -> String {
+        e.to_string()
+    }
+}
+
 impl CronExpr {
-    pub fn parse(text: &str) -> Result<CronExpr, String> {
+    pub fn parse(text: &str) -> Result<CronExpr, CronError> {
         let fields = text.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "`{text}` is not a cron expression: it has {fields} fields; write 5 \
-                 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
-            ));
+            return Err(CronError::Fields {
+                text: text.to_string(),
+                fields,
+            });
         }
         let cron = croner::Cron::new(text)
             .with_seconds_optional()
             .parse()
-            .map_err(|e| format!("`{text}` is not a cron expression: {e}"))?;
+            .map_err(|e| CronError::Invalid {
+                text: text.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(CronExpr {
             text: text.to_string(),
             cron,
@@ -99,8 +121,13 @@ mod tests {
 
     #[test]
     fn bad_expressions_say_why() {
+        assert_eq!(
+            CronExpr::parse("* * * *").unwrap_err().to_string(),
+            "`* * * *` is not a cron expression: it has 4 fields; write 5 (minute hour \
+             day-of-month month day-of-week) or 6 (seconds first)"
+        );
         for bad in ["* * * *", "* * * * * * *", "61 * * * *", "a b c d e", ""] {
-            let e = CronExpr::parse(bad).unwrap_err();
+            let e = CronExpr::parse(bad).unwrap_err().to_string();
             assert!(e.contains("not a cron expression"), "{bad}: {e}");
         }
     }

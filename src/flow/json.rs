@@ -16,7 +16,7 @@ use super::{Action, Outcome};
 
 impl Outcome {
     /// Appends the outcome's JSON to `out`. Payloads lent to actions
-    /// ([`super::Flow::run_body_lending`]) are written in their places in the record and
+    /// ([`super::Keep::Lent`]) are written in their places in the record and
     /// copied from there into their actions: serialised once for both.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.extend_from_slice(b"{\"pipeline\":");

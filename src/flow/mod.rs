@@ -260,6 +260,11 @@ pub struct Action {
     pub payload: Value,
 }
 
+/// A body that is not JSON (or not UTF-8), as [`Flow::parse_body`] found it.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is not valid JSON: {0}")]
+pub struct BodyError(#[from] serde_json::Error);
+
 /// Why an event stopped: which step, and what went wrong.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepError {
@@ -283,8 +288,7 @@ pub struct Outcome {
     pub triggered: bool,
     /// A `filter` step dropped the event.
     pub filtered: bool,
-    /// The record after the steps (incomplete from [`Flow::run_body_for_delivery`] and
-    /// [`Flow::run_body_lending`]).
+    /// The record after the steps (incomplete with [`Keep::Actions`] and [`Keep::Lent`]).
     pub record: Value,
     pub actions: Vec<Action>,
     pub state_changes: Vec<StateChange>,
@@ -295,7 +299,7 @@ pub struct Outcome {
     pub retry: Option<Option<std::time::Duration>>,
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     pub steps: Vec<Arc<str>>,
-    /// Payloads lent to actions instead of copied ([`Flow::run_body_lending`]): the action's
+    /// Payloads lent to actions instead of copied ([`Keep::Lent`]): the action's
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
@@ -303,7 +307,7 @@ pub struct Outcome {
 
 impl Flow {
     /// Parses an event body, keeping only what this flow reads of it.
-    pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, String> {
+    pub fn parse_body(&self, body: input::Body<'_>) -> Result<Value, BodyError> {
         match body {
             input::Body::Json(bytes) => {
                 let mut value = Value::Null;
@@ -313,51 +317,11 @@ impl Flow {
         }
     }
 
-    /// Parses and runs one event; `event.body` is filled here.
-    pub fn run_body(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Record)
-    }
-
-    /// [`Flow::run_body`] for a caller that shows the outcome as JSON (`dry-run`): the closing
-    /// sends move their payloads out of `record` instead of copying them, and the outcome's
-    /// JSON puts them back (see [`Outcome::lent`]); the copies were a tenth of a dry run.
-    pub fn run_body_lending(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Lent)
-    }
-
-    /// [`Flow::run_body`] for a caller that keeps only the actions (the runtime): the outcome's
-    /// `record` lacks what the closing sends moved into their payloads, and is null when no
-    /// step changed the body.
-    pub fn run_body_for_delivery(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-    ) -> Outcome {
-        self.run_body_keeping(rules, event, body, label, state, fetch, Keep::Actions)
-    }
-
+    /// Parses and runs one event; `event.body` is filled here. `keep` says what the caller
+    /// keeps of the outcome, which decides whether the closing sends may move their payloads
+    /// out of the record instead of copying them (see [`Keep`]).
     #[allow(clippy::too_many_arguments)]
-    fn run_body_keeping(
+    pub fn run_body(
         &self,
         rules: &Rules,
         event: EventInfo,
@@ -371,8 +335,8 @@ impl Flow {
             // Parsed into the last body this thread parsed, reusing its allocations.
             Ok(input::Body::Json(bytes)) if bytes.len() <= SPARE_BODY_MAX => {
                 let mut value = SPARE_BODY.take();
-                if let Err(message) = self.parse_into(bytes, &mut value) {
-                    return self.unreadable(event, label, message);
+                if let Err(e) = self.parse_into(bytes, &mut value) {
+                    return self.unreadable(event, label, e.to_string());
                 }
                 let (outcome, back) =
                     self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None);
@@ -386,7 +350,7 @@ impl Flow {
                     self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None)
                         .0
                 }
-                Err(message) => self.unreadable(event, label, message),
+                Err(e) => self.unreadable(event, label, e.to_string()),
             },
             Ok(input::Body::Value(value)) => {
                 self.run_parsed(rules, event, value, None, state, fetch, keep, None)
@@ -398,13 +362,11 @@ impl Flow {
 
     /// Parses a body as [`Flow::run_body`] does, into `target`, reusing what it holds (see
     /// [`BodyParser::parse_into`](crate::projection::BodyParser::parse_into)).
-    pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> Result<(), String> {
-        self.need
-            .parse_into(bytes, target)
-            .map_err(|e| format!("the body is not valid JSON: {e}"))
+    pub fn parse_into(&self, bytes: &[u8], target: &mut Value) -> Result<(), BodyError> {
+        Ok(self.need.parse_into(bytes, target)?)
     }
 
-    /// [`Flow::run_body_lending`] for a body already parsed with [`Flow::parse_into`] from
+    /// [`Flow::run_body`] with [`Keep::Lent`] for a body already parsed with [`Flow::parse_into`] from
     /// `bytes`; gives the body back to be parsed into again, unless a step kept it. A `spare`
     /// record (an earlier outcome's, [`Outcome::into_record`]) is built into by the first
     /// `map` step without `into` instead of a new one.
@@ -489,15 +451,17 @@ thread_local! {
 /// memory of the largest body it ever saw.
 const SPARE_BODY_MAX: usize = 64 * 1024;
 
-/// What a caller keeps of an outcome.
+/// What a caller of [`Flow::run_body`] keeps of the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Keep {
-    /// The record whole; payloads are copies.
+pub enum Keep {
+    /// The record whole; payloads are copies (`test`, the admin API).
     Record,
-    /// The record whole once serialised; closing sends' payloads are moved out of it.
+    /// The record whole once serialised (`dry-run`): closing sends move their payloads out of
+    /// `record` instead of copying them, and the outcome's JSON puts them back (see
+    /// [`Outcome::lent`]); the copies were a tenth of a dry run.
     Lent,
-    /// Only the actions (the runtime): closing sends' payloads are moved, and an unchanged
-    /// body is not copied into the record.
+    /// Only the actions (the runtime): closing sends move their payloads, so the outcome's
+    /// `record` lacks them, and it is null when no step changed the body.
     Actions,
 }
 

@@ -164,6 +164,25 @@ impl JsonPath {
             Plan::Simple(_) | Plan::Tree(_) => None,
         }
     }
+
+    /// For queries of names, indexes and wildcards alone (`$.items[*].sku`): each step, a
+    /// wildcard as `None`, so callers can tell which fields the query reads. `None` for any
+    /// other query (filters, slices, descendants, several selectors in one bracket).
+    pub fn simple_steps(&self) -> Option<Vec<Option<&Segment>>> {
+        match &self.plan {
+            Plan::Singular(segs) => Some(segs.iter().map(Some).collect()),
+            Plan::Simple(steps) => Some(
+                steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Child(seg) => Some(seg),
+                        Step::Wildcard => None,
+                    })
+                    .collect(),
+            ),
+            Plan::Tree(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for JsonPath {
@@ -676,6 +695,32 @@ pub(crate) mod tests {
             assert_eq!(path.is_singular(), want.is_some(), "{src}");
             assert_eq!(path.as_str(), *src);
             assert_eq!(path.to_string(), *src);
+        }
+    }
+
+    #[test]
+    fn simple_queries_expose_their_steps_with_wildcards() {
+        use Segment::{Index, Name};
+        let products = Name("products".into());
+        let sku = Name("sku".into());
+        let cases: &[(&str, Option<Vec<Option<&Segment>>>)] = &[
+            ("$", Some(vec![])),
+            (
+                "$.products[0].sku",
+                Some(vec![Some(&products), Some(&Index(0)), Some(&sku)]),
+            ),
+            (
+                "$.products[*].sku",
+                Some(vec![Some(&products), None, Some(&sku)]),
+            ),
+            ("$.products.*", Some(vec![Some(&products), None])),
+            ("$..sku", None),
+            ("$.products[0:1]", None),
+            ("$['products','sku']", None),
+            ("$.products[?@.sku]", None),
+        ];
+        for (src, want) in cases {
+            assert_eq!(p(src).simple_steps().as_ref(), want.as_ref(), "{src}");
         }
     }
 

@@ -4,14 +4,116 @@
 //! Recorded through the `metrics` facade; the Prometheus recorder is installed once per
 //! process (several runtimes in one test process share it).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY: &str = "crossdock_event_duration_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The handles of the series labelled by a pipeline or a connector, made once per name: the
+/// macros allocate the label and look the series up in the recorder on every call, which the
+/// runtime made several times per event. Names come from the project, so the maps are bounded
+/// by it. Filled only once the recorder is installed: a handle made before would stay a no-op.
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+#[derive(Default)]
+struct Handles {
+    counters: RwLock<HashMap<Series, Names<Counter>, rustc_hash::FxBuildHasher>>,
+    latency: Cache<Histogram>,
+    breakers: Cache<Arc<BreakerGauge>>,
+}
+
+type Names<V> = HashMap<Box<str>, V, rustc_hash::FxBuildHasher>;
+type Cache<V> = RwLock<Names<V>>;
+
+/// A counter and its labels besides the pipeline's or connector's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Series {
+    Received,
+    Duplicate,
+    Processed(&'static str),
+    Failed,
+    DeadLettered,
+    Rejected(u16),
+    Calls,
+    Errors,
+}
+
+impl Series {
+    /// The counter for `name` (a pipeline's, or for `Calls` and `Errors` a connector's).
+    fn register(self, name: &str) -> Counter {
+        let name = name.to_string();
+        match self {
+            Series::Received => counter!("crossdock_events_received_total", "pipeline" => name),
+            Series::Duplicate => counter!("crossdock_events_duplicate_total", "pipeline" => name),
+            Series::Processed(outcome) => {
+                counter!("crossdock_events_processed_total", "pipeline" => name, "outcome" => outcome)
+            }
+            Series::Failed => counter!("crossdock_events_failed_total", "pipeline" => name),
+            Series::DeadLettered => {
+                counter!("crossdock_events_dead_lettered_total", "pipeline" => name)
+            }
+            Series::Rejected(status) => {
+                counter!("crossdock_webhooks_rejected_total", "pipeline" => name, "status" => status.to_string())
+            }
+            Series::Calls => counter!("crossdock_connector_calls_total", "connector" => name),
+            Series::Errors => counter!("crossdock_connector_errors_total", "connector" => name),
+        }
+    }
+}
+
+struct BreakerGauge {
+    gauge: Gauge,
+    /// What the gauge was last set to.
+    last: Mutex<Option<f64>>,
+}
+
+/// The handles, once the recorder is installed.
+fn handles() -> Option<&'static Handles> {
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        return None;
+    }
+    Some(HANDLES.get_or_init(Handles::default))
+}
+
+fn count(series: Series, name: &str) {
+    let Some(h) = handles() else {
+        series.register(name).increment(1);
+        return;
+    };
+    let counters = h.counters.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = counters.get(&series).and_then(|names| names.get(name)) {
+        c.increment(1);
+        return;
+    }
+    drop(counters);
+    h.counters
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(series)
+        .or_default()
+        .entry(name.into())
+        .or_insert_with(|| series.register(name))
+        .increment(1);
+}
+
+/// The handle cached for `name`, made by `make` the first time. A poisoned map is still
+/// whole (entries are only ever inserted), so it is used as it is.
+fn cached<V: Clone>(cache: &Cache<V>, name: &str, make: impl FnOnce() -> V) -> V {
+    if let Some(v) = cache.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        return v.clone();
+    }
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.into())
+        .or_insert_with(make)
+        .clone()
+}
 
 /// Installs the recorder (once); later calls return the same handle.
 pub fn install() -> Option<PrometheusHandle> {
@@ -38,33 +140,38 @@ pub fn render() -> String {
 }
 
 pub fn received(pipeline: &str) {
-    counter!("crossdock_events_received_total", "pipeline" => pipeline.to_string()).increment(1);
+    count(Series::Received, pipeline);
 }
 
 pub fn duplicate(pipeline: &str) {
-    counter!("crossdock_events_duplicate_total", "pipeline" => pipeline.to_string()).increment(1);
+    count(Series::Duplicate, pipeline);
 }
 
 /// An event finished: `outcome` is processed, skipped or filtered.
 pub fn processed(pipeline: &str, outcome: &'static str, seconds: f64) {
-    counter!("crossdock_events_processed_total", "pipeline" => pipeline.to_string(), "outcome" => outcome)
-        .increment(1);
-    histogram!(LATENCY, "pipeline" => pipeline.to_string()).record(seconds);
+    count(Series::Processed(outcome), pipeline);
+    match handles() {
+        Some(h) => cached(
+            &h.latency,
+            pipeline,
+            || histogram!(LATENCY, "pipeline" => pipeline.to_string()),
+        )
+        .record(seconds),
+        None => histogram!(LATENCY, "pipeline" => pipeline.to_string()).record(seconds),
+    }
 }
 
 /// An attempt failed (it may be retried).
 pub fn failed(pipeline: &str) {
-    counter!("crossdock_events_failed_total", "pipeline" => pipeline.to_string()).increment(1);
+    count(Series::Failed, pipeline);
 }
 
 pub fn dead_lettered(pipeline: &str) {
-    counter!("crossdock_events_dead_lettered_total", "pipeline" => pipeline.to_string())
-        .increment(1);
+    count(Series::DeadLettered, pipeline);
 }
 
 pub fn rejected(pipeline: &str, status: u16) {
-    counter!("crossdock_webhooks_rejected_total", "pipeline" => pipeline.to_string(), "status" => status.to_string())
-        .increment(1);
+    count(Series::Rejected(status), pipeline);
 }
 
 /// Open HTTP connections.
@@ -78,15 +185,34 @@ pub fn connection_closed(reason: &'static str) {
 }
 
 pub fn connector_call(connector: &str, ok: bool) {
-    counter!("crossdock_connector_calls_total", "connector" => connector.to_string()).increment(1);
+    count(Series::Calls, connector);
     if !ok {
-        counter!("crossdock_connector_errors_total", "connector" => connector.to_string())
-            .increment(1);
+        count(Series::Errors, connector);
     }
 }
 
+/// Sets a connector's breaker gauge, when `state` differs from what it was last set to.
 pub fn breaker_state(connector: &str, state: f64) {
-    gauge!("crossdock_connector_breaker_state", "connector" => connector.to_string()).set(state);
+    let Some(h) = handles() else {
+        breaker_gauge(connector).set(state);
+        return;
+    };
+    let breaker = cached(&h.breakers, connector, || {
+        Arc::new(BreakerGauge {
+            gauge: breaker_gauge(connector),
+            last: Mutex::new(None),
+        })
+    });
+    // Set under the lock, so the gauge is always the value `last` says it is.
+    let mut last = breaker.last.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != Some(state) {
+        breaker.gauge.set(state);
+        *last = Some(state);
+    }
+}
+
+fn breaker_gauge(connector: &str) -> Gauge {
+    gauge!("crossdock_connector_breaker_state", "connector" => connector.to_string())
 }
 
 pub fn inbox_pending(n: usize) {
@@ -108,4 +234,71 @@ pub fn reload(ok: bool) {
     let result = if ok { "ok" } else { "refused" };
     counter!("crossdock_reloads_total", "result" => result).increment(1);
     gauge!("crossdock_reload_failing").set(if ok { 0.0 } else { 1.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of the rendering that are about `name`, without their values' order.
+    fn lines_of(name: &str) -> Vec<String> {
+        let mut lines: Vec<String> = render()
+            .lines()
+            .filter(|l| l.contains(name) && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn cached_series_render_with_the_names_and_labels_of_the_macros() {
+        assert!(install().is_some());
+        for _ in 0..2 {
+            received("metrics-unit-p");
+            rejected("metrics-unit-p", 413);
+            connector_call("metrics-unit-c", false);
+        }
+        duplicate("metrics-unit-p");
+        processed("metrics-unit-p", "filtered", 0.002);
+        failed("metrics-unit-p");
+        dead_lettered("metrics-unit-p");
+        connector_call("metrics-unit-c", true);
+        let p = lines_of("metrics-unit-p");
+        for line in [
+            r#"crossdock_events_received_total{pipeline="metrics-unit-p"} 2"#,
+            r#"crossdock_events_duplicate_total{pipeline="metrics-unit-p"} 1"#,
+            r#"crossdock_events_processed_total{pipeline="metrics-unit-p",outcome="filtered"} 1"#,
+            r#"crossdock_events_failed_total{pipeline="metrics-unit-p"} 1"#,
+            r#"crossdock_events_dead_lettered_total{pipeline="metrics-unit-p"} 1"#,
+            r#"crossdock_webhooks_rejected_total{pipeline="metrics-unit-p",status="413"} 2"#,
+            r#"crossdock_event_duration_seconds_count{pipeline="metrics-unit-p"} 1"#,
+        ] {
+            assert!(p.iter().any(|l| l == line), "{line} not in {p:#?}");
+        }
+        let c = lines_of("metrics-unit-c");
+        for line in [
+            r#"crossdock_connector_calls_total{connector="metrics-unit-c"} 3"#,
+            r#"crossdock_connector_errors_total{connector="metrics-unit-c"} 2"#,
+        ] {
+            assert!(c.iter().any(|l| l == line), "{line} not in {c:#?}");
+        }
+    }
+
+    #[test]
+    fn the_breaker_gauge_follows_every_change_of_state() {
+        assert!(install().is_some());
+        let gauge = || {
+            lines_of("metrics-unit-breaker").into_iter().find_map(|l| {
+                l.strip_prefix(
+                    r#"crossdock_connector_breaker_state{connector="metrics-unit-breaker"} "#,
+                )
+                .map(str::to_string)
+            })
+        };
+        for state in [0.0, 1.0, 1.0, 2.0, 0.0, 0.0, 1.0] {
+            breaker_state("metrics-unit-breaker", state);
+            assert_eq!(gauge(), Some(state.to_string()), "{state}");
+        }
+    }
 }

@@ -30,7 +30,7 @@ use super::retry::RetryPolicy;
 use super::{metrics, Live, Runtime};
 use crate::connectors::{CallError, Request};
 use crate::flow::input::Body;
-use crate::flow::{Fetch, FetchError, Flow, Outcome, StepError};
+use crate::flow::{Fetch, FetchError, Flow, Keep, Outcome, StepError};
 use crate::rules::{EventInfo, Rules};
 use crate::state::{CommitError, EventState, StateStore};
 use serde_json::Value;
@@ -232,8 +232,15 @@ fn run_committed(
         let event_state = Arc::new(EventState::new(state.clone(), max_writes));
         let view: Arc<dyn StateStore> = event_state.clone();
         let body = Ok(Body::Json(body));
-        let mut outcome =
-            flow.run_body_for_delivery(rules, info.clone(), body, "input", &view, fetch);
+        let mut outcome = flow.run_body(
+            rules,
+            info.clone(),
+            body,
+            "input",
+            &view,
+            fetch,
+            Keep::Actions,
+        );
         if !outcome.ok() {
             return outcome;
         }

@@ -151,6 +151,7 @@ async fn dry_run(
                 answers: BTreeMap::new(),
                 hint: "a dry run through the API cannot answer fetch steps; post the enriched event to a pipeline without them",
             },
+            crate::flow::Keep::Record,
         );
         outcome.state_changes = overlay.changes();
         let text = outcome.to_json().unwrap_or_default();

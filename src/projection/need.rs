@@ -1,0 +1,166 @@
+//! [`Need`]: what code reads of a JSON value, built from JSONPaths and Rhai source, and
+//! projecting a value by it and writing back what code made of the projection.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::path::simple_path;
+use super::rhai::{record_reads, Read};
+
+/// What a flow needs of a JSON value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    All,
+    /// Only whether the key exists (`"id" in record`): the value is not read.
+    Present,
+    /// Of an object, only these fields; of an array, these fields of every element; any
+    /// other value whole.
+    Fields(BTreeMap<String, Need>),
+}
+
+impl Default for Need {
+    fn default() -> Self {
+        Need::Fields(BTreeMap::new())
+    }
+}
+
+/// One step of a simple path: a field name, or "every element / any index".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Name(String),
+    Elements,
+}
+
+impl Need {
+    pub fn is_all(&self) -> bool {
+        matches!(self, Need::All)
+    }
+
+    /// Adds a path: everything below its end is needed.
+    pub fn add_path(&mut self, steps: &[PathStep]) {
+        if *self == Need::Present {
+            *self = Need::default();
+        }
+        let Need::Fields(fields) = self else { return };
+        match steps.split_first() {
+            None => *self = Need::All,
+            // Arrays are projected element-wise by the same need, so an index or wildcard
+            // adds nothing at this level.
+            Some((PathStep::Elements, rest)) => self.add_path(rest),
+            Some((PathStep::Name(name), rest)) => {
+                fields.entry(name.clone()).or_default().add_path(rest)
+            }
+        }
+    }
+
+    /// Adds a test for the presence of the key at the end of `steps`.
+    pub fn add_presence(&mut self, steps: &[PathStep]) {
+        let Some((last, parents)) = steps.split_last() else {
+            return;
+        };
+        let mut at = self;
+        for step in parents {
+            if *at == Need::Present {
+                *at = Need::default();
+            }
+            match (at, step) {
+                (Need::Fields(fields), PathStep::Name(name)) => {
+                    at = fields.entry(name.clone()).or_default()
+                }
+                (Need::Fields(_), PathStep::Elements) => return,
+                _ => return,
+            }
+        }
+        match (at, last) {
+            (Need::Fields(fields), PathStep::Name(name)) => {
+                fields.entry(name.clone()).or_insert(Need::Present);
+            }
+            (at @ Need::Present, _) => *at = Need::default(),
+            _ => {}
+        }
+    }
+
+    /// Adds what a JSONPath reads; a path too complex to analyse needs everything.
+    pub fn add_jsonpath(&mut self, src: &str) {
+        match simple_path(src) {
+            Some(steps) => self.add_path(&steps),
+            None => *self = Need::All,
+        }
+    }
+
+    /// Adds what a Rhai expression or script reads of `record`.
+    pub fn add_rhai(&mut self, src: &str) {
+        match record_reads(src) {
+            Some(reads) => {
+                for r in reads {
+                    match r {
+                        Read::Path(p) => self.add_path(&p),
+                        Read::Presence(p) => self.add_presence(&p),
+                    }
+                }
+            }
+            None => *self = Need::All,
+        }
+    }
+
+    /// What Rhai source reads of `record`.
+    pub fn of_rhai(src: &str) -> Need {
+        let mut need = Need::default();
+        need.add_rhai(src);
+        need
+    }
+
+    /// A copy of `value` with only what is needed (`Present` keys become null).
+    pub fn project(&self, value: &Value) -> Value {
+        match (self, value) {
+            (Need::All, v) => v.clone(),
+            (Need::Present, _) => Value::Null,
+            (Need::Fields(fields), Value::Object(m)) => Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?))))
+                    .collect(),
+            ),
+            (Need::Fields(_), Value::Array(items)) => {
+                Value::Array(items.iter().map(|v| self.project(v)).collect())
+            }
+            (Need::Fields(_), v) => v.clone(),
+        }
+    }
+
+    /// Writes into `target` what code given `self.project(target)` made of it: every needed
+    /// part is replaced by (or, when gone, removed for) its counterpart in `from`, and the rest
+    /// of `target` is left as it was.
+    pub fn write_back(&self, target: &mut Value, from: Value) {
+        match (self, target, from) {
+            (Need::Present, _, _) => {}
+            (Need::Fields(fields), Value::Object(t), Value::Object(mut f)) => {
+                for (k, need) in fields {
+                    match f.remove(k) {
+                        Some(v) => match t.get_mut(k) {
+                            Some(slot) => need.write_back(slot, v),
+                            None => {
+                                t.insert(k.clone(), v);
+                            }
+                        },
+                        None if *need != Need::Present => {
+                            t.remove(k);
+                        }
+                        None => {}
+                    }
+                }
+                // Keys the code added where it could only have added them by name.
+                for (k, v) in f {
+                    t.insert(k, v);
+                }
+            }
+            (Need::Fields(_), Value::Array(t), Value::Array(f)) if t.len() == f.len() => {
+                for (slot, v) in t.iter_mut().zip(f) {
+                    self.write_back(slot, v);
+                }
+            }
+            (_, target, from) => *target = from,
+        }
+    }
+}
