@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use crossdock::mapping::jsonpath::JsonPath;
+use crossdock::jsonpath::JsonPath;
 use serde_json::Value;
 
 const ORDER: &str = include_str!("data/bigcommerce-order.json");

@@ -11,12 +11,13 @@
 //!
 //! - [`config`]: reading a project folder; YAML with positions, `${VAR}`, diagnostics.
 //!   The only module that knows YAML.
+//! - [`jsonpath`]: RFC 9535 JSONPath, parsed once and evaluated within a budget. Pure: it uses
+//!   no other module.
 //! - [`projection`]: which fields code reads, to parse and convert only those.
 //! - [`state`]: the store behind the `customers`, `stock` and `kv` script modules.
 //! - [`rules`]: the sandboxed Rhai engine, scripts and expressions. The only module that
 //!   builds a Rhai `Engine`.
-//! - [`mapping`]: JSONPath and field mappings (inline expressions through [`rules`]). Pure: no
-//!   IO, no async.
+//! - [`mapping`]: field mappings (inline expressions through [`rules`]). Pure: no IO, no async.
 //! - [`connectors`]: the kinds of connector and what their operations need.
 //! - [`verify`]: webhook signature schemes, over headers and bytes.
 //! - [`flow`]: compiling a project into immutable flows and running an event through one.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod flow;
+pub mod jsonpath;
 pub mod mapping;
 pub mod projection;
 pub mod rules;

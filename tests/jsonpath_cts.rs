@@ -6,7 +6,7 @@
 //! jsonpath-standard/jsonpath-compliance-test-suite (see `jsonpath-cts.NOTICE` beside it).
 //! It runs with serde_json's `arbitrary_precision` on, as the crate does.
 
-use crossdock::mapping::jsonpath::JsonPath;
+use crossdock::jsonpath::JsonPath;
 use serde_json::Value;
 
 const CASES: usize = 703;

@@ -12,7 +12,7 @@ use crate::config::span::{PathSeg, Pos, ScalarStyle};
 
 use crate::config::{read_project, stem, ProjectSources, YamlFile};
 use crate::connectors::{ConnectorConfig, SendShape};
-use crate::mapping::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
 use crate::mapping::spec::MappingFile;
 use crate::mapping::{self, Mapping};
 use crate::rules::{Expr, RuleError, Rules, Script};

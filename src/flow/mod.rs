@@ -26,7 +26,7 @@ pub use record::FieldPath;
 use crate::config::env::Redactor;
 use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
 use crate::connectors::ConnectorConfig;
-use crate::mapping::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
 use crate::mapping::Mapping;
 use crate::rules::{EventInfo, Expr, Rules, Script};
 use crate::state::{StateChange, StateStore};

@@ -357,10 +357,7 @@ fn take(record: &mut Value, path: &[String]) -> Option<Value> {
 /// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise,
 /// made within the default mapping budget (nodes visited, bytes copied, time), so a path such
 /// as `$..*..*..*` fails the step instead of the process.
-fn select(
-    path: &crate::mapping::jsonpath::JsonPath,
-    record: &Value,
-) -> Result<Option<Value>, String> {
+fn select(path: &crate::jsonpath::JsonPath, record: &Value) -> Result<Option<Value>, String> {
     if path.is_singular() {
         return Ok(path.first(record).cloned());
     }

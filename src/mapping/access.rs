@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::budget::{Budget, Exceeded};
-use super::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
+use crate::jsonpath::{Budget, Exceeded};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Access {

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::access::Access;
-use super::budget::Limits;
 use super::convert::{convert, map_scalars, FieldType, Transform};
 use super::error::{show, MappingIssue};
-use super::jsonpath::JsonPath;
 use super::plan::{CompiledExpr, Field, Lookup, Mapping, Node, NodeKind, Source};
 use super::spec::{FieldDef, FieldSpec, Fields, MappingFile};
 use super::template::Template;
 use crate::config::span::PathSeg;
+use crate::jsonpath::JsonPath;
+use crate::jsonpath::Limits;
 use crate::rules::Rules;
 
 /// Compiles a mapping file. `rules` compiles inline `expr`s.

@@ -6,9 +6,9 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::budget::Exceeded;
 use super::convert::FieldType;
 use crate::config::span::{display_path, PathSeg};
+use crate::jsonpath::Exceeded;
 
 /// One problem in a mapping file, found by `compile`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,18 +19,15 @@
 //! evaluator for queries beyond names, indexes and wildcards.
 
 mod access;
-mod budget;
 mod compile;
 mod convert;
 mod error;
-pub mod jsonpath;
 mod plan;
-mod query;
 mod rfc2822;
 pub mod spec;
 mod template;
 
-pub use budget::{Budget, Exceeded, Limits};
+pub use crate::jsonpath::{Budget, Exceeded, Limits};
 pub use compile::compile;
 pub use convert::{FieldType, Transform};
 pub use error::{FieldProblem, MappingError, MappingIssue};

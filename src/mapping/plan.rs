@@ -16,11 +16,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::access::Access;
-use super::budget::{Budget, Exceeded, Limits};
 use super::convert::{convert, key_text, map_scalars, transform, FieldType, Transform};
 use super::error::{show, FieldProblem, MappingError};
-use super::jsonpath::JsonPath;
 use super::template::Template;
+use crate::jsonpath::JsonPath;
+use crate::jsonpath::{Budget, Exceeded, Limits};
 use crate::rules::{Expr, Rules};
 
 /// A compiled mapping: build with [`compile`](super::compile), run with [`Mapping::apply`].
@@ -1026,7 +1026,7 @@ mod tests {
     #[test]
     fn queries_are_bounded_in_nodes_visited() {
         // 1.4 KB: `$..*..*..*` selects each node once per pair of its ancestors (4.6 million).
-        let body = crate::mapping::jsonpath::tests::deep_list();
+        let body = crate::jsonpath::tests::deep_list();
         let err = error_of(r#"{"X": "$..*..*..*"}"#, &body, Limits::default());
         assert_eq!(
             err,
@@ -1062,7 +1062,7 @@ mod tests {
             time: std::time::Duration::ZERO,
             ..Limits::default()
         };
-        let body = crate::mapping::jsonpath::tests::deep_list();
+        let body = crate::jsonpath::tests::deep_list();
         let err = error_of(r#"{"X": "$..*..*"}"#, &body, limits);
         assert_eq!(
             err,

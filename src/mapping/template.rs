@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::access::Access;
 use super::convert::render_into;
-use super::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Template {

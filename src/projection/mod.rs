@@ -8,7 +8,7 @@
 //! function, `record` indexed by an expression, a use of `event.body` — makes the need `All`,
 //! so the result is always the same as with the whole document for everything code can observe.
 //!
-//! Owns the analysis (JSONPath steps as `mapping::jsonpath` parses them, in [`path`]; Rhai
+//! Owns the analysis (JSONPath steps as `jsonpath` parses them, in [`path`]; Rhai
 //! source, in [`rhai`]), the [`Need`] it builds ([`need`]), parsing a body by it ([`parse`])
 //! and checking a whole body ([`check`](mod@check)); knows nothing of flows or Rhai values.
 

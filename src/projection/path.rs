@@ -2,7 +2,7 @@
 //! parser reads them.
 
 use super::PathStep;
-use crate::mapping::jsonpath::{JsonPath, Segment};
+use crate::jsonpath::{JsonPath, Segment};
 
 /// `$.a.b`, `$['a']`, `$.items[*].sku`, `$.items[0]` as steps; `None` for anything else
 /// (filters, slices, descendants, unions, text that is not a JSONPath), which the caller

@@ -40,7 +40,7 @@ use super::SourceCx;
 use crate::config::cron::CronExpr;
 use crate::config::model::PollSource;
 use crate::connectors::{CallError, Request};
-use crate::mapping::jsonpath::JsonPath;
+use crate::jsonpath::JsonPath;
 use crate::runtime::{Accepted, Runtime};
 use crate::state::{escape, StateError};
 

@@ -5,7 +5,7 @@
 //! Validation belongs to the `serde_json_path` crate, which passes the whole RFC 9535
 //! compliance suite (`tests/jsonpath_cts.rs`); see `docs/jsonpath.md` for why that crate and
 //! not `jsonpath-rust`. Every query that is not "simple" is then read again into our own tree
-//! and evaluated by `super::query`, which counts the nodes it visits against a [`Budget`]
+//! and evaluated by `query`, which counts the nodes it visits against a [`Budget`]
 //! (the crate's evaluator has no limit: `$..*..*..*` over a 1.4 KB body took gigabytes).
 //!
 //! On top of the engine sits a fast path, chosen in [`JsonPath::parse`]: a query made only
@@ -29,8 +29,11 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use super::budget::{Budget, Exceeded, Limits};
-use super::query::{ParseProblem, Query};
+mod budget;
+mod query;
+
+pub use self::budget::{Budget, Exceeded, Limits};
+use self::query::{ParseProblem, Query};
 
 /// Deepest nesting of `[` and `(` accepted, counted together (stack guard).
 const MAX_NESTING: usize = 64;

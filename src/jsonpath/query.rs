@@ -13,7 +13,7 @@
 use serde_json::{Number, Value};
 
 use super::budget::{compile_regex, Budget, Exceeded, Limits};
-use super::jsonpath::Reader;
+use super::Reader;
 
 /// A query: `$…` from the root or `@…` from the current node of a filter.
 #[derive(Clone, Debug)]
