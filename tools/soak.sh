@@ -16,6 +16,7 @@
 #   SOAK_CONNECTIONS=16   connections the generator spreads the rate over
 #   SOAK_CSV=target/soak-rss.csv
 #   SOAK_PORT=18787 SOAK_UPSTREAM_PORT=18797
+#   SOAK_CACHE=32MB       the project's `state.cache` (default: the engine's default)
 #   SOAK_KEEP=1           keep the temp project, state and logs
 #
 # Bounded: after the build, DURATION + the drain (at most 120 s) + SOAK_SETTLE + a few seconds.
@@ -72,7 +73,7 @@ project=$work/project
 mkdir -p "$project/pipelines"
 cat >"$project/crossdock.yaml" <<EOF
 server: { listen: "127.0.0.1:$port" }
-state: { path: state }
+state: { path: state${SOAK_CACHE:+, cache: $SOAK_CACHE} }
 connectors:
   upstream:
     kind: http
