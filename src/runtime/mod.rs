@@ -349,9 +349,9 @@ impl Runtime {
         let store = Arc::new(
             SledStore::open_with_cache(&state_path, Durability::default(), settings.state_cache)
                 .map_err(|source| StartError::State {
-                path: state_path.clone(),
-                source,
-            })?,
+                    path: state_path.clone(),
+                    source,
+                })?,
         );
         let ledger = Arc::new(ledger::Ledger::open(store.clone(), &state_path)?);
         let inbox = Arc::new(Inbox::open(store.clone(), settings.flush)?);
