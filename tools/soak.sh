@@ -17,6 +17,7 @@
 #   SOAK_CSV=target/soak-rss.csv
 #   SOAK_PORT=18787 SOAK_UPSTREAM_PORT=18797
 #   SOAK_CACHE=32MB       the project's `state.cache` (default: the engine's default)
+#   SOAK_RETAIN=10m       the project's `dedup_window` and `keep_trails` (default: 24h, 7d)
 #   SOAK_KEEP=1           keep the temp project, state and logs
 #
 # Bounded: after the build, DURATION + the drain (at most 120 s) + SOAK_SETTLE + a few seconds.
@@ -72,7 +73,7 @@ secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
 project=$work/project
 mkdir -p "$project/pipelines"
 cat >"$project/crossdock.yaml" <<EOF
-server: { listen: "127.0.0.1:$port" }
+server: { listen: "127.0.0.1:$port"${SOAK_RETAIN:+, dedup_window: $SOAK_RETAIN, keep_trails: $SOAK_RETAIN} }
 state: { path: state${SOAK_CACHE:+, cache: $SOAK_CACHE} }
 connectors:
   upstream:
