@@ -75,6 +75,10 @@ struct FireArgs {
     /// Threads of the load generator's runtime (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Requests per second across all connections, paced on a fixed schedule (open loop, for
+    /// soak runs); without it every connection sends as soon as its last answer came.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -159,6 +163,10 @@ struct Shared {
     end: Instant,
     /// Error messages printed so far (only the first few are).
     errors_shown: AtomicU64,
+    /// `--rate`: the start of the schedule and the gap between two requests' slots.
+    pace: Option<(Instant, Duration)>,
+    /// Next slot of the schedule.
+    slot: AtomicU64,
 }
 
 /// One request: its headers and body.
@@ -170,6 +178,17 @@ struct Signed {
 }
 
 impl Shared {
+    /// With `--rate`, waits for this connection's next slot of the schedule. A slot that is
+    /// already past (the server answered slowly) is used at once, so a slow server is sent the
+    /// requests it missed when it catches up, as a steady producer would.
+    async fn pace(&self) {
+        if let Some((start, gap)) = self.pace {
+            let n = self.slot.fetch_add(1, Ordering::Relaxed);
+            let at = start + gap.mul_f64(n as f64);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        }
+    }
+
     fn next_request(&self) -> Signed {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now()
@@ -274,6 +293,12 @@ async fn fire(args: FireArgs) -> Result<(), String> {
         measure_from,
         end,
         errors_shown: AtomicU64::new(0),
+        pace: match args.rate {
+            Some(r) if r > 0.0 && r.is_finite() => Some((start, Duration::from_secs_f64(1.0 / r))),
+            Some(r) => return Err(format!("--rate must be a positive number, not {r}")),
+            None => None,
+        },
+        slot: AtomicU64::new(0),
     });
     let reqwest_client = match args.client {
         ClientKind::Reqwest => Some(
@@ -372,6 +397,10 @@ async fn connection_hyper(shared: Arc<Shared>) -> Result<Tally, String> {
             if sender.ready().await.is_err() {
                 continue 'connect;
             }
+            shared.pace().await;
+            if Instant::now() >= shared.end {
+                break;
+            }
             let signed = shared.next_request();
             let request = hyper::Request::builder()
                 .method(Method::POST)
@@ -412,6 +441,10 @@ async fn connection_reqwest(shared: Arc<Shared>, client: reqwest::Client) -> Res
     let mut tally = Tally::new()?;
     let url = reqwest::Url::parse(&shared.url.to_string()).map_err(|e| e.to_string())?;
     while Instant::now() < shared.end {
+        shared.pace().await;
+        if Instant::now() >= shared.end {
+            break;
+        }
         let signed = shared.next_request();
         let started = Instant::now();
         let sent = client

@@ -170,6 +170,9 @@ pub struct StateConfig {
     /// `128MB`; `0` never refuses for space).
     #[serde(default, deserialize_with = "size_text")]
     pub min_free: Option<String>,
+    /// Memory the store may keep of its pages (default `32MB`).
+    #[serde(default, deserialize_with = "size_text")]
+    pub cache: Option<String>,
 }
 
 impl Default for StateConfig {
@@ -177,6 +180,7 @@ impl Default for StateConfig {
         StateConfig {
             path: default_state_path(),
             min_free: None,
+            cache: None,
         }
     }
 }

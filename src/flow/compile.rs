@@ -896,6 +896,7 @@ fn check_server(
         ("server", "max_body", &server.max_body),
         ("server", "max_backlog_bytes", &server.max_backlog_bytes),
         ("state", "min_free", &state.min_free),
+        ("state", "cache", &state.cache),
     ];
     for (section, name, value) in sizes {
         let Some(text) = value else { continue };

@@ -49,7 +49,7 @@ use crate::config::env::EnvLookup;
 use crate::config::model::SourceConfig;
 use crate::connectors::{BuildContext, CallError, Connector, Reply, Request};
 use crate::flow::{CompileOptions, Project, Webhook};
-use crate::state::{SledStore, StateError, StateStore};
+use crate::state::{Durability, SledStore, StateError, StateStore};
 
 use self::breaker::Breaker;
 pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
@@ -85,6 +85,8 @@ pub struct Settings {
     pub quarantine_after: u32,
     /// Free bytes on the state's disk below which new events are refused.
     pub min_free: u64,
+    /// Bytes of pages the state store keeps in memory (sled's cache).
+    pub state_cache: u64,
     /// Longest a connector call may take before it counts as a retryable failure.
     pub call_timeout: Duration,
     pub flush: FlushPolicy,
@@ -113,6 +115,7 @@ impl Default for Settings {
             max_backlog_bytes: 256 * 1024 * 1024,
             quarantine_after: 3,
             min_free: 128 * 1024 * 1024,
+            state_cache: crate::state::sled::DEFAULT_CACHE,
             call_timeout: Duration::from_secs(30),
             flush: FlushPolicy::Group,
             reload_debounce: Duration::from_millis(100),
@@ -183,6 +186,13 @@ impl Settings {
             .and_then(|t| crate::config::model::parse_size(t).ok())
         {
             self.min_free = n as u64;
+        }
+        if let Some(n) = state
+            .cache
+            .as_deref()
+            .and_then(|t| crate::config::model::parse_size(t).ok())
+        {
+            self.state_cache = n as u64;
         }
         self
     }
@@ -333,10 +343,11 @@ impl Runtime {
             .with_state(&project.config.state);
         let state_path = project.root.join(&project.config.state.path);
         let store = Arc::new(
-            SledStore::open(&state_path).map_err(|source| StartError::State {
-                path: state_path.clone(),
-                source,
-            })?,
+            SledStore::open_with_cache(&state_path, Durability::default(), settings.state_cache)
+                .map_err(|source| StartError::State {
+                    path: state_path.clone(),
+                    source,
+                })?,
         );
         let ledger = Arc::new(ledger::Ledger::open(store.clone(), &state_path)?);
         let inbox = Arc::new(Inbox::open(store.clone(), settings.flush)?);

@@ -67,6 +67,13 @@ impl Default for Durability {
     }
 }
 
+/// Bytes of pages sled keeps in memory unless told otherwise (`state.cache`). sled's own
+/// default is 1 GiB, and its cache only ever grows towards it: every page a burst touched
+/// stayed resident, so the memory of `crossdock run` grew with the data and never came back.
+/// A small cache costs little here: the hot keys (the inbox, recent dedup keys and trails)
+/// are few, and a page that was evicted is read back from the OS page cache.
+pub const DEFAULT_CACHE: u64 = 32 * 1024 * 1024;
+
 /// The name of the one tree state lives in, so the same database can hold other trees later
 /// (an event journal, a dead-letter queue) without their keys meeting.
 const TREE: &[u8] = b"state";
@@ -156,8 +163,18 @@ impl SledStore {
         path: impl AsRef<Path>,
         durability: Durability,
     ) -> Result<SledStore, StateError> {
+        SledStore::open_with_cache(path, durability, DEFAULT_CACHE)
+    }
+
+    /// Open (or create) the store in `path` with the given durability, keeping at most about
+    /// `cache` bytes of its pages in memory (sled's count, which leaves out its own overhead).
+    pub fn open_with_cache(
+        path: impl AsRef<Path>,
+        durability: Durability,
+        cache: u64,
+    ) -> Result<SledStore, StateError> {
         let path = path.as_ref();
-        let config = sled::Config::new().path(path);
+        let config = sled::Config::new().path(path).cache_capacity(cache);
         SledStore::from_config(config, durability).map_err(|e| match e {
             StateError::Backend(m) => {
                 StateError::Backend(format!("{m} (opening {})", path.display()))
@@ -169,7 +186,12 @@ impl SledStore {
     /// A store in a fresh temporary directory that is deleted when the store is dropped; for
     /// tests. (On Linux sled puts it in `/dev/shm`, so it measures nothing about disks.)
     pub fn temporary() -> Result<SledStore, StateError> {
-        SledStore::from_config(sled::Config::new().temporary(true), Durability::default())
+        SledStore::from_config(
+            sled::Config::new()
+                .temporary(true)
+                .cache_capacity(DEFAULT_CACHE),
+            Durability::default(),
+        )
     }
 
     fn from_config(config: sled::Config, durability: Durability) -> Result<SledStore, StateError> {

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Memory under a steady load for a long time (docs/performance.md, "Memory").
+#
+#   tools/soak.sh [DURATION] [RATE]     e.g. tools/soak.sh 10m 2000 (the defaults)
+#
+# Builds the release binary and examples/loadgen.rs, writes a throwaway project in a temp dir
+# (a webhook source verified with Standard Webhooks, a `set` step, a `send` to an `http`
+# connector whose base_url is a local upstream, as tools/load.sh does), starts the upstream and
+# `crossdock run`, and has `loadgen fire --rate RATE` post signed webhooks on a fixed schedule
+# for DURATION. Every few seconds it writes crossdock's RSS to a CSV, then waits for the inbox
+# to drain, keeps sampling a while, and prints start, peak, end and the slope of the RSS.
+#
+# Knobs (environment):
+#   SOAK_EVERY=5          seconds between samples
+#   SOAK_SETTLE=30        seconds of sampling after the inbox drained
+#   SOAK_CONNECTIONS=16   connections the generator spreads the rate over
+#   SOAK_CSV=target/soak-rss.csv
+#   SOAK_PORT=18787 SOAK_UPSTREAM_PORT=18797
+#   SOAK_CACHE=32MB       the project's `state.cache` (default: the engine's default)
+#   SOAK_RETAIN=10m       the project's `dedup_window` and `keep_trails` (default: 24h, 7d)
+#   SOAK_KEEP=1           keep the temp project, state and logs
+#
+# Bounded: after the build, DURATION + the drain (at most 120 s) + SOAK_SETTLE + a few seconds.
+# It runs the load at the given rate, not as fast as it can: nice it on a shared machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${1:-10m}
+rate=${2:-2000}
+every=${SOAK_EVERY:-5}
+settle=${SOAK_SETTLE:-30}
+connections=${SOAK_CONNECTIONS:-16}
+csv=${SOAK_CSV:-target/soak-rss.csv}
+port=${SOAK_PORT:-18787}
+up_port=${SOAK_UPSTREAM_PORT:-18797}
+
+say() { printf '%s\n' "soak: $*" >&2; }
+
+# DURATION in seconds: 90, 90s, 10m, 1h.
+case $duration in
+  *h) secs=$((${duration%h} * 3600)) ;;
+  *m) secs=$((${duration%m} * 60)) ;;
+  *s) secs=${duration%s} ;;
+  *) secs=$duration ;;
+esac
+[[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { say "DURATION must be like 90s, 10m or 1h"; exit 2; }
+[[ $rate =~ ^[0-9]+$ && $rate -gt 0 ]] || { say "RATE must be a whole number of events/s"; exit 2; }
+
+for p in "$port" "$up_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    say "port $p is in use (set SOAK_PORT / SOAK_UPSTREAM_PORT)"
+    exit 1
+  fi
+done
+
+say "building (release)"
+cargo build --release --quiet --bin crossdock --example loadgen
+bin=$PWD/target/release/crossdock
+gen=$PWD/target/release/examples/loadgen
+
+work=$(mktemp -d -t crossdock-soak.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ ${SOAK_KEEP:-} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
+project=$work/project
+mkdir -p "$project/pipelines"
+cat >"$project/crossdock.yaml" <<EOF
+server: { listen: "127.0.0.1:$port"${SOAK_RETAIN:+, dedup_window: $SOAK_RETAIN, keep_trails: $SOAK_RETAIN} }
+state: { path: state${SOAK_CACHE:+, cache: $SOAK_CACHE} }
+connectors:
+  upstream:
+    kind: http
+    base_url: "http://127.0.0.1:$up_port"
+    operations:
+      post: { method: POST, path: /orders }
+EOF
+cat >"$project/pipelines/soak.yaml" <<EOF
+pipeline: soak
+description: tools/soak.sh - a BigCommerce order webhook, one field set, one send
+source:
+  webhook:
+    path: /hooks/soak
+    verify: { scheme: standard-webhooks, secret: "$secret" }
+steps:
+  - set:
+      order_id: { from: '\$.data.id' }
+      store: { from: '\$.store_id' }
+      source: bigcommerce
+  - send: { to: upstream, op: post }
+on_error:
+  retry: { attempts: 3, backoff: exponential, initial: 1s, max: 5s }
+  dead_letter: true
+EOF
+"$bin" check "$project" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; exit 1; }
+
+field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 | tr -d '" '; }
+# A line of /proc/PID/status in kB (VmRSS, RssAnon, RssFile).
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+"$gen" upstream --listen "127.0.0.1:$up_port" >"$work/upstream.out" 2>"$work/upstream.log" &
+pids+=("$!")
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$up_port/count" >/dev/null && break; sleep 0.1; done
+
+"$bin" run "$project" 2>"$work/crossdock.log" &
+cd_pid=$!
+pids+=("$cd_pid")
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  kill -0 "$cd_pid" 2>/dev/null || break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$port/health" >/dev/null || {
+  say "crossdock did not start:"; cat "$work/crossdock.log" >&2; exit 1
+}
+
+mkdir -p "$(dirname "$csv")"
+echo "t_s,phase,rss_kb,rss_anon_kb,rss_file_kb,pending,delivered" >"$csv"
+t0=$(date +%s.%N)
+sample() {
+  local health t
+  health=$(curl -sf "http://127.0.0.1:$port/health" || true)
+  t=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
+  printf '%s,%s,%s,%s,%s,%s,%s\n' "$t" "$1" "$(status_kb "$cd_pid" VmRSS)" \
+    "$(status_kb "$cd_pid" RssAnon)" "$(status_kb "$cd_pid" RssFile)" \
+    "$(field pending "$health")" \
+    "$(field count "$(curl -sf "http://127.0.0.1:$up_port/count" || true)")" >>"$csv"
+}
+
+sleep 2
+sample idle
+say "$rate events/s for ${secs}s over $connections connections; RSS every ${every}s to $csv"
+"$gen" fire --url "http://127.0.0.1:$port/hooks/soak" --secret "$secret" \
+  --connections "$connections" --duration "${secs}s" --warmup 0s --rate "$rate" \
+  >"$work/fire.json" 2>"$work/fire.log" &
+gen_pid=$!
+pids+=("$gen_pid")
+while kill -0 "$gen_pid" 2>/dev/null; do
+  sleep "$every"
+  kill -0 "$gen_pid" 2>/dev/null && sample load
+done
+wait "$gen_pid" || { say "loadgen failed:"; cat "$work/fire.log" >&2; exit 1; }
+sample load
+
+# The inbox drains (bounded), then the process idles; both sampled.
+for _ in $(seq $((120 / every))); do
+  [[ $(field pending "$(curl -sf "http://127.0.0.1:$port/health" || true)") == 0 ]] && break
+  sleep "$every"
+  sample drain
+done
+for _ in $(seq $((settle / every))); do
+  sleep "$every"
+  sample after
+done
+health=$(curl -sf "http://127.0.0.1:$port/health" || true)
+
+echo
+echo "fire: $(cat "$work/fire.json")"
+echo "after: pending $(field pending "$health"), dead letters $(field dead_letters "$health")"
+# start: the first sample under load; peak: over the whole run; end: the last one under load.
+# Slope: least squares over the samples under load, and over their second half alone (the
+# first minutes fill caches and pools up to their bounds; a leak keeps climbing after that).
+awk -F, -v secs="$secs" '
+  NR == 1 { next }
+  $2 == "idle" { idle = $3 }
+  $2 == "load" {
+    n++; t[n] = $1; r[n] = $3
+    if (!start) start = $3
+    end = $3
+  }
+  { if ($3 > peak) peak = $3; last = $3 }
+  function slope(from, to,   i, k, st, sr, stt, str) {
+    for (i = from; i <= to; i++) { k++; st += t[i]; sr += r[i]; stt += t[i] * t[i]; str += t[i] * r[i] }
+    if (k < 2 || k * stt == st * st) return 0
+    return (k * str - st * sr) / (k * stt - st * st) * 60 / 1024
+  }
+  END {
+    printf "RSS MB: idle %.1f, start %.1f, peak %.1f, end %.1f, after %.1f\n", idle / 1024, start / 1024, peak / 1024, end / 1024, last / 1024
+    printf "slope MB/min under load: whole %.3f, second half %.3f (%d samples over %d s)\n", slope(1, n), slope(int(n / 2) + 1, n), n, secs
+  }' "$csv"
+echo "(samples in $csv)"
