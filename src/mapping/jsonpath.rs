@@ -740,7 +740,14 @@ pub(crate) mod tests {
     fn a_string_left_open_is_refused_before_the_engine_sees_it() {
         // The engine panics ("we do not use streaming parsers") when the text ends inside a
         // `\u` escape; found by fuzz/fuzz_targets/jsonpath.rs.
-        for src in ["$[\"\\u", "$['\\u", "$[\"\\uD", "$['\\uD83D\\u", "$['\\uD83D\\uD", "$['a"] {
+        for src in [
+            "$[\"\\u",
+            "$['\\u",
+            "$[\"\\uD",
+            "$['\\uD83D\\u",
+            "$['\\uD83D\\uD",
+            "$['a",
+        ] {
             match JsonPath::parse(src) {
                 Ok(_) => panic!("{src} should not parse"),
                 Err(e) => assert_eq!(e.offset, 2, "{src}: {}", e.message),
