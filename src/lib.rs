@@ -40,3 +40,16 @@ pub mod server;
 pub mod state;
 pub mod testing;
 pub mod verify;
+
+/// What the fuzz targets in `fuzz/` need beyond the public API. Not an API: it may change
+/// with any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::borrow::Cow;
+
+    /// A JSONPath as `jsonpath` hands it to the `serde_json_path` engine, so a
+    /// target can ask the engine the same question.
+    pub fn engine_text(src: &str) -> Cow<'_, str> {
+        crate::jsonpath::upper_hex_escapes(src)
+    }
+}

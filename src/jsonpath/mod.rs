@@ -269,11 +269,13 @@ fn walk_simple<'a>(root: &'a Value, steps: &[Step]) -> Vec<&'a Value> {
 }
 
 /// Rejects queries nested deeper than the engine handles safely, pointing at the opening
-/// bracket that goes too deep. String literals are skipped.
+/// bracket that goes too deep, and string literals left open: the engine's parser panics
+/// when the text ends inside a `\u` escape (`$["\u`). String literals are skipped.
 fn check_nesting(src: &str) -> Result<(), JsonPathError> {
     let mut depth = 0usize;
     let mut brackets = 0usize;
     let mut quote: Option<u8> = None;
+    let mut quote_at = 0;
     let mut escaped = false;
     for (offset, b) in src.bytes().enumerate() {
         if let Some(q) = quote {
@@ -287,7 +289,10 @@ fn check_nesting(src: &str) -> Result<(), JsonPathError> {
             continue;
         }
         match b {
-            b'\'' | b'"' => quote = Some(b),
+            b'\'' | b'"' => {
+                quote = Some(b);
+                quote_at = offset;
+            }
             b'[' | b'(' => {
                 depth += 1;
                 if b == b'[' {
@@ -317,6 +322,12 @@ fn check_nesting(src: &str) -> Result<(), JsonPathError> {
             _ => {}
         }
     }
+    if quote.is_some() {
+        return Err(JsonPathError {
+            message: "the string is not closed".into(),
+            offset: quote_at,
+        });
+    }
     Ok(())
 }
 
@@ -324,7 +335,7 @@ fn check_nesting(src: &str) -> Result<(), JsonPathError> {
 /// no meaning (RFC 9535's ABNF is case-insensitive there) but is needed because the engine
 /// refuses a lower-case high surrogate: `$['\ud83d\ude00']`. Same length, so error offsets
 /// still point into `src`.
-fn upper_hex_escapes(src: &str) -> Cow<'_, str> {
+pub(crate) fn upper_hex_escapes(src: &str) -> Cow<'_, str> {
     if !src.contains("\\u") {
         return Cow::Borrowed(src);
     }
@@ -769,6 +780,25 @@ pub(crate) mod tests {
                     assert!(!e.message.is_empty(), "{src}");
                     assert_eq!(e.offset, *offset, "{src}: {}", e.message);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_string_left_open_is_refused_before_the_engine_sees_it() {
+        // The engine panics ("we do not use streaming parsers") when the text ends inside a
+        // `\u` escape; found by fuzz/fuzz_targets/jsonpath.rs.
+        for src in [
+            "$[\"\\u",
+            "$['\\u",
+            "$[\"\\uD",
+            "$['\\uD83D\\u",
+            "$['\\uD83D\\uD",
+            "$['a",
+        ] {
+            match JsonPath::parse(src) {
+                Ok(_) => panic!("{src} should not parse"),
+                Err(e) => assert_eq!(e.offset, 2, "{src}: {}", e.message),
             }
         }
     }
