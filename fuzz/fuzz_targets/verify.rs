@@ -1,4 +1,4 @@
-//! Every signature scheme (`server::verify`): arbitrary headers and bodies never panic a
+//! Every signature scheme (`verify`): arbitrary headers and bodies never panic a
 //! scheme, and a delivery signed here the way each provider signs verifies, with its delivery
 //! id, while the same delivery with one byte of the body changed does not.
 #![no_main]
@@ -6,7 +6,7 @@
 use arbitrary::Arbitrary;
 use base64::Engine as _;
 use crossdock::config::model::{SignatureEncoding, VerifyConfig, VerifyScheme};
-use crossdock::server::verify::{self, VerifyError};
+use crossdock::verify::{self, VerifyError};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;

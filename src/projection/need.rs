@@ -17,6 +17,11 @@ pub enum Need {
     /// Of an object, only these fields; of an array, these fields of every element; any
     /// other value whole.
     Fields(BTreeMap<String, Need>),
+    /// Where a path steps over elements (`[*]`, `[0]`): of an array, these fields of every
+    /// element (as [`Need::Fields`]); of an object, everything, because a wildcard selects
+    /// every member of an object whatever its name (`$.products[*].sku` over an object of
+    /// products reads each member's `sku`); any other value whole.
+    Items(BTreeMap<String, Need>),
 }
 
 impl Default for Need {
@@ -42,11 +47,18 @@ impl Need {
         if *self == Need::Present {
             *self = Need::default();
         }
-        let Need::Fields(fields) = self else { return };
+        if let Need::Fields(fields) = self {
+            if matches!(steps.first(), Some(PathStep::Elements)) {
+                *self = Need::Items(std::mem::take(fields));
+            }
+        }
+        let (Need::Fields(fields) | Need::Items(fields)) = self else {
+            return;
+        };
         match steps.split_first() {
             None => *self = Need::All,
-            // Arrays are projected element-wise by the same need, so an index or wildcard
-            // adds nothing at this level.
+            // Arrays are projected element-wise by the same fields, so past the step the path
+            // goes on at this level.
             Some((PathStep::Elements, rest)) => self.add_path(rest),
             Some((PathStep::Name(name), rest)) => {
                 fields.entry(name.clone()).or_default().add_path(rest)
@@ -65,15 +77,14 @@ impl Need {
                 *at = Need::default();
             }
             match (at, step) {
-                (Need::Fields(fields), PathStep::Name(name)) => {
+                (Need::Fields(fields) | Need::Items(fields), PathStep::Name(name)) => {
                     at = fields.entry(name.clone()).or_default()
                 }
-                (Need::Fields(_), PathStep::Elements) => return,
                 _ => return,
             }
         }
         match (at, last) {
-            (Need::Fields(fields), PathStep::Name(name)) => {
+            (Need::Fields(fields) | Need::Items(fields), PathStep::Name(name)) => {
                 fields.entry(name.clone()).or_insert(Need::Present);
             }
             (at @ Need::Present, _) => *at = Need::default(),
@@ -116,16 +127,9 @@ impl Need {
         match (self, value) {
             (Need::All, v) => v.clone(),
             (Need::Present, _) => Value::Null,
-            (Need::Fields(fields), Value::Object(m)) => Value::Object(
-                fields
-                    .iter()
-                    .filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?))))
-                    .collect(),
-            ),
-            (Need::Fields(_), Value::Array(items)) => {
-                Value::Array(items.iter().map(|v| self.project(v)).collect())
-            }
-            (Need::Fields(_), v) => v.clone(),
+            (Need::Fields(fields), v) => project_fields(fields, v),
+            (Need::Items(_), Value::Object(_)) => value.clone(),
+            (Need::Items(fields), v) => project_fields(fields, v),
         }
     }
 
@@ -135,32 +139,60 @@ impl Need {
     pub fn write_back(&self, target: &mut Value, from: Value) {
         match (self, target, from) {
             (Need::Present, _, _) => {}
-            (Need::Fields(fields), Value::Object(t), Value::Object(mut f)) => {
-                for (k, need) in fields {
-                    match f.remove(k) {
-                        Some(v) => match t.get_mut(k) {
-                            Some(slot) => need.write_back(slot, v),
-                            None => {
-                                t.insert(k.clone(), v);
-                            }
-                        },
-                        None if *need != Need::Present => {
-                            t.remove(k);
-                        }
-                        None => {}
-                    }
-                }
-                // Keys the code added where it could only have added them by name.
-                for (k, v) in f {
-                    t.insert(k, v);
-                }
+            (Need::Items(fields), target @ Value::Array(_), from) => {
+                write_back_fields(fields, target, from)
             }
-            (Need::Fields(_), Value::Array(t), Value::Array(f)) if t.len() == f.len() => {
-                for (slot, v) in t.iter_mut().zip(f) {
-                    self.write_back(slot, v);
-                }
-            }
+            (Need::Fields(fields), target, from) => write_back_fields(fields, target, from),
             (_, target, from) => *target = from,
         }
+    }
+}
+
+/// [`Need::project`] by named fields: an object keeps them, an array is projected element by
+/// element by them, anything else is kept whole.
+fn project_fields(fields: &BTreeMap<String, Need>, value: &Value) -> Value {
+    match value {
+        Value::Object(m) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(k, need)| Some((k.clone(), need.project(m.get(k)?))))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| project_fields(fields, v)).collect())
+        }
+        v => v.clone(),
+    }
+}
+
+/// [`Need::write_back`] by named fields.
+fn write_back_fields(fields: &BTreeMap<String, Need>, target: &mut Value, from: Value) {
+    match (target, from) {
+        (Value::Object(t), Value::Object(mut f)) => {
+            for (k, need) in fields {
+                match f.remove(k) {
+                    Some(v) => match t.get_mut(k) {
+                        Some(slot) => need.write_back(slot, v),
+                        None => {
+                            t.insert(k.clone(), v);
+                        }
+                    },
+                    None if *need != Need::Present => {
+                        t.remove(k);
+                    }
+                    None => {}
+                }
+            }
+            // Keys the code added where it could only have added them by name.
+            for (k, v) in f {
+                t.insert(k, v);
+            }
+        }
+        (Value::Array(t), Value::Array(f)) if t.len() == f.len() => {
+            for (slot, v) in t.iter_mut().zip(f) {
+                write_back_fields(fields, slot, v);
+            }
+        }
+        (target, from) => *target = from,
     }
 }

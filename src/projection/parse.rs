@@ -36,6 +36,8 @@ enum Node {
     All,
     Present,
     Fields(FieldNodes),
+    /// [`Need::Items`]: an object whole, an array element by element by these fields.
+    Items(FieldNodes),
 }
 
 impl Node {
@@ -43,14 +45,17 @@ impl Node {
         match need {
             Need::All => Node::All,
             Need::Present => Node::Present,
-            Need::Fields(fields) => Node::Fields(
-                fields
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (k, n))| (k.as_str().into(), (i, Node::of(n))))
-                    .collect(),
-            ),
+            Need::Fields(fields) => Node::Fields(Node::fields(fields)),
+            Need::Items(fields) => Node::Items(Node::fields(fields)),
         }
+    }
+
+    fn fields(fields: &std::collections::BTreeMap<String, Need>) -> FieldNodes {
+        fields
+            .iter()
+            .enumerate()
+            .map(|(i, (k, n))| (k.as_str().into(), (i, Node::of(n))))
+            .collect()
     }
 }
 
@@ -131,6 +136,13 @@ impl<'de> DeserializeSeed<'de> for ParseInto<'_, '_> {
                 fields,
                 target: self.target,
                 check: self.check,
+                objects_whole: false,
+            })?,
+            Node::Items(fields) => d.deserialize_any(Projector {
+                fields,
+                target: self.target,
+                check: self.check,
+                objects_whole: true,
             })?,
         }
         Ok(())
@@ -143,6 +155,8 @@ struct Projector<'t, 'n> {
     fields: &'n FieldNodes,
     target: &'t mut Value,
     check: bool,
+    /// At a [`Node::Items`]: an object here is kept whole (its elements, if an array, are not).
+    objects_whole: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Projector<'_, '_> {
@@ -212,6 +226,7 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
                 fields: self.fields,
                 target: &mut items[n],
                 check: self.check,
+                objects_whole: false,
             };
             if seq.next_element_seed(element)?.is_none() {
                 break;
@@ -222,6 +237,11 @@ impl<'de> Visitor<'de> for Projector<'_, '_> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.objects_whole {
+            // serde_json's own visitor, which also reads an arbitrary-precision number.
+            *self.target = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            return Ok(());
+        }
         let mut seen = Seen::new(self.fields.len());
         let mut first = true;
         while let Some(key) = map.next_key_seed(KeySeed)? {

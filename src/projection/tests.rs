@@ -280,3 +280,45 @@ fn a_checking_parser_refuses_in_what_it_skips_what_check_refuses() {
     let body = br#"{"a": {"x": "\ud83d\ude00"}, "b": [{"c": null}]}"#;
     assert_eq!(checking.parse(body).unwrap(), plain.parse(body).unwrap());
 }
+
+/// A wildcard selects every member of an object, whatever its name: where a path steps over
+/// elements and meets an object, the object is kept whole (found by the mapping fuzz target: a
+/// BigCommerce order whose `products` is still the `{url, resource}` reference mapped to no
+/// items instead of failing, because the projection kept no member of it).
+#[test]
+fn a_wildcard_that_meets_an_object_keeps_it_whole_and_arrays_stay_projected() {
+    use crate::jsonpath::JsonPath;
+    let mut need = Need::default();
+    need.add_jsonpath("$.products[*].sku");
+    need.add_jsonpath("$.id");
+    let bodies = [
+        json!({"id": 1, "products": {"url": "https://x/products", "resource": "/orders/1/products"}}),
+        json!({"id": 2, "products": {"a": {"sku": "A", "big": "x"}, "b": {"sku": "B"}}}),
+        json!({"id": 3, "products": [{"sku": "A", "big": "x"}, {"sku": "B", "n": [1, 2]}]}),
+        json!({"id": 4, "products": [[{"sku": "A", "big": "x"}]]}),
+        json!({"id": 5, "products": "none", "other": true}),
+    ];
+    let path = JsonPath::parse("$.products[*].sku").unwrap();
+    let parser = BodyParser::new(need.clone());
+    for body in &bodies {
+        let parsed = parser.parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed, need.project(body), "{body}");
+        assert_eq!(path.query(&parsed), path.query(body), "{body}");
+    }
+    // Arrays of objects keep only what is read of each element.
+    let parsed = parser.parse(bodies[2].to_string().as_bytes()).unwrap();
+    assert_eq!(
+        parsed,
+        json!({"id": 3, "products": [{"sku": "A"}, {"sku": "B"}]})
+    );
+    // An object under the wildcard is whole, and writing back a changed copy keeps the rest.
+    assert_eq!(need.project(&bodies[1])["products"], bodies[1]["products"]);
+    let mut target = bodies[2].clone();
+    let mut changed = need.project(&bodies[2]);
+    changed["products"][0]["sku"] = json!("Z");
+    need.write_back(&mut target, changed);
+    assert_eq!(
+        target,
+        json!({"id": 3, "products": [{"sku": "Z", "big": "x"}, {"sku": "B", "n": [1, 2]}]})
+    );
+}

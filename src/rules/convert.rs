@@ -65,7 +65,22 @@ fn projected(
     match (need, v) {
         (Need::All, v) => to_dynamic(v, depth),
         (Need::Present, _) => Ok(Dynamic::UNIT),
-        (Need::Fields(fields), Value::Object(obj)) => {
+        (Need::Items(_), Value::Object(_)) => to_dynamic(v, depth),
+        (Need::Fields(fields) | Need::Items(fields), v) => projected_fields(fields, v, depth),
+    }
+}
+
+/// [`projected`] by named fields: of an object those, of an array those of every element.
+fn projected_fields(
+    fields: &std::collections::BTreeMap<String, crate::projection::Need>,
+    v: &Value,
+    depth: usize,
+) -> Result<Dynamic, ConvertError> {
+    if depth > MAX_DEPTH {
+        return Err(ConvertError::TooDeep);
+    }
+    match v {
+        Value::Object(obj) => {
             let mut map = Map::new();
             for (k, need) in fields {
                 if let Some(item) = obj.get(k) {
@@ -74,14 +89,14 @@ fn projected(
             }
             Ok(Dynamic::from_map(map))
         }
-        (Need::Fields(_), Value::Array(items)) => {
+        Value::Array(items) => {
             let mut arr = Array::with_capacity(items.len());
             for item in items {
-                arr.push(projected(item, need, depth + 1)?);
+                arr.push(projected_fields(fields, item, depth + 1)?);
             }
             Ok(Dynamic::from_array(arr))
         }
-        (Need::Fields(_), v) => to_dynamic(v, depth),
+        v => to_dynamic(v, depth),
     }
 }
 
@@ -249,11 +264,65 @@ fn write_back(
         return Err(ConvertError::TooDeep);
     }
     let from = read_through(from);
-    match (need, &mut *target) {
-        (Need::Present, _) => return Ok(()),
-        (Need::Fields(fields), Value::Object(t)) if from.is_map() => {
+    match (need, &*target) {
+        (Need::Present, _) => Ok(()),
+        (Need::Fields(fields), _) | (Need::Items(fields), Value::Array(_)) => {
+            write_back_as_fields(fields, target, &from, depth)
+        }
+        _ => replace_unless_same(target, &from, depth),
+    }
+}
+
+/// [`write_back`] with [`Need::Fields`](crate::projection::Need::Fields) of `fields`.
+fn write_back_as_fields(
+    fields: &std::collections::BTreeMap<String, crate::projection::Need>,
+    target: &mut Value,
+    from: &Dynamic,
+    depth: usize,
+) -> Result<(), ConvertError> {
+    if write_back_fields(fields, target, from, depth)? {
+        return Ok(());
+    }
+    replace_unless_same(target, from, depth)
+}
+
+/// Replaces `target` with the script's value, unless it is a string, boolean or null that did
+/// not change (comparing is cheaper than converting).
+fn replace_unless_same(
+    target: &mut Value,
+    from: &Dynamic,
+    depth: usize,
+) -> Result<(), ConvertError> {
+    match &*target {
+        // Unchanged: nothing to convert.
+        Value::String(t)
+            if from
+                .as_immutable_string_ref()
+                .is_ok_and(|s| s.as_str() == t) =>
+        {
+            return Ok(())
+        }
+        Value::Bool(t) if from.as_bool() == Ok(*t) => return Ok(()),
+        Value::Null if from.is_unit() => return Ok(()),
+        _ => {}
+    }
+    *target = to_json(from, depth)?;
+    Ok(())
+}
+
+/// [`write_back`] by named fields, where the target and the script's value are both objects or
+/// both arrays of the same length; false (nothing done) otherwise.
+fn write_back_fields(
+    fields: &std::collections::BTreeMap<String, crate::projection::Need>,
+    target: &mut Value,
+    from: &Dynamic,
+    depth: usize,
+) -> Result<bool, ConvertError> {
+    use crate::projection::Need;
+    match target {
+        Value::Object(t) if from.is_map() => {
             let Ok(f) = from.as_map_ref() else {
-                return Ok(());
+                return Ok(true);
             };
             for (k, need) in fields {
                 match f.get(k.as_str()) {
@@ -275,33 +344,25 @@ fn write_back(
                     t.insert(k.to_string(), to_json(v, depth + 1)?);
                 }
             }
-            return Ok(());
+            Ok(true)
         }
-        (Need::Fields(_), Value::Array(t)) if from.is_array() => {
+        Value::Array(t) if from.is_array() => {
             let Ok(f) = from.as_array_ref() else {
-                return Ok(());
+                return Ok(true);
             };
-            if t.len() == f.len() {
-                for (slot, v) in t.iter_mut().zip(f.iter()) {
-                    write_back(need, slot, v, depth + 1)?;
-                }
-                return Ok(());
+            if t.len() != f.len() {
+                return Ok(false);
             }
+            for (slot, v) in t.iter_mut().zip(f.iter()) {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(ConvertError::TooDeep);
+                }
+                write_back_as_fields(fields, slot, &read_through(v), depth + 1)?;
+            }
+            Ok(true)
         }
-        // Unchanged: nothing to convert.
-        (_, Value::String(t))
-            if from
-                .as_immutable_string_ref()
-                .is_ok_and(|s| s.as_str() == t) =>
-        {
-            return Ok(())
-        }
-        (_, Value::Bool(t)) if from.as_bool() == Ok(*t) => return Ok(()),
-        (_, Value::Null) if from.is_unit() => return Ok(()),
-        _ => {}
+        _ => Ok(false),
     }
-    *target = to_json(&from, depth)?;
-    Ok(())
 }
 
 #[cfg(test)]
