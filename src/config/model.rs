@@ -264,15 +264,22 @@ pub struct VerifyConfig {
     pub tolerance: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerifyScheme {
-    StandardWebhooks,
-    Bigcommerce,
-    Shopify,
-    Stripe,
-    Github,
-    HmacSha256,
+/// A signature scheme's name (`shopify`, `hmac-sha256`, ...). The schemes are `verify`'s
+/// registry, below this module, so the name is checked against it when flows compile.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct VerifyScheme(pub String);
+
+impl VerifyScheme {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for VerifyScheme {
+    fn from(name: &str) -> Self {
+        VerifyScheme(name.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

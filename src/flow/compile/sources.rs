@@ -4,7 +4,7 @@
 
 use super::connectors::check_connector_op;
 use super::{key, StepCx};
-use crate::config::diag::Diagnostics;
+use crate::config::diag::{did_you_mean, Diagnostics};
 use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::span::PathSeg;
 use crate::config::YamlFile;
@@ -49,6 +49,12 @@ pub(super) fn check_source(
     };
     match source {
         Source::Webhook(w) => {
+            if let Some(v) = &w.verify {
+                if !check_scheme_name(cx, &base, v.scheme.as_str()) {
+                    // As when any other kind is unknown, nothing else of the source is checked.
+                    return None;
+                }
+            }
             let at = [&base[..], &[key("path")]].concat();
             if !w.path.starts_with('/') {
                 cx.error_at(
@@ -76,12 +82,12 @@ pub(super) fn check_source(
                 let d = cx
                     .file
                     .warning(pos, format!("webhook path `{}` has no `verify`", w.path))
-                    .with_help(
+                    .with_help(format!(
                         "anyone who can reach the port can post events to it; add the sender's \
-                         signature check, e.g. `verify: { scheme: shopify, secret: \
-                         \"${SHOPIFY_WEBHOOK_SECRET}\" }` (schemes: standard-webhooks, \
-                         bigcommerce, shopify, stripe, github, hmac-sha256)",
-                    );
+                         signature check, e.g. `verify: {{ scheme: shopify, secret: \
+                         \"${{SHOPIFY_WEBHOOK_SECRET}}\" }}` (schemes: {})",
+                        crate::verify::scheme_names().collect::<Vec<_>>().join(", ")
+                    ));
                 cx.diags.push(d);
             }
             if let Some(other) = claims.webhook_paths.get(&w.path) {
@@ -221,6 +227,24 @@ pub(super) fn check_source(
         }
     }
     None
+}
+
+/// Whether `name` is a registered signature scheme; if not, an error at `scheme:` worded as
+/// for any unknown kind.
+fn check_scheme_name(cx: &mut StepCx<'_>, base: &[PathSeg], name: &str) -> bool {
+    if crate::verify::scheme(name).is_some() {
+        return true;
+    }
+    let names = crate::verify::scheme_names();
+    let help = did_you_mean(name, names.clone()).unwrap_or_else(|| {
+        let ticked: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+        format!("expected one of {}", ticked.join(", "))
+    });
+    let at = [base, &[key("verify"), key("scheme")]].concat();
+    let pos = cx.file.doc.spans.key_pos(&at);
+    let d = cx.file.error(pos, format!("unknown kind `{name}`"));
+    cx.diags.push(d.with_help(help));
+    false
 }
 
 pub(super) fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
