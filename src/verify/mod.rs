@@ -3,7 +3,8 @@
 //!
 //! This file owns the trait, the error type, the registry of schemes ([`SCHEMES`]), config
 //! validation in [`build`], and the pieces every scheme shares: header lookup, the keyed
-//! HMAC-SHA256 with its constant-time comparison, signature decoding and the timestamp window. Each provider's wire format lives in its own file:
+//! HMAC-SHA256 with its constant-time comparison, signature decoding and the timestamp window.
+//! Each provider's wire format lives in its own file:
 //!
 //! - `standard_webhooks.rs`: Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 //!   `webhook-signature`), key from a `whsec_<base64>` secret.

@@ -391,3 +391,95 @@ fn compile_pipeline(
         webhook,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const CONNECTORS: &str = "connectors:\n  out: { kind: stdout }\n";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Loads a project written to a temp folder from `(path, text)` pairs.
+    fn load_files(files: &[(&str, &str)]) -> Result<(Project, Diagnostics), Diagnostics> {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        load(dir.path(), &no_env, CompileOptions::default())
+    }
+
+    /// Each error as `file:line:col: message`.
+    fn errors(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .errors()
+            .map(|d| format!("{}:{}: {}", d.file.display(), d.pos, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn server_and_state_settings_are_checked_where_they_are_written() {
+        let project = format!(
+            "{CONNECTORS}server:\n  grace: soon\n  header_timeout: 0s\n  body_timeout: 10s\n  \
+             max_connections: 0\n  max_body: 12 parsecs\nstate:\n  cache: 64MB\n  min_free: lots\n"
+        );
+        let Err(diags) = load_files(&[("crossdock.yaml", &project)]) else {
+            panic!("a project with bad settings loaded");
+        };
+        let errors = errors(&diags);
+        let expected = [
+            "crossdock.yaml:4:10: `soon` is not a duration",
+            "crossdock.yaml:5:19: `header_timeout` must be longer than 0",
+            "crossdock.yaml:7:20: `max_connections` must be at least 1",
+            "crossdock.yaml:8:13: ",
+            "crossdock.yaml:11:13: ",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (got, want) in errors.iter().zip(expected) {
+            assert!(got.starts_with(want), "{got} should start with {want}");
+        }
+    }
+
+    #[test]
+    fn a_flow_parses_only_what_its_steps_read_until_a_map_replaces_the_record() {
+        let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
+             - set: { total: { from: $.order.total } }\n  \
+             - send: { to: out, op: print, payload: $.customer }\n  \
+             - map: m\n  - send: { to: out, op: print, payload: $.unread }\n";
+        let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
+        let (project, _) = load_files(&[
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+            ("mappings/m.yaml", mapping),
+        ])
+        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        let flow = project.pipeline("p").unwrap();
+        let body =
+            br#"{"order":{"id":1,"total":2,"note":"x"},"customer":{"n":1},"unread":3,"other":4}"#;
+        let parsed = flow.need.parse(body).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"order":{"id":1,"total":2},"customer":{"n":1}})
+        );
+    }
+
+    #[test]
+    fn rhai_that_reads_the_whole_event_keeps_the_whole_body() {
+        let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
+             - filter: 'event.body.len() > 0'\n  - map: m\n  \
+             - send: { to: out, op: print }\n";
+        let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
+        let (project, _) = load_files(&[
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+            ("mappings/m.yaml", mapping),
+        ])
+        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        assert!(project.pipeline("p").unwrap().need.is_all());
+    }
+}
