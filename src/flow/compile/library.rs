@@ -50,7 +50,7 @@ pub(super) fn mapping_limits(
     if let Some(text) = &config.mapping_output {
         match crate::config::model::parse_size(text) {
             Ok(n) => limits.output_bytes = n as u64,
-            Err(e) => diags.push(file.error(at("mapping_output"), e)),
+            Err(e) => diags.push(file.error(at("mapping_output"), e.to_string())),
         }
     }
     if let Some(text) = &config.mapping_time {

@@ -313,7 +313,7 @@ pub(super) fn check_server(
         let Some(text) = value else { continue };
         if let Err(e) = crate::config::model::parse_size(text) {
             let at = file.doc.spans.value_pos(&[key(section), key(name)]);
-            diags.push(file.error(at, e));
+            diags.push(file.error(at, e.to_string()));
         }
     }
 }
