@@ -83,7 +83,7 @@ pub(super) fn compile_connectors(
     out
 }
 
-pub(super) fn compile_breaker(
+fn compile_breaker(
     file: &YamlFile,
     at: &[PathSeg],
     raw: &serde_json::Value,

@@ -23,7 +23,7 @@ pub(super) struct SourceClaims {
 
 /// The engine's own route a webhook path would shadow: `/health`, `/metrics`, and `/api` and
 /// `/ui` with everything under them (the UI is kept for later).
-pub(super) fn reserved_route(path: &str) -> Option<&'static str> {
+fn reserved_route(path: &str) -> Option<&'static str> {
     const EXACT: [&str; 2] = ["/health", "/metrics"];
     const TREES: [&str; 2] = ["/api", "/ui"];
     if let Some(r) = EXACT.iter().find(|r| **r == path) {
@@ -247,7 +247,7 @@ fn check_scheme_name(cx: &mut StepCx<'_>, base: &[PathSeg], name: &str) -> bool 
     false
 }
 
-pub(super) fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     if let Err(e) = crate::config::cron::CronExpr::parse(text) {
         cx.error_at(
             path,
@@ -258,7 +258,7 @@ pub(super) fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
 }
 
 /// A duration that a source waits between runs: zero would spin.
-pub(super) fn check_interval(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+fn check_interval(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => cx.error_at(path, "the interval must be longer than 0", None),
         Ok(_) => {}
@@ -318,7 +318,7 @@ pub(super) fn check_server(
     }
 }
 
-pub(super) fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
     if let Err(e) = humantime::parse_duration(text) {
         cx.error_at(
             path,

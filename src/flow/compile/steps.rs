@@ -92,7 +92,7 @@ pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
     }
 }
 
-pub(super) fn compile_step(
+fn compile_step(
     cx: &mut StepCx<'_>,
     step: &StepConfig,
     path: &[PathSeg],
@@ -263,7 +263,7 @@ pub(super) fn compile_step(
 }
 
 /// The values of a `set` (targets are field paths) or of a fetch's `params` (names are plain).
-pub(super) fn compile_values(
+fn compile_values(
     cx: &mut StepCx<'_>,
     fields: &serde_json::Map<String, serde_json::Value>,
     path: &[PathSeg],
@@ -317,7 +317,7 @@ pub(super) fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str,
         .map(|src| ("from", src))
 }
 
-pub(super) fn compile_switch(
+fn compile_switch(
     cx: &mut StepCx<'_>,
     arms: &[SwitchArmConfig],
     path: &[PathSeg],
