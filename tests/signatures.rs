@@ -146,12 +146,12 @@ impl Case {
     fn scheme(&self) -> VerifyScheme {
         match self.provider {
             Provider::Bigcommerce if self.vector.secret.starts_with("whsec_") => {
-                VerifyScheme::StandardWebhooks
+                VerifyScheme::from("standard-webhooks")
             }
-            Provider::Bigcommerce => VerifyScheme::Bigcommerce,
-            Provider::Github => VerifyScheme::Github,
-            Provider::Shopify => VerifyScheme::Shopify,
-            Provider::Stripe => VerifyScheme::Stripe,
+            Provider::Bigcommerce => VerifyScheme::from("bigcommerce"),
+            Provider::Github => VerifyScheme::from("github"),
+            Provider::Shopify => VerifyScheme::from("shopify"),
+            Provider::Stripe => VerifyScheme::from("stripe"),
         }
     }
 
@@ -180,7 +180,7 @@ impl Case {
 
     /// A secret of the same kind as the vector's, but not it.
     fn wrong_secret(&self) -> String {
-        if self.scheme() == VerifyScheme::StandardWebhooks {
+        if self.scheme() == VerifyScheme::from("standard-webhooks") {
             format!("whsec_{}", BASE64.encode("some-other-key"))
         } else {
             format!("{}-rotated", self.vector.secret)
@@ -480,7 +480,7 @@ fn bigcommerce_secret_as_standard_webhooks_key() {
 
     for secret in [format!("whsec_{key}"), key.to_owned()] {
         let scheme = build(&VerifyConfig {
-            scheme: VerifyScheme::StandardWebhooks,
+            scheme: VerifyScheme::from("standard-webhooks"),
             ..case.config_with_secret(&secret)
         })
         .unwrap();

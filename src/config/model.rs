@@ -126,23 +126,34 @@ fn size_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
     }))
 }
 
+/// Why a size in the config cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("`{0}` is not a size; write e.g. 4MB, 512KB")]
+    NotASize(String),
+    #[error("`{0}` is not a size unit; use B, KB, MB or GB")]
+    UnknownUnit(String),
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
 /// Parses a size such as `4MB`, `512KB`, `1048576` (bytes; KB and MB are 1024-based).
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, SizeError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let n: usize = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. 4MB, 512KB"))?;
+        .map_err(|_| SizeError::NotASize(text.to_owned()))?;
     let factor = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" | "KIB" | "K" => 1024,
         "MB" | "MIB" | "M" => 1024 * 1024,
         "GB" | "GIB" | "G" => 1024 * 1024 * 1024,
-        other => return Err(format!("`{other}` is not a size unit; use B, KB, MB or GB")),
+        other => return Err(SizeError::UnknownUnit(other.to_owned())),
     };
     n.checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| SizeError::TooLarge(text.to_owned()))
 }
 
 /// A connector's `breaker:`, common to every kind.
@@ -264,15 +275,22 @@ pub struct VerifyConfig {
     pub tolerance: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerifyScheme {
-    StandardWebhooks,
-    Bigcommerce,
-    Shopify,
-    Stripe,
-    Github,
-    HmacSha256,
+/// A signature scheme's name (`shopify`, `hmac-sha256`, ...). The schemes are `verify`'s
+/// registry, below this module, so the name is checked against it when flows compile.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct VerifyScheme(pub String);
+
+impl VerifyScheme {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for VerifyScheme {
+    fn from(name: &str) -> Self {
+        VerifyScheme(name.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -75,8 +75,9 @@ mod tests {
     use base64::Engine as _;
 
     use super::super::test_support::{headers, hmac_sha256};
-    use super::super::{build, VerifyConfig, VerifyScheme, BASE64};
+    use super::super::{build, VerifyConfig, BASE64};
     use super::*;
+    use crate::config::model::VerifyScheme;
 
     const SECRET: &str = "generic-s3cret";
     const BODY: &[u8] = br#"{"order":{"id":820982911946154508}}"#;
@@ -87,7 +88,7 @@ mod tests {
         prefix: Option<&str>,
     ) -> Box<dyn Scheme> {
         build(&VerifyConfig {
-            scheme: VerifyScheme::HmacSha256,
+            scheme: VerifyScheme::from("hmac-sha256"),
             secret: SECRET.into(),
             header: Some(header.into()),
             encoding,

@@ -1,9 +1,10 @@
 //! Webhook signature verification: one [`Scheme`] per provider, built from a source's `verify:`
 //! config by [`build`].
 //!
-//! This file owns the trait, the error type, config validation in [`build`], and the pieces every
-//! scheme shares: header lookup, the keyed HMAC-SHA256 with its constant-time comparison,
-//! signature decoding and the timestamp window. Each provider's wire format lives in its own file:
+//! This file owns the trait, the error type, the registry of schemes ([`SCHEMES`]), config
+//! validation in [`build`], and the pieces every scheme shares: header lookup, the keyed
+//! HMAC-SHA256 with its constant-time comparison, signature decoding and the timestamp window.
+//! Each provider's wire format lives in its own file:
 //!
 //! - `standard_webhooks.rs`: Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 //!   `webhook-signature`), key from a `whsec_<base64>` secret.
@@ -23,7 +24,7 @@ mod shopify;
 mod standard_webhooks;
 mod stripe;
 
-use crate::config::model::{SignatureEncoding, VerifyConfig, VerifyScheme};
+use crate::config::model::{SignatureEncoding, VerifyConfig};
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -79,6 +80,8 @@ pub enum VerifyError {
 /// carries the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    #[error("verify: unknown scheme `{scheme}`, expected one of {expected}")]
+    UnknownScheme { scheme: String, expected: String },
     #[error("verify: scheme {scheme} needs a non-empty `secret`")]
     EmptySecret { scheme: &'static str },
     #[error("verify: `tolerance` does not apply to scheme {scheme}, which signs no timestamp")]
@@ -107,23 +110,107 @@ pub enum BuildError {
     KeyUnusable,
 }
 
+/// One signature scheme as `verify:` names it. [`SCHEMES`] lists them all; [`build`], the
+/// names in messages and the check of `scheme:` when flows compile are read from it.
+pub struct SchemeEntry {
+    /// What `scheme:` says.
+    pub name: &'static str,
+    /// The scheme signs a timestamp, so `tolerance` applies to it.
+    pub timestamped: bool,
+    /// The scheme reads `header`, `encoding` and `prefix` (only the generic one does).
+    pub custom_header: bool,
+    /// Builds the scheme from the config and the tolerance in seconds, both already checked
+    /// against the flags above.
+    build: BuildFn,
+}
+
+/// A scheme's constructor: the config and the tolerance in seconds.
+type BuildFn = fn(&VerifyConfig, i64) -> Result<Box<dyn Scheme>, BuildError>;
+
+/// Every signature scheme, in the order they are listed to users.
+pub const SCHEMES: &[SchemeEntry] = &[
+    SchemeEntry {
+        name: "standard-webhooks",
+        timestamped: true,
+        custom_header: false,
+        build: |c, tolerance| {
+            let s = standard_webhooks::StandardWebhooks::from_secret(&c.secret, tolerance)?;
+            Ok(Box::new(s))
+        },
+    },
+    SchemeEntry {
+        name: "bigcommerce",
+        timestamped: true,
+        custom_header: false,
+        build: |c, tolerance| {
+            let s = bigcommerce::from_client_secret(&c.secret, tolerance)?;
+            Ok(Box::new(s))
+        },
+    },
+    SchemeEntry {
+        name: "shopify",
+        timestamped: false,
+        custom_header: false,
+        build: |c, _| Ok(Box::new(shopify::Shopify::new(&c.secret)?)),
+    },
+    SchemeEntry {
+        name: "stripe",
+        timestamped: true,
+        custom_header: false,
+        build: |c, tolerance| Ok(Box::new(stripe::Stripe::new(&c.secret, tolerance)?)),
+    },
+    SchemeEntry {
+        name: "github",
+        timestamped: false,
+        custom_header: false,
+        build: |c, _| Ok(Box::new(github::Github::new(&c.secret)?)),
+    },
+    SchemeEntry {
+        name: "hmac-sha256",
+        timestamped: false,
+        custom_header: true,
+        build: |c, _| {
+            let header = c.header.as_deref().ok_or(BuildError::HeaderMissing)?;
+            Ok(Box::new(hmac_sha256::HmacSha256::new(
+                &c.secret,
+                header,
+                c.encoding.unwrap_or(SignatureEncoding::Hex),
+                c.prefix.as_deref(),
+            )?))
+        },
+    },
+];
+
+/// The registered scheme called `name`.
+pub fn scheme(name: &str) -> Option<&'static SchemeEntry> {
+    SCHEMES.iter().find(|s| s.name == name)
+}
+
+/// The names of every scheme, in [`SCHEMES`]' order.
+pub fn scheme_names() -> impl Iterator<Item = &'static str> + Clone {
+    SCHEMES.iter().map(|s| s.name)
+}
+
 /// Builds the scheme a source's `verify:` asks for. Errors (e.g. a `whsec_` secret that is not
 /// base64, a `hmac-sha256` without `header`, an empty secret) are config errors with a clear message.
 pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, BuildError> {
-    let name = scheme_name(config.scheme);
+    let Some(entry) = scheme(config.scheme.as_str()) else {
+        let names: Vec<String> = scheme_names().map(|n| format!("`{n}`")).collect();
+        return Err(BuildError::UnknownScheme {
+            scheme: config.scheme.as_str().to_owned(),
+            expected: names.join(", "),
+        });
+    };
+    let name = entry.name;
     if config.secret.is_empty() {
         return Err(BuildError::EmptySecret { scheme: name });
     }
     // Options a scheme would silently ignore are rejected, so a config that looks stricter than
     // it is (say a `header:` on github) fails loudly instead.
-    let timestamped = matches!(
-        config.scheme,
-        VerifyScheme::StandardWebhooks | VerifyScheme::Bigcommerce | VerifyScheme::Stripe
-    );
-    if !timestamped && config.tolerance.is_some() {
+    if !entry.timestamped && config.tolerance.is_some() {
         return Err(BuildError::ToleranceNotSigned { scheme: name });
     }
-    if config.scheme != VerifyScheme::HmacSha256 {
+    if !entry.custom_header {
         let generic_only = [
             ("header", config.header.is_some()),
             ("encoding", config.encoding.is_some()),
@@ -137,36 +224,7 @@ pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, BuildError> {
         }
     }
     let tolerance = parse_tolerance(config.tolerance.as_deref())?;
-    let secret = config.secret.as_str();
-    Ok(match config.scheme {
-        VerifyScheme::StandardWebhooks => Box::new(
-            standard_webhooks::StandardWebhooks::from_secret(secret, tolerance)?,
-        ),
-        VerifyScheme::Bigcommerce => Box::new(bigcommerce::from_client_secret(secret, tolerance)?),
-        VerifyScheme::Shopify => Box::new(shopify::Shopify::new(secret)?),
-        VerifyScheme::Stripe => Box::new(stripe::Stripe::new(secret, tolerance)?),
-        VerifyScheme::Github => Box::new(github::Github::new(secret)?),
-        VerifyScheme::HmacSha256 => {
-            let header = config.header.as_deref().ok_or(BuildError::HeaderMissing)?;
-            Box::new(hmac_sha256::HmacSha256::new(
-                secret,
-                header,
-                config.encoding.unwrap_or(SignatureEncoding::Hex),
-                config.prefix.as_deref(),
-            )?)
-        }
-    })
-}
-
-fn scheme_name(scheme: VerifyScheme) -> &'static str {
-    match scheme {
-        VerifyScheme::StandardWebhooks => "standard-webhooks",
-        VerifyScheme::Bigcommerce => "bigcommerce",
-        VerifyScheme::Shopify => "shopify",
-        VerifyScheme::Stripe => "stripe",
-        VerifyScheme::Github => "github",
-        VerifyScheme::HmacSha256 => "hmac-sha256",
-    }
+    (entry.build)(config, tolerance)
 }
 
 /// The window the Standard Webhooks and Stripe libraries use.
@@ -364,10 +422,11 @@ mod test_support {
 mod tests {
     use super::test_support::headers;
     use super::*;
+    use crate::config::model::VerifyScheme;
 
-    fn config(scheme: VerifyScheme, secret: &str) -> VerifyConfig {
+    fn config(scheme: &str, secret: &str) -> VerifyConfig {
         VerifyConfig {
-            scheme,
+            scheme: VerifyScheme::from(scheme),
             secret: secret.to_owned(),
             header: None,
             encoding: None,
@@ -386,56 +445,74 @@ mod tests {
     #[test]
     fn every_scheme_builds_from_a_minimal_config() {
         for scheme in [
-            VerifyScheme::StandardWebhooks,
-            VerifyScheme::Bigcommerce,
-            VerifyScheme::Shopify,
-            VerifyScheme::Stripe,
-            VerifyScheme::Github,
+            "standard-webhooks",
+            "bigcommerce",
+            "shopify",
+            "stripe",
+            "github",
         ] {
             assert!(build(&config(scheme, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).is_ok());
         }
-        let mut generic = config(VerifyScheme::HmacSha256, "s3cret");
+        let mut generic = config("hmac-sha256", "s3cret");
         generic.header = Some("X-Signature".into());
         assert!(build(&generic).is_ok());
     }
 
     #[test]
+    fn unknown_scheme_lists_the_registry() {
+        let message = build_err(&config("shopfy", "s3cret"));
+        assert_eq!(
+            message,
+            "verify: unknown scheme `shopfy`, expected one of `standard-webhooks`, \
+             `bigcommerce`, `shopify`, `stripe`, `github`, `hmac-sha256`"
+        );
+    }
+
+    #[test]
+    fn registry_names_are_unique() {
+        let mut names: Vec<&str> = scheme_names().collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCHEMES.len());
+    }
+
+    #[test]
     fn empty_secret_is_a_config_error() {
-        let message = build_err(&config(VerifyScheme::Github, ""));
+        let message = build_err(&config("github", ""));
         assert_eq!(message, "verify: scheme github needs a non-empty `secret`");
     }
 
     #[test]
     fn whsec_secret_that_is_not_base64_is_a_config_error_without_the_secret() {
-        let message = build_err(&config(VerifyScheme::StandardWebhooks, "whsec_not*base64!"));
+        let message = build_err(&config("standard-webhooks", "whsec_not*base64!"));
         assert!(message.contains("base64"), "{message}");
         assert!(!message.contains("not*base64!"), "{message}");
     }
 
     #[test]
     fn generic_scheme_needs_a_valid_header() {
-        let message = build_err(&config(VerifyScheme::HmacSha256, "s3cret"));
+        let message = build_err(&config("hmac-sha256", "s3cret"));
         assert!(message.contains("needs `header`"), "{message}");
 
-        let mut bad = config(VerifyScheme::HmacSha256, "s3cret");
+        let mut bad = config("hmac-sha256", "s3cret");
         bad.header = Some("X Signature".into());
         assert!(build_err(&bad).contains("not a valid header name"));
     }
 
     #[test]
     fn options_a_scheme_would_ignore_are_rejected() {
-        let mut github = config(VerifyScheme::Github, "s3cret");
+        let mut github = config("github", "s3cret");
         github.header = Some("X-Other".into());
         assert_eq!(
             build_err(&github),
             "verify: `header` only applies to scheme hmac-sha256, not github"
         );
 
-        let mut shopify = config(VerifyScheme::Shopify, "s3cret");
+        let mut shopify = config("shopify", "s3cret");
         shopify.tolerance = Some("5m".into());
         assert!(build_err(&shopify).contains("`tolerance` does not apply to scheme shopify"));
 
-        let mut stripe = config(VerifyScheme::Stripe, "whsec_x");
+        let mut stripe = config("stripe", "whsec_x");
         stripe.encoding = Some(SignatureEncoding::Base64);
         assert!(build_err(&stripe).contains("`encoding` only applies"));
     }
@@ -456,7 +533,7 @@ mod tests {
             .to_string()
             .contains("whole seconds"));
 
-        let mut stripe = config(VerifyScheme::Stripe, "whsec_x");
+        let mut stripe = config("stripe", "whsec_x");
         stripe.tolerance = Some("soon".into());
         assert!(build_err(&stripe).contains("`tolerance: soon`"));
     }
@@ -467,11 +544,11 @@ mod tests {
             r#"{"scheme":"hmac-sha256","secret":"s","header":"X-Sig","encoding":"base64","prefix":"sha256=","tolerance":"5m"}"#,
         )
         .unwrap();
-        assert_eq!(config.scheme, VerifyScheme::HmacSha256);
+        assert_eq!(config.scheme, VerifyScheme::from("hmac-sha256"));
         assert_eq!(config.encoding, Some(SignatureEncoding::Base64));
         let config: VerifyConfig =
             serde_json::from_str(r#"{"scheme":"standard-webhooks","secret":"s"}"#).unwrap();
-        assert_eq!(config.scheme, VerifyScheme::StandardWebhooks);
+        assert_eq!(config.scheme, VerifyScheme::from("standard-webhooks"));
     }
 
     #[test]

@@ -1,0 +1,485 @@
+//! From project sources to a compiled [`Project`], collecting every problem in one pass.
+//!
+//! This file orchestrates: it reads `crossdock.yaml`, compiles connectors, scripts and mappings,
+//! then each pipeline (its source, steps, `on_error`) through one [`StepCx`], and assembles the
+//! [`Project`]. The pieces live beside it: `connectors.rs`, `library.rs` (scripts and
+//! mappings), `sources.rs` (sources and the `server:`/`state:` settings), `steps.rs`,
+//! `reads.rs` (what a flow reads of the body) and `env.rs` (unset `${VAR}`s).
+
+mod connectors;
+mod env;
+mod library;
+mod reads;
+mod sources;
+mod steps;
+
+use self::connectors::compile_connectors;
+use self::env::report_env;
+use self::library::{compile_mappings, compile_scripts, mapping_limits};
+use self::reads::NeedBuilder;
+use self::sources::{check_on_error, check_server, check_source, SourceClaims};
+use self::steps::{compile_steps, mark_movable_payloads};
+use super::{Flow, Project};
+use crate::config::diag::Diagnostics;
+use crate::config::env::{EnvLookup, Redactor};
+use crate::config::model::{OnErrorConfig, SourceConfig as Source};
+use crate::config::model::{PipelineFile, ProjectFile};
+use crate::config::span::{PathSeg, Pos, ScalarStyle};
+use crate::config::{read_project, stem, ProjectSources, YamlFile};
+use crate::connectors::ConnectorConfig;
+use crate::jsonpath::JsonPath;
+use crate::mapping::{self, Mapping};
+use crate::projection::{reads_event_body, Need};
+use crate::rules::{Expr, RuleError, Rules, Script};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How strict loading is about the environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Every unset `${VAR}` without a default is an error (`check --strict`).
+    pub strict_env: bool,
+    /// Unset variables in a connector that a pipeline sends to are errors (`run`).
+    pub for_run: bool,
+}
+
+/// Reads and compiles the project in `dir`. On success, also returns the warnings.
+pub fn load(
+    dir: &Path,
+    env: EnvLookup<'_>,
+    opts: CompileOptions,
+) -> Result<(Project, Diagnostics), Diagnostics> {
+    let (sources, mut diags) = read_project(dir, env);
+    let compiled = compile(&sources, opts);
+    match compiled {
+        Ok((project, warnings)) if !diags.has_errors() => {
+            diags.extend(warnings);
+            Ok((project, diags.sorted()))
+        }
+        Ok((_, warnings)) => {
+            diags.extend(warnings);
+            Err(diags.sorted())
+        }
+        Err(more) => {
+            diags.extend(more);
+            Err(diags.sorted())
+        }
+    }
+}
+
+/// Compiles sources that have been read. Errors and warnings come back together on failure.
+pub fn compile(
+    sources: &ProjectSources,
+    opts: CompileOptions,
+) -> Result<(Project, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let rules = Rules::default();
+    let mut fallbacks = BTreeMap::new();
+    let mut breakers = BTreeMap::new();
+
+    let config = sources
+        .project
+        .as_ref()
+        .and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
+    if let (Some(c), Some(file)) = (&config, &sources.project) {
+        check_server(&c.server, &c.state, file, &mut diags);
+    }
+    let connectors = match (&config, &sources.project) {
+        (Some(c), Some(file)) => Some(compile_connectors(
+            &sources.root,
+            c,
+            file,
+            &mut fallbacks,
+            &mut breakers,
+            &mut diags,
+        )),
+        // Without a readable crossdock.yaml no connector is known; saying so at every `send`
+        // would bury the one real problem.
+        _ => None,
+    };
+    let no_connectors = BTreeMap::new();
+
+    let scripts = compile_scripts(sources, &rules, &mut diags);
+    let script_sources: HashMap<String, &str> = sources
+        .scripts
+        .iter()
+        .map(|f| (stem(&f.path), f.text.as_str()))
+        .collect();
+    let limits = match (&config, &sources.project) {
+        (Some(c), Some(file)) => mapping_limits(&c.limits, file, &mut diags),
+        _ => mapping::Limits::default(),
+    };
+    let mappings = compile_mappings(sources, &rules, &limits, &mut diags);
+
+    let mut pipelines = BTreeMap::new();
+    let mut claims = SourceClaims::default();
+    let mut used_connectors: Vec<String> = Vec::new();
+    for file in &sources.pipelines {
+        let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else {
+            continue;
+        };
+        let mut cx = StepCx {
+            file,
+            rules: &rules,
+            mappings: &mappings,
+            scripts: &scripts,
+            connectors: connectors.as_ref().unwrap_or(&no_connectors),
+            connectors_known: connectors.is_some(),
+            diags: &mut diags,
+            used_connectors: &mut used_connectors,
+            script_sources: &script_sources,
+            reads_event_body: false,
+        };
+        let flow = compile_pipeline(&mut cx, spec, &mut claims);
+        if let Some(flow) = flow {
+            if pipelines.contains_key(&flow.name) {
+                let at = file.doc.spans.value_pos(&[key("pipeline")]);
+                diags.push(file.error(
+                    at,
+                    format!(
+                        "a pipeline named `{}` is defined in another file too",
+                        flow.name
+                    ),
+                ));
+            } else {
+                pipelines.insert(flow.name.clone(), Arc::new(flow));
+            }
+        }
+    }
+
+    let unconfigured = report_env(sources, opts, &used_connectors, &fallbacks, &mut diags);
+
+    let diags = diags.sorted();
+    match config {
+        Some(config) if !diags.has_errors() => Ok((
+            Project {
+                connector_pos: match &sources.project {
+                    Some(file) => config
+                        .connectors
+                        .keys()
+                        .map(|name| {
+                            let at = [key("connectors"), key(name)];
+                            (name.clone(), file.doc.spans.key_pos(&at))
+                        })
+                        .collect(),
+                    None => BTreeMap::new(),
+                },
+                root: sources.root.clone(),
+                version: sources.version.clone(),
+                connectors: connectors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v?)))
+                    .collect(),
+                config,
+                rules,
+                pipelines,
+                unconfigured,
+                breakers,
+                redactor: Redactor::new(sources.secrets()),
+            },
+            diags,
+        )),
+        _ => Err(diags),
+    }
+}
+
+fn key(s: &str) -> PathSeg {
+    PathSeg::Key(s.to_string())
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    if file.doc.value.is_null() {
+        diags.push(file.error(Pos { line: 1, col: 1 }, "file is empty"));
+        return None;
+    }
+    file.section(&file.doc.value, &[], diags)
+}
+
+/// Names that exist but failed to compile map to `None`, so references to them do not add a
+/// second, misleading "no such" error.
+type Compiled<T> = HashMap<String, Option<Arc<T>>>;
+
+/// The string at `path` in the file's document, if it is one.
+fn scalar_text(file: &YamlFile, path: &[PathSeg]) -> Option<String> {
+    let mut at = &file.doc.value;
+    for seg in path {
+        at = match seg {
+            PathSeg::Key(k) => at.get(k)?,
+            PathSeg::Index(i) => at.get(i)?,
+        };
+    }
+    at.as_str().map(str::to_string)
+}
+
+/// The file name is how people find a pipeline or mapping: a name that differs is a warning.
+fn check_name(file: &YamlFile, name: &str, what: &str, diags: &mut Diagnostics) {
+    let stem = file.stem();
+    if stem != name {
+        let at = file.doc.spans.value_pos(&[key(what)]);
+        diags.push(
+            file.warning(at, format!("{what} `{name}` is in a file named `{stem}`"))
+                .with_help(format!(
+                    "name the file after the {what}, or the {what} after the file"
+                )),
+        );
+    }
+}
+
+struct StepCx<'a> {
+    file: &'a YamlFile,
+    rules: &'a Rules,
+    mappings: &'a Compiled<Mapping>,
+    scripts: &'a Compiled<Script>,
+    connectors: &'a BTreeMap<String, Option<ConnectorConfig>>,
+    connectors_known: bool,
+    diags: &'a mut Diagnostics,
+    used_connectors: &'a mut Vec<String>,
+    script_sources: &'a HashMap<String, &'a str>,
+    /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
+    /// parsed whole.
+    reads_event_body: bool,
+}
+
+impl StepCx<'_> {
+    /// Deserialises one raw section of the file, reporting a failure as a diagnostic.
+    fn section<T: serde::de::DeserializeOwned>(
+        &mut self,
+        raw: &serde_json::Value,
+        path: &[PathSeg],
+    ) -> Option<T> {
+        self.file.section(raw, path, self.diags)
+    }
+
+    fn error_at(&mut self, path: &[PathSeg], message: impl Into<String>, help: Option<String>) {
+        let at = self.file.doc.spans.value_pos(path);
+        let d = self.file.error(at, message);
+        self.diags.push(match help {
+            Some(h) => d.with_help(h),
+            None => d,
+        });
+    }
+
+    /// Compiles an inline Rhai expression, pointing errors at the YAML scalar's own text.
+    fn expr(&mut self, path: &[PathSeg], src: &str) -> Option<Expr> {
+        self.reads_event_body |= reads_event_body(src);
+        match self.rules.compile_expr(src) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let at = self.pos_in_scalar(path, src, &e);
+                self.diags
+                    .push(self.file.error(at, format!("Rhai: {}", e.message)));
+                None
+            }
+        }
+    }
+
+    fn pos_in_scalar(&self, path: &[PathSeg], src: &str, e: &RuleError) -> Pos {
+        let spans = &self.file.doc.spans;
+        let (line, col) = (e.line.unwrap_or(1), e.col.unwrap_or(1));
+        match spans.get(path).and_then(|s| s.style) {
+            Some(ScalarStyle::Inline { .. }) => {
+                let offset: usize = src
+                    .split_inclusive('\n')
+                    .take(line - 1)
+                    .map(str::len)
+                    .sum::<usize>()
+                    + src
+                        .lines()
+                        .nth(line - 1)
+                        .map_or(0, |l| l.chars().take(col - 1).map(char::len_utf8).sum());
+                spans.offset_pos(path, src, offset)
+            }
+            Some(ScalarStyle::Block) => {
+                // A block scalar's text starts on the line after its indicator, indented.
+                let start = spans.value_pos(path);
+                let file_line = start.line + line;
+                let indent = self
+                    .file
+                    .file
+                    .text
+                    .lines()
+                    .nth(file_line - 1)
+                    .map_or(0, |l| l.chars().take_while(|c| *c == ' ').count());
+                Pos {
+                    line: file_line,
+                    col: indent + col,
+                }
+            }
+            None => spans.value_pos(path),
+        }
+    }
+
+    fn jsonpath(&mut self, path: &[PathSeg], src: &str) -> Option<JsonPath> {
+        match JsonPath::parse(src) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let at = self.file.doc.spans.offset_pos(path, src, e.offset);
+                self.diags.push(
+                    self.file
+                        .error(at, format!("JSONPath `{src}`: {}", e.message)),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn compile_pipeline(
+    cx: &mut StepCx<'_>,
+    spec: PipelineFile,
+    claims: &mut SourceClaims,
+) -> Option<Flow> {
+    let file = cx.file;
+    check_name(file, &spec.pipeline, "pipeline", cx.diags);
+    let errors_before = cx.diags.errors().count();
+
+    let source = cx.section::<Source>(&spec.source, &[key("source")]);
+    let webhook = source
+        .as_ref()
+        .and_then(|source| check_source(cx, source, claims))
+        .map(Arc::new);
+    let trigger = spec
+        .trigger
+        .as_ref()
+        .and_then(|t| cx.expr(&[key("trigger"), key("when")], &t.when));
+    if spec.steps.is_empty() {
+        cx.error_at(&[key("steps")], "a pipeline needs at least one step", None);
+    }
+    let mut need = NeedBuilder {
+        need: Need::default(),
+        open: true,
+    };
+    if let Some(t) = &spec.trigger {
+        need.add(|n| n.add_rhai(&t.when));
+    }
+    let mut steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
+    mark_movable_payloads(&mut steps);
+    let need = crate::projection::BodyParser::new(if cx.reads_event_body {
+        Need::All
+    } else {
+        need.finish()
+    });
+    let on_error = match &spec.on_error {
+        Some(raw) => {
+            let on_error = cx.section::<OnErrorConfig>(raw, &[key("on_error")]);
+            if let Some(o) = &on_error {
+                check_on_error(cx, o);
+            }
+            on_error
+        }
+        None => None,
+    };
+
+    if cx.diags.errors().count() > errors_before {
+        return None;
+    }
+    Some(Flow {
+        name: spec.pipeline,
+        description: spec.description,
+        file: file.file.path.clone(),
+        source: source?,
+        on_error,
+        concurrency: spec.concurrency.filter(|n| *n > 0),
+        trigger,
+        steps,
+        need,
+        webhook,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const CONNECTORS: &str = "connectors:\n  out: { kind: stdout }\n";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Loads a project written to a temp folder from `(path, text)` pairs.
+    fn load_files(files: &[(&str, &str)]) -> Result<(Project, Diagnostics), Diagnostics> {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        load(dir.path(), &no_env, CompileOptions::default())
+    }
+
+    /// Each error as `file:line:col: message`.
+    fn errors(diags: &Diagnostics) -> Vec<String> {
+        diags
+            .errors()
+            .map(|d| format!("{}:{}: {}", d.file.display(), d.pos, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn server_and_state_settings_are_checked_where_they_are_written() {
+        let project = format!(
+            "{CONNECTORS}server:\n  grace: soon\n  header_timeout: 0s\n  body_timeout: 10s\n  \
+             max_connections: 0\n  max_body: 12 parsecs\nstate:\n  cache: 64MB\n  min_free: lots\n"
+        );
+        let Err(diags) = load_files(&[("crossdock.yaml", &project)]) else {
+            panic!("a project with bad settings loaded");
+        };
+        let errors = errors(&diags);
+        let expected = [
+            "crossdock.yaml:4:10: `soon` is not a duration",
+            "crossdock.yaml:5:19: `header_timeout` must be longer than 0",
+            "crossdock.yaml:7:20: `max_connections` must be at least 1",
+            "crossdock.yaml:8:13: ",
+            "crossdock.yaml:11:13: ",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (got, want) in errors.iter().zip(expected) {
+            assert!(got.starts_with(want), "{got} should start with {want}");
+        }
+    }
+
+    #[test]
+    fn a_flow_parses_only_what_its_steps_read_until_a_map_replaces_the_record() {
+        let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
+             - set: { total: { from: $.order.total } }\n  \
+             - send: { to: out, op: print, payload: $.customer }\n  \
+             - map: m\n  - send: { to: out, op: print, payload: $.unread }\n";
+        let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
+        let (project, _) = load_files(&[
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+            ("mappings/m.yaml", mapping),
+        ])
+        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        let flow = project.pipeline("p").unwrap();
+        let body =
+            br#"{"order":{"id":1,"total":2,"note":"x"},"customer":{"n":1},"unread":3,"other":4}"#;
+        let parsed = flow.need.parse(body).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"order":{"id":1,"total":2},"customer":{"n":1}})
+        );
+    }
+
+    #[test]
+    fn rhai_that_reads_the_whole_event_keeps_the_whole_body() {
+        let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
+             - filter: 'event.body.len() > 0'\n  - map: m\n  \
+             - send: { to: out, op: print }\n";
+        let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
+        let (project, _) = load_files(&[
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+            ("mappings/m.yaml", mapping),
+        ])
+        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        assert!(project.pipeline("p").unwrap().need.is_all());
+    }
+}

@@ -1,0 +1,346 @@
+//! A pipeline's `source:` (webhook, poll, schedule, file) with the claims sources cannot share,
+//! the durations, intervals and cron expressions they hold, a pipeline's `on_error:`, and the
+//! `server:` and `state:` settings read as durations and sizes.
+
+use super::connectors::check_connector_op;
+use super::{key, StepCx};
+use crate::config::diag::{did_you_mean, Diagnostics};
+use crate::config::model::{OnErrorConfig, SourceConfig as Source};
+use crate::config::span::PathSeg;
+use crate::config::YamlFile;
+use crate::flow::{DedupId, Webhook};
+use crate::projection::Need;
+use std::collections::HashMap;
+
+/// What sources of earlier pipelines hold, where two pipelines cannot share: a webhook path,
+/// a watched folder (two file sources would race to move the same drop). Values are the
+/// holder's `file:line:col`.
+#[derive(Default)]
+pub(super) struct SourceClaims {
+    webhook_paths: HashMap<String, String>,
+    folders: HashMap<String, String>,
+}
+
+/// The engine's own route a webhook path would shadow: `/health`, `/metrics`, and `/api` and
+/// `/ui` with everything under them (the UI is kept for later).
+fn reserved_route(path: &str) -> Option<&'static str> {
+    const EXACT: [&str; 2] = ["/health", "/metrics"];
+    const TREES: [&str; 2] = ["/api", "/ui"];
+    if let Some(r) = EXACT.iter().find(|r| **r == path) {
+        return Some(r);
+    }
+    TREES.iter().copied().find(|r| {
+        path.strip_prefix(r)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Checks a pipeline's source; for a webhook, also returns its ingress as built here, so
+/// nothing after `check` parses `verify:` or `dedup_id:` again.
+pub(super) fn check_source(
+    cx: &mut StepCx<'_>,
+    source: &Source,
+    claims: &mut SourceClaims,
+) -> Option<Webhook> {
+    let base = [key("source"), key(source.kind())];
+    let here = |cx: &StepCx<'_>, at: &[PathSeg]| {
+        let pos = cx.file.doc.spans.value_pos(at);
+        format!("{}:{}", cx.file.file.path.display(), pos)
+    };
+    match source {
+        Source::Webhook(w) => {
+            if let Some(v) = &w.verify {
+                if !check_scheme_name(cx, &base, v.scheme.as_str()) {
+                    // As when any other kind is unknown, nothing else of the source is checked.
+                    return None;
+                }
+            }
+            let at = [&base[..], &[key("path")]].concat();
+            if !w.path.starts_with('/') {
+                cx.error_at(
+                    &at,
+                    format!("webhook path `{}` must start with `/`", w.path),
+                    None,
+                );
+            }
+            if let Some(reserved) = reserved_route(&w.path) {
+                cx.error_at(
+                    &at,
+                    format!(
+                        "webhook path `{}` is taken by the engine's own `{reserved}`",
+                        w.path
+                    ),
+                    Some(
+                        "`/api`, `/health`, `/metrics` and `/ui` (and what is under `/api/` and \
+                         `/ui/`) are the engine's; put webhooks elsewhere, e.g. under `/hooks/`"
+                            .into(),
+                    ),
+                );
+            }
+            if w.verify.is_none() {
+                let pos = cx.file.doc.spans.value_pos(&at);
+                let d = cx
+                    .file
+                    .warning(pos, format!("webhook path `{}` has no `verify`", w.path))
+                    .with_help(format!(
+                        "anyone who can reach the port can post events to it; add the sender's \
+                         signature check, e.g. `verify: {{ scheme: shopify, secret: \
+                         \"${{SHOPIFY_WEBHOOK_SECRET}}\" }}` (schemes: {})",
+                        crate::verify::scheme_names().collect::<Vec<_>>().join(", ")
+                    ));
+                cx.diags.push(d);
+            }
+            if let Some(other) = claims.webhook_paths.get(&w.path) {
+                let other = other.clone();
+                cx.error_at(
+                    &at,
+                    format!("webhook path `{}` is already used at {other}", w.path),
+                    None,
+                );
+            } else {
+                claims.webhook_paths.insert(w.path.clone(), here(cx, &at));
+            }
+            let mut scheme = None;
+            if let Some(v) = &w.verify {
+                let tolerance_ok = match &v.tolerance {
+                    Some(t) => {
+                        let at = [&base[..], &[key("verify"), key("tolerance")]].concat();
+                        let before = cx.diags.errors().count();
+                        check_duration(cx, &at, t);
+                        cx.diags.errors().count() == before
+                    }
+                    None => true,
+                };
+                // The scheme's own checks (a secret it cannot use, options it would ignore),
+                // at load rather than at the first delivery.
+                if tolerance_ok {
+                    match crate::verify::build(v) {
+                        Ok(built) => scheme = Some(built),
+                        Err(e) => {
+                            let at = [&base[..], &[key("verify")]].concat();
+                            cx.error_at(&at, format!("verify: {e}"), None);
+                        }
+                    }
+                }
+            }
+            let dedup_id = w.dedup_id.as_ref().and_then(|id| {
+                let path = cx.jsonpath(&[&base[..], &[key("dedup_id")]].concat(), id)?;
+                let mut need = Need::default();
+                need.add_jsonpath(id);
+                Some(DedupId {
+                    path,
+                    parser: crate::projection::BodyParser::checking(need),
+                })
+            });
+            return Some(Webhook { scheme, dedup_id });
+        }
+        Source::Poll(p) => {
+            let at = [&base[..], &[key("connector")]].concat();
+            check_connector_op(cx, &at, &p.connector, &p.op);
+            match (&p.every, &p.cron) {
+                (Some(e), None) => {
+                    check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
+                }
+                (None, Some(c)) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), c),
+                _ => cx.error_at(
+                    &base,
+                    "a poll source needs exactly one of `every` or `cron`",
+                    None,
+                ),
+            }
+            if let Some(items) = &p.items {
+                cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
+            }
+            if let Some(cursor) = &p.cursor {
+                let at = [&base[..], &[key("cursor")]].concat();
+                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &cursor.from);
+                if cursor.param.is_empty() {
+                    cx.error_at(
+                        &[&at[..], &[key("param")]].concat(),
+                        "`param` names the payload field the cursor is sent in",
+                        None,
+                    );
+                }
+                if let Some(initial) = &cursor.initial {
+                    if !(initial.is_string() || initial.is_number()) {
+                        cx.error_at(
+                            &[&at[..], &[key("initial")]].concat(),
+                            "the initial cursor is a string or a number",
+                            None,
+                        );
+                    }
+                }
+            }
+            if let Some(next) = &p.next {
+                let at = [&base[..], &[key("next")]].concat();
+                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &next.from);
+                let clash = p.cursor.as_ref().is_some_and(|c| c.param == next.param);
+                if next.param.is_empty() || clash {
+                    cx.error_at(
+                        &[&at[..], &[key("param")]].concat(),
+                        "`param` names the payload field the next-page token is sent in \
+                         (not the cursor's)",
+                        None,
+                    );
+                }
+            }
+            if p.batch_size == Some(0) {
+                cx.error_at(
+                    &[&base[..], &[key("batch_size")]].concat(),
+                    "batch_size must be at least 1",
+                    None,
+                );
+            }
+        }
+        Source::Schedule(s) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), &s.cron),
+        Source::File(f) => {
+            let at = [&base[..], &[key("path")]].concat();
+            let folder = f.path.trim_start_matches("./").trim_end_matches('/');
+            if folder.is_empty() || folder == "." {
+                cx.error_at(
+                    &at,
+                    "`path` is the folder to watch, relative to the project (e.g. inbox/orders)",
+                    None,
+                );
+            } else if let Some(other) = claims.folders.get(folder) {
+                let other = other.clone();
+                cx.error_at(
+                    &at,
+                    format!("folder `{}` is already watched at {other}", f.path),
+                    None,
+                );
+            } else {
+                claims.folders.insert(folder.to_string(), here(cx, &at));
+            }
+            if let Some(d) = f.delimiter {
+                let at = [&base[..], &[key("delimiter")]].concat();
+                if f.format != crate::config::model::FileFormat::Csv {
+                    cx.error_at(&at, "`delimiter` is for `format: csv`", None);
+                } else if !d.is_ascii() || d == '\n' || d == '"' {
+                    cx.error_at(
+                        &at,
+                        format!("`{d}` cannot be a CSV delimiter"),
+                        Some("use one ASCII character, e.g. `,`, `;` or a tab".into()),
+                    );
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether `name` is a registered signature scheme; if not, an error at `scheme:` worded as
+/// for any unknown kind.
+fn check_scheme_name(cx: &mut StepCx<'_>, base: &[PathSeg], name: &str) -> bool {
+    if crate::verify::scheme(name).is_some() {
+        return true;
+    }
+    let names = crate::verify::scheme_names();
+    let help = did_you_mean(name, names.clone()).unwrap_or_else(|| {
+        let ticked: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+        format!("expected one of {}", ticked.join(", "))
+    });
+    let at = [base, &[key("verify"), key("scheme")]].concat();
+    let pos = cx.file.doc.spans.key_pos(&at);
+    let d = cx.file.error(pos, format!("unknown kind `{name}`"));
+    cx.diags.push(d.with_help(help));
+    false
+}
+
+fn check_cron(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    if let Err(e) = crate::config::cron::CronExpr::parse(text) {
+        cx.error_at(
+            path,
+            e,
+            Some("e.g. `*/5 * * * *` (every 5 minutes) or `0 2 * * *` (02:00 UTC daily)".into()),
+        );
+    }
+}
+
+/// A duration that a source waits between runs: zero would spin.
+fn check_interval(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => cx.error_at(path, "the interval must be longer than 0", None),
+        Ok(_) => {}
+        Err(_) => check_duration(cx, path, text),
+    }
+}
+
+/// The `server:` and `state:` settings that are text to be read as durations and sizes.
+pub(super) fn check_server(
+    server: &crate::config::model::ServerConfig,
+    state: &crate::config::model::StateConfig,
+    file: &YamlFile,
+    diags: &mut Diagnostics,
+) {
+    let durations = [
+        ("dedup_window", &server.dedup_window),
+        ("grace", &server.grace),
+        ("keep_trails", &server.keep_trails),
+        ("reload_debounce", &server.reload_debounce),
+        ("header_timeout", &server.header_timeout),
+        ("body_timeout", &server.body_timeout),
+    ];
+    for (name, value) in durations {
+        let Some(text) = value else { continue };
+        let at = || file.doc.spans.value_pos(&[key("server"), key(name)]);
+        match humantime::parse_duration(text) {
+            Err(e) => diags.push(
+                file.error(at(), format!("`{text}` is not a duration: {e}"))
+                    .with_help("write e.g. 500ms, 30s, 5m, 24h or 7d"),
+            ),
+            // A zero timeout would close every connection before its first request.
+            Ok(d) if d.is_zero() && name.ends_with("_timeout") => {
+                diags.push(file.error(at(), format!("`{name}` must be longer than 0")))
+            }
+            Ok(_) => {}
+        }
+    }
+    if server.max_connections == Some(0) {
+        let at = file
+            .doc
+            .spans
+            .value_pos(&[key("server"), key("max_connections")]);
+        diags.push(file.error(at, "`max_connections` must be at least 1"));
+    }
+    let sizes = [
+        ("server", "max_body", &server.max_body),
+        ("server", "max_backlog_bytes", &server.max_backlog_bytes),
+        ("state", "min_free", &state.min_free),
+        ("state", "cache", &state.cache),
+    ];
+    for (section, name, value) in sizes {
+        let Some(text) = value else { continue };
+        if let Err(e) = crate::config::model::parse_size(text) {
+            let at = file.doc.spans.value_pos(&[key(section), key(name)]);
+            diags.push(file.error(at, e.to_string()));
+        }
+    }
+}
+
+fn check_duration(cx: &mut StepCx<'_>, path: &[PathSeg], text: &str) {
+    if let Err(e) = humantime::parse_duration(text) {
+        cx.error_at(
+            path,
+            format!("`{text}` is not a duration: {e}"),
+            Some("write e.g. 500ms, 30s, 5m or 1h".into()),
+        );
+    }
+}
+
+pub(super) fn check_on_error(cx: &mut StepCx<'_>, on_error: &OnErrorConfig) {
+    let Some(retry) = &on_error.retry else { return };
+    let base = [key("on_error"), key("retry")];
+    for (name, value) in [("initial", &retry.initial), ("max", &retry.max)] {
+        if let Some(v) = value {
+            check_duration(cx, &[&base[..], &[key(name)]].concat(), v);
+        }
+    }
+    if retry.attempts == 0 {
+        cx.error_at(
+            &[&base[..], &[key("attempts")]].concat(),
+            "attempts must be at least 1",
+            None,
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! A pipeline's steps, compiled into [`Step`]s with every reference checked, and which closing
+//! `send`s may move their payload out of the record.
+
+use super::connectors::check_connector_op;
+use super::reads::{add_step_reads, NeedBuilder};
+use super::{key, StepCx};
+use crate::config::diag::did_you_mean;
+use crate::config::model::{StepConfig, SwitchArmConfig};
+use crate::config::span::PathSeg;
+use crate::connectors::SendShape;
+use crate::flow::{Arm, FieldPath, SendStep, SetValue, Step};
+use crate::projection::reads_event_body;
+
+/// Compiles a list of steps. `need` is given for the pipeline's top-level steps, to learn what
+/// they read of the body.
+pub(super) fn compile_steps(
+    cx: &mut StepCx<'_>,
+    steps: &[serde_json::Value],
+    base: &[PathSeg],
+    mut need: Option<&mut NeedBuilder>,
+) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, raw) in steps.iter().enumerate() {
+        let mut path = base.to_vec();
+        path.push(PathSeg::Index(i));
+        let Some(step) = cx.section::<StepConfig>(raw, &path) else {
+            continue;
+        };
+        if let StepConfig::Script(name) = &step {
+            let src = cx.script_sources.get(name).copied().unwrap_or_default();
+            cx.reads_event_body |= reads_event_body(src);
+        }
+        if let Some(need) = need.as_deref_mut() {
+            add_step_reads(cx, &step, need);
+        }
+        let label_path = crate::config::span::display_path(&path);
+        path.push(key(step.kind()));
+        if let Some(s) = compile_step(cx, &step, &path, &label_path) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// A flow's closing `send`s read a record that nothing changes or reads after them, so when
+/// the caller does not want the final record (the runtime delivers actions and drops it),
+/// their payloads can be moved out of it instead of copied: the copies were the largest
+/// single cost of a flow in allocations. Only payloads named by a plain path (`$.account`,
+/// `$.order.lines`) qualify, and only when no other closing send's payload contains or is
+/// contained in theirs; one closing send of anything else (the whole record, a filter) keeps
+/// every copy.
+pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
+    let closing = steps
+        .iter()
+        .rev()
+        .take_while(|s| matches!(s, Step::Send { .. }))
+        .count();
+    let start = steps.len() - closing;
+    let mut paths = Vec::with_capacity(closing);
+    for step in &steps[start..] {
+        let Step::Send { send, .. } = step else {
+            return;
+        };
+        let names = send
+            .payload
+            .as_ref()
+            .and_then(|p| crate::projection::simple_path(p.as_str()))
+            .and_then(|steps| {
+                steps
+                    .into_iter()
+                    .map(|s| match s {
+                        crate::projection::PathStep::Name(n) => Some(n),
+                        crate::projection::PathStep::Elements => None,
+                    })
+                    .collect::<Option<Vec<String>>>()
+            })
+            .filter(|names| !names.is_empty());
+        match names {
+            Some(names) => paths.push(names),
+            None => return,
+        }
+    }
+    let overlaps = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    for (i, step) in steps[start..].iter_mut().enumerate() {
+        let alone = paths
+            .iter()
+            .enumerate()
+            .all(|(j, other)| i == j || !overlaps(&paths[i], other));
+        if let (Step::Send { send, .. }, true) = (step, alone) {
+            send.movable = Some(paths[i].as_slice().into());
+        }
+    }
+}
+
+fn compile_step(
+    cx: &mut StepCx<'_>,
+    step: &StepConfig,
+    path: &[PathSeg],
+    at: &str,
+) -> Option<Step> {
+    match step {
+        StepConfig::Map(m) => {
+            let is_short = cx
+                .file
+                .doc
+                .spans
+                .get(path)
+                .is_some_and(|s| s.style.is_some());
+            let name_path = if is_short {
+                path.to_vec()
+            } else {
+                [path, &[key("mapping")]].concat()
+            };
+            let mapping = match cx.mappings.get(&m.mapping) {
+                Some(m) => m.clone(),
+                None => {
+                    let help = did_you_mean(&m.mapping, cx.mappings.keys().map(String::as_str))
+                        .or_else(|| Some(format!("expected a file mappings/{}.yaml", m.mapping)));
+                    cx.error_at(
+                        &name_path,
+                        format!("no mapping named `{}`", m.mapping),
+                        help,
+                    );
+                    None
+                }
+            };
+            let into = match &m.into {
+                Some(into) => match FieldPath::parse(into) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            Some(Step::Map {
+                label: format!("{at} (map {})", m.mapping).into(),
+                mapping: mapping?,
+                into,
+            })
+        }
+        StepConfig::Script(name) => match cx.scripts.get(name) {
+            Some(s) => Some(Step::Script {
+                label: format!("{at} (script {name})").into(),
+                script: s.clone()?,
+            }),
+            None => {
+                let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
+                    .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
+                cx.error_at(path, format!("no script named `{name}`"), help);
+                None
+            }
+        },
+        StepConfig::Filter(src) => {
+            let when = cx.expr(path, src)?;
+            Some(Step::Filter {
+                label: format!("{at} (filter)").into(),
+                when,
+            })
+        }
+        StepConfig::Switch(arms) => compile_switch(cx, arms, path, at),
+        StepConfig::Set(fields) => {
+            let (out, ok) = compile_values(cx, fields, path, true);
+            ok.then(|| Step::Set {
+                label: format!("{at} (set)").into(),
+                fields: out,
+            })
+        }
+        StepConfig::Fetch(f) => {
+            check_connector_op(cx, &[path, &[key("from")]].concat(), &f.from, &f.op);
+            let (params, mut ok) =
+                compile_values(cx, &f.params, &[path, &[key("params")]].concat(), false);
+            let into = match &f.into {
+                Some(into) => match FieldPath::parse(into) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            ok.then(|| Step::Fetch {
+                label: format!("{at} (fetch {} {})", f.from, f.op).into(),
+                connector: f.from.clone(),
+                op: f.op.clone(),
+                params: params
+                    .into_iter()
+                    .map(|(p, v)| (p.to_string(), v))
+                    .collect(),
+                into,
+            })
+        }
+        StepConfig::Send(s) => {
+            let label = format!(
+                "{at} (send {} {}{})",
+                s.to,
+                s.op,
+                s.object
+                    .as_ref()
+                    .map(|o| format!(" {o}"))
+                    .unwrap_or_default()
+            );
+            let mut ok = true;
+            match cx.connectors.get(&s.to) {
+                Some(None) => ok = false,
+                None if !cx.connectors_known => ok = false,
+                None => {
+                    let help = did_you_mean(&s.to, cx.connectors.keys().map(String::as_str))
+                        .or_else(|| {
+                            Some(
+                                "connectors are declared under `connectors:` in crossdock.yaml"
+                                    .into(),
+                            )
+                        });
+                    cx.error_at(
+                        &[path, &[key("to")]].concat(),
+                        format!("no connector named `{}`", s.to),
+                        help,
+                    );
+                    ok = false;
+                }
+                Some(Some(conn)) => {
+                    cx.used_connectors.push(s.to.clone());
+                    let shape = SendShape {
+                        op: &s.op,
+                        object: s.object.as_deref(),
+                        key: s.key.as_deref(),
+                    };
+                    for p in conn.as_kind().check_send(shape) {
+                        cx.error_at(
+                            &[path, &[key(p.field)]].concat(),
+                            format!("send to `{}`: {}", s.to, p.message),
+                            p.help,
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            let payload = match &s.payload {
+                Some(src) => {
+                    let p = cx.jsonpath(&[path, &[key("payload")]].concat(), src);
+                    ok &= p.is_some();
+                    p
+                }
+                None => None,
+            };
+            ok.then(|| Step::Send {
+                label: label.into(),
+                send: SendStep {
+                    connector: s.to.as_str().into(),
+                    op: s.op.as_str().into(),
+                    object: s.object.as_deref().map(Into::into),
+                    key: s.key.as_deref().map(Into::into),
+                    payload,
+                    movable: None,
+                },
+            })
+        }
+    }
+}
+
+/// The values of a `set` (targets are field paths) or of a fetch's `params` (names are plain).
+fn compile_values(
+    cx: &mut StepCx<'_>,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    path: &[PathSeg],
+    dotted: bool,
+) -> (Vec<(FieldPath, SetValue)>, bool) {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (name, value) in fields {
+        let fpath = [path, &[key(name)]].concat();
+        let parsed = if dotted {
+            FieldPath::parse(name)
+        } else {
+            Ok(FieldPath::single(name))
+        };
+        let target = match parsed {
+            Ok(t) => t,
+            Err(e) => {
+                cx.error_at(&fpath, e, None);
+                ok = false;
+                continue;
+            }
+        };
+        let value = match set_value_kind(value) {
+            Some(("expr", src)) => cx
+                .expr(&[&fpath[..], &[key("expr")]].concat(), src)
+                .map(SetValue::Expr),
+            Some(("from", src)) => cx
+                .jsonpath(&[&fpath[..], &[key("from")]].concat(), src)
+                .map(SetValue::From),
+            _ => Some(SetValue::Literal(value.clone())),
+        };
+        match value {
+            Some(v) => out.push((target, v)),
+            None => ok = false,
+        }
+    }
+    (out, ok)
+}
+
+/// `{ expr: "..." }` and `{ from: "$..." }` in a `set` are computed values; anything else is literal.
+pub(super) fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str, &str)> {
+    let obj = value.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    if let Some(src) = obj.get("expr").and_then(|v| v.as_str()) {
+        return Some(("expr", src));
+    }
+    obj.get("from")
+        .and_then(|v| v.as_str())
+        .map(|src| ("from", src))
+}
+
+fn compile_switch(
+    cx: &mut StepCx<'_>,
+    arms: &[SwitchArmConfig],
+    path: &[PathSeg],
+    at: &str,
+) -> Option<Step> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    if arms.is_empty() {
+        cx.error_at(path, "a switch needs at least one `when` arm", None);
+        return None;
+    }
+    for (i, arm) in arms.iter().enumerate() {
+        let arm_path = [path, &[PathSeg::Index(i)]].concat();
+        let arm_at = format!("{at}.switch[{i}]");
+        match (&arm.when, &arm.steps, &arm.otherwise) {
+            (Some(when), Some(steps), None) => {
+                let when = cx.expr(&[&arm_path[..], &[key("when")]].concat(), when);
+                let steps =
+                    compile_steps(cx, steps, &[&arm_path[..], &[key("steps")]].concat(), None);
+                match when {
+                    Some(w) => out.push(Arm {
+                        when: Some(w),
+                        steps,
+                    }),
+                    None => ok = false,
+                }
+            }
+            (None, None, Some(steps)) => {
+                if i + 1 != arms.len() {
+                    cx.error_at(
+                        &arm_path,
+                        "`otherwise` must be the last arm of a switch",
+                        None,
+                    );
+                    ok = false;
+                }
+                let steps = compile_steps(
+                    cx,
+                    steps,
+                    &[&arm_path[..], &[key("otherwise")]].concat(),
+                    None,
+                );
+                out.push(Arm { when: None, steps });
+            }
+            _ => {
+                cx.error_at(
+                    &arm_path,
+                    format!("{arm_at}: an arm is either `when` with `steps`, or `otherwise`"),
+                    Some("- when: 'record.total >= 100'\n            steps: [...]\n          - otherwise: [...]".into()),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Step::Switch {
+        label: format!("{at} (switch)").into(),
+        arms: out,
+    })
+}
