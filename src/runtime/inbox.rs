@@ -292,6 +292,20 @@ impl Inbox {
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
         let now = now_ms();
+        // Most duplicates are a sender's retries of what it already delivered: answered from
+        // the keys alone, they write nothing (a retried 4 MB body would otherwise be written
+        // and withdrawn each time). A delivery of a key that arrives meanwhile is still caught
+        // below, where the keys are claimed.
+        for dedup_key in dedup_keys {
+            let dkey = format!("{pipeline}\0{dedup_key}");
+            if let Some(old) = self.dedup.get(dkey.as_bytes())? {
+                if let Some((at, id)) = parse_dedup(&old) {
+                    if now.saturating_sub(at) < window.as_millis() as u64 {
+                        return Ok(Accepted::Duplicate(id.to_string()));
+                    }
+                }
+            }
+        }
         let seq = self.store.generate_id()?;
         let meta = EventMeta {
             id: event_id(seq),
@@ -924,6 +938,26 @@ mod tests {
         // Both keys of the first are swept with it.
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(inbox.sweep_dedup(Duration::from_millis(10)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_duplicate_writes_nothing() {
+        let inbox = inbox();
+        let Accepted::New(first) = accept(&inbox, "k", Duration::from_secs(60)) else {
+            panic!("first delivery refused")
+        };
+        for _ in 0..3 {
+            assert!(matches!(
+                accept(&inbox, "k", Duration::from_secs(60)),
+                Accepted::Duplicate(id) if id == first.meta.id
+            ));
+        }
+        // No event was written and withdrawn: the next one takes the next number.
+        let Accepted::New(next) = accept(&inbox, "other", Duration::from_secs(60)) else {
+            panic!("second delivery refused")
+        };
+        assert_eq!(next.seq, first.seq + 1);
+        assert_eq!(inbox.pending().unwrap().len(), 2);
     }
 
     #[test]
