@@ -236,6 +236,11 @@ pub struct Inbox {
     /// The highest sequence number of an event accepted (not withdrawn as a duplicate): what
     /// the ledger marks as durable.
     last_accepted: AtomicU64,
+    /// Events dropped by hand while this process may hold them queued: a worker asks here, in
+    /// memory, rather than reading the inbox for every event it starts.
+    dropped: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Whether `dropped` has anything, so the common case takes no lock.
+    any_dropped: std::sync::atomic::AtomicBool,
 }
 
 /// The answer to [`Inbox::accept`].
@@ -269,6 +274,8 @@ impl Inbox {
             pending: AtomicU64::new(count),
             pending_bytes: AtomicU64::new(bytes),
             last_accepted: AtomicU64::new(0),
+            dropped: std::sync::Mutex::new(std::collections::HashSet::new()),
+            any_dropped: std::sync::atomic::AtomicBool::new(false),
             inbox,
             dedup: store.table("dedup")?,
             dedup_age: store.table("dedup-age")?,
@@ -296,9 +303,12 @@ impl Inbox {
         // the keys alone, they write nothing (a retried 4 MB body would otherwise be written
         // and withdrawn each time). A delivery of a key that arrives meanwhile is still caught
         // below, where the keys are claimed.
-        for dedup_key in dedup_keys {
-            let dkey = format!("{pipeline}\0{dedup_key}");
-            if let Some(old) = self.dedup.get(dkey.as_bytes())? {
+        let dkeys: Vec<Vec<u8>> = dedup_keys
+            .iter()
+            .map(|k| format!("{pipeline}\0{k}").into_bytes())
+            .collect();
+        for dkey in &dkeys {
+            if let Some(old) = self.dedup.get(dkey)? {
                 if let Some((at, id)) = parse_dedup(&old) {
                     if now.saturating_sub(at) < window.as_millis() as u64 {
                         return Ok(Accepted::Duplicate(id.to_string()));
@@ -324,10 +334,9 @@ impl Inbox {
         // The event first, then its dedup keys (see the module docs). A concurrent delivery of
         // the same key may have won meanwhile: then this copy is withdrawn, with the keys it
         // had already claimed, which no other delivery can have taken since (they are fresh).
-        let mut claimed: Vec<Vec<u8>> = Vec::with_capacity(dedup_keys.len());
+        let mut claimed: Vec<Vec<u8>> = Vec::with_capacity(dkeys.len());
         let mut lost = None;
-        for dedup_key in dedup_keys {
-            let dkey = format!("{pipeline}\0{dedup_key}").into_bytes();
+        for dkey in dkeys {
             if claimed.contains(&dkey) {
                 continue;
             }
@@ -414,10 +423,17 @@ impl Inbox {
         self.last_accepted.load(Ordering::SeqCst)
     }
 
-    /// Whether the event is still in the inbox: one dropped by hand (`crossdock inbox drop`)
-    /// while queued is not run.
-    pub fn contains(&self, seq: u64) -> Result<bool, InboxError> {
-        Ok(self.inbox.get(&seq.to_be_bytes())?.is_some())
+    /// Whether the event was dropped by hand (`DELETE /api/inbox/{id}`) since it was queued:
+    /// then it is not run. Answers each drop once.
+    pub fn was_dropped(&self, seq: u64) -> bool {
+        if !self.any_dropped.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = dropped.remove(&seq);
+        self.any_dropped
+            .store(!dropped.is_empty(), Ordering::SeqCst);
+        hit
     }
 
     /// Removes `seq` from the inbox if it is there, keeping the counts true.
@@ -490,7 +506,15 @@ impl Inbox {
             total_ms: 0,
         };
         self.put_trail(seq, &trail)?;
-        self.take_out(seq)
+        let taken = self.take_out(seq)?;
+        if taken {
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(seq);
+            self.any_dropped.store(true, Ordering::SeqCst);
+        }
+        Ok(taken)
     }
 
     /// Saves an event's meta after a failed attempt (its body is unchanged).
@@ -506,6 +530,8 @@ impl Inbox {
     pub fn finish(&self, event: &StoredEvent, trail: &Trail) -> Result<(), InboxError> {
         self.put_trail(event.seq, trail)?;
         self.take_out(event.seq)?;
+        // Dropped by hand while it ran: nothing is left to skip.
+        self.was_dropped(event.seq);
         Ok(())
     }
 
@@ -774,6 +800,8 @@ pub struct Committer {
     wake: Notify,
     /// The last flush's error, while the store has not flushed since: what `/health` shows.
     failing: std::sync::Mutex<Option<String>>,
+    /// Whether `failing` holds an error: read on every accepted event, without the lock.
+    is_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Committer {
@@ -785,6 +813,7 @@ impl Committer {
             flushed: watch::channel((0, 0)).0,
             wake: Notify::new(),
             failing: std::sync::Mutex::new(None),
+            is_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -824,6 +853,9 @@ impl Committer {
 
     /// The error of the last flush, if it failed and none has succeeded since.
     pub fn failure(&self) -> Option<String> {
+        if !self.is_failing.load(Ordering::SeqCst) {
+            return None;
+        }
         self.failing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -832,7 +864,9 @@ impl Committer {
 
     /// Forgets the last failure: a flush made outside the group commit succeeded.
     pub fn recovered(&self) {
-        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        *failing = None;
+        self.is_failing.store(false, Ordering::SeqCst);
     }
 
     /// The flusher: runs until the runtime stops. One fsync per round, for every caller that
@@ -860,6 +894,7 @@ impl Committer {
                     if let (Some(e), None) = (&error, &*failing) {
                         tracing::error!(error = %e, "Flushing the inbox failed; events are refused until a flush succeeds");
                     }
+                    self.is_failing.store(error.is_some(), Ordering::SeqCst);
                     *failing = error;
                 }
                 if !failed {

@@ -38,6 +38,8 @@ pub struct Storage {
     restart_wanted: tokio::sync::Notify,
     /// A write that failed since the last flush that succeeded.
     fault: Mutex<Option<String>>,
+    /// Whether `fault` holds one: read on every accepted event, without the lock.
+    faulted: AtomicBool,
 }
 
 impl Storage {
@@ -49,6 +51,7 @@ impl Storage {
             restart: AtomicBool::new(false),
             restart_wanted: tokio::sync::Notify::new(),
             fault: Mutex::new(None),
+            faulted: AtomicBool::new(false),
         };
         storage.measure();
         storage
@@ -81,9 +84,13 @@ impl Storage {
             );
         }
         *fault = Some(error.to_string());
+        self.faulted.store(true, Ordering::SeqCst);
     }
 
     fn current_fault(&self) -> Option<String> {
+        if !self.faulted.load(Ordering::SeqCst) {
+            return None;
+        }
         self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -143,6 +150,7 @@ impl Storage {
             if matches!(flushed, Ok(Ok(_))) {
                 // A passing fault, over.
                 *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.faulted.store(false, Ordering::SeqCst);
                 committer.recovered();
                 continue;
             }
