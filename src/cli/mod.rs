@@ -75,7 +75,7 @@ Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  cr
         after_help = "Works on the state folder directly when the engine is stopped, and through the \
 running engine's admin API (CROSSDOCK_ADMIN_TOKEN) when it is running. `accept-loss` needs the \
 engine stopped: use it when `crossdock run` refused to start because the state store lost events \
-(after restoring from a backup is not possible); the events it lost stay lost.\n\n\
+(when restoring the folder from a backup is not possible); the events it lost stay lost.\n\n\
 Examples:\n  crossdock inbox list\n  crossdock inbox drop evt_00000000000000a1\n  crossdock inbox accept-loss"
     )]
     Inbox {
