@@ -8,21 +8,20 @@
 //! function, `record` indexed by an expression, a use of `event.body` — makes the need `All`,
 //! so the result is always the same as with the whole document for everything code can observe.
 //!
-//! Owns the analysis (JSONPath steps as `jsonpath` parses them, in [`path`]; Rhai
-//! source, in [`rhai`]), the [`Need`] it builds ([`need`]), parsing a body by it ([`parse`])
+//! Owns the analysis of JSONPaths (their steps as `jsonpath` parses them, in [`path`]), the
+//! [`Need`] built from them and from the [`Read`]s the rules module finds in a script's AST
+//! ([`need`]), parsing a body by it ([`parse`])
 //! and checking a whole body ([`check`](mod@check)); knows nothing of flows or Rhai values.
 
 mod check;
 mod need;
 mod parse;
 mod path;
-mod rhai;
 
 pub use check::{check, Kind};
-pub use need::{Need, PathStep};
+pub use need::{Need, PathStep, Read};
 pub use parse::{utf8, BodyParser};
 pub use path::simple_path;
-pub use rhai::{reads_event_body, record_reads, Read};
 
 #[cfg(test)]
 use serde_json::{Number, Value};

@@ -1,12 +1,12 @@
-//! [`Need`]: what code reads of a JSON value, built from JSONPaths and Rhai source, and
-//! projecting a value by it and writing back what code made of the projection.
+//! [`Need`]: what code reads of a JSON value, built from JSONPaths and from what the rules
+//! module found a script reads ([`Read`]), and projecting a value by it and writing back what
+//! code made of the projection.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::path::simple_path;
-use super::rhai::{record_reads, Read};
 
 /// What a flow needs of a JSON value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,15 @@ impl Default for Need {
     fn default() -> Self {
         Need::Fields(BTreeMap::new())
     }
+}
+
+/// One thing code reads of a value, as the rules module finds it in a script's AST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// `record.a.b`: the value at the path.
+    Path(Vec<PathStep>),
+    /// `"k" in record.a`: whether the key exists.
+    Presence(Vec<PathStep>),
 }
 
 /// One step of a simple path: a field name, or "every element / any index".
@@ -100,26 +109,19 @@ impl Need {
         }
     }
 
-    /// Adds what a Rhai expression or script reads of `record`.
-    pub fn add_rhai(&mut self, src: &str) {
-        match record_reads(src) {
+    /// Adds what code reads; `None` (a use that cannot be seen through) needs everything.
+    pub fn add_reads(&mut self, reads: Option<&[Read]>) {
+        match reads {
             Some(reads) => {
                 for r in reads {
                     match r {
-                        Read::Path(p) => self.add_path(&p),
-                        Read::Presence(p) => self.add_presence(&p),
+                        Read::Path(p) => self.add_path(p),
+                        Read::Presence(p) => self.add_presence(p),
                     }
                 }
             }
             None => *self = Need::All,
         }
-    }
-
-    /// What Rhai source reads of `record`.
-    pub fn of_rhai(src: &str) -> Need {
-        let mut need = Need::default();
-        need.add_rhai(src);
-        need
     }
 
     /// A copy of `value` with only what is needed (`Present` keys become null).

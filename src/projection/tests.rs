@@ -29,54 +29,26 @@ fn simple_paths_parse_and_complex_ones_do_not() {
     }
 }
 
-#[test]
-fn rhai_reads_of_record() {
-    let path = |p: &[&str]| Read::Path(p.iter().map(|n| name(n)).collect());
-    assert_eq!(
-        record_reads(r#"record.scope == "x""#),
-        Some(vec![path(&["scope"])])
-    );
-    assert_eq!(
-        record_reads("record.a.b > 1 && record?.c.len() > 0"),
-        Some(vec![path(&["a", "b"]), path(&["c"])])
-    );
-    assert_eq!(record_reads("event.body.x == 1"), Some(vec![]));
-    assert_eq!(record_reads("f(record)"), None);
-    assert_eq!(record_reads("record[\"x\"]"), None);
-    assert_eq!(record_reads("my_record.x"), Some(vec![]));
-    assert_eq!(
-        record_reads(r#""id" in record && "products" in record.order"#),
-        Some(vec![
-            Read::Presence(vec![name("id")]),
-            Read::Presence(vec![name("order"), name("products")])
-        ])
-    );
-    assert_eq!(record_reads("x in record"), None);
-    assert_eq!(
-        record_reads("// the record as a whole\nlet s = \"record\"; /* record */ record.a = 1;"),
-        Some(vec![path(&["a"])])
-    );
-    assert_eq!(record_reads("let s = `${record}`;"), None);
+/// A need built from reads, as the rules module finds them in a script's AST.
+fn need_of(reads: &[Read]) -> Need {
+    let mut need = Need::default();
+    need.add_reads(Some(reads));
+    need
 }
 
-#[test]
-fn event_body_reads() {
-    for (src, reads) in [
-        ("event.body.x", true),
-        ("f(event)", true),
-        ("event.received_at + event.id", false),
-        ("event.headers[\"x\"]", false),
-        ("prevent.body", false),
-        ("// the event body is not read\nevent.id", false),
-    ] {
-        assert_eq!(reads_event_body(src), reads, "{src}");
-    }
+fn path(p: &[&str]) -> Read {
+    Read::Path(p.iter().map(|n| name(n)).collect())
+}
+
+fn presence(p: &[&str]) -> Read {
+    Read::Presence(p.iter().map(|n| name(n)).collect())
 }
 
 #[test]
 fn projects_and_writes_back_only_what_code_may_touch() {
     let mut record = json!({"a": {"x": 1, "y": 2}, "big": [1, 2, 3], "id": 7});
-    let need = Need::of_rhai(r#"record.a.x = record.a.x + 1; record.route = "r"; "id" in record"#);
+    // `record.a.x = record.a.x + 1; record.route = "r"; "id" in record`
+    let need = need_of(&[path(&["a", "x"]), path(&["route"]), presence(&["id"])]);
     let mut given = need.project(&record);
     assert_eq!(given, json!({"a": {"x": 1}, "id": null}));
     given["a"]["x"] = json!(2);
@@ -96,7 +68,8 @@ fn parse(need: &Need, bytes: &[u8]) -> serde_json::Result<Value> {
 #[test]
 fn presence_only_keys_are_skipped_by_the_parser() {
     let mut need = Need::default();
-    need.add_rhai(r#""products" in record && record.id > 0"#);
+    // `"products" in record && record.id > 0`
+    need.add_reads(Some(&[presence(&["products"]), path(&["id"])]));
     let got = parse(&need, br#"{"id": 1, "products": [{"a": 1}]}"#).unwrap();
     assert_eq!(got, json!({"id": 1, "products": null}));
     need.add_jsonpath("$.products[*].a");
@@ -113,7 +86,7 @@ fn parses_only_what_is_needed() {
     need.add_jsonpath("$.id");
     need.add_jsonpath("$.billing.email");
     need.add_jsonpath("$.items[*].sku");
-    need.add_rhai("record.n > 1");
+    need.add_path(&[name("n")]);
     let got = parse(&need, body).unwrap();
     assert_eq!(
         got.to_string(),
@@ -151,7 +124,7 @@ fn a_body_parsed_into_the_last_one_is_as_if_parsed_afresh() {
     let mut other = Need::default();
     other.add_jsonpath("$.a");
     other.add_jsonpath("$.items[*]");
-    other.add_rhai(r#""id" in record"#);
+    other.add_presence(&[name("id")]);
     let others = [BodyParser::new(other), BodyParser::new(Need::All)];
     let mut target = Value::Null;
     // Every body after every other: whatever the target held, it ends up as a fresh parse.

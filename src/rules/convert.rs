@@ -396,7 +396,7 @@ mod tests {
             need.add_jsonpath(path);
         }
         let mut presence = need.clone();
-        presence.add_rhai(r#""kept" in record"#);
+        presence.add_reads(crate::rules::record_reads_of(r#""kept" in record"#).as_deref());
         // What a script may leave: unchanged, changed in kind or value, fields gone or added,
         // arrays of another length.
         let results = [
@@ -436,7 +436,8 @@ mod tests {
             "record.s.len() + record.a.c.len()",
             "record",
         ] {
-            let need = crate::projection::Need::of_rhai(script);
+            let mut need = crate::projection::Need::default();
+            need.add_reads(crate::rules::record_reads_of(script).as_deref());
             let direct = json_to_dynamic_projected(&record, &need).unwrap();
             let via_copy = json_to_dynamic(&need.project(&record)).unwrap();
             assert_eq!(

@@ -21,8 +21,10 @@ pub mod engine;
 mod error;
 mod functions;
 mod handles;
+mod reads;
 
-use crate::projection::{reads_event_body, Need};
+use crate::projection::Need;
+use reads::Reads;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -88,9 +90,9 @@ struct Uses {
 }
 
 impl Uses {
-    fn of(ast: &AST, src: &str) -> Uses {
+    fn of(ast: &AST, event_body: bool) -> Uses {
         let mut uses = Uses {
-            event_body: reads_event_body(src),
+            event_body,
             ..Uses::default()
         };
         // Over-approximates (a local variable named `event` counts), which only costs building
@@ -155,10 +157,11 @@ impl Rules {
             .compile_with_scope(&declare(&SCRIPT_NAMES), src)
             .map_err(|e| RuleError::from_parse(&e))?;
         ast.set_source(name);
+        let reads = Reads::of(&ast);
         Ok(Script {
             name: name.to_string(),
-            uses: Uses::of(&ast, src),
-            reads: Need::of_rhai(src),
+            uses: Uses::of(&ast, reads.event_body),
+            reads,
             ast: Arc::new(ast),
         })
     }
@@ -185,9 +188,10 @@ impl Rules {
             .engine
             .compile_expression_with_scope(&declare(names), src)
             .map_err(|e| RuleError::from_parse(&e))?;
+        let reads = Reads::of(&ast);
         Ok(Expr {
-            uses: Uses::of(&ast, src),
-            reads: Need::of_rhai(src),
+            uses: Uses::of(&ast, reads.event_body),
+            reads,
             ast: Arc::new(ast),
             fast: condition::Condition::compile(src),
         })
@@ -196,6 +200,15 @@ impl Rules {
     fn run_error(&self, err: rhai::EvalAltResult) -> RunError {
         RunError::from_eval(err, &self.limits)
     }
+}
+
+/// What a script reads of `record` (`None`: all of it), for tests of what is built on it.
+#[cfg(test)]
+pub(crate) fn record_reads_of(src: &str) -> Option<Vec<crate::projection::Read>> {
+    let ast = engine::build(&Limits::default())
+        .compile_with_scope(&declare(&SCRIPT_NAMES), src)
+        .unwrap_or_else(|e| panic!("{src}: {e}"));
+    Reads::of(&ast).record
 }
 
 /// Build the pipeline scope: `record` (a variable: what the code assigns flows on), then the
@@ -281,7 +294,7 @@ pub struct Script {
     ast: Arc<AST>,
     uses: Uses,
     /// What the script reads (and so may write) of `record`: only that is converted.
-    reads: Need,
+    reads: Reads,
 }
 
 impl Script {
@@ -290,13 +303,25 @@ impl Script {
         &self.name
     }
 
+    /// Adds what the code reads of `record` to `need` (a flow works out from its steps what
+    /// it reads of a body).
+    pub fn add_reads_to(&self, need: &mut Need) {
+        need.add_reads(self.reads.record.as_deref());
+    }
+
+    /// Whether the code reads the body through `event` (`event.body`, or `event` whole).
+    pub fn reads_event_body(&self) -> bool {
+        self.reads.event_body
+    }
+
     /// Run the script on `record` and return the final value of `record`.
     ///
     /// Fields of `record` the script does not name are handed back untouched.
     pub fn run(&self, rules: &Rules, mut record: Value, ctx: &Ctx) -> Result<Value, RunError> {
         // Give the script only the fields it names, and take back only those: the rest of a
         // large record never crosses into Rhai.
-        let mut scope = pipeline_scope(projected_record(&record, &self.reads)?, self.uses, ctx)?;
+        let mut scope =
+            pipeline_scope(projected_record(&record, &self.reads.need)?, self.uses, ctx)?;
         {
             let _deadline = Deadline::start(rules.limits.timeout);
             rules
@@ -308,10 +333,10 @@ impl Script {
             .remove::<Dynamic>("record")
             .unwrap_or(Dynamic::UNIT)
             .flatten();
-        if self.reads.is_all() {
+        if self.reads.need.is_all() {
             return to_json(&out, "record");
         }
-        convert::write_back_dynamic(&self.reads, &mut record, &out)
+        convert::write_back_dynamic(&self.reads.need, &mut record, &out)
             .map_err(|e| RunError::plain(format!("record: {e}")))?;
         Ok(record)
     }
@@ -323,15 +348,25 @@ pub struct Expr {
     ast: Arc<AST>,
     uses: Uses,
     /// What the expression reads of `record`: only that is converted.
-    reads: Need,
+    reads: Reads,
     /// The same expression answered without Rhai, when it is a simple condition.
     fast: Option<condition::Condition>,
 }
 
 impl Expr {
+    /// Adds what the code reads of `record` to `need` (a flow works out from its steps what
+    /// it reads of a body).
+    pub fn add_reads_to(&self, need: &mut Need) {
+        need.add_reads(self.reads.record.as_deref());
+    }
+
+    /// Whether the code reads the body through `event` (`event.body`, or `event` whole).
+    pub fn reads_event_body(&self) -> bool {
+        self.reads.event_body
+    }
     /// `record` as the expression sees it: only the fields it names.
     fn record(&self, record: &Value) -> Result<Dynamic, RunError> {
-        projected_record(record, &self.reads)
+        projected_record(record, &self.reads.need)
     }
 
     fn eval(&self, rules: &Rules, scope: &mut Scope) -> Result<Dynamic, RunError> {

@@ -25,11 +25,11 @@ use crate::config::env::{EnvLookup, Redactor};
 use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
-use crate::config::{read_project, stem, ProjectSources, YamlFile};
+use crate::config::{read_project, ProjectSources, YamlFile};
 use crate::connectors::ConnectorConfig;
 use crate::jsonpath::JsonPath;
 use crate::mapping::{self, Mapping};
-use crate::projection::{reads_event_body, Need};
+use crate::projection::Need;
 use crate::rules::{Expr, RuleError, Rules, Script};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -101,11 +101,6 @@ pub fn compile(
     let no_connectors = BTreeMap::new();
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
-    let script_sources: HashMap<String, &str> = sources
-        .scripts
-        .iter()
-        .map(|f| (stem(&f.path), f.text.as_str()))
-        .collect();
     let limits = match (&config, &sources.project) {
         (Some(c), Some(file)) => mapping_limits(&c.limits, file, &mut diags),
         _ => mapping::Limits::default(),
@@ -128,7 +123,6 @@ pub fn compile(
             connectors_known: connectors.is_some(),
             diags: &mut diags,
             used_connectors: &mut used_connectors,
-            script_sources: &script_sources,
             reads_event_body: false,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
@@ -239,7 +233,6 @@ struct StepCx<'a> {
     connectors_known: bool,
     diags: &'a mut Diagnostics,
     used_connectors: &'a mut Vec<String>,
-    script_sources: &'a HashMap<String, &'a str>,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
     /// parsed whole.
     reads_event_body: bool,
@@ -266,9 +259,11 @@ impl StepCx<'_> {
 
     /// Compiles an inline Rhai expression, pointing errors at the YAML scalar's own text.
     fn expr(&mut self, path: &[PathSeg], src: &str) -> Option<Expr> {
-        self.reads_event_body |= reads_event_body(src);
         match self.rules.compile_expr(src) {
-            Ok(e) => Some(e),
+            Ok(e) => {
+                self.reads_event_body |= e.reads_event_body();
+                Some(e)
+            }
             Err(e) => {
                 let at = self.pos_in_scalar(path, src, &e);
                 self.diags
@@ -354,8 +349,10 @@ fn compile_pipeline(
         need: Need::default(),
         open: true,
     };
-    if let Some(t) = &spec.trigger {
-        need.add(|n| n.add_rhai(&t.when));
+    match (&spec.trigger, &trigger) {
+        (Some(_), Some(t)) => need.add(|n| t.add_reads_to(n)),
+        (Some(_), None) => need.all(),
+        (None, _) => {}
     }
     let mut steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
     mark_movable_payloads(&mut steps);

@@ -1,9 +1,9 @@
 //! What a flow reads of the body, worked out from its top-level steps while they compile, so
 //! that a body is parsed keeping only those fields.
 
-use super::steps::set_value_kind;
 use super::StepCx;
 use crate::config::model::StepConfig;
+use crate::flow::{SetValue, Step};
 use crate::projection::Need;
 
 /// What the top-level steps read of the body, worked out while they compile. `open` until a
@@ -32,8 +32,14 @@ impl NeedBuilder {
     }
 }
 
-/// Adds what one top-level step reads of the body (see [`NeedBuilder`]).
-pub(super) fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut NeedBuilder) {
+/// Adds what one top-level step reads of the body (see [`NeedBuilder`]). What its Rhai reads
+/// comes from the compiled step (`None` when it did not compile: the flow will not run).
+pub(super) fn add_step_reads(
+    cx: &StepCx<'_>,
+    step: &StepConfig,
+    compiled: Option<&Step>,
+    need: &mut NeedBuilder,
+) {
     match step {
         StepConfig::Map(m) => {
             match cx
@@ -50,31 +56,28 @@ pub(super) fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut Need
                 need.open = false;
             }
         }
-        StepConfig::Script(name) => {
-            let src = cx.script_sources.get(name).copied().unwrap_or_default();
-            need.add(|n| n.add_rhai(src));
-        }
-        StepConfig::Filter(src) => need.add(|n| n.add_rhai(src)),
-        StepConfig::Set(fields) => {
-            for value in fields.values() {
-                match set_value_kind(value) {
-                    Some(("expr", src)) => need.add(|n| n.add_rhai(src)),
-                    Some((_, src)) => need.add(|n| n.add_jsonpath(src)),
-                    None => {}
-                }
-            }
-        }
+        StepConfig::Script(_) => match compiled {
+            Some(Step::Script { script, .. }) => need.add(|n| script.add_reads_to(n)),
+            _ => need.all(),
+        },
+        StepConfig::Filter(_) => match compiled {
+            Some(Step::Filter { when, .. }) => need.add(|n| when.add_reads_to(n)),
+            _ => need.all(),
+        },
+        StepConfig::Set(_) => match compiled {
+            Some(Step::Set { fields, .. }) => add_value_reads(need, fields.iter().map(|f| &f.1)),
+            _ => need.all(),
+        },
         StepConfig::Send(s) => match &s.payload {
             Some(p) => need.add(|n| n.add_jsonpath(p)),
             None => need.all(),
         },
         StepConfig::Fetch(f) => {
-            for value in f.params.values() {
-                match set_value_kind(value) {
-                    Some(("expr", src)) => need.add(|n| n.add_rhai(src)),
-                    Some((_, src)) => need.add(|n| n.add_jsonpath(src)),
-                    None => {}
+            match compiled {
+                Some(Step::Fetch { params, .. }) => {
+                    add_value_reads(need, params.iter().map(|p| &p.1))
                 }
+                _ => need.all(),
             }
             // Without `into` the answer replaces the record: later steps read it, not the body.
             if f.into.is_none() {
@@ -83,5 +86,15 @@ pub(super) fn add_step_reads(cx: &StepCx<'_>, step: &StepConfig, need: &mut Need
         }
         // Arms may replace the record or not; not worth following.
         StepConfig::Switch(_) => need.all(),
+    }
+}
+
+fn add_value_reads<'a>(need: &mut NeedBuilder, values: impl Iterator<Item = &'a SetValue>) {
+    for value in values {
+        match value {
+            SetValue::Expr(e) => need.add(|n| e.add_reads_to(n)),
+            SetValue::From(path) => need.add(|n| n.add_jsonpath(path.as_str())),
+            SetValue::Literal(_) => {}
+        }
     }
 }

@@ -9,7 +9,6 @@ use crate::config::model::{StepConfig, SwitchArmConfig};
 use crate::config::span::PathSeg;
 use crate::connectors::SendShape;
 use crate::flow::{Arm, FieldPath, SendStep, SetValue, Step};
-use crate::projection::reads_event_body;
 
 /// Compiles a list of steps. `need` is given for the pipeline's top-level steps, to learn what
 /// they read of the body.
@@ -26,18 +25,13 @@ pub(super) fn compile_steps(
         let Some(step) = cx.section::<StepConfig>(raw, &path) else {
             continue;
         };
-        if let StepConfig::Script(name) = &step {
-            let src = cx.script_sources.get(name).copied().unwrap_or_default();
-            cx.reads_event_body |= reads_event_body(src);
-        }
-        if let Some(need) = need.as_deref_mut() {
-            add_step_reads(cx, &step, need);
-        }
         let label_path = crate::config::span::display_path(&path);
         path.push(key(step.kind()));
-        if let Some(s) = compile_step(cx, &step, &path, &label_path) {
-            out.push(s);
+        let compiled = compile_step(cx, &step, &path, &label_path);
+        if let Some(need) = need.as_deref_mut() {
+            add_step_reads(cx, &step, compiled.as_ref(), need);
         }
+        out.extend(compiled);
     }
     out
 }
@@ -141,10 +135,14 @@ fn compile_step(
             })
         }
         StepConfig::Script(name) => match cx.scripts.get(name) {
-            Some(s) => Some(Step::Script {
-                label: format!("{at} (script {name})").into(),
-                script: s.clone()?,
-            }),
+            Some(s) => {
+                let script = s.clone()?;
+                cx.reads_event_body |= script.reads_event_body();
+                Some(Step::Script {
+                    label: format!("{at} (script {name})").into(),
+                    script,
+                })
+            }
             None => {
                 let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
                     .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
@@ -304,7 +302,7 @@ fn compile_values(
 }
 
 /// `{ expr: "..." }` and `{ from: "$..." }` in a `set` are computed values; anything else is literal.
-pub(super) fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str, &str)> {
+fn set_value_kind(value: &serde_json::Value) -> Option<(&'static str, &str)> {
     let obj = value.as_object()?;
     if obj.len() != 1 {
         return None;
