@@ -452,7 +452,7 @@ fn conclude(
         Verdict::Done(status) => {
             trail.status = status.into();
             metrics::processed(&pipeline, status, started.elapsed().as_secs_f64());
-            tracing::debug!(status, "Event done");
+            finished(&trail);
             runtime.inbox.finish(&event, &trail)
         }
         Verdict::Retry {
@@ -498,6 +498,7 @@ fn give_up(
     } else {
         trail.status = "failed".into();
         tracing::warn!(error = %reason, "Event failed; the pipeline keeps no dead letters");
+        finished(&trail);
         if let Err(e) = runtime.inbox.finish(&event, &trail) {
             tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
         }
@@ -516,6 +517,7 @@ fn set_aside(runtime: &Runtime, live: &Live, event: StoredEvent, reason: String,
 
 fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail, reason: String) {
     tracing::warn!(error = %reason, "Event dead-lettered");
+    finished(&trail);
     metrics::dead_lettered(&event.meta.pipeline);
     let body = serde_json::from_slice(&event.body).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&event.body).into_owned())
@@ -533,6 +535,22 @@ fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail,
             tracing::error!(error = %e, "Cannot write the dead letter; the event stays in the inbox")
         }
     }
+}
+
+/// The one line per finished event (done, skipped, failed or dead-lettered; not a retry, which
+/// has its own). Its own target, so it can be turned down alone:
+/// `--log-level info,crossdock::event=warn`.
+fn finished(trail: &Trail) {
+    tracing::info!(
+        target: "crossdock::event",
+        pipeline = %trail.pipeline,
+        event_id = %trail.event_id,
+        outcome = %trail.status,
+        ms = trail.total_ms,
+        actions = trail.actions.len(),
+        attempts = trail.attempts,
+        "Event finished"
+    );
 }
 
 fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -> Trail {

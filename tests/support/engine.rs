@@ -43,6 +43,13 @@ impl Engine {
         Engine::spawn(cmd, dir, env)
     }
 
+    /// [`Engine::start`] with more arguments after `run DIR` (e.g. `--log-format json`).
+    pub fn start_args(dir: &Path, args: &[&str]) -> Engine {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossdock"));
+        cmd.arg("run").arg(dir).args(args);
+        Engine::spawn(cmd, dir, &[])
+    }
+
     /// Starts `crossdock run` with no folder argument, from inside `dir`: the project is the
     /// relative `.`, as a user in the project's folder runs it.
     pub fn start_inside(dir: &Path) -> Engine {
