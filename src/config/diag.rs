@@ -353,6 +353,15 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_documented_once() {
+        let doc = include_str!("../../docs/config.md");
+        for code in Code::ALL {
+            let row = format!("| `{}` |", code.as_str());
+            assert_eq!(doc.matches(&row).count(), 1, "{row} in docs/config.md");
+        }
+    }
+
+    #[test]
     fn summary_counts_problems_and_files() {
         let mut ds = Diagnostics::default();
         ds.push(Diagnostic::error("a", Pos::default(), "x"));

@@ -1,0 +1,109 @@
+//! Backup and restore of the state folder as docs/deploy.md says to do it: with the engine
+//! stopped, the whole folder copied; after a loss, the copy put back whole. Events pending at
+//! the backup (accepted, their upstream down) run after the restore, against a real upstream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::engine::{eventually, project, Engine};
+use support::upstream::Upstream;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `crossdock inbox list` on the stopped engine's folder.
+fn pending(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["inbox", "list", "--project"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_stopped_state_folder_restores_pending_events() {
+    let upstream = Upstream::start().await;
+    upstream.set_down(Some(503));
+    let config = format!(
+        "connectors:\n  erp:\n    kind: http\n    base_url: {}\n    operations:\n      create: {{ method: POST, path: /orders }}\n",
+        upstream.url
+    );
+    let dir = project(&[
+        ("crossdock.yaml", &config),
+        (
+            "pipelines/orders.yaml",
+            "pipeline: orders\nsource: { webhook: { path: /hooks/orders } }\nsteps:\n  - send: { to: erp, op: create }\non_error: { retry: { attempts: 1000, initial: 100ms, max: 1s } }\n",
+        ),
+    ]);
+    let engine = Engine::start(dir.path());
+    for n in 1..=3 {
+        let (status, _) = engine
+            .post("/hooks/orders", &format!(r#"{{"order": {n}}}"#))
+            .await;
+        assert_eq!(status, 202);
+    }
+    eventually("every event tried", Duration::from_secs(20), || {
+        let hits = upstream.hits();
+        async move { (hits >= 3).then_some(()) }
+    })
+    .await;
+    assert!(engine.terminate().success());
+    assert!(upstream.received().is_empty());
+
+    let state = dir.path().join(".crossdock/state");
+    let listed = pending(dir.path());
+    assert_eq!(listed.matches("evt_").count(), 3, "{listed}");
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&state, &backup.path().join("state"));
+
+    // The disk is lost; the copy goes back whole.
+    std::fs::remove_dir_all(&state).unwrap();
+    copy_dir(&backup.path().join("state"), &state);
+    assert_eq!(pending(dir.path()), listed);
+
+    upstream.set_down(None);
+    let engine = Engine::start(dir.path());
+    let orders = eventually(
+        "the restored events delivered",
+        Duration::from_secs(30),
+        || {
+            let got = upstream.received();
+            async move { (got.len() == 3).then_some(got) }
+        },
+    )
+    .await;
+    let mut seen: Vec<i64> = orders
+        .iter()
+        .map(|r| r.body["order"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![1, 2, 3]);
+    assert!(
+        engine.log().contains("resuming 3 events"),
+        "{}",
+        engine.log()
+    );
+    assert!(engine.terminate().success());
+    assert_eq!(pending(dir.path()).matches("evt_").count(), 0);
+}
