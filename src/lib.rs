@@ -27,6 +27,7 @@
 //! - [`testing`]: pipeline test cases (`tests/pipelines/*.yaml`).
 //! - [`schema`]: JSON Schemas of the project's files, from the types that read them.
 //! - [`scaffold`]: the project templates of `crossdock init`.
+//! - [`telemetry`]: OpenTelemetry traces of the engine's spans, sent over OTLP/HTTP.
 //! - [`cli`]: the command line. The only module that prints.
 
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod scaffold;
 pub mod schema;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod testing;
 pub mod verify;
 

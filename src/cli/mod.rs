@@ -343,10 +343,25 @@ pub fn main() -> ExitCode {
     } else {
         "warn"
     };
-    if let Err(e) = init_logging(cli.log_level.as_deref(), default_level, cli.log_format) {
-        eprintln!("--log-level: {e}");
-        return ExitCode::from(2);
-    }
+    // Traces only for `run`: the other commands open no event spans.
+    let otlp = if matches!(cli.command, Command::Run { .. }) {
+        crate::telemetry::Config::from_env(&crate::config::env::process_env)
+    } else {
+        None
+    };
+    // Held to the end of `main`: dropping it sends the last spans.
+    let _traces = match init_logging(
+        cli.log_level.as_deref(),
+        default_level,
+        cli.log_format,
+        otlp,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let project = cli.project;
     // Rules need a deeper stack than a main thread may have (see `rules::engine::MIN_STACK`).
     let worker = std::thread::Builder::new()
@@ -475,36 +490,55 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Logs to stderr: `--log-level`, else CROSSDOCK_LOG, else `default`.
+/// Logs to stderr: `--log-level`, else CROSSDOCK_LOG, else `default`; and, given a collector,
+/// traces to it, whatever the log's level (each layer has its own filter). The guard sends
+/// the last spans when dropped.
 fn init_logging(
     level: Option<&str>,
     default: &str,
     format: LogFormat,
-) -> Result<(), tracing_subscriber::filter::ParseError> {
-    use tracing_subscriber::EnvFilter;
+    otlp: Option<crate::telemetry::Config>,
+) -> Result<Option<crate::telemetry::Guard>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer};
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level)?,
+        Some(level) => EnvFilter::try_new(level).map_err(|e| format!("--log-level: {e}"))?,
         None => {
             EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new(default))
         }
     };
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second subscriber (tests that call `main` twice) is refused; the first one stays.
-    let _ = match format {
-        LogFormat::Text => fmt
+    let log = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+            .boxed(),
         // Each line one object: time, level, target, message and fields, the span's fields
         // (event_id, pipeline) included, for a log shipper to index.
-        LogFormat::Json => fmt
+        LogFormat::Json => fmt::layer()
             .json()
+            .with_writer(std::io::stderr)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
+    }
+    .with_filter(filter);
+    let (traces, guard) = match otlp {
+        Some(config) => {
+            let (layer, guard) = crate::telemetry::start(config).map_err(|e| e.to_string())?;
+            // Only the engine's own spans: the exporter's HTTP client must not trace itself.
+            let only_ours = tracing_subscriber::filter::Targets::new()
+                .with_target("crossdock", tracing::Level::DEBUG);
+            (Some(layer.with_filter(only_ours)), Some(guard))
+        }
+        None => (None, None),
     };
-    Ok(())
+    // A second subscriber (tests that call `main` twice) is refused; the first one stays.
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(traces)
+        .try_init();
+    Ok(guard)
 }
 
 /// Prints diagnostics to stderr, errors first in file order.

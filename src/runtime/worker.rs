@@ -328,6 +328,14 @@ async fn execute(
             continue;
         };
         let called = Instant::now();
+        // A trace's child span per connector call (`telemetry`).
+        let span = tracing::debug_span!(
+            "call",
+            connector = &*action.connector,
+            op = &*action.op,
+            remote_status = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let request = Request {
             connector: &action.connector,
             op: &action.op,
@@ -335,10 +343,14 @@ async fn execute(
             key: action.key.as_deref(),
             payload: &action.payload,
         };
-        let result = conn.call(request, runtime.settings.call_timeout).await;
+        let result = conn
+            .call(request, runtime.settings.call_timeout)
+            .instrument(span.clone())
+            .await;
         trail.ms = called.elapsed().as_millis() as u64;
         match result {
             Ok(reply) => {
+                span.record("remote_status", reply.status);
                 trail.remote_status = (reply.status != 0).then_some(reply.status);
                 trail.remote_id = reply.remote_id;
                 event.meta.done_actions = i + 1;
@@ -356,6 +368,7 @@ async fn execute(
                 ));
                 trail.status = "failed".into();
                 trail.error = Some(message.clone());
+                span.record("error", message.as_str());
                 verdict = match e {
                     CallError::Retryable { retry_after, .. } => Verdict::Retry {
                         message,
@@ -405,6 +418,7 @@ impl Fetch for LiveFetch {
             key: None,
             payload: params,
         };
+        let _span = tracing::debug_span!("fetch", connector, op).entered();
         match self.handle.block_on(conn.call(request, self.timeout)) {
             Ok(reply) => Ok(reply.body),
             Err(CallError::Retryable {
