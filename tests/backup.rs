@@ -10,21 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::engine::{eventually, project, Engine};
+use support::engine::{copy_dir, eventually, project, Engine};
 use support::upstream::Upstream;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// `crossdock inbox list` on the stopped engine's folder.
 fn pending(dir: &Path) -> String {
@@ -45,10 +32,7 @@ fn pending(dir: &Path) -> String {
 async fn a_copy_of_the_stopped_state_folder_restores_pending_events() {
     let upstream = Upstream::start().await;
     upstream.set_down(Some(503));
-    let config = format!(
-        "connectors:\n  erp:\n    kind: http\n    base_url: {}\n    operations:\n      create: {{ method: POST, path: /orders }}\n",
-        upstream.url
-    );
+    let config = upstream.project_file();
     let dir = project(&[
         ("crossdock.yaml", &config),
         (

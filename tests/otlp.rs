@@ -103,10 +103,7 @@ fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
 async fn one_trace_per_event_with_a_span_per_step_and_per_call() {
     let (collector, got) = receiver().await;
     let upstream = Upstream::start().await;
-    let config = format!(
-        "connectors:\n  erp:\n    kind: http\n    base_url: {}\n    operations:\n      create: {{ method: POST, path: /orders }}\n",
-        upstream.url
-    );
+    let config = upstream.project_file();
     let dir = project(&[
         ("crossdock.yaml", &config),
         (
