@@ -91,3 +91,43 @@ async fn a_copy_of_the_stopped_state_folder_restores_pending_events() {
     assert!(engine.terminate().success());
     assert_eq!(pending(dir.path()).matches("evt_").count(), 0);
 }
+
+#[test]
+fn an_engine_refuses_a_state_folder_written_by_a_newer_one() {
+    let dir = project(&[
+        ("crossdock.yaml", "connectors:\n  console: { kind: stdout }\n"),
+        (
+            "pipelines/p.yaml",
+            "pipeline: p\nsource: { webhook: { path: /hooks/p } }\nsteps:\n  - send: { to: console, op: print }\n",
+        ),
+    ]);
+    let engine = Engine::start(dir.path());
+    assert!(engine.terminate().success());
+    // What a newer engine with another layout would have stamped (src/state/sled/mod.rs).
+    {
+        let db = sled::open(dir.path().join(".crossdock/state")).unwrap();
+        assert_eq!(
+            db.get("crossdock.format").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        db.insert("crossdock.format", "99").unwrap();
+        db.flush().unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("format 99, written by a newer crossdock"),
+        "{stderr}"
+    );
+    // Refused before anything was written: the stamp is still the newer one.
+    let db = sled::open(dir.path().join(".crossdock/state")).unwrap();
+    assert_eq!(
+        db.get("crossdock.format").unwrap().as_deref(),
+        Some(&b"99"[..])
+    );
+}
