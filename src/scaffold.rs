@@ -1,5 +1,6 @@
-//! The project templates of `crossdock init`: folders under `templates/` of the repository,
-//! embedded in the binary, and writing one into a folder.
+//! The project templates of `crossdock init`, embedded in the binary, and writing one into a
+//! folder. A template is a `crossdock.yaml` of its own (`templates/NAME/`) and the files of the
+//! repository's example project it needs.
 //!
 //! Owns the list of templates and the rule that nothing is overwritten: every file is checked
 //! before the first one is written, so a refused init leaves the folder as it was. Each new
@@ -17,12 +18,11 @@ pub struct Template {
     pub files: &'static [(&'static str, &'static str)],
 }
 
-macro_rules! file {
-    ($template:literal, $path:literal) => {
-        (
-            $path,
-            include_str!(concat!("../templates/", $template, "/", $path)),
-        )
+/// A file of the repository's example project, embedded under the same path: the templates
+/// are made of the shipped, tested example files, so they cannot drift from them.
+macro_rules! example {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../", $path)))
     };
 }
 
@@ -31,27 +31,37 @@ pub const TEMPLATES: &[Template] = &[
         name: "bigcommerce-salesforce",
         about: "BigCommerce abandoned carts become Salesforce Opportunities or Leads, with a follow-up Task",
         files: &[
-            file!("bigcommerce-salesforce", "crossdock.yaml"),
-            file!("bigcommerce-salesforce", "mappings/bigcommerce-cart.yaml"),
-            file!("bigcommerce-salesforce", "pipelines/bigcommerce-carts.yaml"),
-            file!("bigcommerce-salesforce", "scripts/cart-opportunity-or-lead.rhai"),
-            file!("bigcommerce-salesforce", "tests/fixtures/bigcommerce/cart-high-value.json"),
-            file!("bigcommerce-salesforce", "tests/fixtures/bigcommerce/cart-low-value.json"),
-            file!("bigcommerce-salesforce", "tests/pipelines/bigcommerce-carts.yaml"),
+            (
+                "crossdock.yaml",
+                include_str!("../templates/bigcommerce-salesforce/crossdock.yaml"),
+            ),
+            example!("pipelines/bigcommerce-carts.yaml"),
+            example!("mappings/bigcommerce-cart.yaml"),
+            example!("scripts/cart-opportunity-or-lead.rhai"),
+            example!("tests/pipelines/bigcommerce-carts.yaml"),
+            example!("tests/fixtures/bigcommerce/cart-high-value.json"),
+            example!("tests/fixtures/bigcommerce/cart-low-value.json"),
+            example!("tests/fixtures/bigcommerce/webhook-cart-abandoned.json"),
         ],
     },
     Template {
         name: "shopify-erp-stock",
         about: "Shopify orders reserve, release and commit stock; shortfalls go to an ERP as backorders",
         files: &[
-            file!("shopify-erp-stock", "crossdock.yaml"),
-            file!("shopify-erp-stock", "mappings/shopify-order-lines.yaml"),
-            file!("shopify-erp-stock", "pipelines/shopify-stock.yaml"),
-            file!("shopify-erp-stock", "scripts/stock-commit.rhai"),
-            file!("shopify-erp-stock", "scripts/stock-release.rhai"),
-            file!("shopify-erp-stock", "scripts/stock-reserve.rhai"),
-            file!("shopify-erp-stock", "tests/fixtures/shopify/orders-create.json"),
-            file!("shopify-erp-stock", "tests/pipelines/shopify-stock.yaml"),
+            (
+                "crossdock.yaml",
+                include_str!("../templates/shopify-erp-stock/crossdock.yaml"),
+            ),
+            example!("pipelines/shopify-stock.yaml"),
+            example!("mappings/shopify-order-lines.yaml"),
+            example!("scripts/stock-reserve.rhai"),
+            example!("scripts/stock-release.rhai"),
+            example!("scripts/stock-commit.rhai"),
+            example!("tests/pipelines/shopify-stock.yaml"),
+            example!("tests/fixtures/shopify/orders-create.json"),
+            example!("tests/fixtures/shopify/orders-create-twice.jsonl"),
+            example!("tests/fixtures/shopify/orders-cancelled.json"),
+            example!("tests/fixtures/shopify/orders-fulfilled.json"),
         ],
     },
 ];

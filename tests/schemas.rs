@@ -90,8 +90,11 @@ fn files_of(project: &Path, dir: &str) -> Vec<PathBuf> {
     if dir.is_empty() {
         return vec![project.join("crossdock.yaml")];
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(project.join(dir))
-        .unwrap()
+    // A template keeps only its crossdock.yaml; its other files are the root's.
+    let Ok(entries) = std::fs::read_dir(project.join(dir)) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
@@ -129,8 +132,8 @@ fn every_shipped_file_validates_and_names_its_schema() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // The root's 1 + 5 + 4 + 5 files and two templates of 4 files each at the time of writing.
-    assert!(checked >= 20, "only {checked} files found");
+    // The root's 1 + 5 + 4 + 5 files and the templates' crossdock.yaml at the time of writing.
+    assert!(checked >= 17, "only {checked} files found");
 }
 
 #[test]
