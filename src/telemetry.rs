@@ -82,6 +82,13 @@ struct Finished {
     error: Option<String>,
 }
 
+/// What the layer and the guard tell the exporter thread.
+enum Message {
+    Span(Finished),
+    /// Send what is queued and stop.
+    Stop,
+}
+
 /// What a live span carries in its extensions.
 struct Open {
     trace_id: [u8; 16],
@@ -93,40 +100,30 @@ struct Open {
 
 /// The `tracing` layer: records spans and hands finished ones to the exporter thread.
 pub struct OtlpLayer {
-    queue: SyncSender<Finished>,
+    queue: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
 }
 
 /// Stops the exporter when dropped, after sending what is queued (at most one request's time).
 pub struct Guard {
     thread: Option<JoinHandle<()>>,
-    stop: Option<SyncSender<Finished>>,
+    stop: Option<SyncSender<Message>>,
     dropped: Arc<AtomicU64>,
-}
-
-impl Guard {
-    /// Spans dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // The layer holds the other sender; closing ours does not end the channel, so the
-        // thread is told by an empty-named span it stops on.
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "Spans were dropped: the trace collector did not keep up"
+            );
+        }
+        // The layer holds the other sender (for as long as the process: the subscriber is
+        // global), so the channel never closes: the thread is told.
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(Finished {
-                trace_id: [0; 16],
-                span_id: [0; 8],
-                parent: None,
-                name: "",
-                kind: 0,
-                start: 0,
-                end: 0,
-                attributes: Vec::new(),
-                error: None,
-            });
+            let _ = stop.send(Message::Stop);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -265,13 +262,13 @@ where
             attributes: open.attributes,
             error,
         };
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(finished) {
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Span(finished)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn export(config: Config, rx: Receiver<Finished>) {
+fn export(config: Config, rx: Receiver<Message>) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -295,17 +292,17 @@ fn export(config: Config, rx: Receiver<Finished>) {
     let mut stopping = false;
     while !stopping {
         match rx.recv_timeout(LINGER) {
-            Ok(span) if span.name.is_empty() => stopping = true,
-            Ok(span) => {
+            Ok(Message::Stop) => stopping = true,
+            Ok(Message::Span(span)) => {
                 batch.push(span);
                 // Take what else is waiting, up to a batch, without waiting.
                 while batch.len() < BATCH {
                     match rx.try_recv() {
-                        Ok(s) if s.name.is_empty() => {
+                        Ok(Message::Stop) => {
                             stopping = true;
                             break;
                         }
-                        Ok(s) => batch.push(s),
+                        Ok(Message::Span(s)) => batch.push(s),
                         Err(_) => break,
                     }
                 }
