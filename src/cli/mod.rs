@@ -51,8 +51,11 @@ enum Command {
         after_help = "Listens on `server.listen` of crossdock.yaml (default 127.0.0.1:8787). Each webhook \
 source is a POST route; accepted events are written to the inbox in the state folder before the \
 answer, and run through their pipeline by workers. Stops cleanly on Ctrl-C or SIGTERM; SIGHUP \
-reloads the project. The admin API (/api) needs CROSSDOCK_ADMIN_TOKEN. Logs go to stderr; set \
-CROSSDOCK_LOG (e.g. debug) for more.\n\n\
+reloads the project. The admin API (/api) needs CROSSDOCK_ADMIN_TOKEN. Logs go to stderr, one \
+`Event finished` line per event at info (--log-format json for a log shipper; --log-level or \
+CROSSDOCK_LOG, e.g. debug, for more). With OTEL_EXPORTER_OTLP_ENDPOINT set, each event's trace \
+(its steps and connector calls) goes to that OpenTelemetry collector over OTLP/HTTP. \
+docs/deploy.md has a systemd unit, backups and upgrades.\n\n\
 Examples:\n  crossdock run\n  CROSSDOCK_ADMIN_TOKEN=secret crossdock run path/to/project --listen 0.0.0.0:8787"
     )]
     Run {
