@@ -25,6 +25,9 @@
 //!   dead letters, reloads.
 //! - [`server`]: the HTTP surface over a runtime: webhooks, health, metrics, admin API.
 //! - [`testing`]: pipeline test cases (`tests/pipelines/*.yaml`).
+//! - [`schema`]: JSON Schemas of the project's files, from the types that read them.
+//! - [`scaffold`]: the project templates of `crossdock init`.
+//! - [`telemetry`]: OpenTelemetry traces of the engine's spans, sent over OTLP/HTTP.
 //! - [`cli`]: the command line. The only module that prints.
 
 pub mod cli;
@@ -36,8 +39,11 @@ pub mod mapping;
 pub mod projection;
 pub mod rules;
 pub mod runtime;
+pub mod scaffold;
+pub mod schema;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod testing;
 pub mod verify;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::diag::{Diagnostic, Diagnostics};
+use crate::config::diag::{Code, Diagnostic, Diagnostics};
 use crate::config::env::EnvLookup;
 use crate::config::span::{PathSeg, Pos};
 use crate::config::yaml::{self, from_doc};
@@ -24,14 +24,16 @@ use crate::state::{MemoryStore, StateStore};
 pub const TESTS_DIR: &str = "tests/pipelines";
 pub const FIXTURES_DIR: &str = "tests/fixtures";
 
-#[derive(Debug, Deserialize)]
+/// A file of test cases (its fields are the format's business; the type is public for its
+/// schema).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TestFile {
+pub struct TestFile {
     pipeline: String,
     cases: Vec<Case>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
@@ -51,7 +53,7 @@ struct Case {
     expect: Expect,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Expect {
     #[serde(default)]
@@ -110,11 +112,14 @@ pub fn run_all(
             Ok((file, doc)) => {
                 let Some(flow) = project.pipeline(&file.pipeline) else {
                     let at = doc.spans.value_pos(&[PathSeg::Key("pipeline".into())]);
-                    diags.push(Diagnostic::error(
-                        &rel,
-                        at,
-                        format!("no pipeline named `{}`", file.pipeline),
-                    ));
+                    diags.push(
+                        Diagnostic::error(
+                            &rel,
+                            at,
+                            format!("no pipeline named `{}`", file.pipeline),
+                        )
+                        .with_code(Code::UnknownName),
+                    );
                     continue;
                 };
                 for case in &file.cases {
@@ -151,11 +156,17 @@ fn read_file(
             Pos { line: 1, col: 1 },
             format!("cannot read file: {e}"),
         )
+        .with_code(Code::Unreadable)
     })?;
-    let (doc, problems) = yaml::parse(&text, env)
-        .map_err(|p| Diagnostic::error(rel, p.pos, p.message).with_source(&text))?;
+    let (doc, problems) = yaml::parse(&text, env).map_err(|p| {
+        Diagnostic::error(rel, p.pos, p.message)
+            .with_code(Code::YamlSyntax)
+            .with_source(&text)
+    })?;
     if let Some(p) = problems.into_iter().next() {
-        return Err(Diagnostic::error(rel, p.pos, p.message).with_source(&text));
+        return Err(Diagnostic::error(rel, p.pos, p.message)
+            .with_code(Code::YamlSyntax)
+            .with_source(&text));
     }
     let file =
         from_doc::<TestFile>(&doc.value).map_err(|e| yaml::diagnostic(rel, &doc, &text, &e))?;

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::engine::{eventually, json_lines, project, Engine};
+use support::engine::{copy_dir, eventually, json_lines, project, Engine};
 use support::upstream::Upstream;
 
 const ECHO: &str = r#"
@@ -119,19 +119,6 @@ async fn a_truncated_or_bit_flipped_store_is_refused_at_start_and_accept_loss_re
     let log = engine.log();
     let status = engine.terminate();
     assert!(status.success(), "{status:?}\n{log}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn relay_project(upstream: &str, server: &str) -> tempfile::TempDir {

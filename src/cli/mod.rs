@@ -7,6 +7,8 @@
 mod check;
 mod dlq;
 mod dry_run;
+mod init;
+mod report;
 mod run;
 mod state;
 mod test;
@@ -29,6 +31,17 @@ running integrations. Validate a project with `check`, try a pipeline on a sampl
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Project folder (the one with crossdock.yaml), for every command; `run`, `check`, `test`
+    /// and `init` also take it as their DIR
+    #[arg(long, short = 'C', global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// How log lines are written to stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Which log lines are written: a level (error, warn, info, debug, trace) or a filter such
+    /// as `info,crossdock::event=warn`; overrides CROSSDOCK_LOG
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,14 +51,16 @@ enum Command {
         after_help = "Listens on `server.listen` of crossdock.yaml (default 127.0.0.1:8787). Each webhook \
 source is a POST route; accepted events are written to the inbox in the state folder before the \
 answer, and run through their pipeline by workers. Stops cleanly on Ctrl-C or SIGTERM; SIGHUP \
-reloads the project. The admin API (/api) needs CROSSDOCK_ADMIN_TOKEN. Logs go to stderr; set \
-CROSSDOCK_LOG (e.g. debug) for more.\n\n\
+reloads the project. The admin API (/api) needs CROSSDOCK_ADMIN_TOKEN. Logs go to stderr, one \
+`Event finished` line per event at info (--log-format json for a log shipper; --log-level or \
+CROSSDOCK_LOG, e.g. debug, for more). With OTEL_EXPORTER_OTLP_ENDPOINT set, each event's trace \
+(its steps and connector calls) goes to that OpenTelemetry collector over OTLP/HTTP. \
+docs/deploy.md has a systemd unit, backups and upgrades.\n\n\
 Examples:\n  crossdock run\n  CROSSDOCK_ADMIN_TOKEN=secret crossdock run path/to/project --listen 0.0.0.0:8787"
     )]
     Run {
-        /// Project folder (the one with crossdock.yaml)
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// Project folder (the one with crossdock.yaml); `.` by default
+        dir: Option<PathBuf>,
         /// Address to listen on, instead of `server.listen`
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
@@ -61,9 +76,6 @@ running engine's admin API (CROSSDOCK_ADMIN_TOKEN) when it is running.\n\n\
 Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  crossdock dlq retry evt_00000000000000a1"
     )]
     Dlq {
-        /// Project folder
-        #[arg(long, default_value = ".", global = true)]
-        project: PathBuf,
         /// The running engine's address, when it is not `server.listen` (e.g. started with --listen)
         #[arg(long, global = true, value_name = "http://HOST:PORT")]
         url: Option<String>,
@@ -79,9 +91,6 @@ engine stopped: use it when `crossdock run` refused to start because the state s
 Examples:\n  crossdock inbox list\n  crossdock inbox drop evt_00000000000000a1\n  crossdock inbox accept-loss"
     )]
     Inbox {
-        /// Project folder
-        #[arg(long, default_value = ".", global = true)]
-        project: PathBuf,
         /// The running engine's address, when it is not `server.listen` (e.g. started with --listen)
         #[arg(long, global = true, value_name = "http://HOST:PORT")]
         url: Option<String>,
@@ -94,12 +103,15 @@ Examples:\n  crossdock inbox list\n  crossdock inbox drop evt_00000000000000a1\n
 Examples:\n  crossdock check\n  crossdock check path/to/project --strict"
     )]
     Check {
-        /// Project folder (the one with crossdock.yaml)
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// Project folder (the one with crossdock.yaml); `.` by default
+        dir: Option<PathBuf>,
         /// Treat an unset ${VAR} without a default as an error, not a warning
         #[arg(long)]
         strict: bool,
+        /// Output format: text for people; json (one document) or sarif (SARIF 2.1.0, for
+        /// code scanning) on stdout for tools
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Run events through one pipeline without any outside effect
     #[command(
@@ -122,9 +134,6 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Project folder
-        #[arg(long, default_value = ".")]
-        project: PathBuf,
         /// A request header the event arrives with, as NAME=VALUE (repeatable)
         #[arg(long = "header", value_name = "NAME=VALUE")]
         headers: Vec<String>,
@@ -144,9 +153,6 @@ crossdock state import-stock tests/fixtures/erp/inventory-2026-11-21.csv --sku-c
 crossdock state reservation 1073459980"
     )]
     State {
-        /// Project folder
-        #[arg(long, default_value = ".", global = true)]
-        project: PathBuf,
         #[command(subcommand)]
         command: StateCommand,
     },
@@ -157,13 +163,81 @@ Prints one line per case and a summary; exits 1 if any case fails.\n\n\
 Examples:\n  crossdock test\n  crossdock test --filter carts"
     )]
     Test {
-        /// Project folder
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// Project folder; `.` by default
+        dir: Option<PathBuf>,
         /// Run only cases whose name or pipeline contains this text
         #[arg(long)]
         filter: Option<String>,
+        /// Output format: text for people; json (one document) or junit (JUnit XML, which CI
+        /// systems display) on stdout for tools
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
     },
+    /// Print the JSON Schema of a kind of project file, for editors and CI
+    #[command(
+        after_help = "Kinds: project (crossdock.yaml), pipeline (pipelines/*.yaml), mapping \
+(mappings/*.yaml), test (tests/pipelines/*.yaml). With --write DIR, writes all four as \
+DIR/<kind>.schema.json (crossdock.schema.json for the project) and prints nothing; \
+`crossdock schema --write schemas` is how the repository's schemas/ is regenerated. A YAML \
+file names its schema on its first line for the YAML language server (VS Code, Neovim):\n  \
+# yaml-language-server: $schema=../schemas/pipeline.schema.json\n\n\
+Examples:\n  crossdock schema pipeline\n  crossdock schema --write schemas"
+    )]
+    Schema {
+        /// project, pipeline, mapping or test
+        #[arg(required_unless_present = "write", value_parser = schema_kind)]
+        kind: Option<crate::schema::Kind>,
+        /// Write every schema into this folder instead
+        #[arg(long, value_name = "DIR", conflicts_with = "kind")]
+        write: Option<PathBuf>,
+    },
+    /// Create a new project from a template
+    #[command(
+        after_help = "The project has a pipeline, a mapping, a script, a test case with its fixture \
+and the JSON Schemas its files name; `crossdock check` and `crossdock test` pass on it as it \
+is. Refuses to write into a folder where any of its files already exists.\n\n\
+Examples:\n  crossdock init my-shop --template shopify-erp-stock\n  crossdock init --list"
+    )]
+    Init {
+        /// Folder to create the project in (created if missing); `.` by default
+        dir: Option<PathBuf>,
+        /// The template
+        #[arg(long, short, default_value = crate::scaffold::TEMPLATES[0].name, value_parser = template_name)]
+        template: String,
+        /// List the templates and exit
+        #[arg(long, conflicts_with = "template")]
+        list: bool,
+    },
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  crossdock completions bash > /etc/bash_completion.d/crossdock\n  \
+crossdock completions zsh > \"${fpath[1]}/_crossdock\"\n  crossdock completions fish > ~/.config/fish/completions/crossdock.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff)
+    #[command(after_help = "Examples:\n  crossdock man > /usr/local/share/man/man1/crossdock.1")]
+    Man,
+}
+
+fn schema_kind(name: &str) -> Result<crate::schema::Kind, String> {
+    crate::schema::Kind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = crate::schema::Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+fn template_name(name: &str) -> Result<String, String> {
+    match crate::scaffold::template(name) {
+        Some(t) => Ok(t.name.to_string()),
+        None => Err(format!(
+            "no template `{name}`; the templates are {}",
+            crate::scaffold::TEMPLATES
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +309,28 @@ enum Flush {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TestFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Readable lines
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// A readable view
     Text,
@@ -245,16 +341,36 @@ enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(if matches!(cli.command, Command::Run { .. }) {
+    let default_level = if matches!(cli.command, Command::Run { .. }) {
         "info"
     } else {
         "warn"
-    });
+    };
+    // Traces only for `run`: the other commands open no event spans.
+    let otlp = if matches!(cli.command, Command::Run { .. }) {
+        crate::telemetry::Config::from_env(&crate::config::env::process_env)
+    } else {
+        None
+    };
+    // Held to the end of `main`: dropping it sends the last spans.
+    let _traces = match init_logging(
+        cli.log_level.as_deref(),
+        default_level,
+        cli.log_format,
+        otlp,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let project = cli.project;
     // Rules need a deeper stack than a main thread may have (see `rules::engine::MIN_STACK`).
     let worker = std::thread::Builder::new()
         .name("crossdock".into())
         .stack_size(crate::rules::engine::MIN_STACK)
-        .spawn(move || command(cli.command));
+        .spawn(move || command(cli.command, project));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => code,
         Ok(Err(_)) => ExitCode::from(101),
@@ -265,15 +381,42 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn command(command: Command) -> ExitCode {
+/// The project folder from `--project` and a command's DIR: the two must agree when both are
+/// given.
+fn project_dir(flag: Option<PathBuf>, positional: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (flag, positional) {
+        (Some(a), Some(b)) if a != b => {
+            eprintln!(
+                "the project folder is given twice ({} and {}); give it once",
+                a.display(),
+                b.display()
+            );
+            Err(ExitCode::from(2))
+        }
+        (Some(a), _) | (None, Some(a)) => Ok(a),
+        (None, None) => Ok(PathBuf::from(".")),
+    }
+}
+
+fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
     let env = crate::config::env::process_env;
+    let positional = match &command {
+        Command::Run { dir, .. }
+        | Command::Check { dir, .. }
+        | Command::Test { dir, .. }
+        | Command::Init { dir, .. } => dir.clone(),
+        _ => None,
+    };
+    let project = match project_dir(project, positional) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     match command {
-        Command::Check { dir, strict } => check::run(&dir, strict, &env),
+        Command::Check { strict, format, .. } => check::run(&project, strict, format, &env),
         Command::DryRun {
             pipeline,
             input,
             format,
-            project,
             headers,
             received_at,
             fetch,
@@ -287,21 +430,19 @@ fn command(command: Command) -> ExitCode {
             fetch: &fetch,
             env: &env,
         }),
-        Command::Test { dir, filter } => test::run(&dir, filter.as_deref(), &env),
-        Command::State { project, command } => state::run(&project, command, &env),
-        Command::Run { dir, listen, flush } => run::run(run::Args {
-            dir: &dir,
+        Command::Test { filter, format, .. } => {
+            test::run(&project, filter.as_deref(), format, &env)
+        }
+        Command::State { command } => state::run(&project, command, &env),
+        Command::Run { listen, flush, .. } => run::run(run::Args {
+            dir: &project,
             listen,
             flush: match flush {
                 Flush::Group => crate::runtime::FlushPolicy::Group,
                 Flush::Periodic => crate::runtime::FlushPolicy::Periodic,
             },
         }),
-        Command::Dlq {
-            project,
-            url,
-            command,
-        } => {
+        Command::Dlq { url, command } => {
             let action = match command {
                 DlqCommand::List { limit } => dlq::Action::List { limit },
                 DlqCommand::Show { id } => dlq::Action::Show { id },
@@ -310,11 +451,7 @@ fn command(command: Command) -> ExitCode {
             };
             dlq::run(&project, url.as_deref(), action, &env)
         }
-        Command::Inbox {
-            project,
-            url,
-            command,
-        } => {
+        Command::Inbox { url, command } => {
             let action = match command {
                 InboxCommand::List { limit } => dlq::Action::InboxList { limit },
                 InboxCommand::Drop { id } => dlq::Action::InboxDrop { id },
@@ -322,17 +459,89 @@ fn command(command: Command) -> ExitCode {
             };
             dlq::run(&project, url.as_deref(), action, &env)
         }
+        Command::Schema { kind, write } => match (kind, write) {
+            (_, Some(dir)) => init::write_schemas(&dir),
+            (Some(kind), None) => {
+                print!("{}", kind.schema_text());
+                ExitCode::SUCCESS
+            }
+            (None, None) => ExitCode::from(2),
+        },
+        Command::Init { template, list, .. } => {
+            if list {
+                init::list();
+                ExitCode::SUCCESS
+            } else {
+                init::run(&project, &template)
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "crossdock", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot write the manual page: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSDOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+/// Logs to stderr: `--log-level`, else CROSSDOCK_LOG, else `default`; and, given a collector,
+/// traces to it, whatever the log's level (each layer has its own filter). The guard sends
+/// the last spans when dropped.
+fn init_logging(
+    level: Option<&str>,
+    default: &str,
+    format: LogFormat,
+    otlp: Option<crate::telemetry::Config>,
+) -> Result<Option<crate::telemetry::Guard>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer};
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).map_err(|e| format!("--log-level: {e}"))?,
+        None => {
+            EnvFilter::try_from_env("CROSSDOCK_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+        }
+    };
+    let log = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        // Each line one object: time, level, target, message and fields, the span's fields
+        // (event_id, pipeline) included, for a log shipper to index.
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    }
+    .with_filter(filter);
+    let (traces, guard) = match otlp {
+        Some(config) => {
+            let (layer, guard) = crate::telemetry::start(config).map_err(|e| e.to_string())?;
+            // Only the engine's own spans: the exporter's HTTP client must not trace itself.
+            let only_ours = tracing_subscriber::filter::Targets::new()
+                .with_target("crossdock", tracing::Level::DEBUG);
+            (Some(layer.with_filter(only_ours)), Some(guard))
+        }
+        None => (None, None),
+    };
+    // A second subscriber (tests that call `main` twice) is refused; the first one stays.
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(traces)
         .try_init();
+    Ok(guard)
 }
 
 /// Prints diagnostics to stderr, errors first in file order.

@@ -15,9 +15,128 @@ pub enum Severity {
     Warning,
 }
 
+/// What kind of problem a diagnostic reports: a stable name for tools (`check --format json`,
+/// SARIF rule ids) and the table in docs/config.md. A name is never reused for another kind of
+/// problem; a new kind gets a new name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// The project folder or a file in it cannot be read.
+    Unreadable,
+    /// A file or the project is over its size budget.
+    TooLarge,
+    /// A file is empty.
+    EmptyFile,
+    /// Not valid YAML (or duplicate keys).
+    YamlSyntax,
+    /// A key the place does not take.
+    UnknownKey,
+    /// A key the place needs is absent.
+    MissingKey,
+    /// A value of the wrong type.
+    WrongType,
+    /// A kind (source, step, connector, scheme) that does not exist.
+    UnknownKind,
+    /// A name that refers to nothing: connector, operation, mapping, script, pipeline.
+    UnknownName,
+    /// Two things claim what only one may have (a webhook path, a watched folder).
+    Duplicate,
+    /// A JSONPath that does not parse.
+    Jsonpath,
+    /// Rhai that does not compile.
+    Rhai,
+    /// A mapping's field is not well formed.
+    Mapping,
+    /// A `${VAR}` without a value.
+    UnsetEnv,
+    /// A webhook anyone may post to.
+    NoVerify,
+    /// A file named differently from what it defines.
+    FileName,
+    /// Any other value the engine cannot use (a duration, a count, a combination of keys).
+    InvalidValue,
+}
+
+impl Code {
+    pub const ALL: [Code; 17] = [
+        Code::Unreadable,
+        Code::TooLarge,
+        Code::EmptyFile,
+        Code::YamlSyntax,
+        Code::UnknownKey,
+        Code::MissingKey,
+        Code::WrongType,
+        Code::UnknownKind,
+        Code::UnknownName,
+        Code::Duplicate,
+        Code::Jsonpath,
+        Code::Rhai,
+        Code::Mapping,
+        Code::UnsetEnv,
+        Code::NoVerify,
+        Code::FileName,
+        Code::InvalidValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unreadable => "unreadable",
+            Code::TooLarge => "too-large",
+            Code::EmptyFile => "empty-file",
+            Code::YamlSyntax => "yaml-syntax",
+            Code::UnknownKey => "unknown-key",
+            Code::MissingKey => "missing-key",
+            Code::WrongType => "wrong-type",
+            Code::UnknownKind => "unknown-kind",
+            Code::UnknownName => "unknown-name",
+            Code::Duplicate => "duplicate",
+            Code::Jsonpath => "jsonpath",
+            Code::Rhai => "rhai",
+            Code::Mapping => "mapping",
+            Code::UnsetEnv => "unset-env",
+            Code::NoVerify => "no-verify",
+            Code::FileName => "file-name",
+            Code::InvalidValue => "invalid-value",
+        }
+    }
+
+    /// One line on what the code means (SARIF's rule description; the table in
+    /// docs/config.md says the same).
+    pub fn description(self) -> &'static str {
+        match self {
+            Code::Unreadable => "the project folder or a file in it cannot be read",
+            Code::TooLarge => "a file or the project is over its size budget",
+            Code::EmptyFile => "a file is empty",
+            Code::YamlSyntax => "not valid YAML, or a key given twice",
+            Code::UnknownKey => "a key this place does not take",
+            Code::MissingKey => "a key this place needs is absent",
+            Code::WrongType => "a value of the wrong type",
+            Code::UnknownKind => "a source, step, connector or signature kind that does not exist",
+            Code::UnknownName => {
+                "a name that refers to nothing: connector, operation, mapping, script, pipeline"
+            }
+            Code::Duplicate => "two places claim what only one may have",
+            Code::Jsonpath => "a JSONPath that does not parse",
+            Code::Rhai => "Rhai that does not compile",
+            Code::Mapping => "a mapping field that is not well formed",
+            Code::UnsetEnv => "a ${VAR} that is not set and has no default",
+            Code::NoVerify => "a webhook without a signature check",
+            Code::FileName => "a file named differently from what it defines",
+            Code::InvalidValue => "a value the engine cannot use",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// The kind of problem; `invalid-value` unless the place that found it says better.
+    pub code: Code,
     /// Path relative to the project root, as the user would type it.
     pub file: PathBuf,
     pub pos: Pos,
@@ -31,6 +150,7 @@ impl Diagnostic {
     pub fn error(file: impl Into<PathBuf>, pos: Pos, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
+            code: Code::InvalidValue,
             file: file.into(),
             pos,
             message: message.into(),
@@ -44,6 +164,11 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, pos, message)
         }
+    }
+
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = code;
+        self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -225,6 +350,15 @@ mod tests {
             Some("did you mean `type`?".into())
         );
         assert_eq!(did_you_mean("zzz", ["type", "from"]), None);
+    }
+
+    #[test]
+    fn every_code_is_documented_once() {
+        let doc = include_str!("../../docs/config.md");
+        for code in Code::ALL {
+            let row = format!("| `{}` |", code.as_str());
+            assert_eq!(doc.matches(&row).count(), 1, "{row} in docs/config.md");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use diag::{Diagnostic, Diagnostics};
+use diag::{Code, Diagnostic, Diagnostics};
 use env::EnvLookup;
 use span::Pos;
 use yaml::Doc;
@@ -174,6 +174,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
     } else {
         diags.push(
             Diagnostic::error(PROJECT_FILE, Pos { line: 1, col: 1 }, format!("no {PROJECT_FILE} in {}", root.display()))
+                .with_code(Code::Unreadable)
                 .with_help("run crossdock in a project folder, or pass the folder: `crossdock check path/to/project`"),
         );
     }
@@ -206,11 +207,14 @@ fn list(root: &Path, dir: &str, exts: &[&str], diags: &mut Diagnostics) -> Vec<P
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            diags.push(Diagnostic::error(
-                dir,
-                Pos { line: 1, col: 1 },
-                format!("cannot read folder: {e}"),
-            ));
+            diags.push(
+                Diagnostic::error(
+                    dir,
+                    Pos { line: 1, col: 1 },
+                    format!("cannot read folder: {e}"),
+                )
+                .with_code(Code::Unreadable),
+            );
             return Vec::new();
         }
     };
@@ -280,16 +284,21 @@ fn read_text(
                 let text = String::from_utf8_lossy(valid);
                 let line = text.matches('\n').count() + 1;
                 let col = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                diags.push(Diagnostic::error(
-                    rel,
-                    Pos { line, col },
-                    "file is not valid UTF-8",
-                ));
+                diags.push(
+                    Diagnostic::error(rel, Pos { line, col }, "file is not valid UTF-8")
+                        .with_code(Code::Unreadable),
+                );
                 None
             }
         },
         Err(message) => {
-            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, message));
+            // `read_limited` says "cannot read" when the file system refused, else the budget.
+            let code = if message.starts_with("cannot read") {
+                Code::Unreadable
+            } else {
+                Code::TooLarge
+            };
+            diags.push(Diagnostic::error(rel, Pos { line: 1, col: 1 }, message).with_code(code));
             None
         }
     }
@@ -309,12 +318,20 @@ fn read_yaml(
     match yaml::parse(&file.text, env) {
         Ok((doc, problems)) => {
             for p in problems {
-                diags.push(Diagnostic::error(&file.path, p.pos, p.message).with_source(&file.text));
+                diags.push(
+                    Diagnostic::error(&file.path, p.pos, p.message)
+                        .with_code(Code::YamlSyntax)
+                        .with_source(&file.text),
+                );
             }
             Some(YamlFile { file, doc })
         }
         Err(p) => {
-            diags.push(Diagnostic::error(&file.path, p.pos, p.message).with_source(&file.text));
+            diags.push(
+                Diagnostic::error(&file.path, p.pos, p.message)
+                    .with_code(Code::YamlSyntax)
+                    .with_source(&file.text),
+            );
             None
         }
     }

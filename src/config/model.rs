@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
 /// `crossdock.yaml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectFile {
     #[serde(default)]
@@ -29,7 +30,7 @@ pub struct ProjectFile {
 
 /// `limits:`, what one event may spend; unset keys keep the defaults of
 /// `crate::mapping::Limits` (docs/mappings.md).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// JSON nodes one mapping application's queries may visit.
@@ -43,7 +44,7 @@ pub struct LimitsConfig {
     pub mapping_time: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
@@ -70,6 +71,7 @@ pub struct ServerConfig {
     /// Bytes of body the waiting events may hold above which webhooks answer 503 (default
     /// `256MB`).
     #[serde(default, deserialize_with = "size_text")]
+    #[schemars(with = "Option<Size>")]
     pub max_backlog_bytes: Option<String>,
     /// Times an event may be running when the engine stops abnormally before it is
     /// dead-lettered unrun (default 3).
@@ -114,16 +116,18 @@ impl Default for ServerConfig {
 /// A size written as text (`128MB`) or as a plain number of bytes (`0`), kept as text for
 /// [`parse_size`].
 fn size_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Text(String),
-        Bytes(u64),
-    }
     Ok(Option::<Size>::deserialize(d)?.map(|s| match s {
         Size::Text(t) => t,
         Size::Bytes(n) => n.to_string(),
     }))
+}
+
+/// The two ways to write a size that [`size_text`] reads (and so the schema describes).
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum Size {
+    Text(String),
+    Bytes(u64),
 }
 
 /// Why a size in the config cannot be read.
@@ -157,7 +161,7 @@ pub fn parse_size(text: &str) -> Result<usize, SizeError> {
 }
 
 /// A connector's `breaker:`, common to every kind.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Retryable failures in a row that open the breaker (default 5).
@@ -172,7 +176,7 @@ fn default_listen() -> String {
     "127.0.0.1:8787".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     #[serde(default = "default_state_path")]
@@ -180,9 +184,11 @@ pub struct StateConfig {
     /// Free bytes on the state's disk below which new events are refused with 503 (default
     /// `128MB`; `0` never refuses for space).
     #[serde(default, deserialize_with = "size_text")]
+    #[schemars(with = "Option<Size>")]
     pub min_free: Option<String>,
     /// Memory the store may keep of its pages (default `32MB`).
     #[serde(default, deserialize_with = "size_text")]
+    #[schemars(with = "Option<Size>")]
     pub cache: Option<String>,
 }
 
@@ -201,7 +207,7 @@ fn default_state_path() -> String {
 }
 
 /// `pipelines/<name>.yaml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
     pub pipeline: String,
@@ -209,11 +215,14 @@ pub struct PipelineFile {
     pub description: Option<String>,
     /// Sections are kept raw here and deserialised one by one by the compiler, so that a
     /// mistake in one step does not hide the mistakes in the others.
+    #[schemars(with = "SourceConfig")]
     pub source: Value,
     #[serde(default)]
     pub trigger: Option<TriggerConfig>,
+    #[schemars(with = "Vec<StepConfig>")]
     pub steps: Vec<Value>,
     #[serde(default)]
+    #[schemars(with = "Option<OnErrorConfig>")]
     pub on_error: Option<Value>,
     /// Events of this pipeline that run at once (default 16). 1 runs them one at a time in
     /// arrival order, except that an event waiting for a retry lets later ones pass.
@@ -221,14 +230,14 @@ pub struct PipelineFile {
     pub concurrency: Option<usize>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     pub when: String,
 }
 
 /// Where a pipeline's events come from. One key: the source kind.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Webhook(WebhookSource),
@@ -248,7 +257,7 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSource {
     pub path: String,
@@ -259,7 +268,7 @@ pub struct WebhookSource {
     pub dedup_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     pub scheme: VerifyScheme,
@@ -277,7 +286,7 @@ pub struct VerifyConfig {
 
 /// A signature scheme's name (`shopify`, `hmac-sha256`, ...). The schemes are `verify`'s
 /// registry, below this module, so the name is checked against it when flows compile.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct VerifyScheme(pub String);
 
@@ -293,7 +302,7 @@ impl From<&str> for VerifyScheme {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     Hex,
@@ -302,7 +311,7 @@ pub enum SignatureEncoding {
 
 /// `poll`: call a connector's operation on a schedule and turn each item of the answer into
 /// an event. See docs/config.md for how cursor and pages combine.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollSource {
     pub connector: String,
@@ -329,7 +338,7 @@ pub struct PollSource {
 
 /// Where a poll resumes: the largest `from` value of the items seen so far, kept in the state
 /// and sent as `param`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollCursor {
     /// The payload field the cursor value is sent in.
@@ -342,20 +351,20 @@ pub struct PollCursor {
 }
 
 /// Next-page pagination: `from` (JSONPath into the answer) gives a token sent as `param`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollNext {
     pub from: String,
     pub param: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSource {
     pub cron: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
     pub path: String,
@@ -364,7 +373,7 @@ pub struct FileSource {
     pub delimiter: Option<char>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     Csv,
@@ -372,7 +381,7 @@ pub enum FileFormat {
 }
 
 /// One step. One key: the step kind.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum StepConfig {
     Map(MapStepConfig),
@@ -405,12 +414,30 @@ pub struct MapStepConfig {
     pub into: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MapStepFull {
     mapping: String,
     #[serde(default)]
     into: Option<String>,
+}
+
+/// What `map:` accepts, for the schema: the two forms [`MapStepConfig`]'s `Deserialize` reads.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum MapStepForms {
+    Name(String),
+    Full(MapStepFull),
+}
+
+impl JsonSchema for MapStepConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MapStep".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        MapStepForms::json_schema(g)
+    }
 }
 
 impl<'de> Deserialize<'de> for MapStepConfig {
@@ -440,18 +467,20 @@ impl<'de> Deserialize<'de> for MapStepConfig {
 }
 
 /// One arm of a `switch`: `{ when: EXPR, steps: [...] }` or `{ otherwise: [...] }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchArmConfig {
     #[serde(default)]
     pub when: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<StepConfig>>")]
     pub steps: Option<Vec<Value>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<StepConfig>>")]
     pub otherwise: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendConfig {
     pub to: String,
@@ -467,7 +496,7 @@ pub struct SendConfig {
 
 /// `fetch: { from: CONNECTOR, op: OP, params: { NAME: VALUE }, into: FIELD }`: call a
 /// connector and put its answer in the record (under `into`, or as the whole record).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FetchConfig {
     pub from: String,
@@ -479,7 +508,7 @@ pub struct FetchConfig {
     pub into: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnErrorConfig {
     #[serde(default)]
@@ -492,7 +521,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     pub attempts: u32,
@@ -504,7 +533,7 @@ pub struct RetryConfig {
     pub max: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     #[default]

@@ -18,7 +18,7 @@ use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::diag::{did_you_mean, Diagnostic};
+use super::diag::{did_you_mean, Code, Diagnostic};
 use super::env::{interpolate, EnvLookup, EnvProblem};
 use super::span::{display_path, NodeSpan, PathSeg, Pos, ScalarStyle, SpanIndex};
 
@@ -567,7 +567,17 @@ pub fn diagnostic(file: &std::path::Path, doc: &Doc, source: &str, err: &DeError
     if !err.path.is_empty() && !err.at_key {
         message = format!("{}: {message}", display_path(&err.path));
     }
-    let d = Diagnostic::error(file, at, message).with_source(source);
+    // Read off the wording `humanize` gives each serde error.
+    let code = match err.message.as_str() {
+        m if m.starts_with("unknown key") => Code::UnknownKey,
+        m if m.starts_with("unknown kind") => Code::UnknownKind,
+        m if m.starts_with("missing key") => Code::MissingKey,
+        m if m.starts_with("wrong type") => Code::WrongType,
+        _ => Code::InvalidValue,
+    };
+    let d = Diagnostic::error(file, at, message)
+        .with_code(code)
+        .with_source(source);
     match &err.help {
         Some(h) => d.with_help(h.clone()),
         None => d,

@@ -12,7 +12,7 @@ use super::{
     Request, SendProblem, SendShape,
 };
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// A JSON-lines file, relative to the project root.

@@ -105,7 +105,7 @@ pub enum PathProblem {
     NotPlaceholder(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectorConfig {
     Http(http::HttpConfig),

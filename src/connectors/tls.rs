@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{BuildContext, BuildError};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of one or more CA certificates, relative to the project root.

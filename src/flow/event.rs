@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::rules::EventInfo;
 
 /// What a caller may say about the event besides its body (a test case's `event:`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSpec {
     #[serde(default)]

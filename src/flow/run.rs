@@ -159,6 +159,8 @@ impl Run<'_> {
 
     fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
         self.steps.push(step.label());
+        // A trace's child span per step (`telemetry`); off, the span costs a check of a flag.
+        let _span = tracing::debug_span!("step", step = &*step.label()).entered();
         let fail = |label: &str, message: String| StepError {
             step: label.to_string(),
             message,

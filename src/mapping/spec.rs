@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// A whole mapping file.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingFile {
     /// The name pipelines use in `map:`; the file name should match.
@@ -47,7 +47,7 @@ pub enum FieldSpec {
 
 /// The long form of a field. Every key is optional here; which combinations make sense is
 /// checked by `compile`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDef {
     /// JSONPath into the record (or into the element, inside `each`).
@@ -219,6 +219,71 @@ impl<'de> Deserialize<'de> for Transforms {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+// Schemas of the types read by the hand-written `Deserialize` impls above, saying what those
+// accept (`crossdock schema mapping`).
+
+impl schemars::JsonSchema for Fields {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fields".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Target field -> a JSONPath, or the long form.",
+            "type": "object",
+            "additionalProperties": g.subschema_for::<FieldSpec>(),
+        })
+    }
+}
+
+impl schemars::JsonSchema for FieldSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FieldSpec".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "string", "description": "JSONPath of the value to copy." },
+                g.subschema_for::<FieldDef>(),
+            ],
+        })
+    }
+}
+
+impl schemars::JsonSchema for Transforms {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Transforms".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } },
+            ],
+        })
+    }
+}
+
+impl schemars::JsonSchema for Lookups {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Lookups".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": g.subschema_for::<LookupTable>(),
+        })
+    }
+}
+
+impl schemars::JsonSchema for LookupTable {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LookupTable".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "object" })
     }
 }
 

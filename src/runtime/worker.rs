@@ -328,6 +328,14 @@ async fn execute(
             continue;
         };
         let called = Instant::now();
+        // A trace's child span per connector call (`telemetry`).
+        let span = tracing::debug_span!(
+            "call",
+            connector = &*action.connector,
+            op = &*action.op,
+            remote_status = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let request = Request {
             connector: &action.connector,
             op: &action.op,
@@ -335,10 +343,14 @@ async fn execute(
             key: action.key.as_deref(),
             payload: &action.payload,
         };
-        let result = conn.call(request, runtime.settings.call_timeout).await;
+        let result = conn
+            .call(request, runtime.settings.call_timeout)
+            .instrument(span.clone())
+            .await;
         trail.ms = called.elapsed().as_millis() as u64;
         match result {
             Ok(reply) => {
+                span.record("remote_status", reply.status);
                 trail.remote_status = (reply.status != 0).then_some(reply.status);
                 trail.remote_id = reply.remote_id;
                 event.meta.done_actions = i + 1;
@@ -356,6 +368,7 @@ async fn execute(
                 ));
                 trail.status = "failed".into();
                 trail.error = Some(message.clone());
+                span.record("error", message.as_str());
                 verdict = match e {
                     CallError::Retryable { retry_after, .. } => Verdict::Retry {
                         message,
@@ -405,6 +418,7 @@ impl Fetch for LiveFetch {
             key: None,
             payload: params,
         };
+        let _span = tracing::debug_span!("fetch", connector, op).entered();
         match self.handle.block_on(conn.call(request, self.timeout)) {
             Ok(reply) => Ok(reply.body),
             Err(CallError::Retryable {
@@ -452,7 +466,7 @@ fn conclude(
         Verdict::Done(status) => {
             trail.status = status.into();
             metrics::processed(&pipeline, status, started.elapsed().as_secs_f64());
-            tracing::debug!(status, "Event done");
+            finished(&trail);
             runtime.inbox.finish(&event, &trail)
         }
         Verdict::Retry {
@@ -498,6 +512,7 @@ fn give_up(
     } else {
         trail.status = "failed".into();
         tracing::warn!(error = %reason, "Event failed; the pipeline keeps no dead letters");
+        finished(&trail);
         if let Err(e) = runtime.inbox.finish(&event, &trail) {
             tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
         }
@@ -516,6 +531,7 @@ fn set_aside(runtime: &Runtime, live: &Live, event: StoredEvent, reason: String,
 
 fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail, reason: String) {
     tracing::warn!(error = %reason, "Event dead-lettered");
+    finished(&trail);
     metrics::dead_lettered(&event.meta.pipeline);
     let body = serde_json::from_slice(&event.body).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&event.body).into_owned())
@@ -533,6 +549,22 @@ fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail,
             tracing::error!(error = %e, "Cannot write the dead letter; the event stays in the inbox")
         }
     }
+}
+
+/// The one line per finished event (done, skipped, failed or dead-lettered; not a retry, which
+/// has its own). Its own target, so it can be turned down alone:
+/// `--log-level info,crossdock::event=warn`.
+fn finished(trail: &Trail) {
+    tracing::info!(
+        target: "crossdock::event",
+        pipeline = %trail.pipeline,
+        event_id = %trail.event_id,
+        outcome = %trail.status,
+        ms = trail.total_ms,
+        actions = trail.actions.len(),
+        attempts = trail.attempts,
+        "Event finished"
+    );
 }
 
 fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -> Trail {

@@ -62,6 +62,13 @@ pub enum StateError {
     /// An argument the operation refuses (negative quantity, unparsable date, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The store was written by a newer engine, in a layout this one does not know.
+    #[error(
+        "the state store has format {found}, written by a newer crossdock; this one reads format \
+         {supported} and earlier (run the newer version, or restore the backup taken before the \
+         upgrade)"
+    )]
+    NewerFormat { found: u32, supported: u32 },
 }
 
 /// The answer and new values computed by an [`StateStore::update`] closure.

@@ -15,6 +15,20 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Copies a folder and everything in it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 pub fn write_files(root: &Path, files: &[(&str, &str)]) {
     for (rel, text) in files {
         let path = root.join(rel);
@@ -41,6 +55,13 @@ impl Engine {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossdock"));
         cmd.arg("run").arg(dir);
         Engine::spawn(cmd, dir, env)
+    }
+
+    /// [`Engine::start`] with more arguments after `run DIR` (e.g. `--log-format json`).
+    pub fn start_args(dir: &Path, args: &[&str]) -> Engine {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossdock"));
+        cmd.arg("run").arg(dir).args(args);
+        Engine::spawn(cmd, dir, &[])
     }
 
     /// Starts `crossdock run` with no folder argument, from inside `dir`: the project is the

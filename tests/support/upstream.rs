@@ -49,6 +49,15 @@ impl Upstream {
         Upstream { inner, url }
     }
 
+    /// `crossdock.yaml` with one `http` connector `erp` calling this upstream: `create` is
+    /// `POST /orders`.
+    pub fn project_file(&self) -> String {
+        format!(
+            "connectors:\n  erp:\n    kind: http\n    base_url: {}\n    operations:\n      create: {{ method: POST, path: /orders }}\n",
+            self.url
+        )
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
     }

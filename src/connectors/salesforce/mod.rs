@@ -36,7 +36,7 @@ use plan::{check_composite_version, plan, Plan};
 /// that takes longer is better retried than waited for.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     /// The org's instance; the token answer's `instance_url` takes precedence when present.
@@ -53,7 +53,7 @@ fn default_api_version() -> String {
     "v60.0".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceAuth {
     pub oauth2: OAuth2ClientCredentials,

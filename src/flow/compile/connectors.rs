@@ -2,7 +2,7 @@
 //! and the check that a source names a connector and one of its operations.
 
 use super::{key, StepCx};
-use crate::config::diag::{did_you_mean, Diagnostics};
+use crate::config::diag::{did_you_mean, Code, Diagnostics};
 use crate::config::model::ProjectFile;
 use crate::config::span::PathSeg;
 use crate::config::YamlFile;
@@ -45,10 +45,12 @@ pub(super) fn compile_connectors(
                         t,
                         config.connectors.keys().map(String::as_str),
                     );
-                    let d = file.error(
-                        file.doc.spans.value_pos(&at),
-                        format!("no connector named `{t}`"),
-                    );
+                    let d = file
+                        .error(
+                            file.doc.spans.value_pos(&at),
+                            format!("no connector named `{t}`"),
+                        )
+                        .with_code(Code::UnknownName);
                     diags.push(match help {
                         Some(h) => d.with_help(h),
                         None => d,
@@ -128,7 +130,8 @@ pub(super) fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &s
         None if !cx.connectors_known => return,
         None => {
             let help = did_you_mean(name, cx.connectors.keys().map(String::as_str));
-            cx.error_at(
+            cx.error_with(
+                Code::UnknownName,
                 path,
                 format!("no connector named `{name}` in crossdock.yaml"),
                 help,
@@ -142,7 +145,8 @@ pub(super) fn check_connector_op(cx: &mut StepCx<'_>, path: &[PathSeg], name: &s
         let mut op_path = path.to_vec();
         op_path.pop();
         op_path.push(key("op"));
-        cx.error_at(
+        cx.error_with(
+            Code::UnknownName,
             &op_path,
             format!("connector `{name}` has no operation `{op}`"),
             None,

@@ -1,7 +1,7 @@
 //! Unset `${VAR}`s: warnings, errors, or a connector's fallback while they are unset.
 
 use super::CompileOptions;
-use crate::config::diag::Diagnostics;
+use crate::config::diag::{Code, Diagnostics};
 use crate::config::span::PathSeg;
 use crate::config::ProjectSources;
 use std::collections::BTreeMap;
@@ -53,7 +53,10 @@ pub(super) fn report_env(
             } else {
                 file.warning(*pos, message)
             };
-            diags.push(d.with_help(format!("export {var}=..., or write ${{{var}:-default}}")));
+            diags.push(
+                d.with_code(Code::UnsetEnv)
+                    .with_help(format!("export {var}=..., or write ${{{var}:-default}}")),
+            );
         }
     }
     unconfigured

@@ -2,7 +2,7 @@
 //! and the `limits:` mappings run within.
 
 use super::{check_name, deserialize, key, scalar_text, Compiled};
-use crate::config::diag::{Diagnostic, Diagnostics};
+use crate::config::diag::{Code, Diagnostic, Diagnostics};
 use crate::config::span::Pos;
 use crate::config::{stem, ProjectSources, YamlFile};
 use crate::mapping::spec::MappingFile;
@@ -29,7 +29,11 @@ pub(super) fn compile_scripts(
                     line: e.line.unwrap_or(1),
                     col: e.col.unwrap_or(1),
                 };
-                diags.push(Diagnostic::error(&file.path, pos, e.message).with_source(&file.text));
+                diags.push(
+                    Diagnostic::error(&file.path, pos, e.message)
+                        .with_code(Code::Rhai)
+                        .with_source(&file.text),
+                );
             }
         }
     }
@@ -114,7 +118,8 @@ pub(super) fn compile_mappings(
                         _ => file.doc.spans.value_pos(&issue.path),
                     };
                     diags.push(
-                        file.error(at, format!("mapping {}: {}", spec.mapping, issue.message)),
+                        file.error(at, format!("mapping {}: {}", spec.mapping, issue.message))
+                            .with_code(Code::Mapping),
                     );
                 }
             }

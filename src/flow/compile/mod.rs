@@ -20,7 +20,7 @@ use self::reads::NeedBuilder;
 use self::sources::{check_on_error, check_server, check_source, SourceClaims};
 use self::steps::{compile_steps, mark_movable_payloads};
 use super::{Flow, Project};
-use crate::config::diag::Diagnostics;
+use crate::config::diag::{Code, Diagnostics};
 use crate::config::env::{EnvLookup, Redactor};
 use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile};
@@ -188,7 +188,10 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     diags: &mut Diagnostics,
 ) -> Option<T> {
     if file.doc.value.is_null() {
-        diags.push(file.error(Pos { line: 1, col: 1 }, "file is empty"));
+        diags.push(
+            file.error(Pos { line: 1, col: 1 }, "file is empty")
+                .with_code(Code::EmptyFile),
+        );
         return None;
     }
     file.section(&file.doc.value, &[], diags)
@@ -217,6 +220,7 @@ fn check_name(file: &YamlFile, name: &str, what: &str, diags: &mut Diagnostics) 
         let at = file.doc.spans.value_pos(&[key(what)]);
         diags.push(
             file.warning(at, format!("{what} `{name}` is in a file named `{stem}`"))
+                .with_code(Code::FileName)
                 .with_help(format!(
                     "name the file after the {what}, or the {what} after the file"
                 )),
@@ -249,8 +253,18 @@ impl StepCx<'_> {
     }
 
     fn error_at(&mut self, path: &[PathSeg], message: impl Into<String>, help: Option<String>) {
+        self.error_with(Code::InvalidValue, path, message, help)
+    }
+
+    fn error_with(
+        &mut self,
+        code: Code,
+        path: &[PathSeg],
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
         let at = self.file.doc.spans.value_pos(path);
-        let d = self.file.error(at, message);
+        let d = self.file.error(at, message).with_code(code);
         self.diags.push(match help {
             Some(h) => d.with_help(h),
             None => d,
@@ -266,8 +280,11 @@ impl StepCx<'_> {
             }
             Err(e) => {
                 let at = self.pos_in_scalar(path, src, &e);
-                self.diags
-                    .push(self.file.error(at, format!("Rhai: {}", e.message)));
+                self.diags.push(
+                    self.file
+                        .error(at, format!("Rhai: {}", e.message))
+                        .with_code(Code::Rhai),
+                );
                 None
             }
         }
@@ -316,7 +333,8 @@ impl StepCx<'_> {
                 let at = self.file.doc.spans.offset_pos(path, src, e.offset);
                 self.diags.push(
                     self.file
-                        .error(at, format!("JSONPath `{src}`: {}", e.message)),
+                        .error(at, format!("JSONPath `{src}`: {}", e.message))
+                        .with_code(Code::Jsonpath),
                 );
                 None
             }

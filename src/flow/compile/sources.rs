@@ -4,7 +4,7 @@
 
 use super::connectors::check_connector_op;
 use super::{key, StepCx};
-use crate::config::diag::{did_you_mean, Diagnostics};
+use crate::config::diag::{did_you_mean, Code, Diagnostics};
 use crate::config::model::{OnErrorConfig, SourceConfig as Source};
 use crate::config::span::PathSeg;
 use crate::config::YamlFile;
@@ -82,6 +82,7 @@ pub(super) fn check_source(
                 let d = cx
                     .file
                     .warning(pos, format!("webhook path `{}` has no `verify`", w.path))
+                    .with_code(Code::NoVerify)
                     .with_help(format!(
                         "anyone who can reach the port can post events to it; add the sender's \
                          signature check, e.g. `verify: {{ scheme: shopify, secret: \
@@ -92,7 +93,8 @@ pub(super) fn check_source(
             }
             if let Some(other) = claims.webhook_paths.get(&w.path) {
                 let other = other.clone();
-                cx.error_at(
+                cx.error_with(
+                    Code::Duplicate,
                     &at,
                     format!("webhook path `{}` is already used at {other}", w.path),
                     None,
@@ -204,7 +206,8 @@ pub(super) fn check_source(
                 );
             } else if let Some(other) = claims.folders.get(folder) {
                 let other = other.clone();
-                cx.error_at(
+                cx.error_with(
+                    Code::Duplicate,
                     &at,
                     format!("folder `{}` is already watched at {other}", f.path),
                     None,
@@ -242,7 +245,10 @@ fn check_scheme_name(cx: &mut StepCx<'_>, base: &[PathSeg], name: &str) -> bool 
     });
     let at = [base, &[key("verify"), key("scheme")]].concat();
     let pos = cx.file.doc.spans.key_pos(&at);
-    let d = cx.file.error(pos, format!("unknown kind `{name}`"));
+    let d = cx
+        .file
+        .error(pos, format!("unknown kind `{name}`"))
+        .with_code(Code::UnknownKind);
     cx.diags.push(d.with_help(help));
     false
 }

@@ -4,7 +4,7 @@
 use super::connectors::check_connector_op;
 use super::reads::{add_step_reads, NeedBuilder};
 use super::{key, StepCx};
-use crate::config::diag::did_you_mean;
+use crate::config::diag::{did_you_mean, Code};
 use crate::config::model::{StepConfig, SwitchArmConfig};
 use crate::config::span::PathSeg;
 use crate::connectors::SendShape;
@@ -110,7 +110,8 @@ fn compile_step(
                 None => {
                     let help = did_you_mean(&m.mapping, cx.mappings.keys().map(String::as_str))
                         .or_else(|| Some(format!("expected a file mappings/{}.yaml", m.mapping)));
-                    cx.error_at(
+                    cx.error_with(
+                        Code::UnknownName,
                         &name_path,
                         format!("no mapping named `{}`", m.mapping),
                         help,
@@ -146,7 +147,12 @@ fn compile_step(
             None => {
                 let help = did_you_mean(name, cx.scripts.keys().map(String::as_str))
                     .or_else(|| Some(format!("expected a file scripts/{name}.rhai")));
-                cx.error_at(path, format!("no script named `{name}`"), help);
+                cx.error_with(
+                    Code::UnknownName,
+                    path,
+                    format!("no script named `{name}`"),
+                    help,
+                );
                 None
             }
         },
@@ -213,7 +219,8 @@ fn compile_step(
                                     .into(),
                             )
                         });
-                    cx.error_at(
+                    cx.error_with(
+                        Code::UnknownName,
                         &[path, &[key("to")]].concat(),
                         format!("no connector named `{}`", s.to),
                         help,

@@ -78,6 +78,15 @@ pub const DEFAULT_CACHE: u64 = 32 * 1024 * 1024;
 /// (an event journal, a dead-letter queue) without their keys meeting.
 const TREE: &[u8] = b"state";
 
+/// The version of the store's layout (trees, keys, value shapes) this engine writes, kept in
+/// sled's default tree under [`FORMAT_KEY`]. A store without it was written before it existed,
+/// by format 1, and is stamped at open. A store stamped higher was written by a newer engine,
+/// whose layout this one cannot know: it is refused rather than read wrong or half-migrated
+/// (docs/deploy.md: go back with a backup taken before the upgrade). A change of layout that
+/// an older engine would misread raises it.
+pub const FORMAT: u32 = 1;
+const FORMAT_KEY: &[u8] = b"crossdock.format";
+
 /// How long an open waits for the directory's lock. A store dropped in this process lets go
 /// of the lock only when sled's own I/O threads drop their last handle, a moment after the
 /// drop returns (sled's tests block on the lock for that reason); a store held by another
@@ -202,6 +211,7 @@ impl SledStore {
         };
         let config = config.flush_every_ms(every_ms);
         let db = open_waiting_for_lock(&config)?;
+        check_format(&db)?;
         let tree = db.open_tree(TREE).map_err(|e| backend("open tree", e))?;
         let writer = Writer::start(
             db.clone(),
@@ -334,6 +344,34 @@ impl Table {
     }
 }
 
+/// Refuses a store of a newer format; stamps one that has none.
+fn check_format(db: &sled::Db) -> Result<(), StateError> {
+    let stored = db.get(FORMAT_KEY).map_err(|e| backend("read format", e))?;
+    match stored {
+        None => {
+            db.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())
+                .map_err(|e| backend("write format", e))?;
+            Ok(())
+        }
+        Some(bytes) => {
+            let found = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .ok_or_else(|| StateError::Corrupt {
+                    key: String::from_utf8_lossy(FORMAT_KEY).into_owned(),
+                    message: "not a format number".into(),
+                })?;
+            if found > FORMAT {
+                return Err(StateError::NewerFormat {
+                    found,
+                    supported: FORMAT,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
 impl SledStore {
     /// The table `name`, created if new. `state` is the state's own and cannot be opened here.
     pub fn table(&self, name: &str) -> Result<Table, StateError> {
@@ -413,6 +451,34 @@ mod tests {
     #[test]
     fn keeps_the_store_contract() {
         crate::state::contract::check(&SledStore::temporary().unwrap());
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused_and_an_unstamped_one_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        // A store written before formats were stamped: plain sled, state in its tree.
+        {
+            let db = sled::open(&path).unwrap();
+            db.open_tree(TREE).unwrap().insert("k", "1").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.get("k").unwrap(), Some(json!(1)));
+        assert_eq!(
+            store.db.get(FORMAT_KEY).unwrap().as_deref(),
+            Some(FORMAT.to_string().as_bytes())
+        );
+        store.db.insert(FORMAT_KEY, "2").unwrap();
+        store.flush().unwrap();
+        drop(store);
+        match SledStore::open(&path) {
+            Err(StateError::NewerFormat {
+                found: 2,
+                supported,
+            }) => assert_eq!(supported, FORMAT),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
