@@ -273,6 +273,13 @@ pub struct VerifyConfig {
     /// Timestamp tolerance, e.g. `5m`, for schemes that sign a timestamp.
     #[serde(default)]
     pub tolerance: Option<String>,
+    /// The public URL the provider calls, for schemes that sign it (`shopee`).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The app's public key, for schemes that sign it ahead of the body (`tiktok-shop`,
+    /// `lazada`).
+    #[serde(default)]
+    pub app_key: Option<String>,
 }
 
 /// A signature scheme's name (`shopify`, `hmac-sha256`, ...). The schemes are `verify`'s

@@ -117,8 +117,20 @@ pub(super) fn check_source(
                     match crate::verify::build(v) {
                         Ok(built) => scheme = Some(built),
                         Err(e) => {
-                            let at = [&base[..], &[key("verify")]].concat();
-                            cx.error_at(&at, format!("verify: {e}"), None);
+                            // An option that is wrong in itself is pointed at; the others
+                            // concern the whole block. The message already says `verify:`.
+                            let option = match &e {
+                                crate::verify::BuildError::OptionNotTaken { option, .. } => {
+                                    Some(*option)
+                                }
+                                crate::verify::BuildError::CallbackUrlInvalid(_) => {
+                                    Some("callback_url")
+                                }
+                                _ => None,
+                            };
+                            let mut at = [&base[..], &[key("verify")]].concat();
+                            at.extend(option.map(key));
+                            cx.error_at(&at, e.to_string(), None);
                         }
                     }
                 }
