@@ -3,7 +3,7 @@
 //! This module is the only place a `rhai::Engine` is built ([`engine::build`]) and the only one
 //! that knows Rhai's types: callers hand in `serde_json::Value`s and get `Value`s back. It owns
 //! the sandbox and its limits, the JSON <-> Rhai conversion ([`convert`]), the functions scripts
-//! get on top of Rhai's standard library ([`functions`]) and the state handles `customers`,
+//! get on top of Rhai's standard library ([`functions`], and hashing and encoding in `digest`) and the state handles `customers`,
 //! `stock` and `kv` ([`handles`], thin wrappers over `crate::state`). It must not do IO of its
 //! own, know about YAML, HTTP or tokio, or re-parse anything per event.
 //!
@@ -17,6 +17,7 @@
 
 mod condition;
 pub mod convert;
+mod digest;
 pub mod engine;
 mod error;
 mod functions;
