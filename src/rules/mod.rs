@@ -3,8 +3,9 @@
 //! This module is the only place a `rhai::Engine` is built ([`engine::build`]) and the only one
 //! that knows Rhai's types: callers hand in `serde_json::Value`s and get `Value`s back. It owns
 //! the sandbox and its limits, the JSON <-> Rhai conversion ([`convert`]), the functions scripts
-//! get on top of Rhai's standard library ([`functions`], and hashing and encoding in `digest`) and the state handles `customers`,
-//! `stock` and `kv` ([`handles`], thin wrappers over `crate::state`). It must not do IO of its
+//! get on top of Rhai's standard library ([`functions`]; hashing and encoding in `digest`) and
+//! the state handles `customers`, `stock` and `kv` ([`handles`], thin wrappers over
+//! `crate::state`). It must not do IO of its
 //! own, know about YAML, HTTP or tokio, or re-parse anything per event.
 //!
 //! Compile once, run many: [`Rules::compile_script`] and [`Rules::compile_expr`] parse and
