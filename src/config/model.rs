@@ -257,6 +257,19 @@ pub struct WebhookSource {
     /// JSONPath to the provider's event id, for deduplication when no header carries one.
     #[serde(default)]
     pub dedup_id: Option<String>,
+    /// Which tenants list, and which `{param}` of the path, choose the event's tenant.
+    #[serde(default)]
+    pub tenants: Option<WebhookTenantsConfig>,
+}
+
+/// `tenants: { list: shops, param: shop }` on a webhook.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTenantsConfig {
+    /// The file `tenants/<list>.yaml`.
+    pub list: String,
+    /// The path parameter whose value is the tenant's id.
+    pub param: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

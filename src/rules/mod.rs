@@ -236,10 +236,23 @@ fn pipeline_scope(record: Dynamic, uses: Uses, ctx: &Ctx) -> Result<Scope<'stati
     Ok(scope)
 }
 
+/// Headers the engine sets on a webhook's events: one per path parameter, and the tenant.
+pub const PARAM_HEADER_PREFIX: &str = "x-crossdock-param-";
+pub const TENANT_HEADER: &str = "x-crossdock-tenant";
+
 fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError> {
     let mut headers = Map::new();
+    // The webhook's path parameters and tenant travel as the engine's own headers (a sender's
+    // `x-crossdock-*` are dropped at the door); scripts read them by name.
+    let mut params = Map::new();
+    let mut tenant = Dynamic::UNIT;
     for (k, v) in &event.headers {
         headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
+        if let Some(name) = k.strip_prefix(PARAM_HEADER_PREFIX) {
+            params.insert(name.into(), Dynamic::from(v.clone()));
+        } else if k == TENANT_HEADER {
+            tenant = Dynamic::from(v.clone());
+        }
     }
     let body = if with_body {
         convert::json_to_dynamic(&event.body)
@@ -251,6 +264,8 @@ fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError
     map.insert("id".into(), Dynamic::from(event.id.clone()));
     map.insert("pipeline".into(), Dynamic::from(event.pipeline.clone()));
     map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("params".into(), Dynamic::from_map(params));
+    map.insert("tenant".into(), tenant);
     map.insert(
         "received_at".into(),
         Dynamic::from(event.received_at.clone()),

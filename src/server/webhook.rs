@@ -2,7 +2,11 @@
 //! the event to the inbox, wait for the group commit, answer 202.
 //!
 //! Owns the dedup keys of a delivery and what a body must be to be accepted: a body no flow
-//! could parse is refused here with 400, not accepted and dead-lettered.
+//! could parse is refused here with 400, not accepted and dead-lettered. A path with `{name}`
+//! parameters chooses its tenant here: an id not in the list is a 404 before the body is read,
+//! and the tenant's own scheme verifies. The event carries the tenant and the parameters as
+//! `x-crossdock-tenant` and `x-crossdock-param-NAME` headers, and no `x-crossdock-*` header a
+//! sender wrote.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -23,6 +27,10 @@ use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
 /// Headers never stored with an event: credentials that scripts have no business seeing.
 const DROPPED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
+/// The engine's own headers on an event (source, tenant, path parameters): a sender's are
+/// dropped, so none can pose as another tenant.
+const OWN_HEADER_PREFIX: &str = "x-crossdock-";
+
 pub(super) async fn receive(
     State(runtime): State<Arc<Runtime>>,
     method: Method,
@@ -34,10 +42,38 @@ pub(super) async fn receive(
     // route under it.
     let live = runtime.live();
     let path = uri.path();
-    let Some(route) = live.routes.get(path) else {
-        return Err(ApiError::NotFound(format!("no pipeline listens on {path}")));
+    let (route, params) = match live.routes.get(path) {
+        Some(route) => (route, Vec::new()),
+        None => live
+            .patterns
+            .iter()
+            .find_map(|r| Some((r, r.webhook.pattern.as_ref()?.matches(path)?)))
+            .ok_or_else(|| ApiError::NotFound(format!("no pipeline listens on {path}")))?,
     };
     let pipeline = route.pipeline.as_str();
+    let tenant = match &route.webhook.tenants {
+        None => None,
+        Some(tenants) => {
+            let id = params
+                .iter()
+                .find(|(name, _)| *name == tenants.param)
+                .map(|(_, value)| value.as_str())
+                .unwrap_or_default();
+            let Some((id, scheme)) = tenants.schemes.get_key_value(id) else {
+                metrics::rejected(pipeline, 404);
+                return Err(ApiError::NotFound(format!(
+                    "no tenant `{id}` in the tenants list `{}` of pipeline `{pipeline}`",
+                    tenants.list
+                )));
+            };
+            Some((id.as_str(), scheme.as_deref()))
+        }
+    };
+    let scheme = match tenant {
+        Some((_, scheme)) => scheme,
+        None => route.webhook.scheme.as_deref(),
+    };
+    let tenant = tenant.map(|(id, _)| id);
     if runtime.is_draining() {
         metrics::rejected(pipeline, 503);
         return Err(ApiError::Busy("shutting down: not accepting events".into()));
@@ -70,7 +106,7 @@ pub(super) async fn receive(
             )));
         }
     };
-    let delivery_id = match &route.webhook.scheme {
+    let delivery_id = match scheme {
         None => None,
         Some(scheme) => match scheme.verify(&headers, &body, chrono::Utc::now().timestamp()) {
             Ok(v) => v
@@ -82,6 +118,9 @@ pub(super) async fn receive(
                 }),
             Err(e) => {
                 metrics::rejected(pipeline, 401);
+                if let Some(tenant) = tenant {
+                    metrics::tenant_webhook(pipeline, tenant, "refused");
+                }
                 if let Some(suppressed) = REFUSAL_LOG.admit(pipeline, Instant::now()) {
                     tracing::info!(pipeline, error = %e, suppressed, "Webhook refused: signature");
                 }
@@ -114,9 +153,24 @@ pub(super) async fn receive(
             return Err(ApiError::BadRequest(refusal(&e)));
         }
     };
-    let keys = dedup_keys(route, delivery_id, parsed.as_ref(), &body);
+    let mut keys = dedup_keys(route, delivery_id, parsed.as_ref(), &body);
+    if let Some(tenant) = tenant {
+        // Two shops' deliveries are never duplicates of each other.
+        for key in &mut keys {
+            *key = format!("tenant:{tenant}:{key}");
+        }
+    }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let kept = keep_headers(&headers);
+    let mut kept = keep_headers(&headers);
+    if let Some(tenant) = tenant {
+        kept.insert(crate::runtime::TENANT_HEADER.to_owned(), tenant.to_owned());
+    }
+    for (name, value) in &params {
+        kept.insert(
+            format!("{}{name}", crate::rules::PARAM_HEADER_PREFIX),
+            value.clone(),
+        );
+    }
     let accepted = runtime
         .submit(pipeline, &keys, kept, &body)
         .await
@@ -133,6 +187,13 @@ pub(super) async fn receive(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
+    if let Some(tenant) = tenant {
+        let outcome = match accepted {
+            Accepted::New(_) => "accepted",
+            Accepted::Duplicate(_) => "duplicate",
+        };
+        metrics::tenant_webhook(pipeline, tenant, outcome);
+    }
     match accepted {
         Accepted::New(event) => Ok((
             StatusCode::ACCEPTED,
@@ -205,7 +266,7 @@ fn keep_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if DROPPED_HEADERS.contains(&name) {
+        if DROPPED_HEADERS.contains(&name) || name.starts_with(OWN_HEADER_PREFIX) {
             continue;
         }
         if let Ok(v) = value.to_str() {

@@ -21,6 +21,58 @@ pub(super) struct SourceClaims {
     folders: HashMap<String, String>,
 }
 
+/// The list a webhook's `tenants:` names, when it exists and `param` is one of the path's.
+fn tenant_list<'t>(
+    cx: &mut StepCx<'t>,
+    base: &[PathSeg],
+    config: &crate::config::model::WebhookTenantsConfig,
+    pattern: Option<&crate::flow::tenants::PathPattern>,
+    path: &str,
+) -> Option<&'t crate::flow::tenants::TenantList> {
+    let at = [base, &[key("tenants"), key("list")]].concat();
+    let tenants = cx.tenants;
+    let list = super::tenants::check_list_name(cx.file, &at, &config.list, tenants, cx.diags);
+    if !pattern.is_some_and(|p| p.params().any(|n| n == config.param)) {
+        let at = [base, &[key("tenants"), key("param")]].concat();
+        cx.error_at(
+            &at,
+            format!("`{}` is not a parameter of the path `{path}`", config.param),
+            Some(format!(
+                "the path names the tenant in a segment of its own, e.g. `path: /hooks/shopee/{{{}}}`",
+                config.param
+            )),
+        );
+        return None;
+    }
+    list
+}
+
+/// Whether a `verify:` uses `{tenant.…}` anywhere a tenant would fill.
+fn verify_uses_tenant(v: &crate::config::model::VerifyConfig) -> bool {
+    use crate::flow::tenants::uses_tenant;
+    uses_tenant(&v.secret)
+        || v.callback_url.as_deref().is_some_and(uses_tenant)
+        || v.app_key.as_deref().is_some_and(uses_tenant)
+}
+
+/// One tenant's scheme: the `verify:` with that tenant's values in `secret`, `callback_url`
+/// and `app_key`.
+fn build_for_tenant(
+    v: &crate::config::model::VerifyConfig,
+    id: &str,
+    values: &std::collections::BTreeMap<String, String>,
+) -> Result<Box<dyn crate::verify::Scheme>, String> {
+    use crate::flow::tenants::fill;
+    let text = |t: &str| fill(t, id, values).map_err(|e| e.to_string());
+    let filled = crate::config::model::VerifyConfig {
+        secret: text(&v.secret)?,
+        callback_url: v.callback_url.as_deref().map(text).transpose()?,
+        app_key: v.app_key.as_deref().map(text).transpose()?,
+        ..v.clone()
+    };
+    crate::verify::build(&filled).map_err(|e| format!("tenant `{id}`: {e}"))
+}
+
 /// The engine's own route a webhook path would shadow: `/health`, `/metrics`, and `/api` and
 /// `/ui` with everything under them (the UI is kept for later).
 fn reserved_route(path: &str) -> Option<&'static str> {
@@ -100,7 +152,24 @@ pub(super) fn check_source(
             } else {
                 claims.webhook_paths.insert(w.path.clone(), here(cx, &at));
             }
+            let pattern = match crate::flow::tenants::PathPattern::parse(&w.path) {
+                Ok(pattern) => pattern,
+                Err(e) => {
+                    cx.error_at(&at, format!("webhook path `{}`: {e}", w.path), None);
+                    None
+                }
+            };
+            let list = w
+                .tenants
+                .as_ref()
+                .and_then(|t| tenant_list(cx, &base, t, pattern.as_ref(), &w.path));
             let mut scheme = None;
+            let mut tenant_schemes = std::collections::BTreeMap::new();
+            if let Some(list) = list {
+                for id in list.tenants.keys() {
+                    tenant_schemes.insert(id.clone(), None);
+                }
+            }
             if let Some(v) = &w.verify {
                 let tolerance_ok = match &v.tolerance {
                     Some(t) => {
@@ -113,7 +182,36 @@ pub(super) fn check_source(
                 };
                 // The scheme's own checks (a secret it cannot use, options it would ignore),
                 // at load rather than at the first delivery.
-                if tolerance_ok {
+                let per_tenant = w.tenants.is_some();
+                if tolerance_ok && per_tenant {
+                    for (id, values) in list.iter().flat_map(|l| &l.tenants) {
+                        match build_for_tenant(v, id, values) {
+                            Ok(built) => {
+                                tenant_schemes.insert(id.clone(), Some(built));
+                            }
+                            Err(e) => {
+                                let at = [&base[..], &[key("verify")]].concat();
+                                let file = list.map(|l| l.file.display().to_string());
+                                cx.error_at(
+                                    &at,
+                                    format!("{e} in {}", file.unwrap_or_default()),
+                                    None,
+                                );
+                            }
+                        }
+                    }
+                } else if tolerance_ok && verify_uses_tenant(v) {
+                    let at = [&base[..], &[key("verify")]].concat();
+                    cx.error_at(
+                        &at,
+                        "`{tenant.…}` in `verify` needs the webhook to choose a tenant",
+                        Some(
+                            "add `tenants: { list: LIST, param: PARAM }` to the webhook, with \
+                             the path parameter that names the tenant"
+                                .into(),
+                        ),
+                    );
+                } else if tolerance_ok {
                     match crate::verify::build(v) {
                         Ok(built) => scheme = Some(built),
                         Err(e) => {
@@ -144,7 +242,19 @@ pub(super) fn check_source(
                     parser: crate::projection::BodyParser::checking(need),
                 })
             });
-            return Some(Webhook { scheme, dedup_id });
+            let tenants = w.tenants.as_ref().filter(|_| list.is_some()).map(|t| {
+                crate::flow::tenants::WebhookTenants {
+                    list: t.list.clone(),
+                    param: t.param.clone(),
+                    schemes: tenant_schemes,
+                }
+            });
+            return Some(Webhook {
+                scheme,
+                dedup_id,
+                pattern,
+                tenants,
+            });
         }
         Source::Poll(p) => {
             let at = [&base[..], &[key("connector")]].concat();

@@ -1,0 +1,252 @@
+//! Many stores, one pipeline, through the real binary: two shops post Shopee pushes to one
+//! pipeline at `/hooks/shopee/{shop}`; each is verified with its own partner key and reaches an
+//! upstream on loopback with its own token and shop id, which the upstream checks. An unknown
+//! shop is refused at the door; a shop added to `tenants/shops.yaml` is live after the reload.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use support::engine::{eventually, project, write_files, Engine};
+
+/// Each shop's token at the ERP, by shop id: what the upstream accepts.
+const TOKENS: [(&str, &str); 3] = [
+    ("1001", "erp-token-acme"),
+    ("2002", "erp-token-globex"),
+    ("3003", "erp-token-initech"),
+];
+
+/// An ERP on loopback that takes an order for a shop only with that shop's bearer token, and
+/// answers 401 otherwise (a permanent failure for the engine, so a mix-up is dead-lettered, not
+/// delivered).
+#[derive(Clone, Default)]
+struct Erp {
+    orders: Arc<Mutex<Vec<(String, Value)>>>,
+    refused: Arc<Mutex<usize>>,
+}
+
+async fn take_order(
+    State(erp): State<Erp>,
+    Path(shop): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let expected = TOKENS
+        .iter()
+        .find(|(id, _)| *id == shop)
+        .map(|(_, t)| format!("Bearer {t}"));
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if expected.is_none() || given != expected.as_deref() {
+        *erp.refused.lock().unwrap() += 1;
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "error": "invalid token for this shop" })),
+        );
+    }
+    let order: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    erp.orders.lock().unwrap().push((shop, order));
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "id": "erp-1" })),
+    )
+}
+
+async fn start_erp() -> (Erp, String) {
+    let erp = Erp::default();
+    let app = axum::Router::new()
+        .route("/shops/{shop}/orders", axum::routing::post(take_order))
+        .with_state(erp.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (erp, url)
+}
+
+const TWO_SHOPS: &str = r#"
+acme:   { partner_key: "${ACME_PARTNER_KEY}", shop_id: 1001, token: "${ACME_ERP_TOKEN}" }
+globex: { partner_key: "${GLOBEX_PARTNER_KEY}", shop_id: 2002, token: "${GLOBEX_ERP_TOKEN}" }
+"#;
+
+const THREE_SHOPS: &str = r#"
+acme:    { partner_key: "${ACME_PARTNER_KEY}", shop_id: 1001, token: "${ACME_ERP_TOKEN}" }
+globex:  { partner_key: "${GLOBEX_PARTNER_KEY}", shop_id: 2002, token: "${GLOBEX_ERP_TOKEN}" }
+initech: { partner_key: "initech-key", shop_id: 3003, token: "erp-token-initech" }
+"#;
+
+const PIPELINE: &str = r#"
+pipeline: shopee-orders
+source:
+  webhook:
+    path: /hooks/shopee/{shop}
+    tenants: { list: shops, param: shop }
+    verify:
+      scheme: shopee
+      secret: "{tenant.partner_key}"
+      callback_url: "https://erp.example.com/hooks/shopee/{tenant.id}"
+steps:
+  - set:
+      shop: { expr: "event.params.shop" }
+      tenant: { expr: "event.tenant" }
+  - send: { to: erp, op: push_order }
+on_error:
+  retry: { attempts: 1 }
+"#;
+
+fn crossdock_yaml(erp: &str) -> String {
+    format!(
+        r#"
+server: {{ reload_debounce: 50ms }}
+connectors:
+  erp:
+    kind: http
+    tenants: shops
+    base_url: {erp}
+    headers: {{ Authorization: "Bearer {{tenant.token}}" }}
+    operations:
+      push_order: {{ method: POST, path: "/shops/{{tenant.shop_id}}/orders" }}
+"#
+    )
+}
+
+fn sign(key: &str, shop: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("https://erp.example.com/hooks/shopee/{shop}|{body}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn push(engine: &Engine, shop: &str, key: &str, body: &str) -> (u16, Value) {
+    let response = Engine::client()
+        .post(engine.url(&format!("/hooks/shopee/{shop}")))
+        .header("authorization", sign(key, shop, body))
+        // A sender cannot choose the tenant the engine records.
+        .header("x-crossdock-tenant", "globex")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn order(ordersn: &str) -> String {
+    format!(r#"{{"code":3,"shop_id":1,"data":{{"ordersn":"{ordersn}","status":"READY_TO_SHIP"}}}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shops_one_pipeline_each_with_its_own_credentials() {
+    let (erp, erp_url) = start_erp().await;
+    let dir = project(&[
+        ("crossdock.yaml", &crossdock_yaml(&erp_url)),
+        ("tenants/shops.yaml", TWO_SHOPS),
+        ("pipelines/shopee-orders.yaml", PIPELINE),
+    ]);
+    let engine = Engine::start_with(
+        dir.path(),
+        &[
+            ("ACME_PARTNER_KEY", "acme-key"),
+            ("GLOBEX_PARTNER_KEY", "globex-key"),
+            ("ACME_ERP_TOKEN", "erp-token-acme"),
+            ("GLOBEX_ERP_TOKEN", "erp-token-globex"),
+        ],
+    );
+
+    assert_eq!(
+        push(&engine, "acme", "acme-key", &order("A-1")).await.0,
+        202
+    );
+    assert_eq!(
+        push(&engine, "globex", "globex-key", &order("G-1")).await.0,
+        202
+    );
+    // One shop's key does not sign for another.
+    let (status, answer) = push(&engine, "acme", "globex-key", &order("A-2")).await;
+    assert_eq!(status, 401, "{answer}");
+    // A shop that is not in the list is refused at the door, whatever it signs.
+    let (status, answer) = push(&engine, "initech", "initech-key", &order("I-1")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        answer["error"],
+        "no tenant `initech` in the tenants list `shops` of pipeline `shopee-orders`"
+    );
+    let (status, _) = push(&engine, "a%20b", "acme-key", &order("X")).await;
+    assert_eq!(status, 404);
+
+    let orders = || erp.orders.lock().unwrap().clone();
+    eventually(
+        "both shops' orders at the ERP",
+        Duration::from_secs(10),
+        || {
+            let n = orders().len();
+            async move { (n >= 2).then_some(()) }
+        },
+    )
+    .await;
+    let mut got: Vec<(String, String, String)> = orders()
+        .into_iter()
+        .map(|(shop, o)| {
+            (
+                shop,
+                o["data"]["ordersn"].as_str().unwrap().to_owned(),
+                o["tenant"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("1001".into(), "A-1".into(), "acme".into()),
+            ("2002".into(), "G-1".into(), "globex".into())
+        ]
+    );
+    assert_eq!(
+        *erp.refused.lock().unwrap(),
+        0,
+        "a shop reached the ERP with another's token"
+    );
+    assert!(orders().iter().all(|(_, o)| o["shop"] == o["tenant"]));
+
+    // A third shop, added to the list, goes live with the reload.
+    let (_, before) = engine.admin("/api/pipelines").await;
+    write_files(dir.path(), &[("tenants/shops.yaml", THREE_SHOPS)]);
+    eventually(
+        "the new list to go live",
+        Duration::from_secs(10),
+        || async {
+            let (_, now) = engine.admin("/api/pipelines").await;
+            (now["version"] != before["version"] && now["last_reload_error"].is_null())
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, answer) = push(&engine, "initech", "initech-key", &order("I-2")).await;
+    assert_eq!(status, 202, "{answer}");
+    eventually(
+        "the new shop's order at the ERP",
+        Duration::from_secs(10),
+        || {
+            let found = orders()
+                .iter()
+                .any(|(shop, o)| shop == "3003" && o["tenant"] == "initech");
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+
+    let metrics = engine.metrics().await;
+    for line in [
+        r#"crossdock_tenant_webhooks_total{pipeline="shopee-orders",tenant="acme",outcome="accepted"} 1"#,
+        r#"crossdock_tenant_webhooks_total{pipeline="shopee-orders",tenant="acme",outcome="refused"} 1"#,
+        r#"crossdock_tenant_webhooks_total{pipeline="shopee-orders",tenant="initech",outcome="accepted"} 1"#,
+        r#"crossdock_webhooks_rejected_total{pipeline="shopee-orders",status="404"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+}
