@@ -250,3 +250,142 @@ async fn two_shops_one_pipeline_each_with_its_own_credentials() {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
 }
+
+/// The ERP of the shipped example (examples/marketplaces): `PUT /companies/{company}/orders/{ref}`
+/// with the company's own demo token.
+async fn take_company_order(
+    State(erp): State<Erp>,
+    Path((company, order_ref)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let expected = match company.as_str() {
+        "ACME" => "Bearer demo-acme-erp-token",
+        "GLOBEX" => "Bearer demo-globex-erp-token",
+        _ => "",
+    };
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected) {
+        *erp.refused.lock().unwrap() += 1;
+        return (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({})));
+    }
+    let mut order: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    order["path_ref"] = Value::String(order_ref);
+    erp.orders.lock().unwrap().push((company, order));
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "id": "erp-order" })),
+    )
+}
+
+/// Copies the shipped example into a temporary folder (its state is written there, not into
+/// the repository).
+fn example_copy() -> tempfile::TempDir {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/marketplaces");
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = vec![root.clone()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let to = dir.path().join(path.strip_prefix(&root).unwrap());
+            if path.is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+                stack.push(path);
+            } else {
+                std::fs::copy(&path, &to).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_marketplaces_example_takes_two_shops_orders_into_the_erp() {
+    let erp = Erp::default();
+    let app = axum::Router::new()
+        .route(
+            "/companies/{company}/orders/{order_ref}",
+            axum::routing::put(take_company_order),
+        )
+        .with_state(erp.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let erp_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = example_copy();
+    let engine = Engine::start_with(dir.path(), &[("ERP_URL", erp_url.as_str())]);
+    let fixture = |name: &str| {
+        std::fs::read_to_string(dir.path().join("tests/fixtures").join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let hex_hmac = |key: &str, message: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(message.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let post = |path: &str, signature: String, body: String| {
+        let url = engine.url(path);
+        async move {
+            let r = Engine::client()
+                .post(url)
+                .header("authorization", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+
+    let shopee = fixture("shopee-order-status.json");
+    let signature = hex_hmac(
+        "demo-acme-shopee-key",
+        &format!("https://erp-bridge.example.com/hooks/shopee/acme|{shopee}"),
+    );
+    assert_eq!(
+        post("/hooks/shopee/acme", signature, shopee.clone()).await,
+        202
+    );
+    let tiktok = fixture("tiktok-order-status.json");
+    let signature = hex_hmac(
+        "demo-globex-app-secret",
+        &format!("demo-globex-app-key{tiktok}"),
+    );
+    assert_eq!(
+        post("/hooks/tiktok/globex", signature.clone(), tiktok.clone()).await,
+        202
+    );
+    // Globex's TikTok signature does not pass as acme's.
+    assert_eq!(post("/hooks/tiktok/acme", signature, tiktok).await, 401);
+
+    let orders = || erp.orders.lock().unwrap().clone();
+    eventually("both orders at the ERP", Duration::from_secs(10), || {
+        let n = orders().len();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    let mut got: Vec<(String, String, String)> = orders()
+        .into_iter()
+        .map(|(company, o)| {
+            (
+                company,
+                o["path_ref"].as_str().unwrap().to_owned(),
+                o["shop"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("ACME".into(), "SHOPEE-2208101BVF7Q4M".into(), "acme".into()),
+            (
+                "GLOBEX".into(),
+                "TIKTOK-576461413038785752".into(),
+                "globex".into()
+            ),
+        ]
+    );
+    assert_eq!(*erp.refused.lock().unwrap(), 0);
+}
