@@ -141,6 +141,7 @@ pub fn compile(
             script_sources: &script_sources,
             reads_event_body: false,
             tenants: &tenants,
+            tenant_connectors: &tenant_connectors,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
@@ -255,6 +256,8 @@ struct StepCx<'a> {
     script_sources: &'a HashMap<String, &'a str>,
     /// The project's tenants lists, for webhooks that choose a tenant.
     tenants: &'a BTreeMap<String, crate::flow::tenants::TenantList>,
+    /// Connectors built per tenant, which only events with a tenant can use.
+    tenant_connectors: &'a BTreeMap<String, crate::flow::TenantConnector>,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
     /// parsed whole.
     reads_event_body: bool,

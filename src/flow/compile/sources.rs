@@ -259,6 +259,16 @@ pub(super) fn check_source(
         Source::Poll(p) => {
             let at = [&base[..], &[key("connector")]].concat();
             check_connector_op(cx, &at, &p.connector, &p.op);
+            if let Some(per_tenant) = cx.tenant_connectors.get(&p.connector) {
+                cx.error_at(
+                    &at,
+                    format!(
+                        "connector `{}` is built per tenant of list `{}`, and a poll has no tenant",
+                        p.connector, per_tenant.list
+                    ),
+                    Some("poll through a connector without `tenants:`".into()),
+                );
+            }
             match (&p.every, &p.cron) {
                 (Some(e), None) => {
                     check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
