@@ -32,6 +32,17 @@ struct Erp {
     refused: Arc<Mutex<usize>>,
 }
 
+impl Erp {
+    /// The orders taken, once there are at least `n`.
+    async fn orders_after(&self, n: usize) -> Vec<(String, Value)> {
+        eventually("the orders at the ERP", Duration::from_secs(10), || {
+            let orders = self.orders.lock().unwrap().clone();
+            async move { (orders.len() >= n).then_some(orders) }
+        })
+        .await
+    }
+}
+
 async fn take_order(
     State(erp): State<Erp>,
     Path(shop): Path<String>,
@@ -139,13 +150,13 @@ fn order(ordersn: &str) -> String {
     format!(r#"{{"code":3,"shop_id":1,"data":{{"ordersn":"{ordersn}","status":"READY_TO_SHIP"}}}}"#)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_shops_one_pipeline_each_with_its_own_credentials() {
-    let (erp, erp_url) = start_erp().await;
+/// The engine on a project of the ERP connector, `shops` and one pipeline, with the shops'
+/// secrets in its environment.
+fn serve(erp_url: &str, shops: &str, pipeline: &str) -> (tempfile::TempDir, Engine) {
     let dir = project(&[
-        ("crossdock.yaml", &crossdock_yaml(&erp_url)),
-        ("tenants/shops.yaml", TWO_SHOPS),
-        ("pipelines/shopee-orders.yaml", PIPELINE),
+        ("crossdock.yaml", &crossdock_yaml(erp_url)),
+        ("tenants/shops.yaml", shops),
+        ("pipelines/p.yaml", pipeline),
     ]);
     let engine = Engine::start_with(
         dir.path(),
@@ -156,6 +167,13 @@ async fn two_shops_one_pipeline_each_with_its_own_credentials() {
             ("GLOBEX_ERP_TOKEN", "erp-token-globex"),
         ],
     );
+    (dir, engine)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shops_one_pipeline_each_with_its_own_credentials() {
+    let (erp, erp_url) = start_erp().await;
+    let (dir, engine) = serve(&erp_url, TWO_SHOPS, PIPELINE);
 
     assert_eq!(
         push(&engine, "acme", "acme-key", &order("A-1")).await.0,
@@ -178,18 +196,10 @@ async fn two_shops_one_pipeline_each_with_its_own_credentials() {
     let (status, _) = push(&engine, "a%20b", "acme-key", &order("X")).await;
     assert_eq!(status, 404);
 
-    let orders = || erp.orders.lock().unwrap().clone();
-    eventually(
-        "both shops' orders at the ERP",
-        Duration::from_secs(10),
-        || {
-            let n = orders().len();
-            async move { (n >= 2).then_some(()) }
-        },
-    )
-    .await;
-    let mut got: Vec<(String, String, String)> = orders()
-        .into_iter()
+    let orders = erp.orders_after(2).await;
+    let mut got: Vec<(String, String, String)> = orders
+        .iter()
+        .cloned()
         .map(|(shop, o)| {
             (
                 shop,
@@ -211,7 +221,7 @@ async fn two_shops_one_pipeline_each_with_its_own_credentials() {
         0,
         "a shop reached the ERP with another's token"
     );
-    assert!(orders().iter().all(|(_, o)| o["shop"] == o["tenant"]));
+    assert!(orders.iter().all(|(_, o)| o["shop"] == o["tenant"]));
 
     // A third shop, added to the list, goes live with the reload.
     let (_, before) = engine.admin("/api/pipelines").await;
@@ -228,17 +238,10 @@ async fn two_shops_one_pipeline_each_with_its_own_credentials() {
     .await;
     let (status, answer) = push(&engine, "initech", "initech-key", &order("I-2")).await;
     assert_eq!(status, 202, "{answer}");
-    eventually(
-        "the new shop's order at the ERP",
-        Duration::from_secs(10),
-        || {
-            let found = orders()
-                .iter()
-                .any(|(shop, o)| shop == "3003" && o["tenant"] == "initech");
-            async move { found.then_some(()) }
-        },
-    )
-    .await;
+    let orders = erp.orders_after(3).await;
+    assert!(orders
+        .iter()
+        .any(|(shop, o)| shop == "3003" && o["tenant"] == "initech"));
 
     let metrics = engine.metrics().await;
     for line in [
@@ -359,13 +362,9 @@ async fn the_marketplaces_example_takes_two_shops_orders_into_the_erp() {
     // Globex's TikTok signature does not pass as acme's.
     assert_eq!(post("/hooks/tiktok/acme", signature, tiktok).await, 401);
 
-    let orders = || erp.orders.lock().unwrap().clone();
-    eventually("both orders at the ERP", Duration::from_secs(10), || {
-        let n = orders().len();
-        async move { (n >= 2).then_some(()) }
-    })
-    .await;
-    let mut got: Vec<(String, String, String)> = orders()
+    let mut got: Vec<(String, String, String)> = erp
+        .orders_after(2)
+        .await
         .into_iter()
         .map(|(company, o)| {
             (
@@ -385,6 +384,70 @@ async fn the_marketplaces_example_takes_two_shops_orders_into_the_erp() {
                 "TIKTOK-576461413038785752".into(),
                 "globex".into()
             ),
+        ]
+    );
+    assert_eq!(*erp.refused.lock().unwrap(), 0);
+}
+
+/// One app for every shop: Shopee pushes all of them to one URL, signed with the app's one
+/// partner key, and names the shop in the body's `shop_id`, which picks the tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_field_chooses_the_tenant_when_one_url_serves_every_shop() {
+    let (erp, erp_url) = start_erp().await;
+    let pipeline = r#"
+pipeline: shopee-app
+source:
+  webhook:
+    path: /hooks/shopee
+    tenants: { list: shops, from: $.shop_id, match: shop_id }
+    verify: { scheme: shopee, secret: "app-partner-key", callback_url: "https://erp.example.com/hooks/shopee" }
+steps:
+  - set: { tenant: { expr: "event.tenant" } }
+  - send: { to: erp, op: push_order }
+on_error:
+  retry: { attempts: 1 }
+"#;
+    let (_dir, engine) = serve(&erp_url, THREE_SHOPS, pipeline);
+    let post = |body: String| {
+        let url = engine.url("/hooks/shopee");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"app-partner-key").unwrap();
+        mac.update(format!("https://erp.example.com/hooks/shopee|{body}").as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        async move {
+            let r = Engine::client()
+                .post(url)
+                .header("authorization", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let body = |shop_id: u32, ordersn: &str| {
+        format!(r#"{{"code":3,"shop_id":{shop_id},"data":{{"ordersn":"{ordersn}"}}}}"#)
+    };
+    assert_eq!(post(body(2002, "G-7")).await.0, 202);
+    assert_eq!(post(body(1001, "A-7")).await.0, 202);
+    let (status, answer) = post(body(9999, "X-7")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        answer["error"],
+        "no tenant for `9999` at body field `$.shop_id` in the tenants list `shops` of pipeline `shopee-app`"
+    );
+
+    let orders = erp.orders_after(2).await;
+    let mut got: Vec<(String, String)> = orders
+        .into_iter()
+        .map(|(shop, o)| (shop, o["tenant"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("1001".into(), "acme".into()),
+            ("2002".into(), "globex".into())
         ]
     );
     assert_eq!(*erp.refused.lock().unwrap(), 0);

@@ -262,14 +262,23 @@ pub struct WebhookSource {
     pub tenants: Option<WebhookTenantsConfig>,
 }
 
-/// `tenants: { list: shops, param: shop }` on a webhook.
+/// `tenants: { list: shops, param: shop }` (the path names the tenant) or
+/// `tenants: { list: shops, from: $.shop_id, match: shop_id }` (a field of the body does) on a
+/// webhook.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTenantsConfig {
     /// The file `tenants/<list>.yaml`.
     pub list: String,
     /// The path parameter whose value is the tenant's id.
-    pub param: String,
+    #[serde(default)]
+    pub param: Option<String>,
+    /// JSONPath into the body to the value that names the tenant.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The tenant value `from` is compared with; the tenant's id when absent.
+    #[serde(default, rename = "match")]
+    pub match_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

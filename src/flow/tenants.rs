@@ -41,12 +41,45 @@ pub fn valid_id(id: &str) -> bool {
         && id != ".."
 }
 
-/// A webhook's per-tenant part: which list and path parameter choose the tenant, and each
-/// tenant's signature scheme (None when the webhook has no `verify:`).
+/// A webhook's per-tenant part: which list, what chooses the tenant, and each tenant's
+/// signature scheme (None when the webhook has no `verify:`).
 pub struct WebhookTenants {
     pub list: String,
-    pub param: String,
+    pub choose: Choose,
     pub schemes: BTreeMap<String, Option<Box<dyn Scheme>>>,
+}
+
+/// What names an event's tenant.
+pub enum Choose {
+    /// The path parameter of this name: its value is the tenant's id.
+    Param(String),
+    /// A field of the body, read by a parser made for it, whose text is looked up in `index`
+    /// (the `match` value of every tenant -> the tenant's id).
+    Body {
+        path: crate::jsonpath::JsonPath,
+        parser: crate::projection::BodyParser,
+        index: std::collections::HashMap<String, String>,
+    },
+}
+
+impl Choose {
+    /// Where the tenant is read, for messages: `path parameter shop`, `body $.shop_id`.
+    pub fn describe(&self) -> String {
+        match self {
+            Choose::Param(name) => format!("path parameter `{name}`"),
+            Choose::Body { path, .. } => format!("body field `{}`", path.as_str()),
+        }
+    }
+}
+
+/// The text a JSON value names a tenant by: a string as it is, a number or boolean as written.
+pub fn tenant_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 /// A webhook path with `{name}` segments.

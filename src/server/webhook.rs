@@ -21,8 +21,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, LogLimiter};
+use crate::flow::tenants::{tenant_text, Choose, WebhookTenants};
 use crate::projection::Kind;
 use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
+use crate::verify::Scheme;
 
 /// Headers never stored with an event: credentials that scripts have no business seeing.
 const DROPPED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
@@ -51,29 +53,11 @@ pub(super) async fn receive(
             .ok_or_else(|| ApiError::NotFound(format!("no pipeline listens on {path}")))?,
     };
     let pipeline = route.pipeline.as_str();
-    let tenant = match &route.webhook.tenants {
+    // A tenant named by the path is known before the body is read.
+    let mut tenant = match &route.webhook.tenants {
+        Some(tenants) => choose_tenant(pipeline, tenants, &params, None)?,
         None => None,
-        Some(tenants) => {
-            let id = params
-                .iter()
-                .find(|(name, _)| *name == tenants.param)
-                .map(|(_, value)| value.as_str())
-                .unwrap_or_default();
-            let Some((id, scheme)) = tenants.schemes.get_key_value(id) else {
-                metrics::rejected(pipeline, 404);
-                return Err(ApiError::NotFound(format!(
-                    "no tenant `{id}` in the tenants list `{}` of pipeline `{pipeline}`",
-                    tenants.list
-                )));
-            };
-            Some((id.as_str(), scheme.as_deref()))
-        }
     };
-    let scheme = match tenant {
-        Some((_, scheme)) => scheme,
-        None => route.webhook.scheme.as_deref(),
-    };
-    let tenant = tenant.map(|(id, _)| id);
     if runtime.is_draining() {
         metrics::rejected(pipeline, 503);
         return Err(ApiError::Busy("shutting down: not accepting events".into()));
@@ -106,6 +90,14 @@ pub(super) async fn receive(
             )));
         }
     };
+    if let (Some(tenants), None) = (&route.webhook.tenants, tenant) {
+        tenant = choose_tenant(pipeline, tenants, &params, Some(&body))?;
+    }
+    let scheme = match tenant {
+        Some((_, scheme)) => scheme,
+        None => route.webhook.scheme.as_deref(),
+    };
+    let tenant = tenant.map(|(id, _)| id);
     let delivery_id = match scheme {
         None => None,
         Some(scheme) => match scheme.verify(&headers, &body, chrono::Utc::now().timestamp()) {
@@ -205,6 +197,61 @@ pub(super) async fn receive(
             Json(json!({ "event_id": id, "duplicate": true })),
         )
             .into_response()),
+    }
+}
+
+/// A delivery's tenant and that tenant's scheme (None: the webhook verifies nothing).
+type Chosen<'r> = Option<(&'r str, Option<&'r dyn Scheme>)>;
+
+/// The tenant a delivery is for, and that tenant's scheme: by the path parameter, or by the
+/// body field (None until `body` is given). A tenant not in the list is a 404.
+fn choose_tenant<'r>(
+    pipeline: &str,
+    tenants: &'r WebhookTenants,
+    params: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Result<Chosen<'r>, ApiError> {
+    let unknown = |named: String| {
+        metrics::rejected(pipeline, 404);
+        ApiError::NotFound(format!(
+            "no tenant {named} in the tenants list `{}` of pipeline `{pipeline}`",
+            tenants.list
+        ))
+    };
+    let id = match &tenants.choose {
+        Choose::Param(param) => params
+            .iter()
+            .find(|(name, _)| name == param)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default(),
+        Choose::Body {
+            path,
+            parser,
+            index,
+        } => {
+            let Some(body) = body else {
+                return Ok(None);
+            };
+            let value = parser.parse(body).map_err(|e| {
+                metrics::rejected(pipeline, 400);
+                ApiError::BadRequest(refusal(&e))
+            })?;
+            let text = path.first(&value).and_then(tenant_text);
+            match text.as_ref().and_then(|t| index.get(t)) {
+                Some(id) => id.clone(),
+                None => {
+                    let found = text.map_or("nothing".to_owned(), |t| format!("`{t}`"));
+                    return Err(unknown(format!(
+                        "for {found} at {}",
+                        tenants.choose.describe()
+                    )));
+                }
+            }
+        }
+    };
+    match tenants.schemes.get_key_value(id.as_str()) {
+        Some((id, scheme)) => Ok(Some((id.as_str(), scheme.as_deref()))),
+        None => Err(unknown(format!("`{id}`"))),
     }
 }
 

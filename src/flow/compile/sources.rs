@@ -21,30 +21,96 @@ pub(super) struct SourceClaims {
     folders: HashMap<String, String>,
 }
 
-/// The list a webhook's `tenants:` names, when it exists and `param` is one of the path's.
-fn tenant_list<'t>(
+/// The list a webhook's `tenants:` names and what chooses the tenant: the path parameter
+/// `param`, or the body field at `from` compared with each tenant's `match` value (its id by
+/// default).
+fn tenant_choice<'t>(
     cx: &mut StepCx<'t>,
     base: &[PathSeg],
     config: &crate::config::model::WebhookTenantsConfig,
     pattern: Option<&crate::flow::tenants::PathPattern>,
     path: &str,
-) -> Option<&'t crate::flow::tenants::TenantList> {
-    let at = [base, &[key("tenants"), key("list")]].concat();
+) -> Option<(
+    &'t crate::flow::tenants::TenantList,
+    crate::flow::tenants::Choose,
+)> {
+    use crate::flow::tenants::Choose;
+    let at = |field: &str| [base, &[key("tenants"), key(field)]].concat();
     let tenants = cx.tenants;
-    let list = super::tenants::check_list_name(cx.file, &at, &config.list, tenants, cx.diags);
-    if !pattern.is_some_and(|p| p.params().any(|n| n == config.param)) {
-        let at = [base, &[key("tenants"), key("param")]].concat();
-        cx.error_at(
-            &at,
-            format!("`{}` is not a parameter of the path `{path}`", config.param),
-            Some(format!(
-                "the path names the tenant in a segment of its own, e.g. `path: /hooks/shopee/{{{}}}`",
-                config.param
-            )),
-        );
-        return None;
-    }
-    list
+    let list =
+        super::tenants::check_list_name(cx.file, &at("list"), &config.list, tenants, cx.diags);
+    let choose = match (&config.param, &config.from) {
+        (Some(param), None) => {
+            if config.match_key.is_some() {
+                cx.error_at(
+                    &at("match"),
+                    "`match` goes with `from` (a body field); a path parameter is compared with \
+                     the tenant's id",
+                    None,
+                );
+                return None;
+            }
+            if !pattern.is_some_and(|p| p.params().any(|n| n == param)) {
+                cx.error_at(
+                    &at("param"),
+                    format!("`{param}` is not a parameter of the path `{path}`"),
+                    Some(format!(
+                        "the path names the tenant in a segment of its own, e.g. `path: /hooks/shopee/{{{param}}}`"
+                    )),
+                );
+                return None;
+            }
+            Choose::Param(param.clone())
+        }
+        (None, Some(from)) => {
+            let json_path = cx.jsonpath(&at("from"), from)?;
+            let list = list?;
+            let mut index = HashMap::new();
+            for (id, values) in &list.tenants {
+                let value = match &config.match_key {
+                    None => id.clone(),
+                    Some(name) => match values.get(name) {
+                        Some(value) => value.clone(),
+                        None => {
+                            cx.error_at(
+                                &at("match"),
+                                format!("tenant `{id}` has no `{name}` in {}", list.file.display()),
+                                None,
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if let Some(other) = index.insert(value.clone(), id.clone()) {
+                    cx.error_at(
+                        &at("match"),
+                        format!(
+                            "tenants `{other}` and `{id}` have the same value `{value}`, so a body \
+                             cannot tell them apart"
+                        ),
+                        None,
+                    );
+                }
+            }
+            let mut need = Need::default();
+            need.add_jsonpath(from);
+            Choose::Body {
+                path: json_path,
+                parser: crate::projection::BodyParser::checking(need),
+                index,
+            }
+        }
+        _ => {
+            cx.error_at(
+                &at("list"),
+                "`tenants` needs one of `param` (the path names the tenant) or `from` (a body \
+                 field does)",
+                None,
+            );
+            return None;
+        }
+    };
+    Some((list?, choose))
 }
 
 /// Whether a `verify:` uses `{tenant.…}` anywhere a tenant would fill.
@@ -159,10 +225,11 @@ pub(super) fn check_source(
                     None
                 }
             };
-            let list = w
+            let chosen = w
                 .tenants
                 .as_ref()
-                .and_then(|t| tenant_list(cx, &base, t, pattern.as_ref(), &w.path));
+                .and_then(|t| tenant_choice(cx, &base, t, pattern.as_ref(), &w.path));
+            let list = chosen.as_ref().map(|(list, _)| *list);
             let mut scheme = None;
             let mut tenant_schemes = std::collections::BTreeMap::new();
             if let Some(list) = list {
@@ -242,12 +309,10 @@ pub(super) fn check_source(
                     parser: crate::projection::BodyParser::checking(need),
                 })
             });
-            let tenants = w.tenants.as_ref().filter(|_| list.is_some()).map(|t| {
-                crate::flow::tenants::WebhookTenants {
-                    list: t.list.clone(),
-                    param: t.param.clone(),
-                    schemes: tenant_schemes,
-                }
+            let tenants = chosen.map(|(list, choose)| crate::flow::tenants::WebhookTenants {
+                list: list.name.clone(),
+                choose,
+                schemes: tenant_schemes,
             });
             return Some(Webhook {
                 scheme,
