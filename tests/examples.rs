@@ -83,3 +83,20 @@ fn a_dry_run_of_an_abandoned_cart_shows_the_promised_actions() {
     assert_eq!(actions[1]["payload"]["ActivityDate"], "2026-11-22");
     assert_eq!(out["state_changes"], serde_json::json!([]));
 }
+
+/// examples/marketplace-pushes (docs/marketplace-pushes.md) checks clean with no accounts and
+/// passes its own cases; `tests/tenants.rs` runs it through the binary against an ERP on loopback.
+#[test]
+fn the_marketplace_pushes_example_checks_clean_and_passes_its_tests() {
+    let (code, stdout, stderr) = crossdock(&["check", "--strict", "examples/marketplace-pushes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: 2 pipelines"), "{stdout}");
+    assert!(stderr.is_empty(), "warnings on a fresh machine: {stderr}");
+    let (code, stdout, stderr) = crossdock(&["test", "examples/marketplace-pushes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("4 passed, 0 failed"),
+        "{stdout}"
+    );
+}

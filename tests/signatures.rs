@@ -171,6 +171,8 @@ impl Case {
             encoding: None,
             prefix: None,
             tolerance: self.timestamped().then(|| format!("{}s", self.tolerance())),
+            callback_url: None,
+            app_key: None,
         }
     }
 
@@ -685,4 +687,231 @@ fn errors_never_reveal_the_secret_or_the_expected_signature() {
             }
         }
     }
+}
+
+/// A marketplace push vector (`shopee.json`, `tiktok-shop.json`, `lazada.json`,
+/// `tokopedia.json`): the primary is valid; each extra says what it must give.
+#[derive(Debug, Clone, Deserialize)]
+struct PushFile {
+    scheme: String,
+    header_name: String,
+    secret: String,
+    callback_url: Option<String>,
+    app_key: Option<String>,
+    body: String,
+    expected_header: String,
+    delivery_id: Option<String>,
+    extra_vectors: Vec<PushVector>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PushVector {
+    name: String,
+    body: String,
+    /// None: the header is left out.
+    expected_header: Option<String>,
+    expect: String,
+}
+
+const PUSH_FILES: [&str; 4] = [
+    "shopee.json",
+    "tiktok-shop.json",
+    "lazada.json",
+    "tokopedia.json",
+];
+
+fn push_file(file: &str) -> PushFile {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+impl PushFile {
+    fn config(&self, secret: &str) -> VerifyConfig {
+        VerifyConfig {
+            scheme: VerifyScheme::from(self.scheme.as_str()),
+            secret: secret.to_owned(),
+            header: None,
+            encoding: None,
+            prefix: None,
+            tolerance: None,
+            callback_url: self.callback_url.clone(),
+            app_key: self.app_key.clone(),
+        }
+    }
+
+    fn verify(&self, signature: Option<&str>, body: &str) -> Result<Verified, VerifyError> {
+        let pairs: Vec<(String, String)> = signature
+            .map(|s| (self.header_name.clone(), s.to_owned()))
+            .into_iter()
+            .collect();
+        build(&self.config(&self.secret)).unwrap().verify(
+            &to_header_map(&pairs),
+            body.as_bytes(),
+            UNTIMED_NOW,
+        )
+    }
+}
+
+#[test]
+fn marketplace_push_vectors() {
+    for file in PUSH_FILES {
+        let push = push_file(file);
+        let valid = Ok(Verified {
+            delivery_id: push.delivery_id.clone(),
+        });
+        assert_eq!(
+            push.verify(Some(&push.expected_header), &push.body),
+            valid,
+            "{file} primary"
+        );
+        let kinds: Vec<&str> = push
+            .extra_vectors
+            .iter()
+            .map(|v| v.expect.as_str())
+            .collect();
+        for needed in ["mismatch", "missing", "valid"] {
+            assert!(kinds.contains(&needed), "{file} has no `{needed}` vector");
+        }
+        for vector in &push.extra_vectors {
+            let name = format!("{file}: {}", vector.name);
+            let result = push.verify(vector.expected_header.as_deref(), &vector.body);
+            match vector.expect.as_str() {
+                "valid" => assert_eq!(result, valid, "{name}"),
+                "mismatch" => assert_eq!(result, Err(VerifyError::Mismatch), "{name}"),
+                "missing" => assert_eq!(
+                    result,
+                    Err(VerifyError::MissingHeader(push.header_name.clone())),
+                    "{name}"
+                ),
+                "malformed" => {
+                    assert!(matches!(result, Err(VerifyError::Malformed(_))), "{name}");
+                }
+                other => panic!("{name}: unknown expectation {other}"),
+            }
+        }
+        // Beyond the file: a key of the same kind that is not the one, an empty header and
+        // garbage in it.
+        let wrong = build(&push.config(&format!("{}-rotated", push.secret))).unwrap();
+        let headers = to_header_map(&[(push.header_name.clone(), push.expected_header.clone())]);
+        assert_eq!(
+            wrong.verify(&headers, push.body.as_bytes(), UNTIMED_NOW),
+            Err(VerifyError::Mismatch),
+            "{file}: wrong key"
+        );
+        assert_eq!(
+            push.verify(Some(""), &push.body),
+            Err(VerifyError::MissingHeader(push.header_name.clone())),
+            "{file}: empty header"
+        );
+        assert!(
+            matches!(
+                push.verify(Some("not a signature"), &push.body),
+                Err(VerifyError::Malformed(_))
+            ),
+            "{file}: garbage"
+        );
+    }
+}
+
+/// What each marketplace scheme needs besides the secret is refused when missing, and the
+/// options it does not read are refused when given.
+#[test]
+fn marketplace_schemes_check_their_options() {
+    let message = |config: &VerifyConfig| match build(config) {
+        Ok(_) => panic!("{config:?} should be refused"),
+        Err(e) => e.to_string(),
+    };
+    let shopee = push_file("shopee.json");
+    let tiktok = push_file("tiktok-shop.json");
+    assert_eq!(
+        message(&VerifyConfig {
+            callback_url: None,
+            ..shopee.config("k")
+        }),
+        "verify: scheme shopee needs `callback_url` (the public URL registered with the \
+         provider, which it signs)"
+    );
+    assert_eq!(
+        message(&VerifyConfig {
+            app_key: Some("x".into()),
+            ..shopee.config("k")
+        }),
+        "verify: scheme shopee takes no `app_key`"
+    );
+    assert!(message(&VerifyConfig {
+        callback_url: Some("/hooks/shopee".into()),
+        ..shopee.config("k")
+    })
+    .contains("must be the absolute http(s) URL"));
+    assert!(message(&VerifyConfig {
+        app_key: None,
+        ..tiktok.config("k")
+    })
+    .contains("needs `app_key`"));
+    assert_eq!(
+        message(&VerifyConfig {
+            callback_url: Some("https://x.example/h".into()),
+            ..tiktok.config("k")
+        }),
+        "verify: scheme tiktok-shop takes no `callback_url`"
+    );
+}
+
+/// Svix sends the Standard Webhooks signature under its own header names.
+#[test]
+fn standard_webhooks_accepts_svix_header_names() {
+    for case in cases(Provider::Bigcommerce)
+        .iter()
+        .filter(|c| c.scheme() == VerifyScheme::from("standard-webhooks"))
+        .filter(|c| c.expectation() == Expect::Valid)
+    {
+        let extra = &case.vector.extra_headers;
+        let svix = to_header_map(&[
+            ("svix-id".into(), extra["webhook-id"].clone()),
+            ("svix-timestamp".into(), extra["webhook-timestamp"].clone()),
+            ("svix-signature".into(), case.vector.expected_header.clone()),
+        ]);
+        let body = case.vector.body.as_bytes();
+        assert_eq!(
+            case.verify(&svix, body, case.now()),
+            Ok(Verified {
+                delivery_id: case.expected_delivery_id()
+            }),
+            "{}",
+            case.name
+        );
+        let mut tampered = body.to_vec();
+        tampered[0] ^= 1;
+        assert_eq!(
+            case.verify(&svix, &tampered, case.now()),
+            Err(VerifyError::Mismatch),
+            "{}",
+            case.name
+        );
+    }
+}
+
+/// Shopify's event id, when sent, is the dedup id: one event from two subscriptions is one.
+#[test]
+fn shopify_dedups_on_the_event_id() {
+    let case = &cases(Provider::Shopify)[0];
+    let delivered = |webhook_id: &str| {
+        let headers = to_header_map(&[
+            (
+                case.header_name.clone(),
+                case.vector.expected_header.clone(),
+            ),
+            ("X-Shopify-Webhook-Id".into(), webhook_id.into()),
+            (
+                "X-Shopify-Event-Id".into(),
+                "98880550-7158-44d4-b7cd-2c97c8a091b5".into(),
+            ),
+        ]);
+        case.verify(&headers, case.vector.body.as_bytes(), UNTIMED_NOW)
+    };
+    assert_eq!(delivered("subscription-a"), delivered("subscription-b"));
+    assert_eq!(
+        delivered("subscription-a").unwrap().delivery_id.as_deref(),
+        Some("98880550-7158-44d4-b7cd-2c97c8a091b5")
+    );
 }

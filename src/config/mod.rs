@@ -1,4 +1,5 @@
-//! Reading a project from disk: `crossdock.yaml`, `pipelines/`, `mappings/`, `scripts/`.
+//! Reading a project from disk: `crossdock.yaml`, `pipelines/`, `mappings/`, `scripts/`,
+//! `tenants/`.
 //!
 //! Owns the file layout, YAML parsing with positions ([`yaml`]), `${VAR}` interpolation
 //! ([`env`]), the typed config model ([`model`]), cron expressions ([`cron`]) and diagnostics
@@ -133,6 +134,8 @@ pub struct ProjectSources {
     pub project: Option<YamlFile>,
     pub pipelines: Vec<YamlFile>,
     pub mappings: Vec<YamlFile>,
+    /// `tenants/<list>.yaml`: the shops or stores one pipeline serves.
+    pub tenants: Vec<YamlFile>,
     pub scripts: Vec<SourceFile>,
     /// Content hash of every file read: the project's version.
     pub version: String,
@@ -145,7 +148,8 @@ impl ProjectSources {
             .project
             .iter()
             .chain(&self.pipelines)
-            .chain(&self.mappings);
+            .chain(&self.mappings)
+            .chain(&self.tenants);
         docs.flat_map(|f| f.doc.secrets.iter().cloned()).collect()
     }
 }
@@ -181,6 +185,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
     for (dir, out) in [
         ("pipelines", &mut sources.pipelines),
         ("mappings", &mut sources.mappings),
+        ("tenants", &mut sources.tenants),
     ] {
         for path in list(root, dir, &["yaml", "yml"], &mut diags) {
             if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {

@@ -266,6 +266,28 @@ pub struct WebhookSource {
     /// JSONPath to the provider's event id, for deduplication when no header carries one.
     #[serde(default)]
     pub dedup_id: Option<String>,
+    /// Which tenants list, and which `{param}` of the path, choose the event's tenant.
+    #[serde(default)]
+    pub tenants: Option<WebhookTenantsConfig>,
+}
+
+/// `tenants: { list: shops, param: shop }` (the path names the tenant) or
+/// `tenants: { list: shops, from: $.shop_id, match: shop_id }` (a field of the body does) on a
+/// webhook.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTenantsConfig {
+    /// The file `tenants/<list>.yaml`.
+    pub list: String,
+    /// The path parameter whose value is the tenant's id.
+    #[serde(default)]
+    pub param: Option<String>,
+    /// JSONPath into the body to the value that names the tenant.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The tenant value `from` is compared with; the tenant's id when absent.
+    #[serde(default, rename = "match")]
+    pub match_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -282,6 +304,13 @@ pub struct VerifyConfig {
     /// Timestamp tolerance, e.g. `5m`, for schemes that sign a timestamp.
     #[serde(default)]
     pub tolerance: Option<String>,
+    /// The public URL the provider calls, for schemes that sign it (`shopee`).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The app's public key, for schemes that sign it ahead of the body (`tiktok-shop`,
+    /// `lazada`).
+    #[serde(default)]
+    pub app_key: Option<String>,
 }
 
 /// A signature scheme's name (`shopify`, `hmac-sha256`, ...). The schemes are `verify`'s

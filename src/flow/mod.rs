@@ -12,6 +12,7 @@ pub mod input;
 mod json;
 mod record;
 mod run;
+pub mod tenants;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +51,18 @@ pub struct Project {
     /// runtime makes it live, and a failure then is reported at this position, as `check`'s
     /// errors are.
     pub connector_pos: BTreeMap<String, crate::config::span::Pos>,
+    /// `tenants/<list>.yaml`, by list name.
+    pub tenants: BTreeMap<String, tenants::TenantList>,
+    /// Connectors with `tenants: LIST`: each tenant's config, its values filled in.
+    pub tenant_connectors: BTreeMap<String, TenantConnector>,
+}
+
+/// A connector built once per tenant of a list.
+#[derive(Debug, Clone)]
+pub struct TenantConnector {
+    pub list: String,
+    /// Tenant id -> its config, and the filled raw config (to tell on reload what changed).
+    pub configs: BTreeMap<String, (ConnectorConfig, serde_json::Value)>,
 }
 
 /// When a connector's circuit breaker opens and for how long.
@@ -108,6 +121,11 @@ pub struct Webhook {
     /// The signature scheme; None without `verify:`.
     pub scheme: Option<Box<dyn Scheme>>,
     pub dedup_id: Option<DedupId>,
+    /// The path's `{name}` parameters; None for a plain path.
+    pub pattern: Option<tenants::PathPattern>,
+    /// `tenants:`: the tenant a path parameter names, and each tenant's scheme (then
+    /// `scheme` is None).
+    pub tenants: Option<tenants::WebhookTenants>,
 }
 
 /// `dedup_id:` compiled: the path, and a parser made for it that reads only that field of a

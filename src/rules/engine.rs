@@ -293,6 +293,7 @@ pub fn build(limits: &Limits) -> Engine {
     });
 
     super::functions::register(&mut engine);
+    super::digest::register(&mut engine);
     super::handles::register(&mut engine);
     engine
 }

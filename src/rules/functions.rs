@@ -1,4 +1,5 @@
-//! Script functions crossdock adds to Rhai: money and calendar helpers.
+//! Script functions crossdock adds to Rhai: money and calendar helpers (hashing and encoding
+//! are in `digest.rs`).
 //!
 //! - `decimal(x)`: a string, INT or decimal as a Decimal (`decimal("19.99")`); anything that is
 //!   not exactly a decimal number (`"12,50 EUR"`, `()`) is an error, never a silent zero.

@@ -3,8 +3,9 @@
 //! This module is the only place a `rhai::Engine` is built ([`engine::build`]) and the only one
 //! that knows Rhai's types: callers hand in `serde_json::Value`s and get `Value`s back. It owns
 //! the sandbox and its limits, the JSON <-> Rhai conversion ([`convert`]), the functions scripts
-//! get on top of Rhai's standard library ([`functions`]) and the state handles `customers`,
-//! `stock` and `kv` ([`handles`], thin wrappers over `crate::state`). It must not do IO of its
+//! get on top of Rhai's standard library ([`functions`]; hashing and encoding in `digest`) and
+//! the state handles `customers`, `stock` and `kv` ([`handles`], thin wrappers over
+//! `crate::state`). It must not do IO of its
 //! own, know about YAML, HTTP or tokio, or re-parse anything per event.
 //!
 //! Compile once, run many: [`Rules::compile_script`] and [`Rules::compile_expr`] parse and
@@ -17,6 +18,7 @@
 
 mod condition;
 pub mod convert;
+mod digest;
 pub mod engine;
 mod error;
 mod functions;
@@ -247,10 +249,23 @@ fn pipeline_scope(record: Dynamic, uses: Uses, ctx: &Ctx) -> Result<Scope<'stati
     Ok(scope)
 }
 
+/// Headers the engine sets on a webhook's events: one per path parameter, and the tenant.
+pub const PARAM_HEADER_PREFIX: &str = "x-crossdock-param-";
+pub const TENANT_HEADER: &str = "x-crossdock-tenant";
+
 fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError> {
     let mut headers = Map::new();
+    // The webhook's path parameters and tenant travel as the engine's own headers (a sender's
+    // `x-crossdock-*` are dropped at the door); scripts read them by name.
+    let mut params = Map::new();
+    let mut tenant = Dynamic::UNIT;
     for (k, v) in &event.headers {
         headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
+        if let Some(name) = k.strip_prefix(PARAM_HEADER_PREFIX) {
+            params.insert(name.into(), Dynamic::from(v.clone()));
+        } else if k == TENANT_HEADER {
+            tenant = Dynamic::from(v.clone());
+        }
     }
     let body = if with_body {
         convert::json_to_dynamic(&event.body)
@@ -262,6 +277,8 @@ fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError
     map.insert("id".into(), Dynamic::from(event.id.clone()));
     map.insert("pipeline".into(), Dynamic::from(event.pipeline.clone()));
     map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("params".into(), Dynamic::from_map(params));
+    map.insert("tenant".into(), tenant);
     map.insert(
         "received_at".into(),
         Dynamic::from(event.received_at.clone()),

@@ -174,6 +174,39 @@ pub fn rejected(pipeline: &str, status: u16) {
     count(Series::Rejected(status), pipeline);
 }
 
+/// Tenants with a label of their own in `crossdock_tenant_webhooks_total`: more would make
+/// the metrics page grow with the tenants list; past it, new tenants share `other`.
+pub const MAX_TENANT_LABELS: usize = 200;
+
+static TENANT_LABELS: std::sync::LazyLock<Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The label `tenant` is counted under: its own while fewer than [`MAX_TENANT_LABELS`]
+/// tenants have one, else `other`.
+fn tenant_label(tenant: &str) -> String {
+    let mut labels = TENANT_LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    if labels.contains(tenant) {
+        return tenant.to_owned();
+    }
+    if labels.len() < MAX_TENANT_LABELS {
+        labels.insert(tenant.to_owned());
+        return tenant.to_owned();
+    }
+    "other".to_owned()
+}
+
+/// A webhook delivery for one tenant of a pipeline: `accepted`, `duplicate` or `refused` (its
+/// signature did not verify).
+pub fn tenant_webhook(pipeline: &str, tenant: &str, outcome: &'static str) {
+    counter!(
+        "crossdock_tenant_webhooks_total",
+        "pipeline" => pipeline.to_owned(),
+        "tenant" => tenant_label(tenant),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
 /// Open HTTP connections.
 pub fn connections_open(n: usize) {
     gauge!("crossdock_http_connections").set(n as f64);

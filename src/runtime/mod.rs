@@ -265,6 +265,8 @@ pub struct Live {
     /// Each pipeline's `on_error`, resolved once for the version.
     pub retry: HashMap<String, retry::RetryPolicy>,
     pub routes: HashMap<String, Route>,
+    /// Webhooks whose path has `{name}` parameters, tried in order when no plain path matches.
+    pub patterns: Vec<Route>,
     /// RFC 3339.
     pub since: String,
 }
@@ -744,7 +746,48 @@ fn build_live(
         http: http.clone(),
     };
     let mut connectors = BTreeMap::new();
+    // One instance per tenant, keyed `name@tenant` ([`tenant_key`]); the config as written is
+    // never built (its `{tenant.KEY}`s are not filled).
+    for (name, per_tenant) in &project.tenant_connectors {
+        for (tenant, (config, raw)) in &per_tenant.configs {
+            let key = tenant_key(name, tenant);
+            if let Some(kept) = old.and_then(|o| o.connectors.get(&key)) {
+                if kept.config == *raw {
+                    connectors.insert(
+                        key,
+                        LiveConnector {
+                            connector: kept.connector.clone(),
+                            breaker: kept.breaker.clone(),
+                            config: raw.clone(),
+                            stand_in: None,
+                        },
+                    );
+                    continue;
+                }
+            }
+            let connector = config.as_kind().build(name, &cx).map_err(|e| {
+                LiveError::connector(
+                    &project,
+                    name,
+                    format!("connector `{name}` for tenant `{tenant}`: {e}"),
+                )
+            })?;
+            let spec = project.breakers.get(name).copied().unwrap_or_default();
+            connectors.insert(
+                key,
+                LiveConnector {
+                    connector,
+                    breaker: Arc::new(Breaker::new(spec.failures, spec.cooldown)),
+                    config: raw.clone(),
+                    stand_in: None,
+                },
+            );
+        }
+    }
     for (name, config) in &project.connectors {
+        if project.tenant_connectors.contains_key(name) {
+            continue;
+        }
         let raw = project
             .config
             .connectors
@@ -797,20 +840,21 @@ fn build_live(
             },
         );
     }
-    let routes = project
-        .pipelines
-        .iter()
-        .filter_map(|(name, flow)| match (&flow.source, &flow.webhook) {
-            (SourceConfig::Webhook(hook), Some(webhook)) => Some((
-                hook.path.clone(),
-                Route {
-                    pipeline: name.clone(),
-                    webhook: webhook.clone(),
-                },
-            )),
-            _ => None,
-        })
-        .collect();
+    let mut routes = HashMap::new();
+    let mut patterns = Vec::new();
+    for (name, flow) in &project.pipelines {
+        if let (SourceConfig::Webhook(hook), Some(webhook)) = (&flow.source, &flow.webhook) {
+            let route = Route {
+                pipeline: name.clone(),
+                webhook: webhook.clone(),
+            };
+            if webhook.pattern.is_some() {
+                patterns.push(route);
+            } else {
+                routes.insert(hook.path.clone(), route);
+            }
+        }
+    }
     let retry = project
         .pipelines
         .iter()
@@ -824,6 +868,45 @@ fn build_live(
         project: Arc::new(project),
         connectors,
         routes,
+        patterns,
         since: inbox::now_rfc3339(),
     })
+}
+
+/// Where a tenant's instance of a connector is kept in [`Live::connectors`]. Tenant ids hold
+/// no `@` (`flow::tenants::valid_id`), so no two pairs share a key.
+fn tenant_key(connector: &str, tenant: &str) -> String {
+    format!("{connector}@{tenant}")
+}
+
+/// The header that carries an event's tenant, set by the webhook that chose it (and taken off
+/// whatever a sender put there).
+pub use crate::rules::TENANT_HEADER;
+
+impl Live {
+    /// The live connector `name` for an event of `tenant`: its tenant's instance when the
+    /// connector is built per tenant, else the one instance.
+    pub fn connector(&self, name: &str, tenant: Option<&str>) -> Result<&LiveConnector, String> {
+        let Some(per_tenant) = self.project.tenant_connectors.get(name) else {
+            return self
+                .connectors
+                .get(name)
+                .ok_or_else(|| format!("no connector `{name}` in this version"));
+        };
+        let Some(tenant) = tenant else {
+            return Err(format!(
+                "connector `{name}` is built per tenant of list `{}`, and this event has no \
+                 tenant (it did not come through a webhook with `tenants:`)",
+                per_tenant.list
+            ));
+        };
+        self.connectors
+            .get(&tenant_key(name, tenant))
+            .ok_or_else(|| {
+                format!(
+                    "connector `{name}` has no tenant `{tenant}` in list `{}` in this version",
+                    per_tenant.list
+                )
+            })
+    }
 }

@@ -1,5 +1,5 @@
-//! The file watcher behind hot reload: edits to crossdock.yaml, pipelines/, mappings/ and
-//! scripts/ reload the project once the edits have stopped for a moment.
+//! The file watcher behind hot reload: edits to crossdock.yaml, pipelines/, mappings/,
+//! scripts/ and tenants/ reload the project once the edits have stopped for a moment.
 //!
 //! Watched: the project folder itself, not recursively (crossdock.yaml, and the three folders
 //! appearing or being replaced), and each of the three folders recursively. Not the whole tree:
@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::Runtime;
 
-const FOLDERS: [&str; 3] = ["pipelines", "mappings", "scripts"];
+const FOLDERS: [&str; 4] = ["pipelines", "mappings", "scripts", "tenants"];
 
 /// A reload waits at most this many debounce periods after the first change of a burst.
 const MAX_WAIT_FACTOR: u32 = 10;

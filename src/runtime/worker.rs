@@ -144,6 +144,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         live: live.clone(),
         handle: tokio::runtime::Handle::current(),
         timeout: runtime.settings.call_timeout,
+        tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
     };
     let span = tracing::Span::current();
     let max_writes = runtime.settings.max_event_writes;
@@ -319,13 +320,16 @@ async fn execute(
             trails.push(trail);
             continue;
         }
-        let Some(conn) = live.connectors.get(&*action.connector) else {
-            let message = format!("no connector `{}` in this version", action.connector);
-            trail.status = "failed".into();
-            trail.error = Some(message.clone());
-            trails.push(trail);
-            verdict = Verdict::Fail(message);
-            continue;
+        let tenant = event.meta.headers.get(super::TENANT_HEADER);
+        let conn = match live.connector(&action.connector, tenant.map(String::as_str)) {
+            Ok(conn) => conn,
+            Err(message) => {
+                trail.status = "failed".into();
+                trail.error = Some(message.clone());
+                trails.push(trail);
+                verdict = Verdict::Fail(message);
+                continue;
+            }
         };
         let called = Instant::now();
         // A trace's child span per connector call (`telemetry`).
@@ -389,16 +393,21 @@ struct LiveFetch {
     live: Arc<Live>,
     handle: tokio::runtime::Handle,
     timeout: Duration,
+    /// The event's tenant, which picks the instance of a per-tenant connector.
+    tenant: Option<String>,
 }
 
 impl Fetch for LiveFetch {
     fn fetch(&self, connector: &str, op: &str, params: &Value) -> Result<Value, FetchError> {
-        let Some(conn) = self.live.connectors.get(connector) else {
-            return Err(FetchError {
-                message: format!("no connector `{connector}` in this version"),
-                retryable: false,
-                retry_after: None,
-            });
+        let conn = match self.live.connector(connector, self.tenant.as_deref()) {
+            Ok(conn) => conn,
+            Err(message) => {
+                return Err(FetchError {
+                    message,
+                    retryable: false,
+                    retry_after: None,
+                })
+            }
         };
         if let Some(u) = self.live.project.unconfigured.get(connector) {
             // A stand-in prints calls; it has no answer to give.

@@ -66,8 +66,12 @@ async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>
 async fn metrics(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
     // A breaker's state changes with time alone (open turns half-open when its cooldown ends),
     // while calls only set the gauge when they are made: read it now, as it is.
+    // A per-tenant connector's instances (`name@tenant`) are left out: one gauge each would
+    // grow the page with the tenants list. Their calls set the connector's own gauge.
     for (name, connector) in &runtime.live().connectors {
-        crate::runtime::metrics::breaker_state(name, connector.breaker.state().as_gauge());
+        if !name.contains('@') {
+            crate::runtime::metrics::breaker_state(name, connector.breaker.state().as_gauge());
+        }
     }
     (
         [(

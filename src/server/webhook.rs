@@ -2,7 +2,11 @@
 //! the event to the inbox, wait for the group commit, answer 202.
 //!
 //! Owns the dedup keys of a delivery and what a body must be to be accepted: a body no flow
-//! could parse is refused here with 400, not accepted and dead-lettered.
+//! could parse is refused here with 400, not accepted and dead-lettered. A path with `{name}`
+//! parameters chooses its tenant here: an id not in the list is a 404 before the body is read,
+//! and the tenant's own scheme verifies. The event carries the tenant and the parameters as
+//! `x-crossdock-tenant` and `x-crossdock-param-NAME` headers, and no `x-crossdock-*` header a
+//! sender wrote.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -17,11 +21,17 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, LogLimiter};
+use crate::flow::tenants::{tenant_text, Choose, WebhookTenants};
 use crate::projection::Kind;
 use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
+use crate::verify::Scheme;
 
 /// Headers never stored with an event: credentials that scripts have no business seeing.
 const DROPPED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// The engine's own headers on an event (source, tenant, path parameters): a sender's are
+/// dropped, so none can pose as another tenant.
+const OWN_HEADER_PREFIX: &str = "x-crossdock-";
 
 pub(super) async fn receive(
     State(runtime): State<Arc<Runtime>>,
@@ -34,10 +44,20 @@ pub(super) async fn receive(
     // route under it.
     let live = runtime.live();
     let path = uri.path();
-    let Some(route) = live.routes.get(path) else {
-        return Err(ApiError::NotFound(format!("no pipeline listens on {path}")));
+    let (route, params) = match live.routes.get(path) {
+        Some(route) => (route, Vec::new()),
+        None => live
+            .patterns
+            .iter()
+            .find_map(|r| Some((r, r.webhook.pattern.as_ref()?.matches(path)?)))
+            .ok_or_else(|| ApiError::NotFound(format!("no pipeline listens on {path}")))?,
     };
     let pipeline = route.pipeline.as_str();
+    // A tenant named by the path is known before the body is read.
+    let mut tenant = match &route.webhook.tenants {
+        Some(tenants) => choose_tenant(pipeline, tenants, &params, None)?,
+        None => None,
+    };
     if runtime.is_draining() {
         metrics::rejected(pipeline, 503);
         return Err(ApiError::Busy("shutting down: not accepting events".into()));
@@ -70,7 +90,15 @@ pub(super) async fn receive(
             )));
         }
     };
-    let delivery_id = match &route.webhook.scheme {
+    if let (Some(tenants), None) = (&route.webhook.tenants, tenant) {
+        tenant = choose_tenant(pipeline, tenants, &params, Some(&body))?;
+    }
+    let scheme = match tenant {
+        Some((_, scheme)) => scheme,
+        None => route.webhook.scheme.as_deref(),
+    };
+    let tenant = tenant.map(|(id, _)| id);
+    let delivery_id = match scheme {
         None => None,
         Some(scheme) => match scheme.verify(&headers, &body, chrono::Utc::now().timestamp()) {
             Ok(v) => v
@@ -82,6 +110,9 @@ pub(super) async fn receive(
                 }),
             Err(e) => {
                 metrics::rejected(pipeline, 401);
+                if let Some(tenant) = tenant {
+                    metrics::tenant_webhook(pipeline, tenant, "refused");
+                }
                 if let Some(suppressed) = REFUSAL_LOG.admit(pipeline, Instant::now()) {
                     tracing::info!(pipeline, error = %e, suppressed, "Webhook refused: signature");
                 }
@@ -114,9 +145,24 @@ pub(super) async fn receive(
             return Err(ApiError::BadRequest(refusal(&e)));
         }
     };
-    let keys = dedup_keys(route, delivery_id, parsed.as_ref(), &body);
+    let mut keys = dedup_keys(route, delivery_id, parsed.as_ref(), &body);
+    if let Some(tenant) = tenant {
+        // Two shops' deliveries are never duplicates of each other.
+        for key in &mut keys {
+            *key = format!("tenant:{tenant}:{key}");
+        }
+    }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let kept = keep_headers(&headers);
+    let mut kept = keep_headers(&headers);
+    if let Some(tenant) = tenant {
+        kept.insert(crate::runtime::TENANT_HEADER.to_owned(), tenant.to_owned());
+    }
+    for (name, value) in &params {
+        kept.insert(
+            format!("{}{name}", crate::rules::PARAM_HEADER_PREFIX),
+            value.clone(),
+        );
+    }
     let accepted = runtime
         .submit(pipeline, &keys, kept, &body)
         .await
@@ -133,6 +179,13 @@ pub(super) async fn receive(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
+    if let Some(tenant) = tenant {
+        let outcome = match accepted {
+            Accepted::New(_) => "accepted",
+            Accepted::Duplicate(_) => "duplicate",
+        };
+        metrics::tenant_webhook(pipeline, tenant, outcome);
+    }
     match accepted {
         Accepted::New(event) => Ok((
             StatusCode::ACCEPTED,
@@ -144,6 +197,61 @@ pub(super) async fn receive(
             Json(json!({ "event_id": id, "duplicate": true })),
         )
             .into_response()),
+    }
+}
+
+/// A delivery's tenant and that tenant's scheme (None: the webhook verifies nothing).
+type Chosen<'r> = Option<(&'r str, Option<&'r dyn Scheme>)>;
+
+/// The tenant a delivery is for, and that tenant's scheme: by the path parameter, or by the
+/// body field (None until `body` is given). A tenant not in the list is a 404.
+fn choose_tenant<'r>(
+    pipeline: &str,
+    tenants: &'r WebhookTenants,
+    params: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Result<Chosen<'r>, ApiError> {
+    let unknown = |named: String| {
+        metrics::rejected(pipeline, 404);
+        ApiError::NotFound(format!(
+            "no tenant {named} in the tenants list `{}` of pipeline `{pipeline}`",
+            tenants.list
+        ))
+    };
+    let id = match &tenants.choose {
+        Choose::Param(param) => params
+            .iter()
+            .find(|(name, _)| name == param)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default(),
+        Choose::Body {
+            path,
+            parser,
+            index,
+        } => {
+            let Some(body) = body else {
+                return Ok(None);
+            };
+            let value = parser.parse(body).map_err(|e| {
+                metrics::rejected(pipeline, 400);
+                ApiError::BadRequest(refusal(&e))
+            })?;
+            let text = path.first(&value).and_then(tenant_text);
+            match text.as_ref().and_then(|t| index.get(t)) {
+                Some(id) => id.clone(),
+                None => {
+                    let found = text.map_or("nothing".to_owned(), |t| format!("`{t}`"));
+                    return Err(unknown(format!(
+                        "for {found} at {}",
+                        tenants.choose.describe()
+                    )));
+                }
+            }
+        }
+    };
+    match tenants.schemes.get_key_value(id.as_str()) {
+        Some((id, scheme)) => Ok(Some((id.as_str(), scheme.as_deref()))),
+        None => Err(unknown(format!("`{id}`"))),
     }
 }
 
@@ -205,7 +313,7 @@ fn keep_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if DROPPED_HEADERS.contains(&name) {
+        if DROPPED_HEADERS.contains(&name) || name.starts_with(OWN_HEADER_PREFIX) {
             continue;
         }
         if let Ok(v) = value.to_str() {

@@ -94,6 +94,8 @@ mod tests {
             encoding,
             prefix: prefix.map(str::to_owned),
             tolerance: None,
+            callback_url: None,
+            app_key: None,
         })
         .unwrap()
     }

@@ -13,6 +13,10 @@
 //! - `stripe.rs`: `Stripe-Signature: t=..,v1=..`, keyed with the whole `whsec_` string.
 //! - `github.rs`: `X-Hub-Signature-256: sha256=<hex>`.
 //! - `hmac_sha256.rs`: any header carrying an HMAC-SHA256 of the body, hex or base64.
+//! - `shopee.rs`: Shopee push, `Authorization` = hex HMAC of `callback URL|body`.
+//! - `tiktok_shop.rs`: TikTok Shop push, `Authorization` = hex HMAC of `app key + body`.
+//! - `lazada.rs`: Lazada push, the same format as TikTok Shop's.
+//! - `tokopedia.rs`: Tokopedia webhooks, `Authorization-Hmac` = hex HMAC of the body.
 //!
 //! Signatures are only ever compared through [`hmac::Mac::verify_slice`], which is constant time,
 //! so a timing side channel cannot reveal how much of a forged signature was right.
@@ -20,9 +24,13 @@
 mod bigcommerce;
 mod github;
 mod hmac_sha256;
+mod lazada;
+mod shopee;
 mod shopify;
 mod standard_webhooks;
 mod stripe;
+mod tiktok_shop;
+mod tokopedia;
 
 use crate::config::model::{SignatureEncoding, VerifyConfig};
 
@@ -108,6 +116,22 @@ pub enum BuildError {
     SecretEmptyKey,
     #[error("verify: the secret cannot be used as an HMAC key")]
     KeyUnusable,
+    #[error("verify: scheme {scheme} needs `{option}` ({what})")]
+    OptionMissing {
+        option: &'static str,
+        scheme: &'static str,
+        what: &'static str,
+    },
+    #[error("verify: scheme {scheme} takes no `{option}`")]
+    OptionNotTaken {
+        option: &'static str,
+        scheme: &'static str,
+    },
+    #[error(
+        "verify: `callback_url: {0}` must be the absolute http(s) URL registered with the \
+         provider, e.g. https://shop.example.com/hooks/shopee"
+    )]
+    CallbackUrlInvalid(String),
 }
 
 /// One signature scheme as `verify:` names it. [`SCHEMES`] lists them all; [`build`], the
@@ -119,6 +143,9 @@ pub struct SchemeEntry {
     pub timestamped: bool,
     /// The scheme reads `header`, `encoding` and `prefix` (only the generic one does).
     pub custom_header: bool,
+    /// Which of the provider-specific options ([`EXTRA_OPTIONS`]) the scheme needs; it refuses
+    /// the others.
+    pub needs: &'static [&'static str],
     /// Builds the scheme from the config and the tolerance in seconds, both already checked
     /// against the flags above.
     build: BuildFn,
@@ -133,6 +160,7 @@ pub const SCHEMES: &[SchemeEntry] = &[
         name: "standard-webhooks",
         timestamped: true,
         custom_header: false,
+        needs: &[],
         build: |c, tolerance| {
             let s = standard_webhooks::StandardWebhooks::from_secret(&c.secret, tolerance)?;
             Ok(Box::new(s))
@@ -142,6 +170,7 @@ pub const SCHEMES: &[SchemeEntry] = &[
         name: "bigcommerce",
         timestamped: true,
         custom_header: false,
+        needs: &[],
         build: |c, tolerance| {
             let s = bigcommerce::from_client_secret(&c.secret, tolerance)?;
             Ok(Box::new(s))
@@ -151,24 +180,28 @@ pub const SCHEMES: &[SchemeEntry] = &[
         name: "shopify",
         timestamped: false,
         custom_header: false,
+        needs: &[],
         build: |c, _| Ok(Box::new(shopify::Shopify::new(&c.secret)?)),
     },
     SchemeEntry {
         name: "stripe",
         timestamped: true,
         custom_header: false,
+        needs: &[],
         build: |c, tolerance| Ok(Box::new(stripe::Stripe::new(&c.secret, tolerance)?)),
     },
     SchemeEntry {
         name: "github",
         timestamped: false,
         custom_header: false,
+        needs: &[],
         build: |c, _| Ok(Box::new(github::Github::new(&c.secret)?)),
     },
     SchemeEntry {
         name: "hmac-sha256",
         timestamped: false,
         custom_header: true,
+        needs: &[],
         build: |c, _| {
             let header = c.header.as_deref().ok_or(BuildError::HeaderMissing)?;
             Ok(Box::new(hmac_sha256::HmacSha256::new(
@@ -179,6 +212,55 @@ pub const SCHEMES: &[SchemeEntry] = &[
             )?))
         },
     },
+    SchemeEntry {
+        name: "shopee",
+        timestamped: false,
+        custom_header: false,
+        needs: &["callback_url"],
+        build: |c, _| {
+            let url = c.callback_url.as_deref().unwrap_or_default();
+            Ok(Box::new(shopee::Shopee::new(&c.secret, url)?))
+        },
+    },
+    SchemeEntry {
+        name: "tiktok-shop",
+        timestamped: false,
+        custom_header: false,
+        needs: &["app_key"],
+        build: |c, _| {
+            let app_key = c.app_key.as_deref().unwrap_or_default();
+            Ok(Box::new(tiktok_shop::new(&c.secret, app_key)?))
+        },
+    },
+    SchemeEntry {
+        name: "lazada",
+        timestamped: false,
+        custom_header: false,
+        needs: &["app_key"],
+        build: |c, _| {
+            let app_key = c.app_key.as_deref().unwrap_or_default();
+            Ok(Box::new(lazada::new(&c.secret, app_key)?))
+        },
+    },
+    SchemeEntry {
+        name: "tokopedia",
+        timestamped: false,
+        custom_header: false,
+        needs: &[],
+        build: |c, _| Ok(Box::new(tokopedia::new(&c.secret)?)),
+    },
+];
+
+/// Options only some providers' schemes read, with what each is (for the "needs" message).
+pub const EXTRA_OPTIONS: [(&str, &str); 2] = [
+    (
+        "callback_url",
+        "the public URL registered with the provider, which it signs",
+    ),
+    (
+        "app_key",
+        "the app key, which the provider signs ahead of the body",
+    ),
 ];
 
 /// The registered scheme called `name`.
@@ -219,6 +301,27 @@ pub fn build(config: &VerifyConfig) -> Result<Box<dyn Scheme>, BuildError> {
         if let Some((field, _)) = generic_only.iter().find(|(_, set)| *set) {
             return Err(BuildError::OptionIgnored {
                 option: field,
+                scheme: name,
+            });
+        }
+    }
+    for (option, what) in EXTRA_OPTIONS {
+        let given = match option {
+            "callback_url" => config.callback_url.as_deref(),
+            _ => config.app_key.as_deref(),
+        }
+        .is_some_and(|v| !v.is_empty());
+        let needed = entry.needs.contains(&option);
+        if needed && !given {
+            return Err(BuildError::OptionMissing {
+                option,
+                scheme: name,
+                what,
+            });
+        }
+        if given && !needed {
+            return Err(BuildError::OptionNotTaken {
+                option,
                 scheme: name,
             });
         }
@@ -338,6 +441,17 @@ fn delivery_id(headers: &HeaderMap, names: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A top-level string field of an authentic JSON body, as a dedup hint: a body that is not a
+/// JSON object with a non-empty string there yields nothing rather than an error.
+fn body_string_field(body: &[u8], field: &str) -> Option<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).ok()?;
+    match object.remove(field)? {
+        serde_json::Value::String(id) if !id.is_empty() => Some(id),
+        _ => None,
+    }
+}
+
 /// Decodes a single HMAC-SHA256 signature. A wrong encoding or length is `Malformed` (rather
 /// than `Mismatch`) because it usually means a misconfigured sender, not a forgery.
 fn decode_signature(
@@ -432,6 +546,8 @@ mod tests {
             encoding: None,
             prefix: None,
             tolerance: None,
+            callback_url: None,
+            app_key: None,
         }
     }
 
@@ -464,7 +580,8 @@ mod tests {
         assert_eq!(
             message,
             "verify: unknown scheme `shopfy`, expected one of `standard-webhooks`, \
-             `bigcommerce`, `shopify`, `stripe`, `github`, `hmac-sha256`"
+             `bigcommerce`, `shopify`, `stripe`, `github`, `hmac-sha256`, `shopee`, \
+             `tiktok-shop`, `lazada`, `tokopedia`"
         );
     }
 

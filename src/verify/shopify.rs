@@ -3,7 +3,9 @@
 //! Owns both header spellings: the classic `X-Shopify-*` ones and the un-prefixed `shopify-*`
 //! ones Shopify added in 2026. Shopify signs neither a timestamp nor the delivery id, so a
 //! replay is caught by the body's hash as well as the id (`server::webhook`), within the
-//! dedup window only.
+//! dedup window only. The id is the event id when Shopify sends one: two subscriptions to one
+//! topic deliver one event twice under different webhook ids and the same event id, which
+//! Shopify's "Ignore duplicate webhooks" guidance says to deduplicate on.
 
 use super::{
     decode_signature, delivery_id, header, required_header, BuildError, Scheme, SignatureEncoding,
@@ -14,6 +16,8 @@ const SIGNATURE: &str = "shopify-hmac-sha256";
 const LEGACY_SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
 const WEBHOOK_ID: &str = "shopify-webhook-id";
 const LEGACY_WEBHOOK_ID: &str = "X-Shopify-Webhook-Id";
+const EVENT_ID: &str = "shopify-event-id";
+const LEGACY_EVENT_ID: &str = "X-Shopify-Event-Id";
 
 #[derive(Debug)]
 pub(super) struct Shopify {
@@ -52,7 +56,10 @@ impl Scheme for Shopify {
         let signature = decode_signature(value, SignatureEncoding::Base64, name)?;
         self.signer.verify_one(&[body], &signature)?;
         Ok(Verified {
-            delivery_id: delivery_id(headers, &[WEBHOOK_ID, LEGACY_WEBHOOK_ID]),
+            delivery_id: delivery_id(
+                headers,
+                &[EVENT_ID, LEGACY_EVENT_ID, WEBHOOK_ID, LEGACY_WEBHOOK_ID],
+            ),
         })
     }
 }
@@ -130,6 +137,31 @@ mod tests {
         );
         let none = headers(&[(LEGACY_SIGNATURE, &valid())]);
         assert_eq!(scheme.verify(&none, BODY, 0), Ok(Verified::default()));
+    }
+
+    #[test]
+    fn the_event_id_outranks_the_webhook_id() {
+        let scheme = Shopify::new(SECRET).unwrap();
+        let id = |pairs: &[(&str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            let signature = valid();
+            pairs.push((LEGACY_SIGNATURE, &signature));
+            scheme
+                .verify(&headers(&pairs), BODY, 0)
+                .unwrap()
+                .delivery_id
+        };
+        // Two subscriptions, one event: the same id.
+        for webhook in ["w-1", "w-2"] {
+            assert_eq!(
+                id(&[(LEGACY_WEBHOOK_ID, webhook), (LEGACY_EVENT_ID, "e-9")]).as_deref(),
+                Some("e-9")
+            );
+        }
+        assert_eq!(
+            id(&[(WEBHOOK_ID, "w-1"), (EVENT_ID, "e-10")]).as_deref(),
+            Some("e-10")
+        );
     }
 
     #[test]

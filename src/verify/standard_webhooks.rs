@@ -1,6 +1,6 @@
 //! Standard Webhooks (standardwebhooks.com), also the wire format BigCommerce uses.
 //!
-//! Owns the three `webhook-*` headers, the signed content `"{id}.{timestamp}.{body}"`, the
+//! Owns the three `webhook-*` headers (and Svix's `svix-*` spelling of them), the signed content `"{id}.{timestamp}.{body}"`, the
 //! space-separated `v1,<base64>` signature list, and turning a `whsec_<base64>` secret into the
 //! HMAC key. How BigCommerce derives its key differently is in `bigcommerce.rs`.
 
@@ -11,9 +11,38 @@ use super::{
     VerifyError, BASE64,
 };
 
-const ID: &str = "webhook-id";
-const TIMESTAMP: &str = "webhook-timestamp";
-const SIGNATURE: &str = "webhook-signature";
+/// The headers' names: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+const STANDARD: Names = Names {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+/// Svix, whose libraries the spec grew out of, still sends the same three under its own name
+/// (svix.com "Verifying payloads manually").
+const SVIX: Names = Names {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
+
+struct Names {
+    id: &'static str,
+    timestamp: &'static str,
+    signature: &'static str,
+}
+
+impl Names {
+    /// Svix's names when the delivery carries Svix's signature and not the standard one; the
+    /// standard names otherwise, so a delivery with neither is told what the spec expects.
+    fn of(headers: &http::HeaderMap) -> &'static Names {
+        let has = |name| headers.get(name).is_some();
+        if !has(STANDARD.signature) && has(SVIX.signature) {
+            &SVIX
+        } else {
+            &STANDARD
+        }
+    }
+}
 const SECRET_PREFIX: &str = "whsec_";
 
 #[derive(Debug)]
@@ -56,10 +85,11 @@ impl Scheme for StandardWebhooks {
         body: &[u8],
         now: i64,
     ) -> Result<Verified, VerifyError> {
-        let id = required_header(headers, ID)?;
-        let timestamp_text = required_header(headers, TIMESTAMP)?;
-        let signatures = required_header(headers, SIGNATURE)?;
-        let timestamp = parse_timestamp(timestamp_text, TIMESTAMP)?;
+        let names = Names::of(headers);
+        let id = required_header(headers, names.id)?;
+        let timestamp_text = required_header(headers, names.timestamp)?;
+        let signatures = required_header(headers, names.signature)?;
+        let timestamp = parse_timestamp(timestamp_text, names.timestamp)?;
 
         // Other versions (future schemes, e.g. asymmetric `v1a`) are skipped, as the spec says,
         // so a sender can add them without breaking this receiver.
@@ -73,7 +103,7 @@ impl Scheme for StandardWebhooks {
         self.signer.verify_any(
             &[id.as_bytes(), b".", timestamp_text.as_bytes(), b".", body],
             offered,
-            || format!("header {SIGNATURE} has no v1,<base64> signature"),
+            || format!("header {} has no v1,<base64> signature", names.signature),
         )?;
         check_timestamp(timestamp, now, self.tolerance)?;
         Ok(Verified {
@@ -104,6 +134,10 @@ mod tests {
         let content = [ID_VALUE.as_bytes(), b".", TS.as_bytes(), b".", BODY].concat();
         BASE64.encode(hmac_sha256(&key, &content))
     }
+
+    const ID: &str = STANDARD.id;
+    const TIMESTAMP: &str = STANDARD.timestamp;
+    const SIGNATURE: &str = STANDARD.signature;
 
     fn check(scheme: &StandardWebhooks, signature: &str) -> Result<Verified, VerifyError> {
         let map = headers(&[(ID, ID_VALUE), (TIMESTAMP, TS), (SIGNATURE, signature)]);
@@ -157,6 +191,36 @@ mod tests {
             Err(VerifyError::Malformed(
                 "webhook-timestamp is not a Unix timestamp".into()
             ))
+        );
+    }
+
+    #[test]
+    fn svix_header_names_verify_the_same_delivery() {
+        let scheme = StandardWebhooks::from_secret(KEY_B64, 300).unwrap();
+        let signature = format!("v1,{}", valid_signature());
+        let map = headers(&[
+            ("svix-id", ID_VALUE),
+            ("svix-timestamp", TS),
+            ("svix-signature", &signature),
+        ]);
+        assert_eq!(
+            scheme
+                .verify(&map, BODY, NOW)
+                .unwrap()
+                .delivery_id
+                .as_deref(),
+            Some(ID_VALUE)
+        );
+        // Svix's signature with a part of it missing names Svix's header.
+        let map = headers(&[("svix-id", ID_VALUE), ("svix-signature", &signature)]);
+        assert_eq!(
+            scheme.verify(&map, BODY, NOW),
+            Err(VerifyError::MissingHeader("svix-timestamp".into()))
+        );
+        // Neither spelling: the spec's names are asked for.
+        assert_eq!(
+            scheme.verify(&headers(&[]), BODY, NOW),
+            Err(VerifyError::MissingHeader("webhook-id".into()))
         );
     }
 

@@ -5,8 +5,8 @@
 //! base64 decoding.
 
 use super::{
-    check_timestamp, parse_timestamp, required_header, BuildError, Scheme, Signer, Verified,
-    VerifyError,
+    body_string_field, check_timestamp, parse_timestamp, required_header, BuildError, Scheme,
+    Signer, Verified, VerifyError,
 };
 
 const SIGNATURE: &str = "Stripe-Signature";
@@ -71,15 +71,9 @@ impl Scheme for Stripe {
     }
 }
 
-/// The body is authentic by now, but it is only mined for a dedup hint: a body that is not a
-/// JSON object with a string `id` yields no id rather than an error.
+/// The body is authentic by now, but it is only mined for a dedup hint.
 fn event_id(body: &[u8]) -> Option<String> {
-    let mut event: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).ok()?;
-    match event.remove("id")? {
-        serde_json::Value::String(id) if !id.is_empty() => Some(id),
-        _ => None,
-    }
+    body_string_field(body, "id")
 }
 
 #[cfg(test)]

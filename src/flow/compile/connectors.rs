@@ -18,12 +18,29 @@ pub(super) fn compile_connectors(
     file: &YamlFile,
     fallbacks: &mut BTreeMap<String, String>,
     breakers: &mut BTreeMap<String, crate::flow::BreakerSpec>,
+    tenant_lists: &mut BTreeMap<String, String>,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Option<ConnectorConfig>> {
     let mut out = BTreeMap::new();
     for (name, raw) in &config.connectors {
         let path = [key("connectors"), key(name)];
         let mut raw = raw.clone();
+        // `tenants: LIST`: built once per tenant (`tenants.rs`); the config as written, with
+        // its `{tenant.KEY}`s, is still checked here for what every tenant's shares.
+        if let Some(list) = raw.as_object_mut().and_then(|m| m.remove("tenants")) {
+            match list.as_str() {
+                Some(list) => {
+                    tenant_lists.insert(name.clone(), list.to_owned());
+                }
+                None => {
+                    let at = [key("connectors"), key(name), key("tenants")];
+                    diags.push(file.error(
+                        file.doc.spans.value_pos(&at),
+                        "`tenants` names a tenants list (a file in tenants/)",
+                    ));
+                }
+            }
+        }
         if let Some(spec) = raw.as_object_mut().and_then(|m| m.remove("breaker")) {
             let at = [key("connectors"), key(name), key("breaker")];
             if let Some(spec) = compile_breaker(file, &at, &spec, diags) {

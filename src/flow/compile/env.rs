@@ -24,6 +24,7 @@ pub(super) fn report_env(
         .pipelines
         .iter()
         .chain(&sources.mappings)
+        .chain(&sources.tenants)
         .map(|f| (f, false));
     for (file, is_project) in project.chain(others) {
         for (path, var, pos) in &file.doc.unset_vars {

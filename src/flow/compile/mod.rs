@@ -12,6 +12,7 @@ mod library;
 mod reads;
 mod sources;
 mod steps;
+mod tenants;
 
 use self::connectors::compile_connectors;
 use self::env::report_env;
@@ -77,6 +78,8 @@ pub fn compile(
     let rules = Rules::default();
     let mut fallbacks = BTreeMap::new();
     let mut breakers = BTreeMap::new();
+    let mut tenant_lists = BTreeMap::new();
+    let tenants = tenants::compile_tenants(sources, &mut diags);
 
     let config = sources
         .project
@@ -92,6 +95,7 @@ pub fn compile(
             file,
             &mut fallbacks,
             &mut breakers,
+            &mut tenant_lists,
             &mut diags,
         )),
         // Without a readable crossdock.yaml no connector is known; saying so at every `send`
@@ -99,6 +103,12 @@ pub fn compile(
         _ => None,
     };
     let no_connectors = BTreeMap::new();
+    let tenant_connectors = match (&config, &sources.project) {
+        (Some(c), Some(file)) => {
+            tenants::expand_connectors(file, &c.connectors, &tenant_lists, &tenants, &mut diags)
+        }
+        _ => BTreeMap::new(),
+    };
 
     let scripts = compile_scripts(sources, &rules, &mut diags);
     let limits = match (&config, &sources.project) {
@@ -124,6 +134,8 @@ pub fn compile(
             diags: &mut diags,
             used_connectors: &mut used_connectors,
             reads_event_body: false,
+            tenants: &tenants,
+            tenant_connectors: &tenant_connectors,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
@@ -172,6 +184,8 @@ pub fn compile(
                 unconfigured,
                 breakers,
                 redactor: Redactor::new(sources.secrets()),
+                tenants,
+                tenant_connectors,
             },
             diags,
         )),
@@ -237,6 +251,10 @@ struct StepCx<'a> {
     connectors_known: bool,
     diags: &'a mut Diagnostics,
     used_connectors: &'a mut Vec<String>,
+    /// The project's tenants lists, for webhooks that choose a tenant.
+    tenants: &'a BTreeMap<String, crate::flow::tenants::TenantList>,
+    /// Connectors built per tenant, which only events with a tenant can use.
+    tenant_connectors: &'a BTreeMap<String, crate::flow::TenantConnector>,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
     /// parsed whole.
     reads_event_body: bool,

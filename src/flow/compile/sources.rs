@@ -21,6 +21,124 @@ pub(super) struct SourceClaims {
     folders: HashMap<String, String>,
 }
 
+/// The list a webhook's `tenants:` names and what chooses the tenant: the path parameter
+/// `param`, or the body field at `from` compared with each tenant's `match` value (its id by
+/// default).
+fn tenant_choice<'t>(
+    cx: &mut StepCx<'t>,
+    base: &[PathSeg],
+    config: &crate::config::model::WebhookTenantsConfig,
+    pattern: Option<&crate::flow::tenants::PathPattern>,
+    path: &str,
+) -> Option<(
+    &'t crate::flow::tenants::TenantList,
+    crate::flow::tenants::Choose,
+)> {
+    use crate::flow::tenants::Choose;
+    let at = |field: &str| [base, &[key("tenants"), key(field)]].concat();
+    let tenants = cx.tenants;
+    let list =
+        super::tenants::check_list_name(cx.file, &at("list"), &config.list, tenants, cx.diags);
+    let choose = match (&config.param, &config.from) {
+        (Some(param), None) => {
+            if config.match_key.is_some() {
+                cx.error_at(
+                    &at("match"),
+                    "`match` goes with `from` (a body field); a path parameter is compared with \
+                     the tenant's id",
+                    None,
+                );
+                return None;
+            }
+            if !pattern.is_some_and(|p| p.params().any(|n| n == param)) {
+                cx.error_at(
+                    &at("param"),
+                    format!("`{param}` is not a parameter of the path `{path}`"),
+                    Some(format!(
+                        "the path names the tenant in a segment of its own, e.g. `path: /hooks/shopee/{{{param}}}`"
+                    )),
+                );
+                return None;
+            }
+            Choose::Param(param.clone())
+        }
+        (None, Some(from)) => {
+            let json_path = cx.jsonpath(&at("from"), from)?;
+            let list = list?;
+            let mut index = HashMap::new();
+            for (id, values) in &list.tenants {
+                let value = match &config.match_key {
+                    None => id.clone(),
+                    Some(name) => match values.get(name) {
+                        Some(value) => value.clone(),
+                        None => {
+                            cx.error_at(
+                                &at("match"),
+                                format!("tenant `{id}` has no `{name}` in {}", list.file.display()),
+                                None,
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if let Some(other) = index.insert(value.clone(), id.clone()) {
+                    cx.error_at(
+                        &at("match"),
+                        format!(
+                            "tenants `{other}` and `{id}` have the same value `{value}`, so a body \
+                             cannot tell them apart"
+                        ),
+                        None,
+                    );
+                }
+            }
+            let mut need = Need::default();
+            need.add_jsonpath(from);
+            Choose::Body {
+                path: json_path,
+                parser: crate::projection::BodyParser::checking(need),
+                index,
+            }
+        }
+        _ => {
+            cx.error_at(
+                &at("list"),
+                "`tenants` needs one of `param` (the path names the tenant) or `from` (a body \
+                 field does)",
+                None,
+            );
+            return None;
+        }
+    };
+    Some((list?, choose))
+}
+
+/// Whether a `verify:` uses `{tenant.…}` anywhere a tenant would fill.
+fn verify_uses_tenant(v: &crate::config::model::VerifyConfig) -> bool {
+    use crate::flow::tenants::uses_tenant;
+    uses_tenant(&v.secret)
+        || v.callback_url.as_deref().is_some_and(uses_tenant)
+        || v.app_key.as_deref().is_some_and(uses_tenant)
+}
+
+/// One tenant's scheme: the `verify:` with that tenant's values in `secret`, `callback_url`
+/// and `app_key`.
+fn build_for_tenant(
+    v: &crate::config::model::VerifyConfig,
+    id: &str,
+    values: &std::collections::BTreeMap<String, String>,
+) -> Result<Box<dyn crate::verify::Scheme>, String> {
+    use crate::flow::tenants::fill;
+    let text = |t: &str| fill(t, id, values).map_err(|e| e.to_string());
+    let filled = crate::config::model::VerifyConfig {
+        secret: text(&v.secret)?,
+        callback_url: v.callback_url.as_deref().map(text).transpose()?,
+        app_key: v.app_key.as_deref().map(text).transpose()?,
+        ..v.clone()
+    };
+    crate::verify::build(&filled).map_err(|e| format!("tenant `{id}`: {e}"))
+}
+
 /// The engine's own route a webhook path would shadow: `/health`, `/metrics`, and `/api` and
 /// `/ui` with everything under them (the UI is kept for later).
 fn reserved_route(path: &str) -> Option<&'static str> {
@@ -102,7 +220,25 @@ pub(super) fn check_source(
             } else {
                 claims.webhook_paths.insert(w.path.clone(), here(cx, &at));
             }
+            let pattern = match crate::flow::tenants::PathPattern::parse(&w.path) {
+                Ok(pattern) => pattern,
+                Err(e) => {
+                    cx.error_at(&at, format!("webhook path `{}`: {e}", w.path), None);
+                    None
+                }
+            };
+            let chosen = w
+                .tenants
+                .as_ref()
+                .and_then(|t| tenant_choice(cx, &base, t, pattern.as_ref(), &w.path));
+            let list = chosen.as_ref().map(|(list, _)| *list);
             let mut scheme = None;
+            let mut tenant_schemes = std::collections::BTreeMap::new();
+            if let Some(list) = list {
+                for id in list.tenants.keys() {
+                    tenant_schemes.insert(id.clone(), None);
+                }
+            }
             if let Some(v) = &w.verify {
                 let tolerance_ok = match &v.tolerance {
                     Some(t) => {
@@ -115,12 +251,53 @@ pub(super) fn check_source(
                 };
                 // The scheme's own checks (a secret it cannot use, options it would ignore),
                 // at load rather than at the first delivery.
-                if tolerance_ok {
+                let per_tenant = w.tenants.is_some();
+                if tolerance_ok && per_tenant {
+                    for (id, values) in list.iter().flat_map(|l| &l.tenants) {
+                        match build_for_tenant(v, id, values) {
+                            Ok(built) => {
+                                tenant_schemes.insert(id.clone(), Some(built));
+                            }
+                            Err(e) => {
+                                let at = [&base[..], &[key("verify")]].concat();
+                                let file = list.map(|l| l.file.display().to_string());
+                                cx.error_at(
+                                    &at,
+                                    format!("{e} in {}", file.unwrap_or_default()),
+                                    None,
+                                );
+                            }
+                        }
+                    }
+                } else if tolerance_ok && verify_uses_tenant(v) {
+                    let at = [&base[..], &[key("verify")]].concat();
+                    cx.error_at(
+                        &at,
+                        "`{tenant.…}` in `verify` needs the webhook to choose a tenant",
+                        Some(
+                            "add `tenants: { list: LIST, param: PARAM }` to the webhook, with \
+                             the path parameter that names the tenant"
+                                .into(),
+                        ),
+                    );
+                } else if tolerance_ok {
                     match crate::verify::build(v) {
                         Ok(built) => scheme = Some(built),
                         Err(e) => {
-                            let at = [&base[..], &[key("verify")]].concat();
-                            cx.error_at(&at, format!("verify: {e}"), None);
+                            // An option that is wrong in itself is pointed at; the others
+                            // concern the whole block. The message already says `verify:`.
+                            let option = match &e {
+                                crate::verify::BuildError::OptionNotTaken { option, .. } => {
+                                    Some(*option)
+                                }
+                                crate::verify::BuildError::CallbackUrlInvalid(_) => {
+                                    Some("callback_url")
+                                }
+                                _ => None,
+                            };
+                            let mut at = [&base[..], &[key("verify")]].concat();
+                            at.extend(option.map(key));
+                            cx.error_at(&at, e.to_string(), None);
                         }
                     }
                 }
@@ -134,11 +311,31 @@ pub(super) fn check_source(
                     parser: crate::projection::BodyParser::checking(need),
                 })
             });
-            return Some(Webhook { scheme, dedup_id });
+            let tenants = chosen.map(|(list, choose)| crate::flow::tenants::WebhookTenants {
+                list: list.name.clone(),
+                choose,
+                schemes: tenant_schemes,
+            });
+            return Some(Webhook {
+                scheme,
+                dedup_id,
+                pattern,
+                tenants,
+            });
         }
         Source::Poll(p) => {
             let at = [&base[..], &[key("connector")]].concat();
             check_connector_op(cx, &at, &p.connector, &p.op);
+            if let Some(per_tenant) = cx.tenant_connectors.get(&p.connector) {
+                cx.error_at(
+                    &at,
+                    format!(
+                        "connector `{}` is built per tenant of list `{}`, and a poll has no tenant",
+                        p.connector, per_tenant.list
+                    ),
+                    Some("poll through a connector without `tenants:`".into()),
+                );
+            }
             match (&p.every, &p.cron) {
                 (Some(e), None) => {
                     check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
