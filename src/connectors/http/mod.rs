@@ -5,7 +5,18 @@
 //! placeholders filled from the payload, the rest of the payload as query parameters (GET,
 //! DELETE) or as the JSON body (POST, PUT, PATCH), the configured headers and auth. Failures
 //! are classified by the generic rules in `classify`; OAuth 2.0 tokens come from `oauth2`.
-//! A call is made once, or twice when an OAuth 2.0 token is refused: retries are the runtime's.
+//! A call is made once, or twice when an OAuth 2.0 or rotating token is refused: retries are
+//! the runtime's.
+//!
+//! The marketplace options live in files of their own: request signing (`sign.rs`), rotating
+//! refresh tokens (`rotate.rs`), the shared request rate (`limit.rs`) and errors inside HTTP
+//! 200 answers (`answer.rs`). Each is compiled once, by [`Extras::compile`], for `check` and
+//! for the live connector alike.
+
+mod answer;
+mod limit;
+mod rotate;
+pub mod sign;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,6 +35,10 @@ use super::{
     check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
     ConnectorKind, PathProblem, Reply, Request, SendProblem, SendShape,
 };
+use answer::{BodyErrors, BodyErrorsConfig};
+use limit::{Limiter, RateConfig};
+use rotate::{RefreshConfig, Rotating};
+use sign::{SignConfig, Signer};
 
 /// Per call, when `timeout` is not set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +57,16 @@ pub struct HttpConfig {
     pub operations: BTreeMap<String, Operation>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Named values (partner id, shop id, app key) that `sign:` and `auth.refresh` templates
+    /// use as `{name}`.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sign: Option<SignConfig>,
+    #[serde(default)]
+    pub rate: Option<RateConfig>,
+    #[serde(default)]
+    pub body_errors: Option<BodyErrorsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +94,7 @@ pub enum HttpAuth {
     Basic { username: String, password: String },
     ApiKey { header: String, value: String },
     Oauth2(OAuth2ClientCredentials),
+    Refresh(RefreshConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,10 +115,20 @@ impl ConnectorKind for HttpConfig {
         self.operations.keys().cloned().collect()
     }
     fn check_config(&self, root: &Path) -> Vec<ConfigProblem> {
-        check_tls(root, self.tls.as_ref())
+        let mut problems = check_tls(root, self.tls.as_ref());
+        if let Err(problem) = Extras::compile(self, "check", None) {
+            problems.push(problem);
+        }
+        problems
     }
-    fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
-        Ok(Arc::new(HttpConnector::new(self, cx)?))
+    fn describe_call(&self, _op: &str) -> Option<String> {
+        let extras = Extras::compile(self, "dry-run", None).ok()?;
+        extras
+            .signer
+            .map(|s| format!("signed: adds {}", s.describe()))
+    }
+    fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
+        Ok(Arc::new(HttpConnector::new(self, name, cx)?))
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
         if self.operations.is_empty() {
@@ -156,6 +192,16 @@ fn parse_path(path: &str) -> Result<Vec<Piece>, PathProblem> {
     Ok(pieces)
 }
 
+/// A call's request before signing and auth.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    method: Method,
+    url: &'a str,
+    path: &'a str,
+    query: &'a [(String, String)],
+    body: Option<&'a [u8]>,
+}
+
 /// An operation ready to run.
 struct Op {
     method: Method,
@@ -169,6 +215,87 @@ enum Auth {
     Basic { username: String, password: String },
     ApiKey(HeaderName, HeaderValue),
     OAuth2(TokenCache),
+    Refresh(Rotating),
+}
+
+/// The marketplace options of a connector, compiled.
+struct Extras {
+    signer: Option<Signer>,
+    /// The signer of the token request, when `auth.refresh.sign` is set.
+    token_signer: Option<Signer>,
+    rotating: Option<Rotating>,
+    limiter: Option<Limiter>,
+    body_errors: Option<BodyErrors>,
+}
+
+impl Extras {
+    /// Every problem is located by the keys below the connector's own.
+    fn compile(
+        config: &HttpConfig,
+        name: &str,
+        state: Option<Arc<dyn crate::state::StateStore>>,
+    ) -> Result<Extras, ConfigProblem> {
+        let at = |first: &'static str, rest: &[&'static str], message: String| ConfigProblem {
+            at: std::iter::once(first).chain(rest.iter().copied()).collect(),
+            message,
+        };
+        let has_token = matches!(
+            config.auth,
+            Some(HttpAuth::Refresh(_) | HttpAuth::Bearer { .. })
+        );
+        let signer = match &config.sign {
+            Some(c) => Some(
+                Signer::compile(c, &config.values, has_token)
+                    .map_err(|p| at("sign", &p.at, format!("sign: {}", p.message)))?,
+            ),
+            None => None,
+        };
+        let (rotating, token_signer) = match &config.auth {
+            Some(HttpAuth::Refresh(r)) => {
+                let compiled = rotate::Compiled::compile(r, &config.base_url, &config.values)
+                    .map_err(|(k, m)| {
+                        at("auth", &["refresh", k], format!("auth.refresh.{k}: {m}"))
+                    })?;
+                let token_signer = match (&r.sign, &config.sign) {
+                    (None, _) => None,
+                    (Some(_), None) => {
+                        return Err(at(
+                            "auth",
+                            &["refresh", "sign"],
+                            "auth.refresh.sign: the connector has no `sign:` block to sign the token request with".into(),
+                        ))
+                    }
+                    (Some(o), Some(base)) => Some(
+                        Signer::compile(&o.apply(base), &config.values, false).map_err(|p| {
+                            at("auth", &["refresh", "sign"], format!("auth.refresh.sign: {}", p.message))
+                        })?,
+                    ),
+                };
+                (Some(Rotating::new(name, compiled, state)), token_signer)
+            }
+            _ => (None, None),
+        };
+        let limiter = match &config.rate {
+            Some(r) => {
+                Some(Limiter::new(r).map_err(|(k, m)| at("rate", &[k], format!("rate.{k}: {m}")))?)
+            }
+            None => None,
+        };
+        let body_errors = match &config.body_errors {
+            Some(b) => Some(
+                BodyErrors::compile(b)
+                    .map_err(|(k, m)| at("body_errors", &[k], format!("body_errors.{k}: {m}")))?,
+            ),
+            None => None,
+        };
+        Ok(Extras {
+            signer,
+            token_signer,
+            rotating,
+            limiter,
+            body_errors,
+        })
+    }
 }
 
 struct HttpConnector {
@@ -180,12 +307,16 @@ struct HttpConnector {
     timeout: Duration,
     operations: BTreeMap<String, Op>,
     secrets: Secrets,
+    signer: Option<Signer>,
+    token_signer: Option<Signer>,
+    limiter: Option<Limiter>,
+    body_errors: Option<BodyErrors>,
 }
 
 impl HttpConnector {
     /// Everything that can be wrong in the config is found here, once, not per call. Messages
     /// name headers but never show their values.
-    fn new(config: &HttpConfig, cx: &BuildContext) -> Result<Self, BuildError> {
+    fn new(config: &HttpConfig, name: &str, cx: &BuildContext) -> Result<Self, BuildError> {
         reqwest::Url::parse(&config.base_url).map_err(|e| BuildError::Url {
             field: "base_url",
             value: config.base_url.clone(),
@@ -199,6 +330,11 @@ impl HttpConnector {
             None => DEFAULT_TIMEOUT,
         };
         let client = tls::client_for(cx, config.tls.as_ref())?;
+        let extras =
+            Extras::compile(config, name, cx.state.clone()).map_err(|p| BuildError::Setting {
+                key: p.at.join("."),
+                message: p.message,
+            })?;
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
         for (name, value) in &config.headers {
@@ -234,7 +370,17 @@ impl HttpConnector {
                 secrets.push(creds.client_secret.clone());
                 Auth::OAuth2(TokenCache::new(client.clone(), creds.clone(), timeout))
             }
+            Some(HttpAuth::Refresh(r)) => {
+                secrets.push(r.refresh_token.clone());
+                match extras.rotating {
+                    Some(rotating) => Auth::Refresh(rotating),
+                    None => Auth::None,
+                }
+            }
         };
+        if let Some(signer) = &extras.signer {
+            secrets.push(signer.key_text());
+        }
         let mut operations = BTreeMap::new();
         for (name, op) in &config.operations {
             let path = parse_path(&op.path).map_err(|problem| BuildError::Path {
@@ -265,7 +411,11 @@ impl HttpConnector {
             auth,
             timeout,
             operations,
-            secrets: Secrets::new(secrets),
+            secrets: Secrets::new(secrets.into_iter().filter(|s| !s.is_empty())),
+            signer: extras.signer,
+            token_signer: extras.token_signer,
+            limiter: extras.limiter,
+            body_errors: extras.body_errors,
         })
     }
 
@@ -274,52 +424,173 @@ impl HttpConnector {
             .operations
             .get(request.op)
             .ok_or_else(|| permanent(format!("unknown operation `{}`", request.op)))?;
-        let url = self.url(op, request)?;
+        let path = self.path(op, request)?;
+        let url = format!("{}{path}", self.base_url);
         let query = if op.method.has_body() {
             Vec::new()
         } else {
             query(op, request.payload)?
         };
-        let what = &format!("{} {url}", op.method.as_reqwest());
-        let build = |token: Option<&Token>| {
-            let mut req = self
-                .client
-                .request(op.method.as_reqwest(), &url)
-                .headers(self.headers.clone());
-            if !query.is_empty() {
-                req = req.query(&query);
-            }
-            if op.method.has_body() {
-                req = req.json(request.payload);
-            }
-            match (&self.auth, token) {
-                (Auth::Bearer(t), _) => req.bearer_auth(t),
-                (Auth::Basic { username, password }, _) => req.basic_auth(username, Some(password)),
-                (Auth::ApiKey(name, value), _) => req.header(name.clone(), value.clone()),
-                (Auth::OAuth2(_), Some(t)) => req.bearer_auth(&t.access_token),
-                (Auth::None, _) | (Auth::OAuth2(_), None) => req,
-            }
+        // The bytes are made once: a signature over the body must cover what is sent.
+        let body = if op.method.has_body() {
+            Some(serde_json::to_vec(request.payload).map_err(|e| {
+                permanent(format!(
+                    "operation `{}`: the payload as JSON: {e}",
+                    request.op
+                ))
+            })?)
+        } else {
+            None
         };
+        let what = &format!("{} {url}", op.method.as_reqwest());
+        let parts = Parts {
+            method: op.method,
+            url: &url,
+            path: &path,
+            query: &query,
+            body: body.as_deref(),
+        };
+        let build = |token: Option<&str>| self.request(parts, self.signer.as_ref(), token);
         let answer = match &self.auth {
             Auth::OAuth2(tokens) => {
                 let attempt = |token: Arc<Token>| {
-                    let request = build(Some(&token));
+                    let request = build(Some(&token.access_token));
                     async move {
-                        let answer = classify::send(request, self.timeout, what).await?;
+                        self.wait_turn().await;
+                        let answer = classify::send(request?, self.timeout, what).await?;
                         Ok((answer, what.to_string()))
                     }
                 };
                 tokens.send(attempt).await?.0
             }
-            _ => classify::send(build(None), self.timeout, what).await?,
+            Auth::Refresh(tokens) => {
+                let exchange = |refresh: String| self.token_request(tokens, refresh);
+                let pair = tokens.pair(&exchange).await?;
+                self.wait_turn().await;
+                let answer =
+                    classify::send(build(Some(&pair.access_token))?, self.timeout, what).await?;
+                if answer.status == reqwest::StatusCode::UNAUTHORIZED {
+                    // Revoked or expired early: one renewal, one replay, never a loop.
+                    let pair = tokens.after_refusal(&pair, &exchange).await?;
+                    self.wait_turn().await;
+                    classify::send(build(Some(&pair.access_token))?, self.timeout, what).await?
+                } else {
+                    answer
+                }
+            }
+            Auth::Bearer(token) => {
+                self.wait_turn().await;
+                classify::send(build(Some(token))?, self.timeout, what).await?
+            }
+            _ => {
+                self.wait_turn().await;
+                classify::send(build(None)?, self.timeout, what).await?
+            }
         };
+        self.reply(answer, what)
+    }
+
+    /// One request of a call, signed now (a replay gets a new timestamp) with `token`.
+    fn request(
+        &self,
+        parts: Parts<'_>,
+        signer: Option<&Signer>,
+        token: Option<&str>,
+    ) -> Result<reqwest::RequestBuilder, CallError> {
+        let mut query = parts.query.to_vec();
+        let mut headers = self.headers.clone();
+        if let Some(signer) = signer {
+            let added = signer.sign(
+                sign::Call {
+                    method: parts.method.as_reqwest().as_str(),
+                    path: parts.path,
+                    query: &query,
+                    body: parts.body.unwrap_or_default(),
+                },
+                &signer.now(),
+                token,
+            );
+            query.retain(|(n, _)| !added.query.iter().any(|(a, _)| a == n));
+            query.extend(added.query);
+            for (name, value) in added.headers {
+                // The names were checked at load; a value is a token from a remote's answer
+                // or a signature, which may not be a valid header value.
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| permanent(format!("`{name}` is not a valid header name")))?;
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    permanent(format!(
+                        "the value for header `{name}` is not a valid header value"
+                    ))
+                })?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        let mut req = self
+            .client
+            .request(parts.method.as_reqwest(), parts.url)
+            .headers(headers);
+        if !query.is_empty() {
+            req = req.query(&query);
+        }
+        if let Some(body) = parts.body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        Ok(match (&self.auth, token) {
+            (Auth::Bearer(t), _) => req.bearer_auth(t),
+            (Auth::Basic { username, password }, _) => req.basic_auth(username, Some(password)),
+            (Auth::ApiKey(name, value), _) => req.header(name.clone(), value.clone()),
+            (Auth::OAuth2(_), Some(t)) => req.bearer_auth(t),
+            // Without a `sign:` block to place it, a rotating token is a bearer token.
+            (Auth::Refresh(_), Some(t)) if self.signer.is_none() => req.bearer_auth(t),
+            _ => req,
+        })
+    }
+
+    /// The token request of `auth.refresh`, signed with `auth.refresh.sign` when set.
+    async fn token_request(&self, tokens: &Rotating, refresh: String) -> Result<Answer, CallError> {
+        let spec = tokens.request();
+        let (query, body) = spec.render(&refresh);
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(&b).map_err(|e| permanent(e.to_string()))?),
+            None => None,
+        };
+        let parts = Parts {
+            method: spec.method,
+            url: &spec.url,
+            path: &spec.path,
+            query: &query,
+            body: body.as_deref(),
+        };
+        let request = self.request(parts, self.token_signer.as_ref(), None)?;
+        let what = format!("{} {}", spec.method.as_reqwest(), spec.url);
+        let answer = classify::send(request, self.timeout, &what).await;
+        // The answer holds the new pair: nothing of it reaches a message unmasked.
+        answer.map_err(|e| self.secrets.scrub(e, Some(&refresh)))
+    }
+
+    async fn wait_turn(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.wait().await;
+        }
+    }
+
+    fn reply(&self, answer: Answer, what: &str) -> Result<Reply, CallError> {
+        if answer.status.is_success() {
+            if let Some(rule) = &self.body_errors {
+                if let Some(e) = rule.check(&answer, what) {
+                    return Err(e);
+                }
+            }
+        }
         reply(answer, what)
     }
 
-    /// The base URL and the operation's path, placeholders filled with URL-encoded payload
-    /// fields.
-    fn url(&self, op: &Op, request: Request<'_>) -> Result<String, CallError> {
-        let mut url = self.base_url.clone();
+    /// The operation's path, placeholders filled with URL-encoded payload fields.
+    fn path(&self, op: &Op, request: Request<'_>) -> Result<String, CallError> {
+        let mut url = String::new();
         for piece in &op.path {
             match piece {
                 Piece::Text(text) => url.push_str(text),
@@ -350,11 +621,18 @@ impl Connector for HttpConnector {
         Box::pin(async move {
             self.call_once(request).await.map_err(|e| {
                 let token = match &self.auth {
-                    Auth::OAuth2(tokens) => tokens.current(),
+                    Auth::OAuth2(tokens) => tokens.current().map(|t| t.access_token.clone()),
+                    Auth::Refresh(tokens) => tokens.current().map(|p| p.access_token.clone()),
                     _ => None,
                 };
-                self.secrets
-                    .scrub(e, token.as_ref().map(|t| t.access_token.as_str()))
+                let e = match &self.auth {
+                    Auth::Refresh(tokens) => {
+                        let refresh = tokens.current().map(|p| p.refresh_token.clone());
+                        self.secrets.scrub(e, refresh.as_deref())
+                    }
+                    _ => e,
+                };
+                self.secrets.scrub(e, token.as_deref())
             })
         })
     }
