@@ -75,6 +75,10 @@ pub struct Operation {
     pub method: Method,
     /// Path below `base_url`; `{name}` placeholders are filled from the payload.
     pub path: String,
+    /// Payload fields sent as query parameters beside the JSON body of a POST, PUT or PATCH
+    /// (TikTok Shop's `page_size` and `page_token`).
+    #[serde(default)]
+    pub query: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -207,6 +211,8 @@ struct Op {
     method: Method,
     path: Vec<Piece>,
     placeholders: BTreeSet<String>,
+    /// Fields that go to the query of a call with a body.
+    query: BTreeSet<String>,
 }
 
 enum Auth {
@@ -401,6 +407,7 @@ impl HttpConnector {
                     method: op.method,
                     path,
                     placeholders,
+                    query: op.query.iter().cloned().collect(),
                 },
             );
         }
@@ -426,21 +433,33 @@ impl HttpConnector {
             .ok_or_else(|| permanent(format!("unknown operation `{}`", request.op)))?;
         let path = self.path(op, request)?;
         let url = format!("{}{path}", self.base_url);
-        let query = if op.method.has_body() {
-            Vec::new()
+        let (query, body) = if !op.method.has_body() {
+            (query(op, request.payload)?, None)
         } else {
-            query(op, request.payload)?
-        };
-        // The bytes are made once: a signature over the body must cover what is sent.
-        let body = if op.method.has_body() {
-            Some(serde_json::to_vec(request.payload).map_err(|e| {
+            // The fields `query:` names go to the query; the rest is the body. The bytes are
+            // made once: a signature over the body must cover what is sent.
+            let mut moved = serde_json::Map::new();
+            let split;
+            let rest = match request.payload {
+                Value::Object(fields) if !op.query.is_empty() => {
+                    let mut fields = fields.clone();
+                    for name in &op.query {
+                        if let Some(v) = fields.remove(name) {
+                            moved.insert(name.clone(), v);
+                        }
+                    }
+                    split = Value::Object(fields);
+                    &split
+                }
+                whole => whole,
+            };
+            let bytes = serde_json::to_vec(rest).map_err(|e| {
                 permanent(format!(
                     "operation `{}`: the payload as JSON: {e}",
                     request.op
                 ))
-            })?)
-        } else {
-            None
+            })?;
+            (query(op, &Value::Object(moved))?, Some(bytes))
         };
         let what = &format!("{} {url}", op.method.as_reqwest());
         let parts = Parts {
