@@ -90,6 +90,13 @@ pub trait StateStore: Send + Sync {
 
     /// Every key starting with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError>;
+
+    /// Returns once every update made so far survives a crash, for the rare write that must
+    /// (a rotated token pair: the old refresh token is dead once the new one is issued).
+    /// Stores that keep nothing on disk have nothing to do.
+    fn make_durable(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Escape one caller-supplied key part so it cannot contain the `/` separator.

@@ -495,7 +495,8 @@ impl Rotating {
             "seed": self.seed(),
         });
         tokio::task::spawn_blocking(move || {
-            state.update(&keys, &mut |_| Ok((vec![Some(value.clone())], Value::Null)))
+            state.update(&keys, &mut |_| Ok((vec![Some(value.clone())], Value::Null)))?;
+            state.make_durable()
         })
         .await
         .map_err(|e| e.to_string())?
