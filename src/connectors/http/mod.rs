@@ -120,8 +120,8 @@ impl ConnectorKind for HttpConfig {
     }
     fn check_config(&self, root: &Path) -> Vec<ConfigProblem> {
         let mut problems = check_tls(root, self.tls.as_ref());
-        if let Err(problem) = Extras::compile(self, "check", None) {
-            problems.push(problem);
+        if let Err(found) = Extras::compile(self, "check", None) {
+            problems.extend(found);
         }
         problems
     }
@@ -235,65 +235,72 @@ struct Extras {
 }
 
 impl Extras {
-    /// Every problem is located by the keys below the connector's own.
+    /// Every problem of every option, each located by the keys below the connector's own.
     fn compile(
         config: &HttpConfig,
         name: &str,
         state: Option<Arc<dyn crate::state::StateStore>>,
-    ) -> Result<Extras, ConfigProblem> {
-        let at = |first: &'static str, rest: &[&'static str], message: String| ConfigProblem {
-            at: std::iter::once(first).chain(rest.iter().copied()).collect(),
-            message,
+    ) -> Result<Extras, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut at = |first: &'static str, rest: &[&'static str], message: String| {
+            problems.push(ConfigProblem {
+                at: std::iter::once(first).chain(rest.iter().copied()).collect(),
+                message,
+            })
         };
         let has_token = matches!(
             config.auth,
             Some(HttpAuth::Refresh(_) | HttpAuth::Bearer { .. })
         );
-        let signer = match &config.sign {
-            Some(c) => Some(
-                Signer::compile(c, &config.values, has_token)
-                    .map_err(|p| at("sign", &p.at, format!("sign: {}", p.message)))?,
-            ),
-            None => None,
-        };
+        let signer = config.sign.as_ref().and_then(|c| {
+            Signer::compile(c, &config.values, has_token)
+                .map_err(|p| at("sign", &p.at, format!("sign: {}", p.message)))
+                .ok()
+        });
         let (rotating, token_signer) = match &config.auth {
             Some(HttpAuth::Refresh(r)) => {
                 let compiled = rotate::Compiled::compile(r, &config.base_url, &config.values)
-                    .map_err(|(k, m)| {
-                        at("auth", &["refresh", k], format!("auth.refresh.{k}: {m}"))
-                    })?;
+                    .map_err(|(k, m)| at("auth", &["refresh", k], format!("auth.refresh.{k}: {m}")))
+                    .ok();
                 let token_signer = match (&r.sign, &config.sign) {
                     (None, _) => None,
                     (Some(_), None) => {
-                        return Err(at(
+                        at(
                             "auth",
                             &["refresh", "sign"],
-                            "auth.refresh.sign: the connector has no `sign:` block to sign the token request with".into(),
-                        ))
+                            "auth.refresh.sign: the connector has no `sign:` block to sign the \
+                             token request with"
+                                .into(),
+                        );
+                        None
                     }
-                    (Some(o), Some(base)) => Some(
-                        Signer::compile(&o.apply(base), &config.values, false).map_err(|p| {
-                            at("auth", &["refresh", "sign"], format!("auth.refresh.sign: {}", p.message))
-                        })?,
-                    ),
+                    (Some(o), Some(base)) => Signer::compile(&o.apply(base), &config.values, false)
+                        .map_err(|p| {
+                            let m = format!("auth.refresh.sign: {}", p.message);
+                            at("auth", &["refresh", "sign"], m)
+                        })
+                        .ok(),
                 };
-                (Some(Rotating::new(name, compiled, state)), token_signer)
+                (
+                    compiled.map(|c| Rotating::new(name, c, state)),
+                    token_signer,
+                )
             }
             _ => (None, None),
         };
-        let limiter = match &config.rate {
-            Some(r) => {
-                Some(Limiter::new(r).map_err(|(k, m)| at("rate", &[k], format!("rate.{k}: {m}")))?)
-            }
-            None => None,
-        };
-        let body_errors = match &config.body_errors {
-            Some(b) => Some(
-                BodyErrors::compile(b)
-                    .map_err(|(k, m)| at("body_errors", &[k], format!("body_errors.{k}: {m}")))?,
-            ),
-            None => None,
-        };
+        let limiter = config.rate.as_ref().and_then(|r| {
+            Limiter::new(r)
+                .map_err(|(k, m)| at("rate", &[k], format!("rate.{k}: {m}")))
+                .ok()
+        });
+        let body_errors = config.body_errors.as_ref().and_then(|b| {
+            BodyErrors::compile(b)
+                .map_err(|(k, m)| at("body_errors", &[k], format!("body_errors.{k}: {m}")))
+                .ok()
+        });
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(Extras {
             signer,
             token_signer,
@@ -336,11 +343,14 @@ impl HttpConnector {
             None => DEFAULT_TIMEOUT,
         };
         let client = tls::client_for(cx, config.tls.as_ref())?;
-        let extras =
-            Extras::compile(config, name, cx.state.clone()).map_err(|p| BuildError::Setting {
-                key: p.at.join("."),
-                message: p.message,
-            })?;
+        let extras = Extras::compile(config, name, cx.state.clone()).map_err(|found| {
+            // `check` reported them all, located; a build names the first.
+            let first = found.into_iter().next();
+            BuildError::Setting {
+                key: first.as_ref().map(|p| p.at.join(".")).unwrap_or_default(),
+                message: first.map(|p| p.message).unwrap_or_default(),
+            }
+        })?;
         let mut headers = HeaderMap::new();
         let mut secrets = Vec::new();
         for (name, value) in &config.headers {

@@ -43,19 +43,21 @@ const PARAM_PARTS: &[&str] = &["timestamp", "access_token"];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignConfig {
-    pub algorithm: Algorithm,
+    /// `hmac-sha256` or `sha256` (read by [`Signer::compile`], so a mistake is located).
+    pub algorithm: String,
     /// The HMAC key (the partner key, the app secret) as UTF-8 text; `{key}` in `string`.
     #[serde(default)]
     pub key: Option<String>,
     /// The string to sign, as a template.
     pub string: String,
+    /// `hex` (the default), `hex-upper` or `base64`.
     #[serde(default)]
-    pub encoding: Encoding,
-    /// Where the signature goes.
-    pub into: Placement,
-    /// The unit of `{timestamp}`.
+    pub encoding: Option<String>,
+    /// Where the signature goes: `{ query: NAME }` or `{ header: NAME }`.
+    pub into: IntoConfig,
+    /// The unit of `{timestamp}`: `seconds` (the default) or `milliseconds`.
     #[serde(default)]
-    pub timestamp: TimeUnit,
+    pub timestamp: Option<String>,
     /// Query parameters left out of `{query}` and `{query_form}` (the signature's own always is).
     #[serde(default)]
     pub exclude: Vec<String>,
@@ -101,35 +103,60 @@ impl SignOverride {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntoConfig {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     HmacSha256,
     Sha256,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    #[default]
     Hex,
     HexUpper,
     Base64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
-    #[default]
     Seconds,
     Milliseconds,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     Query(String),
     Header(String),
+}
+
+/// A word of a closed list, or a problem at `key` naming the list.
+fn word<T: Copy>(
+    key: &'static str,
+    given: Option<&str>,
+    default: Option<T>,
+    words: &[(&str, T)],
+) -> Result<T, SignProblem> {
+    let Some(given) = given else {
+        return default.ok_or_else(|| problem(vec![key], format!("`{key}` is required")));
+    };
+    if let Some((_, t)) = words.iter().find(|(w, _)| *w == given) {
+        return Ok(*t);
+    }
+    let names = words.iter().map(|(w, _)| *w);
+    let hint = crate::config::diag::did_you_mean(given, names.clone())
+        .unwrap_or_else(|| format!("write one of {}", names.collect::<Vec<_>>().join(", ")));
+    Err(problem(
+        vec![key],
+        format!("{key} `{given}` is not known; {hint}"),
+    ))
 }
 
 /// What is wrong with a `sign:` block, and under which of its keys.
@@ -203,7 +230,45 @@ impl Signer {
         values: &BTreeMap<String, String>,
         has_token: bool,
     ) -> Result<Signer, SignProblem> {
-        let key = match (config.algorithm, &config.key) {
+        let algorithm = word(
+            "algorithm",
+            Some(&config.algorithm),
+            None,
+            &[
+                ("hmac-sha256", Algorithm::HmacSha256),
+                ("sha256", Algorithm::Sha256),
+            ],
+        )?;
+        let encoding = word(
+            "encoding",
+            config.encoding.as_deref(),
+            Some(Encoding::Hex),
+            &[
+                ("hex", Encoding::Hex),
+                ("hex-upper", Encoding::HexUpper),
+                ("base64", Encoding::Base64),
+            ],
+        )?;
+        let unit = word(
+            "timestamp",
+            config.timestamp.as_deref(),
+            Some(TimeUnit::Seconds),
+            &[
+                ("seconds", TimeUnit::Seconds),
+                ("milliseconds", TimeUnit::Milliseconds),
+            ],
+        )?;
+        let into = match (&config.into.query, &config.into.header) {
+            (Some(q), None) => Placement::Query(q.clone()),
+            (None, Some(h)) => Placement::Header(h.clone()),
+            _ => {
+                return Err(problem(
+                    vec!["into"],
+                    "write `into: { query: NAME }` or `into: { header: NAME }`",
+                ))
+            }
+        };
+        let key = match (algorithm, &config.key) {
             (Algorithm::HmacSha256, None) => {
                 return Err(problem(
                     vec!["algorithm"],
@@ -223,7 +288,7 @@ impl Signer {
                 "string: `{key}` is used but no `key` is set",
             ));
         }
-        let name = match &config.into {
+        let name = match &into {
             Placement::Query(n) | Placement::Header(n) => n,
         };
         if name.is_empty() {
@@ -232,13 +297,13 @@ impl Signer {
                 "the signature needs a parameter or header name",
             ));
         }
-        if let Placement::Header(n) = &config.into {
+        if let Placement::Header(n) = &into {
             reqwest::header::HeaderName::from_bytes(n.as_bytes())
                 .map_err(|_| problem(vec!["into"], format!("`{n}` is not a valid header name")))?;
         }
         let mut query = Vec::new();
         for (name, text) in &config.query {
-            if Placement::Query(name.clone()) == config.into {
+            if Placement::Query(name.clone()) == into {
                 return Err(problem(
                     vec!["query"],
                     format!("query `{name}` is where the signature goes; it cannot also be set"),
@@ -273,12 +338,12 @@ impl Signer {
             ));
         }
         Ok(Signer {
-            algorithm: config.algorithm,
+            algorithm,
             key,
             string,
-            encoding: config.encoding,
-            into: config.into.clone(),
-            unit: config.timestamp,
+            encoding,
+            into,
+            unit,
             exclude: config.exclude.clone(),
             query,
             headers,
@@ -676,7 +741,7 @@ mod tests {
         let added = signer.sign(call, "0", None);
         let want = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"GET a=1&b=2"));
         assert_eq!(get(&added.headers, "X-Sign"), want);
-        c.encoding = Encoding::Hex;
+        c.encoding = Some("hex".into());
         let signer = Signer::compile(&c, &BTreeMap::new(), false).unwrap();
         assert_eq!(
             get(&signer.sign(call, "0", None).headers, "X-Sign"),
