@@ -388,3 +388,41 @@ fn yaml_to_json(yaml: &str) -> Value {
     let (doc, _) = crossdock::config::yaml::parse(&text, &|_| None).unwrap();
     doc.value["connectors"]["c"].clone()
 }
+
+/// Every connector docs/marketplaces.md writes out passes `crossdock check`, with its
+/// `${VAR}`s set: the page cannot drift from what the engine accepts.
+#[test]
+fn the_connectors_in_the_docs_pass_check() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/marketplaces.md"),
+    )
+    .unwrap();
+    let blocks: Vec<&str> = page
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.starts_with("connectors:"))
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    for block in blocks {
+        let dir = project(&[("crossdock.yaml", block)]);
+        let vars: Vec<(String, String)> = block
+            .split("${")
+            .skip(1)
+            .filter_map(|rest| rest.split('}').next())
+            .map(|name| (name.to_string(), "1234".to_string()))
+            .collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+            .arg("check")
+            .arg(dir.path())
+            .envs(vars)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{block}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
