@@ -109,6 +109,18 @@ pub struct OAuth2ClientCredentials {
     pub client_secret: String,
     #[serde(default)]
     pub scope: Option<String>,
+    /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1): in the form body
+    /// (the default) or as HTTP Basic, which Salesforce Commerce Cloud's Account Manager wants.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Body,
+    Basic,
 }
 
 impl ConnectorKind for HttpConfig {
