@@ -8,7 +8,8 @@
 //!   key+value.
 //! * `GET /rest/auth/token/refresh?refresh_token` (signed) answers a new `access_token`,
 //!   `refresh_token` and `expires_in`, retiring the refresh token asked with.
-//! * `GET /rest/orders/get?offset&limit` pages by offset, answering `data.countTotal`.
+//! * `GET /rest/orders/get?offset&limit` pages by offset, answering `data.countTotal`; the
+//!   orders' `items` are left out there and answered by `GET /rest/order/items/get?order_id`.
 //!
 //! Every answer is HTTP 200 with `code` ("0" on success); the refusal codes here
 //! (`IncompleteSignature`, `InvalidTimestamp`, `IllegalAccessToken`, `ApiCallLimit`) are our
@@ -132,7 +133,11 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
                 .iter()
                 .skip(offset)
                 .take(limit)
-                .cloned()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.as_object_mut().map(|m| m.remove("items"));
+                    o
+                })
                 .collect();
             (
                 json!({"code": "0", "request_id": "mock", "data": {
@@ -140,6 +145,16 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
                 }}),
                 None,
             )
+        }
+        "/order/items/get" => {
+            let id = seen.param("order_id");
+            match shop.orders.iter().find(|o| o["order_id"].to_string() == id) {
+                Some(o) => (
+                    json!({"code": "0", "request_id": "mock", "data": o["items"].clone()}),
+                    None,
+                ),
+                None => no("InvalidParameter", "no such order"),
+            }
         }
         _ => no("InvalidApiPath", "no such API"),
     }

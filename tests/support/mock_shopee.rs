@@ -10,7 +10,9 @@
 //!   shop_id}` (ids as numbers) answers a new `access_token`, a new `refresh_token` and
 //!   `expire_in`; the refresh token asked with stops working.
 //! * `GET /api/v2/order/get_order_list` pages with `cursor` and `page_size`, answering
-//!   `response.more` and `response.next_cursor`.
+//!   `response.more` and `response.next_cursor`; its orders carry `order_sn` and
+//!   `order_status`, and `GET /api/v2/order/get_order_detail?order_sn_list=A,B` the whole of
+//!   them (the orders the mock was started with).
 //! * `POST /api/v2/product/update_stock` records its body.
 //!
 //! Refusals answer a JSON body with `error` and `message` (HTTP 403 for sign, timestamp and
@@ -179,7 +181,14 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
         ("GET", "/api/v2/order/get_order_list") => {
             let size: usize = seen.param("page_size").parse().unwrap_or(20).clamp(1, 100);
             let from: usize = seen.param("cursor").parse().unwrap_or(0);
-            let page: Vec<Value> = shop.orders.iter().skip(from).take(size).cloned().collect();
+            // The list names orders; `get_order_detail` tells the rest.
+            let page: Vec<Value> = shop
+                .orders
+                .iter()
+                .skip(from)
+                .take(size)
+                .map(|o| json!({"order_sn": o["order_sn"], "order_status": o["order_status"]}))
+                .collect();
             let more = from + page.len() < shop.orders.len();
             let next = if more {
                 (from + page.len()).to_string()
@@ -191,6 +200,21 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
                     "error": "", "message": "", "request_id": "mock",
                     "response": {"more": more, "next_cursor": next, "order_list": page}
                 }))
+                .into_response(),
+                None,
+            )
+        }
+        ("GET", "/api/v2/order/get_order_detail") => {
+            let wanted: Vec<&str> = seen.param("order_sn_list").split(',').collect();
+            let list: Vec<Value> = shop
+                .orders
+                .iter()
+                .filter(|o| wanted.contains(&o["order_sn"].as_str().unwrap_or("")))
+                .cloned()
+                .collect();
+            (
+                axum::Json(json!({"error": "", "message": "", "request_id": "mock",
+                                  "response": {"order_list": list}}))
                 .into_response(),
                 None,
             )

@@ -218,6 +218,25 @@ struct Parts<'a> {
     body: Option<&'a [u8]>,
 }
 
+/// A `sign:` or `auth.refresh` template split like a path, except that `${NAME}` stays text:
+/// it is a `${VAR}` left unset (`check` says so on its own), not a placeholder.
+fn parse_template(text: &str) -> Result<Vec<Piece>, PathProblem> {
+    let mut out: Vec<Piece> = Vec::new();
+    for piece in parse_path(text)? {
+        let piece = match (out.last(), piece) {
+            (Some(Piece::Text(t)), Piece::Field(f)) if t.ends_with('$') => {
+                Piece::Text(format!("{{{f}}}"))
+            }
+            (_, p) => p,
+        };
+        match (out.last_mut(), piece) {
+            (Some(Piece::Text(prev)), Piece::Text(t)) => prev.push_str(&t),
+            (_, p) => out.push(p),
+        }
+    }
+    Ok(out)
+}
+
 /// An operation ready to run.
 struct Op {
     method: Method,
@@ -406,8 +425,26 @@ impl HttpConnector {
                 }
             }
         };
+        // Checked here, not at `check`: an unset `${VAR}` is empty there, and a connector
+        // with `unconfigured:` is never built while its variables are unset.
         if let Some(signer) = &extras.signer {
+            if signer.key_text().is_empty() && config.sign.as_ref().is_some_and(|s| s.key.is_some())
+            {
+                return Err(BuildError::Setting {
+                    key: "sign.key".into(),
+                    message: "sign.key: the signing key is empty (is its variable set?)".into(),
+                });
+            }
             secrets.push(signer.key_text());
+        }
+        if let Some(HttpAuth::Refresh(r)) = &config.auth {
+            if r.refresh_token.is_empty() {
+                return Err(BuildError::Setting {
+                    key: "auth.refresh.refresh_token".into(),
+                    message: "auth.refresh.refresh_token is empty: authorise the shop and set it"
+                        .into(),
+                });
+            }
         }
         let mut operations = BTreeMap::new();
         for (name, op) in &config.operations {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{parse_path, Method, Piece};
+use super::{parse_template, Method, Piece};
 use crate::connectors::classify::{self, Answer};
 use crate::connectors::CallError;
 use crate::jsonpath::JsonPath;
@@ -162,17 +162,11 @@ impl Compiled {
         }
         let url = format!("{base}{}", config.path);
         reqwest::Url::parse(&url).map_err(|e| ("base_url", format!("`{url}`: {e}")))?;
-        if config.refresh_token.is_empty() {
-            return Err((
-                "refresh_token",
-                "the first refresh token is empty: authorise the shop and set it".into(),
-            ));
-        }
         let field = |what: &'static str,
                      name: &str,
                      text: &str|
          -> Result<Field, (&'static str, String)> {
-            let pieces = parse_path(text).map_err(|p| (what, format!("`{name}`: {p}")))?;
+            let pieces = parse_template(text).map_err(|p| (what, format!("`{name}`: {p}")))?;
             if let [Piece::Field(v)] = pieces.as_slice() {
                 if let Some(value) = values.get(v) {
                     if let Ok(n) = value.parse::<u64>() {
@@ -557,8 +551,6 @@ mod tests {
         assert_eq!(e.0, "query");
         let e = bad(json!({"path": "t", "refresh_token": "r", "answer": answer}));
         assert_eq!(e.0, "path");
-        let e = bad(json!({"path": "/t", "refresh_token": "", "answer": answer}));
-        assert_eq!(e.0, "refresh_token");
         let e = bad(
             json!({"path": "/t", "refresh_token": "r", "answer": {"access_token": "$[", "refresh_token": "$.r"}}),
         );

@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{parse_path, Piece};
+use super::{parse_template, Piece};
 
 /// The placeholders every call has; anything else must be a connector value.
 const CALL_PARTS: &[&str] = &[
@@ -275,14 +275,11 @@ impl Signer {
                     "hmac-sha256 needs a `key` (the partner key or app secret)",
                 ))
             }
-            (Algorithm::HmacSha256, Some(k)) if k.is_empty() => {
-                return Err(problem(vec!["key"], "the signing key is empty"))
-            }
             (_, key) => key.clone().unwrap_or_default().into_bytes(),
         };
         let string = template(&config.string, values, CALL_PARTS)
             .map_err(|m| problem(vec!["string"], format!("string: {m}")))?;
-        if string.contains(&Part::Key) && key.is_empty() {
+        if string.contains(&Part::Key) && config.key.is_none() {
             return Err(problem(
                 vec!["string"],
                 "string: `{key}` is used but no `key` is set",
@@ -482,7 +479,7 @@ fn template(
     values: &BTreeMap<String, String>,
     parts: &[&str],
 ) -> Result<Template, String> {
-    let pieces = parse_path(text).map_err(|p| format!("`{text}`: {p}"))?;
+    let pieces = parse_template(text).map_err(|p| format!("`{text}`: {p}"))?;
     let mut out = Vec::new();
     for piece in pieces {
         let part = match piece {
