@@ -327,7 +327,7 @@ pub struct PollSource {
     pub batch_size: Option<u32>,
     /// Offset pagination (Lazada `offset`/`limit`, SFCC `start`/`count`/`total`).
     #[serde(default)]
-    pub offset: Option<PollOffset>,
+    pub offset: Option<Box<PollOffset>>,
 }
 
 /// Offset pagination: each page is asked from `param` = the number of items before it, with

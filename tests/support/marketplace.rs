@@ -41,11 +41,7 @@ impl Seen {
     pub async fn read(request: Request) -> Seen {
         let method = request.method().to_string();
         let path = request.uri().path().to_string();
-        let query = request
-            .uri()
-            .query()
-            .map(|q| url_pairs(q))
-            .unwrap_or_default();
+        let query = request.uri().query().map(url_pairs).unwrap_or_default();
         let headers = request
             .headers()
             .iter()

@@ -147,8 +147,8 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
             )
         }
         "/order/items/get" => {
-            let id = seen.param("order_id");
-            match shop.orders.iter().find(|o| o["order_id"].to_string() == id) {
+            let id = seen.param("order_id").parse::<u64>().ok();
+            match shop.orders.iter().find(|o| o["order_id"].as_u64() == id) {
                 Some(o) => (
                     json!({"code": "0", "request_id": "mock", "data": o["items"].clone()}),
                     None,

@@ -62,11 +62,11 @@ pub struct HttpConfig {
     #[serde(default)]
     pub values: BTreeMap<String, String>,
     #[serde(default)]
-    pub sign: Option<SignConfig>,
+    pub sign: Option<Box<SignConfig>>,
     #[serde(default)]
-    pub rate: Option<RateConfig>,
+    pub rate: Option<Box<RateConfig>>,
     #[serde(default)]
-    pub body_errors: Option<BodyErrorsConfig>,
+    pub body_errors: Option<Box<BodyErrorsConfig>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +98,7 @@ pub enum HttpAuth {
     Basic { username: String, password: String },
     ApiKey { header: String, value: String },
     Oauth2(OAuth2ClientCredentials),
-    Refresh(RefreshConfig),
+    Refresh(Box<RefreshConfig>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,7 +252,7 @@ enum Auth {
     Basic { username: String, password: String },
     ApiKey(HeaderName, HeaderValue),
     OAuth2(TokenCache),
-    Refresh(Rotating),
+    Refresh(Box<Rotating>),
 }
 
 /// The marketplace options of a connector, compiled.
@@ -420,7 +420,7 @@ impl HttpConnector {
             Some(HttpAuth::Refresh(r)) => {
                 secrets.push(r.refresh_token.clone());
                 match extras.rotating {
-                    Some(rotating) => Auth::Refresh(rotating),
+                    Some(rotating) => Auth::Refresh(Box::new(rotating)),
                     None => Auth::None,
                 }
             }
