@@ -12,9 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::connector;
 use support::engine::{eventually, json_lines, project, Engine};
-use support::mock_lazada::{self, MockLazada};
-use support::mock_shopee::{self, MockShopee};
-use support::mock_tiktok::{self, MockTikTok};
+use support::{mock_lazada, mock_shopee, mock_tiktok};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -74,7 +72,7 @@ async fn shopee_polls_signed_pages_and_rotates_tokens_across_a_kill() {
     let orders = (1..=5)
         .map(|i| json!({"order_sn": format!("SN{i}"), "order_status": "READY_TO_SHIP"}))
         .collect();
-    let mock = MockShopee::start(orders, 2).await;
+    let mock = mock_shopee::start(orders, 2).await;
     let yaml = format!(
         "state: {{ path: state }}\nconnectors:\n  shopee:{}  erp: {{ kind: file, path: out/orders.jsonl }}\n",
         shopee_connector(&mock.url, mock_shopee::PARTNER_KEY)
@@ -145,7 +143,7 @@ async fn shopee_polls_signed_pages_and_rotates_tokens_across_a_kill() {
 /// the right key reaches it with its JSON body.
 #[tokio::test(flavor = "multi_thread")]
 async fn shopee_refuses_a_wrong_key_and_takes_a_signed_send() {
-    let mock = MockShopee::start(Vec::new(), 3600).await;
+    let mock = mock_shopee::start(Vec::new(), 3600).await;
     let config = |key: &str| yaml_to_json(&shopee_connector(&mock.url, key));
     let good = connector::build("shopee", config(mock_shopee::PARTNER_KEY));
     let stock =
@@ -161,7 +159,7 @@ async fn shopee_refuses_a_wrong_key_and_takes_a_signed_send() {
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(mock.shop.lock().unwrap().stock_updates, vec![stock.clone()]);
+    assert_eq!(mock.shop.lock().unwrap().received, vec![stock.clone()]);
 
     let wrong = connector::build("shopee2", config("not-the-partner-key"));
     let message = connector::permanent(
@@ -218,7 +216,7 @@ async fn tiktok_signed_search_pages_and_body_codes_are_failures() {
     let orders = (1..=5)
         .map(|i| json!({"id": format!("TT{i}"), "status": "AWAITING_SHIPMENT"}))
         .collect();
-    let mock = MockTikTok::start(orders, 3600).await;
+    let mock = mock_tiktok::start(orders, 3600).await;
     let connector_yaml = |secret: &str, refresh: &str| {
         format!(
             r#"
@@ -319,7 +317,7 @@ async fn lazada_pages_by_offset_within_the_rate() {
     let orders = (1..=7)
         .map(|i| json!({"order_id": format!("LZ{i}")}))
         .collect();
-    let mock = MockLazada::start(orders, 3600).await;
+    let mock = mock_lazada::start(orders, 3600).await;
     let yaml = format!(
         r#"state: {{ path: state }}
 connectors:
@@ -487,9 +485,9 @@ async fn the_marketplaces_example_runs_against_the_mocks() {
             o
         })
         .collect();
-    let shopee = MockShopee::start(shopee_orders, 3600).await;
-    let tiktok = MockTikTok::start(tiktok_orders, 3600).await;
-    let lazada = MockLazada::start(lazada_orders, 3600).await;
+    let shopee = mock_shopee::start(shopee_orders, 3600).await;
+    let tiktok = mock_tiktok::start(tiktok_orders, 3600).await;
+    let lazada = mock_lazada::start(lazada_orders, 3600).await;
     let (erp_url, received) = erp("erp-token").await;
 
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::to_bytes;
-use axum::extract::Request;
+use axum::extract::{Request, State};
+use axum::response::Response;
 use hmac::Mac;
 use serde_json::Value;
 
@@ -179,4 +180,77 @@ pub type Log = Arc<Mutex<Vec<Seen>>>;
 /// `n` orders with ids `prefix-1` … as items the platform lists.
 pub fn orders(n: usize, make: impl Fn(usize) -> Value) -> Vec<Value> {
     (1..=n).map(make).collect()
+}
+
+/// What a mock platform keeps of one shop.
+pub struct Shop {
+    pub tokens: Tokens,
+    pub throttle: Throttle,
+    /// The orders it lists, whole.
+    pub orders: Vec<Value>,
+    /// Bodies of the writes it accepted.
+    pub received: Vec<Value>,
+}
+
+/// A platform's answer to one request, and why it refused it, if it did.
+pub type Answer = fn(&mut Shop, &Seen) -> (Response, Option<String>);
+
+/// A running mock platform: its base URL, its shop and its log.
+#[derive(Clone)]
+pub struct Mock {
+    pub url: String,
+    pub shop: Arc<Mutex<Shop>>,
+    pub log: Log,
+}
+
+impl Mock {
+    /// Serves `answer` for a shop whose first refresh token is `refresh`, listing `orders`,
+    /// with access tokens that live `life` seconds. `prefix` names its tokens.
+    pub async fn start(
+        prefix: &'static str,
+        refresh: &str,
+        orders: Vec<Value>,
+        life: i64,
+        answer: Answer,
+    ) -> Mock {
+        let shop = Arc::new(Mutex::new(Shop {
+            tokens: Tokens::new(prefix, refresh, life),
+            throttle: Throttle::default(),
+            orders,
+            received: Vec::new(),
+        }));
+        let log: Log = Arc::default();
+        let app =
+            axum::Router::new()
+                .fallback(handle)
+                .with_state((shop.clone(), log.clone(), answer));
+        Mock {
+            url: serve(app).await,
+            shop,
+            log,
+        }
+    }
+
+    /// The requests to `path`, in order.
+    pub fn calls(&self, path: &str) -> Vec<Seen> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|s| s.path == path).cloned().collect()
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter_map(|s| s.refused.clone()).collect()
+    }
+}
+
+async fn handle(
+    State((shop, log, answer)): State<(Arc<Mutex<Shop>>, Log, Answer)>,
+    request: Request,
+) -> Response {
+    let mut seen = Seen::read(request).await;
+    let (response, refused) = answer(&mut shop.lock().unwrap(), &seen);
+    seen.refused = refused;
+    log.lock().unwrap().push(seen);
+    response
 }

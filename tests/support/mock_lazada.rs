@@ -15,67 +15,27 @@
 //! (`IncompleteSignature`, `InvalidTimestamp`, `IllegalAccessToken`, `ApiCallLimit`) are our
 //! reading of Lazada's error list.
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::marketplace::{hmac_hex, now, serve, Log, Seen, Throttle, Tokens};
+use super::marketplace::{hmac_hex, now, Mock, Seen, Shop};
 
 pub const APP_KEY: &str = "123456";
 pub const APP_SECRET: &str = "lazada-test-app-secret";
 pub const FIRST_REFRESH: &str = "lazada-refresh-0";
 
-pub struct Shop {
-    pub tokens: Tokens,
-    pub throttle: Throttle,
-    pub orders: Vec<Value>,
+/// A lazada mock whose access tokens live `life` seconds, listing `orders`.
+pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
+    let mut mock = Mock::start("lazada", FIRST_REFRESH, orders, life, respond).await;
+    // What a connector's `base_url` is: the API lives under `/rest`.
+    mock.url.push_str("/rest");
+    mock
 }
 
-#[derive(Clone)]
-pub struct MockLazada {
-    /// With `/rest`: what the connector's `base_url` is.
-    pub url: String,
-    pub shop: Arc<Mutex<Shop>>,
-    pub log: Log,
-}
-
-impl MockLazada {
-    pub async fn start(orders: Vec<Value>, life: i64) -> MockLazada {
-        let shop = Arc::new(Mutex::new(Shop {
-            tokens: Tokens::new("lazada", FIRST_REFRESH, life),
-            throttle: Throttle::default(),
-            orders,
-        }));
-        let log: Log = Arc::default();
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state((shop.clone(), log.clone()));
-        MockLazada {
-            url: format!("{}/rest", serve(app).await),
-            shop,
-            log,
-        }
-    }
-
-    pub fn calls(&self, path: &str) -> Vec<Seen> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|s| s.path == path).cloned().collect()
-    }
-
-    pub fn refused(&self) -> Vec<String> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter_map(|s| s.refused.clone()).collect()
-    }
-}
-
-async fn handle(State((shop, log)): State<(Arc<Mutex<Shop>>, Log)>, request: Request) -> Response {
-    let mut seen = Seen::read(request).await;
-    let (body, refused) = answer(&mut shop.lock().unwrap(), &seen);
-    seen.refused = refused;
-    log.lock().unwrap().push(seen);
-    axum::Json(body).into_response()
+/// Every answer is an HTTP 200 with the outcome in the body.
+fn respond(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
+    let (body, refused) = answer(shop, seen);
+    (axum::Json(body).into_response(), refused)
 }
 
 fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {

@@ -19,14 +19,11 @@
 //! token, 429 over the throttle). Shopee's docs give the field names; the exact codes here
 //! (`error_sign`, `error_param`, `invalid_access_token`, `error_busy`) are our reading.
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::marketplace::{hmac_hex, now, serve, Log, Seen, Throttle, Tokens};
+use super::marketplace::{hmac_hex, now, Mock, Seen, Shop};
 
 pub const PARTNER_ID: &str = "2001887";
 pub const PARTNER_KEY: &str = "shopee-test-partner-key";
@@ -34,58 +31,10 @@ pub const SHOP_ID: &str = "14701711";
 pub const FIRST_REFRESH: &str = "shopee-refresh-0";
 const TOKEN_PATH: &str = "/api/v2/auth/access_token/get";
 
-pub struct Shop {
-    pub tokens: Tokens,
-    pub throttle: Throttle,
-    pub orders: Vec<Value>,
-    pub stock_updates: Vec<Value>,
-}
-
-#[derive(Clone)]
-pub struct MockShopee {
-    pub url: String,
-    pub shop: Arc<Mutex<Shop>>,
-    pub log: Log,
-}
-
-impl MockShopee {
-    /// `orders` listed by `get_order_list`; access tokens live `life` seconds.
-    pub async fn start(orders: Vec<Value>, life: i64) -> MockShopee {
-        let shop = Arc::new(Mutex::new(Shop {
-            tokens: Tokens::new("shopee", FIRST_REFRESH, life),
-            throttle: Throttle::default(),
-            orders,
-            stock_updates: Vec::new(),
-        }));
-        let log: Log = Arc::default();
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state((shop.clone(), log.clone()));
-        MockShopee {
-            url: serve(app).await,
-            shop,
-            log,
-        }
-    }
-
-    pub fn calls(&self, path: &str) -> Vec<Seen> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.path == path)
-            .cloned()
-            .collect()
-    }
-
-    pub fn refused(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s.refused.clone())
-            .collect()
-    }
+/// A Shopee mock whose access tokens live `life` seconds, listing `orders` (whole, as
+/// `get_order_detail` answers them). Stock updates land in `shop.received`.
+pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
+    Mock::start("shopee", FIRST_REFRESH, orders, life, answer).await
 }
 
 fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
@@ -94,14 +43,6 @@ fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
         axum::Json(json!({"error": error, "message": message, "request_id": "mock"})),
     )
         .into_response()
-}
-
-async fn handle(State((shop, log)): State<(Arc<Mutex<Shop>>, Log)>, request: Request) -> Response {
-    let mut seen = Seen::read(request).await;
-    let (answer, refused) = answer(&mut shop.lock().unwrap(), &seen);
-    seen.refused = refused;
-    log.lock().unwrap().push(seen);
-    answer
 }
 
 fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
@@ -220,7 +161,7 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
             )
         }
         ("POST", "/api/v2/product/update_stock") => {
-            shop.stock_updates.push(seen.json());
+            shop.received.push(seen.json());
             (
                 axum::Json(json!({"error": "", "message": "", "response": {"success_list": []}}))
                     .into_response(),

@@ -15,69 +15,16 @@
 //! Every answer is HTTP 200 with `code` (0 on success) and `message`; the refusal codes here
 //! (106001 signature, 106002 timestamp, 105002 token, 36009004 throttle) are our reading.
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::marketplace::{hmac_hex, now, serve, Log, Seen, Throttle, Tokens};
+use super::marketplace::{hmac_hex, now, Mock, Seen, Shop};
 
 pub const APP_KEY: &str = "6a1b2c3d4e";
 pub const APP_SECRET: &str = "tiktok-test-app-secret";
 pub const SHOP_CIPHER: &str = "ROW_mockcipher";
 pub const FIRST_REFRESH: &str = "tiktok-refresh-0";
 pub const THROTTLED: i64 = 36009004;
-
-pub struct Shop {
-    pub tokens: Tokens,
-    pub throttle: Throttle,
-    pub orders: Vec<Value>,
-}
-
-#[derive(Clone)]
-pub struct MockTikTok {
-    pub url: String,
-    pub shop: Arc<Mutex<Shop>>,
-    pub log: Log,
-}
-
-impl MockTikTok {
-    pub async fn start(orders: Vec<Value>, life: i64) -> MockTikTok {
-        let shop = Arc::new(Mutex::new(Shop {
-            tokens: Tokens::new("tiktok", FIRST_REFRESH, life),
-            throttle: Throttle::default(),
-            orders,
-        }));
-        let log: Log = Arc::default();
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state((shop.clone(), log.clone()));
-        MockTikTok {
-            url: serve(app).await,
-            shop,
-            log,
-        }
-    }
-
-    pub fn calls(&self, path: &str) -> Vec<Seen> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|s| s.path == path).cloned().collect()
-    }
-
-    pub fn refused(&self) -> Vec<String> {
-        let log = self.log.lock().unwrap();
-        log.iter().filter_map(|s| s.refused.clone()).collect()
-    }
-}
-
-async fn handle(State((shop, log)): State<(Arc<Mutex<Shop>>, Log)>, request: Request) -> Response {
-    let mut seen = Seen::read(request).await;
-    let (body, refused) = answer(&mut shop.lock().unwrap(), &seen);
-    seen.refused = refused;
-    log.lock().unwrap().push(seen);
-    axum::Json(body).into_response()
-}
 
 /// The signature the platform expects for `seen`.
 pub fn expected_sign(seen: &Seen) -> String {
@@ -92,6 +39,17 @@ pub fn expected_sign(seen: &Seen) -> String {
     text.extend_from_slice(&seen.body);
     text.extend_from_slice(APP_SECRET.as_bytes());
     hmac_hex(APP_SECRET, &text)
+}
+
+/// A tiktok mock whose access tokens live `life` seconds, listing `orders`.
+pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
+    Mock::start("tiktok", FIRST_REFRESH, orders, life, respond).await
+}
+
+/// Every answer is an HTTP 200 with the outcome in the body.
+fn respond(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
+    let (body, refused) = answer(shop, seen);
+    (axum::Json(body).into_response(), refused)
 }
 
 fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
