@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::connector;
-use support::engine::{eventually, json_lines, project, Engine};
+use support::engine::{copy_dir, eventually, json_lines, project, Engine};
 use support::{mock_lazada, mock_shopee, mock_tiktok};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -556,17 +556,4 @@ async fn the_marketplaces_example_runs_against_the_mocks() {
         assert_eq!(refused, Vec::<String>::new());
     }
     drop(engine);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
