@@ -239,7 +239,7 @@ async fn tiktok_signed_search_pages_and_body_codes_are_failures() {
         refresh_token: {refresh}
         query: {{ app_key: "{{app_key}}", app_secret: "{secret}", refresh_token: "{{refresh_token}}", grant_type: refresh_token }}
         answer: {{ access_token: $.data.access_token, refresh_token: $.data.refresh_token, expires_at: $.data.access_token_expire_in }}
-    body_errors: {{ code: $.code, ok: [0], message: $.message, retryable: [{throttled}] }}
+    body_errors: {{ code: $.code, ok: [0], message: $.message, retryable: [{throttled}], renew: [105002] }}
     operations:
       orders: {{ method: POST, path: /order/202309/orders/search, query: [page_size, page_token] }}
 "#,
@@ -305,6 +305,14 @@ async fn tiktok_signed_search_pages_and_body_codes_are_failures() {
         yaml_to_json(&connector_yaml(mock_tiktok::APP_SECRET, &newest)),
     );
     good.call(request).await.unwrap();
+    // Revoked early (the seller withdrew it): TikTok answers 105002, the pair is renewed and
+    // the call replayed.
+    let renewals = mock.shop.lock().unwrap().tokens.refreshes.len();
+    mock.shop.lock().unwrap().tokens.access = "revoked".into();
+    good.call(request).await.unwrap();
+    let refreshes = mock.shop.lock().unwrap().tokens.refreshes.clone();
+    assert_eq!(refreshes.len(), renewals + 1, "{refreshes:?}");
+    assert!(refreshes.iter().all(|(_, ok)| *ok), "{refreshes:?}");
     mock.shop.lock().unwrap().throttle.per_second = Some(0);
     let (message, _) = connector::retryable(good.call(request).await);
     assert!(message.contains("36009004"), "{message}");

@@ -27,6 +27,10 @@ pub struct BodyErrorsConfig {
     /// The codes that mean "try again later" (rate limits, busy servers).
     #[serde(default)]
     pub retryable: Vec<Value>,
+    /// The codes that mean the access token expired or was revoked: with `auth.refresh`, the
+    /// pair is renewed and the call replayed once, as after a 401.
+    #[serde(default)]
+    pub renew: Vec<Value>,
 }
 
 pub struct BodyErrors {
@@ -34,6 +38,7 @@ pub struct BodyErrors {
     ok: Option<Vec<String>>,
     message: Option<JsonPath>,
     retryable: Vec<String>,
+    renew: Vec<String>,
 }
 
 /// A code as text: `0` and `"0"` are one code, as platforms are not consistent about it.
@@ -60,7 +65,18 @@ impl BodyErrors {
                 .map(|m| path("message", m))
                 .transpose()?,
             retryable: config.retryable.iter().map(text).collect(),
+            renew: config.renew.iter().map(text).collect(),
         })
+    }
+
+    /// Whether the answer, whatever its status (Shopee refuses a token with a 403), says the
+    /// access token must be renewed.
+    pub fn wants_renewal(&self, answer: &Answer) -> bool {
+        !self.renew.is_empty()
+            && self
+                .code
+                .first(&answer.body)
+                .is_some_and(|c| self.renew.contains(&text(c)))
     }
 
     /// The failure a successful answer carries, if any.
@@ -160,5 +176,15 @@ mod tests {
         assert!(lazada
             .check(&answer(json!({"code": "IllegalAccessToken"})), "c")
             .is_some());
+    }
+
+    #[test]
+    fn renew_codes_ask_for_a_new_token() {
+        let plain = rule(json!({"code": "$.code", "ok": ["0"]}));
+        assert!(!plain.wants_renewal(&answer(json!({"code": "IllegalAccessToken"}))));
+        let renewing =
+            rule(json!({"code": "$.code", "ok": ["0"], "renew": ["IllegalAccessToken"]}));
+        assert!(renewing.wants_renewal(&answer(json!({"code": "IllegalAccessToken"}))));
+        assert!(!renewing.wants_renewal(&answer(json!({"code": "0"}))));
     }
 }

@@ -547,7 +547,12 @@ impl HttpConnector {
                 self.wait_turn().await;
                 let answer =
                     classify::send(build(Some(&pair.access_token))?, self.timeout, what).await?;
-                if answer.status == reqwest::StatusCode::UNAUTHORIZED {
+                let refused = answer.status == reqwest::StatusCode::UNAUTHORIZED
+                    || self
+                        .body_errors
+                        .as_ref()
+                        .is_some_and(|b| b.wants_renewal(&answer));
+                if refused {
                     // Revoked or expired early: one renewal, one replay, never a loop.
                     let pair = tokens.after_refusal(&pair, &exchange).await?;
                     self.wait_turn().await;
