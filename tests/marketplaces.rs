@@ -565,3 +565,124 @@ async fn the_marketplaces_example_runs_against_the_mocks() {
     }
     drop(engine);
 }
+
+/// The TikTok Shop and Lazada mocks refuse what their platforms refuse: a signature made
+/// with another secret, a stale timestamp, an unknown access token. Requests are made by
+/// hand here, each signed as the platform documents, changing one thing at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn tiktok_and_lazada_refuse_bad_signatures_stale_times_and_unknown_tokens() {
+    use support::marketplace::hmac_hex;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp();
+
+    let tiktok = mock_tiktok::start(Vec::new(), 3600).await;
+    tiktok
+        .shop
+        .lock()
+        .unwrap()
+        .tokens
+        .refresh(mock_tiktok::FIRST_REFRESH);
+    let live = tiktok.shop.lock().unwrap().tokens.access.clone();
+    let path = "/order/202309/orders/search";
+    let search = |ts: i64, secret: &'static str, token: String| {
+        let body = br#"{"order_status":"UNPAID"}"#.to_vec();
+        let query: Vec<(String, String)> = vec![
+            ("app_key".into(), mock_tiktok::APP_KEY.into()),
+            ("page_size".into(), "10".into()),
+            ("shop_cipher".into(), mock_tiktok::SHOP_CIPHER.into()),
+            ("timestamp".into(), ts.to_string()),
+        ];
+        let mut text = format!("{secret}{path}").into_bytes();
+        for (k, v) in &query {
+            text.extend_from_slice(format!("{k}{v}").as_bytes());
+        }
+        text.extend_from_slice(&body);
+        text.extend_from_slice(secret.as_bytes());
+        let sign = hmac_hex(secret, &text);
+        let client = client.clone();
+        let url = format!("{}{path}", tiktok.url);
+        async move {
+            let answer: Value = client
+                .post(url)
+                .query(&query)
+                .query(&[("sign", sign)])
+                .header("x-tts-access-token", token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["code"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(search(now, mock_tiktok::APP_SECRET, live.clone()).await, 0);
+    assert_eq!(search(now, "another-secret", live.clone()).await, 106001);
+    assert_eq!(
+        search(now - 600, mock_tiktok::APP_SECRET, live.clone()).await,
+        106002
+    );
+    assert_eq!(
+        search(now, mock_tiktok::APP_SECRET, "stolen".into()).await,
+        105002
+    );
+    // The mock's own check agrees with the hand-made signature.
+    let seen = tiktok.calls(path);
+    assert_eq!(seen[0].param("sign"), mock_tiktok::expected_sign(&seen[0]));
+
+    let lazada = mock_lazada::start(Vec::new(), 3600).await;
+    lazada
+        .shop
+        .lock()
+        .unwrap()
+        .tokens
+        .refresh(mock_lazada::FIRST_REFRESH);
+    let live = lazada.shop.lock().unwrap().tokens.access.clone();
+    let orders = |ms: i64, secret: &'static str, token: String| {
+        let mut query: Vec<(String, String)> = vec![
+            ("access_token".into(), token),
+            ("app_key".into(), mock_lazada::APP_KEY.into()),
+            ("limit".into(), "10".into()),
+            ("offset".into(), "0".into()),
+            ("sign_method".into(), "sha256".into()),
+            ("timestamp".into(), ms.to_string()),
+        ];
+        let text: String = std::iter::once("/orders/get".to_string())
+            .chain(query.iter().map(|(k, v)| format!("{k}{v}")))
+            .collect();
+        query.push((
+            "sign".into(),
+            hmac_hex(secret, text.as_bytes()).to_uppercase(),
+        ));
+        let client = client.clone();
+        let url = format!("{}/orders/get", lazada.url);
+        async move {
+            let answer: Value = client
+                .get(url)
+                .query(&query)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["code"].as_str().unwrap().to_string()
+        }
+    };
+    let ms = now * 1000;
+    assert_eq!(orders(ms, mock_lazada::APP_SECRET, live.clone()).await, "0");
+    assert_eq!(
+        orders(ms, "another-secret", live.clone()).await,
+        "IncompleteSignature"
+    );
+    assert_eq!(
+        orders(ms - 600_000, mock_lazada::APP_SECRET, live.clone()).await,
+        "InvalidTimestamp"
+    );
+    assert_eq!(
+        orders(ms, mock_lazada::APP_SECRET, "stolen".into()).await,
+        "IllegalAccessToken"
+    );
+}
