@@ -165,6 +165,12 @@ async fn token(up: &Upstream, headers: &HeaderMap, form: &str) -> Response {
         let (id, secret) = text.split_once(':')?;
         Some((id.to_string(), secret.to_string()))
     });
+    // Oracle Commerce's login takes the application key alone as a bearer token.
+    let bearer = header(headers, "authorization").and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .map(|k| (CLIENT_ID.to_string(), k.to_string()))
+    });
+    let basic = basic.or(bearer);
     let (id, secret) = match &basic {
         Some((id, secret)) if field("client_secret").is_none() => {
             (Some(id.as_str()), Some(secret.as_str()))
@@ -412,6 +418,26 @@ async fn oauth2_client_credentials_can_go_as_basic_auth() {
     assert_eq!(reply.body["authorization"], "Bearer tok-1-abcdef");
     let form = server.upstream.last_form.lock().unwrap().clone();
     assert!(form.iter().all(|(k, _)| k != "client_secret"), "{form:?}");
+
+    // The secret alone as a bearer token, as Oracle Commerce's `/ccadmin/v1/login` takes its
+    // application key.
+    let c = connector(json!({
+        "base_url": server.base_url,
+        "auth": {"oauth2": {
+            "token_url": format!("{}/oauth/token", server.base_url),
+            "client_id": "unused",
+            "client_secret": CLIENT_SECRET,
+            "client_auth": "bearer",
+        }},
+        "operations": operations(),
+    }));
+    let reply = call(&c, "secure", json!({"id": 1})).await.unwrap();
+    assert_eq!(reply.body["authorization"], "Bearer tok-2-abcdef");
+    let form = server.upstream.last_form.lock().unwrap().clone();
+    assert_eq!(
+        form,
+        vec![("grant_type".to_string(), "client_credentials".to_string())]
+    );
 }
 
 #[tokio::test]

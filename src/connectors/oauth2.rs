@@ -127,9 +127,8 @@ impl TokenCache {
     /// Asks the token endpoint; only called with `fetching` held.
     async fn fetch(&self) -> Result<Arc<Token>, CallError> {
         let what = format!("OAuth2 token request POST {}", self.creds.token_url);
-        let basic = self.creds.client_auth == ClientAuth::Basic;
         let mut form = vec![("grant_type", "client_credentials")];
-        if !basic {
+        if self.creds.client_auth == ClientAuth::Body {
             form.push(("client_id", self.creds.client_id.as_str()));
             form.push(("client_secret", self.creds.client_secret.as_str()));
         }
@@ -137,10 +136,14 @@ impl TokenCache {
             form.push(("scope", scope.as_str()));
         }
         let asked_at = Instant::now();
-        let mut request = self.client.post(&self.creds.token_url).form(&form);
-        if basic {
-            request = request.basic_auth(&self.creds.client_id, Some(&self.creds.client_secret));
-        }
+        let request = self.client.post(&self.creds.token_url).form(&form);
+        let request = match self.creds.client_auth {
+            ClientAuth::Body => request,
+            ClientAuth::Basic => {
+                request.basic_auth(&self.creds.client_id, Some(&self.creds.client_secret))
+            }
+            ClientAuth::Bearer => request.bearer_auth(&self.creds.client_secret),
+        };
         let answer = classify::send(request, self.timeout, &what)
             .await
             .map_err(|e| self.scrub(e))?;

@@ -110,7 +110,9 @@ pub struct OAuth2ClientCredentials {
     #[serde(default)]
     pub scope: Option<String>,
     /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1): in the form body
-    /// (the default) or as HTTP Basic, which Salesforce Commerce Cloud's Account Manager wants.
+    /// (the default), as HTTP Basic (Salesforce Commerce Cloud's Account Manager), or the
+    /// secret alone as a bearer token (Oracle Commerce's application key at
+    /// `/ccadmin/v1/login`; `client_id` is then not sent).
     #[serde(default)]
     pub client_auth: ClientAuth,
 }
@@ -121,6 +123,7 @@ pub enum ClientAuth {
     #[default]
     Body,
     Basic,
+    Bearer,
 }
 
 impl ConnectorKind for HttpConfig {
