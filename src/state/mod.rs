@@ -19,6 +19,7 @@
 //! | `stock/{sku}`                         | `{"on_hand": 10, "reserved": 2}`                                      |
 //! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
 //! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
+//! | `token/{connector}`                   | `{"access_token", "refresh_token", "renew_at": unix seconds or null, "seed": sha256 hex of the configured refresh token}`: an `http` connector's rotating pair, written by the connector |
 //!
 //! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
 //! a shipment pipeline commits); `kv` is namespaced per pipeline.
