@@ -84,15 +84,15 @@ fn a_dry_run_of_an_abandoned_cart_shows_the_promised_actions() {
     assert_eq!(out["state_changes"], serde_json::json!([]));
 }
 
-/// examples/marketplaces (orders from Shopee, TikTok Shop and Lazada into one ERP format)
+/// examples/marketplace-polls (orders from Shopee, TikTok Shop and Lazada into one ERP format)
 /// checks clean with no environment and passes its own cases; tests/marketplaces.rs runs it
 /// against the mock platforms.
 #[test]
-fn the_marketplaces_example_checks_and_passes_its_tests() {
-    let (code, stdout, stderr) = crossdock(&["check", "--strict", "examples/marketplaces"]);
+fn the_marketplace_polls_example_checks_and_passes_its_tests() {
+    let (code, stdout, stderr) = crossdock(&["check", "--strict", "examples/marketplace-polls"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.starts_with("ok: 3 pipelines"), "{stdout}");
-    let (code, stdout, stderr) = crossdock(&["test", "examples/marketplaces"]);
+    let (code, stdout, stderr) = crossdock(&["test", "examples/marketplace-polls"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
 }

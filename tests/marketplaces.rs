@@ -458,12 +458,13 @@ async fn erp(token: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Ve
     (support::marketplace::serve(app).await, orders)
 }
 
-/// The shipped examples/marketplaces project, copied to a temporary folder and run with its
+/// The shipped examples/marketplace-polls project, copied to a temporary folder and run with its
 /// variables pointing at the three mock platforms and a mock ERP: every order of every
 /// platform reaches the ERP in the one format, through signed, paged, token-rotating calls.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_marketplaces_example_runs_against_the_mocks() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/marketplaces");
+async fn the_marketplace_polls_example_runs_against_the_mocks() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/marketplace-polls");
     let fixture = |rel: &str| -> Value {
         serde_json::from_slice(&std::fs::read(example.join("tests/fixtures").join(rel)).unwrap())
             .unwrap()
