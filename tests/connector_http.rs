@@ -155,9 +155,32 @@ async fn token(up: &Upstream, headers: &HeaderMap, form: &str) -> Response {
     let delay = *up.token_delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     let n = up.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    // RFC 6749 §2.3.1: the client authenticates in the body or with HTTP Basic, never both.
+    let basic = header(headers, "authorization").and_then(|h| {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.strip_prefix("Basic ")?)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        Some((id.to_string(), secret.to_string()))
+    });
+    // Oracle Commerce's login takes the application key alone as a bearer token.
+    let bearer = header(headers, "authorization").and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .map(|k| (CLIENT_ID.to_string(), k.to_string()))
+    });
+    let basic = basic.or(bearer);
+    let (id, secret) = match &basic {
+        Some((id, secret)) if field("client_secret").is_none() => {
+            (Some(id.as_str()), Some(secret.as_str()))
+        }
+        Some(_) => (None, None),
+        None => (field("client_id"), field("client_secret")),
+    };
     if field("grant_type") != Some("client_credentials")
-        || field("client_id") != Some(CLIENT_ID)
-        || field("client_secret") != Some(CLIENT_SECRET)
+        || id != Some(CLIENT_ID)
+        || secret != Some(CLIENT_SECRET)
     {
         // Echoes the secret it got, so the test can see the connector masks it.
         let body = json!({"error": "invalid_client",
@@ -374,6 +397,46 @@ async fn each_auth_kind_is_sent() {
             ("client_secret", CLIENT_SECRET),
             ("scope", "orders/read"),
         ]
+    );
+}
+
+/// Salesforce Commerce Cloud's Account Manager takes the client's credentials as HTTP Basic.
+#[tokio::test]
+async fn oauth2_client_credentials_can_go_as_basic_auth() {
+    let server = start().await;
+    let c = connector(json!({
+        "base_url": server.base_url,
+        "auth": {"oauth2": {
+            "token_url": format!("{}/oauth/token", server.base_url),
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "client_auth": "basic",
+        }},
+        "operations": operations(),
+    }));
+    let reply = call(&c, "secure", json!({"id": 1})).await.unwrap();
+    assert_eq!(reply.body["authorization"], "Bearer tok-1-abcdef");
+    let form = server.upstream.last_form.lock().unwrap().clone();
+    assert!(form.iter().all(|(k, _)| k != "client_secret"), "{form:?}");
+
+    // The secret alone as a bearer token, as Oracle Commerce's `/ccadmin/v1/login` takes its
+    // application key.
+    let c = connector(json!({
+        "base_url": server.base_url,
+        "auth": {"oauth2": {
+            "token_url": format!("{}/oauth/token", server.base_url),
+            "client_id": "unused",
+            "client_secret": CLIENT_SECRET,
+            "client_auth": "bearer",
+        }},
+        "operations": operations(),
+    }));
+    let reply = call(&c, "secure", json!({"id": 1})).await.unwrap();
+    assert_eq!(reply.body["authorization"], "Bearer tok-2-abcdef");
+    let form = server.upstream.last_form.lock().unwrap().clone();
+    assert_eq!(
+        form,
+        vec![("grant_type".to_string(), "client_credentials".to_string())]
     );
 }
 

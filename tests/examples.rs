@@ -100,3 +100,16 @@ fn the_marketplace_pushes_example_checks_clean_and_passes_its_tests() {
         "{stdout}"
     );
 }
+
+/// examples/marketplace-polls (orders from Shopee, TikTok Shop and Lazada into one ERP format)
+/// checks clean with no environment and passes its own cases; tests/marketplaces.rs runs it
+/// against the mock platforms.
+#[test]
+fn the_marketplace_polls_example_checks_and_passes_its_tests() {
+    let (code, stdout, stderr) = crossdock(&["check", "--strict", "examples/marketplace-polls"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: 3 pipelines"), "{stdout}");
+    let (code, stdout, stderr) = crossdock(&["test", "examples/marketplace-polls"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+}

@@ -121,7 +121,8 @@ pub fn run(args: Args<'_>) -> ExitCode {
     // Outcomes are written on a thread of their own: serialising and writing them is a
     // quarter of a large dry run's work, and runs beside the next events' flows. Events run
     // here, one after another, because each may read the state changes of the ones before.
-    let (sink, printer, done) = Printer::start(args.json, project.redactor.clone());
+    let (sink, printer, done) =
+        Printer::start(args.json, project.redactor.clone(), notes(&project));
     let mut batch = Vec::with_capacity(BATCH);
     // Records of printed outcomes, for the next events' mappings to build into.
     let spares: std::cell::RefCell<Vec<Value>> = std::cell::RefCell::default();
@@ -318,6 +319,23 @@ fn empty_input() -> Decoded<'static> {
 /// The thread that renders outcomes and writes them to standard output, in the order sent.
 struct Printer;
 
+/// What a call adds that its payload does not show (a signature's parameters), by connector
+/// and operation, said once per action in the readable view.
+type Notes = BTreeMap<(String, String), String>;
+
+fn notes(project: &crate::flow::Project) -> Notes {
+    let mut notes = Notes::new();
+    for (name, config) in &project.connectors {
+        let kind = config.as_kind();
+        for op in kind.operations() {
+            if let Some(note) = kind.describe_call(&op) {
+                notes.insert((name.clone(), op), note);
+            }
+        }
+    }
+    notes
+}
+
 /// Outcomes with their labels (for the readable view of many events), handed over in batches:
 /// one hand-over per outcome cost a thread wake-up each, more than the printing it moved.
 type Printed = Vec<(Outcome, Option<String>)>;
@@ -328,6 +346,7 @@ impl Printer {
     fn start(
         json: bool,
         redactor: Redactor,
+        notes: Notes,
     ) -> (
         std::sync::mpsc::SyncSender<Printed>,
         std::thread::JoinHandle<bool>,
@@ -344,7 +363,8 @@ impl Printer {
             let mut text = Vec::new();
             let mut all_shown = true;
             for batch in batches {
-                if !Self::print(&batch, json, &redactor, &mut out, &mut text, &mut all_shown) {
+                let print = (&batch, json, &redactor, &notes);
+                if !Self::print(print, &mut out, &mut text, &mut all_shown) {
                     return false;
                 }
                 // When the flow thread has not taken the last ones back yet, free these here.
@@ -357,9 +377,7 @@ impl Printer {
 
     /// Writes a batch; false when the reader went away.
     fn print(
-        batch: &Printed,
-        json: bool,
-        redactor: &Redactor,
+        (batch, json, redactor, notes): (&Printed, bool, &Redactor, &Notes),
         out: &mut impl Write,
         text: &mut Vec<u8>,
         all_shown: &mut bool,
@@ -373,7 +391,7 @@ impl Printer {
                     continue;
                 }
             } else {
-                text.extend_from_slice(render(outcome, label.as_deref()).as_bytes());
+                text.extend_from_slice(render(outcome, label.as_deref(), notes).as_bytes());
             }
             text.push(b'\n');
             let shown = redactor.redact_bytes(text);
@@ -437,7 +455,7 @@ fn new_changes(
 }
 
 /// The readable view: the same facts as the JSON, laid out for a person.
-fn render(o: &Outcome, label: Option<&str>) -> String {
+fn render(o: &Outcome, label: Option<&str>, notes: &Notes) -> String {
     let mut s = String::new();
     let from = label.map(|l| format!(" ({l})")).unwrap_or_default();
     s.push_str(&format!("── {} · event {}{from}\n", o.pipeline, o.event_id));
@@ -472,6 +490,9 @@ fn render(o: &Outcome, label: Option<&str>) -> String {
                 a.op
             ));
             s.push_str(&indent(&pretty(&a.payload), 5));
+            if let Some(note) = notes.get(&(a.connector.to_string(), a.op.to_string())) {
+                s.push_str(&indent(note, 5));
+            }
         }
     }
     if !o.state_changes.is_empty() {

@@ -363,6 +363,23 @@ pub struct PollSource {
     /// Items per page: without `next`, a full page means there is more to fetch.
     #[serde(default)]
     pub batch_size: Option<u32>,
+    /// Offset pagination (Lazada `offset`/`limit`, SFCC `start`/`count`/`total`).
+    #[serde(default)]
+    pub offset: Option<Box<PollOffset>>,
+}
+
+/// Offset pagination: each page is asked from `param` = the number of items before it, with
+/// `size_param` = `size`; a short page, or reaching `total`, ends the poll.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollOffset {
+    pub param: String,
+    pub size: u32,
+    #[serde(default)]
+    pub size_param: Option<String>,
+    /// JSONPath into the answer to the number of items in all.
+    #[serde(default)]
+    pub total: Option<String>,
 }
 
 /// Where a poll resumes: the largest `from` value of the items seen so far, kept in the state
@@ -385,6 +402,10 @@ pub struct PollCursor {
 pub struct PollNext {
     pub from: String,
     pub param: String,
+    /// JSONPath into the answer to a flag that says whether there is a next page (Shopee's
+    /// `more`); without it, a token means there is.
+    #[serde(default)]
+    pub more: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -54,6 +54,10 @@ pub trait ConnectorKind {
     fn check_config(&self, _root: &Path) -> Vec<ConfigProblem> {
         Vec::new()
     }
+    /// What a call to `op` adds that its payload does not show (a signature), for `dry-run`.
+    fn describe_call(&self, _op: &str) -> Option<String> {
+        None
+    }
     /// The live connector for `run`. `name` is the connector's name in crossdock.yaml.
     fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError>;
 }
@@ -81,6 +85,9 @@ pub enum BuildError {
         path: String,
         problem: PathProblem,
     },
+    /// A setting that `check` reports at its place (`sign.string`, `rate.per`).
+    #[error("{message}")]
+    Setting { key: String, message: String },
     #[error("tls.ca_file `{path}`: {problem}")]
     CaFile {
         path: String,
@@ -249,6 +256,9 @@ pub struct BuildContext {
     pub root: PathBuf,
     /// One HTTP client (and connection pool) shared by the connectors that need one.
     pub http: reqwest::Client,
+    /// Where connectors keep what must survive a restart (a rotating token pair); `None` when
+    /// nothing is kept.
+    pub state: Option<Arc<dyn crate::state::StateStore>>,
 }
 
 /// A call as one JSON line, `{"connector", "op", "object"?, "key"?, "payload"}`: what the local

@@ -17,7 +17,7 @@ use serde_json::Value;
 use reqwest::StatusCode;
 
 use super::classify::{self, Answer};
-use super::http::OAuth2ClientCredentials;
+use super::http::{ClientAuth, OAuth2ClientCredentials};
 use super::CallError;
 
 /// A token in use.
@@ -127,16 +127,23 @@ impl TokenCache {
     /// Asks the token endpoint; only called with `fetching` held.
     async fn fetch(&self) -> Result<Arc<Token>, CallError> {
         let what = format!("OAuth2 token request POST {}", self.creds.token_url);
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", self.creds.client_id.as_str()),
-            ("client_secret", self.creds.client_secret.as_str()),
-        ];
+        let mut form = vec![("grant_type", "client_credentials")];
+        if self.creds.client_auth == ClientAuth::Body {
+            form.push(("client_id", self.creds.client_id.as_str()));
+            form.push(("client_secret", self.creds.client_secret.as_str()));
+        }
         if let Some(scope) = &self.creds.scope {
             form.push(("scope", scope.as_str()));
         }
         let asked_at = Instant::now();
         let request = self.client.post(&self.creds.token_url).form(&form);
+        let request = match self.creds.client_auth {
+            ClientAuth::Body => request,
+            ClientAuth::Basic => {
+                request.basic_auth(&self.creds.client_id, Some(&self.creds.client_secret))
+            }
+            ClientAuth::Bearer => request.bearer_auth(&self.creds.client_secret),
+        };
         let answer = classify::send(request, self.timeout, &what)
             .await
             .map_err(|e| self.scrub(e))?;
@@ -256,6 +263,7 @@ mod tests {
                 client_id: "id".into(),
                 client_secret: "secret".into(),
                 scope: None,
+                client_auth: ClientAuth::Body,
             },
             Duration::from_secs(1),
         );

@@ -358,8 +358,8 @@ impl Runtime {
             .timeout(settings.call_timeout)
             .build()
             .map_err(|e| StartError::Build(format!("cannot build the HTTP client: {e}")))?;
-        let live =
-            build_live(project, &http, None).map_err(|e| StartError::Build(e.to_string()))?;
+        let live = build_live(project, &http, store.clone(), None)
+            .map_err(|e| StartError::Build(e.to_string()))?;
         let flows = pool::FlowPool::start(settings.flow_threads)
             .map_err(|e| StartError::Build(format!("cannot start the flow threads: {e}")))?;
         let (queue, rx) = mpsc::unbounded_channel();
@@ -593,7 +593,7 @@ impl Runtime {
                     if project.version == old.project.version {
                         Ok(project.version.clone())
                     } else {
-                        match build_live(project, &self.http, Some(&old)) {
+                        match build_live(project, &self.http, self.state.clone(), Some(&old)) {
                             Ok(live) => {
                                 let version = live.project.version.clone();
                                 self.live.store(Arc::new(live));
@@ -739,11 +739,13 @@ impl LiveError {
 fn build_live(
     project: Project,
     http: &reqwest::Client,
+    state: Arc<dyn StateStore>,
     old: Option<&Live>,
 ) -> Result<Live, LiveError> {
     let cx = BuildContext {
         root: project.root.clone(),
         http: http.clone(),
+        state: Some(state),
     };
     let mut connectors = BTreeMap::new();
     // One instance per tenant, keyed `name@tenant` ([`tenant_key`]); the config as written is

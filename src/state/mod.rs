@@ -19,6 +19,7 @@
 //! | `stock/{sku}`                         | `{"on_hand": 10, "reserved": 2}`                                      |
 //! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
 //! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
+//! | `token/{connector}`                   | `{"access_token", "refresh_token", "renew_at": unix seconds or null, "seed": sha256 hex of the configured refresh token}`: an `http` connector's rotating pair, written by the connector |
 //!
 //! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
 //! a shipment pipeline commits); `kv` is namespaced per pipeline.
@@ -97,6 +98,13 @@ pub trait StateStore: Send + Sync {
 
     /// Every key starting with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError>;
+
+    /// Returns once every update made so far survives a crash, for the rare write that must
+    /// (a rotated token pair: the old refresh token is dead once the new one is issued).
+    /// Stores that keep nothing on disk have nothing to do.
+    fn make_durable(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Escape one caller-supplied key part so it cannot contain the `/` separator.

@@ -14,6 +14,7 @@ pub fn context_at(root: &std::path::Path) -> BuildContext {
     BuildContext {
         root: root.to_path_buf(),
         http: reqwest::Client::new(),
+        state: None,
     }
 }
 

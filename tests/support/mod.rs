@@ -4,5 +4,9 @@
 
 pub mod connector;
 pub mod engine;
+pub mod marketplace;
+pub mod mock_lazada;
 pub mod mock_salesforce;
+pub mod mock_shopee;
+pub mod mock_tiktok;
 pub mod upstream;

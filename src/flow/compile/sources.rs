@@ -383,6 +383,41 @@ pub(super) fn check_source(
                     );
                 }
             }
+            if let Some(more) = p.next.as_ref().and_then(|n| n.more.as_ref()) {
+                cx.jsonpath(&[&base[..], &[key("next"), key("more")]].concat(), more);
+            }
+            if let Some(offset) = &p.offset {
+                let at = [&base[..], &[key("offset")]].concat();
+                if p.next.is_some() || p.batch_size.is_some() {
+                    cx.error_at(
+                        &at,
+                        "`offset` pages on its own: leave out `next` and `batch_size`",
+                        None,
+                    );
+                }
+                if offset.size == 0 {
+                    cx.error_at(
+                        &[&at[..], &[key("size")]].concat(),
+                        "size must be at least 1",
+                        None,
+                    );
+                }
+                let names = [Some(&offset.param), offset.size_param.as_ref()];
+                let cursor = p.cursor.as_ref().map(|c| &c.param);
+                if offset.param.is_empty()
+                    || offset.size_param.as_ref() == Some(&offset.param)
+                    || names.iter().flatten().any(|n| Some(*n) == cursor)
+                {
+                    cx.error_at(
+                        &[&at[..], &[key("param")]].concat(),
+                        "`param` and `size_param` name two payload fields, apart from the cursor's",
+                        None,
+                    );
+                }
+                if let Some(total) = &offset.total {
+                    cx.jsonpath(&[&at[..], &[key("total")]].concat(), total);
+                }
+            }
             if p.batch_size == Some(0) {
                 cx.error_at(
                     &[&base[..], &[key("batch_size")]].concat(),

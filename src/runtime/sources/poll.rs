@@ -21,7 +21,13 @@
 //! empty) is followed by a call with the token as `param` and the same cursor value the first
 //! page was asked with. Without `next` but with `batch_size`, a full page is followed by a call
 //! with the advanced cursor (keyset paging). At most [`MAX_PAGES`] pages per poll; the rest
-//! comes at the next one.
+//! comes at the next one. With `next.more`, the token is followed only while the flag at
+//! `more` is true (Shopee answers `more` beside `next_cursor`).
+//!
+//! With `offset: { param, size, size_param, total }`, pages are asked with `param` = the
+//! items fetched so far in this poll (0 first) and `size_param` = `size`, until a page is
+//! shorter than `size` or `total` (a JSONPath into the answer) is reached: Lazada's
+//! `offset`/`limit`, SFCC's `start`/`count`/`total`.
 //!
 //! # Dedup keys
 //!
@@ -57,6 +63,14 @@ pub struct Poll {
     pub cursor: Option<Cursor>,
     pub next: Option<Next>,
     pub batch_size: Option<usize>,
+    pub offset: Option<Offset>,
+}
+
+pub struct Offset {
+    pub param: String,
+    pub size: usize,
+    pub size_param: Option<String>,
+    pub total: Option<JsonPath>,
 }
 
 pub enum When {
@@ -73,6 +87,7 @@ pub struct Cursor {
 pub struct Next {
     pub from: JsonPath,
     pub param: String,
+    pub more: Option<JsonPath>,
 }
 
 impl Poll {
@@ -111,10 +126,28 @@ impl Poll {
                 Some(n) => Some(Next {
                     from: path("next.from", &n.from)?,
                     param: n.param.clone(),
+                    more: n
+                        .more
+                        .as_deref()
+                        .map(|m| path("next.more", m))
+                        .transpose()?,
                 }),
                 None => None,
             },
             batch_size: source.batch_size.map(|n| n.max(1) as usize),
+            offset: match &source.offset {
+                Some(o) => Some(Offset {
+                    param: o.param.clone(),
+                    size: o.size.max(1) as usize,
+                    size_param: o.size_param.clone(),
+                    total: o
+                        .total
+                        .as_deref()
+                        .map(|t| path("offset.total", t))
+                        .transpose()?,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -175,6 +208,7 @@ pub async fn poll_once(
     // The cursor value the calls are made with, and the largest value seen so far.
     let mut asked = start;
     let mut token: Option<Value> = None;
+    let mut offset: usize = 0;
     for _ in 0..MAX_PAGES {
         let mut payload = poll.params.clone();
         if let (Some(c), Some(v)) = (&poll.cursor, &asked) {
@@ -182,6 +216,12 @@ pub async fn poll_once(
         }
         if let (Some(n), Some(t)) = (&poll.next, &token) {
             payload.insert(n.param.clone(), t.clone());
+        }
+        if let Some(o) = &poll.offset {
+            payload.insert(o.param.clone(), offset.into());
+            if let Some(size_param) = &o.size_param {
+                payload.insert(size_param.clone(), o.size.into());
+            }
         }
         let answer = call(runtime, poll, &Value::Object(payload)).await?;
         report.pages += 1;
@@ -230,7 +270,18 @@ pub async fn poll_once(
             .filter(|t| !(t.is_null() || t.as_str() == Some("")))
             .cloned();
         let more = match (&poll.next, poll.batch_size) {
-            (Some(_), _) => token.is_some(),
+            _ if poll.offset.is_some() => {
+                offset += items.len();
+                poll.offset
+                    .as_ref()
+                    .is_some_and(|o| more_by_offset(o, &answer, items.len(), offset))
+            }
+            (Some(n), _) => {
+                token.is_some()
+                    && n.more
+                        .as_ref()
+                        .is_none_or(|m| m.first(&answer) == Some(&Value::Bool(true)))
+            }
             (None, Some(size)) if items.len() >= size => {
                 if report.cursor == asked {
                     tracing::warn!(
@@ -279,6 +330,24 @@ async fn call(runtime: &Runtime, poll: &Poll, payload: &Value) -> Result<Value, 
             op: poll.op.clone(),
             error,
         })
+}
+
+/// Whether an offset-paged poll asks for another page: the last one was full, and `total`
+/// (when the answer says it) is not reached.
+fn more_by_offset(o: &Offset, answer: &Value, got: usize, fetched: usize) -> bool {
+    if got < o.size {
+        return false;
+    }
+    let total = o
+        .total
+        .as_ref()
+        .and_then(|t| t.first(answer))
+        .and_then(|v| match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        });
+    total.is_none_or(|t| (fetched as u64) < t)
 }
 
 /// The items of an answer: what `items` selects (the elements, when it selects one list), or
@@ -448,6 +517,7 @@ mod tests {
             cursor: None,
             next: None,
             batch_size: None,
+            offset: None,
         })
         .unwrap()
     }

@@ -397,6 +397,10 @@ impl SledStore {
 }
 
 impl StateStore for SledStore {
+    fn make_durable(&self) -> Result<(), StateError> {
+        self.flush().map(|_| ())
+    }
+
     fn get(&self, key: &str) -> Result<Option<Value>, StateError> {
         self.writer.shared.get(&self.tree, key)
     }

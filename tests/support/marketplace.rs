@@ -1,0 +1,256 @@
+//! What the marketplace mocks (`mock_shopee`, `mock_tiktok`, `mock_lazada`) share: the
+//! HMAC they check signatures with, reading a request's query and body, the rotating token
+//! pair each platform hands out, a throttle, and the log of what was called.
+//!
+//! The token rules are the platforms' as documented: an access token works until it expires,
+//! and each refresh hands out a new refresh token and retires the one it was asked with.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use hmac::Mac;
+use serde_json::Value;
+
+pub fn hmac_hex(key: &str, text: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(text);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A request read whole: path, decoded query, a header or two, the raw body.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    /// Why the mock refused it, when it did.
+    pub refused: Option<String>,
+}
+
+impl Seen {
+    pub async fn read(request: Request) -> Seen {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().map(url_pairs).unwrap_or_default();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = to_bytes(request.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec();
+        Seen {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            at: Instant::now(),
+            refused: None,
+        }
+    }
+
+    pub fn param(&self, name: &str) -> &str {
+        self.query.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+fn url_pairs(query: &str) -> BTreeMap<String, String> {
+    reqwest::Url::parse(&format!("http://x/?{query}"))
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// A shop's token pair as the platform keeps it.
+#[derive(Debug)]
+pub struct Tokens {
+    prefix: &'static str,
+    pub access: String,
+    pub refresh: String,
+    pub expires_at: i64,
+    /// Access-token lifetime given at each refresh, in seconds.
+    pub life: i64,
+    issued: u32,
+    /// Every refresh token a refresh was asked with, in order, and whether it was accepted.
+    pub refreshes: Vec<(String, bool)>,
+}
+
+impl Tokens {
+    /// The pair before the first refresh: an access token already expired, so the first call
+    /// must refresh with `refresh`.
+    pub fn new(prefix: &'static str, refresh: &str, life: i64) -> Tokens {
+        Tokens {
+            prefix,
+            access: format!("{prefix}-access-0"),
+            refresh: refresh.to_string(),
+            expires_at: 0,
+            life,
+            issued: 0,
+            refreshes: Vec::new(),
+        }
+    }
+
+    /// A refresh with `given`: a new pair when it is the current refresh token.
+    pub fn refresh(&mut self, given: &str) -> Option<(String, String, i64)> {
+        let ok = given == self.refresh;
+        self.refreshes.push((given.to_string(), ok));
+        if !ok {
+            return None;
+        }
+        self.issued += 1;
+        self.access = format!("{}-access-{}", self.prefix, self.issued);
+        self.refresh = format!("{}-refresh-{}", self.prefix, self.issued);
+        self.expires_at = now() + self.life;
+        Some((self.access.clone(), self.refresh.clone(), self.life))
+    }
+
+    /// `None` when `token` is the live access token; else why not.
+    pub fn check(&self, token: &str) -> Option<&'static str> {
+        if token.is_empty() {
+            Some("missing")
+        } else if token != self.access {
+            Some("invalid")
+        } else if now() >= self.expires_at {
+            Some("expired")
+        } else {
+            None
+        }
+    }
+}
+
+/// At most `per_second` calls in any second; `None` is no limit.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    pub per_second: Option<usize>,
+    window: VecDeque<Instant>,
+}
+
+impl Throttle {
+    /// Counts a call; true when it is over the limit.
+    pub fn over(&mut self) -> bool {
+        let Some(max) = self.per_second else {
+            return false;
+        };
+        let now = Instant::now();
+        while self
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.window.pop_front();
+        }
+        if self.window.len() >= max {
+            return true;
+        }
+        self.window.push_back(now);
+        false
+    }
+}
+
+/// Serves `app` on a free loopback port; the base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The log every mock keeps.
+pub type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// `n` orders with ids `prefix-1` … as items the platform lists.
+pub fn orders(n: usize, make: impl Fn(usize) -> Value) -> Vec<Value> {
+    (1..=n).map(make).collect()
+}
+
+/// What a mock platform keeps of one shop.
+pub struct Shop {
+    pub tokens: Tokens,
+    pub throttle: Throttle,
+    /// The orders it lists, whole.
+    pub orders: Vec<Value>,
+    /// Bodies of the writes it accepted.
+    pub received: Vec<Value>,
+}
+
+/// A platform's answer to one request, and why it refused it, if it did.
+pub type Answer = fn(&mut Shop, &Seen) -> (Response, Option<String>);
+
+/// A running mock platform: its base URL, its shop and its log.
+#[derive(Clone)]
+pub struct Mock {
+    pub url: String,
+    pub shop: Arc<Mutex<Shop>>,
+    pub log: Log,
+}
+
+impl Mock {
+    /// Serves `answer` for a shop whose first refresh token is `refresh`, listing `orders`,
+    /// with access tokens that live `life` seconds. `prefix` names its tokens.
+    pub async fn start(
+        prefix: &'static str,
+        refresh: &str,
+        orders: Vec<Value>,
+        life: i64,
+        answer: Answer,
+    ) -> Mock {
+        let shop = Arc::new(Mutex::new(Shop {
+            tokens: Tokens::new(prefix, refresh, life),
+            throttle: Throttle::default(),
+            orders,
+            received: Vec::new(),
+        }));
+        let log: Log = Arc::default();
+        let app =
+            axum::Router::new()
+                .fallback(handle)
+                .with_state((shop.clone(), log.clone(), answer));
+        Mock {
+            url: serve(app).await,
+            shop,
+            log,
+        }
+    }
+
+    /// The requests to `path`, in order.
+    pub fn calls(&self, path: &str) -> Vec<Seen> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|s| s.path == path).cloned().collect()
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter_map(|s| s.refused.clone()).collect()
+    }
+}
+
+async fn handle(
+    State((shop, log, answer)): State<(Arc<Mutex<Shop>>, Log, Answer)>,
+    request: Request,
+) -> Response {
+    let mut seen = Seen::read(request).await;
+    let (response, refused) = answer(&mut shop.lock().unwrap(), &seen);
+    seen.refused = refused;
+    log.lock().unwrap().push(seen);
+    response
+}
