@@ -33,123 +33,25 @@
 //! returns at once and sled's own flusher writes every 500 ms: faster, but a crash can lose
 //! the events of the last interval although they were answered 202.
 
+mod commit;
+mod record;
+mod retention;
+
+pub use commit::{Committer, FlushPolicy};
+use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
+pub use record::{
+    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, DeadLetter,
+    EventMeta, StoredEvent, Trail,
+};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{watch, Notify};
 
 use crate::state::{SledStore, StateError, Table};
-
-/// What is stored about an event besides its body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventMeta {
-    pub id: String,
-    pub pipeline: String,
-    /// RFC 3339.
-    pub received_at: String,
-    /// Request headers, names in lower case (credentials removed).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Attempts made so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// Not to be tried before this time (ms since the epoch); 0 for at once.
-    #[serde(default)]
-    pub not_before_ms: u64,
-    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
-    #[serde(default)]
-    pub done_actions: usize,
-    /// Every failed attempt.
-    #[serde(default)]
-    pub errors: Vec<AttemptError>,
-    /// Runs that began after a restart and never came to an end: the engine stopped (a crash,
-    /// an abort, `kill -9`) while the event was running. Written to disk before such a run
-    /// starts, so an event that takes the process down is counted even as it does; at
-    /// `quarantine_after` it is dead-lettered unrun instead of taking the engine down again.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub interrupted: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptError {
-    /// RFC 3339.
-    pub at: String,
-    pub message: String,
-}
-
-/// An event as stored: meta and the body exactly as received.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub seq: u64,
-    pub meta: EventMeta,
-    pub body: Arc<[u8]>,
-    /// Found in the inbox at start (not kept on disk): its next run is counted in
-    /// [`EventMeta::interrupted`] before it begins.
-    pub resumed: bool,
-}
-
-/// A dead letter: the original event, every attempt's error, and the version that failed it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub event: EventMeta,
-    /// The body as received (a string when it is not JSON).
-    pub body: Value,
-    pub reason: String,
-    /// The project version the last attempt ran on.
-    pub version: String,
-    /// RFC 3339.
-    pub dead_at: String,
-}
-
-/// What happened to one event: kept after it leaves the inbox, shown by the admin API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Trail {
-    pub event_id: String,
-    pub pipeline: String,
-    /// The project version the event ran on (its last attempt).
-    pub version: String,
-    pub received_at: String,
-    pub finished_at: String,
-    /// `processed`, `skipped` (the trigger did not match), `filtered`, `retrying`,
-    /// `dead_lettered` or `failed` (dropped: the pipeline keeps no dead letters).
-    pub status: String,
-    pub attempts: u32,
-    /// The steps that ran, in order.
-    #[serde(default)]
-    pub steps: Vec<Arc<str>>,
-    pub actions: Vec<ActionTrail>,
-    #[serde(default)]
-    pub errors: Vec<AttemptError>,
-    /// Time spent in the flow (mapping, rules, state), microseconds.
-    pub flow_us: u64,
-    /// From receipt to the end of the last attempt, milliseconds.
-    pub total_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ActionTrail {
-    pub connector: Arc<str>,
-    pub op: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub object: Option<Arc<str>>,
-    /// `ok`, `failed`, `skipped` (done by an earlier attempt) or `not_run`.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub remote_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub remote_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
-    pub ms: u64,
-}
 
 /// Why the inbox could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -181,39 +83,6 @@ impl InboxError {
                 | InboxError::Storage(_)
         )
     }
-}
-
-/// When an accepted event is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushPolicy {
-    /// fsync (shared by concurrent requests) before the 202.
-    Group,
-    /// 202 at once; sled flushes every 500 ms.
-    Periodic,
-}
-
-pub fn event_id(seq: u64) -> String {
-    format!("evt_{seq:016x}")
-}
-
-/// The sequence number in an event id, if it is one.
-pub fn parse_event_id(id: &str) -> Option<u64> {
-    let hex = id.strip_prefix("evt_")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The runtime's tables.
@@ -679,241 +548,13 @@ impl Inbox {
         }
         Ok(removed)
     }
-
-    /// Forgets dedup keys older than `window`; returns how many.
-    pub fn sweep_dedup(&self, window: Duration) -> Result<usize, InboxError> {
-        let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
-        let mut removed = 0;
-        loop {
-            let batch = self.dedup_age.range_from(&[], 1024)?;
-            let mut done = batch.is_empty();
-            for (k, _) in &batch {
-                let Some(at) = key_seq(k) else { continue };
-                if at >= cutoff {
-                    done = true;
-                    break;
-                }
-                let dkey = &k[8..];
-                // Only if it still points at this age: a later delivery may have renewed it.
-                if let Some(v) = self.dedup.get(dkey)? {
-                    if parse_dedup(&v).is_some_and(|(a, _)| a == at) {
-                        self.dedup.remove(dkey)?;
-                    }
-                }
-                self.dedup_age.remove(k)?;
-                removed += 1;
-            }
-            if done {
-                return Ok(removed);
-            }
-        }
-    }
-
-    /// Forgets trails older than `keep`; returns how many.
-    pub fn sweep_trails(&self, keep: Duration) -> Result<usize, InboxError> {
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
-        let mut removed = 0;
-        loop {
-            let batch = self.trail.range_from(&[], 256)?;
-            if batch.is_empty() {
-                return Ok(removed);
-            }
-            for (k, v) in &batch {
-                let old = serde_json::from_slice::<Trail>(v)
-                    .ok()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t.finished_at).ok())
-                    .is_none_or(|at| at < cutoff);
-                if !old {
-                    return Ok(removed);
-                }
-                self.trail.remove(k)?;
-                removed += 1;
-            }
-        }
-    }
-}
-
-fn parse_dedup(value: &[u8]) -> Option<(u64, &str)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (at, id) = text.split_once(' ')?;
-    Some((at.parse().ok()?, id))
-}
-
-fn key_seq(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, InboxError> {
-    serde_json::to_vec(value).map_err(|e| InboxError::Corrupt {
-        key: "(new)".into(),
-        message: e.to_string(),
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, InboxError> {
-    serde_json::from_slice(bytes).map_err(|e| InboxError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
-    // Compact JSON never holds a raw newline, so the first one ends the meta.
-    let mut out = to_json(meta)?;
-    out.push(b'\n');
-    out.extend_from_slice(body);
-    Ok(out)
-}
-
-fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, InboxError> {
-    let name = || format!("inbox/{}", key_seq(key).map(event_id).unwrap_or_default());
-    let seq = key_seq(key).ok_or_else(|| InboxError::Corrupt {
-        key: name(),
-        message: "key is not a sequence number".into(),
-    })?;
-    let split = value
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| InboxError::Corrupt {
-            key: name(),
-            message: "no end of meta".into(),
-        })?;
-    let meta = from_json(&name(), &value[..split])?;
-    Ok(StoredEvent {
-        seq,
-        meta,
-        body: Arc::from(&value[split + 1..]),
-        resumed: false,
-    })
-}
-
-/// Group commit: see the module docs.
-pub struct Committer {
-    store: Arc<SledStore>,
-    policy: FlushPolicy,
-    /// Callers that asked so far; a flush that starts after reading `n` covers the first `n`.
-    asked: AtomicU64,
-    /// (callers covered by a flush that succeeded, callers covered by one that failed): a
-    /// caller learns which of the two came first for it. Both only grow.
-    flushed: watch::Sender<(u64, u64)>,
-    wake: Notify,
-    /// The last flush's error, while the store has not flushed since: what `/health` shows.
-    failing: std::sync::Mutex<Option<String>>,
-    /// Whether `failing` holds an error: read on every accepted event, without the lock.
-    is_failing: std::sync::atomic::AtomicBool,
-}
-
-impl Committer {
-    fn new(store: Arc<SledStore>, policy: FlushPolicy) -> Committer {
-        Committer {
-            store,
-            policy,
-            asked: AtomicU64::new(0),
-            flushed: watch::channel((0, 0)).0,
-            wake: Notify::new(),
-            failing: std::sync::Mutex::new(None),
-            is_failing: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    pub fn policy(&self) -> FlushPolicy {
-        self.policy
-    }
-
-    /// Returns once every write made before this call is on disk (see [`FlushPolicy`]), or
-    /// with [`InboxError::Flush`] when the flush that would have covered it failed: the
-    /// caller must not acknowledge what it wrote.
-    pub async fn durable(&self) -> Result<(), InboxError> {
-        if self.policy == FlushPolicy::Periodic {
-            return Ok(());
-        }
-        self.durable_now().await
-    }
-
-    /// As [`Committer::durable`], whatever the policy: for the few writes that must be on
-    /// disk before what follows (an event's run counted before it starts).
-    pub async fn durable_now(&self) -> Result<(), InboxError> {
-        let mine = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut rx = self.flushed.subscribe();
-        self.wake.notify_one();
-        let (ok, _) = *rx
-            .wait_for(|(ok, failed)| *ok >= mine || *failed >= mine)
-            .await
-            .map_err(|_| InboxError::Flush("the flusher stopped".into()))?;
-        if ok >= mine {
-            Ok(())
-        } else {
-            Err(InboxError::Flush(
-                self.failure()
-                    .unwrap_or_else(|| "the disk flush failed".into()),
-            ))
-        }
-    }
-
-    /// The error of the last flush, if it failed and none has succeeded since.
-    pub fn failure(&self) -> Option<String> {
-        if !self.is_failing.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.failing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Forgets the last failure: a flush made outside the group commit succeeded.
-    pub fn recovered(&self) {
-        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-        *failing = None;
-        self.is_failing.store(false, Ordering::SeqCst);
-    }
-
-    /// The flusher: runs until the runtime stops. One fsync per round, for every caller that
-    /// arrived before the round began. A failed round fails its callers at once (they answer
-    /// 503 and the sender tries again) rather than keeping them waiting on a disk that may
-    /// stay full.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            self.wake.notified().await;
-            loop {
-                let target = self.asked.load(Ordering::SeqCst);
-                let (ok, failed) = *self.flushed.borrow();
-                if target <= ok.max(failed) {
-                    break;
-                }
-                let store = self.store.clone();
-                let error = match tokio::task::spawn_blocking(move || store.flush()).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(format!("the flush task failed: {e}")),
-                };
-                let failed = error.is_some();
-                {
-                    let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-                    if let (Some(e), None) = (&error, &*failing) {
-                        tracing::error!(error = %e, "Flushing the inbox failed; events are refused until a flush succeeds");
-                    }
-                    self.is_failing.store(error.is_some(), Ordering::SeqCst);
-                    *failing = error;
-                }
-                if !failed {
-                    self.flushed.send_modify(|(ok, _)| *ok = target);
-                } else {
-                    self.flushed.send_modify(|(_, failed)| *failed = target);
-                    // A store that failed keeps failing fast; do not spin on it.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn inbox() -> Inbox {
+    pub(super) fn inbox() -> Inbox {
         Inbox::open(
             Arc::new(SledStore::temporary().unwrap()),
             FlushPolicy::Group,
@@ -921,7 +562,7 @@ mod tests {
         .unwrap()
     }
 
-    fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
+    pub(super) fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
         inbox
             .accept("p", &[key], window, BTreeMap::new(), br#"{"a":1}"#)
             .unwrap()
@@ -1066,35 +707,5 @@ mod tests {
         assert_eq!(inbox.dead_letter_count(), 0);
         assert!(!inbox.drop_dead_letter(&ev.meta.id).unwrap());
         assert!(inbox.retry_dead_letter("evt_nonsense").unwrap().is_none());
-    }
-
-    #[test]
-    fn sweeping_forgets_old_dedup_keys_only() {
-        let inbox = inbox();
-        accept(&inbox, "old", Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(inbox.sweep_dedup(Duration::from_millis(10)).unwrap(), 1);
-        assert!(matches!(
-            accept(&inbox, "old", Duration::from_secs(60)),
-            Accepted::New(_)
-        ));
-        assert_eq!(inbox.sweep_dedup(Duration::from_secs(60)).unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn group_commit_returns_after_a_flush() {
-        let inbox = Arc::new(inbox());
-        let committer = Arc::new(Committer::new(inbox.store.clone(), FlushPolicy::Group));
-        let task = tokio::spawn(committer.clone().run());
-        let mut waits = Vec::new();
-        for _ in 0..50 {
-            let c = committer.clone();
-            waits.push(tokio::spawn(async move { c.durable().await }));
-        }
-        for w in waits {
-            w.await.unwrap().unwrap();
-        }
-        assert!(committer.flushed.borrow().0 >= 50);
-        task.abort();
     }
 }
