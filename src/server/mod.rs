@@ -69,6 +69,7 @@ async fn metrics(axum::extract::State(runtime): axum::extract::State<Arc<Runtime
     for (name, connector) in &runtime.live().connectors {
         crate::runtime::metrics::breaker_state(name, connector.breaker.state().as_gauge());
     }
+    runtime.refresh_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -36,6 +36,7 @@
 mod commit;
 mod record;
 mod retention;
+pub use retention::Tally;
 
 pub use commit::{Committer, FlushPolicy};
 use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
@@ -102,6 +103,10 @@ pub struct Inbox {
     /// Bytes of body held by the events in `inbox`: each is also in memory (queued for a
     /// worker, running, or waiting for its retry), so this bounds the memory the backlog takes.
     pending_bytes: AtomicU64,
+    /// Entries in `trail` and the bytes of their values: what the retention sweep bounds
+    /// (`retention.rs`) without reading the table.
+    trails: AtomicU64,
+    trail_bytes: AtomicU64,
     /// The highest sequence number of an event accepted (not withdrawn as a duplicate): what
     /// the ledger marks as durable.
     last_accepted: AtomicU64,
@@ -124,33 +129,23 @@ impl Inbox {
     pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
         let inbox = store.table("inbox")?;
         let dead = store.table("dead")?;
-        let (mut count, mut bytes) = (0u64, 0u64);
-        let mut from = 0u64.to_be_bytes().to_vec();
-        loop {
-            let batch = inbox.range_from(&from, 1024)?;
-            let Some((last, _)) = batch.last() else { break };
-            for (_, v) in &batch {
-                count += 1;
-                let split = v.iter().position(|b| *b == b'\n').unwrap_or(v.len());
-                bytes += v.len().saturating_sub(split + 1) as u64;
-            }
-            match key_seq(last).map(|s| s.saturating_add(1)) {
-                Some(n) if n != 0 => from = n.to_be_bytes().to_vec(),
-                _ => break,
-            }
-        }
+        let trail = store.table("trail")?;
+        // The counters start from what the tables hold, read once here (see `Tally`).
+        let found = retention::tally(&inbox, &dead, &trail)?;
         Ok(Inbox {
-            pending: AtomicU64::new(count),
-            pending_bytes: AtomicU64::new(bytes),
+            pending: AtomicU64::new(found.pending),
+            pending_bytes: AtomicU64::new(found.pending_bytes),
+            trails: AtomicU64::new(found.trails),
+            trail_bytes: AtomicU64::new(found.trail_bytes),
             last_accepted: AtomicU64::new(0),
             dropped: std::sync::Mutex::new(std::collections::HashSet::new()),
             any_dropped: std::sync::atomic::AtomicBool::new(false),
             inbox,
             dedup: store.table("dedup")?,
             dedup_age: store.table("dedup-age")?,
-            dead_count: AtomicU64::new(dead.len() as u64),
+            dead_count: AtomicU64::new(found.dead_letters),
             dead,
-            trail: store.table("trail")?,
+            trail,
             committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
         })
@@ -197,8 +192,18 @@ impl Inbox {
             errors: Vec::new(),
             interrupted: 0,
         };
-        self.inbox
-            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)?;
+        // Counted before it is in the table, so the count is never below what the table holds
+        // (a drop by hand may take it out before this returns).
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        if let Err(e) = self
+            .inbox
+            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)
+        {
+            self.uncount(body.len());
+            return Err(e.into());
+        }
         let value = format!("{now} {}", meta.id);
         // The event first, then its dedup keys (see the module docs). A concurrent delivery of
         // the same key may have won meanwhile: then this copy is withdrawn, with the keys it
@@ -227,7 +232,7 @@ impl Inbox {
             for dkey in &claimed {
                 self.dedup.remove(dkey)?;
             }
-            self.inbox.remove(&seq.to_be_bytes())?;
+            self.take_out(seq)?;
             let id = self
                 .dedup
                 .get(&dkey)?
@@ -242,9 +247,6 @@ impl Inbox {
             age.extend_from_slice(dkey);
             self.dedup_age.insert(&age, b"")?;
         }
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        self.pending_bytes
-            .fetch_add(body.len() as u64, Ordering::SeqCst);
         self.last_accepted.fetch_max(seq, Ordering::SeqCst);
         Ok(Accepted::New(StoredEvent {
             seq,
@@ -309,14 +311,30 @@ impl Inbox {
     fn take_out(&self, seq: u64) -> Result<bool, InboxError> {
         match self.inbox.remove(&seq.to_be_bytes())? {
             Some(old) => {
-                let split = old.iter().position(|b| *b == b'\n').unwrap_or(old.len());
-                self.pending.fetch_sub(1, Ordering::SeqCst);
-                self.pending_bytes
-                    .fetch_sub(old.len().saturating_sub(split + 1) as u64, Ordering::SeqCst);
+                self.uncount(record::body_len(&old));
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// One event of `body` bytes less in the counts; never below zero, which a reader would
+    /// take for a full backlog.
+    fn uncount(&self, body: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
+        self.uncount_bytes(body);
+    }
+
+    fn uncount_bytes(&self, body: usize) {
+        let _ = self
+            .pending_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(body as u64))
+            });
     }
 
     /// A page of pending events as `crossdock inbox list` and `GET /api/inbox` show them:
@@ -386,13 +404,19 @@ impl Inbox {
         Ok(taken)
     }
 
-    /// Saves an event's meta after a failed attempt (its body is unchanged).
-    pub fn update(&self, event: &StoredEvent) -> Result<(), InboxError> {
-        self.inbox.insert(
-            &event.seq.to_be_bytes(),
-            &encode_event(&event.meta, &event.body)?,
-        )?;
-        Ok(())
+    /// Saves an event's meta after a failed attempt (its body is unchanged). An event no
+    /// longer in the inbox (dropped by hand meanwhile) is not written back: false.
+    pub fn update(&self, event: &StoredEvent) -> Result<bool, InboxError> {
+        let key = event.seq.to_be_bytes();
+        let new = encode_event(&event.meta, &event.body)?;
+        loop {
+            let Some(old) = self.inbox.get(&key)? else {
+                return Ok(false);
+            };
+            if self.inbox.replace(&key, &old, &new)? {
+                return Ok(true);
+            }
+        }
     }
 
     /// The event is done: its trail is written, then it leaves the inbox.
@@ -405,7 +429,16 @@ impl Inbox {
     }
 
     pub fn put_trail(&self, seq: u64, trail: &Trail) -> Result<(), InboxError> {
-        self.trail.insert(&seq.to_be_bytes(), &to_json(trail)?)?;
+        let value = to_json(trail)?;
+        let old = self.trail.swap(&seq.to_be_bytes(), &value)?;
+        self.trail_bytes
+            .fetch_add(value.len() as u64, Ordering::SeqCst);
+        match old {
+            Some(old) => self.trail_gone(old.len()),
+            None => {
+                self.trails.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         Ok(())
     }
 
@@ -518,13 +551,23 @@ impl Inbox {
         // Into the inbox before out of the dead letters: a crash between keeps both copies,
         // never neither.
         meta.interrupted = 0;
-        if self.inbox.get(&seq.to_be_bytes())?.is_none() {
-            self.pending.fetch_add(1, Ordering::SeqCst);
-            self.pending_bytes
-                .fetch_add(body.len() as u64, Ordering::SeqCst);
+        let value = encode_event(&meta, &body)?;
+        // Counted only by the retry that put it there: two at once must not count it twice.
+        match self.inbox.insert_new(&seq.to_be_bytes(), &value)? {
+            None => {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+                self.pending_bytes
+                    .fetch_add(body.len() as u64, Ordering::SeqCst);
+            }
+            // Already back (a crash between the two writes below, or another retry): one event.
+            Some(_) => {
+                if let Some(old) = self.inbox.swap(&seq.to_be_bytes(), &value)? {
+                    self.pending_bytes
+                        .fetch_add(body.len() as u64, Ordering::SeqCst);
+                    self.uncount_bytes(record::body_len(&old));
+                }
+            }
         }
-        self.inbox
-            .insert(&seq.to_be_bytes(), &encode_event(&meta, &body)?)?;
         self.forget_dead_letter(seq)?;
         Ok(Some(StoredEvent {
             seq,

@@ -167,6 +167,15 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The length of the body in an `inbox` value (what follows the meta's line).
+pub(super) fn body_len(value: &[u8]) -> usize {
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(value.len());
+    value.len().saturating_sub(split + 1)
+}
+
 pub(super) fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
     // Compact JSON never holds a raw newline, so the first one ends the meta.
     let mut out = to_json(meta)?;
