@@ -434,7 +434,8 @@ impl Inbox {
         self.trail_bytes
             .fetch_add(value.len() as u64, Ordering::SeqCst);
         match old {
-            Some(old) => self.trail_gone(old.len()),
+            // The same trail, rewritten (a retry's, then the final one): bytes only.
+            Some(old) => self.trail_shrunk(old.len()),
             None => {
                 self.trails.fetch_add(1, Ordering::SeqCst);
             }

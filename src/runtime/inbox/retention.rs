@@ -90,20 +90,23 @@ impl Inbox {
         self.store.size_on_disk().ok()
     }
 
-    /// One trail of `bytes` less in the counts.
-    pub(super) fn trail_gone(&self, bytes: usize) {
-        let less = |by: u64| move |n: u64| Some(n.saturating_sub(by));
-        let _ =
-            self.trail_bytes
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, less(bytes as u64));
+    /// `bytes` of trail less in the counts (never below zero).
+    pub(super) fn trail_shrunk(&self, bytes: usize) {
         let _ = self
-            .trails
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, less(1));
+            .trail_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(bytes as u64))
+            });
     }
 
     fn remove_trail(&self, key: &[u8]) -> Result<(), InboxError> {
         if let Some(old) = self.trail.remove(key)? {
-            self.trail_gone(old.len());
+            self.trail_shrunk(old.len());
+            let _ = self
+                .trails
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    Some(n.saturating_sub(1))
+                });
         }
         Ok(())
     }
