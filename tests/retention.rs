@@ -194,7 +194,7 @@ async fn counters_equal_a_scan_of_the_store_after_every_outcome_a_reload_and_a_r
             for i in 0..60 {
                 let n = c * 1000 + if i % 6 == 3 { i / 6 } else { i };
                 let path = match i % 6 {
-                    0 | 1 | 2 => "/hooks/relay",
+                    0..=2 => "/hooks/relay",
                     3 => "/hooks/picky",
                     4 => "/hooks/echo",
                     _ => "/hooks/stuck",

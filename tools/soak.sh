@@ -137,7 +137,7 @@ mkdir -p "$(dirname "$csv")"
 state=$project/state
 # A series of /metrics, summed over its labels.
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$2"; }
-rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", t > u ? (a - b) / (t - u) : 0 }'; }
+rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", (t > u ? (a - b) / (t - u) : 0) }'; }
 echo "t_s,phase,rss_kb,rss_anon_kb,disk_kb,sled_kb,trail_kb,pending,accepted,delivered,accepted_per_s,delivered_per_s" >"$csv"
 t0=$(date +%s.%N)
 last_t=0 last_acc=0 last_del=0
