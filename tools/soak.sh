@@ -83,34 +83,11 @@ trap 'exit 130' INT TERM
 
 secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
 project=$work/project
-mkdir -p "$project/pipelines"
-cat >"$project/crossdock.yaml" <<EOF
-server: { listen: "127.0.0.1:$port", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES} }
-state: { path: state${SOAK_CACHE:+, cache: $SOAK_CACHE} }
-connectors:
-  upstream:
-    kind: http
-    base_url: "http://127.0.0.1:$up_port"
-    operations:
-      post: { method: POST, path: /orders }
-EOF
-cat >"$project/pipelines/soak.yaml" <<EOF
-pipeline: soak
-description: tools/soak.sh - a BigCommerce order webhook, one field set, one send
-source:
-  webhook:
-    path: /hooks/soak
-    verify: { scheme: standard-webhooks, secret: "$secret" }
-steps:
-  - set:
-      order_id: { from: '\$.data.id' }
-      store: { from: '\$.store_id' }
-      source: bigcommerce
-  - send: { to: upstream, op: post }
-on_error:
-  retry: { attempts: 3, backoff: exponential, initial: 1s, max: 5s }
-  dead_letter: true
-EOF
+# shellcheck source=tools/project.sh
+. tools/project.sh
+write_project "$project" soak "$port" "$up_port" "$secret" \
+  ", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES}" \
+  "${SOAK_CACHE:+, cache: $SOAK_CACHE}"
 "$bin" check "$project" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; exit 1; }
 
 field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 | tr -d '" '; }
