@@ -214,8 +214,10 @@ impl Inbox {
             if claimed.contains(&dkey) {
                 continue;
             }
-            let won = match self.dedup.get(&dkey)? {
-                None => self.dedup.insert_new(&dkey, value.as_bytes())?.is_none(),
+            // Claimed in one step when the key is new (the common case): the value already
+            // there comes back otherwise, so no read comes first.
+            let won = match self.dedup.insert_new(&dkey, value.as_bytes())? {
+                None => true,
                 Some(old) => {
                     let stale = parse_dedup(&old)
                         .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
