@@ -1,36 +1,48 @@
 #!/usr/bin/env bash
-# Memory under a steady load for a long time (docs/performance.md, "Memory").
+# Disk, memory and throughput under a steady load for a long time (docs/performance.md, "Soak").
 #
-#   tools/soak.sh [DURATION] [RATE]     e.g. tools/soak.sh 10m 2000 (the defaults)
+#   tools/soak.sh [DURATION] [RATE]     e.g. tools/soak.sh 30m 5000 (the defaults)
+#   tools/soak.sh short                 3m at 2000 events/s
 #
 # Builds the release binary and examples/loadgen.rs, writes a throwaway project in a temp dir
 # (a webhook source verified with Standard Webhooks, a `set` step, a `send` to an `http`
 # connector whose base_url is a local upstream, as tools/load.sh does), starts the upstream and
 # `crossdock run`, and has `loadgen fire --rate RATE` post signed webhooks on a fixed schedule
-# for DURATION. Every few seconds it writes crossdock's RSS to a CSV, then waits for the inbox
-# to drain, keeps sampling a while, and prints start, peak, end and the slope of the RSS.
+# for DURATION. Every SOAK_EVERY seconds it writes a row to a CSV: crossdock's RSS, the state
+# folder on disk (blocks used, and sled's own count), the trails' bytes, pending events, and
+# events accepted and delivered per second since the row before. Then it waits for the inbox to
+# drain, keeps sampling a while, prints the table, the start, peak and end of RSS and disk with
+# their slopes, and draws them (a PNG beside the CSV, with gnuplot when it is installed).
 #
 # Knobs (environment):
-#   SOAK_EVERY=5          seconds between samples
+#   SOAK_EVERY=10         seconds between samples
 #   SOAK_SETTLE=30        seconds of sampling after the inbox drained
 #   SOAK_CONNECTIONS=16   connections the generator spreads the rate over
-#   SOAK_CSV=target/soak-rss.csv
+#   SOAK_CSV=target/soak.csv   (the plot: the same name, .png)
 #   SOAK_PORT=18787 SOAK_UPSTREAM_PORT=18797
 #   SOAK_CACHE=32MB       the project's `state.cache` (default: the engine's default)
-#   SOAK_RETAIN=10m       the project's `dedup_window` and `keep_trails` (default: 24h, 7d)
+#   SOAK_RETAIN=5m        the project's `dedup_window` and `keep_trails`
+#   SOAK_TRAIL_BYTES=1GB  the project's `keep_trails_bytes`
 #   SOAK_KEEP=1           keep the temp project, state and logs
+#
+# The retention is 5 minutes by default, not the engine's 24 h of dedup keys and 7 days of
+# trails: with those a store grows for a day before it levels off (docs/runtime.md, "Sizing").
 #
 # Bounded: after the build, DURATION + the drain (at most 120 s) + SOAK_SETTLE + a few seconds.
 # It runs the load at the given rate, not as fast as it can: nice it on a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=${1:-10m}
-rate=${2:-2000}
-every=${SOAK_EVERY:-5}
+if [[ ${1:-} == short ]]; then
+  set -- 3m 2000
+fi
+duration=${1:-30m}
+rate=${2:-5000}
+every=${SOAK_EVERY:-10}
 settle=${SOAK_SETTLE:-30}
 connections=${SOAK_CONNECTIONS:-16}
-csv=${SOAK_CSV:-target/soak-rss.csv}
+csv=${SOAK_CSV:-target/soak.csv}
+retain=${SOAK_RETAIN:-5m}
 port=${SOAK_PORT:-18787}
 up_port=${SOAK_UPSTREAM_PORT:-18797}
 
@@ -71,34 +83,11 @@ trap 'exit 130' INT TERM
 
 secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
 project=$work/project
-mkdir -p "$project/pipelines"
-cat >"$project/crossdock.yaml" <<EOF
-server: { listen: "127.0.0.1:$port"${SOAK_RETAIN:+, dedup_window: $SOAK_RETAIN, keep_trails: $SOAK_RETAIN} }
-state: { path: state${SOAK_CACHE:+, cache: $SOAK_CACHE} }
-connectors:
-  upstream:
-    kind: http
-    base_url: "http://127.0.0.1:$up_port"
-    operations:
-      post: { method: POST, path: /orders }
-EOF
-cat >"$project/pipelines/soak.yaml" <<EOF
-pipeline: soak
-description: tools/soak.sh - a BigCommerce order webhook, one field set, one send
-source:
-  webhook:
-    path: /hooks/soak
-    verify: { scheme: standard-webhooks, secret: "$secret" }
-steps:
-  - set:
-      order_id: { from: '\$.data.id' }
-      store: { from: '\$.store_id' }
-      source: bigcommerce
-  - send: { to: upstream, op: post }
-on_error:
-  retry: { attempts: 3, backoff: exponential, initial: 1s, max: 5s }
-  dead_letter: true
-EOF
+# shellcheck source=tools/project.sh
+. tools/project.sh
+write_project "$project" soak "$port" "$up_port" "$secret" \
+  ", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES}" \
+  "${SOAK_CACHE:+, cache: $SOAK_CACHE}"
 "$bin" check "$project" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; exit 1; }
 
 field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 | tr -d '" '; }
@@ -122,16 +111,28 @@ curl -sf "http://127.0.0.1:$port/health" >/dev/null || {
 }
 
 mkdir -p "$(dirname "$csv")"
-echo "t_s,phase,rss_kb,rss_anon_kb,rss_file_kb,pending,delivered" >"$csv"
+state=$project/state
+# A series of /metrics, summed over its labels.
+metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$2"; }
+rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", (t > u ? (a - b) / (t - u) : 0) }'; }
+echo "t_s,phase,rss_kb,rss_anon_kb,disk_kb,sled_kb,trail_kb,pending,accepted,delivered,accepted_per_s,delivered_per_s" >"$csv"
 t0=$(date +%s.%N)
+last_t=0 last_acc=0 last_del=0
 sample() {
-  local health t
-  health=$(curl -sf "http://127.0.0.1:$port/health" || true)
+  local metrics t acc del disk
+  metrics=$(curl -sf "http://127.0.0.1:$port/metrics" || true)
   t=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
-  printf '%s,%s,%s,%s,%s,%s,%s\n' "$t" "$1" "$(status_kb "$cd_pid" VmRSS)" \
-    "$(status_kb "$cd_pid" RssAnon)" "$(status_kb "$cd_pid" RssFile)" \
-    "$(field pending "$health")" \
-    "$(field count "$(curl -sf "http://127.0.0.1:$up_port/count" || true)")" >>"$csv"
+  acc=$(metric crossdock_events_received_total "$metrics")
+  del=$(field count "$(curl -sf "http://127.0.0.1:$up_port/count" || true)")
+  del=${del:-0}
+  disk=$(du -sk "$state" 2>/dev/null | cut -f1)
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$t" "$1" "$(status_kb "$cd_pid" VmRSS)" \
+    "$(status_kb "$cd_pid" RssAnon)" "${disk:-0}" \
+    "$(($(metric crossdock_state_disk_bytes "$metrics") / 1024))" \
+    "$(($(metric crossdock_trail_bytes "$metrics") / 1024))" \
+    "$(metric crossdock_inbox_pending "$metrics")" "$acc" "$del" \
+    "$(rate_of "$acc" "$last_acc" "$t" "$last_t")" "$(rate_of "$del" "$last_del" "$t" "$last_t")" >>"$csv"
+  last_t=$t last_acc=$acc last_del=$del
 }
 
 sleep 2
@@ -164,25 +165,55 @@ health=$(curl -sf "http://127.0.0.1:$port/health" || true)
 echo
 echo "fire: $(cat "$work/fire.json")"
 echo "after: pending $(field pending "$health"), dead letters $(field dead_letters "$health")"
+echo
+column -s, -t "$csv"
+echo
 # start: the first sample under load; peak: over the whole run; end: the last one under load.
-# Slope: least squares over the samples under load, and over their second half alone (the
-# first minutes fill caches and pools up to their bounds; a leak keeps climbing after that).
-awk -F, -v secs="$secs" '
-  NR == 1 { next }
-  $2 == "idle" { idle = $3 }
-  $2 == "load" {
-    n++; t[n] = $1; r[n] = $3
-    if (!start) start = $3
-    end = $3
-  }
-  { if ($3 > peak) peak = $3; last = $3 }
-  function slope(from, to,   i, k, st, sr, stt, str) {
-    for (i = from; i <= to; i++) { k++; st += t[i]; sr += r[i]; stt += t[i] * t[i]; str += t[i] * r[i] }
-    if (k < 2 || k * stt == st * st) return 0
-    return (k * str - st * sr) / (k * stt - st * st) * 60 / 1024
-  }
-  END {
-    printf "RSS MB: idle %.1f, start %.1f, peak %.1f, end %.1f, after %.1f\n", idle / 1024, start / 1024, peak / 1024, end / 1024, last / 1024
-    printf "slope MB/min under load: whole %.3f, second half %.3f (%d samples over %d s)\n", slope(1, n), slope(int(n / 2) + 1, n), n, secs
-  }' "$csv"
+# Slopes: least squares over the samples under load, and over their second half alone (the
+# first minutes fill caches, and the store, up to their bounds; a leak keeps climbing after).
+summary() {
+  awk -F, -v col="$1" -v what="$2" '
+    NR == 1 { next }
+    $2 == "idle" { idle = $col }
+    $2 == "load" {
+      n++; t[n] = $1; r[n] = $col
+      if (start == "") start = $col
+      end = $col
+    }
+    { if ($col > peak) peak = $col; last = $col }
+    function slope(from, to,   i, k, st, sr, stt, str) {
+      for (i = from; i <= to; i++) { k++; st += t[i]; sr += r[i]; stt += t[i] * t[i]; str += t[i] * r[i] }
+      if (k < 2 || k * stt == st * st) return 0
+      return (k * str - st * sr) / (k * stt - st * st) * 60 / 1024
+    }
+    END {
+      printf "%s MB: idle %.1f, start %.1f, peak %.1f, end %.1f, after %.1f; slope under load %.2f MB/min, second half %.2f\n", what, idle / 1024, start / 1024, peak / 1024, end / 1024, last / 1024, slope(1, n), slope(int(n / 2) + 1, n)
+    }' "$csv"
+}
+summary 3 RSS
+summary 5 disk
+# The first sample under load covers the idle moment before the generator started.
+awk -F, 'NR > 1 && $2 == "load" { n++; if (n == 1) next; k++; s += $11; if (min == "" || $11 < min) min = $11 }
+  END { if (k) printf "accepted/s per sample under load: mean %d, lowest %d (%d samples)\n", s / k, min, k }' "$csv"
 echo "(samples in $csv)"
+
+png=${csv%.csv}.png
+if command -v gnuplot >/dev/null; then
+  gnuplot <<PLOT
+set terminal png size 900,750
+set output "$png"
+set datafile separator ","
+set key left top
+set xlabel "s"
+set multiplot layout 3,1 title "tools/soak.sh $duration at $rate events/s"
+set ylabel "MB"
+plot "$csv" every ::1 using 1:(\$3/1024) with lines title "RSS"
+plot "$csv" every ::1 using 1:(\$5/1024) with lines title "state folder (du)", "" every ::1 using 1:(\$7/1024) with lines title "trails"
+set ylabel "events/s"
+plot "$csv" every ::1 using 1:11 with lines title "accepted/s", "" every ::1 using 1:12 with lines title "delivered/s"
+unset multiplot
+PLOT
+  echo "(plot in $png)"
+else
+  echo "(no plot: install gnuplot, e.g. apt-get install gnuplot-nox)"
+fi

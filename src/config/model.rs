@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// How long event trails are kept (default `7d`).
     #[serde(default)]
     pub keep_trails: Option<String>,
+    /// Bytes of trails kept at most, the oldest going first (default `1GB`).
+    #[serde(default, deserialize_with = "size_text")]
+    pub keep_trails_bytes: Option<String>,
     /// Quiet time after the last edit to a project file before the reload (default `100ms`).
     #[serde(default)]
     pub reload_debounce: Option<String>,
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
             dedup_window: None,
             grace: None,
             keep_trails: None,
+            keep_trails_bytes: None,
             reload_debounce: None,
             max_backlog: None,
             max_backlog_bytes: None,

@@ -248,12 +248,16 @@ fn breaker_gauge(connector: &str) -> Gauge {
     gauge!("crossdock_connector_breaker_state", "connector" => connector.to_string())
 }
 
-pub fn inbox_pending(n: usize) {
-    gauge!("crossdock_inbox_pending").set(n as f64);
-}
-
-pub fn dead_letters(n: usize) {
-    gauge!("crossdock_dead_letters").set(n as f64);
+/// The inbox's counters and the state store's files (`None` when the size could not be read).
+pub fn inbox(t: &super::inbox::Tally, disk_bytes: Option<u64>) {
+    gauge!("crossdock_inbox_pending").set(t.pending as f64);
+    gauge!("crossdock_inbox_pending_bytes").set(t.pending_bytes as f64);
+    gauge!("crossdock_dead_letters").set(t.dead_letters as f64);
+    gauge!("crossdock_trails").set(t.trails as f64);
+    gauge!("crossdock_trail_bytes").set(t.trail_bytes as f64);
+    if let Some(n) = disk_bytes {
+        gauge!("crossdock_state_disk_bytes").set(n as f64);
+    }
 }
 
 /// A reload that found the files as the running version has them: the project is no longer

@@ -70,6 +70,8 @@ pub struct Settings {
     pub dedup_window: Duration,
     /// How long trails are kept.
     pub trail_keep: Duration,
+    /// Bytes of trails kept at most; the oldest go first.
+    pub trail_keep_bytes: u64,
     /// How long a shutdown waits for running events.
     pub grace: Duration,
     /// Events of one pipeline running at once (unless the pipeline says otherwise).
@@ -109,6 +111,7 @@ impl Default for Settings {
             max_connections: 512,
             dedup_window: Duration::from_secs(24 * 3600),
             trail_keep: Duration::from_secs(7 * 24 * 3600),
+            trail_keep_bytes: 1 << 30,
             grace: Duration::from_secs(10),
             concurrency: 16,
             max_backlog: 100_000,
@@ -146,6 +149,13 @@ impl Settings {
         }
         if let Some(d) = duration(&server.keep_trails) {
             self.trail_keep = d;
+        }
+        if let Some(n) = server
+            .keep_trails_bytes
+            .as_deref()
+            .and_then(|t| crate::config::model::parse_size(t).ok())
+        {
+            self.trail_keep_bytes = n as u64;
         }
         if let Some(d) = duration(&server.reload_debounce) {
             self.reload_debounce = d;
@@ -407,8 +417,7 @@ impl Runtime {
         for event in pending {
             self.enqueue(event);
         }
-        metrics::inbox_pending(self.inbox.pending_count());
-        metrics::dead_letters(self.inbox.dead_letter_count());
+        self.refresh_gauges();
         Ok(n)
     }
 
@@ -655,23 +664,37 @@ impl Runtime {
             .clone()
     }
 
-    /// Background upkeep: forget old dedup keys and trails, refresh gauges.
+    /// Background upkeep: forget old dedup keys and trails (`inbox/retention.rs`), on a
+    /// blocking thread and in small batches so ingress keeps writing meanwhile. Every 10 s at
+    /// most, so that at a high rate the trails pass their byte bound by seconds of events, not
+    /// minutes; more often for windows that short.
     async fn sweep(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let (window, keep) = (self.settings.dedup_window, self.settings.trail_keep);
+        let every = (window.min(keep) / 4).clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let inbox = self.inbox.clone();
-            let (window, keep) = (self.settings.dedup_window, self.settings.trail_keep);
+            let max_bytes = self.settings.trail_keep_bytes;
             let swept = tokio::task::spawn_blocking(move || {
-                (inbox.sweep_dedup(window), inbox.sweep_trails(keep))
+                (
+                    inbox.sweep_dedup(window),
+                    inbox.sweep_trails(keep, max_bytes),
+                )
             })
             .await;
             if let Ok((Err(e), _) | (_, Err(e))) = swept {
                 tracing::warn!(error = %e, "Sweeping old dedup keys and trails failed");
             }
-            metrics::inbox_pending(self.inbox.pending_count());
-            metrics::dead_letters(self.inbox.dead_letter_count());
         }
+    }
+
+    /// Sets the gauges that mirror the inbox's counters and the store's size: called when
+    /// `/metrics` is read, so they are as true as `/health`, not as old as the last sweep.
+    pub fn refresh_gauges(&self) {
+        let t = self.inbox.tally();
+        metrics::inbox(&t, self.inbox.disk_bytes());
     }
 }
 

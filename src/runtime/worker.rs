@@ -102,7 +102,9 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         }
         event.meta.interrupted += 1;
         let marked = match runtime.inbox.update(&event) {
-            Ok(()) => runtime.inbox.committer.durable_now().await,
+            Ok(true) => runtime.inbox.committer.durable_now().await,
+            // Dropped by hand since it was queued.
+            Ok(false) => return,
             Err(e) => Err(e),
         };
         if let Err(e) = marked {
@@ -487,14 +489,21 @@ fn conclude(
                 event.meta.not_before_ms = inbox::now_ms() + delay.as_millis() as u64;
                 trail.status = "retrying".into();
                 tracing::info!(attempt = event.meta.attempts, delay_ms = delay.as_millis() as u64, error = %message, "Retrying later");
-                let saved = runtime
-                    .inbox
-                    .update(&event)
-                    .and_then(|()| runtime.inbox.put_trail(event.seq, &trail));
-                if saved.is_ok() {
-                    runtime.enqueue(event);
+                // Dropped by hand while it ran: not written back (the drop left its trail).
+                match runtime.inbox.update(&event) {
+                    Ok(true) => {
+                        let saved = runtime.inbox.put_trail(event.seq, &trail);
+                        if saved.is_ok() {
+                            runtime.enqueue(event);
+                        }
+                        saved
+                    }
+                    Ok(false) => {
+                        runtime.inbox.was_dropped(event.seq);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
                 }
-                saved
             } else {
                 let reason = format!("gave up after {} attempts: {message}", event.meta.attempts);
                 return give_up(runtime, live, event, trail, reason, policy);
@@ -552,11 +561,8 @@ fn dead_letter(runtime: &Runtime, live: &Live, event: StoredEvent, trail: Trail,
         version: live.project.version.clone(),
         dead_at: inbox::now_rfc3339(),
     };
-    match runtime.inbox.dead_letter(&event, &trail, &letter) {
-        Ok(()) => metrics::dead_letters(runtime.inbox.dead_letter_count()),
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot write the dead letter; the event stays in the inbox")
-        }
+    if let Err(e) = runtime.inbox.dead_letter(&event, &trail, &letter) {
+        tracing::error!(error = %e, "Cannot write the dead letter; the event stays in the inbox")
     }
 }
 

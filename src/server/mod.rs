@@ -73,6 +73,7 @@ async fn metrics(axum::extract::State(runtime): axum::extract::State<Arc<Runtime
             crate::runtime::metrics::breaker_state(name, connector.breaker.state().as_gauge());
         }
     }
+    runtime.refresh_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,

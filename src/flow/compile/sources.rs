@@ -544,6 +544,7 @@ pub(super) fn check_server(
     let sizes = [
         ("server", "max_body", &server.max_body),
         ("server", "max_backlog_bytes", &server.max_backlog_bytes),
+        ("server", "keep_trails_bytes", &server.keep_trails_bytes),
         ("state", "min_free", &state.min_free),
         ("state", "cache", &state.cache),
     ];

@@ -242,6 +242,13 @@ impl SledStore {
         self.writer.shared.sync()
     }
 
+    /// Bytes of sled's files on disk (its own count: the log and the snapshot).
+    pub fn size_on_disk(&self) -> Result<u64, StateError> {
+        self.db
+            .size_on_disk()
+            .map_err(|e| backend("size on disk", e))
+    }
+
     /// The durability this store was opened with.
     pub fn durability(&self) -> Durability {
         self.durability
@@ -281,6 +288,17 @@ impl Table {
             .insert(key, value)
             .map_err(|e| backend("insert", e))?;
         Ok(())
+    }
+
+    /// As [`Table::insert`], returning the value it replaced: for a caller that keeps a count of
+    /// the bytes a table holds.
+    pub fn swap(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.sync()?;
+        Ok(self
+            .tree
+            .insert(key, value)
+            .map_err(|e| backend("insert", e))?
+            .map(|v| v.to_vec()))
     }
 
     /// Inserts only when the key is absent; returns the value already there otherwise.

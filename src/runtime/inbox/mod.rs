@@ -33,123 +33,26 @@
 //! returns at once and sled's own flusher writes every 500 ms: faster, but a crash can lose
 //! the events of the last interval although they were answered 202.
 
+mod commit;
+mod record;
+mod retention;
+pub use retention::Tally;
+
+pub use commit::{Committer, FlushPolicy};
+use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
+pub use record::{
+    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, DeadLetter,
+    EventMeta, StoredEvent, Trail,
+};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{watch, Notify};
 
 use crate::state::{SledStore, StateError, Table};
-
-/// What is stored about an event besides its body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventMeta {
-    pub id: String,
-    pub pipeline: String,
-    /// RFC 3339.
-    pub received_at: String,
-    /// Request headers, names in lower case (credentials removed).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Attempts made so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// Not to be tried before this time (ms since the epoch); 0 for at once.
-    #[serde(default)]
-    pub not_before_ms: u64,
-    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
-    #[serde(default)]
-    pub done_actions: usize,
-    /// Every failed attempt.
-    #[serde(default)]
-    pub errors: Vec<AttemptError>,
-    /// Runs that began after a restart and never came to an end: the engine stopped (a crash,
-    /// an abort, `kill -9`) while the event was running. Written to disk before such a run
-    /// starts, so an event that takes the process down is counted even as it does; at
-    /// `quarantine_after` it is dead-lettered unrun instead of taking the engine down again.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub interrupted: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptError {
-    /// RFC 3339.
-    pub at: String,
-    pub message: String,
-}
-
-/// An event as stored: meta and the body exactly as received.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub seq: u64,
-    pub meta: EventMeta,
-    pub body: Arc<[u8]>,
-    /// Found in the inbox at start (not kept on disk): its next run is counted in
-    /// [`EventMeta::interrupted`] before it begins.
-    pub resumed: bool,
-}
-
-/// A dead letter: the original event, every attempt's error, and the version that failed it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub event: EventMeta,
-    /// The body as received (a string when it is not JSON).
-    pub body: Value,
-    pub reason: String,
-    /// The project version the last attempt ran on.
-    pub version: String,
-    /// RFC 3339.
-    pub dead_at: String,
-}
-
-/// What happened to one event: kept after it leaves the inbox, shown by the admin API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Trail {
-    pub event_id: String,
-    pub pipeline: String,
-    /// The project version the event ran on (its last attempt).
-    pub version: String,
-    pub received_at: String,
-    pub finished_at: String,
-    /// `processed`, `skipped` (the trigger did not match), `filtered`, `retrying`,
-    /// `dead_lettered` or `failed` (dropped: the pipeline keeps no dead letters).
-    pub status: String,
-    pub attempts: u32,
-    /// The steps that ran, in order.
-    #[serde(default)]
-    pub steps: Vec<Arc<str>>,
-    pub actions: Vec<ActionTrail>,
-    #[serde(default)]
-    pub errors: Vec<AttemptError>,
-    /// Time spent in the flow (mapping, rules, state), microseconds.
-    pub flow_us: u64,
-    /// From receipt to the end of the last attempt, milliseconds.
-    pub total_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ActionTrail {
-    pub connector: Arc<str>,
-    pub op: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub object: Option<Arc<str>>,
-    /// `ok`, `failed`, `skipped` (done by an earlier attempt) or `not_run`.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub remote_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub remote_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
-    pub ms: u64,
-}
 
 /// Why the inbox could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -183,39 +86,6 @@ impl InboxError {
     }
 }
 
-/// When an accepted event is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushPolicy {
-    /// fsync (shared by concurrent requests) before the 202.
-    Group,
-    /// 202 at once; sled flushes every 500 ms.
-    Periodic,
-}
-
-pub fn event_id(seq: u64) -> String {
-    format!("evt_{seq:016x}")
-}
-
-/// The sequence number in an event id, if it is one.
-pub fn parse_event_id(id: &str) -> Option<u64> {
-    let hex = id.strip_prefix("evt_")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// The runtime's tables.
 pub struct Inbox {
     store: Arc<SledStore>,
@@ -233,6 +103,10 @@ pub struct Inbox {
     /// Bytes of body held by the events in `inbox`: each is also in memory (queued for a
     /// worker, running, or waiting for its retry), so this bounds the memory the backlog takes.
     pending_bytes: AtomicU64,
+    /// Entries in `trail` and the bytes of their values: what the retention sweep bounds
+    /// (`retention.rs`) without reading the table.
+    trails: AtomicU64,
+    trail_bytes: AtomicU64,
     /// The highest sequence number of an event accepted (not withdrawn as a duplicate): what
     /// the ledger marks as durable.
     last_accepted: AtomicU64,
@@ -255,33 +129,23 @@ impl Inbox {
     pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
         let inbox = store.table("inbox")?;
         let dead = store.table("dead")?;
-        let (mut count, mut bytes) = (0u64, 0u64);
-        let mut from = 0u64.to_be_bytes().to_vec();
-        loop {
-            let batch = inbox.range_from(&from, 1024)?;
-            let Some((last, _)) = batch.last() else { break };
-            for (_, v) in &batch {
-                count += 1;
-                let split = v.iter().position(|b| *b == b'\n').unwrap_or(v.len());
-                bytes += v.len().saturating_sub(split + 1) as u64;
-            }
-            match key_seq(last).map(|s| s.saturating_add(1)) {
-                Some(n) if n != 0 => from = n.to_be_bytes().to_vec(),
-                _ => break,
-            }
-        }
+        let trail = store.table("trail")?;
+        // The counters start from what the tables hold, read once here (see `Tally`).
+        let found = retention::tally(&inbox, &dead, &trail)?;
         Ok(Inbox {
-            pending: AtomicU64::new(count),
-            pending_bytes: AtomicU64::new(bytes),
+            pending: AtomicU64::new(found.pending),
+            pending_bytes: AtomicU64::new(found.pending_bytes),
+            trails: AtomicU64::new(found.trails),
+            trail_bytes: AtomicU64::new(found.trail_bytes),
             last_accepted: AtomicU64::new(0),
             dropped: std::sync::Mutex::new(std::collections::HashSet::new()),
             any_dropped: std::sync::atomic::AtomicBool::new(false),
             inbox,
             dedup: store.table("dedup")?,
             dedup_age: store.table("dedup-age")?,
-            dead_count: AtomicU64::new(dead.len() as u64),
+            dead_count: AtomicU64::new(found.dead_letters),
             dead,
-            trail: store.table("trail")?,
+            trail,
             committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
         })
@@ -328,8 +192,18 @@ impl Inbox {
             errors: Vec::new(),
             interrupted: 0,
         };
-        self.inbox
-            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)?;
+        // Counted before it is in the table, so the count is never below what the table holds
+        // (a drop by hand may take it out before this returns).
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        if let Err(e) = self
+            .inbox
+            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)
+        {
+            self.uncount(body.len());
+            return Err(e.into());
+        }
         let value = format!("{now} {}", meta.id);
         // The event first, then its dedup keys (see the module docs). A concurrent delivery of
         // the same key may have won meanwhile: then this copy is withdrawn, with the keys it
@@ -340,8 +214,10 @@ impl Inbox {
             if claimed.contains(&dkey) {
                 continue;
             }
-            let won = match self.dedup.get(&dkey)? {
-                None => self.dedup.insert_new(&dkey, value.as_bytes())?.is_none(),
+            // Claimed in one step when the key is new (the common case): the value already
+            // there comes back otherwise, so no read comes first.
+            let won = match self.dedup.insert_new(&dkey, value.as_bytes())? {
+                None => true,
                 Some(old) => {
                     let stale = parse_dedup(&old)
                         .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
@@ -358,7 +234,7 @@ impl Inbox {
             for dkey in &claimed {
                 self.dedup.remove(dkey)?;
             }
-            self.inbox.remove(&seq.to_be_bytes())?;
+            self.take_out(seq)?;
             let id = self
                 .dedup
                 .get(&dkey)?
@@ -373,9 +249,6 @@ impl Inbox {
             age.extend_from_slice(dkey);
             self.dedup_age.insert(&age, b"")?;
         }
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        self.pending_bytes
-            .fetch_add(body.len() as u64, Ordering::SeqCst);
         self.last_accepted.fetch_max(seq, Ordering::SeqCst);
         Ok(Accepted::New(StoredEvent {
             seq,
@@ -440,14 +313,30 @@ impl Inbox {
     fn take_out(&self, seq: u64) -> Result<bool, InboxError> {
         match self.inbox.remove(&seq.to_be_bytes())? {
             Some(old) => {
-                let split = old.iter().position(|b| *b == b'\n').unwrap_or(old.len());
-                self.pending.fetch_sub(1, Ordering::SeqCst);
-                self.pending_bytes
-                    .fetch_sub(old.len().saturating_sub(split + 1) as u64, Ordering::SeqCst);
+                self.uncount(record::body_len(&old));
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// One event of `body` bytes less in the counts; never below zero, which a reader would
+    /// take for a full backlog.
+    fn uncount(&self, body: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
+        self.uncount_bytes(body);
+    }
+
+    fn uncount_bytes(&self, body: usize) {
+        let _ = self
+            .pending_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(body as u64))
+            });
     }
 
     /// A page of pending events as `crossdock inbox list` and `GET /api/inbox` show them:
@@ -517,13 +406,19 @@ impl Inbox {
         Ok(taken)
     }
 
-    /// Saves an event's meta after a failed attempt (its body is unchanged).
-    pub fn update(&self, event: &StoredEvent) -> Result<(), InboxError> {
-        self.inbox.insert(
-            &event.seq.to_be_bytes(),
-            &encode_event(&event.meta, &event.body)?,
-        )?;
-        Ok(())
+    /// Saves an event's meta after a failed attempt (its body is unchanged). An event no
+    /// longer in the inbox (dropped by hand meanwhile) is not written back: false.
+    pub fn update(&self, event: &StoredEvent) -> Result<bool, InboxError> {
+        let key = event.seq.to_be_bytes();
+        let new = encode_event(&event.meta, &event.body)?;
+        loop {
+            let Some(old) = self.inbox.get(&key)? else {
+                return Ok(false);
+            };
+            if self.inbox.replace(&key, &old, &new)? {
+                return Ok(true);
+            }
+        }
     }
 
     /// The event is done: its trail is written, then it leaves the inbox.
@@ -536,7 +431,17 @@ impl Inbox {
     }
 
     pub fn put_trail(&self, seq: u64, trail: &Trail) -> Result<(), InboxError> {
-        self.trail.insert(&seq.to_be_bytes(), &to_json(trail)?)?;
+        let value = to_json(trail)?;
+        let old = self.trail.swap(&seq.to_be_bytes(), &value)?;
+        self.trail_bytes
+            .fetch_add(value.len() as u64, Ordering::SeqCst);
+        match old {
+            // The same trail, rewritten (a retry's, then the final one): bytes only.
+            Some(old) => self.trail_shrunk(old.len()),
+            None => {
+                self.trails.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         Ok(())
     }
 
@@ -649,13 +554,23 @@ impl Inbox {
         // Into the inbox before out of the dead letters: a crash between keeps both copies,
         // never neither.
         meta.interrupted = 0;
-        if self.inbox.get(&seq.to_be_bytes())?.is_none() {
-            self.pending.fetch_add(1, Ordering::SeqCst);
-            self.pending_bytes
-                .fetch_add(body.len() as u64, Ordering::SeqCst);
+        let value = encode_event(&meta, &body)?;
+        // Counted only by the retry that put it there: two at once must not count it twice.
+        match self.inbox.insert_new(&seq.to_be_bytes(), &value)? {
+            None => {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+                self.pending_bytes
+                    .fetch_add(body.len() as u64, Ordering::SeqCst);
+            }
+            // Already back (a crash between the two writes below, or another retry): one event.
+            Some(_) => {
+                if let Some(old) = self.inbox.swap(&seq.to_be_bytes(), &value)? {
+                    self.pending_bytes
+                        .fetch_add(body.len() as u64, Ordering::SeqCst);
+                    self.uncount_bytes(record::body_len(&old));
+                }
+            }
         }
-        self.inbox
-            .insert(&seq.to_be_bytes(), &encode_event(&meta, &body)?)?;
         self.forget_dead_letter(seq)?;
         Ok(Some(StoredEvent {
             seq,
@@ -679,241 +594,13 @@ impl Inbox {
         }
         Ok(removed)
     }
-
-    /// Forgets dedup keys older than `window`; returns how many.
-    pub fn sweep_dedup(&self, window: Duration) -> Result<usize, InboxError> {
-        let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
-        let mut removed = 0;
-        loop {
-            let batch = self.dedup_age.range_from(&[], 1024)?;
-            let mut done = batch.is_empty();
-            for (k, _) in &batch {
-                let Some(at) = key_seq(k) else { continue };
-                if at >= cutoff {
-                    done = true;
-                    break;
-                }
-                let dkey = &k[8..];
-                // Only if it still points at this age: a later delivery may have renewed it.
-                if let Some(v) = self.dedup.get(dkey)? {
-                    if parse_dedup(&v).is_some_and(|(a, _)| a == at) {
-                        self.dedup.remove(dkey)?;
-                    }
-                }
-                self.dedup_age.remove(k)?;
-                removed += 1;
-            }
-            if done {
-                return Ok(removed);
-            }
-        }
-    }
-
-    /// Forgets trails older than `keep`; returns how many.
-    pub fn sweep_trails(&self, keep: Duration) -> Result<usize, InboxError> {
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
-        let mut removed = 0;
-        loop {
-            let batch = self.trail.range_from(&[], 256)?;
-            if batch.is_empty() {
-                return Ok(removed);
-            }
-            for (k, v) in &batch {
-                let old = serde_json::from_slice::<Trail>(v)
-                    .ok()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t.finished_at).ok())
-                    .is_none_or(|at| at < cutoff);
-                if !old {
-                    return Ok(removed);
-                }
-                self.trail.remove(k)?;
-                removed += 1;
-            }
-        }
-    }
-}
-
-fn parse_dedup(value: &[u8]) -> Option<(u64, &str)> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (at, id) = text.split_once(' ')?;
-    Some((at.parse().ok()?, id))
-}
-
-fn key_seq(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, InboxError> {
-    serde_json::to_vec(value).map_err(|e| InboxError::Corrupt {
-        key: "(new)".into(),
-        message: e.to_string(),
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, InboxError> {
-    serde_json::from_slice(bytes).map_err(|e| InboxError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
-    // Compact JSON never holds a raw newline, so the first one ends the meta.
-    let mut out = to_json(meta)?;
-    out.push(b'\n');
-    out.extend_from_slice(body);
-    Ok(out)
-}
-
-fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, InboxError> {
-    let name = || format!("inbox/{}", key_seq(key).map(event_id).unwrap_or_default());
-    let seq = key_seq(key).ok_or_else(|| InboxError::Corrupt {
-        key: name(),
-        message: "key is not a sequence number".into(),
-    })?;
-    let split = value
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| InboxError::Corrupt {
-            key: name(),
-            message: "no end of meta".into(),
-        })?;
-    let meta = from_json(&name(), &value[..split])?;
-    Ok(StoredEvent {
-        seq,
-        meta,
-        body: Arc::from(&value[split + 1..]),
-        resumed: false,
-    })
-}
-
-/// Group commit: see the module docs.
-pub struct Committer {
-    store: Arc<SledStore>,
-    policy: FlushPolicy,
-    /// Callers that asked so far; a flush that starts after reading `n` covers the first `n`.
-    asked: AtomicU64,
-    /// (callers covered by a flush that succeeded, callers covered by one that failed): a
-    /// caller learns which of the two came first for it. Both only grow.
-    flushed: watch::Sender<(u64, u64)>,
-    wake: Notify,
-    /// The last flush's error, while the store has not flushed since: what `/health` shows.
-    failing: std::sync::Mutex<Option<String>>,
-    /// Whether `failing` holds an error: read on every accepted event, without the lock.
-    is_failing: std::sync::atomic::AtomicBool,
-}
-
-impl Committer {
-    fn new(store: Arc<SledStore>, policy: FlushPolicy) -> Committer {
-        Committer {
-            store,
-            policy,
-            asked: AtomicU64::new(0),
-            flushed: watch::channel((0, 0)).0,
-            wake: Notify::new(),
-            failing: std::sync::Mutex::new(None),
-            is_failing: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    pub fn policy(&self) -> FlushPolicy {
-        self.policy
-    }
-
-    /// Returns once every write made before this call is on disk (see [`FlushPolicy`]), or
-    /// with [`InboxError::Flush`] when the flush that would have covered it failed: the
-    /// caller must not acknowledge what it wrote.
-    pub async fn durable(&self) -> Result<(), InboxError> {
-        if self.policy == FlushPolicy::Periodic {
-            return Ok(());
-        }
-        self.durable_now().await
-    }
-
-    /// As [`Committer::durable`], whatever the policy: for the few writes that must be on
-    /// disk before what follows (an event's run counted before it starts).
-    pub async fn durable_now(&self) -> Result<(), InboxError> {
-        let mine = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut rx = self.flushed.subscribe();
-        self.wake.notify_one();
-        let (ok, _) = *rx
-            .wait_for(|(ok, failed)| *ok >= mine || *failed >= mine)
-            .await
-            .map_err(|_| InboxError::Flush("the flusher stopped".into()))?;
-        if ok >= mine {
-            Ok(())
-        } else {
-            Err(InboxError::Flush(
-                self.failure()
-                    .unwrap_or_else(|| "the disk flush failed".into()),
-            ))
-        }
-    }
-
-    /// The error of the last flush, if it failed and none has succeeded since.
-    pub fn failure(&self) -> Option<String> {
-        if !self.is_failing.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.failing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Forgets the last failure: a flush made outside the group commit succeeded.
-    pub fn recovered(&self) {
-        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-        *failing = None;
-        self.is_failing.store(false, Ordering::SeqCst);
-    }
-
-    /// The flusher: runs until the runtime stops. One fsync per round, for every caller that
-    /// arrived before the round began. A failed round fails its callers at once (they answer
-    /// 503 and the sender tries again) rather than keeping them waiting on a disk that may
-    /// stay full.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            self.wake.notified().await;
-            loop {
-                let target = self.asked.load(Ordering::SeqCst);
-                let (ok, failed) = *self.flushed.borrow();
-                if target <= ok.max(failed) {
-                    break;
-                }
-                let store = self.store.clone();
-                let error = match tokio::task::spawn_blocking(move || store.flush()).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(format!("the flush task failed: {e}")),
-                };
-                let failed = error.is_some();
-                {
-                    let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-                    if let (Some(e), None) = (&error, &*failing) {
-                        tracing::error!(error = %e, "Flushing the inbox failed; events are refused until a flush succeeds");
-                    }
-                    self.is_failing.store(error.is_some(), Ordering::SeqCst);
-                    *failing = error;
-                }
-                if !failed {
-                    self.flushed.send_modify(|(ok, _)| *ok = target);
-                } else {
-                    self.flushed.send_modify(|(_, failed)| *failed = target);
-                    // A store that failed keeps failing fast; do not spin on it.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn inbox() -> Inbox {
+    pub(super) fn inbox() -> Inbox {
         Inbox::open(
             Arc::new(SledStore::temporary().unwrap()),
             FlushPolicy::Group,
@@ -921,7 +608,7 @@ mod tests {
         .unwrap()
     }
 
-    fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
+    pub(super) fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
         inbox
             .accept("p", &[key], window, BTreeMap::new(), br#"{"a":1}"#)
             .unwrap()
@@ -1066,35 +753,5 @@ mod tests {
         assert_eq!(inbox.dead_letter_count(), 0);
         assert!(!inbox.drop_dead_letter(&ev.meta.id).unwrap());
         assert!(inbox.retry_dead_letter("evt_nonsense").unwrap().is_none());
-    }
-
-    #[test]
-    fn sweeping_forgets_old_dedup_keys_only() {
-        let inbox = inbox();
-        accept(&inbox, "old", Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(inbox.sweep_dedup(Duration::from_millis(10)).unwrap(), 1);
-        assert!(matches!(
-            accept(&inbox, "old", Duration::from_secs(60)),
-            Accepted::New(_)
-        ));
-        assert_eq!(inbox.sweep_dedup(Duration::from_secs(60)).unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn group_commit_returns_after_a_flush() {
-        let inbox = Arc::new(inbox());
-        let committer = Arc::new(Committer::new(inbox.store.clone(), FlushPolicy::Group));
-        let task = tokio::spawn(committer.clone().run());
-        let mut waits = Vec::new();
-        for _ in 0..50 {
-            let c = committer.clone();
-            waits.push(tokio::spawn(async move { c.durable().await }));
-        }
-        for w in waits {
-            w.await.unwrap().unwrap();
-        }
-        assert!(committer.flushed.borrow().0 >= 50);
-        task.abort();
     }
 }

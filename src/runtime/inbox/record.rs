@@ -1,0 +1,207 @@
+//! What the inbox stores, as bytes: an event's meta and body, dead letters, trails, dedup
+//! values and event ids. Owns the encoding, not the tables (`mod.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::InboxError;
+
+/// What is stored about an event besides its body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventMeta {
+    pub id: String,
+    pub pipeline: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// Request headers, names in lower case (credentials removed).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be tried before this time (ms since the epoch); 0 for at once.
+    #[serde(default)]
+    pub not_before_ms: u64,
+    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
+    #[serde(default)]
+    pub done_actions: usize,
+    /// Every failed attempt.
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+    /// Runs that began after a restart and never came to an end: the engine stopped (a crash,
+    /// an abort, `kill -9`) while the event was running. Written to disk before such a run
+    /// starts, so an event that takes the process down is counted even as it does; at
+    /// `quarantine_after` it is dead-lettered unrun instead of taking the engine down again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptError {
+    /// RFC 3339.
+    pub at: String,
+    pub message: String,
+}
+
+/// An event as stored: meta and the body exactly as received.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub meta: EventMeta,
+    pub body: Arc<[u8]>,
+    /// Found in the inbox at start (not kept on disk): its next run is counted in
+    /// [`EventMeta::interrupted`] before it begins.
+    pub resumed: bool,
+}
+
+/// A dead letter: the original event, every attempt's error, and the version that failed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: EventMeta,
+    /// The body as received (a string when it is not JSON).
+    pub body: Value,
+    pub reason: String,
+    /// The project version the last attempt ran on.
+    pub version: String,
+    /// RFC 3339.
+    pub dead_at: String,
+}
+
+/// What happened to one event: kept after it leaves the inbox, shown by the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trail {
+    pub event_id: String,
+    pub pipeline: String,
+    /// The project version the event ran on (its last attempt).
+    pub version: String,
+    pub received_at: String,
+    pub finished_at: String,
+    /// `processed`, `skipped` (the trigger did not match), `filtered`, `retrying`,
+    /// `dead_lettered` or `failed` (dropped: the pipeline keeps no dead letters).
+    pub status: String,
+    pub attempts: u32,
+    /// The steps that ran, in order.
+    #[serde(default)]
+    pub steps: Vec<Arc<str>>,
+    pub actions: Vec<ActionTrail>,
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+    /// Time spent in the flow (mapping, rules, state), microseconds.
+    pub flow_us: u64,
+    /// From receipt to the end of the last attempt, milliseconds.
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionTrail {
+    pub connector: Arc<str>,
+    pub op: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<Arc<str>>,
+    /// `ok`, `failed`, `skipped` (done by an earlier attempt) or `not_run`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remote_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remote_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+pub fn event_id(seq: u64) -> String {
+    format!("evt_{seq:016x}")
+}
+
+/// The sequence number in an event id, if it is one.
+pub fn parse_event_id(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("evt_")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(super) fn parse_dedup(value: &[u8]) -> Option<(u64, &str)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (at, id) = text.split_once(' ')?;
+    Some((at.parse().ok()?, id))
+}
+
+pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
+}
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, InboxError> {
+    serde_json::to_vec(value).map_err(|e| InboxError::Corrupt {
+        key: "(new)".into(),
+        message: e.to_string(),
+    })
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, InboxError> {
+    serde_json::from_slice(bytes).map_err(|e| InboxError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The length of the body in an `inbox` value (what follows the meta's line).
+pub(super) fn body_len(value: &[u8]) -> usize {
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(value.len());
+    value.len().saturating_sub(split + 1)
+}
+
+pub(super) fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
+    // Compact JSON never holds a raw newline, so the first one ends the meta.
+    let mut out = to_json(meta)?;
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, InboxError> {
+    let name = || format!("inbox/{}", key_seq(key).map(event_id).unwrap_or_default());
+    let seq = key_seq(key).ok_or_else(|| InboxError::Corrupt {
+        key: name(),
+        message: "key is not a sequence number".into(),
+    })?;
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| InboxError::Corrupt {
+            key: name(),
+            message: "no end of meta".into(),
+        })?;
+    let meta = from_json(&name(), &value[..split])?;
+    Ok(StoredEvent {
+        seq,
+        meta,
+        body: Arc::from(&value[split + 1..]),
+        resumed: false,
+    })
+}

@@ -1,0 +1,389 @@
+//! Hours of load in miniature, through the real binary on real sled: the counters `/health` and
+//! `/metrics` show equal a scan of the store after every kind of outcome, a reload and a
+//! restart; with small retention limits the state folder stops growing while events keep
+//! arriving, and nothing pending is expired.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossdock::runtime::inbox::{Inbox, Tally};
+use crossdock::runtime::FlushPolicy;
+use crossdock::state::SledStore;
+use support::engine::{project, Engine};
+use support::upstream::Upstream;
+
+/// `relay` delivers to an upstream that fails now and then (retries); `picky` dead-letters odd
+/// numbers at once (a rule error); `echo` skips what its trigger does not match; `stuck`
+/// sends to an upstream that is always down, with retries far apart: its events stay pending.
+fn files(up: &str, down: &str, retention: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "crossdock.yaml".into(),
+            format!(
+                r#"
+server: {{ {retention} }}
+connectors:
+  up:
+    kind: http
+    base_url: "{up}"
+    breaker: {{ failures: 1000, cooldown: 1s }}
+    operations:
+      post: {{ method: POST, path: /events }}
+  down:
+    kind: http
+    base_url: "{down}"
+    breaker: {{ failures: 1000, cooldown: 1s }}
+    operations:
+      post: {{ method: POST, path: /events }}
+  out: {{ kind: file, path: out/actions.jsonl }}
+"#
+            ),
+        ),
+        (
+            "pipelines/relay.yaml".into(),
+            r#"
+pipeline: relay
+source:
+  webhook: { path: /hooks/relay }
+steps:
+  - send: { to: up, op: post }
+on_error:
+  retry: { attempts: 10, initial: 50ms, max: 200ms }
+"#
+            .into(),
+        ),
+        (
+            "pipelines/picky.yaml".into(),
+            r#"
+pipeline: picky
+source:
+  webhook: { path: /hooks/picky }
+steps:
+  - script: picky
+  - send: { to: out, op: append }
+"#
+            .into(),
+        ),
+        (
+            "scripts/picky.rhai".into(),
+            "if record.n % 2 == 1 { throw \"odd\"; }\nrecord\n".into(),
+        ),
+        (
+            "pipelines/echo.yaml".into(),
+            r#"
+pipeline: echo
+source:
+  webhook: { path: /hooks/echo }
+trigger:
+  when: '"n" in record'
+steps:
+  - send: { to: out, op: append }
+"#
+            .into(),
+        ),
+        (
+            "pipelines/stuck.yaml".into(),
+            r#"
+pipeline: stuck
+source:
+  webhook: { path: /hooks/stuck }
+steps:
+  - send: { to: down, op: post }
+on_error:
+  retry: { attempts: 10, initial: 10m, max: 10m }
+"#
+            .into(),
+        ),
+    ]
+}
+
+fn project_of(files: &[(String, String)]) -> tempfile::TempDir {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    project(&refs)
+}
+
+/// The tables counted by reading them, with the engine stopped (sled locks the folder).
+fn scan(dir: &Path) -> Tally {
+    let store = Arc::new(SledStore::open(dir.join(".crossdock/state")).unwrap());
+    Inbox::open(store, FlushPolicy::Group)
+        .unwrap()
+        .audit()
+        .unwrap()
+}
+
+/// A gauge's value in the Prometheus text.
+fn gauge(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// What the running engine says in `/health` and in the `/metrics` gauges, read one after the
+/// other: equal unless an event moved in between.
+async fn shown(engine: &Engine) -> (Tally, Tally) {
+    let (_, health) = engine.admin("/health").await;
+    let metrics = engine.metrics().await;
+    let gauges = Tally {
+        pending: gauge(&metrics, "crossdock_inbox_pending"),
+        pending_bytes: gauge(&metrics, "crossdock_inbox_pending_bytes"),
+        dead_letters: gauge(&metrics, "crossdock_dead_letters"),
+        trails: gauge(&metrics, "crossdock_trails"),
+        trail_bytes: gauge(&metrics, "crossdock_trail_bytes"),
+    };
+    let field = |name: &str| health[name].as_u64().unwrap();
+    let health = Tally {
+        pending: field("pending"),
+        pending_bytes: field("pending_bytes"),
+        dead_letters: field("dead_letters"),
+        ..gauges
+    };
+    (health, gauges)
+}
+
+/// Waits until `/health` and the gauges agree and stay the same for half a second: nothing
+/// left to do but the retries that are minutes away.
+async fn settled(engine: &Engine) -> Tally {
+    let mut last = shown(engine).await;
+    let mut since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = shown(engine).await;
+        if now != last || now.0 != now.1 {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_millis(500) {
+            return now.1;
+        }
+        assert!(Instant::now() < deadline, "never settled: {now:?}");
+    }
+}
+
+#[tokio::test]
+async fn counters_equal_a_scan_of_the_store_after_every_outcome_a_reload_and_a_restart() {
+    let up = Upstream::start().await;
+    let down = Upstream::start().await;
+    down.set_down(Some(503));
+    let dir = project_of(&files(&up.url, &down.url, "dedup_window: 1h"));
+    let engine = Arc::new(Engine::start(dir.path()));
+
+    // Retries: the upstream fails a share of the calls with 503 or 429.
+    for n in 0..40 {
+        up.fail_next(if n % 2 == 0 { 503 } else { 429 }, "busy", None);
+    }
+    // Eight clients post at once, mixing every outcome; every tenth body is posted twice (the
+    // second a duplicate by the body's hash).
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (engine, accepted) = (engine.clone(), accepted.clone());
+        // Of the ten `picky` events of each client, the five with an odd number fail.
+        clients.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let n = c * 1000 + if i % 6 == 3 { i / 6 } else { i };
+                let path = match i % 6 {
+                    0..=2 => "/hooks/relay",
+                    3 => "/hooks/picky",
+                    4 => "/hooks/echo",
+                    _ => "/hooks/stuck",
+                };
+                let body = if i % 6 == 4 && i % 12 == 4 {
+                    r#"{"skip":true,"m":N}"#.replace('N', &n.to_string())
+                } else {
+                    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(n % 300))
+                };
+                let times = if i % 10 == 0 { 2 } else { 1 };
+                for t in 0..times {
+                    let (status, answer) = engine.post(path, &body).await;
+                    if t == 0 {
+                        assert_eq!(status, 202, "{answer}");
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        assert_eq!(answer["duplicate"], true, "{answer}");
+                    }
+                }
+            }
+        }));
+    }
+    // A reload in the middle of it (a changed pipeline), through the admin API.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(
+        dir.path().join("pipelines/echo.yaml"),
+        "pipeline: echo\nsource:\n  webhook: { path: /hooks/echo }\ntrigger:\n  when: '\"n\" in record'\nsteps:\n  - set: { seen: true }\n  - send: { to: out, op: append }\n",
+    )
+    .unwrap();
+    let (status, answer) = engine.admin_post("/api/reload").await;
+    assert_eq!(status, 200, "{answer}");
+    for c in clients {
+        c.await.unwrap();
+    }
+    let before = settled(&engine).await;
+    assert_eq!(
+        before.pending, 80,
+        "the stuck pipeline's events wait: {before:?}"
+    );
+    assert_eq!(before.dead_letters, 8 * 5, "{before:?}");
+
+    // By hand: a dead letter retried (it fails again at once), one dropped, a pending event
+    // dropped.
+    let (_, dlq) = engine.admin("/api/dlq?limit=2").await;
+    let ids: Vec<String> = dlq["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{dlq}");
+    engine
+        .admin_post(&format!("/api/dlq/{}/retry", ids[0]))
+        .await;
+    let r = Engine::client()
+        .delete(engine.url(&format!("/api/dlq/{}", ids[1])))
+        .bearer_auth(support::engine::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, pending) = engine.admin("/api/inbox?limit=1").await;
+    let first = pending["items"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = Engine::client()
+        .delete(engine.url(&format!("/api/inbox/{first}")))
+        .bearer_auth(support::engine::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let running = settled(&engine).await;
+    assert_eq!((running.pending, running.dead_letters), (79, 39));
+
+    // Stopped: the store, read whole, holds exactly what the engine said.
+    let engine = Arc::try_unwrap(engine).ok().unwrap();
+    assert!(engine.terminate().success());
+    let truth = scan(dir.path());
+    assert_eq!(running, truth);
+    assert!(truth.trails as usize >= accepted.load(Ordering::SeqCst) - 80);
+
+    // Started again: the same, and events taken since are counted as they go.
+    let engine = Engine::start(dir.path());
+    assert_eq!(settled(&engine).await, truth);
+    for n in 0..20 {
+        let (status, _) = engine
+            .post("/hooks/relay", &format!(r#"{{"n":{}}}"#, 90_000 + n))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let after = settled(&engine).await;
+    assert_eq!(after.pending, truth.pending);
+    assert!(engine.terminate().success());
+    assert_eq!(after, scan(dir.path()));
+}
+
+/// Bytes of the files in `dir`, as `du --apparent-size` counts them.
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => folder_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn with_small_limits_the_state_folder_stops_growing_and_nothing_pending_expires() {
+    let up = Upstream::start().await;
+    let down = Upstream::start().await;
+    down.set_down(Some(503));
+    let dir = project_of(&files(
+        &up.url,
+        &down.url,
+        "dedup_window: 2s, keep_trails: 1h, keep_trails_bytes: 64KB",
+    ));
+    let engine = Arc::new(Engine::start(dir.path()));
+    let state = dir.path().join(".crossdock/state");
+    // One event that waits for its retry for the whole test.
+    let (_, stuck) = engine.post("/hooks/stuck", r#"{"n":-1}"#).await;
+    let stuck = stuck["event_id"].as_str().unwrap().to_string();
+
+    // Four clients post 2.5 KB bodies for 24 s; the folder's size is taken every 2 s.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let posted = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (engine, stop, posted) = (engine.clone(), stop.clone(), posted.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let body = format!(
+                    r#"{{"n":{},"pad":"{}"}}"#,
+                    c * 1_000_000 + i,
+                    "x".repeat(2500)
+                );
+                let (status, answer) = engine.post("/hooks/relay", &body).await;
+                assert_eq!(status, 202, "{answer}");
+                posted.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        }));
+    }
+    let mut samples = Vec::new();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let metrics = engine.metrics().await;
+        samples.push((
+            posted.load(Ordering::SeqCst),
+            folder_bytes(&state),
+            gauge(&metrics, "crossdock_trail_bytes"),
+        ));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    // The trails stay within their bound, give or take what arrived since the last sweep
+    // (1 s apart with these windows; a trail here is under 1 KB).
+    for pair in samples.windows(2) {
+        let ((before, _, _), (now, _, trail_bytes)) = (pair[0], pair[1]);
+        assert!(
+            trail_bytes < 64 * 1024 + (now - before) as u64 * 1024,
+            "{samples:?}"
+        );
+    }
+    // The second half of the run wrote as many events as the first and the folder did not
+    // grow beyond sled's steps of a segment (512 KB) or two: it reuses the space the sweeps
+    // freed. Without the sweeps it keeps every trail and dedup key, over 600 bytes an event.
+    let most = |part: &[(usize, u64, u64)]| part.iter().map(|s| s.1).max().unwrap_or(0);
+    let events = (samples[11].0 - samples[5].0) as u64;
+    assert!(events > 500, "too few events to tell: {samples:?}");
+    let grown = most(&samples[6..]).saturating_sub(most(&samples[..6]));
+    assert!(
+        grown < (1 << 20) + events * 300,
+        "the folder grew {grown} bytes for {events} events: {samples:?}"
+    );
+    // Nothing pending was expired: the waiting event and its trail are there.
+    let (_, event) = engine.admin(&format!("/api/events/{stuck}")).await;
+    assert_eq!(event["status"], "retrying", "{event}");
+    assert!(event["last_attempt"].is_object(), "{event}");
+    let left = settled(&engine).await;
+    assert_eq!(left.pending, 1, "{left:?}");
+}
