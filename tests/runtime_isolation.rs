@@ -145,7 +145,9 @@ async fn runaway_scripts_stall_neither_health_nor_other_pipelines() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     eprintln!("worst /health of 10 with 32 runaway events in flight: {worst:?}");
-    assert!(worst < Duration::from_millis(50), "{worst:?}");
+    // Stuck behind the backlog, an answer would wait for it: 32 runaway events of 250 ms on the
+    // flow threads take several seconds. The bound is far from both that and a loaded machine.
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
 
     // Another pipeline's event goes through while the runaway ones still queue.
     let posted = Instant::now();
