@@ -369,15 +369,16 @@ async fn with_small_limits_the_state_folder_stops_growing_and_nothing_pending_ex
             "{samples:?}"
         );
     }
-    // The second half of the run wrote as many events as the first and the folder did not
-    // grow beyond sled's steps of a segment (512 KB) or two: it reuses the space the sweeps
-    // freed. Without the sweeps it keeps every trail and dedup key, over 600 bytes an event.
+    // The second half of the run wrote as many events as the first and the folder grew by
+    // sled's steps of a segment (512 KB) or two: it reuses the space the sweeps freed, sooner
+    // on a quiet machine (under 300 bytes an event) than on a loaded one (about 550). Without
+    // the sweeps it keeps every trail and dedup key: about 3.7 KB an event.
     let most = |part: &[(usize, u64, u64)]| part.iter().map(|s| s.1).max().unwrap_or(0);
     let events = (samples[11].0 - samples[5].0) as u64;
     assert!(events > 500, "too few events to tell: {samples:?}");
     let grown = most(&samples[6..]).saturating_sub(most(&samples[..6]));
     assert!(
-        grown < (1 << 20) + events * 300,
+        grown < (1 << 20) + events * 1500,
         "the folder grew {grown} bytes for {events} events: {samples:?}"
     );
     // Nothing pending was expired: the waiting event and its trail are there.

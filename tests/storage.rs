@@ -483,7 +483,19 @@ async fn a_store_that_met_a_full_disk_is_reopened_by_itself_when_space_returns()
         },
     )
     .await;
-    assert_eq!(lines.len(), accepted, "an event was processed twice");
+    // Every accepted event was delivered. One whose delivery was done when the disk filled may
+    // be delivered again: its completion could not be written, and after the restart it is
+    // still pending (at least once, docs/runtime.md). More than one such event is a fault.
+    let distinct: std::collections::BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["payload"]["n"].to_string())
+        .collect();
+    assert_eq!(distinct.len(), accepted, "an accepted event was lost");
+    assert!(
+        lines.len() <= accepted + 1,
+        "{} deliveries of {accepted} events",
+        lines.len()
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
