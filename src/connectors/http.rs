@@ -291,6 +291,11 @@ impl HttpConnector {
             }
             if op.method.has_body() {
                 req = req.json(request.payload);
+                // The header of draft-ietf-httpapi-idempotency-key-header (Stripe's and
+                // Adyen's name too): a remote that knows it applies a retried POST once.
+                if let Some(k) = request.idempotency_key {
+                    req = req.header("Idempotency-Key", k);
+                }
             }
             match (&self.auth, token) {
                 (Auth::Bearer(t), _) => req.bearer_auth(t),

@@ -201,6 +201,10 @@ pub struct Request<'a> {
     pub object: Option<&'a str>,
     pub key: Option<&'a str>,
     pub payload: &'a Value,
+    /// The same for every attempt at the same effect of the same event (the runtime derives it
+    /// from the event id and the step): a remote that supports idempotency keys applies the
+    /// effect once however many times a retry sends it. None for fetches and polls.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// What the remote system answered to a successful call.

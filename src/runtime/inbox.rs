@@ -33,7 +33,7 @@
 //! returns at once and sled's own flusher writes every 500 ms: faster, but a crash can lose
 //! the events of the last interval although they were answered 202.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,9 +60,19 @@ pub struct EventMeta {
     /// Not to be tried before this time (ms since the epoch); 0 for at once.
     #[serde(default)]
     pub not_before_ms: u64,
-    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
-    #[serde(default)]
-    pub done_actions: usize,
+    /// The effects (`Action::effect`) that succeeded in earlier runs of the event: a retry,
+    /// and a dead letter retried, skip them. A compensation that undid one takes it out.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub done: BTreeSet<String>,
+    /// Compensations owed: the steps with `undo:` whose effects took place, each with the record
+    /// its undo steps run on, in the order the steps ran. Run in reverse when the event fails
+    /// for good, and when its dead letter is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<crate::flow::Undo>,
+    /// A dead letter retried with `--full`: its next run commits its state writes again
+    /// although an earlier run committed them (see `state::applied_key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_rerun: bool,
     /// Every failed attempt.
     #[serde(default)]
     pub errors: Vec<AttemptError>,
@@ -132,6 +142,26 @@ pub struct Trail {
     pub flow_us: u64,
     /// From receipt to the end of the last attempt, milliseconds.
     pub total_ms: u64,
+    /// The compensations run when the event failed for good or its dead letter was dropped,
+    /// the latest step's first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compensations: Vec<CompensationTrail>,
+}
+
+/// One step's `undo:` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompensationTrail {
+    /// The step undone, as in `EventMeta::undo`.
+    pub step: String,
+    /// `done`, `failed` (it is still owed: it runs again when the dead letter is dropped), or
+    /// `not_needed` (a `send` that never took effect).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionTrail>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,7 +354,9 @@ impl Inbox {
             headers,
             attempts: 0,
             not_before_ms: 0,
-            done_actions: 0,
+            done: BTreeSet::new(),
+            undo: Vec::new(),
+            full_rerun: false,
             errors: Vec::new(),
             interrupted: 0,
         };
@@ -504,6 +536,7 @@ impl Inbox {
             errors: event.meta.errors.clone(),
             flow_us: 0,
             total_ms: 0,
+            compensations: Vec::new(),
         };
         self.put_trail(seq, &trail)?;
         let taken = self.take_out(seq)?;
@@ -629,8 +662,14 @@ impl Inbox {
         }
     }
 
-    /// Puts a dead letter back in the inbox with its attempts reset; returns the event.
-    pub fn retry_dead_letter(&self, id: &str) -> Result<Option<StoredEvent>, InboxError> {
+    /// Puts a dead letter back in the inbox with its attempts reset; returns the event. Its
+    /// effects that succeeded are skipped when it runs again, unless `full` (everything is
+    /// done again: a `create` makes another record).
+    pub fn retry_dead_letter(
+        &self,
+        id: &str,
+        full: bool,
+    ) -> Result<Option<StoredEvent>, InboxError> {
         let Some(seq) = parse_event_id(id) else {
             return Ok(None);
         };
@@ -641,7 +680,10 @@ impl Inbox {
         let mut meta = letter.event;
         meta.attempts = 0;
         meta.not_before_ms = 0;
-        meta.done_actions = 0;
+        if full {
+            meta.done.clear();
+            meta.full_rerun = true;
+        }
         let body = match &letter.body {
             Value::String(s) => s.as_bytes().to_vec(),
             other => other.to_string().into_bytes(),
@@ -663,6 +705,18 @@ impl Inbox {
             body: Arc::from(body),
             resumed: false,
         }))
+    }
+
+    /// Writes a dead letter again (what its compensations did so far), if it is still there.
+    pub fn update_dead_letter(&self, letter: &DeadLetter) -> Result<(), InboxError> {
+        let Some(seq) = parse_event_id(&letter.event.id) else {
+            return Ok(());
+        };
+        let key = seq.to_be_bytes();
+        if self.dead.get(&key)?.is_some() {
+            self.dead.insert(&key, &to_json(letter)?)?;
+        }
+        Ok(())
     }
 
     pub fn drop_dead_letter(&self, id: &str) -> Result<bool, InboxError> {
@@ -1042,6 +1096,7 @@ mod tests {
             errors: vec![],
             flow_us: 0,
             total_ms: 0,
+            compensations: Vec::new(),
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -1060,12 +1115,18 @@ mod tests {
             inbox.trail(&ev.meta.id).unwrap().unwrap().status,
             "dead_lettered"
         );
-        let back = inbox.retry_dead_letter(&ev.meta.id).unwrap().unwrap();
+        let back = inbox
+            .retry_dead_letter(&ev.meta.id, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(&*back.body, br#"{"a":1}"#);
         assert_eq!(inbox.pending().unwrap().len(), 1);
         assert_eq!(inbox.dead_letter_count(), 0);
         assert!(!inbox.drop_dead_letter(&ev.meta.id).unwrap());
-        assert!(inbox.retry_dead_letter("evt_nonsense").unwrap().is_none());
+        assert!(inbox
+            .retry_dead_letter("evt_nonsense", false)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

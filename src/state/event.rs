@@ -21,6 +21,13 @@ use serde_json::Value;
 
 use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
 
+/// The key an event's commit writes with its other writes (`applied/{event_id}`), so that a
+/// later run of the same event can tell its state changes were made (see docs/runtime.md,
+/// "Effects once"). Removed when the event's compensations undid them.
+pub fn applied_key(event_id: &str) -> String {
+    format!("applied/{}", super::escape(event_id))
+}
+
 /// Why an event's writes were not committed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommitError {
