@@ -90,6 +90,7 @@ connectors:
     operations:
       note: {{ method: POST, path: /notes }}
       order: {{ method: POST, path: /orders }}
+      line: {{ method: POST, path: "/lines/{{sku}}" }}
 "#
     );
     // A script that counts its runs in state (as the on-hand figure of a made-up SKU): were
@@ -133,8 +134,31 @@ record
 stock.release(record.order_id);
 record
 "#;
+    // One call per line; a line's failure is reported by its index.
+    let lines = r#"
+pipeline: lines
+source:
+  webhook: { path: /hooks/lines }
+steps:
+  - each:
+      in: $.lines
+      as: line
+      steps:
+        - filter: 'record.line.qty != 0'
+        - script: check-line
+        - send: { to: shop, op: line, payload: $.line }
+on_error:
+  retry: { attempts: 2, initial: 50ms }
+"#;
+    let check_line = r#"
+if record.line.qty < 0 { throw "a negative quantity: " + record.line.qty; }
+record.line.order = record.id;
+record
+"#;
     vec![
         ("crossdock.yaml".into(), config),
+        ("pipelines/lines.yaml".into(), lines.into()),
+        ("scripts/check-line.rhai".into(), check_line.into()),
         ("pipelines/relay.yaml".into(), relay.into()),
         ("scripts/count.rhai".into(), count.into()),
         ("pipelines/reserve.yaml".into(), reserve.into()),
@@ -274,4 +298,56 @@ async fn a_permanent_failure_after_a_reservation_releases_the_stock() {
     let (_, stock) = engine.admin("/api/state/stock/SKU-1").await;
     assert_eq!(stock["reserved"], 0, "{stock}");
     assert_eq!(stock["on_hand"], 10, "{stock}");
+}
+
+#[tokio::test]
+async fn each_runs_its_steps_per_element_and_a_retry_redoes_only_the_failed_ones() {
+    let remote = Remote::start().await;
+    let dir = project_of(&files(&remote.url));
+    let engine = Engine::start(dir.path());
+
+    // Line B is refused for good: A went before it, C (after it) is not tried. A filtered line
+    // (qty 0) sends nothing.
+    remote.refuse("/lines/B", true);
+    let body = r#"{"id":"O-7","lines":[{"sku":"A","qty":1},{"sku":"B","qty":2},{"sku":"Z","qty":0},{"sku":"C","qty":3}]}"#;
+    let (_, a) = engine.post("/hooks/lines", body).await;
+    let id = a["event_id"].as_str().unwrap().to_string();
+    dead_letter(&engine, &id).await;
+    assert_eq!(remote.applied("/lines/A").len(), 1);
+    assert!(remote.applied("/lines/C").is_empty());
+    assert!(remote.applied("/lines/Z").is_empty());
+    assert_eq!(
+        remote.applied("/lines/A")[0].1,
+        json!({"sku": "A", "qty": 1, "order": "O-7"})
+    );
+
+    remote.refuse("/lines/B", false);
+    engine.admin_post(&format!("/api/dlq/{id}/retry")).await;
+    let t = trail(&engine, &id, "processed").await;
+    let statuses: Vec<&str> = t["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["skipped", "ok", "ok"], "{t}");
+    for sku in ["A", "B", "C"] {
+        assert_eq!(remote.applied(&format!("/lines/{sku}")).len(), 1, "{sku}");
+    }
+    // Each element is an effect of its own: its index is in the key.
+    assert_eq!(
+        remote.applied("/lines/C")[0].0.as_deref(),
+        Some(&*format!("{id}/steps[0].each.steps[2]#3"))
+    );
+
+    // A rule error in two elements: the event fails at once, naming both by index.
+    let body = r#"{"id":"O-8","lines":[{"sku":"A","qty":-1},{"sku":"B","qty":1},{"sku":"C","qty":-5}]}"#;
+    let (_, a) = engine.post("/hooks/lines", body).await;
+    let letter = dead_letter(&engine, a["event_id"].as_str().unwrap()).await;
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.contains("2 of the elements failed"), "{reason}");
+    assert!(reason.contains("[0] steps[0].each.steps[1] (script check-line)"), "{reason}");
+    assert!(reason.contains("a negative quantity: -5"), "{reason}");
+    // Nothing of a failed flow is sent, not even the good element's call.
+    assert_eq!(remote.applied("/lines/B").len(), 1);
 }
