@@ -341,13 +341,101 @@ async fn each_runs_its_steps_per_element_and_a_retry_redoes_only_the_failed_ones
     );
 
     // A rule error in two elements: the event fails at once, naming both by index.
-    let body = r#"{"id":"O-8","lines":[{"sku":"A","qty":-1},{"sku":"B","qty":1},{"sku":"C","qty":-5}]}"#;
+    let body =
+        r#"{"id":"O-8","lines":[{"sku":"A","qty":-1},{"sku":"B","qty":1},{"sku":"C","qty":-5}]}"#;
     let (_, a) = engine.post("/hooks/lines", body).await;
     let letter = dead_letter(&engine, a["event_id"].as_str().unwrap()).await;
     let reason = letter["reason"].as_str().unwrap();
     assert!(reason.contains("2 of the elements failed"), "{reason}");
-    assert!(reason.contains("[0] steps[0].each.steps[1] (script check-line)"), "{reason}");
+    assert!(
+        reason.contains("[0] steps[0].each.steps[1] (script check-line)"),
+        "{reason}"
+    );
     assert!(reason.contains("a negative quantity: -5"), "{reason}");
     // Nothing of a failed flow is sent, not even the good element's call.
     assert_eq!(remote.applied("/lines/B").len(), 1);
+}
+
+/// The repository's project in a fresh folder, so the engine's state lives there.
+fn shipped_project() -> tempfile::TempDir {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo.join("crossdock.yaml"),
+        dir.path().join("crossdock.yaml"),
+    )
+    .unwrap();
+    for folder in ["pipelines", "mappings", "scripts"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                dir.path().join(folder).join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_shipped_stock_pipeline_releases_a_reservation_the_erp_refused() {
+    use base64::Engine as _;
+    use hmac::Mac;
+    const SECRET: &str = "effects-shopify-secret";
+    let erp = Remote::start().await;
+    erp.refuse("/v1/sales-orders", true);
+    let dir = shipped_project();
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["state", "stock", "IPOD2009BLACK", "--set", "5", "--project"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(seeded.status.success());
+    let engine = Engine::start_with(
+        dir.path(),
+        &[
+            ("ERP_BASE_URL", &erp.url),
+            ("ERP_API_TOKEN", "erp-token"),
+            ("SHOPIFY_WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/shopify/orders-create.json"),
+    )
+    .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let r = Engine::client()
+        .post(engine.url("/hooks/shopify/orders"))
+        .header("content-type", "application/json")
+        .header("X-Shopify-Topic", "orders/create")
+        .header("X-Shopify-Hmac-Sha256", sig)
+        .header("X-Shopify-Webhook-Id", "effects-1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", engine.log());
+    let id = r.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = trail(&engine, &id, "dead_lettered").await;
+    assert!(
+        t["errors"][0]["message"].as_str().unwrap().contains("422"),
+        "{t}"
+    );
+    assert_eq!(t["compensations"][0]["status"], "done", "{t}");
+    assert_eq!(
+        t["compensations"][0]["steps"],
+        json!(["steps[1].switch[0].steps[0].undo[0] (script stock-release)"])
+    );
+    let (_, stock) = engine.admin("/api/state/stock/IPOD2009BLACK").await;
+    assert_eq!(stock["reserved"], 0, "{stock}");
+    let (_, r) = engine.admin("/api/state/reservations/1073459980").await;
+    assert_eq!(r["status"], "released", "{r}");
 }
