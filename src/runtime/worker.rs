@@ -154,7 +154,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         let _in_event = span.enter();
         // Timed here: the wait for a flow thread is not the flow's.
         let started = Instant::now();
-        let outcome = run_committed(
+        let (outcome, applied) = run_committed(
             &flow,
             &project.rules,
             info,
@@ -164,7 +164,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             max_writes,
             full,
         );
-        (outcome, started.elapsed().as_micros() as u64)
+        (outcome, started.elapsed().as_micros() as u64, applied)
     };
     // A flow that fetches waits on the network (and blocks on the runtime to do it): a flow
     // thread would sit idle meanwhile, so it gets a blocking thread. Any other flow goes to the
@@ -184,7 +184,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     if counted {
         event.meta.interrupted = event.meta.interrupted.saturating_sub(1);
     }
-    let (mut outcome, flow_us) = match ran {
+    let (mut outcome, flow_us, applied) = match ran {
         Ok(ran) => ran,
         Err(e) => {
             let verdict = Verdict::Fail(format!("the flow stopped abnormally: {e}"));
@@ -194,7 +194,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
                 event,
                 verdict,
                 (Vec::new(), Vec::new()),
-                0,
+                (0, false),
                 &policy,
                 started,
             )
@@ -211,7 +211,14 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     let (verdict, actions) = execute(runtime, &live, &mut event, &outcome).await;
     let trace = (outcome.steps, actions);
     conclude(
-        runtime, &live, event, verdict, trace, flow_us, &policy, started,
+        runtime,
+        &live,
+        event,
+        verdict,
+        trace,
+        (flow_us, applied),
+        &policy,
+        started,
     )
     .await;
 }
@@ -227,6 +234,7 @@ const COMMIT_TRIES: u32 = 5;
 /// rest, atomically, and a later run of the event that finds it (a retry, a dead letter
 /// retried) keeps none of its writes; its flow still runs, to rebuild the actions, on the
 /// state its first commit left. `full` (a dead letter retried with `--full`) commits again.
+/// Also gives whether that key is in the store now, to be removed once the event is done.
 #[allow(clippy::too_many_arguments)]
 fn run_committed(
     flow: &Flow,
@@ -237,7 +245,7 @@ fn run_committed(
     fetch: &dyn Fetch,
     max_writes: usize,
     full: bool,
-) -> Outcome {
+) -> (Outcome, bool) {
     let marker = [crate::state::applied_key(&info.id)];
     let mut tries = 0;
     loop {
@@ -246,7 +254,7 @@ fn run_committed(
         let view: Arc<dyn StateStore> = event_state.clone();
         let applied = match view.get(&marker[0]) {
             Ok(v) => v.is_some() && !full,
-            Err(e) => return state_failed(flow, &info, e.to_string()),
+            Err(e) => return (state_failed(flow, &info, e.to_string()), false),
         };
         let body = Ok(Body::Json(body));
         let mut outcome = flow.run_body(
@@ -259,9 +267,10 @@ fn run_committed(
             Keep::Actions,
         );
         if !outcome.ok() || applied {
-            return outcome;
+            return (outcome, applied);
         }
-        if event_state.written() > 0 {
+        let writes = event_state.written() > 0;
+        if writes {
             let at = serde_json::json!({ "at": inbox::now_rfc3339() });
             if let Err(e) = view.update(&marker, &mut |_| Ok((vec![Some(at.clone())], Value::Null)))
             {
@@ -269,11 +278,11 @@ fn run_committed(
                     step: "state".into(),
                     message: e.to_string(),
                 });
-                return outcome;
+                return (outcome, false);
             }
         }
         let error = match event_state.commit() {
-            Ok(()) => return outcome,
+            Ok(()) => return (outcome, writes),
             Err(CommitError::Conflict(key)) if tries < COMMIT_TRIES => {
                 tracing::debug!(key, tries, "State changed under the flow; running it again");
                 continue;
@@ -293,7 +302,7 @@ fn run_committed(
                 e => e.to_string(),
             },
         });
-        return outcome;
+        return (outcome, false);
     }
 }
 
@@ -482,7 +491,7 @@ async fn conclude(
     mut event: StoredEvent,
     verdict: Verdict,
     (steps, actions): (Vec<Arc<str>>, Vec<ActionTrail>),
-    flow_us: u64,
+    (flow_us, applied): (u64, bool),
     policy: &RetryPolicy,
     started: Instant,
 ) {
@@ -504,7 +513,19 @@ async fn conclude(
             trail.status = status.into();
             metrics::processed(&pipeline, status, started.elapsed().as_secs_f64());
             tracing::debug!(status, "Event done");
-            runtime.inbox.finish(&event, &trail)
+            let finished = runtime.inbox.finish(&event, &trail);
+            // Nothing runs this event again once it is out of the inbox: its `applied/` key
+            // has served (a crash before this line leaves a stray key, which harms nothing).
+            if finished.is_ok() && applied {
+                let key = [crate::state::applied_key(&event.meta.id)];
+                if let Err(e) = runtime
+                    .state()
+                    .update(&key, &mut |_| Ok((vec![None], Value::Null)))
+                {
+                    tracing::warn!(error = %e, "Cannot remove the event's applied key");
+                }
+            }
+            finished
         }
         Verdict::Retry {
             message,
