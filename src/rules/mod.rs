@@ -38,7 +38,14 @@ use engine::Deadline;
 /// The sandboxed engine, shared by every compiled script and expression (cheap to clone).
 #[derive(Clone)]
 pub struct Rules {
+    /// Runs scripts.
     engine: Arc<Engine>,
+    /// Runs expressions (`when`, `filter`, `set`/`fetch` values, mapping `expr:`): the same
+    /// engine without Rhai's fast operators, so that comparing a string with a number is an
+    /// error instead of a quiet `false` (`functions::register_mixed_comparisons`). Operators
+    /// cost about twice as much that way (measured on a loop of comparisons, debug build), which
+    /// a one-line condition does not notice and an operator-heavy script would.
+    strict: Arc<Engine>,
     limits: Arc<Limits>,
 }
 
@@ -137,8 +144,11 @@ fn declare(names: &[&str]) -> Scope<'static> {
 impl Rules {
     /// An engine with these limits.
     pub fn new(limits: Limits) -> Rules {
+        let mut strict = engine::build(&limits);
+        strict.set_fast_operators(false);
         Rules {
             engine: Arc::new(engine::build(&limits)),
+            strict: Arc::new(strict),
             limits: Arc::new(limits),
         }
     }
@@ -337,7 +347,7 @@ impl Expr {
     fn eval(&self, rules: &Rules, scope: &mut Scope) -> Result<Dynamic, RunError> {
         let _deadline = Deadline::start(rules.limits.timeout);
         rules
-            .engine
+            .strict
             .eval_ast_with_scope::<Dynamic>(scope, &self.ast)
             .map_err(|e| rules.run_error(*e))
     }
@@ -464,6 +474,26 @@ mod tests {
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_condition_comparing_text_with_a_number_fails_naming_the_values() {
+        let f = Fixture::new();
+        let when = f.rules.compile_expr("record.total > 100").unwrap();
+        let e = when
+            .eval_bool(&f.rules, &json!({"total": "120.00"}), &f.ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"`"120.00" > 100` compares a string with a number"#), "{e}");
+        // Also where the simple-condition path answers text comparisons without Rhai.
+        let when = f.rules.compile_expr(r#"record.id == "42""#).unwrap();
+        let e = when
+            .eval_bool(&f.rules, &json!({"id": 42}), &f.ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"`42 == "42"`"#), "{e}");
+        assert!(when.eval_bool(&f.rules, &json!({"id": "42"}), &f.ctx()).unwrap());
+        assert!(!when.eval_bool(&f.rules, &json!({}), &f.ctx()).unwrap());
     }
 
     #[test]
