@@ -267,7 +267,7 @@ impl Run<'_> {
                 let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
                 let out = script
                     .run(self.rules, input, &self.ctx)
-                    .map_err(|e| fail(label, e.to_string()))?;
+                    .map_err(|e| fail(label, e.located(&format!("scripts/{}.rhai", script.name()))))?;
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {
