@@ -245,10 +245,7 @@ fn pipeline_scope(record: Dynamic, uses: Uses, ctx: &Ctx) -> Result<Scope<'stati
 }
 
 fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError> {
-    let mut headers = Map::new();
-    for (k, v) in &event.headers {
-        headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
-    }
+    let headers = handles::Headers(Arc::new(event.headers.clone()));
     let body = if with_body {
         convert::json_to_dynamic(&event.body)
             .map_err(|e| RunError::plain(format!("event.body: {e}")))?
@@ -258,7 +255,7 @@ fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError
     let mut map = Map::new();
     map.insert("id".into(), Dynamic::from(event.id.clone()));
     map.insert("pipeline".into(), Dynamic::from(event.pipeline.clone()));
-    map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("headers".into(), Dynamic::from(headers));
     map.insert(
         "received_at".into(),
         Dynamic::from(event.received_at.clone()),
@@ -559,6 +556,30 @@ mod tests {
         assert_eq!(out["nested"]["a"], "y");
         // Assigning a whole new record is allowed; so is a scalar.
         assert_eq!(f.run("record = 42;", json!({})).unwrap(), json!(42));
+    }
+
+    #[test]
+    fn header_names_are_looked_up_in_any_case() {
+        let f = Fixture::new();
+        let out = f
+            .run(
+                r#"record.a = event.headers["X-Shop"]; record.b = event.headers.get("X-SHOP");
+                   record.c = "x-SHOP" in event.headers; record.d = "x-other" in event.headers;
+                   record.e = event.headers["x-other"]; record.all = event.headers;
+                   record.n = event.headers.len();"#,
+                json!({}),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"a": "acme", "b": "acme", "c": true, "d": false, "e": null,
+                   "all": {"x-shop": "acme"}, "n": 1})
+        );
+        let when = f
+            .rules
+            .compile_expr(r#"event.headers["X-Shop"] == "acme""#)
+            .unwrap();
+        assert!(when.eval_bool(&f.rules, &json!({}), &f.ctx()).unwrap());
     }
 
     #[test]
