@@ -216,6 +216,9 @@ impl HttpConnector {
             }
             Some(HttpAuth::Basic { username, password }) => {
                 secrets.push(password.clone());
+                // Echoed as the header carries it: base64 of the pair (the redactor masks the
+                // base64 of each secret it is given).
+                secrets.push(format!("{username}:{password}"));
                 Auth::Basic {
                     username: username.clone(),
                     password: password.clone(),

@@ -265,9 +265,9 @@ impl Run<'_> {
             }
             Step::Script { label, script } => {
                 let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
-                let out = script
-                    .run(self.rules, input, &self.ctx)
-                    .map_err(|e| fail(label, e.located(&format!("scripts/{}.rhai", script.name()))))?;
+                let out = script.run(self.rules, input, &self.ctx).map_err(|e| {
+                    fail(label, e.located(&format!("scripts/{}.rhai", script.name())))
+                })?;
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {

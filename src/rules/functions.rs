@@ -166,7 +166,10 @@ mod tests {
             (r#"let t = "7"; t != decimal("7")"#, r#"`"7" != 7`"#),
         ] {
             let e = eval(src).unwrap_err();
-            assert!(e.contains(shown) && e.contains("compares a string with a number"), "{e}");
+            assert!(
+                e.contains(shown) && e.contains("compares a string with a number"),
+                "{e}"
+            );
         }
         // Same types, and a missing value against anything, still compare as before.
         assert_eq!(eval(r#""a" == "a""#).unwrap().as_bool(), Ok(true));

@@ -252,7 +252,9 @@ pub(crate) fn register(engine: &mut Engine) {
             !h.get(&name).is_unit()
         })
         .register_fn("keys", |h: &mut Headers| {
-            h.0.keys().map(|k| Dynamic::from(k.clone())).collect::<rhai::Array>()
+            h.0.keys()
+                .map(|k| Dynamic::from(k.clone()))
+                .collect::<rhai::Array>()
         })
         .register_fn("len", |h: &mut Headers| h.0.len() as INT)
         .register_fn("to_string", |h: &mut Headers| h.to_json().to_string());

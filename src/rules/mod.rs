@@ -481,7 +481,10 @@ mod tests {
             .eval_bool(&f.rules, &json!({"total": "120.00"}), &f.ctx())
             .unwrap_err()
             .to_string();
-        assert!(e.contains(r#"`"120.00" > 100` compares a string with a number"#), "{e}");
+        assert!(
+            e.contains(r#"`"120.00" > 100` compares a string with a number"#),
+            "{e}"
+        );
         // Also where the simple-condition path answers text comparisons without Rhai.
         let when = f.rules.compile_expr(r#"record.id == "42""#).unwrap();
         let e = when
@@ -489,7 +492,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(r#"`42 == "42"`"#), "{e}");
-        assert!(when.eval_bool(&f.rules, &json!({"id": "42"}), &f.ctx()).unwrap());
+        assert!(when
+            .eval_bool(&f.rules, &json!({"id": "42"}), &f.ctx())
+            .unwrap());
         assert!(!when.eval_bool(&f.rules, &json!({}), &f.ctx()).unwrap());
     }
 
