@@ -13,35 +13,11 @@ use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use support::engine::{eventually, Engine};
+use support::engine::{eventually, shipped_project, Engine};
 use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
 
 const BC_SECRET: &str = "e2e-bigcommerce-client-secret";
 const BC_TOKEN: &str = "e2e-bigcommerce-access-token";
-
-/// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder,
-/// so the engine's state lives there.
-fn shipped_project() -> tempfile::TempDir {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo.join("crossdock.yaml"),
-        dir.path().join("crossdock.yaml"),
-    )
-    .unwrap();
-    for folder in ["pipelines", "mappings", "scripts"] {
-        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(
-                entry.path(),
-                dir.path().join(folder).join(entry.file_name()),
-            )
-            .unwrap();
-        }
-    }
-    dir
-}
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use support::engine::{eventually, project, Engine};
+use support::engine::{eventually, project_of, shipped_project, Engine};
 
 /// What the upstream saw: per path, the requests it applied (their `Idempotency-Key` and body);
 /// and which paths refuse with 422 (a permanent failure) for now.
@@ -165,14 +165,6 @@ record
         ("scripts/reserve.rhai".into(), reserve_rhai.into()),
         ("scripts/release.rhai".into(), release_rhai.into()),
     ]
-}
-
-fn project_of(files: &[(String, String)]) -> tempfile::TempDir {
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    project(&refs)
 }
 
 async fn dead_letter(engine: &Engine, id: &str) -> Value {
@@ -354,29 +346,6 @@ async fn each_runs_its_steps_per_element_and_a_retry_redoes_only_the_failed_ones
     assert!(reason.contains("a negative quantity: -5"), "{reason}");
     // Nothing of a failed flow is sent, not even the good element's call.
     assert_eq!(remote.applied("/lines/B").len(), 1);
-}
-
-/// The repository's project in a fresh folder, so the engine's state lives there.
-fn shipped_project() -> tempfile::TempDir {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo.join("crossdock.yaml"),
-        dir.path().join("crossdock.yaml"),
-    )
-    .unwrap();
-    for folder in ["pipelines", "mappings", "scripts"] {
-        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(
-                entry.path(),
-                dir.path().join(folder).join(entry.file_name()),
-            )
-            .unwrap();
-        }
-    }
-    dir
 }
 
 #[tokio::test]

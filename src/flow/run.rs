@@ -104,19 +104,8 @@ impl Flow {
             });
             return outcome;
         }
-        let mut run = Run {
-            rules,
-            ctx: Ctx { event, state },
-            actions: Vec::new(),
-            fetch,
-            retry: None,
-            steps: Vec::with_capacity(self.steps.len()),
-            keep,
-            lent: Vec::new(),
-            spare,
-            scope: String::new(),
-            undo: Vec::new(),
-        };
+        let mut run = Run::new(rules, Ctx { event, state }, fetch, keep, spare);
+        run.steps.reserve(self.steps.len());
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
         if let Some(trigger) = &self.trigger {
@@ -187,19 +176,8 @@ impl Flow {
             });
             return outcome;
         };
-        let mut run = Run {
-            rules,
-            ctx: Ctx { event, state },
-            actions: Vec::new(),
-            fetch,
-            retry: None,
-            steps: Vec::new(),
-            keep: Keep::Record,
-            lent: Vec::new(),
-            spare: None,
-            scope: scope.to_string(),
-            undo: Vec::new(),
-        };
+        let mut run = Run::new(rules, Ctx { event, state }, fetch, Keep::Record, None);
+        run.scope = scope.to_string();
         let mut record: Cow<'_, Value> = Cow::Borrowed(&undo.record);
         if let Err(e) = run.steps(steps, &mut record) {
             outcome.errors.push(e);
@@ -211,7 +189,29 @@ impl Flow {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        rules: &'a Rules,
+        ctx: Ctx<'a>,
+        fetch: &'a dyn Fetch,
+        keep: Keep,
+        spare: Option<Value>,
+    ) -> Run<'a> {
+        Run {
+            rules,
+            ctx,
+            actions: Vec::new(),
+            fetch,
+            retry: None,
+            steps: Vec::new(),
+            keep,
+            lent: Vec::new(),
+            spare,
+            scope: String::new(),
+            undo: Vec::new(),
+        }
+    }
+
     fn steps(&mut self, steps: &[Step], record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
         for step in steps {
             if let Next::Stop = self.step(step, record)? {

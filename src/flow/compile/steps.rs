@@ -104,16 +104,7 @@ fn compile_each(
     at: &str,
 ) -> Option<Step> {
     let mut ok = true;
-    let items = crate::projection::simple_path(&e.items).and_then(|steps| {
-        steps
-            .into_iter()
-            .map(|s| match s {
-                crate::projection::PathStep::Name(n) => Some(n),
-                crate::projection::PathStep::Elements => None,
-            })
-            .collect::<Option<Vec<String>>>()
-            .filter(|names| !names.is_empty())
-    });
+    let items = plain_names(&e.items);
     if items.is_none() {
         cx.error_at(
             &[path, &[key("in")]].concat(),
@@ -167,20 +158,7 @@ pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
         let Step::Send { send, .. } = step else {
             return;
         };
-        let names = send
-            .payload
-            .as_ref()
-            .and_then(|p| crate::projection::simple_path(p.as_str()))
-            .and_then(|steps| {
-                steps
-                    .into_iter()
-                    .map(|s| match s {
-                        crate::projection::PathStep::Name(n) => Some(n),
-                        crate::projection::PathStep::Elements => None,
-                    })
-                    .collect::<Option<Vec<String>>>()
-            })
-            .filter(|names| !names.is_empty());
+        let names = send.payload.as_ref().and_then(|p| plain_names(p.as_str()));
         match names {
             Some(names) => paths.push(names),
             None => return,
@@ -196,6 +174,18 @@ pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
             send.movable = Some(paths[i].as_slice().into());
         }
     }
+}
+
+/// The object keys a JSONPath names from the root (`$.order.lines`), if it is only that.
+fn plain_names(src: &str) -> Option<Vec<String>> {
+    crate::projection::simple_path(src)?
+        .into_iter()
+        .map(|s| match s {
+            crate::projection::PathStep::Name(n) => Some(n),
+            crate::projection::PathStep::Elements => None,
+        })
+        .collect::<Option<Vec<String>>>()
+        .filter(|names| !names.is_empty())
 }
 
 fn compile_step(
