@@ -270,18 +270,8 @@ fn run_committed(
             return (outcome, applied);
         }
         let writes = event_state.written() > 0;
-        if writes {
-            let at = serde_json::json!({ "at": inbox::now_rfc3339() });
-            if let Err(e) = view.update(&marker, &mut |_| Ok((vec![Some(at.clone())], Value::Null)))
-            {
-                outcome.errors.push(StepError {
-                    step: "state".into(),
-                    message: e.to_string(),
-                });
-                return (outcome, false);
-            }
-        }
-        let error = match event_state.commit() {
+        let at = serde_json::json!({ "at": inbox::now_rfc3339() });
+        let error = match event_state.commit_marked(Some((&marker[0], &at))) {
             Ok(()) => return (outcome, writes),
             Err(CommitError::Conflict(key)) if tries < COMMIT_TRIES => {
                 tracing::debug!(key, tries, "State changed under the flow; running it again");
