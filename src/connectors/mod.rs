@@ -149,14 +149,16 @@ pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
     if ops.iter().any(|o| o == op) {
         return Vec::new();
     }
-    let help = crate::config::diag::did_you_mean(op, ops.iter().map(String::as_str))
-        .unwrap_or_else(|| {
-            format!(
-                "operations of this {} connector: {}",
-                kind.kind(),
-                ops.join(", ")
-            )
-        });
+    // The whole list either way: a near miss may not be the one that was meant.
+    let list = format!(
+        "operations of this {} connector: {}",
+        kind.kind(),
+        ops.join(", ")
+    );
+    let help = match crate::config::diag::did_you_mean(op, ops.iter().map(String::as_str)) {
+        Some(near) => format!("{near} ({list})"),
+        None => list,
+    };
     vec![SendProblem {
         field: "op",
         message: format!("unknown operation `{op}`"),
