@@ -91,6 +91,7 @@ connectors:
       note: {{ method: POST, path: /notes }}
       order: {{ method: POST, path: /orders }}
       line: {{ method: POST, path: "/lines/{{sku}}" }}
+      cancel: {{ method: POST, path: /cancellations }}
 "#
     );
     // A script that counts its runs in state (as the on-hand figure of a made-up SKU): were
@@ -155,8 +156,22 @@ if record.line.qty < 0 { throw "a negative quantity: " + record.line.qty; }
 record.line.order = record.id;
 record
 "#;
+    // The undo itself calls the remote: cancelling the order that was placed.
+    let cancel = r#"
+pipeline: cancel
+source:
+  webhook: { path: /hooks/cancel }
+steps:
+  - send: { to: shop, op: order, payload: $.order }
+    undo:
+      - send: { to: shop, op: cancel, payload: $.order }
+  - send: { to: shop, op: note, payload: $.note }
+on_error:
+  retry: { attempts: 2, initial: 50ms }
+"#;
     vec![
         ("crossdock.yaml".into(), config),
+        ("pipelines/cancel.yaml".into(), cancel.into()),
         ("pipelines/lines.yaml".into(), lines.into()),
         ("scripts/check-line.rhai".into(), check_line.into()),
         ("pipelines/relay.yaml".into(), relay.into()),
@@ -407,4 +422,58 @@ async fn the_shipped_stock_pipeline_releases_a_reservation_the_erp_refused() {
     assert_eq!(stock["reserved"], 0, "{stock}");
     let (_, r) = engine.admin("/api/state/reservations/1073459980").await;
     assert_eq!(r["status"], "released", "{r}");
+}
+
+#[tokio::test]
+async fn a_compensation_that_fails_stays_owed_until_the_dead_letter_is_dropped() {
+    let remote = Remote::start().await;
+    let dir = project_of(&files(&remote.url));
+    let engine = Engine::start(dir.path());
+
+    // The order goes, the note is refused for good, and so is the cancellation at first.
+    remote.refuse("/notes", true);
+    remote.refuse("/cancellations", true);
+    let (_, a) = engine
+        .post(
+            "/hooks/cancel",
+            r#"{"order": {"id": "O-9"}, "note": {"id": "O-9"}}"#,
+        )
+        .await;
+    let id = a["event_id"].as_str().unwrap().to_string();
+    let letter = dead_letter(&engine, &id).await;
+    assert_eq!(letter["event"]["undo"][0]["step"], "steps[0]", "{letter}");
+    let t = trail(&engine, &id, "dead_lettered").await;
+    assert_eq!(t["compensations"][0]["status"], "failed", "{t}");
+    assert_eq!(remote.applied("/orders").len(), 1);
+
+    // Dropping it runs what is owed; still refused: 409, the letter stays.
+    let drop = || async {
+        let r = Engine::client()
+            .delete(engine.url(&format!("/api/dlq/{id}")))
+            .bearer_auth(support::engine::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (status, answer) = drop().await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(engine.admin(&format!("/api/dlq/{id}")).await.0, 200);
+
+    // The remote takes the cancellation: the drop cancels the order once, then drops.
+    remote.refuse("/cancellations", false);
+    let (status, answer) = drop().await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["compensations"][0]["status"], "done", "{answer}");
+    assert_eq!(remote.applied("/cancellations").len(), 1);
+    assert_eq!(remote.applied("/cancellations")[0].1, json!({"id": "O-9"}));
+    assert_eq!(engine.admin(&format!("/api/dlq/{id}")).await.0, 404);
+    let t = trail(&engine, &id, "dead_lettered").await;
+    let statuses: Vec<&str> = t["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "failed", "done"], "{t}");
 }
