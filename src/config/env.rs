@@ -251,10 +251,10 @@ fn credential_patterns() -> &'static CredentialPatterns {
         // An `Authorization` value echoed back: the scheme stays, the credential goes. Eight
         // characters at least, so prose ("basic support") is left alone.
         #[allow(clippy::unwrap_used)] // a constant pattern, tested below
-        schemes: regex::Regex::new(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}").unwrap(),
+        schemes: regex::Regex::new(r"(?i)(?-u:\b)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}").unwrap(),
         #[allow(clippy::unwrap_used)]
         params: regex::Regex::new(
-            r"(?i)\b(access_token|refresh_token|id_token|token|client_secret|password|passwd|api_key|apikey|secret|sign|signature)=[^&\s\x22'<>,;]+",
+            r"(?i)(?-u:\b)(access_token|refresh_token|id_token|token|client_secret|password|passwd|api_key|apikey|secret|sign|signature)=[^&\s\x22'<>,;]+",
         )
         .unwrap(),
     })
