@@ -86,6 +86,7 @@ impl Kind {
         }
         if self == Kind::Pipeline {
             list_schemes(&mut schema);
+            allow_undo(&mut schema);
         }
         schema
     }
@@ -140,6 +141,26 @@ fn project(g: &mut SchemaGenerator) -> Value {
         });
     }
     schema
+}
+
+/// `undo:` sits beside any step's kind (the compiler takes it out before the step is read):
+/// each kind's schema takes it.
+fn allow_undo(schema: &mut Value) {
+    let undo = json!({
+        "description": "Steps that undo this one when the event fails for good (docs/runtime.md, \"Compensation\").",
+        "type": "array",
+        "items": { "$ref": "#/definitions/StepConfig" }
+    });
+    if let Some(variants) = schema
+        .pointer_mut("/definitions/StepConfig/oneOf")
+        .and_then(Value::as_array_mut)
+    {
+        for variant in variants {
+            if let Some(props) = variant.get_mut("properties").and_then(Value::as_object_mut) {
+                props.insert("undo".into(), undo.clone());
+            }
+        }
+    }
 }
 
 /// `verify.scheme` names an entry of the signature schemes' registry: the schema lists them

@@ -273,6 +273,7 @@ async fn call(c: &Arc<dyn Connector>, op: &str, payload: Value) -> Result<Reply,
         object: None,
         key: None,
         payload: &payload,
+        idempotency_key: None,
     })
     .await
 }

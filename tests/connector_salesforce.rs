@@ -47,6 +47,7 @@ async fn call(
         object: Some(object),
         key,
         payload: &payload,
+        idempotency_key: None,
     })
     .await
 }

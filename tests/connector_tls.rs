@@ -108,6 +108,7 @@ async fn call(c: &Arc<dyn Connector>, op: &str, object: Option<&str>) -> Result<
         object,
         key: None,
         payload: &json!({"id": 7, "Name": "Acme"}),
+        idempotency_key: None,
     })
     .await
 }

@@ -13,35 +13,11 @@ use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use support::engine::{eventually, Engine};
+use support::engine::{eventually, shipped_project, Engine};
 use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
 
 const BC_SECRET: &str = "e2e-bigcommerce-client-secret";
 const BC_TOKEN: &str = "e2e-bigcommerce-access-token";
-
-/// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder,
-/// so the engine's state lives there.
-fn shipped_project() -> tempfile::TempDir {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo.join("crossdock.yaml"),
-        dir.path().join("crossdock.yaml"),
-    )
-    .unwrap();
-    for folder in ["pipelines", "mappings", "scripts"] {
-        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(
-                entry.path(),
-                dir.path().join(folder).join(entry.file_name()),
-            )
-            .unwrap();
-        }
-    }
-    dir
-}
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +57,26 @@ async fn bigcommerce_api() -> String {
             _ => (StatusCode::NOT_FOUND, axum::Json(json!([]))),
         }
     }
+    /// V3 carts behind the same token; a cart it does not hold is a 404, as after checkout.
+    async fn cart(
+        headers: HeaderMap,
+        UrlPath((_, id)): UrlPath<(String, String)>,
+    ) -> impl IntoResponse {
+        if headers.get("x-auth-token").and_then(|v| v.to_str().ok()) != Some(BC_TOKEN) {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": 401})));
+        }
+        let cart = fixture("cart-high-value.json");
+        if cart["data"]["id"] == id.as_str() {
+            (StatusCode::OK, axum::Json(cart))
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"status": 404, "title": "Cart not found"})),
+            )
+        }
+    }
     let app = axum::Router::new()
+        .route("/stores/{store}/v3/carts/{id}", axum::routing::get(cart))
         .route("/stores/{store}/v2/orders/{id}", axum::routing::get(order))
         .route(
             "/stores/{store}/v2/orders/{id}/products",
@@ -407,4 +402,73 @@ async fn unconfigured_salesforce_calls_go_to_the_console() {
     assert_eq!(lines[0]["object"], "Account");
     assert_eq!(lines[2]["op"], "composite");
     assert_eq!(lines[2]["payload"]["External_Id__c"], "BC-ORDER-250");
+}
+
+/// Posts a BigCommerce webhook body, signed as BigCommerce signs it, to `path`.
+async fn post_signed(engine: &Engine, path: &str, delivery: &str, body: &str) -> (u16, Value) {
+    let mut request = Engine::client()
+        .post(engine.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in bigcommerce_headers(delivery, body) {
+        request = request.header(k, v);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_real_abandoned_cart_webhook_becomes_an_opportunity_and_a_task() {
+    let w = world().await;
+    // The webhook as BigCommerce sends it: the cart id, nothing else of the cart.
+    let body = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/bigcommerce/webhook-cart-abandoned.json"),
+    )
+    .unwrap();
+    let (status, answer) =
+        post_signed(&w.engine, "/hooks/bigcommerce/carts", "cart-1", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    let trail = eventually("the cart event", Duration::from_secs(20), || async {
+        let (_, t) = w.engine.admin(&format!("/api/events/{id}")).await;
+        (t["status"] == "processed" || t["status"] == "dead_lettered").then_some(t)
+    })
+    .await;
+    assert_eq!(trail["status"], "processed", "{trail}\n{}", w.engine.log());
+    let opportunities = w.sf.find(
+        "Opportunity",
+        "External_Id__c",
+        "BC-CART-09346904-4175-44fd-be53-f7e598531b6c",
+    );
+    assert_eq!(opportunities.len(), 1, "{:?}", w.sf.records("Opportunity"));
+    assert_eq!(opportunities[0]["Amount"], json!(612.5));
+    assert_eq!(
+        opportunities[0]["Name"],
+        "Abandoned cart jane.doe@example.com"
+    );
+    let tasks = w.sf.records("Task");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["Priority"], "High");
+
+    // A cart the store no longer has: the fetch's 404 dead-letters the event, saying so.
+    let gone = body.replace(
+        "09346904-4175-44fd-be53-f7e598531b6c",
+        "00000000-0000-4000-8000-000000000000",
+    );
+    let (status, answer) =
+        post_signed(&w.engine, "/hooks/bigcommerce/carts", "cart-2", &gone).await;
+    assert_eq!(status, 202);
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    let letter = eventually("the dead letter", Duration::from_secs(20), || async {
+        let (status, l) = w.engine.admin(&format!("/api/dlq/{id}")).await;
+        (status == 200).then_some(l)
+    })
+    .await;
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("get_cart") && reason.contains("404"),
+        "{reason}"
+    );
 }

@@ -155,6 +155,7 @@ async fn shopee_refuses_a_wrong_key_and_takes_a_signed_send() {
             object: None,
             key: None,
             payload: &stock,
+            idempotency_key: None,
         })
         .await
         .unwrap();
@@ -170,6 +171,7 @@ async fn shopee_refuses_a_wrong_key_and_takes_a_signed_send() {
                 object: None,
                 key: None,
                 payload: &stock,
+                idempotency_key: None,
             })
             .await,
     );
@@ -295,6 +297,7 @@ async fn tiktok_signed_search_pages_and_body_codes_are_failures() {
         object: None,
         key: None,
         payload: &payload,
+        idempotency_key: None,
     };
     let message = connector::permanent(wrong.call(request).await);
     assert!(message.contains("36004004"), "{message}");

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::engine::{eventually, json_lines, project, Engine, ADMIN_TOKEN};
+use support::engine::{eventually, json_lines, project, project_of, Engine, ADMIN_TOKEN};
 
 const PROJECT: &str = r#"
 server: { max_body: 64KB }
@@ -577,14 +577,6 @@ record
         ("pipelines/reserve.yaml".into(), reserve.into()),
         ("scripts/reserve.rhai".into(), script.into()),
     ]
-}
-
-fn project_of(files: &[(String, String)]) -> tempfile::TempDir {
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    project(&refs)
 }
 
 #[tokio::test]

@@ -20,8 +20,8 @@ use crate::state::SledStore;
 pub enum Action {
     List { limit: usize },
     Show { id: String },
-    Retry { id: String },
-    Drop { id: String },
+    Retry { id: String, full: bool },
+    Drop { id: String, undo: bool },
     InboxList { limit: usize },
     InboxDrop { id: String },
     AcceptLoss,
@@ -75,11 +75,28 @@ fn local(store: Arc<SledStore>, path: &Path, action: &Action) -> Result<Value, S
             Some(l) => serde_json::to_value(l).map_err(|e| e.to_string())?,
             None => return Err(format!("no dead letter `{id}`")),
         },
-        Action::Retry { id } => match inbox.retry_dead_letter(id).map_err(|e| e.to_string())? {
+        Action::Retry { id, full } => match inbox
+            .retry_dead_letter(id, *full)
+            .map_err(|e| e.to_string())?
+        {
             Some(_) => json!({ "event_id": id, "status": "queued: runs when the engine starts" }),
             None => return Err(format!("no dead letter `{id}`")),
         },
-        Action::Drop { id } => {
+        Action::Drop { id, undo } => {
+            let owed = inbox
+                .get_dead_letter(id)
+                .map_err(|e| e.to_string())?
+                .map(|l| l.event.undo)
+                .unwrap_or_default();
+            if *undo && !owed.is_empty() {
+                // Undo steps call connectors and run scripts: the engine's work.
+                let steps: Vec<&str> = owed.iter().map(|u| u.step.as_str()).collect();
+                return Err(format!(
+                    "dead letter `{id}` owes compensations (the `undo:` of {}): drop it while \
+                     the engine runs, which runs them first, or with --no-undo to drop it without",
+                    steps.join(", ")
+                ));
+            }
             if inbox.drop_dead_letter(id).map_err(|e| e.to_string())? {
                 json!({ "event_id": id, "status": "dropped" })
             } else {
@@ -130,8 +147,8 @@ fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, St
         let request = match action {
             Action::List { limit } => client.get(format!("{base}?limit={limit}")),
             Action::Show { id } => client.get(format!("{base}/{id}")),
-            Action::Retry { id } => client.post(format!("{base}/{id}/retry")),
-            Action::Drop { id } => client.delete(format!("{base}/{id}")),
+            Action::Retry { id, full } => client.post(format!("{base}/{id}/retry?full={full}")),
+            Action::Drop { id, undo } => client.delete(format!("{base}/{id}?undo={undo}")),
             Action::InboxList { limit } => client.get(format!("{root}/inbox?limit={limit}")),
             Action::InboxDrop { id } => client.delete(format!("{root}/inbox/{id}")),
             Action::AcceptLoss => return Err("accept-loss needs the engine stopped".into()),

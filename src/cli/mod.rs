@@ -282,10 +282,21 @@ enum DlqCommand {
     },
     /// One dead letter: the event, its body, every attempt's error, the version
     Show { id: String },
-    /// Put a dead letter back in the inbox, attempts reset
-    Retry { id: String },
-    /// Delete a dead letter
-    Drop { id: String },
+    /// Put a dead letter back in the inbox, attempts reset; the effects that succeeded
+    /// before are not done again
+    Retry {
+        id: String,
+        /// Do every effect again, also those that succeeded (a `create` makes another record)
+        #[arg(long)]
+        full: bool,
+    },
+    /// Delete a dead letter, first running the `undo:` steps it owes (engine running)
+    Drop {
+        id: String,
+        /// Delete it without running the `undo:` steps it owes
+        #[arg(long)]
+        no_undo: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -446,8 +457,8 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             let action = match command {
                 DlqCommand::List { limit } => dlq::Action::List { limit },
                 DlqCommand::Show { id } => dlq::Action::Show { id },
-                DlqCommand::Retry { id } => dlq::Action::Retry { id },
-                DlqCommand::Drop { id } => dlq::Action::Drop { id },
+                DlqCommand::Retry { id, full } => dlq::Action::Retry { id, full },
+                DlqCommand::Drop { id, no_undo } => dlq::Action::Drop { id, undo: !no_undo },
             };
             dlq::run(&project, url.as_deref(), action, &env)
         }

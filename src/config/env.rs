@@ -28,8 +28,12 @@ pub enum EnvProblem {
 pub struct Interpolated {
     pub text: String,
     pub problems: Vec<EnvProblem>,
-    /// Values that came from the environment (not from defaults): these are secrets to redact.
+    /// Values that came from the environment (not from defaults) of variables whose names say
+    /// they are secrets ([`looks_secret`]), and passwords inside URLs: these are redacted.
     pub secrets: Vec<String>,
+    /// Every value that came from the environment, with its variable: the YAML reader also
+    /// redacts those set at a key that says it holds a secret (`token:`, `X-Auth-Token:`).
+    pub from_env: Vec<(String, String)>,
     pub vars: Vec<String>,
 }
 
@@ -85,7 +89,12 @@ pub fn interpolate(input: &str, env: EnvLookup<'_>) -> Interpolated {
             match (env(name), default) {
                 (Some(v), _) => {
                     out.text.push_str(&v);
-                    out.secrets.push(v);
+                    if looks_secret(name) {
+                        out.secrets.push(v.clone());
+                    } else if let Some(password) = url_password(&v) {
+                        out.secrets.push(password.to_string());
+                    }
+                    out.from_env.push((name.to_string(), v));
                 }
                 (None, Some(d)) => out.text.push_str(d),
                 (None, None) => {
@@ -110,7 +119,42 @@ fn is_var_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Replaces every value that came from the environment with `***` in text meant for people.
+/// Whether a variable or key name says it holds a secret (`SF_CLIENT_SECRET`, `ERP_API_TOKEN`,
+/// `X-Api-Key`, `password`). Only those values are masked in output: a region or a price book
+/// id from the environment is shown as it is, so output stays readable.
+pub fn looks_secret(name: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "SECRET",
+        "TOKEN",
+        "PASS",
+        "PWD",
+        "KEY",
+        "AUTH",
+        "CREDENTIAL",
+        "PRIVATE",
+        "SIGNING",
+        "SALT",
+        "COOKIE",
+        "SESSION",
+    ];
+    let upper = name.to_ascii_uppercase();
+    WORDS.iter().any(|w| upper.contains(w))
+}
+
+/// The password of a URL's `user:password@`, if it has one (`postgres://u:pw@host/db`).
+fn url_password(value: &str) -> Option<&str> {
+    let (_, rest) = value.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// Replaces secrets with `***` in text meant for people: every value that came from the
+/// environment as a secret, in the forms a remote may echo it (as it is, percent-encoded as in
+/// a URL or a form, JSON-escaped, base64), and whatever follows `Bearer ` or `Basic ` or a
+/// credential's name in a query or form (`access_token=…`, `client_secret=…`), which covers
+/// tokens nobody configured (an OAuth access token, a basic-auth pair).
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     secrets: Arc<Vec<String>>,
@@ -120,10 +164,11 @@ impl Redactor {
     /// Short values (a currency code, a port) would garble output if masked everywhere and
     /// protect nothing, so only values of four characters or more are treated as secrets.
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut set: BTreeSet<String> = values
-            .into_iter()
-            .filter(|v| v.chars().count() >= 4)
-            .collect();
+        let mut set: BTreeSet<String> = BTreeSet::new();
+        for v in values.into_iter().filter(|v| v.chars().count() >= 4) {
+            set.extend(echoed_forms(&v));
+            set.insert(v);
+        }
         set.retain(|v| !v.trim().is_empty());
         let mut secrets: Vec<String> = set.into_iter().collect();
         // Longest first, so a secret that contains another is masked whole.
@@ -137,7 +182,8 @@ impl Redactor {
     /// in them (a dry run writes every outcome through here).
     pub fn redact_bytes<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         let contains = |s: &str| memchr::memmem::find(text, s.as_bytes()).is_some();
-        if !self.secrets.iter().any(|s| contains(s)) {
+        if !self.secrets.iter().any(|s| contains(s)) && !credential_patterns().is_match_bytes(text)
+        {
             return std::borrow::Cow::Borrowed(text);
         }
         let owned = self.redact(&String::from_utf8_lossy(text));
@@ -151,8 +197,67 @@ impl Redactor {
                 out = out.replace(s.as_str(), "***");
             }
         }
+        let patterns = credential_patterns();
+        if patterns.is_match(&out) {
+            out = patterns.replace_all(&out).into_owned();
+        }
         out
     }
+}
+
+/// How a remote may echo a secret it was sent: percent-encoded (a query, a form), JSON-escaped,
+/// base64 (as inside a basic-auth header).
+fn echoed_forms(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut forms = vec![
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ];
+    if let Ok(json) = serde_json::to_string(secret) {
+        forms.push(json.trim_matches('"').to_string());
+    }
+    forms.retain(|f| f != secret);
+    forms
+}
+
+/// The credentials that are masked wherever they appear, whoever configured them.
+struct CredentialPatterns {
+    schemes: regex::Regex,
+    params: regex::Regex,
+}
+
+impl CredentialPatterns {
+    fn is_match(&self, text: &str) -> bool {
+        self.schemes.is_match(text) || self.params.is_match(text)
+    }
+    fn is_match_bytes(&self, text: &[u8]) -> bool {
+        std::str::from_utf8(text).is_ok_and(|t| self.is_match(t))
+    }
+    fn replace_all<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.schemes.replace_all(text, "${1} ***") {
+            std::borrow::Cow::Borrowed(t) => self.params.replace_all(t, "${1}=***"),
+            std::borrow::Cow::Owned(t) => {
+                std::borrow::Cow::Owned(self.params.replace_all(&t, "${1}=***").into_owned())
+            }
+        }
+    }
+}
+
+fn credential_patterns() -> &'static CredentialPatterns {
+    static PATTERNS: std::sync::OnceLock<CredentialPatterns> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| CredentialPatterns {
+        // An `Authorization` value echoed back: the scheme stays, the credential goes. Eight
+        // characters at least, so prose ("basic support") is left alone.
+        #[allow(clippy::unwrap_used)] // a constant pattern, tested below
+        schemes: regex::Regex::new(r"(?i)(?-u:\b)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}").unwrap(),
+        #[allow(clippy::unwrap_used)]
+        params: regex::Regex::new(
+            r"(?i)(?-u:\b)(access_token|refresh_token|id_token|token|client_secret|password|passwd|api_key|apikey|secret|sign|signature)=[^&\s\x22'<>,;]+",
+        )
+        .unwrap(),
+    })
 }
 
 #[cfg(test)]
@@ -204,6 +309,51 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn only_secrets_are_masked_in_the_forms_a_remote_echoes_them() {
+        let env = |n: &str| match n {
+            "ERP_API_TOKEN" => Some("tok/en+with=specials".to_string()),
+            "AWS_REGION" => Some("eu-west-1".to_string()),
+            "SF_PRICEBOOK_ID" => Some("01s5e00000ABCDE".to_string()),
+            "DATABASE_URL" => Some("postgres://app:db-pa55word@db/x".to_string()),
+            _ => None,
+        };
+        let got = interpolate(
+            "${ERP_API_TOKEN} ${AWS_REGION} ${SF_PRICEBOOK_ID} ${DATABASE_URL}",
+            &env,
+        );
+        let r = Redactor::new(got.secrets);
+        assert_eq!(got.from_env.len(), 4);
+        // Not secrets: shown as they are.
+        assert_eq!(
+            r.redact("region eu-west-1, book 01s5e00000ABCDE"),
+            "region eu-west-1, book 01s5e00000ABCDE"
+        );
+        assert_eq!(
+            r.redact("db at postgres://app:db-pa55word@db"),
+            "db at postgres://app:***@db"
+        );
+        assert_eq!(r.redact("echo tok/en+with=specials"), "echo ***");
+        assert_eq!(r.redact("echo tok%2Fen%2Bwith%3Dspecials"), "echo ***");
+        // Credentials nobody configured, as remotes echo them.
+        assert_eq!(
+            r.redact("got Authorization: Bearer eyJhbGciOi.x-y_z and Basic dXNlcjpodW50ZXIy"),
+            "got Authorization: Bearer *** and Basic ***"
+        );
+        assert_eq!(
+            r.redact("GET /x?access_token=abc123&page=2 body client_secret=s3cr3t&grant_type=x"),
+            "GET /x?access_token=***&page=2 body client_secret=***&grant_type=x"
+        );
+        assert_eq!(
+            r.redact("basic support for tokens"),
+            "basic support for tokens"
+        );
+        assert!(matches!(
+            r.redact_bytes(b"token=abcdef"),
+            std::borrow::Cow::Owned(_)
+        ));
     }
 
     #[test]

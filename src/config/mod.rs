@@ -137,6 +137,9 @@ pub struct ProjectSources {
     /// `tenants/<list>.yaml`: the shops or stores one pipeline serves.
     pub tenants: Vec<YamlFile>,
     pub scripts: Vec<SourceFile>,
+    /// The names (file stems) of mapping files that could not be read or parsed: their error
+    /// is reported once, at the file, and a pipeline naming one is not told it does not exist.
+    pub unreadable_mappings: Vec<String>,
     /// Content hash of every file read: the project's version.
     pub version: String,
 }
@@ -188,8 +191,14 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ("tenants", &mut sources.tenants),
     ] {
         for path in list(root, dir, &["yaml", "yml"], &mut diags) {
-            if let Some(f) = read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {
-                out.push(f);
+            match read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {
+                Some(f) => out.push(f),
+                None if dir == "mappings" => {
+                    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                        sources.unreadable_mappings.push(stem.to_string());
+                    }
+                }
+                None => {}
             }
         }
     }

@@ -445,6 +445,7 @@ pub enum StepConfig {
     Set(serde_json::Map<String, Value>),
     Fetch(FetchConfig),
     Send(SendConfig),
+    Each(EachConfig),
 }
 
 impl StepConfig {
@@ -457,6 +458,7 @@ impl StepConfig {
             StepConfig::Set(_) => "set",
             StepConfig::Fetch(_) => "fetch",
             StepConfig::Send(_) => "send",
+            StepConfig::Each(_) => "each",
         }
     }
 }
@@ -560,6 +562,26 @@ pub struct FetchConfig {
     pub params: serde_json::Map<String, Value>,
     #[serde(default)]
     pub into: Option<String>,
+}
+
+/// `each: { in: $.lines, as: line, steps: [...] }`: the steps once per element of an array.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EachConfig {
+    /// The array: a plain JSONPath of names (`$.order.lines`).
+    #[serde(rename = "in")]
+    pub items: String,
+    /// The field of each element's record that holds the element; `item` when absent.
+    #[serde(default, rename = "as")]
+    pub item: Option<String>,
+    /// At most this many elements (default 1000); more fail the step.
+    #[serde(default)]
+    pub max: Option<usize>,
+    /// A field for the elements' final records, as an array.
+    #[serde(default)]
+    pub into: Option<String>,
+    #[schemars(with = "Vec<StepConfig>")]
+    pub steps: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

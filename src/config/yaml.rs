@@ -312,6 +312,14 @@ impl<'e> Builder<'e> {
             }
         }
         self.secrets.extend(done.secrets);
+        // A value at a key that says it is a secret (`token:`, `X-Auth-Token:`) is one,
+        // whatever its variable is called.
+        if let Some(PathSeg::Key(k)) = path.last() {
+            if super::env::looks_secret(k) {
+                self.secrets
+                    .extend(done.from_env.into_iter().map(|(_, v)| v));
+            }
+        }
         done.text
     }
 
@@ -655,7 +663,8 @@ mod tests {
                 Pos { line: 4, col: 10 }
             )]
         );
-        assert_eq!(doc.secrets, vec!["example.com".to_string()]);
+        // `HOST` names no secret and `url` is no secret's key: shown as it is.
+        assert!(doc.secrets.is_empty());
     }
 
     #[test]

@@ -156,14 +156,16 @@ pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
     if ops.iter().any(|o| o == op) {
         return Vec::new();
     }
-    let help = crate::config::diag::did_you_mean(op, ops.iter().map(String::as_str))
-        .unwrap_or_else(|| {
-            format!(
-                "operations of this {} connector: {}",
-                kind.kind(),
-                ops.join(", ")
-            )
-        });
+    // The whole list either way: a near miss may not be the one that was meant.
+    let list = format!(
+        "operations of this {} connector: {}",
+        kind.kind(),
+        ops.join(", ")
+    );
+    let help = match crate::config::diag::did_you_mean(op, ops.iter().map(String::as_str)) {
+        Some(near) => format!("{near} ({list})"),
+        None => list,
+    };
     vec![SendProblem {
         field: "op",
         message: format!("unknown operation `{op}`"),
@@ -208,6 +210,10 @@ pub struct Request<'a> {
     pub object: Option<&'a str>,
     pub key: Option<&'a str>,
     pub payload: &'a Value,
+    /// The same for every attempt at the same effect of the same event (the runtime derives it
+    /// from the event id and the step): a remote that supports idempotency keys applies the
+    /// effect once however many times a retry sends it. None for fetches and polls.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// What the remote system answered to a successful call.

@@ -168,6 +168,40 @@ enum Step {
         params: Vec<(String, SetValue)>,
         into: Option<FieldPath>,
     },
+    /// Its steps once per element of the array at `items`, each on a copy of the record (the
+    /// array left out) with the element at `item`.
+    Each {
+        label: Arc<str>,
+        /// The array's place: object keys from the record's root.
+        items: Arc<[String]>,
+        item: FieldPath,
+        /// More elements than this fail the step (the array's budget).
+        max: usize,
+        /// Where each element's final record goes, as an array in the same order.
+        into: Option<FieldPath>,
+        steps: Vec<Step>,
+    },
+    /// A step with `undo:` steps: when it took effect and the event then fails for good, the
+    /// runtime runs `undo` on the record as it was after the step ([`Flow::compensate`]).
+    Undoable {
+        step: Box<Step>,
+        /// The step's place (`steps[1]`), as in [`Action::effect`].
+        at: Arc<str>,
+        undo: Vec<Step>,
+    },
+}
+
+/// A compensation owed: the step with `undo:` that took effect (its place, with the element
+/// indexes of any `each` it ran in: `steps[2].each.steps[0]#1`) and the record its undo steps
+/// run on.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Undo {
+    pub step: String,
+    pub record: Value,
+    /// The step is a `send`: it took effect only if its action succeeded (its effect, the
+    /// same as `step`, is among the event's done effects).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send: bool,
 }
 
 /// Whether any of `steps` (arms included) is a `fetch`.
@@ -175,7 +209,24 @@ fn any_fetch(steps: &[Step]) -> bool {
     steps.iter().any(|s| match s {
         Step::Fetch { .. } => true,
         Step::Switch { arms, .. } => arms.iter().any(|a| any_fetch(&a.steps)),
+        Step::Each { steps, .. } => any_fetch(steps),
+        Step::Undoable { step, undo, .. } => {
+            any_fetch(std::slice::from_ref(step)) || any_fetch(undo)
+        }
         _ => false,
+    })
+}
+
+/// The `undo:` steps of the step at `at` (a place as in [`Undo::step`], without indexes).
+fn find_undo<'a>(steps: &'a [Step], at: &str) -> Option<&'a [Step]> {
+    steps.iter().find_map(|s| match s {
+        Step::Undoable { at: here, undo, .. } if &**here == at => Some(undo.as_slice()),
+        Step::Undoable { step, undo, .. } => {
+            find_undo(std::slice::from_ref(step), at).or_else(|| find_undo(undo, at))
+        }
+        Step::Switch { arms, .. } => arms.iter().find_map(|a| find_undo(&a.steps, at)),
+        Step::Each { steps, .. } => find_undo(steps, at),
+        _ => None,
     })
 }
 
@@ -197,7 +248,9 @@ impl Step {
             | Step::Switch { label, .. }
             | Step::Set { label, .. }
             | Step::Send { label, .. }
-            | Step::Fetch { label, .. } => label.clone(),
+            | Step::Fetch { label, .. }
+            | Step::Each { label, .. } => label.clone(),
+            Step::Undoable { step, .. } => step.label(),
         }
     }
 }
@@ -263,6 +316,9 @@ struct SendStep {
     /// The payload's keys, when the payload may be moved out of the record instead of copied
     /// (see `compile::mark_movable_payloads`).
     movable: Option<Arc<[String]>>,
+    /// Where the step is in the pipeline (`steps[2].switch[0].steps[1]`): its actions' effect
+    /// key, which stays the same from one run of the event to the next.
+    effect: Arc<str>,
 }
 
 /// A call on a connector that a `send` step asks for. The names are shared with the step, so
@@ -276,6 +332,12 @@ pub struct Action {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<Arc<str>>,
     pub payload: Value,
+    /// The step that asked for it, with the element's index inside an `each`
+    /// (`steps[3].each.steps[0]#2`): the same in every run of the event, so the runtime records
+    /// which effects succeeded and skips them when the event runs again, and derives the
+    /// idempotency key it gives the remote from it.
+    #[serde(skip)]
+    pub effect: Arc<str>,
 }
 
 /// A body that is not JSON (or not UTF-8), as [`Flow::parse_body`] found it.
@@ -317,6 +379,8 @@ pub struct Outcome {
     pub retry: Option<Option<std::time::Duration>>,
     /// The steps that ran, in order, as their labels (`steps[2] (script tier)`): the trail's.
     pub steps: Vec<Arc<str>>,
+    /// The compensations the run makes owed if its effects are kept (see [`Undo`]).
+    pub undo: Vec<Undo>,
     /// Payloads lent to actions instead of copied ([`Keep::Lent`]): the action's
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
@@ -454,6 +518,7 @@ impl Flow {
             body_unchanged: false,
             retry: None,
             steps: Vec::new(),
+            undo: Vec::new(),
             lent: Vec::new(),
         }
     }

@@ -12,7 +12,9 @@ use crate::rules::{Ctx, EventInfo, Rules};
 use crate::state::StateStore;
 
 use super::record::kind_of;
-use super::{Action, Arm, Fetch, Flow, Keep, Outcome, SendStep, SetValue, Step, StepError};
+use super::{
+    Action, Arm, Fetch, FieldPath, Flow, Keep, Outcome, SendStep, SetValue, Step, StepError, Undo,
+};
 
 /// Where control goes after a step.
 enum Next {
@@ -39,6 +41,11 @@ struct Run<'a> {
     ///
     /// [`Mapping::apply_into`]: crate::mapping::Mapping::apply_into
     spare: Option<Value>,
+    /// `#i` for each `each` step the running steps are inside (`#2#0`), empty at the top: it
+    /// makes each element's actions distinct effects.
+    scope: String,
+    /// Compensations owed by the steps with `undo:` that ran.
+    undo: Vec<Undo>,
 }
 
 impl Flow {
@@ -83,6 +90,7 @@ impl Flow {
             body_unchanged: true,
             retry: None,
             steps: Vec::new(),
+            undo: Vec::new(),
             lent: Vec::new(),
         };
         if !event.body.is_object() {
@@ -96,17 +104,8 @@ impl Flow {
             });
             return outcome;
         }
-        let mut run = Run {
-            rules,
-            ctx: Ctx { event, state },
-            actions: Vec::new(),
-            fetch,
-            retry: None,
-            steps: Vec::with_capacity(self.steps.len()),
-            keep,
-            lent: Vec::new(),
-            spare,
-        };
+        let mut run = Run::new(rules, Ctx { event, state }, fetch, keep, spare);
+        run.steps.reserve(self.steps.len());
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
         if let Some(trigger) = &self.trigger {
@@ -143,11 +142,76 @@ impl Flow {
         outcome.retry = run.retry;
         outcome.steps = run.steps;
         outcome.lent = run.lent;
+        outcome.undo = run.undo;
+        outcome
+    }
+
+    /// Runs the `undo:` steps `undo` names on the record it keeps: a compensation. Its actions
+    /// are effects of their own (the undo steps' places, with the same element indexes), its
+    /// state writes go through `state` as a flow's do. An error when this version has no such
+    /// step.
+    pub fn compensate(
+        &self,
+        rules: &Rules,
+        event: &EventInfo,
+        undo: &Undo,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+    ) -> Outcome {
+        let _log = crate::rules::engine::LogBudget::start();
+        let (at, scope) = undo
+            .step
+            .split_at(undo.step.find('#').unwrap_or(undo.step.len()));
+        let mut outcome = self.unreadable(event.clone(), &undo.step, String::new());
+        outcome.errors.clear();
+        outcome.triggered = true;
+        let Some(steps) = super::find_undo(&self.steps, at) else {
+            outcome.errors.push(StepError {
+                step: undo.step.clone(),
+                message: format!(
+                    "the running version of pipeline `{}` has no step `{at}` with `undo:` to \
+                     compensate with",
+                    self.name
+                ),
+            });
+            return outcome;
+        };
+        let mut run = Run::new(rules, Ctx { event, state }, fetch, Keep::Record, None);
+        run.scope = scope.to_string();
+        let mut record: Cow<'_, Value> = Cow::Borrowed(&undo.record);
+        if let Err(e) = run.steps(steps, &mut record) {
+            outcome.errors.push(e);
+        }
+        outcome.actions = run.actions;
+        outcome.retry = run.retry;
+        outcome.steps = run.steps;
         outcome
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        rules: &'a Rules,
+        ctx: Ctx<'a>,
+        fetch: &'a dyn Fetch,
+        keep: Keep,
+        spare: Option<Value>,
+    ) -> Run<'a> {
+        Run {
+            rules,
+            ctx,
+            actions: Vec::new(),
+            fetch,
+            retry: None,
+            steps: Vec::new(),
+            keep,
+            lent: Vec::new(),
+            spare,
+            scope: String::new(),
+            undo: Vec::new(),
+        }
+    }
+
     fn steps(&mut self, steps: &[Step], record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
         for step in steps {
             if let Next::Stop = self.step(step, record)? {
@@ -158,6 +222,18 @@ impl Run<'_> {
     }
 
     fn step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
+        if let Step::Undoable { step, at, .. } = step {
+            let next = self.step(step, record)?;
+            // A filter that stopped the event took no effect to undo.
+            if let Next::Continue = next {
+                self.undo.push(Undo {
+                    step: format!("{at}{}", self.scope),
+                    record: record.clone().into_owned(),
+                    send: matches!(**step, Step::Send { .. }),
+                });
+            }
+            return Ok(next);
+        }
         self.steps.push(step.label());
         // A trace's child span per step (`telemetry`); off, the span costs a check of a flag.
         let _span = tracing::debug_span!("step", step = &*step.label()).entered();
@@ -191,9 +267,9 @@ impl Run<'_> {
             }
             Step::Script { label, script } => {
                 let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
-                let out = script
-                    .run(self.rules, input, &self.ctx)
-                    .map_err(|e| fail(label, e.to_string()))?;
+                let out = script.run(self.rules, input, &self.ctx).map_err(|e| {
+                    fail(label, e.located(&format!("scripts/{}.rhai", script.name())))
+                })?;
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {
@@ -244,6 +320,16 @@ impl Run<'_> {
                         .map_err(|e| fail(label, e))?,
                 }
             }
+            Step::Each {
+                label,
+                items,
+                item,
+                max,
+                into,
+                steps,
+            } => self.each(label, (items, item, *max, into.as_ref()), steps, record)?,
+            // Ran above, before its label.
+            Step::Undoable { .. } => {}
             Step::Send { label, send } => {
                 if let (Some(path), true, Cow::Owned(owned)) =
                     (&send.movable, self.keep != Keep::Record, &mut *record)
@@ -252,7 +338,8 @@ impl Run<'_> {
                         if self.keep == Keep::Lent {
                             self.lent.push((self.actions.len(), path.clone()));
                         }
-                        self.actions.push(send.action(payload));
+                        let action = send.action(payload, &self.scope);
+                        self.actions.push(action);
                         return Ok(Next::Continue);
                     }
                 }
@@ -261,6 +348,78 @@ impl Run<'_> {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// An `each` step: its steps once per element, each element on a copy of the record
+    /// without the array (copying the array into every element's record would cost its square).
+    /// Every element runs, and the step fails with the failures of all that failed, by index.
+    fn each(
+        &mut self,
+        label: &str,
+        (items, item, max, into): (&[String], &FieldPath, usize, Option<&FieldPath>),
+        steps: &[Step],
+        record: &mut Cow<'_, Value>,
+    ) -> Result<(), StepError> {
+        let fail = |message: String| StepError {
+            step: label.to_string(),
+            message,
+        };
+        let owned = record.to_mut();
+        let list = match take(owned, items) {
+            Some(Value::Array(list)) => list,
+            Some(other) => {
+                let message = format!(
+                    "`$.{}` is {}, not an array",
+                    items.join("."),
+                    kind_of(&other)
+                );
+                put(owned, items, other);
+                return Err(fail(message));
+            }
+            None => {
+                return Err(fail(format!(
+                    "`$.{}` is not in the record",
+                    items.join(".")
+                )))
+            }
+        };
+        if list.len() > max {
+            let n = list.len();
+            put(owned, items, Value::Array(list));
+            return Err(fail(format!(
+                "`$.{}` has {n} elements, more than `max: {max}`",
+                items.join(".")
+            )));
+        }
+        let scope_len = self.scope.len();
+        let mut failures = Vec::new();
+        let mut results = Vec::with_capacity(if into.is_some() { list.len() } else { 0 });
+        for (i, element) in list.iter().enumerate() {
+            let mut copy = owned.clone();
+            if let Err(e) = item.set(&mut copy, element.clone()) {
+                failures.push(format!("[{i}]: {e}"));
+                continue;
+            }
+            self.scope.push_str(&format!("#{i}"));
+            let mut inner: Cow<'_, Value> = Cow::Owned(copy);
+            match self.steps(steps, &mut inner) {
+                Ok(_) => results.push(inner.into_owned()),
+                Err(e) => failures.push(format!("[{i}] {e}")),
+            }
+            self.scope.truncate(scope_len);
+        }
+        put(owned, items, Value::Array(list));
+        if !failures.is_empty() {
+            return Err(fail(format!(
+                "{} of the elements failed: {}",
+                failures.len(),
+                failures.join("; ")
+            )));
+        }
+        if let Some(into) = into {
+            into.set(owned, Value::Array(results)).map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// A computed value of a `set` or a fetch's `params`.
@@ -303,13 +462,19 @@ impl Run<'_> {
             Some(p) => select(p, record)?
                 .ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
         };
-        Ok(send.action(payload))
+        Ok(send.action(payload, &self.scope))
     }
 }
 
 impl SendStep {
-    fn action(&self, payload: Value) -> Action {
+    /// The action for `payload`; `scope` is the element indexes of the `each` steps it runs in.
+    fn action(&self, payload: Value, scope: &str) -> Action {
         Action {
+            effect: if scope.is_empty() {
+                self.effect.clone()
+            } else {
+                format!("{}{scope}", self.effect).into()
+            },
             connector: self.connector.clone(),
             op: self.op.clone(),
             object: self.object.clone(),

@@ -239,6 +239,9 @@ fn to_json(d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
     if let Ok(blob) = d.as_blob_ref() {
         return Ok(Value::Array(blob.iter().map(|b| Value::from(*b)).collect()));
     }
+    if let Some(h) = d.read_lock::<super::handles::Headers>() {
+        return Ok(h.to_json());
+    }
     Err(ConvertError::Unsupported(d.type_name().to_string()))
 }
 

@@ -51,6 +51,16 @@ impl RunError {
         }
     }
 
+    /// The message with where it happened in `file` (`scripts/x.rhai:3:21: …`), so a failed
+    /// event's error, in its trail and dead letter, leads to the line.
+    pub fn located(&self, file: &str) -> String {
+        match (self.line, self.col) {
+            (Some(line), Some(col)) => format!("{file}:{line}:{col}: {}", self.message),
+            (Some(line), None) => format!("{file}:{line}: {}", self.message),
+            _ => format!("{file}: {}", self.message),
+        }
+    }
+
     pub(crate) fn from_eval(err: EvalAltResult, limits: &Limits) -> RunError {
         let (message, pos) = describe(err, limits);
         RunError {

@@ -11,7 +11,7 @@
 //! calendar date written in it (see `state::date`). Everything here is pure: no state, no clock.
 //! Decimal/INT mixed arithmetic and comparisons are built into Rhai's `decimal` feature.
 
-use rhai::{Dynamic, Engine, EvalAltResult, Position, INT};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Position, INT};
 use rust_decimal::Decimal;
 
 use crate::state::date::{format_day, parse_day};
@@ -96,6 +96,50 @@ pub(crate) fn register(engine: &mut Engine) {
     engine.register_fn("days_between", days_between);
     engine.register_fn("add_days", add_days);
     engine.register_fn("date_of", date_of);
+    register_mixed_comparisons(engine);
+}
+
+/// Rhai answers a comparison of a string with a number quietly (`"5" == 5` is false), so a
+/// field that came as text where a number was meant (`"total": "120.00"`) makes `when` and
+/// `filter` conditions silently false. These overloads make it an error that names both values.
+/// Rhai consults them only on an engine without its fast operators, which answer built-in
+/// types with built-in code first (see `Rules::new` for which engine that is).
+fn register_mixed_comparisons(engine: &mut Engine) {
+    for op in ["==", "!=", "<", "<=", ">", ">="] {
+        engine.register_fn(op, move |a: ImmutableString, b: INT| mixed(op, &a, &b));
+        engine.register_fn(op, move |a: INT, b: ImmutableString| mixed(op, &a, &b));
+        engine.register_fn(op, move |a: ImmutableString, b: Decimal| mixed(op, &a, &b));
+        engine.register_fn(op, move |a: Decimal, b: ImmutableString| mixed(op, &a, &b));
+    }
+}
+
+fn mixed(op: &str, a: &dyn Shown, b: &dyn Shown) -> FnResult<bool> {
+    Err(fail(format!(
+        "`{} {op} {}` compares a string with a number, which is never what was meant; convert \
+         one side first (`parse_int(s)`, `decimal(s)`, `n.to_string()`)",
+        a.shown(),
+        b.shown()
+    )))
+}
+
+/// A value as the comparison error shows it: strings quoted, numbers as they are.
+trait Shown {
+    fn shown(&self) -> String;
+}
+impl Shown for ImmutableString {
+    fn shown(&self) -> String {
+        format!("{:?}", self.as_str())
+    }
+}
+impl Shown for INT {
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+}
+impl Shown for Decimal {
+    fn shown(&self) -> String {
+        self.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +151,32 @@ mod tests {
         build(&Limits::default())
             .eval::<Dynamic>(src)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_string_compared_with_a_number_is_an_error_naming_both() {
+        // The overloads are consulted only without Rhai's fast operators (see `Rules::new`).
+        let eval = |src: &str| {
+            let mut engine = build(&Limits::default());
+            engine.set_fast_operators(false);
+            engine.eval::<Dynamic>(src).map_err(|e| e.to_string())
+        };
+        for (src, shown) in [
+            (r#"let t = "120.00"; t > 100"#, r#"`"120.00" > 100`"#),
+            (r#"let n = 5; n == "5""#, r#"`5 == "5"`"#),
+            (r#"let t = "7"; t != decimal("7")"#, r#"`"7" != 7`"#),
+        ] {
+            let e = eval(src).unwrap_err();
+            assert!(
+                e.contains(shown) && e.contains("compares a string with a number"),
+                "{e}"
+            );
+        }
+        // Same types, and a missing value against anything, still compare as before.
+        assert_eq!(eval(r#""a" == "a""#).unwrap().as_bool(), Ok(true));
+        assert_eq!(eval("5 < 7").unwrap().as_bool(), Ok(true));
+        assert_eq!(eval(r#"() == "a""#).unwrap().as_bool(), Ok(false));
+        assert_eq!(eval(r#""x" in ["x", "y"]"#).unwrap().as_bool(), Ok(true));
     }
 
     #[test]

@@ -194,6 +194,33 @@ fn kv_incr_by(k: &mut Kv, key: Dynamic, by: INT) -> FnResult<INT> {
     kv::incr(&*k.store, &k.pipeline, &key, by).map_err(state_err(M))
 }
 
+/// `event.headers`: the request's headers, looked up by name without regard to case, as HTTP
+/// names are (`event.headers["X-Shopify-Topic"]` and `["x-shopify-topic"]` are the same
+/// header). A Rhai map would answer a name in another case with a quiet `()`. Names are kept in
+/// lower case.
+#[derive(Debug, Clone)]
+pub struct Headers(pub Arc<std::collections::BTreeMap<String, String>>);
+
+impl Headers {
+    fn get(&self, name: &str) -> Dynamic {
+        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.0.get(&name.to_ascii_lowercase())
+        } else {
+            self.0.get(name)
+        };
+        found.map_or(Dynamic::UNIT, |v| Dynamic::from(v.clone()))
+    }
+
+    /// As a JSON object, when a script keeps the headers in the record.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
 /// Register the handle types and their methods on `engine`.
 pub(crate) fn register(engine: &mut Engine) {
     engine
@@ -216,4 +243,19 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("incr", |k: &mut Kv, key: Dynamic| kv_incr_by(k, key, 1))
         .register_fn("incr", kv_incr_by)
         .register_fn("to_string", |_: &mut Kv| "kv".to_string());
+    engine
+        .register_type_with_name::<Headers>("Headers")
+        .register_indexer_get(|h: &mut Headers, name: ImmutableString| h.get(&name))
+        .register_fn("get", |h: &mut Headers, name: ImmutableString| h.get(&name))
+        // `"x-topic" in event.headers`
+        .register_fn("contains", |h: &mut Headers, name: ImmutableString| {
+            !h.get(&name).is_unit()
+        })
+        .register_fn("keys", |h: &mut Headers| {
+            h.0.keys()
+                .map(|k| Dynamic::from(k.clone()))
+                .collect::<rhai::Array>()
+        })
+        .register_fn("len", |h: &mut Headers| h.0.len() as INT)
+        .register_fn("to_string", |h: &mut Headers| h.to_json().to_string());
 }

@@ -42,7 +42,14 @@ use engine::Deadline;
 /// The sandboxed engine, shared by every compiled script and expression (cheap to clone).
 #[derive(Clone)]
 pub struct Rules {
+    /// Runs scripts.
     engine: Arc<Engine>,
+    /// Runs expressions (`when`, `filter`, `set`/`fetch` values, mapping `expr:`): the same
+    /// engine without Rhai's fast operators, so that comparing a string with a number is an
+    /// error instead of a quiet `false` (`functions::register_mixed_comparisons`). Operators
+    /// cost about twice as much that way (measured on a loop of comparisons, debug build), which
+    /// a one-line condition does not notice and an operator-heavy script would.
+    strict: Arc<Engine>,
     limits: Arc<Limits>,
 }
 
@@ -141,8 +148,11 @@ fn declare(names: &[&str]) -> Scope<'static> {
 impl Rules {
     /// An engine with these limits.
     pub fn new(limits: Limits) -> Rules {
+        let mut strict = engine::build(&limits);
+        strict.set_fast_operators(false);
         Rules {
             engine: Arc::new(engine::build(&limits)),
+            strict: Arc::new(strict),
             limits: Arc::new(limits),
         }
     }
@@ -254,19 +264,18 @@ pub const PARAM_HEADER_PREFIX: &str = "x-crossdock-param-";
 pub const TENANT_HEADER: &str = "x-crossdock-tenant";
 
 fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError> {
-    let mut headers = Map::new();
     // The webhook's path parameters and tenant travel as the engine's own headers (a sender's
     // `x-crossdock-*` are dropped at the door); scripts read them by name.
     let mut params = Map::new();
     let mut tenant = Dynamic::UNIT;
     for (k, v) in &event.headers {
-        headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
         if let Some(name) = k.strip_prefix(PARAM_HEADER_PREFIX) {
             params.insert(name.into(), Dynamic::from(v.clone()));
         } else if k == TENANT_HEADER {
             tenant = Dynamic::from(v.clone());
         }
     }
+    let headers = handles::Headers(Arc::new(event.headers.clone()));
     let body = if with_body {
         convert::json_to_dynamic(&event.body)
             .map_err(|e| RunError::plain(format!("event.body: {e}")))?
@@ -276,7 +285,7 @@ fn event_dynamic(event: &EventInfo, with_body: bool) -> Result<Dynamic, RunError
     let mut map = Map::new();
     map.insert("id".into(), Dynamic::from(event.id.clone()));
     map.insert("pipeline".into(), Dynamic::from(event.pipeline.clone()));
-    map.insert("headers".into(), Dynamic::from_map(headers));
+    map.insert("headers".into(), Dynamic::from(headers));
     map.insert("params".into(), Dynamic::from_map(params));
     map.insert("tenant".into(), tenant);
     map.insert(
@@ -389,7 +398,7 @@ impl Expr {
     fn eval(&self, rules: &Rules, scope: &mut Scope) -> Result<Dynamic, RunError> {
         let _deadline = Deadline::start(rules.limits.timeout);
         rules
-            .engine
+            .strict
             .eval_ast_with_scope::<Dynamic>(scope, &self.ast)
             .map_err(|e| rules.run_error(*e))
     }
@@ -519,6 +528,31 @@ mod tests {
     }
 
     #[test]
+    fn a_condition_comparing_text_with_a_number_fails_naming_the_values() {
+        let f = Fixture::new();
+        let when = f.rules.compile_expr("record.total > 100").unwrap();
+        let e = when
+            .eval_bool(&f.rules, &json!({"total": "120.00"}), &f.ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"`"120.00" > 100` compares a string with a number"#),
+            "{e}"
+        );
+        // Also where the simple-condition path answers text comparisons without Rhai.
+        let when = f.rules.compile_expr(r#"record.id == "42""#).unwrap();
+        let e = when
+            .eval_bool(&f.rules, &json!({"id": 42}), &f.ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"`42 == "42"`"#), "{e}");
+        assert!(when
+            .eval_bool(&f.rules, &json!({"id": "42"}), &f.ctx())
+            .unwrap());
+        assert!(!when.eval_bool(&f.rules, &json!({}), &f.ctx()).unwrap());
+    }
+
+    #[test]
     fn rules_scripts_and_exprs_cross_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Rules>();
@@ -581,6 +615,30 @@ mod tests {
         assert_eq!(out["nested"]["a"], "y");
         // Assigning a whole new record is allowed; so is a scalar.
         assert_eq!(f.run("record = 42;", json!({})).unwrap(), json!(42));
+    }
+
+    #[test]
+    fn header_names_are_looked_up_in_any_case() {
+        let f = Fixture::new();
+        let out = f
+            .run(
+                r#"record.a = event.headers["X-Shop"]; record.b = event.headers.get("X-SHOP");
+                   record.c = "x-SHOP" in event.headers; record.d = "x-other" in event.headers;
+                   record.e = event.headers["x-other"]; record.all = event.headers;
+                   record.n = event.headers.len();"#,
+                json!({}),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"a": "acme", "b": "acme", "c": true, "d": false, "e": null,
+                   "all": {"x-shop": "acme"}, "n": 1})
+        );
+        let when = f
+            .rules
+            .compile_expr(r#"event.headers["X-Shop"] == "acme""#)
+            .unwrap();
+        assert!(when.eval_bool(&f.rules, &json!({}), &f.ctx()).unwrap());
     }
 
     #[test]

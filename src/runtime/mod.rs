@@ -53,6 +53,7 @@ use crate::state::{Durability, SledStore, StateError, StateStore};
 
 use self::breaker::Breaker;
 pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
+pub use self::worker::{drop_dead_letter, Dropped};
 
 /// Settings of a run that are not part of the project version.
 #[derive(Debug, Clone)]

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::inbox::{self, ActionTrail, AttemptError, DeadLetter, StoredEvent, Trail};
+use super::inbox::{
+    self, ActionTrail, AttemptError, CompensationTrail, DeadLetter, StoredEvent, Trail,
+};
 use super::retry::RetryPolicy;
 use super::{metrics, Live, Runtime};
 use crate::connectors::{CallError, Request};
@@ -150,11 +152,12 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     };
     let span = tracing::Span::current();
     let max_writes = runtime.settings.max_event_writes;
+    let full = event.meta.full_rerun;
     let run = move || {
         let _in_event = span.enter();
         // Timed here: the wait for a flow thread is not the flow's.
         let started = Instant::now();
-        let outcome = run_committed(
+        let (outcome, applied) = run_committed(
             &flow,
             &project.rules,
             info,
@@ -162,8 +165,9 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             &state,
             &fetch,
             max_writes,
+            full,
         );
-        (outcome, started.elapsed().as_micros() as u64)
+        (outcome, started.elapsed().as_micros() as u64, applied)
     };
     // A flow that fetches waits on the network (and blocks on the runtime to do it): a flow
     // thread would sit idle meanwhile, so it gets a blocking thread. Any other flow goes to the
@@ -183,7 +187,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     if counted {
         event.meta.interrupted = event.meta.interrupted.saturating_sub(1);
     }
-    let (outcome, flow_us) = match ran {
+    let (mut outcome, flow_us, applied) = match ran {
         Ok(ran) => ran,
         Err(e) => {
             let verdict = Verdict::Fail(format!("the flow stopped abnormally: {e}"));
@@ -193,18 +197,33 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
                 event,
                 verdict,
                 (Vec::new(), Vec::new()),
-                0,
+                (0, false),
                 &policy,
                 started,
-            );
+            )
+            .await;
             return;
         }
     };
+    if outcome.ok() {
+        // The state is committed (now or by an earlier run): what its undo steps owe is kept
+        // with the event from here on.
+        event.meta.undo = std::mem::take(&mut outcome.undo);
+        event.meta.full_rerun = false;
+    }
     let (verdict, actions) = execute(runtime, &live, &mut event, &outcome).await;
     let trace = (outcome.steps, actions);
     conclude(
-        runtime, &live, event, verdict, trace, flow_us, &policy, started,
-    );
+        runtime,
+        &live,
+        event,
+        verdict,
+        trace,
+        (flow_us, applied),
+        &policy,
+        started,
+    )
+    .await;
 }
 
 /// How many times a flow runs before a commit that keeps finding its reads changed becomes a
@@ -213,6 +232,13 @@ const COMMIT_TRIES: u32 = 5;
 
 /// Runs the flow on a view of the state that keeps its writes ([`EventState`]), and commits
 /// them if it succeeded; runs it again when another event changed what it read meanwhile.
+///
+/// State is changed once per event: the commit writes the event's `applied/` key with the
+/// rest, atomically, and a later run of the event that finds it (a retry, a dead letter
+/// retried) keeps none of its writes; its flow still runs, to rebuild the actions, on the
+/// state its first commit left. `full` (a dead letter retried with `--full`) commits again.
+/// Also gives whether that key is in the store now, to be removed once the event is done.
+#[allow(clippy::too_many_arguments)]
 fn run_committed(
     flow: &Flow,
     rules: &Rules,
@@ -221,12 +247,18 @@ fn run_committed(
     state: &Arc<dyn StateStore>,
     fetch: &dyn Fetch,
     max_writes: usize,
-) -> Outcome {
+    full: bool,
+) -> (Outcome, bool) {
+    let marker = [crate::state::applied_key(&info.id)];
     let mut tries = 0;
     loop {
         tries += 1;
         let event_state = Arc::new(EventState::new(state.clone(), max_writes));
         let view: Arc<dyn StateStore> = event_state.clone();
+        let applied = match view.get(&marker[0]) {
+            Ok(v) => v.is_some() && !full,
+            Err(e) => return (state_failed(flow, &info, e.to_string()), false),
+        };
         let body = Ok(Body::Json(body));
         let mut outcome = flow.run_body(
             rules,
@@ -237,11 +269,13 @@ fn run_committed(
             fetch,
             Keep::Actions,
         );
-        if !outcome.ok() {
-            return outcome;
+        if !outcome.ok() || applied {
+            return (outcome, applied);
         }
-        let error = match event_state.commit() {
-            Ok(()) => return outcome,
+        let writes = event_state.written() > 0;
+        let at = serde_json::json!({ "at": inbox::now_rfc3339() });
+        let error = match event_state.commit_marked(Some((&marker[0], &at))) {
+            Ok(()) => return (outcome, writes),
             Err(CommitError::Conflict(key)) if tries < COMMIT_TRIES => {
                 tracing::debug!(key, tries, "State changed under the flow; running it again");
                 continue;
@@ -261,11 +295,18 @@ fn run_committed(
                 e => e.to_string(),
             },
         });
-        return outcome;
+        return (outcome, false);
     }
 }
 
-/// Runs the outcome's actions (the ones not done by an earlier attempt) in order.
+/// The outcome of a flow that could not read the state.
+fn state_failed(flow: &Flow, info: &EventInfo, message: String) -> Outcome {
+    let mut outcome = flow.unreadable(info.clone(), "state", message);
+    outcome.retry = Some(None);
+    outcome
+}
+
+/// Runs the outcome's actions (the ones not done by an earlier run) in order.
 async fn execute(
     runtime: &Runtime,
     live: &Live,
@@ -301,7 +342,7 @@ async fn execute(
     } else {
         "processed"
     });
-    for (i, action) in outcome.actions.iter().enumerate() {
+    for action in &outcome.actions {
         let mut trail = ActionTrail {
             connector: action.connector.clone(),
             op: action.op.clone(),
@@ -312,7 +353,7 @@ async fn execute(
             error: None,
             ms: 0,
         };
-        if i < event.meta.done_actions {
+        if event.meta.done.contains(&*action.effect) {
             trail.status = "skipped".into();
             trails.push(trail);
             continue;
@@ -342,12 +383,14 @@ async fn execute(
             remote_status = tracing::field::Empty,
             error = tracing::field::Empty,
         );
+        let idempotency_key = idempotency_key(&event.meta.id, &action.effect);
         let request = Request {
             connector: &action.connector,
             op: &action.op,
             object: action.object.as_deref(),
             key: action.key.as_deref(),
             payload: &action.payload,
+            idempotency_key: Some(&idempotency_key),
         };
         let result = conn
             .call(request, runtime.settings.call_timeout)
@@ -359,7 +402,7 @@ async fn execute(
                 span.record("remote_status", reply.status);
                 trail.remote_status = (reply.status != 0).then_some(reply.status);
                 trail.remote_id = reply.remote_id;
-                event.meta.done_actions = i + 1;
+                event.meta.done.insert(action.effect.to_string());
             }
             Err(e) => {
                 let message = redact(format!(
@@ -387,6 +430,12 @@ async fn execute(
         trails.push(trail);
     }
     (verdict, trails)
+}
+
+/// What a remote that supports idempotency keys is given for one effect of one event: the
+/// same in every attempt and every run of the event, different for every other effect.
+fn idempotency_key(event_id: &str, effect: &str) -> String {
+    format!("{event_id}/{effect}")
 }
 
 /// `fetch` steps in a running flow: the live connector, called from the flow's blocking
@@ -428,6 +477,7 @@ impl Fetch for LiveFetch {
             object: None,
             key: None,
             payload: params,
+            idempotency_key: None,
         };
         let _span = tracing::debug_span!("fetch", connector, op).entered();
         match self.handle.block_on(conn.call(request, self.timeout)) {
@@ -450,13 +500,13 @@ impl Fetch for LiveFetch {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conclude(
+async fn conclude(
     runtime: &Arc<Runtime>,
-    live: &Live,
+    live: &Arc<Live>,
     mut event: StoredEvent,
     verdict: Verdict,
     (steps, actions): (Vec<Arc<str>>, Vec<ActionTrail>),
-    flow_us: u64,
+    (flow_us, applied): (u64, bool),
     policy: &RetryPolicy,
     started: Instant,
 ) {
@@ -478,7 +528,19 @@ fn conclude(
             trail.status = status.into();
             metrics::processed(&pipeline, status, started.elapsed().as_secs_f64());
             finished(&trail);
-            runtime.inbox.finish(&event, &trail)
+            let finished = runtime.inbox.finish(&event, &trail);
+            // Nothing runs this event again once it is out of the inbox: its `applied/` key
+            // has served (a crash before this line leaves a stray key, which harms nothing).
+            if finished.is_ok() && applied {
+                let key = [crate::state::applied_key(&event.meta.id)];
+                if let Err(e) = runtime
+                    .state()
+                    .update(&key, &mut |_| Ok((vec![None], Value::Null)))
+                {
+                    tracing::warn!(error = %e, "Cannot remove the event's applied key");
+                }
+            }
+            finished
         }
         Verdict::Retry {
             message,
@@ -506,24 +568,29 @@ fn conclude(
                 }
             } else {
                 let reason = format!("gave up after {} attempts: {message}", event.meta.attempts);
-                return give_up(runtime, live, event, trail, reason, policy);
+                return give_up(runtime, live, event, trail, reason, policy).await;
             }
         }
-        Verdict::Fail(message) => return give_up(runtime, live, event, trail, message, policy),
+        Verdict::Fail(message) => {
+            return give_up(runtime, live, event, trail, message, policy).await
+        }
     };
     if let Err(e) = stored {
         tracing::error!(error = %e, "Cannot record the event's outcome; it stays in the inbox");
     }
 }
 
-fn give_up(
+/// The event failed for good: its compensations run (see [`compensate`]), then it becomes a
+/// dead letter or, for a pipeline that keeps none, is dropped.
+async fn give_up(
     runtime: &Arc<Runtime>,
-    live: &Live,
-    event: StoredEvent,
+    live: &Arc<Live>,
+    mut event: StoredEvent,
     mut trail: Trail,
     reason: String,
     policy: &RetryPolicy,
 ) {
+    trail.compensations = compensate(runtime, live, &mut event, policy).await;
     if policy.dead_letter {
         trail.status = "dead_lettered".into();
         dead_letter(runtime, live, event, trail, reason);
@@ -603,5 +670,238 @@ fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -
         errors: event.meta.errors.clone(),
         flow_us: 0,
         total_ms,
+        compensations: Vec::new(),
     }
+}
+
+/// Runs what the event's steps with `undo:` owe, the latest step's first, each once (a
+/// compensation that succeeded is recorded with the event and not run again). A failure worth
+/// retrying is retried as the pipeline's `on_error.retry` says, waiting in place; one that
+/// still fails stays owed and runs again when the dead letter is dropped. Once all are done,
+/// the event owes nothing and its state counts as never applied: a dead letter retried then
+/// runs afresh, its undone effects done again.
+pub(super) async fn compensate(
+    runtime: &Arc<Runtime>,
+    live: &Arc<Live>,
+    event: &mut StoredEvent,
+    policy: &RetryPolicy,
+) -> Vec<CompensationTrail> {
+    let mut trails = Vec::new();
+    if event.meta.undo.is_empty() {
+        return trails;
+    }
+    let Some(flow) = live.project.pipeline(&event.meta.pipeline).cloned() else {
+        trails.push(CompensationTrail {
+            step: String::new(),
+            status: "failed".into(),
+            steps: Vec::new(),
+            actions: Vec::new(),
+            error: Some(format!(
+                "pipeline `{}` is not in the running version: its undo steps cannot run",
+                event.meta.pipeline
+            )),
+        });
+        return trails;
+    };
+    let owed = event.meta.undo.clone();
+    let mut all_done = true;
+    for undo in owed.iter().rev() {
+        let done_key = format!("undo:{}", undo.step);
+        if event.meta.done.contains(&done_key) {
+            continue;
+        }
+        if undo.send && !event.meta.done.contains(&undo.step) {
+            trails.push(CompensationTrail {
+                step: undo.step.clone(),
+                status: "not_needed".into(),
+                steps: Vec::new(),
+                actions: Vec::new(),
+                error: None,
+            });
+            continue;
+        }
+        let mut tries = 0;
+        let trail = loop {
+            tries += 1;
+            let (retry, trail) = compensate_one(runtime, live, &flow, event, undo).await;
+            match retry {
+                Some(after) if tries < policy.attempts && !runtime.is_draining() => {
+                    tokio::time::sleep(policy.delay(tries, after)).await;
+                }
+                _ => break trail,
+            }
+        };
+        if trail.status == "done" {
+            tracing::info!(step = %undo.step, "Compensated");
+            event.meta.done.insert(done_key);
+            if undo.send {
+                event.meta.done.remove(&undo.step);
+            }
+        } else {
+            tracing::warn!(step = %undo.step, error = ?trail.error, "Compensation failed; still owed");
+            all_done = false;
+        }
+        trails.push(trail);
+    }
+    if all_done {
+        let marker = [crate::state::applied_key(&event.meta.id)];
+        match runtime
+            .state()
+            .update(&marker, &mut |_| Ok((vec![None], Value::Null)))
+        {
+            Ok(_) => {
+                event.meta.undo.clear();
+                // The undo steps' own effects go too, so that a later failure undoes again.
+                event
+                    .meta
+                    .done
+                    .retain(|k| !k.starts_with("undo:") && !k.contains(".undo["));
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot mark the compensated state as undone"),
+        }
+    }
+    trails
+}
+
+/// One compensation: its undo steps on a flow's blocking thread (they may fetch), their state
+/// committed as a flow's is, then their actions. Gives `Some(retry_after)` when a failure is
+/// worth retrying.
+async fn compensate_one(
+    runtime: &Arc<Runtime>,
+    live: &Arc<Live>,
+    flow: &Arc<Flow>,
+    event: &mut StoredEvent,
+    undo: &crate::flow::Undo,
+) -> (Option<Option<Duration>>, CompensationTrail) {
+    let info = EventInfo {
+        id: event.meta.id.clone(),
+        pipeline: event.meta.pipeline.clone(),
+        headers: event.meta.headers.clone(),
+        received_at: event.meta.received_at.clone(),
+        body: Arc::new(serde_json::from_slice(&event.body).unwrap_or(Value::Null)),
+    };
+    let (flow, project, state, undo_owned) = (
+        flow.clone(),
+        live.project.clone(),
+        runtime.state().clone(),
+        undo.clone(),
+    );
+    let fetch = LiveFetch {
+        live: live.clone(),
+        handle: tokio::runtime::Handle::current(),
+        timeout: runtime.settings.call_timeout,
+        tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
+    };
+    let max_writes = runtime.settings.max_event_writes;
+    let ran = tokio::task::spawn_blocking(move || {
+        let event_state = Arc::new(EventState::new(state, max_writes));
+        let view: Arc<dyn StateStore> = event_state.clone();
+        let mut outcome = flow.compensate(&project.rules, &info, &undo_owned, &view, &fetch);
+        if outcome.ok() {
+            if let Err(e) = event_state.commit() {
+                if !matches!(e, CommitError::TooManyKeys(_)) {
+                    outcome.retry = Some(None);
+                }
+                outcome.errors.push(StepError {
+                    step: "state".into(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        outcome
+    })
+    .await;
+    let mut trail = CompensationTrail {
+        step: undo.step.clone(),
+        status: "failed".into(),
+        steps: Vec::new(),
+        actions: Vec::new(),
+        error: None,
+    };
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            trail.error = Some(format!("the undo steps stopped abnormally: {e}"));
+            return (None, trail);
+        }
+    };
+    let (verdict, actions) = execute(runtime, live, event, &outcome).await;
+    trail.steps = outcome.steps;
+    trail.actions = actions;
+    match verdict {
+        Verdict::Done(_) => {
+            trail.status = "done".into();
+            (None, trail)
+        }
+        Verdict::Retry {
+            message,
+            retry_after,
+        } => {
+            trail.error = Some(message);
+            (Some(retry_after), trail)
+        }
+        Verdict::Fail(message) => {
+            trail.error = Some(message);
+            (None, trail)
+        }
+    }
+}
+
+/// What dropping a dead letter came to.
+#[derive(Debug)]
+pub enum Dropped {
+    NotFound,
+    /// Dropped, after the compensations it owed (if any) ran.
+    Dropped(Vec<CompensationTrail>),
+    /// A compensation failed: the letter stays, with what was done recorded, to be dropped again.
+    Owed(Vec<CompensationTrail>),
+}
+
+/// Drops a dead letter, first running the compensations it owes unless `undo` is false. Its
+/// trail gets them.
+pub async fn drop_dead_letter(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    undo: bool,
+) -> Result<Dropped, inbox::InboxError> {
+    let (Some(mut letter), Some(seq)) = (
+        runtime.inbox.get_dead_letter(id)?,
+        inbox::parse_event_id(id),
+    ) else {
+        return Ok(Dropped::NotFound);
+    };
+    let mut trails = Vec::new();
+    if undo && !letter.event.undo.is_empty() {
+        let live = runtime.live();
+        let policy = live
+            .retry
+            .get(&letter.event.pipeline)
+            .copied()
+            .unwrap_or_default();
+        let body = match &letter.body {
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => other.to_string().into_bytes(),
+        };
+        let mut event = StoredEvent {
+            seq,
+            meta: letter.event.clone(),
+            body: Arc::from(body),
+            resumed: false,
+        };
+        let span = tracing::info_span!("event", event_id = %id, pipeline = %event.meta.pipeline);
+        trails = compensate(runtime, &live, &mut event, &policy)
+            .instrument(span)
+            .await;
+        if let Some(mut trail) = runtime.inbox.trail(id)? {
+            trail.compensations.extend(trails.iter().cloned());
+            runtime.inbox.put_trail(seq, &trail)?;
+        }
+        if !event.meta.undo.is_empty() {
+            letter.event = event.meta;
+            runtime.inbox.update_dead_letter(&letter)?;
+            return Ok(Dropped::Owed(trails));
+        }
+    }
+    runtime.inbox.drop_dead_letter(id)?;
+    Ok(Dropped::Dropped(trails))
 }

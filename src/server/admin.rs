@@ -204,8 +204,30 @@ async fn dlq_show(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, 
     }
 }
 
-async fn dlq_retry(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    match rt.inbox.retry_dead_letter(&id)? {
+/// `?full=true`: every effect again, also those that succeeded before.
+#[derive(Deserialize)]
+struct RetryQuery {
+    #[serde(default)]
+    full: bool,
+}
+
+/// `?undo=false`: drop without running the compensations the letter owes.
+#[derive(Deserialize)]
+struct DropQuery {
+    #[serde(default = "yes")]
+    undo: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn dlq_retry(
+    State(rt): Rt,
+    Path(id): Path<String>,
+    Query(q): Query<RetryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    match rt.inbox.retry_dead_letter(&id, q.full)? {
         Some(event) => {
             rt.store.flush()?;
             rt.enqueue(event);
@@ -215,12 +237,33 @@ async fn dlq_retry(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>,
     }
 }
 
-async fn dlq_drop(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if rt.inbox.drop_dead_letter(&id)? {
-        rt.store.flush()?;
-        Ok(Json(json!({ "event_id": id, "status": "dropped" })))
-    } else {
-        Err(ApiError::NotFound(format!("no dead letter `{id}`")))
+/// Runs the compensations the letter owes first; a failing one keeps the letter (409).
+async fn dlq_drop(
+    State(rt): Rt,
+    Path(id): Path<String>,
+    Query(q): Query<DropQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let dropped = crate::runtime::drop_dead_letter(&rt, &id, q.undo).await?;
+    rt.store.flush()?;
+    match dropped {
+        crate::runtime::Dropped::NotFound => {
+            Err(ApiError::NotFound(format!("no dead letter `{id}`")))
+        }
+        crate::runtime::Dropped::Dropped(undone) => Ok(Json(
+            json!({ "event_id": id, "status": "dropped", "compensations": undone }),
+        )
+        .into_response()),
+        crate::runtime::Dropped::Owed(undone) => Ok((
+            axum::http::StatusCode::CONFLICT,
+            Json(json!({
+                "event_id": id,
+                "status": "kept: a compensation failed; drop it again to retry it, or with \
+                           ?undo=false to drop it without",
+                "compensations": undone,
+            })),
+        )
+            .into_response()),
     }
 }
 

@@ -21,6 +21,13 @@ use serde_json::Value;
 
 use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
 
+/// The key an event's commit writes with its other writes (`applied/{event_id}`), so that a
+/// later run of the same event can tell its state changes were made (see docs/runtime.md,
+/// "Effects once"). Removed when the event's compensations undid them.
+pub fn applied_key(event_id: &str) -> String {
+    format!("applied/{}", super::escape(event_id))
+}
+
 /// Why an event's writes were not committed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommitError {
@@ -92,6 +99,13 @@ impl EventState {
     /// still holds what it read. Nothing is written on error. An event that wrote nothing
     /// commits nothing (and checks nothing: its reads were each current when made).
     pub fn commit(&self) -> Result<(), CommitError> {
+        self.commit_marked(None)
+    }
+
+    /// [`EventState::commit`], writing `marker` (a key and its value) in the same update when
+    /// there is anything to commit. The marker is not one of the event's writes: it does not
+    /// count against the cap, and it is written whatever it held.
+    pub fn commit_marked(&self, marker: Option<(&str, &Value)>) -> Result<(), CommitError> {
         let inner = self.lock();
         if inner.over_cap {
             return Err(CommitError::TooManyKeys(self.max_keys));
@@ -101,12 +115,21 @@ impl EventState {
         }
         // Every written key was read first (an update reads what it changes), so the read set
         // holds them all.
-        let keys: Vec<String> = inner.read.keys().cloned().collect();
+        let mut keys: Vec<String> = inner.read.keys().cloned().collect();
+        if let Some((key, _)) = marker {
+            if !inner.read.contains_key(key) {
+                keys.push(key.to_string());
+            }
+        }
         let mut changed: Option<String> = None;
         let result = self.base.update(&keys, &mut |current| {
             changed = None;
             let mut new = Vec::with_capacity(keys.len());
             for (key, now) in keys.iter().zip(current) {
+                if let Some((_, value)) = marker.filter(|(k, _)| *k == key.as_str()) {
+                    new.push(Some(value.clone()));
+                    continue;
+                }
                 if inner.read.get(key) != Some(now) {
                     changed = Some(key.clone());
                     return Err(StateError::Invalid(format!("`{key}` changed")));
@@ -191,6 +214,22 @@ mod tests {
     use super::*;
     use crate::state::{kv, stock, MemoryStore, SledStore};
     use serde_json::json;
+
+    #[test]
+    fn a_marker_commits_with_the_writes_and_does_not_count_against_the_cap() {
+        let base: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let ev = EventState::new(base.clone(), 2);
+        kv::set(&ev, "p", "a", json!(1)).unwrap();
+        kv::set(&ev, "p", "b", json!(2)).unwrap();
+        let at = json!({"at": "now"});
+        ev.commit_marked(Some(("applied/evt_1", &at))).unwrap();
+        assert_eq!(base.get("applied/evt_1").unwrap(), Some(at.clone()));
+        assert_eq!(kv::get(&*base, "p", "b").unwrap(), Some(json!(2)));
+        // Nothing written: nothing committed, the marker neither.
+        let ev = EventState::new(base.clone(), 2);
+        ev.commit_marked(Some(("applied/evt_2", &at))).unwrap();
+        assert_eq!(base.get("applied/evt_2").unwrap(), None);
+    }
 
     #[test]
     fn writes_stay_in_the_event_until_commit_and_reads_see_them() {

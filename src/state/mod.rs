@@ -20,6 +20,7 @@
 //! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
 //! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
 //! | `token/{connector}`                   | `{"access_token", "refresh_token", "renew_at": unix seconds or null, "seed": sha256 hex of the configured refresh token}`: an `http` connector's rotating pair, written by the connector |
+//! | `applied/{event_id}`                  | `{"at": RFC 3339}`: the event's state writes were committed ([`applied_key`]) |
 //!
 //! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
 //! a shipment pipeline commits); `kv` is namespaced per pipeline.
@@ -43,7 +44,7 @@ pub mod sled;
 pub mod stock;
 
 pub use self::sled::{Durability, SledStore, Table};
-pub use event::{CommitError, EventState};
+pub use event::{applied_key, CommitError, EventState};
 pub use memory::MemoryStore;
 pub use overlay::{Overlay, StateChange};
 pub use seed::seed;

@@ -29,6 +29,39 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// [`project`] from owned names and contents.
+pub fn project_of(files: &[(String, String)]) -> tempfile::TempDir {
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    project(&refs)
+}
+
+/// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder,
+/// so the engine's state lives there.
+pub fn shipped_project() -> tempfile::TempDir {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo.join("crossdock.yaml"),
+        dir.path().join("crossdock.yaml"),
+    )
+    .unwrap();
+    for folder in ["pipelines", "mappings", "scripts"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(repo.join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                dir.path().join(folder).join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    dir
+}
+
 pub fn write_files(root: &Path, files: &[(&str, &str)]) {
     for (rel, text) in files {
         let path = root.join(rel);

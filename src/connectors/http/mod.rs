@@ -219,6 +219,7 @@ struct Parts<'a> {
     path: &'a str,
     query: &'a [(String, String)],
     body: Option<&'a [u8]>,
+    idempotency_key: Option<&'a str>,
 }
 
 /// A `sign:` or `auth.refresh` template split like a path, except that `${NAME}` stays text:
@@ -402,6 +403,9 @@ impl HttpConnector {
             }
             Some(HttpAuth::Basic { username, password }) => {
                 secrets.push(password.clone());
+                // Echoed as the header carries it: base64 of the pair (the redactor masks the
+                // base64 of each secret it is given).
+                secrets.push(format!("{username}:{password}"));
                 Auth::Basic {
                     username: username.clone(),
                     password: password.clone(),
@@ -530,6 +534,7 @@ impl HttpConnector {
             path: &path,
             query: &query,
             body: body.as_deref(),
+            idempotency_key: request.idempotency_key,
         };
         let build = |token: Option<&str>| self.request(parts, self.signer.as_ref(), token);
         let answer = match &self.auth {
@@ -623,6 +628,11 @@ impl HttpConnector {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
+            // The header of draft-ietf-httpapi-idempotency-key-header (Stripe's and Adyen's
+            // name too): a remote that knows it applies a retried POST once.
+            if let Some(k) = parts.idempotency_key {
+                req = req.header("Idempotency-Key", k);
+            }
         }
         Ok(match (&self.auth, token) {
             (Auth::Bearer(t), _) => req.bearer_auth(t),
@@ -649,6 +659,7 @@ impl HttpConnector {
             path: &spec.path,
             query: &query,
             body: body.as_deref(),
+            idempotency_key: None,
         };
         let request = self.request(parts, self.token_signer.as_ref(), None)?;
         let what = format!("{} {}", spec.method.as_reqwest(), spec.url);

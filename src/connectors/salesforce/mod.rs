@@ -250,6 +250,7 @@ mod fixtures {
             object: Some("Order"),
             key,
             payload,
+            idempotency_key: None,
         }
     }
 

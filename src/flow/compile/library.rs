@@ -79,6 +79,10 @@ pub(super) fn compile_mappings(
     diags: &mut Diagnostics,
 ) -> Compiled<Mapping> {
     let mut out = HashMap::new();
+    // Known to exist, unusable: their own error says why.
+    for name in &sources.unreadable_mappings {
+        out.insert(name.clone(), None);
+    }
     for file in &sources.mappings {
         let Some(spec) = deserialize::<MappingFile>(file, diags) else {
             let name = file

@@ -502,6 +502,74 @@ mod tests {
     }
 
     #[test]
+    fn each_runs_per_element_collects_into_and_keeps_its_budget() {
+        let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
+             - each:\n      in: $.order.lines\n      as: line\n      max: 3\n      \
+             into: priced\n      steps:\n        \
+             - set: { total: { expr: 'record.line.qty * record.line.price' } }\n        \
+             - send: { to: out, op: print, payload: $.total }\n  \
+             - send: { to: out, op: print, payload: $.priced }\n";
+        let (project, _) = load_files(&[
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+        ])
+        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        let flow = project.pipeline("p").unwrap();
+        let state: Arc<dyn crate::state::StateStore> = Arc::new(crate::state::MemoryStore::new());
+        let run = |body: serde_json::Value| {
+            let event = crate::rules::EventInfo {
+                id: "e".into(),
+                pipeline: "p".into(),
+                headers: BTreeMap::new(),
+                received_at: "2026-11-21T09:30:00Z".into(),
+                body: Arc::new(body),
+            };
+            flow.run(
+                &project.rules,
+                &event,
+                &state,
+                &crate::flow::GivenAnswers::default(),
+            )
+        };
+        let out = run(serde_json::json!({"order": {"id": 7, "lines": [
+            {"qty": 2, "price": 3}, {"qty": 1, "price": 5}]}}));
+        assert!(out.ok(), "{:?}", out.errors);
+        let payloads: Vec<_> = out.actions.iter().map(|a| a.payload.clone()).collect();
+        assert_eq!(payloads[..2], [serde_json::json!(6), serde_json::json!(5)]);
+        let effects: Vec<&str> = out.actions.iter().map(|a| &*a.effect).collect();
+        assert_eq!(
+            effects,
+            [
+                "steps[0].each.steps[1]#0",
+                "steps[0].each.steps[1]#1",
+                "steps[1]"
+            ]
+        );
+        // Each element's final record, without the array it came from, in order.
+        assert_eq!(
+            payloads[2],
+            serde_json::json!([
+                {"order": {"id": 7}, "line": {"qty": 2, "price": 3}, "total": 6},
+                {"order": {"id": 7}, "line": {"qty": 1, "price": 5}, "total": 5}
+            ])
+        );
+        // The array is back in the record.
+        assert_eq!(out.record["order"]["lines"][1]["qty"], 1);
+
+        let out = run(serde_json::json!({"order": {"lines": [1, 2, 3, 4]}}));
+        assert_eq!(
+            out.errors[0].message,
+            "`$.order.lines` has 4 elements, more than `max: 3`"
+        );
+        let out = run(serde_json::json!({"order": {"lines": "x"}}));
+        assert_eq!(
+            out.errors[0].message,
+            "`$.order.lines` is a string, not an array"
+        );
+        assert!(out.actions.is_empty());
+    }
+
+    #[test]
     fn rhai_that_reads_the_whole_event_keeps_the_whole_body() {
         let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
              - filter: 'event.body.len() > 0'\n  - map: m\n  \

@@ -84,8 +84,8 @@ pub(super) fn add_step_reads(
                 need.open = false;
             }
         }
-        // Arms may replace the record or not; not worth following.
-        StepConfig::Switch(_) => need.all(),
+        // Arms may replace the record or not; not worth following. Nor are an `each`'s steps.
+        StepConfig::Switch(_) | StepConfig::Each(_) => need.all(),
     }
 }
 

@@ -22,18 +22,116 @@ pub(super) fn compile_steps(
     for (i, raw) in steps.iter().enumerate() {
         let mut path = base.to_vec();
         path.push(PathSeg::Index(i));
-        let Some(step) = cx.section::<StepConfig>(raw, &path) else {
+        // `undo:` sits beside any step's kind (`- script: reserve` / `  undo: [...]`).
+        let (raw, undo) = split_undo(raw);
+        let Some(step) = cx.section::<StepConfig>(&raw, &path) else {
             continue;
         };
         let label_path = crate::config::span::display_path(&path);
+        let undo = undo.map(|list| compile_undo(cx, list, &[&path[..], &[key("undo")]].concat()));
         path.push(key(step.kind()));
         let compiled = compile_step(cx, &step, &path, &label_path);
         if let Some(need) = need.as_deref_mut() {
             add_step_reads(cx, &step, compiled.as_ref(), need);
+            if undo.is_some() {
+                // Undo steps run on the record as it was after the step: anything in it.
+                need.all();
+            }
         }
-        out.extend(compiled);
+        match (compiled, undo) {
+            (Some(step), Some(Some(undo))) => out.push(Step::Undoable {
+                step: Box::new(step),
+                at: label_path.into(),
+                undo,
+            }),
+            (Some(step), None) => out.push(step),
+            _ => {}
+        }
     }
     out
+}
+
+/// The step without its `undo:` key, and that key's value.
+fn split_undo(
+    raw: &serde_json::Value,
+) -> (
+    std::borrow::Cow<'_, serde_json::Value>,
+    Option<&serde_json::Value>,
+) {
+    match raw.as_object().and_then(|o| o.get("undo")) {
+        Some(undo) => {
+            let mut rest = raw.clone();
+            if let Some(o) = rest.as_object_mut() {
+                o.remove("undo");
+            }
+            (std::borrow::Cow::Owned(rest), Some(undo))
+        }
+        None => (std::borrow::Cow::Borrowed(raw), None),
+    }
+}
+
+/// A step's `undo:`: a non-empty list of steps.
+fn compile_undo(
+    cx: &mut StepCx<'_>,
+    raw: &serde_json::Value,
+    path: &[PathSeg],
+) -> Option<Vec<Step>> {
+    match raw.as_array() {
+        Some(list) if !list.is_empty() => Some(compile_steps(cx, list, path, None)),
+        _ => {
+            cx.error_at(
+                path,
+                "`undo:` is a list of steps that undo this one's effects",
+                Some("- script: stock-reserve\n    undo:\n      - script: stock-release".into()),
+            );
+            None
+        }
+    }
+}
+
+/// The most elements an `each` takes when it does not say `max:`.
+const EACH_MAX: usize = 1000;
+
+fn compile_each(
+    cx: &mut StepCx<'_>,
+    e: &crate::config::model::EachConfig,
+    path: &[PathSeg],
+    at: &str,
+) -> Option<Step> {
+    let mut ok = true;
+    let items = plain_names(&e.items);
+    if items.is_none() {
+        cx.error_at(
+            &[path, &[key("in")]].concat(),
+            format!("`in: {}` must name one array by its field names", e.items),
+            Some("in: $.order.lines".into()),
+        );
+        ok = false;
+    }
+    let mut field = |name: &str, text: &str| match FieldPath::parse(text) {
+        Ok(p) => Some(p),
+        Err(msg) => {
+            cx.error_at(&[path, &[key(name)]].concat(), msg, None);
+            ok = false;
+            None
+        }
+    };
+    let item = field("as", e.item.as_deref().unwrap_or("item"));
+    let into = e.into.as_deref().and_then(|t| field("into", t));
+    if e.steps.is_empty() {
+        cx.error_at(path, "an `each` needs `steps`", None);
+        ok = false;
+    }
+    let steps = compile_steps(cx, &e.steps, &[path, &[key("steps")]].concat(), None);
+    Some(Step::Each {
+        label: format!("{at} (each {})", e.items).into(),
+        items: items?.into(),
+        item: item?,
+        max: e.max.unwrap_or(EACH_MAX),
+        into,
+        steps,
+    })
+    .filter(|_| ok)
 }
 
 /// A flow's closing `send`s read a record that nothing changes or reads after them, so when
@@ -55,20 +153,7 @@ pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
         let Step::Send { send, .. } = step else {
             return;
         };
-        let names = send
-            .payload
-            .as_ref()
-            .and_then(|p| crate::projection::simple_path(p.as_str()))
-            .and_then(|steps| {
-                steps
-                    .into_iter()
-                    .map(|s| match s {
-                        crate::projection::PathStep::Name(n) => Some(n),
-                        crate::projection::PathStep::Elements => None,
-                    })
-                    .collect::<Option<Vec<String>>>()
-            })
-            .filter(|names| !names.is_empty());
+        let names = send.payload.as_ref().and_then(|p| plain_names(p.as_str()));
         match names {
             Some(names) => paths.push(names),
             None => return,
@@ -84,6 +169,18 @@ pub(super) fn mark_movable_payloads(steps: &mut [Step]) {
             send.movable = Some(paths[i].as_slice().into());
         }
     }
+}
+
+/// The object keys a JSONPath names from the root (`$.order.lines`), if it is only that.
+fn plain_names(src: &str) -> Option<Vec<String>> {
+    crate::projection::simple_path(src)?
+        .into_iter()
+        .map(|s| match s {
+            crate::projection::PathStep::Name(n) => Some(n),
+            crate::projection::PathStep::Elements => None,
+        })
+        .collect::<Option<Vec<String>>>()
+        .filter(|names| !names.is_empty())
 }
 
 fn compile_step(
@@ -164,6 +261,7 @@ fn compile_step(
             })
         }
         StepConfig::Switch(arms) => compile_switch(cx, arms, path, at),
+        StepConfig::Each(e) => compile_each(cx, e, path, at),
         StepConfig::Set(fields) => {
             let (out, ok) = compile_values(cx, fields, path, true);
             ok.then(|| Step::Set {
@@ -261,6 +359,7 @@ fn compile_step(
                     key: s.key.as_deref().map(Into::into),
                     payload,
                     movable: None,
+                    effect: at.into(),
                 },
             })
         }

@@ -41,11 +41,11 @@ pub use retention::Tally;
 pub use commit::{Committer, FlushPolicy};
 use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
 pub use record::{
-    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, DeadLetter,
-    EventMeta, StoredEvent, Trail,
+    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError,
+    CompensationTrail, DeadLetter, EventMeta, StoredEvent, Trail,
 };
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,7 +188,9 @@ impl Inbox {
             headers,
             attempts: 0,
             not_before_ms: 0,
-            done_actions: 0,
+            done: BTreeSet::new(),
+            undo: Vec::new(),
+            full_rerun: false,
             errors: Vec::new(),
             interrupted: 0,
         };
@@ -393,6 +395,7 @@ impl Inbox {
             errors: event.meta.errors.clone(),
             flow_us: 0,
             total_ms: 0,
+            compensations: Vec::new(),
         };
         self.put_trail(seq, &trail)?;
         let taken = self.take_out(seq)?;
@@ -534,8 +537,14 @@ impl Inbox {
         }
     }
 
-    /// Puts a dead letter back in the inbox with its attempts reset; returns the event.
-    pub fn retry_dead_letter(&self, id: &str) -> Result<Option<StoredEvent>, InboxError> {
+    /// Puts a dead letter back in the inbox with its attempts reset; returns the event. Its
+    /// effects that succeeded are skipped when it runs again, unless `full` (everything is
+    /// done again: a `create` makes another record).
+    pub fn retry_dead_letter(
+        &self,
+        id: &str,
+        full: bool,
+    ) -> Result<Option<StoredEvent>, InboxError> {
         let Some(seq) = parse_event_id(id) else {
             return Ok(None);
         };
@@ -546,7 +555,10 @@ impl Inbox {
         let mut meta = letter.event;
         meta.attempts = 0;
         meta.not_before_ms = 0;
-        meta.done_actions = 0;
+        if full {
+            meta.done.clear();
+            meta.full_rerun = true;
+        }
         let body = match &letter.body {
             Value::String(s) => s.as_bytes().to_vec(),
             other => other.to_string().into_bytes(),
@@ -578,6 +590,18 @@ impl Inbox {
             body: Arc::from(body),
             resumed: false,
         }))
+    }
+
+    /// Writes a dead letter again (what its compensations did so far), if it is still there.
+    pub fn update_dead_letter(&self, letter: &DeadLetter) -> Result<(), InboxError> {
+        let Some(seq) = parse_event_id(&letter.event.id) else {
+            return Ok(());
+        };
+        let key = seq.to_be_bytes();
+        if self.dead.get(&key)?.is_some() {
+            self.dead.insert(&key, &to_json(letter)?)?;
+        }
+        Ok(())
     }
 
     pub fn drop_dead_letter(&self, id: &str) -> Result<bool, InboxError> {
@@ -729,6 +753,7 @@ mod tests {
             errors: vec![],
             flow_us: 0,
             total_ms: 0,
+            compensations: Vec::new(),
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -747,11 +772,17 @@ mod tests {
             inbox.trail(&ev.meta.id).unwrap().unwrap().status,
             "dead_lettered"
         );
-        let back = inbox.retry_dead_letter(&ev.meta.id).unwrap().unwrap();
+        let back = inbox
+            .retry_dead_letter(&ev.meta.id, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(&*back.body, br#"{"a":1}"#);
         assert_eq!(inbox.pending().unwrap().len(), 1);
         assert_eq!(inbox.dead_letter_count(), 0);
         assert!(!inbox.drop_dead_letter(&ev.meta.id).unwrap());
-        assert!(inbox.retry_dead_letter("evt_nonsense").unwrap().is_none());
+        assert!(inbox
+            .retry_dead_letter("evt_nonsense", false)
+            .unwrap()
+            .is_none());
     }
 }

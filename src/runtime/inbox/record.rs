@@ -1,7 +1,7 @@
 //! What the inbox stores, as bytes: an event's meta and body, dead letters, trails, dedup
 //! values and event ids. Owns the encoding, not the tables (`mod.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,19 @@ pub struct EventMeta {
     /// Not to be tried before this time (ms since the epoch); 0 for at once.
     #[serde(default)]
     pub not_before_ms: u64,
-    /// How many of the event's actions succeeded in earlier attempts: a retry skips them.
-    #[serde(default)]
-    pub done_actions: usize,
+    /// The effects (`Action::effect`) that succeeded in earlier runs of the event: a retry,
+    /// and a dead letter retried, skip them. A compensation that undid one takes it out.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub done: BTreeSet<String>,
+    /// Compensations owed: the steps with `undo:` whose effects took place, each with the record
+    /// its undo steps run on, in the order the steps ran. Run in reverse when the event fails
+    /// for good, and when its dead letter is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<crate::flow::Undo>,
+    /// A dead letter retried with `--full`: its next run commits its state writes again
+    /// although an earlier run committed them (see `state::applied_key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_rerun: bool,
     /// Every failed attempt.
     #[serde(default)]
     pub errors: Vec<AttemptError>,
@@ -97,6 +107,26 @@ pub struct Trail {
     pub flow_us: u64,
     /// From receipt to the end of the last attempt, milliseconds.
     pub total_ms: u64,
+    /// The compensations run when the event failed for good or its dead letter was dropped,
+    /// the latest step's first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compensations: Vec<CompensationTrail>,
+}
+
+/// One step's `undo:` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompensationTrail {
+    /// The step undone, as in `EventMeta::undo`.
+    pub step: String,
+    /// `done`, `failed` (it is still owed: it runs again when the dead letter is dropped), or
+    /// `not_needed` (a `send` that never took effect).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionTrail>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

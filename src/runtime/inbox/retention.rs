@@ -217,6 +217,7 @@ mod tests {
             errors: vec![],
             flow_us: 0,
             total_ms: 0,
+            compensations: Vec::new(),
         }
     }
 
@@ -296,11 +297,11 @@ mod tests {
             .unwrap();
         assert_eq!(inbox.tally(), inbox.audit().unwrap());
         inbox
-            .retry_dead_letter(&events[1].meta.id)
+            .retry_dead_letter(&events[1].meta.id, false)
             .unwrap()
             .unwrap();
         assert!(inbox
-            .retry_dead_letter(&events[1].meta.id)
+            .retry_dead_letter(&events[1].meta.id, false)
             .unwrap()
             .is_none());
         assert!(inbox.drop_pending(&events[2].meta.id, "v1").unwrap());

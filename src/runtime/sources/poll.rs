@@ -320,6 +320,7 @@ async fn call(runtime: &Runtime, poll: &Poll, payload: &Value) -> Result<Value, 
         object: None,
         key: None,
         payload,
+        idempotency_key: None,
     };
     connector
         .call(request, runtime.settings.call_timeout)
