@@ -566,6 +566,49 @@ impl Inbox {
         }
     }
 
+    /// A page of trails, newest first, for `GET /api/events`: `{"items": [...], "next"}`.
+    /// `before` is the `next` of the previous page (an event id). At most `scan` trails are read
+    /// per page whatever the filter keeps, so a filter matching little costs a bounded time; a
+    /// page cut short by that bound still has a `next` to continue from.
+    pub fn trail_page(
+        &self,
+        filter: &TrailFilter<'_>,
+        before: Option<&str>,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Value, InboxError> {
+        let mut cursor = before.and_then(parse_event_id).map(u64::to_be_bytes);
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let mut exhausted = false;
+        while items.len() < limit && scanned < scan {
+            let batch = self.trail.range_back(
+                cursor.as_ref().map(|c| c.as_slice()),
+                256.min(scan - scanned),
+            )?;
+            if batch.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for (k, v) in &batch {
+                scanned += 1;
+                cursor = key_seq(k).map(u64::to_be_bytes);
+                let trail: Trail = from_json(&String::from_utf8_lossy(k), v)?;
+                if filter.keeps(&trail) {
+                    items.push(trail_summary(&trail));
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = match cursor {
+            Some(c) if !exhausted => Some(event_id(u64::from_be_bytes(c))),
+            _ => None,
+        };
+        Ok(serde_json::json!({ "items": items, "next": next, "scanned": scanned }))
+    }
+
     /// Whether the event is still waiting in the inbox (and its meta).
     pub fn queued(&self, id: &str) -> Result<Option<EventMeta>, InboxError> {
         let Some(seq) = parse_event_id(id) else {
@@ -732,6 +775,36 @@ impl Inbox {
             }
         }
     }
+}
+
+/// Which trails [`Inbox::trail_page`] keeps: `None` keeps all.
+#[derive(Debug, Default)]
+pub struct TrailFilter<'a> {
+    pub pipeline: Option<&'a str>,
+    /// A [`Trail::status`].
+    pub outcome: Option<&'a str>,
+}
+
+impl TrailFilter<'_> {
+    fn keeps(&self, trail: &Trail) -> bool {
+        self.pipeline.is_none_or(|p| p == trail.pipeline)
+            && self.outcome.is_none_or(|o| o == trail.status)
+    }
+}
+
+fn trail_summary(t: &Trail) -> Value {
+    serde_json::json!({
+        "event_id": t.event_id,
+        "pipeline": t.pipeline,
+        "status": t.status,
+        "version": t.version,
+        "received_at": t.received_at,
+        "finished_at": t.finished_at,
+        "attempts": t.attempts,
+        "actions": t.actions.len(),
+        "total_ms": t.total_ms,
+        "last_error": t.errors.last().map(|e| e.message.clone()),
+    })
 }
 
 fn parse_dedup(value: &[u8]) -> Option<(u64, &str)> {
