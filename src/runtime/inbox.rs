@@ -1170,4 +1170,74 @@ mod tests {
         assert!(committer.flushed.borrow().0 >= 50);
         task.abort();
     }
+
+    fn stored_trail(seq: u64, pipeline: &str) -> Trail {
+        Trail {
+            event_id: event_id(seq),
+            pipeline: pipeline.into(),
+            version: "v".into(),
+            received_at: now_rfc3339(),
+            finished_at: now_rfc3339(),
+            status: if seq % 3 == 0 { "skipped" } else { "processed" }.into(),
+            attempts: 1,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            errors: Vec::new(),
+            flow_us: 0,
+            total_ms: 0,
+        }
+    }
+
+    #[test]
+    fn trail_pages_go_newest_first_and_stop_at_the_scan_bound_with_a_cursor() {
+        let inbox = inbox();
+        for seq in 0..10 {
+            let pipeline = if seq % 2 == 0 { "a" } else { "b" };
+            inbox.put_trail(seq, &stored_trail(seq, pipeline)).unwrap();
+        }
+        let only_a = TrailFilter {
+            pipeline: Some("a"),
+            outcome: None,
+        };
+        // Four trails read (9, 8, 7, 6): two kept, and where to go on from.
+        let page = inbox.trail_page(&only_a, None, 100, 4).unwrap();
+        let ids = |page: &Value| -> Vec<String> {
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["event_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&page), [event_id(8), event_id(6)]);
+        assert_eq!(page["next"], event_id(6).as_str());
+        assert_eq!(page["scanned"], 4);
+        let mut all = ids(&page);
+        let mut cursor = page["next"].as_str().map(String::from);
+        while let Some(c) = cursor {
+            let page = inbox.trail_page(&only_a, Some(&c), 100, 4).unwrap();
+            all.extend(ids(&page));
+            cursor = page["next"].as_str().map(String::from);
+        }
+        assert_eq!(all, [8, 6, 4, 2, 0].map(event_id));
+
+        // A full page stops at `limit`; its `next` is the last item.
+        let skipped = TrailFilter {
+            pipeline: None,
+            outcome: Some("skipped"),
+        };
+        let page = inbox.trail_page(&skipped, None, 2, 1000).unwrap();
+        assert_eq!(ids(&page), [event_id(9), event_id(6)]);
+        assert_eq!(page["next"], event_id(6).as_str());
+        let page = inbox
+            .trail_page(&skipped, Some(&event_id(6)), 2, 1000)
+            .unwrap();
+        assert_eq!(ids(&page), [event_id(3), event_id(0)]);
+        // Nothing older than event 0: the last page says so.
+        let page = inbox
+            .trail_page(&skipped, Some(&event_id(0)), 2, 1000)
+            .unwrap();
+        assert_eq!(page["items"], serde_json::json!([]));
+        assert_eq!(page["next"], Value::Null);
+    }
 }
