@@ -79,6 +79,7 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         None => dir.path().join("screenshots"),
     };
     let url = engine.url("");
+    let project = dir.path().to_path_buf();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("console.mjs")
@@ -86,6 +87,7 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
             .env("CROSSDOCK_URL", url)
             .env("CROSSDOCK_TOKEN", ADMIN_TOKEN)
             .env("CROSSDOCK_REPO", repo())
+            .env("CROSSDOCK_PROJECT", &project)
             .env("CROSSDOCK_SCREENSHOTS", &shots)
             .env("CHROMIUM", CHROMIUM)
             .output()

@@ -3,17 +3,19 @@
 // Exits non-zero with the reason when something the console should show does not appear.
 //
 // Environment: CROSSDOCK_URL (http://127.0.0.1:PORT), CROSSDOCK_TOKEN (the admin token),
-// CROSSDOCK_REPO (the repository, for fixtures), CROSSDOCK_SCREENSHOTS (a folder for the PNGs),
+// CROSSDOCK_REPO (the repository, for fixtures), CROSSDOCK_PROJECT (the project the engine
+// serves, a copy this script may edit), CROSSDOCK_SCREENSHOTS (a folder for the PNGs),
 // CHROMIUM (the browser's path, /usr/bin/chromium when unset).
 import { chromium } from "playwright-core";
 import { createHmac } from "node:crypto";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const base = need("CROSSDOCK_URL");
 const token = need("CROSSDOCK_TOKEN");
 const repo = need("CROSSDOCK_REPO");
 const shots = need("CROSSDOCK_SCREENSHOTS");
+const projectDir = need("CROSSDOCK_PROJECT");
 mkdirSync(shots, { recursive: true });
 
 function need(name) {
@@ -125,6 +127,21 @@ try {
   await page.goto(base + "/ui/#/events");
   await page.waitForSelector("#events");
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
+
+  // A broken mapping: the engine keeps the running version and the overview shows why the
+  // edit was refused, at its file, line and column; mending it clears the error.
+  const mappingPath = join(projectDir, "mappings/bigcommerce-cart.yaml");
+  const mapping = readFileSync(mappingPath, "utf8");
+  check(mapping.includes("type: decimal"), "the shipped cart mapping has a decimal field to break");
+  writeFileSync(mappingPath, mapping.replace("type: decimal", "type: decimel"));
+  await page.goto(base + "/ui/#/overview");
+  await page.waitForSelector("#reload-error", { timeout: 30000 });
+  const refusal = await page.locator("#reload-error").innerText();
+  check(/mappings\/bigcommerce-cart\.yaml:\d+:\d+/.test(refusal), `the refused reload shows its position (${refusal.split("\n")[0]})`);
+  await page.screenshot({ path: join(shots, "reload-error.png"), fullPage: true });
+  writeFileSync(mappingPath, mapping);
+  await page.waitForSelector("#reload-error", { state: "detached", timeout: 30000 });
+  check(true, "mending the mapping clears the refusal");
 
   // Playground: a dry run that follows the payload as it is typed.
   const cart = readFileSync(join(repo, "tests/fixtures/bigcommerce/cart-high-value.json"), "utf8");

@@ -87,7 +87,8 @@ async function overview(view) {
   const processed = perPipeline(m, "crossdock_events_processed_total");
   const failed = perPipeline(m, "crossdock_events_failed_total");
   const dead = perPipeline(m, "crossdock_events_dead_lettered_total");
-  const breakers = (m.crossdock_connector_breaker_state || []).map((s) =>
+  const byConnector = (a, b) => (a.labels.connector || "").localeCompare(b.labels.connector || "");
+  const breakers = (m.crossdock_connector_breaker_state || []).sort(byConnector).map((s) =>
     h("tr", {}, h("td", {}, s.labels.connector || ""), h("td", {}, ["closed", "open", "half-open"][s.value] || String(s.value))));
   show(view, 
     h("h1", {}, "Overview"),
@@ -98,8 +99,8 @@ async function overview(view) {
       h("div", { class: "card" }, "Dead letters", h("b", { id: "dead-letter-count" }, health.dead_letters)),
       h("div", { class: "card" }, "Live since", h("b", {}, when(info.since)))),
     info.last_reload_error ? h("div", {},
-      h("h2", {}, "The last edit was refused"),
-      h("pre", { class: "error", id: "reload-error" }, pretty(info.last_reload_error))) : "",
+      h("h2", {}, "The last edit was refused at " + when(info.last_reload_error.at) + "; the version above still runs"),
+      h("pre", { class: "error", id: "reload-error" }, info.last_reload_error.message)) : "",
     h("h2", {}, "Pipelines"),
     h("table", { id: "pipelines" },
       h("thead", {}, h("tr", {}, ["Pipeline", "Source", "File", "Received", "Processed", "Failed", "Dead-lettered"].map((t) => h("th", {}, t)))),
