@@ -97,7 +97,13 @@ async fn serve(args: Args<'_>) -> ExitCode {
         eprintln!("  POST {path} -> {}", route.pipeline);
     }
     if runtime.settings.admin_token.is_none() {
-        eprintln!("  admin API off (set CROSSDOCK_ADMIN_TOKEN to use /api)");
+        eprintln!("  admin API off (set CROSSDOCK_ADMIN_TOKEN to use /api and the console)");
+    } else {
+        // Not "on http://": scripts that wait for the serving line look for that.
+        eprintln!(
+            "  console at http://{addr}{} (log in with CROSSDOCK_ADMIN_TOKEN)",
+            crate::server::console::PATH
+        );
     }
     drop(live);
     tokio::spawn(reload_on_hangup(runtime.clone()));

@@ -1,5 +1,5 @@
-//! The admin API under `/api`: pipelines and versions, dry runs, event trails, dead letters,
-//! state reads and reload. Every route needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`;
+//! The admin API under `/api`: pipelines and versions, dry runs, event trails (one, or a page of
+//! them newest first), dead letters, state reads and reload. Every route needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`;
 //! a runtime started without that variable answers 401 to everyone.
 
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
     Router::new()
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{name}/dry-run", post(dry_run))
+        .route("/events", get(events))
         .route("/events/{id}", get(event))
         .route("/dlq", get(dlq_list))
         .route("/dlq/{id}", get(dlq_show).delete(dlq_drop))
@@ -164,12 +165,40 @@ async fn dry_run(
     Ok(Json(value))
 }
 
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    pipeline: Option<String>,
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Trails read per page at most, whatever the filter keeps: a filter that matches nothing in
+/// 100,000 stored trails answers a page with a `next` instead of reading them all.
+const EVENTS_SCAN: usize = 5000;
+
+/// Finished (and retrying) events, newest first, from their trails.
+async fn events(State(rt): Rt, Query(q): Query<EventsQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = crate::runtime::inbox::TrailFilter {
+        pipeline: q.pipeline.as_deref().filter(|p| !p.is_empty()),
+        outcome: q.outcome.as_deref().filter(|o| !o.is_empty()),
+    };
+    Ok(Json(rt.inbox.trail_page(
+        &filter,
+        q.cursor.as_deref(),
+        limit,
+        EVENTS_SCAN,
+    )?))
+}
+
+/// An event back in the inbox (retrying, or a dead letter retried by hand) is shown as queued
+/// with its last trail, not as that trail's old outcome.
 async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if let Some(trail) = rt.inbox.trail(&id)? {
-        if trail.status != "retrying" {
-            return Ok(Json(serde_json::to_value(trail).unwrap_or_default()));
-        }
-    }
     if let Some(meta) = rt.inbox.queued(&id)? {
         let trail = rt.inbox.trail(&id)?;
         return Ok(Json(json!({
@@ -180,6 +209,9 @@ async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, Api
             "errors": meta.errors,
             "last_attempt": trail,
         })));
+    }
+    if let Some(trail) = rt.inbox.trail(&id)? {
+        return Ok(Json(serde_json::to_value(trail).unwrap_or_default()));
     }
     Err(ApiError::NotFound(format!("no event `{id}`")))
 }

@@ -1,5 +1,5 @@
-//! The HTTP surface of `crossdock run`: webhook ingress, `/health`, `/metrics` and the admin
-//! API, as one `axum::Router` built by [`router`], and [`serve`], which serves it with bounds on
+//! The HTTP surface of `crossdock run`: webhook ingress, `/health`, `/metrics`, the admin
+//! API and the web console that uses it (`console.rs`), as one `axum::Router` built by [`router`], and [`serve`], which serves it with bounds on
 //! what a client can hold (`serve.rs`).
 //!
 //! A webhook handler verifies (with the scheme the compiled flow holds, see `crate::verify`),
@@ -9,6 +9,7 @@
 //! Errors become responses in one place, [`ApiError`].
 
 mod admin;
+pub mod console;
 mod serve;
 mod webhook;
 
@@ -32,6 +33,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .nest("/api", admin::router(runtime.clone()))
+        .merge(console::router())
         .fallback(webhook::receive)
         .with_state(runtime)
 }

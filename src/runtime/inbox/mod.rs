@@ -41,8 +41,8 @@ pub use retention::Tally;
 pub use commit::{Committer, FlushPolicy};
 use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
 pub use record::{
-    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError,
-    CompensationTrail, DeadLetter, EventMeta, StoredEvent, Trail,
+    event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, CompensationTrail,
+    DeadLetter, EventMeta, StoredEvent, Trail,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -474,6 +474,49 @@ impl Inbox {
         }
     }
 
+    /// A page of trails, newest first, for `GET /api/events`: `{"items": [...], "next"}`.
+    /// `before` is the `next` of the previous page (an event id). At most `scan` trails are read
+    /// per page whatever the filter keeps, so a filter matching little costs a bounded time; a
+    /// page cut short by that bound still has a `next` to continue from.
+    pub fn trail_page(
+        &self,
+        filter: &TrailFilter<'_>,
+        before: Option<&str>,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Value, InboxError> {
+        let mut cursor = before.and_then(parse_event_id).map(u64::to_be_bytes);
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let mut exhausted = false;
+        while items.len() < limit && scanned < scan {
+            let batch = self.trail.range_back(
+                cursor.as_ref().map(|c| c.as_slice()),
+                256.min(scan - scanned),
+            )?;
+            if batch.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for (k, v) in &batch {
+                scanned += 1;
+                cursor = key_seq(k).map(u64::to_be_bytes);
+                let trail: Trail = from_json(&String::from_utf8_lossy(k), v)?;
+                if filter.keeps(&trail) {
+                    items.push(trail_summary(&trail));
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = match cursor {
+            Some(c) if !exhausted => Some(event_id(u64::from_be_bytes(c))),
+            _ => None,
+        };
+        Ok(serde_json::json!({ "items": items, "next": next, "scanned": scanned }))
+    }
+
     /// Whether the event is still waiting in the inbox (and its meta).
     pub fn queued(&self, id: &str) -> Result<Option<EventMeta>, InboxError> {
         let Some(seq) = parse_event_id(id) else {
@@ -618,6 +661,36 @@ impl Inbox {
         }
         Ok(removed)
     }
+}
+
+/// Which trails [`Inbox::trail_page`] keeps: `None` keeps all.
+#[derive(Debug, Default)]
+pub struct TrailFilter<'a> {
+    pub pipeline: Option<&'a str>,
+    /// A [`Trail::status`].
+    pub outcome: Option<&'a str>,
+}
+
+impl TrailFilter<'_> {
+    fn keeps(&self, trail: &Trail) -> bool {
+        self.pipeline.is_none_or(|p| p == trail.pipeline)
+            && self.outcome.is_none_or(|o| o == trail.status)
+    }
+}
+
+fn trail_summary(t: &Trail) -> Value {
+    serde_json::json!({
+        "event_id": t.event_id,
+        "pipeline": t.pipeline,
+        "status": t.status,
+        "version": t.version,
+        "received_at": t.received_at,
+        "finished_at": t.finished_at,
+        "attempts": t.attempts,
+        "actions": t.actions.len(),
+        "total_ms": t.total_ms,
+        "last_error": t.errors.last().map(|e| e.message.clone()),
+    })
 }
 
 #[cfg(test)]
@@ -784,5 +857,76 @@ mod tests {
             .retry_dead_letter("evt_nonsense", false)
             .unwrap()
             .is_none());
+    }
+
+    fn stored_trail(seq: u64, pipeline: &str) -> Trail {
+        Trail {
+            event_id: event_id(seq),
+            pipeline: pipeline.into(),
+            version: "v".into(),
+            received_at: now_rfc3339(),
+            finished_at: now_rfc3339(),
+            status: if seq % 3 == 0 { "skipped" } else { "processed" }.into(),
+            attempts: 1,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            errors: Vec::new(),
+            flow_us: 0,
+            total_ms: 0,
+            compensations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn trail_pages_go_newest_first_and_stop_at_the_scan_bound_with_a_cursor() {
+        let inbox = inbox();
+        for seq in 0..10 {
+            let pipeline = if seq % 2 == 0 { "a" } else { "b" };
+            inbox.put_trail(seq, &stored_trail(seq, pipeline)).unwrap();
+        }
+        let only_a = TrailFilter {
+            pipeline: Some("a"),
+            outcome: None,
+        };
+        // Four trails read (9, 8, 7, 6): two kept, and where to go on from.
+        let page = inbox.trail_page(&only_a, None, 100, 4).unwrap();
+        let ids = |page: &Value| -> Vec<String> {
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["event_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&page), [event_id(8), event_id(6)]);
+        assert_eq!(page["next"], event_id(6).as_str());
+        assert_eq!(page["scanned"], 4);
+        let mut all = ids(&page);
+        let mut cursor = page["next"].as_str().map(String::from);
+        while let Some(c) = cursor {
+            let page = inbox.trail_page(&only_a, Some(&c), 100, 4).unwrap();
+            all.extend(ids(&page));
+            cursor = page["next"].as_str().map(String::from);
+        }
+        assert_eq!(all, [8, 6, 4, 2, 0].map(event_id));
+
+        // A full page stops at `limit`; its `next` is the last item.
+        let skipped = TrailFilter {
+            pipeline: None,
+            outcome: Some("skipped"),
+        };
+        let page = inbox.trail_page(&skipped, None, 2, 1000).unwrap();
+        assert_eq!(ids(&page), [event_id(9), event_id(6)]);
+        assert_eq!(page["next"], event_id(6).as_str());
+        let page = inbox
+            .trail_page(&skipped, Some(&event_id(6)), 2, 1000)
+            .unwrap();
+        assert_eq!(ids(&page), [event_id(3), event_id(0)]);
+        // Nothing older than event 0: the last page says so.
+        let page = inbox
+            .trail_page(&skipped, Some(&event_id(0)), 2, 1000)
+            .unwrap();
+        assert_eq!(page["items"], serde_json::json!([]));
+        assert_eq!(page["next"], Value::Null);
     }
 }

@@ -343,6 +343,26 @@ impl Table {
         Ok(out)
     }
 
+    /// Entries in descending key order, starting just below `before` (every entry when
+    /// `None`), at most `limit` of them: the newest first, for tables keyed by sequence number.
+    pub fn range_back(
+        &self,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StateError> {
+        let items: Box<dyn DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match before {
+                Some(end) => Box::new(self.tree.range(..end)),
+                None => Box::new(self.tree.iter()),
+            };
+        let mut out = Vec::new();
+        for item in items.rev().take(limit) {
+            let (k, v) = item.map_err(|e| backend("scan", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();

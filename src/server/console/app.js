@@ -1,0 +1,330 @@
+// The crossdock console: a single page over the admin API. Every figure comes from /api,
+// /health or /metrics at the time it is shown; the page keeps nothing but the token (in
+// sessionStorage, for this tab only). Data is put into the page as text nodes, never as HTML,
+// so a payload cannot run script here.
+"use strict";
+
+const TOKEN_KEY = "crossdock.token";
+const REFRESH_MS = 3000;
+let timer = null;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+// h("td", {class: "x"}, "text", child...) builds an element; strings become text nodes.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// Replaces what `view` shows; children as for h(), nested arrays and "" allowed.
+function show(view, ...children) {
+  view.replaceChildren(...children.flat(Infinity).filter((c) => c !== "" && c != null));
+}
+
+class Unauthorized extends Error {}
+
+// Calls the admin API with the bearer token; a 401 logs out.
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: "Bearer " + token() }, options.headers || {});
+  const r = await fetch(path, Object.assign({}, options, { headers }));
+  if (r.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw new Unauthorized("the admin API refused the token");
+  }
+  const text = await r.text();
+  let body;
+  try { body = text ? JSON.parse(text) : null; } catch { body = text; }
+  if (!r.ok) throw new Error((body && body.error) || `${r.status} ${r.statusText}`);
+  return body;
+}
+
+function status(word) { return h("span", { class: "status-" + word }, word); }
+function eventLink(id) { return h("a", { href: "#/events/" + encodeURIComponent(id), class: "mono" }, id); }
+function when(rfc) { return rfc ? new Date(rfc).toLocaleString() : ""; }
+function pretty(v) { return typeof v === "string" ? v : JSON.stringify(v, null, 2); }
+
+// Prometheus text → { name: [{labels, value}] } for the few series the overview shows.
+function parseMetrics(text) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    const m = /^([a-z_]+)(?:\{([^}]*)\})?\s+(\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    for (const pair of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]] = pair[2];
+    (out[m[1]] ||= []).push({ labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+function perPipeline(metrics, name) {
+  const by = {};
+  for (const s of metrics[name] || []) {
+    const p = s.labels.pipeline || "";
+    by[p] = (by[p] || 0) + s.value;
+  }
+  return by;
+}
+
+// ---- views -------------------------------------------------------------------------------
+
+async function overview(view) {
+  const [info, health, metricsText] = await Promise.all([
+    api("/api/pipelines"),
+    fetch("/health").then((r) => r.json()),
+    fetch("/metrics").then((r) => r.text()),
+  ]);
+  const m = parseMetrics(metricsText);
+  const received = perPipeline(m, "crossdock_events_received_total");
+  const processed = perPipeline(m, "crossdock_events_processed_total");
+  const failed = perPipeline(m, "crossdock_events_failed_total");
+  const dead = perPipeline(m, "crossdock_events_dead_lettered_total");
+  const byConnector = (a, b) => (a.labels.connector || "").localeCompare(b.labels.connector || "");
+  const breakers = (m.crossdock_connector_breaker_state || []).sort(byConnector).map((s) =>
+    h("tr", {}, h("td", {}, s.labels.connector || ""), h("td", {}, ["closed", "open", "half-open"][s.value] || String(s.value))));
+  show(view, 
+    h("h1", {}, "Overview"),
+    h("div", { class: "cards" },
+      h("div", { class: "card" }, "Health", h("b", { id: "health", class: "status-" + (health.status === "ok" ? "ok" : "error") }, health.status)),
+      h("div", { class: "card" }, "Version", h("b", { class: "mono" }, String(info.version).slice(0, 12))),
+      h("div", { class: "card" }, "Pending", h("b", { id: "pending" }, health.pending)),
+      h("div", { class: "card" }, "Dead letters", h("b", { id: "dead-letter-count" }, health.dead_letters)),
+      h("div", { class: "card" }, "Live since", h("b", {}, when(info.since)))),
+    info.last_reload_error ? h("div", {},
+      h("h2", {}, "The last edit was refused at " + when(info.last_reload_error.at) + "; the version above still runs"),
+      h("pre", { class: "error", id: "reload-error" }, info.last_reload_error.message)) : "",
+    h("h2", {}, "Pipelines"),
+    h("table", { id: "pipelines" },
+      h("thead", {}, h("tr", {}, ["Pipeline", "Source", "File", "Received", "Processed", "Failed", "Dead-lettered"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, info.pipelines.map((p) => h("tr", { "data-pipeline": p.name },
+        h("td", {}, h("a", { href: "#/events?pipeline=" + encodeURIComponent(p.name) }, p.name), h("div", { class: "muted" }, p.description || "")),
+        h("td", { class: "mono" }, p.source.webhook ? "POST " + p.source.webhook : p.source.kind),
+        h("td", { class: "mono" }, p.file),
+        h("td", {}, received[p.name] || 0),
+        h("td", {}, processed[p.name] || 0),
+        h("td", {}, failed[p.name] || 0),
+        h("td", {}, dead[p.name] || 0))))),
+    breakers.length ? [h("h2", {}, "Connector breakers"), h("table", {}, h("tbody", {}, breakers))] : "",
+    Object.keys(info.unconfigured_connectors || {}).length ? [
+      h("h2", {}, "Connectors not configured"),
+      h("table", {}, h("tbody", {}, Object.entries(info.unconfigured_connectors).map(([name, u]) =>
+        h("tr", {}, h("td", {}, name), h("td", {}, "calls go to " + u.stand_in + "; unset: " + u.missing.join(", "))))))] : "",
+    h("p", { class: "muted" }, "Refreshed every " + REFRESH_MS / 1000 + " s."));
+  return true;
+}
+
+async function events(view, params) {
+  const pipeline = params.get("pipeline") || "";
+  const outcome = params.get("outcome") || "";
+  const cursor = params.get("cursor") || "";
+  const q = new URLSearchParams({ limit: "50" });
+  if (pipeline) q.set("pipeline", pipeline);
+  if (outcome) q.set("outcome", outcome);
+  if (cursor) q.set("cursor", cursor);
+  const [page, info] = await Promise.all([api("/api/events?" + q), api("/api/pipelines")]);
+  const go = (changes) => {
+    const next = new URLSearchParams({ pipeline, outcome });
+    for (const [k, v] of Object.entries(changes)) next.set(k, v);
+    for (const [k, v] of [...next]) if (!v) next.delete(k);
+    location.hash = "#/events?" + next;
+  };
+  const select = (id, value, options, key) => h("select", { id, onchange: (e) => go({ [key]: e.target.value }) },
+    options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)));
+  show(view, 
+    h("h1", {}, "Events"),
+    h("div", { class: "filters" },
+      h("label", {}, "Pipeline", select("filter-pipeline", pipeline, [["", "all"], ...info.pipelines.map((p) => [p.name, p.name])], "pipeline")),
+      h("label", {}, "Outcome", select("filter-outcome", outcome,
+        [["", "all"], ...["processed", "skipped", "filtered", "retrying", "dead_lettered", "failed", "dropped"].map((o) => [o, o])], "outcome"))),
+    page.items.length ? h("table", { id: "events" },
+      h("thead", {}, h("tr", {}, ["Event", "Pipeline", "Outcome", "Received", "Attempts", "Actions", "ms", "Last error"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, page.items.map((e) => h("tr", { "data-event": e.event_id },
+        h("td", {}, eventLink(e.event_id)), h("td", {}, e.pipeline), h("td", {}, status(e.status)),
+        h("td", {}, when(e.received_at)), h("td", {}, e.attempts), h("td", {}, e.actions), h("td", {}, e.total_ms),
+        h("td", { class: "error" }, e.last_error || "")))))
+      : h("p", { class: "muted" }, "No finished events match" + (page.next ? " in this stretch." : ".")),
+    h("div", { class: "actions" },
+      cursor ? h("button", { type: "button", onclick: () => go({ cursor: "" }) }, "Newest") : "",
+      page.next ? h("button", { type: "button", id: "older", onclick: () => go({ cursor: page.next }) }, "Older") : ""),
+    h("p", { class: "muted" }, "Newest first, from the stored trails (kept keep_trails). Events still queued are under Overview → Pending."));
+  return !cursor;
+}
+
+function trailView(t) {
+  return [
+    h("table", { class: "facts" }, h("tbody", {},
+      [["Pipeline", t.pipeline], ["Outcome", status(t.status)], ["Project version", h("span", { class: "mono" }, t.version)],
+        ["Received", when(t.received_at)], ["Finished", when(t.finished_at)], ["Attempts", t.attempts],
+        ["Time in the flow", (t.flow_us / 1000).toFixed(2) + " ms"], ["Receipt to end", t.total_ms + " ms"]]
+        .map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))))),
+    h("h2", {}, "Steps, in the order they ran"),
+    (t.steps || []).length ? h("ol", { class: "steps", id: "steps" }, t.steps.map((s) => h("li", { class: "mono" }, s)))
+      : h("p", { class: "muted" }, "No step ran."),
+    h("h2", {}, "Actions"),
+    (t.actions || []).length ? h("table", { id: "actions" },
+      h("thead", {}, h("tr", {}, ["Connector", "Operation", "Object", "Status", "Remote status", "Remote id", "ms", "Error"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, t.actions.map((a) => h("tr", {},
+        h("td", {}, a.connector), h("td", {}, a.op), h("td", {}, a.object || ""), h("td", {}, status(a.status)),
+        h("td", {}, a.remote_status ?? ""), h("td", { class: "mono" }, a.remote_id || ""), h("td", {}, a.ms),
+        h("td", { class: "error" }, a.error || "")))))
+      : h("p", { class: "muted" }, "No action was sent."),
+    (t.errors || []).length ? [h("h2", {}, "Errors, every attempt"),
+      h("ol", { id: "errors" }, t.errors.map((e) => h("li", {}, h("span", { class: "muted" }, when(e.at) + " "), h("span", { class: "error" }, e.message))))] : "",
+  ];
+}
+
+async function eventPage(view, id) {
+  const t = await api("/api/events/" + encodeURIComponent(id));
+  show(view, h("h1", {}, "Event ", h("span", { class: "mono" }, t.event_id || id)),
+    t.last_attempt !== undefined
+      ? [h("p", {}, "Still in the inbox: ", status(t.status), `, ${t.attempts} attempts.`), t.last_attempt ? trailView(t.last_attempt) : ""]
+      : trailView(t));
+  return t.status === "queued" || t.status === "retrying";
+}
+
+async function dlqList(view) {
+  const page = await api("/api/dlq?limit=200");
+  show(view, h("h1", {}, "Dead letters ", h("span", { class: "muted" }, `(${page.total})`)),
+    page.items.length ? h("table", { id: "dead-letters" },
+      h("thead", {}, h("tr", {}, ["Event", "Pipeline", "Dead since", "Attempts", "Reason"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, page.items.map((l) => h("tr", { "data-event": l.event_id },
+        h("td", {}, h("a", { href: "#/dlq/" + encodeURIComponent(l.event_id), class: "mono" }, l.event_id)),
+        h("td", {}, l.pipeline), h("td", {}, when(l.dead_at)), h("td", {}, l.attempts), h("td", { class: "error" }, l.reason)))))
+      : h("p", { id: "no-dead-letters" }, "No dead letters."));
+  return true;
+}
+
+async function dlqPage(view, id) {
+  const path = "/api/dlq/" + encodeURIComponent(id);
+  const [letter, trail] = await Promise.all([api(path), api("/api/events/" + encodeURIComponent(id)).catch(() => null)]);
+  const outcome = h("p", { id: "dlq-outcome", role: "status" });
+  const act = async (what, method, url) => {
+    try {
+      const r = await api(url, { method });
+      outcome.replaceChildren(`${what}: ${r.status}. `, r.status === "queued" ? eventLink(id) : "");
+      if (r.status === "queued") location.hash = "#/events/" + encodeURIComponent(id);
+      else location.hash = "#/dlq";
+    } catch (e) { outcome.replaceChildren(h("span", { class: "error" }, e.message)); }
+  };
+  show(view, 
+    h("h1", {}, "Dead letter ", h("span", { class: "mono" }, id)),
+    h("p", {}, h("b", {}, "Reason: "), h("span", { class: "error", id: "dlq-reason" }, letter.reason)),
+    h("p", { class: "muted" }, `Pipeline ${letter.event.pipeline}, failed on version ${letter.version}, ${letter.event.attempts} attempts, dead since ${when(letter.dead_at)}. A retry runs on the live version.`),
+    h("div", { class: "actions" },
+      h("button", { type: "button", id: "retry", onclick: () => act("Retry", "POST", path + "/retry") }, "Retry"),
+      h("button", { type: "button", id: "drop", onclick: () => confirm("Drop this dead letter for good?") && act("Drop", "DELETE", path) }, "Drop")),
+    outcome,
+    h("h2", {}, "Body as received"), h("pre", {}, pretty(letter.body)),
+    h("h2", {}, "Headers"), h("pre", {}, pretty(letter.event.headers)),
+    trail ? [h("h2", {}, "Trail of the last attempt"), trailView(trail)] : "");
+  return false;
+}
+
+// What a dry run decided, before its full JSON: whether the trigger matched, the steps that ran,
+// the actions it would send and its errors.
+function dryRunSummary(r) {
+  const errors = r.errors || [];
+  return [
+    h("p", {}, r.triggered ? (r.filtered ? "Triggered, then dropped by a filter." : "Triggered.") : "The trigger did not match: the event would be skipped."),
+    errors.length ? h("div", { class: "error", id: "dry-run-errors" }, errors.map(pretty).join("\n")) : "",
+    (r.steps || []).length ? h("ol", { class: "steps" }, r.steps.map((st) => h("li", { class: "mono" }, st))) : "",
+    h("table", { id: "dry-run-actions" },
+      h("thead", {}, h("tr", {}, ["Would send to", "Operation", "Object"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, (r.actions || []).map((a) => h("tr", {}, h("td", {}, a.connector), h("td", {}, a.op), h("td", {}, a.object || ""))))),
+  ];
+}
+
+async function playground(view, params) {
+  const info = await api("/api/pipelines");
+  const pick = params.get("pipeline") || (info.pipelines[0] && info.pipelines[0].name) || "";
+  const input = h("textarea", { id: "payload", spellcheck: "false" }, sessionStorage.getItem("crossdock.payload") || "{}");
+  const out = h("div", { id: "dry-run" });
+  const select = h("select", { id: "playground-pipeline" }, info.pipelines.map((p) => h("option", { value: p.name, selected: p.name === pick }, p.name)));
+  let seq = 0, debounce = null;
+  const run = async () => {
+    const mine = ++seq;
+    sessionStorage.setItem("crossdock.payload", input.value);
+    try {
+      JSON.parse(input.value);
+    } catch (e) {
+      show(out, h("p", { class: "error" }, "Not JSON: " + e.message));
+      return;
+    }
+    try {
+      const r = await api("/api/pipelines/" + encodeURIComponent(select.value) + "/dry-run", { method: "POST", body: input.value });
+      if (mine !== seq) return;
+      show(out, dryRunSummary(r), h("h2", {}, "Full result"), h("pre", {}, pretty(r)));
+    } catch (e) {
+      if (mine === seq) show(out, h("p", { class: "error" }, e.message));
+    }
+  };
+  const soon = () => { clearTimeout(debounce); debounce = setTimeout(run, 300); };
+  input.addEventListener("input", soon);
+  select.addEventListener("change", run);
+  show(view, h("h1", {}, "Playground"),
+    h("p", { class: "muted" }, "A dry run on the live version: nothing is sent and no state is written. Fetch steps cannot be answered here."),
+    h("div", { class: "filters" }, h("label", {}, "Pipeline", select)),
+    h("div", { class: "split" }, h("div", {}, h("h2", {}, "Payload"), input), h("div", {}, h("h2", {}, "Dry run"), out)));
+  run();
+  return false;
+}
+
+// ---- routing -----------------------------------------------------------------------------
+
+const ROUTES = [
+  [/^#\/overview$/, overview],
+  [/^#\/events$/, events],
+  [/^#\/events\/([^?]+)$/, eventPage],
+  [/^#\/dlq$/, dlqList],
+  [/^#\/dlq\/([^?]+)$/, dlqPage],
+  [/^#\/playground$/, playground],
+];
+
+async function render() {
+  clearTimeout(timer);
+  const loggedIn = token() !== "";
+  document.getElementById("login").hidden = loggedIn;
+  document.getElementById("nav").hidden = !loggedIn;
+  const view = document.getElementById("view");
+  if (!loggedIn) { show(view); document.getElementById("token").focus(); return; }
+  const [path, query] = (location.hash || "#/overview").split("?");
+  const params = new URLSearchParams(query || "");
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", path.startsWith(a.getAttribute("href")));
+  const route = ROUTES.find(([re]) => re.test(path));
+  if (!route) { location.hash = "#/overview"; return; }
+  const arg = route[0].exec(path)[1];
+  const here = location.hash;
+  try {
+    const again = await route[1](view, arg !== undefined ? decodeURIComponent(arg) : params, params);
+    // Live pages poll; a page with a form the user is editing does not.
+    if (again && location.hash === here) timer = setTimeout(render, REFRESH_MS);
+  } catch (e) {
+    if (e instanceof Unauthorized) { render(); return; }
+    show(view, h("p", { class: "error", id: "view-error" }, e.message));
+  }
+}
+
+document.getElementById("login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value);
+  try {
+    await api("/api/pipelines");
+    document.getElementById("login-error").textContent = "";
+    document.getElementById("token").value = "";
+    if (!location.hash) location.hash = "#/overview"; else render();
+  } catch (err) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    document.getElementById("login-error").textContent = err.message;
+  }
+});
+document.getElementById("logout").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); render(); });
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,179 @@
+// The console in a real browser: Debian's Chromium driven by playwright-core against a running
+// crossdock (started by tests/console.rs, which passes where it listens and how to reach it).
+// Exits non-zero with the reason when something the console should show does not appear.
+//
+// Environment: CROSSDOCK_URL (http://127.0.0.1:PORT), CROSSDOCK_TOKEN (the admin token),
+// CROSSDOCK_REPO (the repository, for fixtures), CROSSDOCK_PROJECT (the project the engine
+// serves, a copy this script may edit), CROSSDOCK_SCREENSHOTS (a folder for the PNGs),
+// CHROMIUM (the browser's path, /usr/bin/chromium when unset).
+import { chromium } from "playwright-core";
+import { createHmac } from "node:crypto";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const base = need("CROSSDOCK_URL");
+const token = need("CROSSDOCK_TOKEN");
+const repo = need("CROSSDOCK_REPO");
+const shots = need("CROSSDOCK_SCREENSHOTS");
+const projectDir = need("CROSSDOCK_PROJECT");
+mkdirSync(shots, { recursive: true });
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error("console check failed: " + what);
+  console.log("ok -", what);
+}
+
+// Shopify signs the raw body: base64 HMAC-SHA256 in X-Shopify-Hmac-Sha256, with the secret the
+// shipped pipeline uses until SHOPIFY_WEBHOOK_SECRET is set (README, step 6).
+async function postShopifyOrder(webhookId) {
+  const body = readFileSync(join(repo, "tests/fixtures/shopify/orders-create.json"));
+  const sig = createHmac("sha256", "demo-shopify-secret").update(body).digest("base64");
+  const r = await fetch(base + "/hooks/shopify/orders", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-shopify-topic": "orders/create",
+      "x-shopify-webhook-id": webhookId,
+      "x-shopify-hmac-sha256": sig,
+    },
+    body,
+  });
+  const answer = await r.json();
+  check(r.status === 202, `the signed webhook is accepted (${r.status} ${JSON.stringify(answer)})`);
+  return answer.event_id;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // Root in CI containers has no user namespace for Chromium's sandbox.
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+try {
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error" && !/401|404/.test(m.text())) errors.push(m.text()); });
+  page.setDefaultTimeout(15000);
+
+  // Without the token: the login form and nothing else.
+  await page.goto(base + "/ui/");
+  await page.waitForSelector("#login:not([hidden])");
+  check(await page.locator("#nav").isHidden(), "the navigation is hidden before log in");
+  check((await page.locator("#view").innerText()).trim() === "", "no data is shown before log in");
+  await page.fill("#token", "not-the-token");
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector("#login-error:has-text('token')");
+  check(await page.locator("#nav").isHidden(), "a wrong token is refused");
+  await page.screenshot({ path: join(shots, "login.png") });
+
+  await page.fill("#token", token);
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector("#pipelines");
+  const names = await page.locator("#pipelines tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.pipeline));
+  for (const p of ["bigcommerce-carts", "bigcommerce-orders", "customer-tier", "erp-inventory", "shopify-stock"]) {
+    check(names.includes(p), `the overview lists the shipped pipeline ${p}`);
+  }
+  check((await page.locator("#health").innerText()) === "ok", "the overview shows /health");
+
+  // A signed webhook whose backorder the ERP refuses (the test's ERP fails the first call): it
+  // is dead-lettered, and its trail says why.
+  const id = await postShopifyOrder("console-1");
+  await page.goto(base + "/ui/#/events");
+  await page.waitForSelector(`#events tr[data-event="${id}"] .status-dead_lettered`);
+  check(true, "the events list shows the event as dead-lettered");
+  await page.click(`#events tr[data-event="${id}"] a`);
+  await page.waitForSelector("#steps");
+  const steps = await page.locator("#steps li").allInnerTexts();
+  check(steps.length > 0, `the trail lists the steps in order (${steps.join(", ")})`);
+  const ops = await page.locator("#actions tbody td:nth-child(2)").allInnerTexts();
+  check(ops.join(",") === "backorder,append", `the trail shows the backorder and the stock log actions (${ops})`);
+  check(await page.locator("#actions .status-failed").count() >= 1, "the trail shows the failed call");
+
+  // The overview counts it.
+  await page.goto(base + "/ui/#/overview");
+  await page.waitForFunction(() => document.querySelector("#dead-letter-count")?.textContent === "1");
+  check(true, "the overview counts one dead letter");
+  await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
+
+  // Dead letters: list, show, retry; the ERP answers this time, and the event is processed.
+  await page.click("#nav a[href='#/dlq']");
+  await page.waitForSelector(`#dead-letters tr[data-event="${id}"]`);
+  await page.click(`#dead-letters tr[data-event="${id}"] a`);
+  await page.waitForSelector("#dlq-reason");
+  check((await page.locator("#dlq-reason").innerText()).length > 0, "the dead letter shows its reason");
+  await page.screenshot({ path: join(shots, "dead-letter.png"), fullPage: true });
+  await page.click("#retry");
+  await page.waitForSelector("#actions .status-ok", { timeout: 30000 });
+  await page.waitForSelector(".facts .status-processed");
+  check(true, "the retried dead letter is processed and its trail shows the call succeeded");
+  await page.screenshot({ path: join(shots, "trail.png"), fullPage: true });
+  await page.goto(base + "/ui/#/dlq");
+  await page.waitForSelector("#no-dead-letters");
+  check(true, "no dead letter is left");
+
+  // Events: filter by outcome.
+  await page.goto(base + "/ui/#/events?outcome=processed");
+  await page.waitForSelector(`#events tr[data-event="${id}"]`);
+  check(true, "the processed filter shows the retried event");
+  await page.goto(base + "/ui/#/events?outcome=dead_lettered");
+  await page.waitForSelector("text=No finished events match");
+  check(true, "the dead-lettered filter shows none now");
+  await page.goto(base + "/ui/#/events");
+  await page.waitForSelector("#events");
+  await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
+
+  // A broken mapping: the engine keeps the running version and the overview shows why the
+  // edit was refused, at its file, line and column; mending it clears the error.
+  const mappingPath = join(projectDir, "mappings/bigcommerce-cart.yaml");
+  const mapping = readFileSync(mappingPath, "utf8");
+  check(mapping.includes("type: decimal"), "the shipped cart mapping has a decimal field to break");
+  writeFileSync(mappingPath, mapping.replace("type: decimal", "type: decimel"));
+  await page.goto(base + "/ui/#/overview");
+  await page.waitForSelector("#reload-error", { timeout: 30000 });
+  const refusal = await page.locator("#reload-error").innerText();
+  check(/mappings\/bigcommerce-cart\.yaml:\d+:\d+/.test(refusal), `the refused reload shows its position (${refusal.split("\n")[0]})`);
+  await page.screenshot({ path: join(shots, "reload-error.png"), fullPage: true });
+  writeFileSync(mappingPath, mapping);
+  await page.waitForSelector("#reload-error", { state: "detached", timeout: 30000 });
+  check(true, "mending the mapping clears the refusal");
+
+  // Playground: a dry run that follows the payload as it is typed.
+  const cart = readFileSync(join(repo, "tests/fixtures/bigcommerce/cart-high-value.json"), "utf8");
+  await page.goto(base + "/ui/#/playground?pipeline=bigcommerce-carts");
+  await page.waitForSelector("#payload");
+  await page.fill("#payload", cart);
+  await page.waitForSelector("#dry-run-actions td:text-is('Opportunity')");
+  check(true, "the playground dry-runs a high-value cart to an Opportunity");
+  await page.fill("#payload", cart.replace('"cart_amount": 612.5', '"cart_amount": 12.5'));
+  await page.waitForSelector("#dry-run-actions td:text-is('Lead')");
+  check(true, "changing the amount changes the result to a Lead");
+  await page.screenshot({ path: join(shots, "playground.png"), fullPage: true });
+  await page.fill("#payload", cart.replace('"email"', '"e_mail"'));
+  await page.waitForSelector("#dry-run-errors");
+  check((await page.locator("#dry-run-errors").innerText()).includes("email"), "a payload without the required email shows the error");
+  await page.fill("#payload", "{ not json");
+  await page.waitForSelector("#dry-run .error:has-text('Not JSON')");
+  check(await page.locator("#dry-run-actions").count() === 0, "an old result is not left beside the error");
+  check(true, "a payload that is not JSON is marked");
+
+  // Log out: back to the login form.
+  await page.click("#logout");
+  await page.waitForSelector("#login:not([hidden])");
+  check((await page.locator("#view").innerText()).trim() === "", "logging out leaves nothing shown");
+
+  check(errors.length === 0, "no script errors in the page" + (errors.length ? ": " + errors.join("; ") : ""));
+} catch (e) {
+  // What the page showed when a check failed, for the test's failure message.
+  console.error("page at failure:", page.url());
+  console.error(await page.locator("main").innerText().catch(() => "(unreadable)"));
+  await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+  throw e;
+} finally {
+  await browser.close();
+}
