@@ -42,6 +42,7 @@ pub const TEMPLATES: &[Template] = &[
             example!("tests/fixtures/bigcommerce/cart-high-value.json"),
             example!("tests/fixtures/bigcommerce/cart-low-value.json"),
             example!("tests/fixtures/bigcommerce/webhook-cart-abandoned.json"),
+            example!("tests/fixtures/bigcommerce/customers-11.json"),
         ],
     },
     Template {

@@ -145,7 +145,7 @@ try {
 
   // Playground: a dry run that follows the payload as it is typed.
   const cart = readFileSync(join(repo, "tests/fixtures/bigcommerce/cart-high-value.json"), "utf8");
-  await page.goto(base + "/ui/#/playground?pipeline=bigcommerce-carts");
+  await page.goto(base + "/ui/#/playground?pipeline=cart-playground");
   await page.waitForSelector("#payload");
   await page.fill("#payload", cart);
   await page.waitForSelector("#dry-run-actions td:text-is('Opportunity')");
