@@ -219,6 +219,13 @@ pub fn inbox_pending(n: usize) {
     gauge!("crossdock_inbox_pending").set(n as f64);
 }
 
+/// The cluster consumer's counters, as the server last gave them.
+pub fn cluster_consumer(pending: u64, ack_pending: u64, redelivered: u64) {
+    gauge!("crossdock_cluster_pending").set(pending as f64);
+    gauge!("crossdock_cluster_ack_pending").set(ack_pending as f64);
+    gauge!("crossdock_cluster_redelivered").set(redelivered as f64);
+}
+
 pub fn dead_letters(n: usize) {
     gauge!("crossdock_dead_letters").set(n as f64);
 }

@@ -5,4 +5,5 @@
 pub mod connector;
 pub mod engine;
 pub mod mock_salesforce;
+pub mod nats;
 pub mod upstream;
