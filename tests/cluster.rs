@@ -187,10 +187,7 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
     const EVENTS: usize = 3000;
     let upstream = Upstream::start().await;
     let (dir, _nats, mut nodes) = cluster(&upstream);
-    let urls: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().url(""))
-        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().url("")).collect();
     let posted = Arc::new(AtomicUsize::new(0));
     let poster = {
         let (urls, posted) = (urls.clone(), posted.clone());
@@ -249,7 +246,10 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
         Duration::from_secs(240),
         || async {
             let seen = received_ns(&upstream);
-            accepted.iter().all(|n| seen.contains_key(n)).then_some(seen)
+            accepted
+                .iter()
+                .all(|n| seen.contains_key(n))
+                .then_some(seen)
         },
     )
     .await;
@@ -260,7 +260,10 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
     for node in nodes.iter().flatten() {
         let (status, page) = node.admin("/api/dlq").await;
         assert_eq!(status, 200, "{page}");
-        dead += page["items"].as_array().map_or(0, Vec::len);
+        dead += page["items"]
+            .as_array()
+            .expect("a page of dead letters")
+            .len();
     }
     assert_eq!(dead, 0, "no event exhausted 60 attempts");
     let twice: usize = seen.values().filter(|c| **c > 1).count();
@@ -273,7 +276,10 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
     // An event posted to n3 as it died may be stored and relayed without its 202 reaching
     // the sender, who then posted it elsewhere (a duplicate, stored once): it is in `accepted`
     // through that second answer. Nothing else reaches the upstream.
-    assert!(unasked.is_empty(), "delivered but never accepted: {unasked:?}");
+    assert!(
+        unasked.is_empty(),
+        "delivered but never accepted: {unasked:?}"
+    );
     let (status, health) = nodes[0].as_ref().unwrap().admin("/health").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["cluster"]["connected"], true);
@@ -284,10 +290,7 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
 async fn stock_race(kill_one: bool) {
     let upstream = Upstream::start().await;
     let (_dir, _nats, mut nodes) = cluster(&upstream);
-    let urls: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().url(""))
-        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().url("")).collect();
     let client = reqwest::Client::new();
     let set = json!({"sku": "SKU-1", "on_hand": 100}).to_string();
     post_any(&client, &urls, 0, "/hooks/set-stock", set, false)
@@ -302,12 +305,16 @@ async fn stock_race(kill_one: bool) {
         .map(|i| (i, json!({"order_id": format!("o{i}")}).to_string()))
         .collect();
     for i in 0..50 {
-        bodies.push((i, json!({"order_id": format!("o{i}"), "again": true}).to_string()));
+        bodies.push((
+            i,
+            json!({"order_id": format!("o{i}"), "again": true}).to_string(),
+        ));
     }
     let sent = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for chunk in bodies.chunks(35) {
-        let (client, urls, chunk, sent) = (client.clone(), urls.clone(), chunk.to_vec(), sent.clone());
+        let (client, urls, chunk, sent) =
+            (client.clone(), urls.clone(), chunk.to_vec(), sent.clone());
         tasks.push(tokio::spawn(async move {
             for (i, body) in chunk {
                 let answer = post_any(&client, &urls, i, "/hooks/reserve", body, false).await;
@@ -317,9 +324,11 @@ async fn stock_race(kill_one: bool) {
         }));
     }
     if kill_one {
-        eventually("a third of the orders", Duration::from_secs(120), || async {
-            (sent.load(Ordering::SeqCst) >= 100).then_some(())
-        })
+        eventually(
+            "a third of the orders",
+            Duration::from_secs(120),
+            || async { (sent.load(Ordering::SeqCst) >= 100).then_some(()) },
+        )
         .await;
         nodes[2].take().unwrap().kill9();
     }
@@ -345,7 +354,10 @@ async fn stock_race(kill_one: bool) {
     let node = nodes[0].as_ref().unwrap();
     let (status, level) = node.admin("/api/state/stock/SKU-1").await;
     assert_eq!(status, 200, "{level}");
-    assert_eq!(level, json!({"on_hand": 100, "reserved": 100, "available": 0}));
+    assert_eq!(
+        level,
+        json!({"on_hand": 100, "reserved": 100, "available": 0})
+    );
     let mut reserved = 0;
     for i in 0..300 {
         let (status, r) = node.admin(&format!("/api/state/reservations/o{i}")).await;
@@ -374,7 +386,10 @@ async fn stock_race(kill_one: bool) {
     })
     .await;
     let (_, level) = node.admin("/api/state/stock/SKU-1").await;
-    assert_eq!(level, json!({"on_hand": 100, "reserved": 0, "available": 100}));
+    assert_eq!(
+        level,
+        json!({"on_hand": 100, "reserved": 0, "available": 100})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -414,7 +429,9 @@ async fn a_node_without_nats_says_so_and_exits_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("cannot start: cannot connect to NATS at nats://127.0.0.1:{port}")),
+        err.contains(&format!(
+            "cannot start: cannot connect to NATS at nats://127.0.0.1:{port}"
+        )),
         "{err}"
     );
 }
@@ -453,10 +470,15 @@ async fn losing_nats_answers_503_until_it_is_back() {
         (r.status().as_u16() == 202).then_some(3)
     })
     .await;
-    eventually("relayed after the restart", Duration::from_secs(30), || async {
-        received_ns(&upstream).contains_key(&n).then_some(())
-    })
+    eventually(
+        "relayed after the restart",
+        Duration::from_secs(30),
+        || async { received_ns(&upstream).contains_key(&n).then_some(()) },
+    )
     .await;
     assert!(received_ns(&upstream).contains_key(&1));
-    assert!(!received_ns(&upstream).contains_key(&2), "a 503'd event is not relayed");
+    assert!(
+        !received_ns(&upstream).contains_key(&2),
+        "a 503'd event is not relayed"
+    );
 }

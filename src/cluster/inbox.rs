@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use async_nats::jetstream::context::Publish;
-use async_nats::jetstream::message::{Acker, AckKind};
+use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -266,29 +266,36 @@ fn host_name() -> String {
     }
 }
 
+/// `cluster:` with nothing but a URL and a node name, for tests.
+#[cfg(test)]
+pub(crate) fn test_config(url: &str, node: &str) -> ClusterConfig {
+    ClusterConfig {
+        nats: crate::config::model::NatsConfig {
+            url: url.into(),
+            prefix: None,
+            replicas: None,
+            ack_wait: None,
+            max_inflight: None,
+            timeout: None,
+            token: None,
+            user: None,
+            password: None,
+            nkey: None,
+            credentials: None,
+            tls: None,
+        },
+        node: Some(node.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::NatsConfig;
 
     fn config(url: &str) -> ClusterConfig {
-        ClusterConfig {
-            nats: NatsConfig {
-                url: url.into(),
-                prefix: None,
-                replicas: None,
-                ack_wait: Some("10s".into()),
-                max_inflight: None,
-                timeout: None,
-                token: None,
-                user: None,
-                password: None,
-                nkey: None,
-                credentials: None,
-                tls: None,
-            },
-            node: Some("n1".into()),
-        }
+        let mut c = test_config(url, "n1");
+        c.nats.ack_wait = Some("10s".into());
+        c
     }
 
     #[test]

@@ -139,7 +139,10 @@ impl Registry {
         if let Some(e) = self.leases.entry(&key).await.map_err(unavailable)? {
             let held: Option<Lease> = serde_json::from_slice(&e.value).ok();
             if held.is_some_and(|l| l.node == self.node) {
-                let _ = self.leases.delete_expect_revision(&key, Some(e.revision)).await;
+                let _ = self
+                    .leases
+                    .delete_expect_revision(&key, Some(e.revision))
+                    .await;
             }
         }
         Ok(())

@@ -197,20 +197,13 @@ impl JetStreamStore {
 
     fn txn_id(&self) -> String {
         let n = self.next_txn.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{}-{}-{n}",
-            encode(&self.node),
-            super::now_ms()
-        )
+        format!("{}-{}-{n}", encode(&self.node), super::now_ms())
     }
 }
 
 /// A key's value and revision (0 when it never existed; a deleted key keeps its delete
 /// marker's revision, which a create must name).
-async fn read(
-    store: &kv::Store,
-    key: &str,
-) -> Result<(Option<Value>, u64), StateError> {
+async fn read(store: &kv::Store, key: &str) -> Result<(Option<Value>, u64), StateError> {
     match store.entry(key).await.map_err(backend)? {
         None => Ok((None, 0)),
         Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => {
@@ -272,15 +265,18 @@ async fn lock(b: &Buckets, key: &str, txn: &str, deadline: Instant) -> Result<u6
         if let Some(held) = b.locks.entry(key).await.map_err(backend)? {
             if held.operation == Operation::Put {
                 let holder: Option<Lock> = serde_json::from_slice(&held.value).ok();
-                let age = holder.as_ref().map_or(u64::MAX, |l| {
-                    super::now_ms().saturating_sub(l.at)
-                });
+                let age = holder
+                    .as_ref()
+                    .map_or(u64::MAX, |l| super::now_ms().saturating_sub(l.at));
                 if age > LOCK_STALE.as_millis() as u64 {
                     if let Some(holder) = holder {
                         roll_forward(b, &holder.txn).await?;
                     }
                     tracing::warn!(key = %decode(key).unwrap_or_default(), "Took over a state lock left by a stopped node");
-                    let _ = b.locks.delete_expect_revision(key, Some(held.revision)).await;
+                    let _ = b
+                        .locks
+                        .delete_expect_revision(key, Some(held.revision))
+                        .await;
                     continue;
                 }
             } else {
@@ -501,10 +497,16 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
 
     #[test]
     fn keys_encode_to_what_nats_takes_and_back() {
-        for key in ["stock/SKU-1", "kv/p/a.b", "customer/é=x%2F", "reservation/ 1"] {
+        for key in [
+            "stock/SKU-1",
+            "kv/p/a.b",
+            "customer/é=x%2F",
+            "reservation/ 1",
+        ] {
             let e = encode(key);
             assert!(e
                 .bytes()
@@ -541,7 +543,11 @@ mod tests {
             let mut port = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    port = rest
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
                 }
                 if line.contains("Server is ready") {
                     let _ = tx.send(port);
@@ -553,23 +559,7 @@ mod tests {
     }
 
     fn open(server: &Server, node: &str) -> JetStreamStore {
-        let config = crate::config::model::ClusterConfig {
-            nats: crate::config::model::NatsConfig {
-                url: format!("nats://127.0.0.1:{}", server.1),
-                prefix: None,
-                replicas: None,
-                ack_wait: None,
-                max_inflight: None,
-                timeout: None,
-                token: None,
-                user: None,
-                password: None,
-                nkey: None,
-                credentials: None,
-                tls: None,
-            },
-            node: Some(node.into()),
-        };
+        let config = super::super::test_config(&format!("nats://127.0.0.1:{}", server.1), node);
         JetStreamStore::open(&Settings::from_config(std::path::Path::new("."), &config)).unwrap()
     }
 
@@ -591,8 +581,13 @@ mod tests {
                     for _ in 0..25 {
                         store
                             .update(&keys, &mut |cur| {
-                                let n = |v: &Option<Value>| v.as_ref().and_then(Value::as_i64).unwrap_or(0);
-                                Ok((vec![Some(json!(n(&cur[0]) + 1)), Some(json!(n(&cur[1]) + 2))], Value::Null))
+                                let n = |v: &Option<Value>| {
+                                    v.as_ref().and_then(Value::as_i64).unwrap_or(0)
+                                };
+                                Ok((
+                                    vec![Some(json!(n(&cur[0]) + 1)), Some(json!(n(&cur[1]) + 2))],
+                                    Value::Null,
+                                ))
                             })
                             .unwrap();
                     }
@@ -612,7 +607,9 @@ mod tests {
         let store = open(&s, "n1");
         let keys = vec!["stock/A".to_string(), "stock/B".to_string()];
         store
-            .update(&keys, &mut |_| Ok((vec![Some(json!(1)), Some(json!(1))], Value::Null)))
+            .update(&keys, &mut |_| {
+                Ok((vec![Some(json!(1)), Some(json!(1))], Value::Null))
+            })
             .unwrap();
         // What a node that died after writing A (of A and B) leaves: both locks, stamped long
         // ago, and its record.
@@ -623,13 +620,28 @@ mod tests {
                 let (_, rev_b) = read(&b.state, "stock/B").await?;
                 let record = Txn {
                     writes: vec![
-                        TxnWrite { key: "stock/A".into(), value: Some(json!(2)), rev: rev_a },
-                        TxnWrite { key: "stock/B".into(), value: Some(json!(2)), rev: rev_b },
+                        TxnWrite {
+                            key: "stock/A".into(),
+                            value: Some(json!(2)),
+                            rev: rev_a,
+                        },
+                        TxnWrite {
+                            key: "stock/B".into(),
+                            value: Some(json!(2)),
+                            rev: rev_b,
+                        },
                     ],
                 };
-                let old = serde_json::to_vec(&Lock { txn: "dead-1".into(), at: 1 }).unwrap();
+                let old = serde_json::to_vec(&Lock {
+                    txn: "dead-1".into(),
+                    at: 1,
+                })
+                .unwrap();
                 for k in ["stock/A", "stock/B"] {
-                    b.locks.create(k, Bytes::from(old.clone())).await.map_err(backend)?;
+                    b.locks
+                        .create(k, Bytes::from(old.clone()))
+                        .await
+                        .map_err(backend)?;
                 }
                 b.txn
                     .put("dead-1", Bytes::from(serde_json::to_vec(&record).unwrap()))

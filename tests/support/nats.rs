@@ -57,7 +57,9 @@ fn spawn(store: &Path, port: Option<u16>) -> (Child, u16) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("nats-server is needed for the cluster tests (Debian: apt-get install nats-server)");
+        .expect(
+            "nats-server is needed for the cluster tests (Debian: apt-get install nats-server)",
+        );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -65,7 +67,11 @@ fn spawn(store: &Path, port: Option<u16>) -> (Child, u16) {
         let mut port = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                port = rest
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok());
             }
             if !ready && line.contains("Server is ready") {
                 ready = true;

@@ -94,7 +94,10 @@ pub(super) fn check_cluster(
         diags.push(
             file.error(
                 at(&[ways[1]]),
-                format!("`{}` and `{}` both set: NATS takes one way to log in", ways[0], ways[1]),
+                format!(
+                    "`{}` and `{}` both set: NATS takes one way to log in",
+                    ways[0], ways[1]
+                ),
             )
             .with_help("keep one of token, user/password, nkey and credentials"),
         );
@@ -105,10 +108,7 @@ pub(super) fn check_cluster(
         } else {
             ("password", "user")
         };
-        diags.push(file.error(
-            at(&[set]),
-            format!("`{set}` without `{missing}`"),
-        ));
+        diags.push(file.error(at(&[set]), format!("`{set}` without `{missing}`")));
     }
     let mut files: Vec<(Vec<&str>, &String)> = Vec::new();
     if let Some(c) = &nats.credentials {

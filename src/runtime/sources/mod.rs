@@ -223,11 +223,7 @@ async fn run(cx: SourceCx, source: SourceConfig) {
 /// source at its next unit of work once the lease cannot be renewed for half its length (so
 /// it has stopped before another node may take it). The cursor is in the shared state, so the
 /// next holder resumes where this one stopped.
-async fn with_lease(
-    mut cx: SourceCx,
-    config: SourceConfig,
-    link: Arc<super::cluster::Link>,
-) {
+async fn with_lease(mut cx: SourceCx, config: SourceConfig, link: Arc<super::cluster::Link>) {
     use crate::cluster::nodes::{BEAT, LEASE};
     use std::sync::atomic::{AtomicBool, Ordering};
     let lease = format!("source/{}", cx.pipeline);
