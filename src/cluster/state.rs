@@ -520,12 +520,17 @@ mod tests {
 
     /// A real nats-server with JetStream on a free port, its store in a temp folder; killed on
     /// drop.
-    struct Server(std::process::Child, u16, tempfile::TempDir);
+    struct Server {
+        child: std::process::Child,
+        port: u16,
+        /// The server's store, deleted after it stopped.
+        _store: tempfile::TempDir,
+    }
 
     impl Drop for Server {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 
@@ -555,11 +560,15 @@ mod tests {
             }
         });
         let port = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
-        Server(child, port, dir)
+        Server {
+            child,
+            port,
+            _store: dir,
+        }
     }
 
     fn open(server: &Server, node: &str) -> JetStreamStore {
-        let config = super::super::test_config(&format!("nats://127.0.0.1:{}", server.1), node);
+        let config = super::super::test_config(&format!("nats://127.0.0.1:{}", server.port), node);
         JetStreamStore::open(&Settings::from_config(std::path::Path::new("."), &config)).unwrap()
     }
 
