@@ -119,6 +119,7 @@ impl Settings {
     pub fn shown_url(&self) -> String {
         self.url
             .split(',')
+            .map(str::trim)
             .map(|u| match (u.find("://"), u.rfind('@')) {
                 (Some(s), Some(at)) if at > s => format!("{}{}", &u[..s + 3], &u[at + 1..]),
                 _ => u.to_string(),
