@@ -31,6 +31,7 @@
 //! - [`cli`]: the command line. The only module that prints.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod flow;

@@ -51,6 +51,22 @@ async fn serve(args: Args<'_>) -> ExitCode {
             }
         };
     super::print_diagnostics(&warnings);
+    match runtime.join_cluster().await {
+        Ok(true) => {
+            if let Some(link) = runtime.cluster() {
+                eprintln!(
+                    "cluster node `{}` on NATS {}",
+                    link.settings.node,
+                    link.settings.shown_url()
+                );
+            }
+        }
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let live = runtime.live();
     for (name, u) in &live.project.unconfigured {
         eprintln!(

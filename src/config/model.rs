@@ -26,6 +26,74 @@ pub struct ProjectFile {
     pub connectors: BTreeMap<String, Value>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `cluster:`: several nodes on NATS JetStream instead of the embedded store alone
+    /// (docs/cluster.md).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster:`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub nats: NatsConfig,
+    /// This node's name, unique in the cluster (default: the host name). Its own files (the
+    /// working copy of the events it runs) go under `state.path`/`{node}`.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// `cluster.nats:`: where NATS is and how the streams and buckets are made.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://host:port`, several separated by commas.
+    pub url: String,
+    /// Prefix of every stream and bucket name, so two projects can share one NATS (default
+    /// `crossdock`; letters, digits, `-` and `_`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Servers each message and key is stored on (1 to 5, default 1).
+    #[serde(default)]
+    pub replicas: Option<usize>,
+    /// How long a node may hold an event without a sign of life before another gets it
+    /// (default `30s`).
+    #[serde(default)]
+    pub ack_wait: Option<String>,
+    /// Events one node holds at once (default 256).
+    #[serde(default)]
+    pub max_inflight: Option<usize>,
+    /// How long to wait for NATS at start and for each acknowledgement (default `5s`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// An NKey seed (`SU...`), best given as `${NATS_NKEY}`.
+    #[serde(default)]
+    pub nkey: Option<String>,
+    /// A `.creds` file (JWT and seed), relative to the project folder.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    #[serde(default)]
+    pub tls: Option<NatsTlsConfig>,
+}
+
+/// `cluster.nats.tls:`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTlsConfig {
+    /// A PEM file of the CA that signed the server's certificate (relative to the project).
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// A client certificate and its key, PEM, for servers that ask for one.
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// `limits:`, what one event may spend; unset keys keep the defaults of
@@ -63,6 +131,7 @@ pub struct ServerConfig {
     pub keep_trails: Option<String>,
     /// Bytes of trails kept at most, the oldest going first (default `1GB`).
     #[serde(default, deserialize_with = "size_text")]
+    #[schemars(with = "Option<Size>")]
     pub keep_trails_bytes: Option<String>,
     /// Quiet time after the last edit to a project file before the reload (default `100ms`).
     #[serde(default)]

@@ -260,6 +260,13 @@ pub fn inbox(t: &super::inbox::Tally, disk_bytes: Option<u64>) {
     }
 }
 
+/// The cluster consumer's counters, as the server last gave them.
+pub fn cluster_consumer(pending: u64, ack_pending: u64, redelivered: u64) {
+    gauge!("crossdock_cluster_pending").set(pending as f64);
+    gauge!("crossdock_cluster_ack_pending").set(ack_pending as f64);
+    gauge!("crossdock_cluster_redelivered").set(redelivered as f64);
+}
+
 /// A reload that found the files as the running version has them: the project is no longer
 /// failing to reload (an edit was undone), but nothing was reloaded either.
 pub fn reload_unchanged() {

@@ -23,6 +23,7 @@
 //! resumed by the next start: the inbox, not memory, is the queue of record.
 
 pub mod breaker;
+pub mod cluster;
 pub mod inbox;
 pub mod ledger;
 pub mod metrics;
@@ -313,6 +314,10 @@ pub struct Runtime {
     sources: sources::Hub,
     /// Where flows run, off the async workers.
     flows: pool::FlowPool,
+    /// `cluster:` of crossdock.yaml, read at open; the link is made by
+    /// [`Runtime::join_cluster`].
+    cluster_settings: Option<crate::cluster::Settings>,
+    cluster: std::sync::OnceLock<Arc<cluster::Link>>,
 }
 
 /// Why the engine could not start.
@@ -328,6 +333,8 @@ pub enum StartError {
     Ledger(#[from] ledger::LedgerError),
     #[error("{0}")]
     Build(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl Runtime {
@@ -351,10 +358,21 @@ impl Runtime {
         StartError,
     > {
         let (project, warnings) = load(dir, &env).map_err(StartError::Config)?;
-        let settings = settings
+        let mut settings = settings
             .with_server(&project.config.server)
             .with_state(&project.config.state);
-        let state_path = project.root.join(&project.config.state.path);
+        let cluster_settings = project
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| crate::cluster::Settings::from_config(&project.root, c));
+        let mut state_path = project.root.join(&project.config.state.path);
+        if let Some(c) = &cluster_settings {
+            // The stream holds the events of record: a node's own store is its working copy
+            // (see `cluster`), in a folder of its own so nodes can share a project folder.
+            state_path = state_path.join(&c.node);
+            settings.flush = FlushPolicy::Periodic;
+        }
         let store = Arc::new(
             SledStore::open_with_cache(&state_path, Durability::default(), settings.state_cache)
                 .map_err(|source| StartError::State {
@@ -362,6 +380,10 @@ impl Runtime {
                     source,
                 })?,
         );
+        let shared: Arc<dyn StateStore> = match &cluster_settings {
+            Some(c) => Arc::new(crate::cluster::state::JetStreamStore::open(c)?),
+            None => store.clone(),
+        };
         let ledger = Arc::new(ledger::Ledger::open(store.clone(), &state_path)?);
         let inbox = Arc::new(Inbox::open(store.clone(), settings.flush)?);
         let storage = Arc::new(storage::Storage::new(state_path.clone(), settings.min_free));
@@ -377,7 +399,7 @@ impl Runtime {
         let runtime = Arc::new(Runtime {
             live: ArcSwap::from_pointee(live),
             inbox,
-            state: store.clone(),
+            state: shared,
             store,
             storage,
             ledger,
@@ -393,6 +415,8 @@ impl Runtime {
             reloading: tokio::sync::Mutex::new(()),
             sources: sources::Hub::default(),
             flows,
+            cluster_settings,
+            cluster: std::sync::OnceLock::new(),
         });
         Ok((runtime, warnings, rx))
     }
@@ -413,6 +437,12 @@ impl Runtime {
         tokio::spawn(worker::dispatch(self.clone(), rx));
         tokio::spawn(self.clone().sweep());
         sources::start(self.clone());
+        if let Some(link) = self.cluster() {
+            cluster::hand_back(self)?;
+            tokio::spawn(cluster::consume(self.clone(), link.clone()));
+            tokio::spawn(cluster::beat(self.clone(), link.clone()));
+            return Ok(0);
+        }
         let pending = self.inbox.pending()?;
         let n = pending.len();
         for event in pending {
@@ -451,10 +481,41 @@ impl Runtime {
         self.sources.changed();
     }
 
+    /// Connects to the cluster when crossdock.yaml has `cluster:` (before [`Runtime::start`]);
+    /// false when it has none.
+    pub async fn join_cluster(&self) -> Result<bool, StartError> {
+        let Some(settings) = &self.cluster_settings else {
+            return Ok(false);
+        };
+        let link = cluster::Link::connect(settings.clone(), self.settings.dedup_window).await?;
+        let _ = self.cluster.set(Arc::new(link));
+        Ok(true)
+    }
+
+    /// The cluster link, once [`Runtime::join_cluster`] made it.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Link>> {
+        self.cluster.get()
+    }
+
     /// Accepts an event for `pipeline` from any source: written to the inbox, durable (per the
     /// flush policy) when this returns, and handed to the workers. Any one of `dedup_keys`
-    /// seen within the window gives `Duplicate` and nothing is queued.
+    /// seen within the window gives `Duplicate` and nothing is queued. In a cluster, the
+    /// inbox is the stream: durable on its servers when this returns, run by any node.
     pub async fn submit(
+        &self,
+        pipeline: &str,
+        dedup_keys: &[&str],
+        headers: BTreeMap<String, String>,
+        body: &[u8],
+    ) -> Result<Accepted, InboxError> {
+        if let Some(link) = self.cluster() {
+            return link.publish(pipeline, dedup_keys, headers, body).await;
+        }
+        self.submit_local(pipeline, dedup_keys, headers, body).await
+    }
+
+    /// [`Runtime::submit`] to this node's own inbox.
+    pub(crate) async fn submit_local(
         &self,
         pipeline: &str,
         dedup_keys: &[&str],

@@ -55,7 +55,14 @@ pub(super) async fn dispatch(runtime: Arc<Runtime>, mut rx: mpsc::UnboundedRecei
             // between the check and its start.
             runtime.running.fetch_add(1, Ordering::SeqCst);
             if !runtime.is_draining() {
-                process(&runtime, event).await;
+                match runtime.cluster() {
+                    Some(link) => {
+                        let (seq, id) = (event.seq, event.meta.id.clone());
+                        process(&runtime, event).await;
+                        link.settle(&runtime, seq, &id).await;
+                    }
+                    None => process(&runtime, event).await,
+                }
             }
             runtime.running.fetch_sub(1, Ordering::SeqCst);
         });

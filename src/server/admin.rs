@@ -36,10 +36,33 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/inbox", get(inbox_list))
         .route("/inbox/{id}", axum::routing::delete(inbox_drop))
         .route("/reload", post(reload))
+        .route("/cluster", get(cluster_nodes))
         .route("/state/customers/{id}", get(customer))
         .route("/state/stock/{sku}", get(stock_level))
         .route("/state/reservations/{order_id}", get(reservation))
         .route_layer(middleware::from_fn_with_state(runtime, authorize))
+}
+
+/// The nodes of the cluster (those that beat within the registry's `max_age`) and the project
+/// version each runs: a reload that reached only some of them shows here.
+async fn cluster_nodes(State(rt): Rt) -> Result<Json<Value>, ApiError> {
+    let Some(link) = rt.cluster() else {
+        return Err(ApiError::NotFound(
+            "this node runs alone: crossdock.yaml has no `cluster:`".into(),
+        ));
+    };
+    let nodes = link
+        .registry
+        .nodes()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let versions: std::collections::BTreeSet<&str> =
+        nodes.iter().map(|n| n.version.as_str()).collect();
+    Ok(Json(json!({
+        "node": link.settings.node,
+        "nodes": nodes,
+        "one_version": versions.len() <= 1,
+    })))
 }
 
 /// Every admin route goes through here first.

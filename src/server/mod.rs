@@ -43,10 +43,13 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
     let live = runtime.live();
     let storage = runtime.storage.refusal(runtime.inbox.committer.failure());
+    let cluster = runtime.cluster().map(|c| c.health());
     let (status, word) = if runtime.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if storage.is_some() {
         (StatusCode::SERVICE_UNAVAILABLE, "storage")
+    } else if cluster.as_ref().is_some_and(|c| !c.connected) {
+        (StatusCode::SERVICE_UNAVAILABLE, "nats")
     } else {
         (StatusCode::OK, "ok")
     };
@@ -61,6 +64,7 @@ async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>
             "free_bytes": runtime.storage.free_bytes(),
             "error": storage,
         },
+        "cluster": cluster,
     });
     (status, Json(body)).into_response()
 }

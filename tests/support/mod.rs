@@ -9,4 +9,5 @@ pub mod mock_lazada;
 pub mod mock_salesforce;
 pub mod mock_shopee;
 pub mod mock_tiktok;
+pub mod nats;
 pub mod upstream;

@@ -6,6 +6,7 @@
 //! mappings), `sources.rs` (sources and the `server:`/`state:` settings), `steps.rs`,
 //! `reads.rs` (what a flow reads of the body) and `env.rs` (unset `${VAR}`s).
 
+mod cluster;
 mod connectors;
 mod env;
 mod library;
@@ -87,6 +88,9 @@ pub fn compile(
         .and_then(|f| deserialize::<ProjectFile>(f, &mut diags));
     if let (Some(c), Some(file)) = (&config, &sources.project) {
         check_server(&c.server, &c.state, file, &mut diags);
+        if let Some(cluster) = &c.cluster {
+            cluster::check_cluster(&sources.root, cluster, file, &mut diags);
+        }
     }
     let connectors = match (&config, &sources.project) {
         (Some(c), Some(file)) => Some(compile_connectors(

@@ -77,12 +77,19 @@ pub struct SourceCx {
     pub runtime: Arc<Runtime>,
     pub pipeline: String,
     stop: watch::Receiver<bool>,
+    /// In a cluster: set when this node lost the source's lease (see `with_lease`).
+    lease_lost: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl SourceCx {
     /// Should the task end now: told to stop, or the runtime is draining.
     pub fn stopped(&self) -> bool {
-        *self.stop.borrow() || self.runtime.is_draining()
+        *self.stop.borrow()
+            || self.runtime.is_draining()
+            || self
+                .lease_lost
+                .as_ref()
+                .is_some_and(|l| l.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Waits `d`, or less if told to stop; true when the task should end.
@@ -166,6 +173,7 @@ fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
             runtime: runtime.clone(),
             pipeline: name.clone(),
             stop: stop_rx,
+            lease_lost: None,
         };
         let before = ended.remove(name);
         let span = tracing::info_span!("source", pipeline = %name, kind = source.kind());
@@ -179,9 +187,14 @@ fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
                 if cx.stopped() {
                     return;
                 }
-                tracing::info!("Source started");
-                run(cx, config).await;
-                tracing::info!("Source stopped");
+                match cx.runtime.cluster().cloned() {
+                    Some(link) => with_lease(cx, config, link).await,
+                    None => {
+                        tracing::info!("Source started");
+                        run(cx, config).await;
+                        tracing::info!("Source stopped");
+                    }
+                }
             }
             .instrument(span),
         );
@@ -202,6 +215,53 @@ async fn run(cx: SourceCx, source: SourceConfig) {
         SourceConfig::Schedule(s) => schedule::run(cx, s).await,
         SourceConfig::File(f) => file::run(cx, f).await,
         SourceConfig::Webhook(_) => {}
+    }
+}
+
+/// In a cluster, one node at a time runs a source: the one holding its lease
+/// (`cluster::nodes`). Waits for the lease, runs the source while renewing it, and stops the
+/// source at its next unit of work once the lease cannot be renewed for half its length (so
+/// it has stopped before another node may take it). The cursor is in the shared state, so the
+/// next holder resumes where this one stopped.
+async fn with_lease(mut cx: SourceCx, config: SourceConfig, link: Arc<super::cluster::Link>) {
+    use crate::cluster::nodes::{BEAT, LEASE};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lease = format!("source/{}", cx.pipeline);
+    loop {
+        if let Ok(true) = link.registry.hold(&lease).await {
+            break;
+        }
+        if cx.sleep(BEAT).await {
+            return;
+        }
+    }
+    tracing::info!(node = %link.settings.node, "Source started on this node (it holds the lease)");
+    let lost = Arc::new(AtomicBool::new(false));
+    cx.lease_lost = Some(lost.clone());
+    let keeper = {
+        let (link, lease, lost) = (link.clone(), lease.clone(), lost.clone());
+        tokio::spawn(async move {
+            let mut held_at = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(BEAT).await;
+                match link.registry.hold(&lease).await {
+                    Ok(true) => held_at = tokio::time::Instant::now(),
+                    Ok(false) => break,
+                    Err(_) if held_at.elapsed() < LEASE / 2 => {}
+                    Err(_) => break,
+                }
+            }
+            lost.store(true, Ordering::SeqCst);
+        })
+    };
+    run(cx, config).await;
+    keeper.abort();
+    if lost.load(Ordering::SeqCst) {
+        tracing::warn!("Source stopped: this node lost its lease");
+    } else {
+        // Stopped here (a reload, a drain): another node may take it at once.
+        let _ = link.registry.release(&lease).await;
+        tracing::info!("Source stopped");
     }
 }
 
