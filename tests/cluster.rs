@@ -392,10 +392,6 @@ async fn stock_race(kill_one: bool) {
     );
 }
 
-// A known fault, kept visible rather than deleted: with every node alive, an order delivered
-// twice is answered once reserved and once refused (docs/cluster.md, "Not yet"). The same race
-// with a node killed passes. `cargo test --test cluster -- --ignored` runs it.
-#[ignore = "known fault: a redelivered order answered both ways with every node alive (docs/cluster.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stock_races_over_three_nodes_reserve_exactly_what_is_there() {
     stock_race(false).await;

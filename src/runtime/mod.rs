@@ -492,6 +492,17 @@ impl Runtime {
         Ok(true)
     }
 
+    /// The key an event's state commit marks itself with (`state::applied_key`). In a cluster
+    /// each node numbers the events it runs from its own local inbox, so the node's name makes
+    /// the key one event's own in the shared store: without it, one node's event found
+    /// another's mark and kept none of its writes.
+    pub(crate) fn applied_key(&self, event_id: &str) -> String {
+        match self.cluster() {
+            Some(link) => crate::state::applied_key(&format!("{}/{event_id}", link.settings.node)),
+            None => crate::state::applied_key(event_id),
+        }
+    }
+
     /// The cluster link, once [`Runtime::join_cluster`] made it.
     pub fn cluster(&self) -> Option<&Arc<cluster::Link>> {
         self.cluster.get()

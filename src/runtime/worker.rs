@@ -160,6 +160,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     let span = tracing::Span::current();
     let max_writes = runtime.settings.max_event_writes;
     let full = event.meta.full_rerun;
+    let marker = runtime.applied_key(&event.meta.id);
     let run = move || {
         let _in_event = span.enter();
         // Timed here: the wait for a flow thread is not the flow's.
@@ -173,6 +174,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             &fetch,
             max_writes,
             full,
+            marker,
         );
         (outcome, started.elapsed().as_micros() as u64, applied)
     };
@@ -255,8 +257,9 @@ fn run_committed(
     fetch: &dyn Fetch,
     max_writes: usize,
     full: bool,
+    marker: String,
 ) -> (Outcome, bool) {
-    let marker = [crate::state::applied_key(&info.id)];
+    let marker = [marker];
     let mut tries = 0;
     loop {
         tries += 1;
@@ -539,7 +542,7 @@ async fn conclude(
             // Nothing runs this event again once it is out of the inbox: its `applied/` key
             // has served (a crash before this line leaves a stray key, which harms nothing).
             if finished.is_ok() && applied {
-                let key = [crate::state::applied_key(&event.meta.id)];
+                let key = [runtime.applied_key(&event.meta.id)];
                 if let Err(e) = runtime
                     .state()
                     .update(&key, &mut |_| Ok((vec![None], Value::Null)))
@@ -751,7 +754,7 @@ pub(super) async fn compensate(
         trails.push(trail);
     }
     if all_done {
-        let marker = [crate::state::applied_key(&event.meta.id)];
+        let marker = [runtime.applied_key(&event.meta.id)];
         match runtime
             .state()
             .update(&marker, &mut |_| Ok((vec![None], Value::Null)))

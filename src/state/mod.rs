@@ -20,7 +20,7 @@
 //! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
 //! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
 //! | `token/{connector}`                   | `{"access_token", "refresh_token", "renew_at": unix seconds or null, "seed": sha256 hex of the configured refresh token}`: an `http` connector's rotating pair, written by the connector |
-//! | `applied/{event_id}`                  | `{"at": RFC 3339}`: the event's state writes were committed ([`applied_key`]) |
+//! | `applied/{event_id}`                  | `{"at": RFC 3339}`: the event's state writes were committed ([`applied_key`]; in a cluster `applied/{node}/{event_id}`, each node numbering its own events) |
 //!
 //! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
 //! a shipment pipeline commits); `kv` is namespaced per pipeline.
