@@ -28,7 +28,14 @@ pub(super) struct Reads {
 }
 
 /// Fields of `event` that are not its body: reading them does not need the body converted.
-const EVENT_FIELDS: [&str; 4] = ["id", "pipeline", "headers", "received_at"];
+const EVENT_FIELDS: [&str; 6] = [
+    "id",
+    "pipeline",
+    "headers",
+    "params",
+    "tenant",
+    "received_at",
+];
 
 impl Reads {
     pub(super) fn of(ast: &AST) -> Reads {
@@ -251,6 +258,7 @@ mod tests {
             ("event.received_at + event.id", false),
             ("event.headers[\"x\"]", false),
             ("event.headers.len()", false),
+            ("event.params.shop + event.tenant", false),
             ("let prevent = #{body: 1}; prevent.body", false),
             ("// the event body is not read\nevent.id", false),
             ("event[\"body\"]", true),
