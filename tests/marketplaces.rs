@@ -55,6 +55,26 @@ fn poll_pipeline(name: &str, connector: &str, source: &str) -> String {
     )
 }
 
+/// A project of `yaml` and one poll pipeline `name` over `connector`, started: its folder, the
+/// file the orders go to, and the engine.
+fn start_poll(
+    yaml: &str,
+    name: &str,
+    connector: &str,
+    source: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Engine) {
+    let dir = project(&[
+        ("crossdock.yaml", yaml),
+        (
+            &format!("pipelines/{connector}.yaml"),
+            &poll_pipeline(name, connector, source),
+        ),
+    ]);
+    let out = dir.path().join("out/orders.jsonl");
+    let engine = Engine::start(dir.path());
+    (dir, out, engine)
+}
+
 fn ids(path: &std::path::Path, field: &str) -> Vec<String> {
     let mut ids: Vec<String> = json_lines(path)
         .iter()
@@ -78,15 +98,7 @@ async fn shopee_polls_signed_pages_and_rotates_tokens_across_a_kill() {
         shopee_connector(&mock.url, mock_shopee::PARTNER_KEY)
     );
     let source = "    params: { time_range_field: update_time, page_size: 2 }\n    items: $.response.order_list\n    next: { from: $.response.next_cursor, param: cursor, more: $.response.more }";
-    let dir = project(&[
-        ("crossdock.yaml", &yaml),
-        (
-            "pipelines/shopee.yaml",
-            &poll_pipeline("shopee-orders", "shopee", source),
-        ),
-    ]);
-    let out = dir.path().join("out/orders.jsonl");
-    let engine = Engine::start(dir.path());
+    let (dir, out, engine) = start_poll(&yaml, "shopee-orders", "shopee", source);
     eventually("the five orders", WAIT, || async {
         (ids(&out, "order_sn").len() == 5).then_some(())
     })
@@ -256,15 +268,7 @@ async fn tiktok_signed_search_pages_and_body_codes_are_failures() {
         connector_yaml(mock_tiktok::APP_SECRET, mock_tiktok::FIRST_REFRESH)
     );
     let source = "    params: { page_size: 2, order_status: AWAITING_SHIPMENT }\n    items: $.data.orders\n    next: { from: $.data.next_page_token, param: page_token }";
-    let dir = project(&[
-        ("crossdock.yaml", &yaml),
-        (
-            "pipelines/tiktok.yaml",
-            &poll_pipeline("tiktok-orders", "tiktok", source),
-        ),
-    ]);
-    let out = dir.path().join("out/orders.jsonl");
-    let engine = Engine::start(dir.path());
+    let (_dir, out, engine) = start_poll(&yaml, "tiktok-orders", "tiktok", source);
     eventually("the five orders", WAIT, || async {
         (ids(&out, "id").len() == 5).then_some(())
     })
@@ -364,15 +368,7 @@ connectors:
         refresh = mock_lazada::FIRST_REFRESH,
     );
     let source = "    params: { created_after: \"2026-01-01T00:00:00+08:00\" }\n    items: $.data.orders\n    offset: { param: offset, size: 2, size_param: limit, total: $.data.countTotal }";
-    let dir = project(&[
-        ("crossdock.yaml", &yaml),
-        (
-            "pipelines/lazada.yaml",
-            &poll_pipeline("lazada-orders", "lazada", source),
-        ),
-    ]);
-    let out = dir.path().join("out/orders.jsonl");
-    let engine = Engine::start(dir.path());
+    let (_dir, out, engine) = start_poll(&yaml, "lazada-orders", "lazada", source);
     eventually("the seven orders", WAIT, || async {
         (ids(&out, "order_id").len() == 7).then_some(())
     })
