@@ -130,6 +130,80 @@ pub fn record_order(
     CustomerSummary::from_json(&ckey, &answer)
 }
 
+/// A correction by hand of a customer's summary: each field given replaces the stored one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Correction {
+    pub lifetime_value: Option<Decimal>,
+    pub orders: Option<i64>,
+    /// `YYYY-MM-DD` (or a datetime, kept as its date).
+    pub first_order: Option<String>,
+    pub last_order: Option<String>,
+}
+
+/// Corrects a customer's summary (a refund the shop did not send, a merged account), in one
+/// update; a customer with nothing recorded starts from zero orders, dated `today`. The
+/// orders already counted stay counted: a redelivered one is still not counted twice.
+pub fn correct(
+    store: &dyn StateStore,
+    customer_id: &str,
+    fix: &Correction,
+    today: &str,
+) -> Result<CustomerSummary, StateError> {
+    let day = |what: &str, s: &str| {
+        super::date::parse_day(s)
+            .map(super::date::format_day)
+            .map_err(|e| StateError::Invalid(format!("customer {what}: {e}")))
+    };
+    let first = fix
+        .first_order
+        .as_deref()
+        .map(|s| day("first order", s))
+        .transpose()?;
+    let last = fix
+        .last_order
+        .as_deref()
+        .map(|s| day("last order", s))
+        .transpose()?;
+    let today = day("date", today)?;
+    if fix.lifetime_value.is_some_and(|v| v.is_sign_negative()) {
+        return Err(StateError::Invalid(
+            "a customer's lifetime value cannot be negative".into(),
+        ));
+    }
+    if fix.orders.is_some_and(|n| n < 0) {
+        return Err(StateError::Invalid(
+            "a customer's order count cannot be negative".into(),
+        ));
+    }
+    let key = customer_key(customer_id);
+    let answer = store.update(std::slice::from_ref(&key), &mut |current| {
+        let was = match &current[0] {
+            Some(v) => CustomerSummary::from_json(&key, v)?,
+            None => CustomerSummary {
+                lifetime_value: Decimal::ZERO,
+                orders: 0,
+                first_order: today.clone(),
+                last_order: today.clone(),
+            },
+        };
+        let next = CustomerSummary {
+            lifetime_value: fix.lifetime_value.unwrap_or(was.lifetime_value),
+            orders: fix.orders.unwrap_or(was.orders),
+            first_order: first.clone().unwrap_or(was.first_order),
+            last_order: last.clone().unwrap_or(was.last_order),
+        };
+        if next.first_order > next.last_order {
+            return Err(StateError::Invalid(format!(
+                "customer {customer_id}: first order {} is after last order {}",
+                next.first_order, next.last_order
+            )));
+        }
+        let stored = next.to_json();
+        Ok((vec![Some(stored.clone())], stored))
+    })?;
+    CustomerSummary::from_json(&key, &answer)
+}
+
 /// The customer's summary, or None for a customer with no recorded order.
 pub fn get(
     store: &dyn StateStore,
@@ -190,6 +264,40 @@ mod tests {
         let slash = record_order(&store, "a/x", "1", d("3"), "2026-01-01").unwrap();
         assert_eq!(slash.orders, 1);
         assert_eq!(get(&store, "a").unwrap().unwrap().orders, 1);
+    }
+
+    #[test]
+    fn a_correction_replaces_the_fields_given_and_keeps_counted_orders() {
+        let store = MemoryStore::new();
+        record_order(&store, "c", "1", d("10"), "2026-01-05").unwrap();
+        let fix = Correction {
+            lifetime_value: Some(d("4.50")),
+            ..Correction::default()
+        };
+        let s = correct(&store, "c", &fix, "2026-03-01").unwrap();
+        assert_eq!((s.lifetime_value, s.orders), (d("4.50"), 1));
+        assert_eq!(s.first_order, "2026-01-05");
+        // The order counted before is still not counted again.
+        let again = record_order(&store, "c", "1", d("10"), "2026-01-05").unwrap();
+        assert_eq!(again.lifetime_value, d("4.50"));
+        // A new customer starts today.
+        let fresh = Correction {
+            orders: Some(3),
+            ..Correction::default()
+        };
+        let s = correct(&store, "new", &fresh, "2026-03-01T10:00:00Z").unwrap();
+        assert_eq!((s.orders, s.first_order.as_str()), (3, "2026-03-01"));
+        let backwards = Correction {
+            first_order: Some("2026-04-01".into()),
+            ..Correction::default()
+        };
+        assert!(correct(&store, "new", &backwards, "2026-03-01").is_err());
+        let negative = Correction {
+            lifetime_value: Some(d("-1")),
+            ..Correction::default()
+        };
+        assert!(correct(&store, "new", &negative, "2026-03-01").is_err());
+        assert_eq!(get(&store, "new").unwrap().unwrap().orders, 3);
     }
 
     #[test]

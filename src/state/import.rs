@@ -19,6 +19,25 @@ pub fn import_stock_csv(
     sku_column: &str,
     qty_column: &str,
 ) -> Result<ImportReport, StateError> {
+    let (levels, refused) = read_stock_csv(csv_bytes, delimiter, sku_column, qty_column)?;
+    for (sku, n) in &levels {
+        stock::set(store, sku, *n)?;
+    }
+    Ok(ImportReport {
+        set: levels.len(),
+        refused,
+    })
+}
+
+/// The `(sku, on_hand)` of every good row of `csv`, and the rows refused (line, reason): what
+/// [`import_stock_csv`] sets, for a caller that sets them elsewhere (a running engine).
+#[allow(clippy::type_complexity)]
+pub fn read_stock_csv(
+    csv_bytes: &[u8],
+    delimiter: u8,
+    sku_column: &str,
+    qty_column: &str,
+) -> Result<(Vec<(String, i64)>, Vec<(usize, String)>), StateError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .from_reader(csv_bytes);
@@ -39,34 +58,32 @@ pub fn import_stock_csv(
             })
     };
     let (sku_at, qty_at) = (column(sku_column)?, column(qty_column)?);
-    let mut report = ImportReport::default();
+    let mut levels = Vec::new();
+    let mut refused = Vec::new();
     for (i, row) in reader.records().enumerate() {
         let line = i + 2;
         let row = match row {
             Ok(r) => r,
             Err(e) => {
-                report.refused.push((line, format!("not valid CSV: {e}")));
+                refused.push((line, format!("not valid CSV: {e}")));
                 continue;
             }
         };
         let sku = row.get(sku_at).unwrap_or_default().trim();
         let qty = row.get(qty_at).unwrap_or_default().trim();
         if sku.is_empty() {
-            report.refused.push((line, "no SKU".into()));
+            refused.push((line, "no SKU".into()));
             continue;
         }
         match qty.parse::<i64>() {
-            Ok(n) if n >= 0 => {
-                stock::set(store, sku, n)?;
-                report.set += 1;
-            }
-            _ => report.refused.push((
+            Ok(n) if n >= 0 => levels.push((sku.to_string(), n)),
+            _ => refused.push((
                 line,
                 format!("{sku}: quantity {qty:?} is not a whole number >= 0"),
             )),
         }
     }
-    Ok(report)
+    Ok((levels, refused))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! | `reservation/{order_id}`              | `{"status": "reserved" \| "rejected" \| "released" \| "committed", "items": [{"sku", "qty"}], "answer": {"ok", "shortfalls"}}` |
 //! | `kv/{pipeline}/{key}`                 | any JSON value                                                        |
 //! | `token/{connector}`                   | `{"access_token", "refresh_token", "renew_at": unix seconds or null, "seed": sha256 hex of the configured refresh token}`: an `http` connector's rotating pair, written by the connector |
+//! | `audit/head`, `audit/entry/{seq:020}` | the audit log of state written by hand ([`audit`]): `{"seq"}`; `{"seq", "at", "actor", "action", "changes": [{"key", "before", "after"}]}` |
 //! | `applied/{event_id}`                  | `{"at": RFC 3339}`: the event's state writes were committed ([`applied_key`]; in a cluster `applied/{node}/{event_id}`, each node numbering its own events) |
 //!
 //! Customers, stock and reservations are shared by every pipeline (an order pipeline reserves,
@@ -32,6 +33,7 @@
 //! the operations atomic. `update` may call its closure more than once (a transaction retried on
 //! conflict), so the closures here are pure functions of what they read.
 
+pub mod audit;
 pub mod customers;
 pub mod date;
 pub mod event;
@@ -107,6 +109,17 @@ pub trait StateStore: Send + Sync {
         Ok(())
     }
 }
+
+/// The prefixes of the keys flows read and write (customers, stock, reservations, kv): what
+/// the admin API lets a reader see key by key. Tokens and the engine's own records are not
+/// among them.
+pub const DOMAIN_PREFIXES: &[&str] = &[
+    "customer/",
+    "customer-order/",
+    "stock/",
+    "reservation/",
+    "kv/",
+];
 
 /// Escape one caller-supplied key part so it cannot contain the `/` separator.
 pub fn escape(part: &str) -> String {
