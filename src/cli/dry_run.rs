@@ -21,7 +21,9 @@ use crate::flow::event::{event_info, EventSpec};
 use crate::flow::input::{decode, each_json_line, Body, Decoded, InputFormat};
 use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
-use crate::state::{MemoryStore, SledStore, StateChange, StateStore};
+use crate::state::{MemoryStore, StateChange, StateStore};
+
+use super::remote::{RemoteStore, Target};
 
 pub struct Args<'a> {
     pub project: &'a Path,
@@ -32,6 +34,8 @@ pub struct Args<'a> {
     pub received_at: Option<&'a str>,
     /// `CONNECTOR.OP=FILE`: answers for fetch steps.
     pub fetch: &'a [String],
+    /// The running engine's address, to read its state.
+    pub url: Option<&'a str>,
     pub env: EnvLookup<'a>,
 }
 
@@ -110,7 +114,13 @@ pub fn run(args: Args<'_>) -> ExitCode {
         }
     }
     // Reads see the project's state; writes land in an overlay and are only reported.
-    let base = project_state(&project);
+    let base = match project_state(&project, args.url, args.env) {
+        Ok(base) => base,
+        Err(e) => {
+            eprintln!("{}", project.redactor.redact(&e));
+            return ExitCode::from(1);
+        }
+    };
     let overlay = Arc::new(Overlay::new(base));
     let state: Arc<dyn StateStore> = overlay.clone();
     let mut seen: BTreeMap<String, Option<Value>> = BTreeMap::new();
@@ -404,23 +414,20 @@ impl Printer {
     }
 }
 
-/// The project's sled state when it exists (a dry run never creates one), else empty.
-fn project_state(project: &crate::flow::Project) -> Arc<dyn StateStore> {
-    let path = project.root.join(&project.config.state.path);
-    if !path.exists() {
-        return Arc::new(MemoryStore::default());
-    }
-    match SledStore::open(&path) {
-        Ok(store) => Arc::new(store),
-        Err(e) => {
-            eprintln!(
-                "warning: state at {} cannot be opened ({e}); this dry run reads an empty state \
-(while `crossdock run` serves the project, POST /api/pipelines/NAME/dry-run reads its state)",
-                path.display()
-            );
-            Arc::new(MemoryStore::default())
-        }
-    }
+/// The project's sled state when it exists (a dry run never creates one), else empty; while
+/// an engine serves the project, its live state, read through its admin API.
+fn project_state(
+    project: &crate::flow::Project,
+    url: Option<&str>,
+    env: EnvLookup<'_>,
+) -> Result<Arc<dyn StateStore>, String> {
+    Ok(
+        match super::remote::locate(project, url, None, env, false)? {
+            Target::Local(Some(store)) => store,
+            Target::Local(None) => Arc::new(MemoryStore::default()),
+            Target::Engine(admin) => Arc::new(RemoteStore::new(admin)),
+        },
+    )
 }
 
 fn read_input(path: &str) -> std::io::Result<Vec<u8>> {

@@ -8,6 +8,7 @@ mod check;
 mod dlq;
 mod dry_run;
 mod init;
+mod remote;
 mod report;
 mod run;
 mod state;
@@ -117,7 +118,9 @@ Examples:\n  crossdock check\n  crossdock check path/to/project --strict"
     #[command(
         name = "dry-run",
         after_help = "Connectors are never called: each `send` is shown as an action. State is read \
-but never written; the changes a run would make are listed.\n\
+but never written; the changes a run would make are listed. While `crossdock run` serves the \
+project, the state read is the engine's live state, through its admin API \
+(CROSSDOCK_ADMIN_TOKEN).\n\
 Input: a .json file is one event; a .jsonl/.ndjson file is one event per line; a .csv file is one \
 event per row; `-` reads standard input (one JSON document, or JSON lines).\n\
 Exits 0 when every event ran without error, 1 otherwise.\n\n\
@@ -143,16 +146,31 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         /// The answer a `fetch` step gets, as CONNECTOR.OP=FILE (a JSON file; repeatable)
         #[arg(long = "fetch", value_name = "CONNECTOR.OP=FILE")]
         fetch: Vec<String>,
+        /// Read the state of the engine at this address (when it is not `server.listen`)
+        #[arg(long, value_name = "http://HOST:PORT")]
+        url: Option<String>,
     },
-    /// Inspect and seed the project's state: customers, stock, reservations
+    /// Inspect, seed and correct the project's state: customers, stock, reservations, kv
     #[command(
         after_help = "Reads and writes the sled store at the project's `state.path` \
-(default .crossdock/state). Reading a project that has no state yet shows empty values.\n\n\
-Examples:\n  crossdock state customer 42\n  crossdock state stock OAK-CH-01 --set 12\n  \
+(default .crossdock/state). Reading a project that has no state yet shows empty values. While \
+`crossdock run` serves the project (it holds the store), the same commands go through its admin \
+API, with CROSSDOCK_ADMIN_TOKEN: reads see its live state, and writes land in it between events. \
+Every write is recorded in the audit log (`state audit`), with --actor as its author.\n\n\
+Examples:\n  crossdock state customer 42\n  crossdock state customer 42 --lifetime-value 1250.00 --actor alice\n  \
+crossdock state stock OAK-CH-01 --set 12\n  \
 crossdock state import-stock tests/fixtures/erp/inventory-2026-11-21.csv --sku-column ItemNo --qty-column OnHand\n  \
-crossdock state reservation 1073459980"
+crossdock state reservation 1073459980\n  crossdock state kv shopify-stock last-sync --set '\"2026-11-21\"'\n  \
+crossdock state audit --limit 50"
     )]
     State {
+        /// The running engine's address, when it is not `server.listen` (e.g. started with
+        /// --listen); given, the command always goes through that engine's admin API
+        #[arg(long, global = true, value_name = "http://HOST:PORT")]
+        url: Option<String>,
+        /// Who makes the change, as the audit log records it ("admin" when not given)
+        #[arg(long, global = true, value_name = "NAME")]
+        actor: Option<String>,
         #[command(subcommand)]
         command: StateCommand,
     },
@@ -242,10 +260,22 @@ fn template_name(name: &str) -> Result<String, String> {
 
 #[derive(Debug, Subcommand)]
 enum StateCommand {
-    /// A customer's lifetime value, order count, first and last order
+    /// A customer's lifetime value, order count, first and last order; the options correct them
     Customer {
         /// Customer id, as the scripts record it
         id: String,
+        /// Set the lifetime value (a decimal, e.g. 1250.00)
+        #[arg(long, value_name = "DECIMAL")]
+        lifetime_value: Option<String>,
+        /// Set the order count
+        #[arg(long, value_name = "N")]
+        orders: Option<i64>,
+        /// Set the first order's date (YYYY-MM-DD)
+        #[arg(long, value_name = "DATE")]
+        first_order: Option<String>,
+        /// Set the last order's date (YYYY-MM-DD)
+        #[arg(long, value_name = "DATE")]
+        last_order: Option<String>,
     },
     /// A SKU's stock: on hand, reserved, available; `--set` changes on hand
     Stock {
@@ -256,6 +286,14 @@ enum StateCommand {
     },
     /// An order's reservation: status, items and the answer it got
     Reservation { order_id: String },
+    /// A value of a pipeline's key-value space (`kv.get` in its scripts); `--set` changes it
+    Kv {
+        pipeline: String,
+        key: String,
+        /// Set the value (JSON; null deletes the key)
+        #[arg(long, value_name = "JSON")]
+        set: Option<String>,
+    },
     /// Set on-hand counts from a CSV export (one row per SKU)
     ImportStock {
         /// The CSV file
@@ -269,6 +307,12 @@ enum StateCommand {
         /// Field delimiter
         #[arg(long, default_value_t = ',')]
         delimiter: char,
+    },
+    /// The audit log of state written by hand, newest first: who, when, which keys, before and after
+    Audit {
+        /// At most this many entries
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
 }
 
@@ -431,6 +475,7 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             headers,
             received_at,
             fetch,
+            url,
         } => dry_run::run(dry_run::Args {
             project: &project,
             pipeline: &pipeline,
@@ -439,12 +484,17 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             headers: &headers,
             received_at: received_at.as_deref(),
             fetch: &fetch,
+            url: url.as_deref(),
             env: &env,
         }),
         Command::Test { filter, format, .. } => {
             test::run(&project, filter.as_deref(), format, &env)
         }
-        Command::State { command } => state::run(&project, command, &env),
+        Command::State {
+            url,
+            actor,
+            command,
+        } => state::run(&project, url.as_deref(), actor.as_deref(), command, &env),
         Command::Run { listen, flush, .. } => run::run(run::Args {
             dir: &project,
             listen,

@@ -1,17 +1,33 @@
-//! `crossdock state`: inspect and seed the project's state store.
+//! `crossdock state`: inspect, seed and correct the project's state store, in the folder or,
+//! while an engine serves the project, through its admin API (`remote.rs` decides which).
+//! Writes are recorded in the audit log either way: here through `state::audit::Audited`, by
+//! the engine when it makes them.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::remote::{locate, Admin, RemoteStore, Target};
+use super::StateCommand;
 use crate::config::env::EnvLookup;
 use crate::flow::{load, CompileOptions};
-use crate::state::import::import_stock_csv;
-use crate::state::{customers, stock, MemoryStore, SledStore, StateStore};
+use crate::state::audit::{self, Audited};
+use crate::state::import::{read_stock_csv, StockRows};
+use crate::state::{customers, kv, stock, MemoryStore, StateStore};
 
-use super::StateCommand;
+/// Levels sent to the engine per request (its admin API takes 1,000 at most).
+const IMPORT_CHUNK: usize = 500;
 
-pub fn run(project: &Path, command: StateCommand, env: EnvLookup<'_>) -> ExitCode {
+pub fn run(
+    project: &Path,
+    url: Option<&str>,
+    actor: Option<&str>,
+    command: StateCommand,
+    env: EnvLookup<'_>,
+) -> ExitCode {
     let project = match load(project, env, CompileOptions::default()) {
         Ok((p, _)) => p,
         Err(diags) => {
@@ -23,98 +39,302 @@ pub fn run(project: &Path, command: StateCommand, env: EnvLookup<'_>) -> ExitCod
             return ExitCode::from(1);
         }
     };
-    let path = project.root.join(&project.config.state.path);
     let writes = matches!(
         command,
-        StateCommand::Stock { set: Some(_), .. } | StateCommand::ImportStock { .. }
+        StateCommand::Stock { set: Some(_), .. }
+            | StateCommand::Kv { set: Some(_), .. }
+            | StateCommand::ImportStock { .. }
+    ) || matches!(
+        &command,
+        StateCommand::Customer { lifetime_value, orders, first_order, last_order, .. }
+            if lifetime_value.is_some() || orders.is_some() || first_order.is_some() || last_order.is_some()
     );
-    // Reading never creates a store: a project that has none yet reads as empty.
-    let sled = if !writes && !path.exists() {
-        None
-    } else {
-        match SledStore::open(&path) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                eprintln!("cannot open the state at {}: {e}", path.display());
-                // sled lets one process in at a time: most often, the engine has it.
-                eprintln!(
-                    "  = help: if `crossdock run` is serving this project, read the state through \
-its admin API (GET /api/state/customers/ID, /api/state/stock/SKU, /api/state/reservations/ORDER) \
-or stop it first"
-                );
-                return ExitCode::from(1);
+    let target = match locate(&project, url, actor, env, writes) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}", project.redactor.redact(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let actor = audit::actor_name(actor);
+    let result = match &target {
+        Target::Local(sled) => {
+            let store: Arc<dyn StateStore> = match sled {
+                Some(s) => s.clone(),
+                None => Arc::new(MemoryStore::default()),
+            };
+            let done = local(store.as_ref(), &actor, command);
+            // What was set is on disk before we say so.
+            match (sled, writes) {
+                (Some(s), true) => {
+                    done.and_then(|text| s.flush().map(|_| text).map_err(|e| e.to_string()))
+                }
+                _ => done,
             }
         }
+        Target::Engine(admin) => engine(admin, command),
     };
-    let store: Arc<dyn StateStore> = match &sled {
-        Some(s) => s.clone(),
-        None => Arc::new(MemoryStore::default()),
-    };
-    let result = match command {
-        StateCommand::Customer { id } => customers::get(store.as_ref(), &id).map(|c| match c {
-            Some(c) => format!(
-                "customer {id}: lifetime value {}, {} orders, first {}, last {}",
-                c.lifetime_value, c.orders, c.first_order, c.last_order
-            ),
-            None => format!("customer {id}: no orders recorded"),
-        }),
-        StateCommand::Stock { sku, set } => {
-            let done = match set {
-                Some(n) => stock::set(store.as_ref(), &sku, n).map(|_| ()),
-                None => Ok(()),
-            };
-            done.and_then(|_| stock::level(store.as_ref(), &sku))
-                .map(|level| match level {
-                    Some(l) => format!(
-                        "{sku}: on hand {}, reserved {}, available {}",
-                        l["on_hand"], l["reserved"], l["available"]
-                    ),
-                    None => format!("{sku}: unknown SKU (available 0)"),
-                })
+    match result {
+        Ok(text) => {
+            println!("{}", project.redactor.redact(&text));
+            ExitCode::SUCCESS
         }
-        StateCommand::Reservation { order_id } => stock::reservation(store.as_ref(), &order_id)
-            .map(|r| match r {
-                Some(r) => format!("reservation {order_id}: {r}"),
-                None => format!("reservation {order_id}: none"),
-            }),
+        Err(e) => {
+            eprintln!("{}", project.redactor.redact(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The command on a store this process holds: writes through the audit log.
+fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<String, String> {
+    let err = |e: crate::state::StateError| e.to_string();
+    match command {
+        StateCommand::Customer {
+            id,
+            lifetime_value,
+            orders,
+            first_order,
+            last_order,
+        } => {
+            let fix = customers::Correction {
+                lifetime_value: decimal(lifetime_value.as_deref())?,
+                orders,
+                first_order,
+                last_order,
+            };
+            if fix != customers::Correction::default() {
+                let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                let audited = Audited::new(store, actor, &format!("customer correct {id}"));
+                customers::correct(&audited, &id, &fix, &today).map_err(err)?;
+            }
+            show_customer(store, &id)
+        }
+        StateCommand::Stock { sku, set } => {
+            if let Some(n) = set {
+                let audited = Audited::new(store, actor, &format!("stock set {sku} {n}"));
+                stock::set(&audited, &sku, n).map_err(err)?;
+            }
+            show_stock(store, &sku)
+        }
+        StateCommand::Reservation { order_id } => show_reservation(store, &order_id),
+        StateCommand::Kv { pipeline, key, set } => {
+            if let Some(text) = set {
+                let value = json_value(&text)?;
+                let audited = Audited::new(store, actor, &format!("kv set {pipeline} {key}"));
+                kv::set(&audited, &pipeline, &key, value).map_err(err)?;
+            }
+            show_kv(store, &pipeline, &key)
+        }
         StateCommand::ImportStock {
             file,
             sku_column,
             qty_column,
             delimiter,
         } => {
-            let bytes = match std::fs::read(&file) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("cannot read {}: {e}", file.display());
-                    return ExitCode::from(1);
-                }
-            };
-            let delimiter = u8::try_from(delimiter).unwrap_or(b',');
-            import_stock_csv(store.as_ref(), &bytes, delimiter, &sku_column, &qty_column).map(
-                |report| {
-                    let mut out = format!("set {} SKUs from {}", report.set, file.display());
-                    for (line, why) in &report.refused {
-                        out.push_str(&format!("\n  line {line} skipped: {why}"));
-                    }
-                    out
-                },
-            )
+            let (levels, refused) = read_csv(&file, &sku_column, &qty_column, delimiter)?;
+            for (sku, n) in &levels {
+                let action = format!("stock import {sku} {n}");
+                stock::set(&Audited::new(store, actor, &action), sku, *n).map_err(err)?;
+            }
+            Ok(imported(levels.len(), &file, &refused))
         }
-    };
-    // What was set is on disk before we say so.
-    let result = match (&sled, writes) {
-        (Some(s), true) => result.and_then(|text| s.flush().map(|_| text)),
-        _ => result,
-    };
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
+        StateCommand::Audit { limit } => {
+            let (items, head) = audit::recent(store, limit, None).map_err(err)?;
+            Ok(show_audit(&items, head))
         }
     }
+}
+
+/// The command through the running engine's admin API: it writes (and logs); reads go through
+/// a [`RemoteStore`] made after the write, so they see it.
+fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, String> {
+    let reader = || RemoteStore::new(admin.clone());
+    match command {
+        StateCommand::Customer {
+            id,
+            lifetime_value,
+            orders,
+            first_order,
+            last_order,
+        } => {
+            let mut fix = serde_json::Map::new();
+            if let Some(v) = decimal(lifetime_value.as_deref())? {
+                fix.insert("lifetime_value".into(), json!(v.to_string()));
+            }
+            if let Some(n) = orders {
+                fix.insert("orders".into(), json!(n));
+            }
+            if let Some(d) = first_order {
+                fix.insert("first_order".into(), json!(d));
+            }
+            if let Some(d) = last_order {
+                fix.insert("last_order".into(), json!(d));
+            }
+            if !fix.is_empty() {
+                let path = ["state", "customers", id.as_str()];
+                admin.must(Method::PATCH, &path, Some(&Value::Object(fix)))?;
+            }
+            show_customer(&reader(), &id)
+        }
+        StateCommand::Stock { sku, set } => {
+            if let Some(n) = set {
+                let path = ["state", "stock", sku.as_str()];
+                admin.must(Method::PUT, &path, Some(&json!({ "on_hand": n })))?;
+            }
+            show_stock(&reader(), &sku)
+        }
+        StateCommand::Reservation { order_id } => show_reservation(&reader(), &order_id),
+        StateCommand::Kv { pipeline, key, set } => {
+            if let Some(text) = set {
+                let value = json_value(&text)?;
+                let path = ["state", "kv", pipeline.as_str(), key.as_str()];
+                admin.must(Method::PUT, &path, Some(&json!({ "value": value })))?;
+            }
+            show_kv(&reader(), &pipeline, &key)
+        }
+        StateCommand::ImportStock {
+            file,
+            sku_column,
+            qty_column,
+            delimiter,
+        } => {
+            let (levels, refused) = read_csv(&file, &sku_column, &qty_column, delimiter)?;
+            for chunk in levels.chunks(IMPORT_CHUNK) {
+                let levels: Vec<Value> = chunk
+                    .iter()
+                    .map(|(sku, n)| json!({ "sku": sku, "on_hand": n }))
+                    .collect();
+                let body = json!({ "levels": levels });
+                admin.must(Method::POST, &["state", "stock"], Some(&body))?;
+            }
+            Ok(imported(levels.len(), &file, &refused))
+        }
+        StateCommand::Audit { limit } => {
+            let limit = limit.to_string();
+            let page = admin
+                .call(Method::GET, &["state", "audit"], &[("limit", &limit)], None)?
+                .ok_or("the engine has no audit log: is it an older crossdock?")?;
+            let items = page
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let head = page.get("head").and_then(Value::as_u64).unwrap_or(0);
+            Ok(show_audit(&items, head))
+        }
+    }
+}
+
+fn decimal(text: Option<&str>) -> Result<Option<rust_decimal::Decimal>, String> {
+    text.map(|t| {
+        rust_decimal::Decimal::from_str_exact(t.trim())
+            .map_err(|e| format!("--lifetime-value {t:?}: {e}"))
+    })
+    .transpose()
+}
+
+fn json_value(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("--set {text:?} is not JSON ({e}); a string is written in quotes: '\"text\"'")
+    })
+}
+
+fn read_csv(
+    file: &Path,
+    sku_column: &str,
+    qty_column: &str,
+    delimiter: char,
+) -> Result<StockRows, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let delimiter = u8::try_from(delimiter).unwrap_or(b',');
+    read_stock_csv(&bytes, delimiter, sku_column, qty_column).map_err(|e| e.to_string())
+}
+
+fn imported(set: usize, file: &Path, refused: &[(usize, String)]) -> String {
+    let mut out = format!("set {set} SKUs from {}", file.display());
+    for (line, why) in refused {
+        out.push_str(&format!("\n  line {line} skipped: {why}"));
+    }
+    out
+}
+
+fn show_customer(store: &dyn StateStore, id: &str) -> Result<String, String> {
+    customers::get(store, id)
+        .map(|c| match c {
+            Some(c) => format!(
+                "customer {id}: lifetime value {}, {} orders, first {}, last {}",
+                c.lifetime_value, c.orders, c.first_order, c.last_order
+            ),
+            None => format!("customer {id}: no orders recorded"),
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn show_stock(store: &dyn StateStore, sku: &str) -> Result<String, String> {
+    stock::level(store, sku)
+        .map(|level| match level {
+            Some(l) => format!(
+                "{sku}: on hand {}, reserved {}, available {}",
+                l["on_hand"], l["reserved"], l["available"]
+            ),
+            None => format!("{sku}: unknown SKU (available 0)"),
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn show_reservation(store: &dyn StateStore, order_id: &str) -> Result<String, String> {
+    stock::reservation(store, order_id)
+        .map(|r| match r {
+            Some(r) => format!("reservation {order_id}: {r}"),
+            None => format!("reservation {order_id}: none"),
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn show_kv(store: &dyn StateStore, pipeline: &str, key: &str) -> Result<String, String> {
+    kv::get(store, pipeline, key)
+        .map(|v| match v {
+            Some(v) => format!("{pipeline} {key}: {v}"),
+            None => format!("{pipeline} {key}: none"),
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// One entry a line (then a line per key it changed), newest first.
+fn show_audit(items: &[Value], head: u64) -> String {
+    let mut out = String::new();
+    for e in items {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!(
+            "#{}  {}  {}  {}\n",
+            e.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            s("at"),
+            s("actor"),
+            s("action")
+        ));
+        for c in e
+            .get("changes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let show = |k: &str| match c.get(k) {
+                None | Some(Value::Null) => "(none)".to_string(),
+                Some(v) => v.to_string(),
+            };
+            out.push_str(&format!(
+                "    {}: {} → {}\n",
+                c.get("key").and_then(Value::as_str).unwrap_or(""),
+                show("before"),
+                show("after")
+            ));
+        }
+    }
+    let kept = head.min(audit::KEEP);
+    out.push_str(&format!(
+        "{} of {kept} entries kept ({head} written)",
+        items.len()
+    ));
+    out
 }

@@ -29,15 +29,17 @@ pub fn import_stock_csv(
     })
 }
 
+/// The `(sku, on_hand)` of the good rows, and the rows refused: `(line, reason)`.
+pub type StockRows = (Vec<(String, i64)>, Vec<(usize, String)>);
+
 /// The `(sku, on_hand)` of every good row of `csv`, and the rows refused (line, reason): what
 /// [`import_stock_csv`] sets, for a caller that sets them elsewhere (a running engine).
-#[allow(clippy::type_complexity)]
 pub fn read_stock_csv(
     csv_bytes: &[u8],
     delimiter: u8,
     sku_column: &str,
     qty_column: &str,
-) -> Result<(Vec<(String, i64)>, Vec<(usize, String)>), StateError> {
+) -> Result<StockRows, StateError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .from_reader(csv_bytes);

@@ -93,8 +93,11 @@ const FORMAT_KEY: &[u8] = b"crossdock.format";
 /// live process keeps it, and the open fails after this long with sled's message.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StateError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
+fn open_waiting_for_lock(
+    config: &sled::Config,
+    wait: std::time::Duration,
+) -> Result<sled::Db, StateError> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         // sled 0.34 panics on some damaged files instead of answering an error (a flipped byte
         // in a segment header, seen with `db` files edited by hand): that is a damaged store,
@@ -122,6 +125,13 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StateError> 
             }
             Err(e) => return Err(backend("open", e)),
         }
+    }
+}
+
+fn opening(e: StateError, path: &Path) -> StateError {
+    match e {
+        StateError::Backend(m) => StateError::Backend(format!("{m} (opening {})", path.display())),
+        other => other,
     }
 }
 
@@ -167,6 +177,16 @@ impl SledStore {
         SledStore::open_with(path, Durability::default())
     }
 
+    /// [`SledStore::open`] without waiting for the lock: for a command that has not opened the
+    /// store itself, so a held lock is another process's (a running engine), and waiting for
+    /// it would only delay the answer.
+    pub fn open_unless_held(path: impl AsRef<Path>) -> Result<SledStore, StateError> {
+        let path = path.as_ref();
+        let config = sled::Config::new().path(path).cache_capacity(DEFAULT_CACHE);
+        SledStore::from_config_waiting(config, Durability::default(), std::time::Duration::ZERO)
+            .map_err(|e| opening(e, path))
+    }
+
     /// Open (or create) the store in `path` with the given durability.
     pub fn open_with(
         path: impl AsRef<Path>,
@@ -184,12 +204,7 @@ impl SledStore {
     ) -> Result<SledStore, StateError> {
         let path = path.as_ref();
         let config = sled::Config::new().path(path).cache_capacity(cache);
-        SledStore::from_config(config, durability).map_err(|e| match e {
-            StateError::Backend(m) => {
-                StateError::Backend(format!("{m} (opening {})", path.display()))
-            }
-            other => other,
-        })
+        SledStore::from_config(config, durability).map_err(|e| opening(e, path))
     }
 
     /// A store in a fresh temporary directory that is deleted when the store is dropped; for
@@ -204,13 +219,21 @@ impl SledStore {
     }
 
     fn from_config(config: sled::Config, durability: Durability) -> Result<SledStore, StateError> {
+        SledStore::from_config_waiting(config, durability, LOCK_WAIT)
+    }
+
+    fn from_config_waiting(
+        config: sled::Config,
+        durability: Durability,
+        wait: std::time::Duration,
+    ) -> Result<SledStore, StateError> {
         let every_ms = match durability {
             Durability::Periodic { every_ms } => Some(every_ms.max(1)),
             // Each update flushes; a background flusher would only add fsyncs.
             Durability::EachUpdate => None,
         };
         let config = config.flush_every_ms(every_ms);
-        let db = open_waiting_for_lock(&config)?;
+        let db = open_waiting_for_lock(&config, wait)?;
         check_format(&db)?;
         let tree = db.open_tree(TREE).map_err(|e| backend("open tree", e))?;
         let writer = Writer::start(

@@ -1,0 +1,273 @@
+//! Where `crossdock state` and `crossdock dry-run` find the project's state: the sled folder
+//! when nothing holds it, else the running engine's admin API ([`Admin`]), whose state reads
+//! [`RemoteStore`] turns back into a read-only `StateStore` for the commands' usual code.
+//!
+//! sled lets one process open the folder at a time, so a locked folder means an engine serves
+//! it; a cluster's state is in NATS, never in the folder, so a clustered project always goes
+//! through the API; `--url` goes through it too (an engine elsewhere).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use reqwest::Url;
+use serde_json::Value;
+
+use crate::config::env::EnvLookup;
+use crate::flow::Project;
+use crate::state::{SledStore, StateError, StateStore, UpdateResult};
+
+/// Where the state is.
+pub enum Target {
+    /// The folder, opened by this command (None: no state yet, which reads as empty).
+    Local(Option<Arc<SledStore>>),
+    /// A running engine.
+    Engine(Arc<Admin>),
+}
+
+/// Finds the state of `project`. `writes`: the command writes, so a missing folder is created
+/// rather than read as empty.
+pub fn locate(
+    project: &Project,
+    url: Option<&str>,
+    actor: Option<&str>,
+    env: EnvLookup<'_>,
+    writes: bool,
+) -> Result<Target, String> {
+    let path = project.root.join(&project.config.state.path);
+    if url.is_some() || project.config.cluster.is_some() {
+        return Admin::connect(project, url, actor, env, &path)
+            .map(|a| Target::Engine(Arc::new(a)));
+    }
+    if !writes && !path.exists() {
+        return Ok(Target::Local(None));
+    }
+    match SledStore::open_unless_held(&path) {
+        Ok(store) => Ok(Target::Local(Some(Arc::new(store)))),
+        // Locked: the engine has it open. Ask the engine.
+        Err(_) if path.exists() => {
+            Admin::connect(project, url, actor, env, &path).map(|a| Target::Engine(Arc::new(a)))
+        }
+        Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
+    }
+}
+
+/// A client of the running engine's admin API.
+pub struct Admin {
+    base: Url,
+    token: String,
+    actor: String,
+    client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+/// What a request waits for at most: a stuck engine must not hang the command.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Admin {
+    fn connect(
+        project: &Project,
+        url: Option<&str>,
+        actor: Option<&str>,
+        env: EnvLookup<'_>,
+        path: &Path,
+    ) -> Result<Admin, String> {
+        let why = if project.config.cluster.is_some() {
+            "the project's state is in its cluster".to_string()
+        } else if url.is_some() {
+            "--url names a running engine".to_string()
+        } else {
+            format!("a running engine holds the state at {}", path.display())
+        };
+        let token = env("CROSSDOCK_ADMIN_TOKEN")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "{why}: set CROSSDOCK_ADMIN_TOKEN (the engine's admin token) to reach it \
+                     through its admin API, or stop the engine"
+                )
+            })?;
+        let given = match url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", reachable(&project.config.server.listen)),
+        };
+        let base = Url::parse(&given).map_err(|e| format!("the engine's address {given}: {e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Admin {
+            base,
+            token,
+            actor: crate::state::audit::actor_name(actor),
+            client,
+            rt,
+        })
+    }
+
+    /// `/api/` and `segments`, each percent-encoded as one path segment (a SKU may hold `/`).
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| format!("{} cannot be the engine's address", self.base))?
+            .pop_if_empty()
+            .push("api")
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    /// Calls the API; `Ok(None)` for a 404 (nothing stored there).
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, String> {
+        let url = self.url(segments, query)?;
+        let mut request = self
+            .client
+            .request(method, url)
+            .bearer_auth(&self.token)
+            .header("x-crossdock-actor", &self.actor);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.rt.block_on(async {
+            let response = request.send().await.map_err(|e| {
+                format!(
+                    "cannot reach the engine at {} (give its address with --url): {e}",
+                    self.base
+                )
+            })?;
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(Some(answer));
+            }
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let error = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the engine answered {status}"));
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(format!(
+                    "the engine at {} refused the admin token ({error}): set \
+                     CROSSDOCK_ADMIN_TOKEN to the token it was started with",
+                    self.base
+                ));
+            }
+            Err(error)
+        })
+    }
+
+    /// [`Admin::call`] where a 404 is an error too.
+    pub fn must(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        self.call(method, segments, &[], body)?.ok_or_else(|| {
+            format!(
+                "the engine at {} has no /api/{}: is it an older crossdock?",
+                self.base,
+                segments.join("/")
+            )
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        self.base.as_str()
+    }
+}
+
+/// The address to reach a server listening on `listen`: one that listens everywhere is
+/// reached on loopback.
+fn reachable(listen: &str) -> String {
+    if let Some(port) = listen.strip_prefix("0.0.0.0:") {
+        format!("127.0.0.1:{port}")
+    } else if let Some(port) = listen.strip_prefix("[::]:") {
+        format!("[::1]:{port}")
+    } else {
+        listen.to_string()
+    }
+}
+
+/// Keys remembered by a [`RemoteStore`] at most; past it, reads go to the engine each time.
+const CACHE: usize = 100_000;
+
+/// The running engine's state, read key by key through `GET /api/state/key` and remembered:
+/// one dry run reads each key once, so its events see one value of it (and a large input does
+/// not make a round trip per event). Writes are refused: a dry run writes into an overlay.
+pub struct RemoteStore {
+    admin: Arc<Admin>,
+    seen: Mutex<HashMap<String, Option<Value>>>,
+}
+
+impl RemoteStore {
+    pub fn new(admin: Arc<Admin>) -> RemoteStore {
+        RemoteStore {
+            admin,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl StateStore for RemoteStore {
+    fn get(&self, key: &str) -> Result<Option<Value>, StateError> {
+        if let Some(v) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(v.clone());
+        }
+        let answer = self
+            .admin
+            .call(
+                reqwest::Method::GET,
+                &["state", "key"],
+                &[("key", key)],
+                None,
+            )
+            .map_err(StateError::Backend)?
+            .ok_or_else(|| {
+                StateError::Backend(format!(
+                    "the engine at {} cannot be read key by key: is it an older crossdock?",
+                    self.admin.address()
+                ))
+            })?;
+        let value = match answer.get("value") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.clone()),
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < CACHE {
+            seen.insert(key.to_string(), value.clone());
+        }
+        Ok(value)
+    }
+
+    fn update(
+        &self,
+        _keys: &[String],
+        _f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
+    ) -> Result<Value, StateError> {
+        Err(StateError::Backend(
+            "the running engine's state is read-only here: write it through its admin API".into(),
+        ))
+    }
+
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError> {
+        Err(StateError::Backend(format!(
+            "the running engine's state cannot be listed by prefix (`{prefix}`) through its admin API"
+        )))
+    }
+}
