@@ -361,3 +361,85 @@ async fn the_state_routes_refuse_what_they_do_not_serve() {
     let (_, page) = engine.admin("/api/state/audit").await;
     assert_eq!(page["head"], 0, "nothing was written: {page}");
 }
+
+/// A clustered project keeps its state in NATS, never in the folder: the commands go through a
+/// node's admin API from the start, and the writes and the audit log land in the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_cluster_state_goes_through_a_node() {
+    let dir = project(&[
+        (
+            "crossdock.yaml",
+            r#"
+server: { listen: "${SHOP_LISTEN:-127.0.0.1:8787}" }
+cluster:
+  nats: { url: "${NATS_URL}" }
+  node: n1
+connectors:
+  out: { kind: file, path: out/actions.jsonl }
+"#,
+        ),
+        ("pipelines/orders.yaml", ORDERS),
+        ("scripts/reserve.rhai", RESERVE),
+    ]);
+    let d = dir.path();
+    let nats = support::nats::Nats::start(&d.join("nats"));
+    let nats_url = nats.url();
+    let engine = Engine::start_with(d, &[("NATS_URL", &nats_url)]);
+    let live = [
+        ("CROSSDOCK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SHOP_LISTEN", engine.addr.as_str()),
+        ("NATS_URL", nats_url.as_str()),
+    ];
+    let (code, out, err) = crossdock(
+        d,
+        &live,
+        &["state", "stock", "SKU-1", "--set", "3", "--actor", "ops"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "SKU-1: on hand 3, reserved 0, available 3");
+    let (status, _) = engine
+        .post("/hooks/orders", &order("o-1", "c-1", "SKU-1", 2))
+        .await;
+    assert_eq!(status, 202);
+    let actions = d.join("out/actions.jsonl");
+    eventually("the order", Duration::from_secs(30), || async {
+        (json_lines(&actions).len() == 1).then_some(())
+    })
+    .await;
+    let (code, out, err) = crossdock(d, &live, &["state", "stock", "SKU-1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "SKU-1: on hand 3, reserved 2, available 1");
+    std::fs::write(d.join("order-2.json"), order("o-2", "c-1", "SKU-1", 2)).unwrap();
+    let (code, out, err) = crossdock(
+        d,
+        &live,
+        &[
+            "dry-run",
+            "orders",
+            "--input",
+            "order-2.json",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let outcome: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome["actions"][0]["payload"]["reservation"]["ok"], false);
+    let (code, out, err) = crossdock(d, &live, &["state", "audit"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .ends_with("ops  stock set SKU-1 3"),
+        "{out}"
+    );
+    // No token: told to set it, not handed an empty folder.
+    let (code, _, err) = crossdock(d, &live[1..], &["state", "stock", "SKU-1"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the project's state is in its cluster")
+            && err.contains("CROSSDOCK_ADMIN_TOKEN"),
+        "{err}"
+    );
+}
