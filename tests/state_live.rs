@@ -168,7 +168,7 @@ async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
     let (code, out, err) = crossdock(
         d,
         &live,
-        &["state", "stock", "SKU-1", "--set", "10", "--actor", "bob"],
+        &["state", "stock", "SKU-1", "--set", "10", "--actor", "bób"],
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "SKU-1: on hand 10, reserved 2, available 8");
@@ -196,7 +196,7 @@ async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
     );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].ends_with("bob  stock set SKU-1 10"), "{out}");
+    assert!(lines[0].ends_with("bób  stock set SKU-1 10"), "{out}");
     assert_eq!(
         lines[1],
         r#"    stock/SKU-1: {"on_hand":3,"reserved":2} → {"on_hand":10,"reserved":2}"#
@@ -208,7 +208,7 @@ async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
     assert_eq!(status, 200);
     assert_eq!(page["head"], 3);
     let entry = &page["items"][0];
-    assert_eq!(entry["actor"], "bob");
+    assert_eq!(entry["actor"], "bób");
     assert_eq!(entry["changes"][0]["key"], "stock/SKU-1");
     assert!(entry["at"].as_str().unwrap().ends_with('Z'), "{entry}");
 
@@ -242,7 +242,7 @@ async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
         out.lines()
             .next()
             .unwrap()
-            .ends_with("bob  stock set SKU-1 10"),
+            .ends_with("bób  stock set SKU-1 10"),
         "{out}"
     );
     let (_, out, _) = crossdock(d, &[], &["state", "customer", "c-9"]);

@@ -132,11 +132,14 @@ impl Admin {
         body: Option<&Value>,
     ) -> Result<Option<Value>, String> {
         let url = self.url(segments, query)?;
+        // A name outside ASCII goes as its UTF-8 bytes, which a header may carry.
+        let actor = reqwest::header::HeaderValue::from_bytes(self.actor.as_bytes())
+            .map_err(|e| format!("--actor {:?}: {e}", self.actor))?;
         let mut request = self
             .client
             .request(method, url)
             .bearer_auth(&self.token)
-            .header("x-crossdock-actor", &self.actor);
+            .header("x-crossdock-actor", actor);
         if let Some(body) = body {
             request = request.json(body);
         }

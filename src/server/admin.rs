@@ -387,13 +387,12 @@ async fn reservation(State(rt): Rt, Path(order_id): Path<String>) -> Result<Json
     }
 }
 
-/// Who writes, for the audit log: the `X-Crossdock-Actor` header, else "admin".
+/// Who writes, for the audit log: the `X-Crossdock-Actor` header (UTF-8), else "admin".
 fn actor(headers: &HeaderMap) -> String {
-    crate::state::audit::actor_name(
-        headers
-            .get("x-crossdock-actor")
-            .and_then(|v| v.to_str().ok()),
-    )
+    let given = headers
+        .get("x-crossdock-actor")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    crate::state::audit::actor_name(given.as_deref())
 }
 
 /// Runs a hand-made write through the audit log over the engine's store, off the async
