@@ -2,8 +2,9 @@
 //! when nothing holds it, else the running engine's admin API ([`Admin`]), whose state reads
 //! [`RemoteStore`] turns back into a read-only `StateStore` for the commands' usual code.
 //!
-//! sled lets one process open the folder at a time, so a locked folder means an engine serves
-//! it; a cluster's state is in NATS, never in the folder, so a clustered project always goes
+//! sled lets one process open the folder at a time, so a locked folder with an engine answering
+//! at `server.listen` means that engine serves it (a folder held by another command is waited
+//! for, as an open does); a cluster's state is in NATS, never in the folder, so a clustered project always goes
 //! through the API; `--url` goes through it too (an engine elsewhere).
 
 use std::collections::HashMap;
@@ -44,12 +45,33 @@ pub fn locate(
     }
     match SledStore::open_unless_held(&path) {
         Ok(store) => Ok(Target::Local(Some(Arc::new(store)))),
-        // Locked: the engine has it open. Ask the engine.
-        Err(_) if path.exists() => {
+        // Held, and an engine listens where the project says: it is the holder. Ask it.
+        Err(_) if path.exists() && listening(&reachable(&project.config.server.listen)) => {
             Admin::connect(project, url, actor, env, &path).map(|a| Target::Engine(Arc::new(a)))
         }
+        // Held by another command for a moment, or by an engine listening elsewhere: wait for
+        // the lock as long as an open does, then say which.
+        Err(_) if path.exists() => match SledStore::open(&path) {
+            Ok(store) => Ok(Target::Local(Some(Arc::new(store)))),
+            Err(e) => Err(format!(
+                "cannot open the state at {}: {e}; if `crossdock run` serves this project on \
+                 another address than `server.listen`, give it with --url (and \
+                 CROSSDOCK_ADMIN_TOKEN)",
+                path.display()
+            )),
+        },
         Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
     }
+}
+
+/// Whether something accepts connections at `addr` (host:port), asked once with a short wait.
+fn listening(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let wait = std::time::Duration::from_millis(500);
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, wait).is_ok())
 }
 
 /// A client of the running engine's admin API.
