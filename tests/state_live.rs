@@ -443,3 +443,30 @@ connectors:
         "{err}"
     );
 }
+
+/// A folder held while no engine answers at `server.listen` is another command's: the command
+/// waits for it as an open does, and when it stays held says how to reach an engine elsewhere.
+#[test]
+fn a_folder_held_by_another_process_is_waited_for() {
+    let dir = project(&files());
+    let d = dir.path();
+    let (code, _, err) = crossdock(d, &[], &["state", "stock", "SKU-1", "--set", "4"]);
+    assert_eq!(code, 0, "{err}");
+    // Port 1: nothing listens there.
+    let nobody = [("SHOP_LISTEN", "127.0.0.1:1")];
+    let path = d.join(".crossdock/state");
+    let held = crossdock::state::SledStore::open(&path).unwrap();
+    let (code, _, err) = crossdock(d, &nobody, &["state", "stock", "SKU-1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("give it with --url"), "{err}");
+    // Let go while the command waits: it opens the folder itself.
+    let command = {
+        let d = d.to_path_buf();
+        std::thread::spawn(move || crossdock(&d, &nobody, &["state", "stock", "SKU-1"]))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    drop(held);
+    let (code, out, err) = command.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "SKU-1: on hand 4, reserved 0, available 4");
+}
