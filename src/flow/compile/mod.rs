@@ -146,6 +146,7 @@ pub fn compile(
             tenants: &tenants,
             tenant_connectors: &tenant_connectors,
             dedup_window,
+            has_tenant: true,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
@@ -265,6 +266,9 @@ struct StepCx<'a> {
     tenants: &'a BTreeMap<String, crate::flow::tenants::TenantList>,
     /// Connectors built per tenant, which only events with a tenant can use.
     tenant_connectors: &'a BTreeMap<String, crate::flow::TenantConnector>,
+    /// Whether the pipeline's events have a tenant (its webhook chooses one), so a connector
+    /// built per tenant can serve them.
+    has_tenant: bool,
     /// `server.dedup_window`, which a catch-up's lookback should not outrun.
     dedup_window: std::time::Duration,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
@@ -382,6 +386,12 @@ fn compile_pipeline(
     let errors_before = cx.diags.errors().count();
 
     let source = cx.section::<Source>(&spec.source, &[key("source")]);
+    // A source that did not parse has its own error; its steps are not blamed for it.
+    cx.has_tenant = match &source {
+        Some(Source::Webhook(w)) => w.tenants.is_some(),
+        Some(_) => false,
+        None => true,
+    };
     let webhook = source
         .as_ref()
         .and_then(|source| check_source(cx, source, claims))
