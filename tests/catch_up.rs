@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use support::engine::{eventually, shipped_project, Engine};
 use support::mock_bigcommerce::{signed_headers, MockBigCommerce};
 use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
+use support::nats::Nats;
 
 const BC_SECRET: &str = "catch-up-bigcommerce-client-secret";
 const BC_TOKEN: &str = "catch-up-bigcommerce-access-token";
@@ -83,27 +84,54 @@ fn order_pushes(sf: &MockSalesforce, id: u64) -> usize {
         .count()
 }
 
-/// The value of a counter of the pipeline in `/metrics` (0 when absent).
-async fn counter(engine: &Engine, name: &str) -> u64 {
-    let text = engine.metrics().await;
+/// A counter of the pipeline in `/metrics`, summed over the nodes (0 where absent).
+async fn counter(engines: &[Engine], name: &str) -> u64 {
     let prefix = format!("{name}{{pipeline=\"bigcommerce-orders\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let mut sum = 0;
+    for engine in engines {
+        let text = engine.metrics().await;
+        sum += text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64);
+    }
+    sum
 }
 
-async fn processed(engine: &Engine, event: &str) {
-    let trail = eventually("the event to finish", WAIT, || async {
-        let (_, t) = engine.admin(&format!("/api/events/{event}")).await;
-        (t["status"] == "processed" || t["status"] == "dead_lettered").then_some(t)
-    })
+/// Events accepted in all: a node of a cluster counts an event when it publishes it and again
+/// when it takes it from the stream into its working copy.
+async fn events(engines: &[Engine], cluster: bool) -> u64 {
+    let received = counter(engines, "crossdock_events_received_total").await;
+    if cluster {
+        received / 2
+    } else {
+        received
+    }
+}
+
+async fn pushed(sf: &MockSalesforce, id: u64, times: usize) {
+    eventually(
+        &format!("order {id} pushed {times} times"),
+        WAIT,
+        || async { (order_pushes(sf, id) >= times).then_some(()) },
+    )
     .await;
-    assert_eq!(trail["status"], "processed", "{trail}\n{}", engine.log());
 }
 
 #[tokio::test]
 async fn a_webhook_missed_and_then_found_by_the_catch_up_poll_is_processed_once() {
+    catch_up(false).await;
+}
+
+/// The same on two nodes of a cluster: the webhooks reach one node or the other, the poll runs
+/// on the node holding its lease, and the business key deduplicates across them.
+#[tokio::test]
+async fn a_cluster_processes_a_caught_up_order_once_whichever_node_took_it() {
+    catch_up(true).await;
+}
+
+async fn catch_up(cluster: bool) {
     let sf = MockSalesforce::start().await;
     for sku in ["OAK-CH-01", "LIN-CU-GRY"] {
         sf.insert("PricebookEntry", json!({ "SKU__c": sku, "UnitPrice": 1 }));
@@ -124,19 +152,40 @@ async fn a_webhook_missed_and_then_found_by_the_catch_up_poll_is_processed_once(
     let text = std::fs::read_to_string(&pipeline).unwrap();
     assert!(text.contains("every: 15m"), "{text}");
     std::fs::write(&pipeline, text.replace("every: 15m", "every: 200ms")).unwrap();
-    let engine = Engine::start_with(
-        dir.path(),
-        &[
-            ("SF_INSTANCE_URL", &sf.base_url()),
-            ("SF_TOKEN_URL", &sf.token_url()),
-            ("SF_CLIENT_ID", CLIENT_ID),
-            ("SF_CLIENT_SECRET", CLIENT_SECRET),
-            ("BC_API_URL", &bc.url),
-            ("BC_STORE_HASH", "abc123"),
-            ("BC_ACCESS_TOKEN", bc.token()),
-            ("BC_CLIENT_SECRET", BC_SECRET),
-        ],
-    );
+    let nats = cluster.then(|| {
+        let config = dir.path().join("crossdock.yaml");
+        let mut yaml = std::fs::read_to_string(&config).unwrap();
+        yaml.push_str(
+            "\ncluster:\n  nats: { url: \"${NATS_URL}\", ack_wait: 2s }\n  node: \"${CROSSDOCK_NODE}\"\n",
+        );
+        std::fs::write(&config, yaml).unwrap();
+        Nats::start(&dir.path().join("nats"))
+    });
+    let nats_url = nats.as_ref().map(Nats::url).unwrap_or_default();
+    let (sf_url, token_url) = (sf.base_url(), sf.token_url());
+    let start = |node: &str| {
+        Engine::start_with(
+            dir.path(),
+            &[
+                ("SF_INSTANCE_URL", &sf_url),
+                ("SF_TOKEN_URL", &token_url),
+                ("SF_CLIENT_ID", CLIENT_ID),
+                ("SF_CLIENT_SECRET", CLIENT_SECRET),
+                ("BC_API_URL", &bc.url),
+                ("BC_STORE_HASH", "abc123"),
+                ("BC_ACCESS_TOKEN", bc.token()),
+                ("BC_CLIENT_SECRET", BC_SECRET),
+                ("NATS_URL", &nats_url),
+                ("CROSSDOCK_NODE", node),
+            ],
+        )
+    };
+    let engines: Vec<Engine> = if cluster {
+        vec![start("n1"), start("n2")]
+    } else {
+        vec![start("solo")]
+    };
+    let (first, last) = (&engines[0], &engines[engines.len() - 1]);
     // The store lists no order yet: the first polls find nothing (204, no body).
     eventually("a first poll", WAIT, || async {
         (!bc.list_calls().is_empty()).then_some(())
@@ -144,10 +193,9 @@ async fn a_webhook_missed_and_then_found_by_the_catch_up_poll_is_processed_once(
     .await;
 
     // A's webhook arrives; B's never does.
-    let (status, answer) = post_hook(&engine, "delivery-a", &hook(250, None)).await;
-    assert_eq!(status, 202, "{answer}\n{}", engine.log());
-    processed(&engine, answer["event_id"].as_str().unwrap()).await;
-    assert_eq!(order_pushes(&sf, 250), 1);
+    let (status, answer) = post_hook(first, "delivery-a", &hook(250, None)).await;
+    assert_eq!(status, 202, "{answer}\n{}", first.log());
+    pushed(&sf, 250, 1).await;
 
     // Now the store lists both. A poll runs only after the one before it ended, so once two
     // more calls began after this, one whole poll has submitted what it found.
@@ -161,8 +209,8 @@ async fn a_webhook_missed_and_then_found_by_the_catch_up_poll_is_processed_once(
     assert_eq!(order_pushes(&sf, 251), 1);
     // A's webhook and B's poll item are the only events; every poll's A, and B after the
     // first, were duplicates.
-    assert_eq!(counter(&engine, "crossdock_events_received_total").await, 2);
-    assert!(counter(&engine, "crossdock_events_duplicate_total").await >= 3);
+    assert_eq!(events(&engines, cluster).await, 2);
+    assert!(counter(&engines, "crossdock_events_duplicate_total").await >= 3);
     let accounts = sf.find(
         "Account",
         "External_Id__c",
@@ -171,35 +219,36 @@ async fn a_webhook_missed_and_then_found_by_the_catch_up_poll_is_processed_once(
     assert_eq!(accounts.len(), 1, "B's whole order reached Salesforce");
 
     // B's webhook arrives late: a duplicate of what the poll found, answered 200.
-    let (status, late) = post_hook(&engine, "delivery-b", &hook(251, None)).await;
+    let (status, late) = post_hook(last, "delivery-b", &hook(251, None)).await;
     assert_eq!(status, 200, "{late}");
     assert_eq!(late["duplicate"], true);
-    assert_eq!(counter(&engine, "crossdock_events_received_total").await, 2);
+    assert_eq!(events(&engines, cluster).await, 2);
     assert_eq!(order_pushes(&sf, 251), 1);
 
     // An update is not a duplicate: A's status change runs, once however often it comes.
-    let (status, change) = post_hook(&engine, "delivery-a-status", &hook(250, Some((1, 11)))).await;
+    let (status, change) = post_hook(last, "delivery-a-status", &hook(250, Some((1, 11)))).await;
     assert_eq!(status, 202, "{change}");
-    processed(&engine, change["event_id"].as_str().unwrap()).await;
-    assert_eq!(order_pushes(&sf, 250), 2);
-    let (status, again) =
-        post_hook(&engine, "delivery-a-status-2", &hook(250, Some((1, 11)))).await;
+    pushed(&sf, 250, 2).await;
+    let (status, again) = post_hook(first, "delivery-a-status-2", &hook(250, Some((1, 11)))).await;
     assert_eq!(
         (status, &again["duplicate"]),
         (200, &json!(true)),
         "{again}"
     );
+    assert_eq!(events(&engines, cluster).await, 3);
 
     // What the polls asked: the orders placed in the last two hours, page by page, with the
     // store's token (none was refused).
     assert_eq!(bc.refused(), 0);
-    let first = &bc.list_calls()[0];
-    assert_eq!(first.get("page").map(String::as_str), Some("1"));
-    assert_eq!(first.get("limit").map(String::as_str), Some("50"));
-    let since = chrono::DateTime::parse_from_rfc3339(&first["min_date_created"]).unwrap();
+    let first_call = &bc.list_calls()[0];
+    assert_eq!(first_call.get("page").map(String::as_str), Some("1"));
+    assert_eq!(first_call.get("limit").map(String::as_str), Some("50"));
+    let since = chrono::DateTime::parse_from_rfc3339(&first_call["min_date_created"]).unwrap();
     let back = chrono::Utc::now().signed_duration_since(since);
     assert!(
         back > chrono::Duration::minutes(119) && back < chrono::Duration::minutes(125),
         "min_date_created {since} is not two hours back"
     );
+    drop(engines);
+    drop(nats);
 }
