@@ -147,11 +147,19 @@ async fn catch_up(cluster: bool) {
         fixture("order-251-products.json"),
     );
     let dir = shipped_project();
-    // The shipped pipeline polls every 15 minutes; the test cannot wait that long.
+    // The shipped pipeline polls every 15 minutes, 50 orders a page; the test cannot wait that
+    // long, and asks one order a page so that the two orders take pages 1 and 2 and page 3 is
+    // BigCommerce's 204.
     let pipeline = dir.path().join("pipelines/bigcommerce-orders.yaml");
     let text = std::fs::read_to_string(&pipeline).unwrap();
-    assert!(text.contains("every: 15m"), "{text}");
-    std::fs::write(&pipeline, text.replace("every: 15m", "every: 200ms")).unwrap();
+    assert!(
+        text.contains("every: 15m") && text.contains("size: 50"),
+        "{text}"
+    );
+    let text = text
+        .replace("every: 15m", "every: 200ms")
+        .replace("size: 50", "size: 1");
+    std::fs::write(&pipeline, text).unwrap();
     let nats = cluster.then(|| {
         let config = dir.path().join("crossdock.yaml");
         let mut yaml = std::fs::read_to_string(&config).unwrap();
@@ -197,12 +205,13 @@ async fn catch_up(cluster: bool) {
     assert_eq!(status, 202, "{answer}\n{}", first.log());
     pushed(&sf, 250, 1).await;
 
-    // Now the store lists both. A poll runs only after the one before it ended, so once two
-    // more calls began after this, one whole poll has submitted what it found.
+    // Now the store lists both. A poll (three calls now: page 1, page 2, the empty page 3)
+    // runs only after the one before it ended, so once seven more calls began after this, a
+    // whole poll has submitted what it found.
     bc.list(&[250, 251]);
     let calls = bc.list_calls().len();
     eventually("B pushed by the catch-up poll", WAIT, || async {
-        (order_pushes(&sf, 251) == 1 && bc.list_calls().len() >= calls + 3).then_some(())
+        (order_pushes(&sf, 251) == 1 && bc.list_calls().len() >= calls + 7).then_some(())
     })
     .await;
     assert_eq!(order_pushes(&sf, 250), 1, "A came both ways and ran once");
@@ -242,7 +251,16 @@ async fn catch_up(cluster: bool) {
     assert_eq!(bc.refused(), 0);
     let first_call = &bc.list_calls()[0];
     assert_eq!(first_call.get("page").map(String::as_str), Some("1"));
-    assert_eq!(first_call.get("limit").map(String::as_str), Some("50"));
+    assert_eq!(first_call.get("limit").map(String::as_str), Some("1"));
+    let made = bc.list_calls();
+    let pages: Vec<&str> = made
+        .iter()
+        .map(|c| c.get("page").map_or("", String::as_str))
+        .collect();
+    assert!(
+        pages.windows(3).any(|w| w == ["1", "2", "3"]),
+        "no poll paged 1, 2, 3: {pages:?}"
+    );
     let since = chrono::DateTime::parse_from_rfc3339(&first_call["min_date_created"]).unwrap();
     let back = chrono::Utc::now().signed_duration_since(since);
     assert!(
