@@ -52,18 +52,34 @@ fn enriched_project() -> tempfile::TempDir {
         }
     }
     let pipeline = std::fs::read_to_string(repo.join("pipelines/bigcommerce-orders.yaml")).unwrap();
-    let enriched: String = pipeline
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("- fetch:"))
-        .map(|l| {
-            if l.trim_start().starts_with("when:") {
-                "  when: '\"id\" in record && \"products\" in record'".to_string()
-            } else {
-                l.to_string()
+    // Without the fetches (the top-level one for the products, and the `switch` that fetches a
+    // webhook's order), triggered by an enriched order; a block's deeper lines go with it.
+    let mut lines = Vec::new();
+    let mut skip_deeper_than: Option<usize> = None;
+    for l in pipeline.lines() {
+        let indent = l.len() - l.trim_start().len();
+        if let Some(depth) = skip_deeper_than {
+            if indent > depth && !l.trim().is_empty() {
+                continue;
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+            skip_deeper_than = None;
+        }
+        let t = l.trim_start();
+        if t.starts_with("- fetch:") {
+            continue;
+        }
+        if t.starts_with("- switch:") {
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        if t.starts_with("when:") && indent == 2 {
+            lines.push("  when: '\"id\" in record && \"products\" in record'".to_string());
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        lines.push(l.to_string());
+    }
+    let enriched = lines.join("\n");
     std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
     std::fs::write(
         dir.path().join("pipelines/bigcommerce-orders.yaml"),

@@ -90,17 +90,7 @@ async fn bigcommerce_api() -> String {
 
 /// Standard Webhooks headers as BigCommerce sends them, keyed with the raw client secret.
 fn bigcommerce_headers(id: &str, body: &str) -> Vec<(&'static str, String)> {
-    use base64::Engine as _;
-    use hmac::Mac;
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(BC_SECRET.as_bytes()).unwrap();
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    vec![
-        ("webhook-id", id.to_string()),
-        ("webhook-timestamp", ts),
-        ("webhook-signature", format!("v1,{sig}")),
-    ]
+    support::mock_bigcommerce::signed_headers(BC_SECRET, id, body)
 }
 
 async fn post_order(engine: &Engine, delivery: &str, order_id: u64) -> (u16, Value) {
@@ -280,9 +270,30 @@ async fn a_signed_order_webhook_becomes_account_contact_and_order_with_items() {
     assert_eq!(w.sf.calls().len(), calls_before, "{:?}", w.sf.calls());
     assert_eq!(counts(&w.sf), before);
 
-    // The same order as a new delivery (the first answer was lost, or the store sent it
-    // again): a new event, whose upserts update the same records and create none.
-    let (status, answer) = post_order(&w.engine, "delivery-250-again", 250).await;
+    // The same order placed, as a new delivery (the store sent it again): a duplicate by the
+    // pipeline's business key, whatever its delivery id.
+    let (status, again) = post_order(&w.engine, "delivery-250-again", 250).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["event_id"], id.as_str());
+
+    // The order's status changes: a new event, whose upserts update the same records and
+    // create none.
+    let status_change = json!({
+        "scope": "store/order/statusUpdated",
+        "store_id": "1025646",
+        "data": {"type": "order", "id": 250, "status": {"previous_status_id": 1, "new_status_id": 11}},
+        "hash": "352e4afc6dd3fc85ea26bfdf3f91852604d57528",
+        "created_at": 1_763_647_470,
+        "producer": "stores/abc123",
+    })
+    .to_string();
+    let (status, answer) = post_signed(
+        &w.engine,
+        "/hooks/bigcommerce/orders",
+        "delivery-250-status",
+        &status_change,
+    )
+    .await;
     assert_eq!(status, 202, "{answer}");
     let second = answer["event_id"].as_str().unwrap().to_string();
     assert_ne!(second, id);

@@ -98,7 +98,11 @@ async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
         &[("SHOPEE_KEY", SHOPEE_KEY), ("TIKTOK_SECRET", TIKTOK_SECRET)],
     );
 
-    let shopee_body = r#"{"data":{"ordersn":"2208101BVF7Q4M","status":"READY_TO_SHIP","update_time":1660123127},"shop_id":1001,"code":3,"timestamp":1660123127}"#;
+    // Each push signs the time it was sent in its body: one sent now.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let shopee_stale = r#"{"data":{"ordersn":"2208101BVF7Q4M","status":"READY_TO_SHIP","update_time":1660123127},"shop_id":1001,"code":3,"timestamp":1660123127}"#;
+    let shopee_body =
+        &shopee_stale.replace("\"timestamp\":1660123127", &format!("\"timestamp\":{now}"));
     let signed = hex_hmac(
         SHOPEE_KEY,
         &[SHOPEE_URL.as_bytes(), b"|", shopee_body.as_bytes()],
@@ -137,8 +141,28 @@ async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
     let (status, answer) = post(&engine, "/hooks/shopee", None, shopee_body).await;
     assert_eq!(status, 401);
     assert_eq!(answer["error"], "signature: missing header Authorization");
+    // Rightly signed, but sent long ago: a captured push replayed past the tolerance.
+    let stale_signature = hex_hmac(
+        SHOPEE_KEY,
+        &[SHOPEE_URL.as_bytes(), b"|", shopee_stale.as_bytes()],
+    );
+    let (status, answer) = post(
+        &engine,
+        "/hooks/shopee",
+        auth(&stale_signature),
+        shopee_stale,
+    )
+    .await;
+    assert_eq!(status, 401, "stale: {answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("signature: timestamp is ")
+            && error.ends_with("s old, more than the allowed 300 s"),
+        "{error}"
+    );
 
-    let tiktok_body = r#"{"type":1,"tts_notification_id":"7327112393057371910","shop_id":"7494049642642441621","timestamp":1706237472,"data":{"order_id":"576461413038785752","order_status":"AWAITING_SHIPMENT"}}"#;
+    let tiktok_body = &r#"{"type":1,"tts_notification_id":"7327112393057371910","shop_id":"7494049642642441621","timestamp":1706237472,"data":{"order_id":"576461413038785752","order_status":"AWAITING_SHIPMENT"}}"#
+        .replace("\"timestamp\":1706237472", &format!("\"timestamp\":{now}"));
     let signed = hex_hmac(
         TIKTOK_SECRET,
         &[TIKTOK_APP_KEY.as_bytes(), tiktok_body.as_bytes()],
@@ -183,7 +207,7 @@ async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
     assert!(find("tiktok").to_string().contains("576461413038785752"));
     let metrics = engine.metrics().await;
     assert!(
-        metrics.contains("crossdock_webhooks_rejected_total{pipeline=\"shopee\",status=\"401\"} 4"),
+        metrics.contains("crossdock_webhooks_rejected_total{pipeline=\"shopee\",status=\"401\"} 5"),
         "{metrics}"
     );
 }

@@ -701,6 +701,10 @@ struct PushFile {
     body: String,
     expected_header: String,
     delivery_id: Option<String>,
+    /// When the vector was sent plus a little: a scheme that signs the time in the body is
+    /// checked at it (None: the scheme signs no time).
+    verify_at_unix: Option<i64>,
+    tolerance_seconds: Option<i64>,
     extra_vectors: Vec<PushVector>,
 }
 
@@ -733,13 +737,26 @@ impl PushFile {
             header: None,
             encoding: None,
             prefix: None,
-            tolerance: None,
+            tolerance: self.tolerance_seconds.map(|t| format!("{t}s")),
             callback_url: self.callback_url.clone(),
             app_key: self.app_key.clone(),
         }
     }
 
+    fn now(&self) -> i64 {
+        self.verify_at_unix.unwrap_or(UNTIMED_NOW)
+    }
+
     fn verify(&self, signature: Option<&str>, body: &str) -> Result<Verified, VerifyError> {
+        self.verify_at(signature, body, self.now())
+    }
+
+    fn verify_at(
+        &self,
+        signature: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
         let pairs: Vec<(String, String)> = signature
             .map(|s| (self.header_name.clone(), s.to_owned()))
             .into_iter()
@@ -747,8 +764,42 @@ impl PushFile {
         build(&self.config(&self.secret)).unwrap().verify(
             &to_header_map(&pairs),
             body.as_bytes(),
-            UNTIMED_NOW,
+            now,
         )
+    }
+}
+
+/// A push that signs its time in the body (Shopee, TikTok Shop, Lazada) is refused once the
+/// time is past the tolerance: the vectors, sent years ago, are stale today. Tokopedia signs
+/// no time, so its vector still verifies today.
+#[test]
+fn marketplace_pushes_are_refused_when_stale() {
+    let today = chrono::Utc::now().timestamp();
+    for file in PUSH_FILES {
+        let push = push_file(file);
+        let result = push.verify_at(Some(&push.expected_header), &push.body, today);
+        let Some(at) = push.verify_at_unix else {
+            assert!(result.is_ok(), "{file}: {result:?}");
+            continue;
+        };
+        let tolerance = push.tolerance_seconds.unwrap();
+        let sent = at - 10;
+        assert!(
+            matches!(result, Err(VerifyError::TooOld { age_secs, tolerance_secs })
+                if age_secs == today - sent && tolerance_secs == tolerance),
+            "{file}: {result:?}"
+        );
+        let edge = |now: i64| push.verify_at(Some(&push.expected_header), &push.body, now);
+        assert!(edge(sent + tolerance).is_ok(), "{file}: oldest edge");
+        assert!(edge(sent - tolerance).is_ok(), "{file}: newest edge");
+        assert_eq!(
+            edge(sent - tolerance - 1),
+            Err(VerifyError::TooNew {
+                ahead_secs: tolerance + 1,
+                tolerance_secs: tolerance
+            }),
+            "{file}: from the future"
+        );
     }
 }
 
@@ -794,7 +845,7 @@ fn marketplace_push_vectors() {
         let wrong = build(&push.config(&format!("{}-rotated", push.secret))).unwrap();
         let headers = to_header_map(&[(push.header_name.clone(), push.expected_header.clone())]);
         assert_eq!(
-            wrong.verify(&headers, push.body.as_bytes(), UNTIMED_NOW),
+            wrong.verify(&headers, push.body.as_bytes(), push.now()),
             Err(VerifyError::Mismatch),
             "{file}: wrong key"
         );

@@ -146,8 +146,12 @@ async fn push(engine: &Engine, shop: &str, key: &str, body: &str) -> (u16, Value
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A Shopee order push sent now (Shopee signs the time in the body).
 fn order(ordersn: &str) -> String {
-    format!(r#"{{"code":3,"shop_id":1,"data":{{"ordersn":"{ordersn}","status":"READY_TO_SHIP"}}}}"#)
+    let now = chrono::Utc::now().timestamp();
+    format!(
+        r#"{{"code":3,"shop_id":1,"timestamp":{now},"data":{{"ordersn":"{ordersn}","status":"READY_TO_SHIP"}}}}"#
+    )
 }
 
 /// The engine on a project of the ERP connector, `shops` and one pipeline, with the shops'
@@ -316,11 +320,16 @@ async fn the_marketplace_pushes_example_takes_two_shops_orders_into_the_erp() {
 
     let dir = example_copy();
     let engine = Engine::start_with(dir.path(), &[("ERP_URL", erp_url.as_str())]);
+    // The example's pushes, sent now: each signs the time it was sent in its body.
+    let now = chrono::Utc::now().timestamp().to_string();
     let fixture = |name: &str| {
-        std::fs::read_to_string(dir.path().join("tests/fixtures").join(name))
-            .unwrap()
-            .trim()
-            .to_owned()
+        let text = std::fs::read_to_string(dir.path().join("tests/fixtures").join(name)).unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let sent = body["timestamp"].to_string();
+        text.trim().replace(
+            &format!("\"timestamp\":{sent}"),
+            &format!("\"timestamp\":{now}"),
+        )
     };
     let hex_hmac = |key: &str, message: &str| {
         let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
@@ -426,7 +435,10 @@ on_error:
         }
     };
     let body = |shop_id: u32, ordersn: &str| {
-        format!(r#"{{"code":3,"shop_id":{shop_id},"data":{{"ordersn":"{ordersn}"}}}}"#)
+        let now = chrono::Utc::now().timestamp();
+        format!(
+            r#"{{"code":3,"shop_id":{shop_id},"timestamp":{now},"data":{{"ordersn":"{ordersn}"}}}}"#
+        )
     };
     assert_eq!(post(body(2002, "G-7")).await.0, 202);
     assert_eq!(post(body(1001, "A-7")).await.0, 202);

@@ -13,6 +13,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// How long a dedup key is kept when `server.dedup_window` does not say.
+pub const DEFAULT_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// `crossdock.yaml`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +293,11 @@ pub struct PipelineFile {
     /// mistake in one step does not hide the mistakes in the others.
     #[schemars(with = "SourceConfig")]
     pub source: Value,
+    /// A poll beside a webhook source that finds what the provider never delivered
+    /// (docs/runtime.md, "Catch-up").
+    #[serde(default)]
+    #[schemars(with = "Option<CatchUpConfig>")]
+    pub catch_up: Option<Value>,
     #[serde(default)]
     pub trigger: Option<TriggerConfig>,
     #[schemars(with = "Vec<StepConfig>")]
@@ -342,6 +350,64 @@ pub struct WebhookSource {
     /// Which tenants list, and which `{param}` of the path, choose the event's tenant.
     #[serde(default)]
     pub tenants: Option<WebhookTenantsConfig>,
+    /// The business dedup key of a delivery: text with `{JSONPath}` fields of the body, e.g.
+    /// `"order:{$.data.id}"`; a list is tried in order, the first whose fields are all there
+    /// wins. A delivery whose key was seen within the dedup window is a duplicate, whichever
+    /// way the first came (a catch-up poll's item included).
+    #[serde(default)]
+    pub key: Option<KeyTemplates>,
+}
+
+/// One key template, or several tried in order.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum KeyTemplates {
+    One(String),
+    Any(Vec<String>),
+}
+
+impl KeyTemplates {
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            KeyTemplates::One(t) => vec![t.as_str()],
+            KeyTemplates::Any(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `catch_up:`: a poll of the same objects as the pipeline's webhook, whose items share the
+/// webhook's business key, so an object whose webhook never came is found and one that came
+/// both ways is processed once.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatchUpConfig {
+    /// The poll: the options of a `poll` source, without `cursor` (`since` replaces it).
+    pub poll: PollSource,
+    /// The field each call asks "changed since" with, and how far back it looks.
+    pub since: CatchUpSince,
+    /// Each item's business key, as the webhook's `key` (same text for the same object).
+    pub key: KeyTemplates,
+}
+
+/// `since: { param: min_date_created, lookback: 2h }`: each poll sends `param` = now minus
+/// `lookback`, so consecutive polls overlap and an object is seen more than once; the dedup
+/// keys (kept for the dedup window) make the repeats duplicates.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatchUpSince {
+    pub param: String,
+    pub lookback: String,
+    /// How the time is written: `rfc3339` (the default) or `unix` (seconds).
+    #[serde(default)]
+    pub format: SinceFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SinceFormat {
+    #[default]
+    Rfc3339,
+    Unix,
 }
 
 /// `tenants: { list: shops, param: shop }` (the path names the tenant) or
@@ -453,6 +519,9 @@ pub struct PollOffset {
     /// JSONPath into the answer to the number of items in all.
     #[serde(default)]
     pub total: Option<String>,
+    /// `param` counts pages from 1 instead of items from 0 (BigCommerce `page` and `limit`).
+    #[serde(default)]
+    pub pages: bool,
 }
 
 /// Where a poll resumes: the largest `from` value of the items seen so far, kept in the state

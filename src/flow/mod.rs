@@ -10,6 +10,7 @@ mod compile;
 pub mod event;
 pub mod input;
 mod json;
+pub mod key;
 mod record;
 mod run;
 pub mod tenants;
@@ -25,7 +26,7 @@ pub use compile::{compile, load, CompileOptions};
 pub use record::FieldPath;
 
 use crate::config::env::Redactor;
-use crate::config::model::{OnErrorConfig, ProjectFile, SourceConfig};
+use crate::config::model::{CatchUpConfig, OnErrorConfig, ProjectFile, SourceConfig};
 use crate::connectors::ConnectorConfig;
 use crate::jsonpath::JsonPath;
 use crate::mapping::Mapping;
@@ -104,6 +105,8 @@ pub struct Flow {
     pub description: Option<String>,
     pub file: PathBuf,
     pub source: SourceConfig,
+    /// `catch_up:` beside a webhook source, as `check` accepted it.
+    pub catch_up: Option<CatchUpConfig>,
     pub on_error: Option<OnErrorConfig>,
     /// Events that may run at once; the runtime's default when None.
     pub concurrency: Option<usize>,
@@ -121,11 +124,20 @@ pub struct Webhook {
     /// The signature scheme; None without `verify:`.
     pub scheme: Option<Box<dyn Scheme>>,
     pub dedup_id: Option<DedupId>,
+    /// `key:`: the business dedup key, and a parser that keeps the fields it (and `dedup_id`)
+    /// reads of a body.
+    pub key: Option<WebhookKey>,
     /// The path's `{name}` parameters; None for a plain path.
     pub pattern: Option<tenants::PathPattern>,
     /// `tenants:`: the tenant a path parameter names, and each tenant's scheme (then
     /// `scheme` is None).
     pub tenants: Option<tenants::WebhookTenants>,
+}
+
+/// A webhook's `key:` compiled.
+pub struct WebhookKey {
+    pub key: key::BusinessKey,
+    pub parser: crate::projection::BodyParser,
 }
 
 /// `dedup_id:` compiled: the path, and a parser made for it that reads only that field of a

@@ -111,7 +111,7 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 512,
-            dedup_window: Duration::from_secs(24 * 3600),
+            dedup_window: crate::config::model::DEFAULT_DEDUP_WINDOW,
             trail_keep: Duration::from_secs(7 * 24 * 3600),
             trail_keep_bytes: 1 << 30,
             grace: Duration::from_secs(10),

@@ -124,11 +124,13 @@ pub(super) async fn receive(
     // field of it. A flow's parse refuses a lone surrogate or nesting past the parser's limit
     // only in what it reads, which a reload or a retried dead letter can change: checked here
     // in the whole body (as UTF-8 is), or the event would fail only once queued.
-    let parsed = match &route.webhook.dedup_id {
-        Some(dedup_id) => dedup_id
-            .parser
-            .parse(&body)
-            .map(|v| (Kind::of(&v), Some(v))),
+    let parser = match (&route.webhook.key, &route.webhook.dedup_id) {
+        (Some(key), _) => Some(&key.parser),
+        (None, Some(dedup_id)) => Some(&dedup_id.parser),
+        (None, None) => None,
+    };
+    let parsed = match parser {
+        Some(parser) => parser.parse(&body).map(|v| (Kind::of(&v), Some(v))),
         None => crate::projection::check(&body).map(|kind| (kind, None)),
     };
     let parsed = match parsed {
@@ -275,11 +277,30 @@ struct DeliveryId {
     signed: bool,
 }
 
-/// The keys that make a later delivery a duplicate of this one. A signed delivery id alone;
-/// an unsigned one (Shopify, GitHub) with the body's hash too, because a replay can carry any
-/// id but only the signed body; else the value at `dedup_id:`, else the body's hash. `parsed`
-/// is the body as the route's `dedup_id` parser read it, when the route has one.
+/// The keys that make a later delivery a duplicate of this one: the business key of `key:`
+/// when the body has its fields, then a signed delivery id alone; an unsigned one (Shopify,
+/// GitHub) with the body's hash too, because a replay can carry any id but only the signed
+/// body; else the value at `dedup_id:`, else the body's hash. `parsed` is the body as the
+/// route's `key` or `dedup_id` parser read it, when the route has one.
 fn dedup_keys(
+    route: &Route,
+    delivery_id: Option<DeliveryId>,
+    parsed: Option<&serde_json::Value>,
+    body: &[u8],
+) -> Vec<String> {
+    let mut keys = delivery_keys(route, delivery_id, parsed, body);
+    // First: a cluster's inbox takes one key per event, and the business key is the one a
+    // catch-up poll's item shares.
+    if let (Some(key), Some(value)) = (&route.webhook.key, parsed) {
+        if let Some(business) = key.key.dedup_key(value) {
+            keys.insert(0, business);
+        }
+    }
+    keys
+}
+
+/// The keys of one delivery as such: see [`dedup_keys`].
+fn delivery_keys(
     route: &Route,
     delivery_id: Option<DeliveryId>,
     parsed: Option<&serde_json::Value>,

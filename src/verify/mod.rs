@@ -13,9 +13,11 @@
 //! - `stripe.rs`: `Stripe-Signature: t=..,v1=..`, keyed with the whole `whsec_` string.
 //! - `github.rs`: `X-Hub-Signature-256: sha256=<hex>`.
 //! - `hmac_sha256.rs`: any header carrying an HMAC-SHA256 of the body, hex or base64.
-//! - `shopee.rs`: Shopee push, `Authorization` = hex HMAC of `callback URL|body`.
-//! - `tiktok_shop.rs`: TikTok Shop push, `Authorization` = hex HMAC of `app key + body`.
-//! - `lazada.rs`: Lazada push, the same format as TikTok Shop's.
+//! - `shopee.rs`: Shopee push, `Authorization` = hex HMAC of `callback URL|body`, the body's
+//!   `timestamp` (seconds) within `tolerance`.
+//! - `tiktok_shop.rs`: TikTok Shop push, `Authorization` = hex HMAC of `app key + body`, the
+//!   body's `timestamp` (seconds) within `tolerance`.
+//! - `lazada.rs`: Lazada push, the same format as TikTok Shop's, its `timestamp` in milliseconds.
 //! - `tokopedia.rs`: Tokopedia webhooks, `Authorization-Hmac` = hex HMAC of the body.
 //!
 //! Signatures are only ever compared through [`hmac::Mac::verify_slice`], which is constant time,
@@ -214,32 +216,32 @@ pub const SCHEMES: &[SchemeEntry] = &[
     },
     SchemeEntry {
         name: "shopee",
-        timestamped: false,
+        timestamped: true,
         custom_header: false,
         needs: &["callback_url"],
-        build: |c, _| {
+        build: |c, tolerance| {
             let url = c.callback_url.as_deref().unwrap_or_default();
-            Ok(Box::new(shopee::Shopee::new(&c.secret, url)?))
+            Ok(Box::new(shopee::Shopee::new(&c.secret, url, tolerance)?))
         },
     },
     SchemeEntry {
         name: "tiktok-shop",
-        timestamped: false,
+        timestamped: true,
         custom_header: false,
         needs: &["app_key"],
-        build: |c, _| {
+        build: |c, tolerance| {
             let app_key = c.app_key.as_deref().unwrap_or_default();
-            Ok(Box::new(tiktok_shop::new(&c.secret, app_key)?))
+            Ok(Box::new(tiktok_shop::new(&c.secret, app_key, tolerance)?))
         },
     },
     SchemeEntry {
         name: "lazada",
-        timestamped: false,
+        timestamped: true,
         custom_header: false,
         needs: &["app_key"],
-        build: |c, _| {
+        build: |c, tolerance| {
             let app_key = c.app_key.as_deref().unwrap_or_default();
-            Ok(Box::new(lazada::new(&c.secret, app_key)?))
+            Ok(Box::new(lazada::new(&c.secret, app_key, tolerance)?))
         },
     },
     SchemeEntry {
@@ -443,12 +445,56 @@ fn delivery_id(headers: &HeaderMap, names: &[&str]) -> Option<String> {
 
 /// A top-level string field of an authentic JSON body, as a dedup hint: a body that is not a
 /// JSON object with a non-empty string there yields nothing rather than an error.
-fn body_string_field(body: &[u8], field: &str) -> Option<String> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).ok()?;
-    match object.remove(field)? {
-        serde_json::Value::String(id) if !id.is_empty() => Some(id),
+fn body_string_field(
+    object: Option<&serde_json::Map<String, serde_json::Value>>,
+    field: &str,
+) -> Option<String> {
+    match object?.get(field)? {
+        serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
         _ => None,
+    }
+}
+
+/// An authentic JSON body's top-level fields; None when the body is not a JSON object.
+fn body_object(body: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_slice(body).ok()
+}
+
+/// The unit of a body's timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeUnit {
+    Seconds,
+    Millis,
+}
+
+/// Where a push signs the time it was sent: a top-level number of its body (Shopee's, TikTok
+/// Shop's and Lazada's `timestamp`), checked against `now ± tolerance` once the signature
+/// holds, so a captured push cannot be replayed after the window (nor the dedup window).
+#[derive(Debug, Clone, Copy)]
+struct BodyTime {
+    field: &'static str,
+    unit: TimeUnit,
+    tolerance: i64,
+}
+
+impl BodyTime {
+    fn check(
+        &self,
+        body: Option<&serde_json::Map<String, serde_json::Value>>,
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let field = self.field;
+        let value = body
+            .and_then(|b| b.get(field))
+            .ok_or_else(|| VerifyError::Malformed(format!("the body has no `{field}`")))?;
+        let n = value.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+            VerifyError::Malformed(format!("the body's `{field}` is not a Unix time"))
+        })?;
+        let seconds = match self.unit {
+            TimeUnit::Seconds => n,
+            TimeUnit::Millis => n / 1000,
+        };
+        check_timestamp(seconds, now, self.tolerance)
     }
 }
 

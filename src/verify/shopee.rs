@@ -5,14 +5,15 @@
 //! Owns that header and the signed URL. The URL is the one registered in Shopee's console, as
 //! Shopee called it: a proxy in front of the engine changes the URL the engine sees, not the one
 //! that was signed, so it is configured rather than read from the request. The push carries no
-//! delivery id and no signed timestamp in a header: a replay is the same body, which the
+//! delivery id; the time it was sent is the body's `timestamp` (Unix seconds), signed with the
+//! body: outside `tolerance` the push is refused, inside it a replay is the same body, which the
 //! server's body-hash dedup turns away.
 
 use http::Uri;
 
 use super::{
-    decode_signature, required_header, BuildError, Scheme, SignatureEncoding, Signer, Verified,
-    VerifyError,
+    body_object, decode_signature, required_header, BodyTime, BuildError, Scheme,
+    SignatureEncoding, Signer, TimeUnit, Verified, VerifyError,
 };
 
 const SIGNATURE: &str = "Authorization";
@@ -21,10 +22,15 @@ const SIGNATURE: &str = "Authorization";
 pub(super) struct Shopee {
     signer: Signer,
     callback_url: String,
+    time: BodyTime,
 }
 
 impl Shopee {
-    pub(super) fn new(partner_key: &str, callback_url: &str) -> Result<Self, BuildError> {
+    pub(super) fn new(
+        partner_key: &str,
+        callback_url: &str,
+        tolerance: i64,
+    ) -> Result<Self, BuildError> {
         let valid = callback_url.parse::<Uri>().is_ok_and(|uri| {
             matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
         });
@@ -35,6 +41,11 @@ impl Shopee {
             // The partner key is used as its UTF-8 bytes, not hex-decoded, as for API calls.
             signer: Signer::new(partner_key.as_bytes())?,
             callback_url: callback_url.to_owned(),
+            time: BodyTime {
+                field: "timestamp",
+                unit: TimeUnit::Seconds,
+                tolerance,
+            },
         })
     }
 }
@@ -48,12 +59,14 @@ impl Scheme for Shopee {
         &self,
         headers: &http::HeaderMap,
         body: &[u8],
-        _now: i64,
+        now: i64,
     ) -> Result<Verified, VerifyError> {
         let value = required_header(headers, SIGNATURE)?;
         let signature = decode_signature(value, SignatureEncoding::Hex, SIGNATURE)?;
         self.signer
             .verify_one(&[self.callback_url.as_bytes(), b"|", body], &signature)?;
+        // Only a signed body's time is worth reading.
+        self.time.check(body_object(body).as_ref(), now)?;
         Ok(Verified::default())
     }
 }
@@ -66,25 +79,71 @@ mod tests {
 
     const KEY: &str = "partner-key-test";
     const URL: &str = "https://erp.example.com/hooks/shopee/acme";
-    const BODY: &[u8] = br#"{"code":3,"shop_id":1001}"#;
+    const BODY: &[u8] = br#"{"code":3,"shop_id":1001,"timestamp":1660123127}"#;
+    const SENT: i64 = 1_660_123_127;
+
+    fn signed(body: &[u8]) -> http::HeaderMap {
+        let content = [URL.as_bytes(), b"|", body].concat();
+        let signature = hex::encode(hmac_sha256(KEY.as_bytes(), &content));
+        headers(&[("Authorization", &signature)])
+    }
 
     #[test]
     fn the_url_is_part_of_what_is_signed() {
-        let scheme = Shopee::new(KEY, URL).unwrap();
-        let content = [URL.as_bytes(), b"|", BODY].concat();
-        let signature = hex::encode(hmac_sha256(KEY.as_bytes(), &content));
-        let map = headers(&[("Authorization", &signature)]);
-        assert_eq!(scheme.verify(&map, BODY, 0), Ok(Verified::default()));
+        let scheme = Shopee::new(KEY, URL, 300).unwrap();
+        let map = signed(BODY);
+        assert_eq!(scheme.verify(&map, BODY, SENT), Ok(Verified::default()));
 
-        let elsewhere = Shopee::new(KEY, "https://erp.example.com/hooks/shopee/other").unwrap();
-        assert_eq!(elsewhere.verify(&map, BODY, 0), Err(VerifyError::Mismatch));
+        let elsewhere =
+            Shopee::new(KEY, "https://erp.example.com/hooks/shopee/other", 300).unwrap();
+        assert_eq!(
+            elsewhere.verify(&map, BODY, SENT),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn the_body_timestamp_must_be_within_the_tolerance() {
+        let scheme = Shopee::new(KEY, URL, 300).unwrap();
+        let map = signed(BODY);
+        assert!(scheme.verify(&map, BODY, SENT + 300).is_ok());
+        assert!(scheme.verify(&map, BODY, SENT - 300).is_ok());
+        assert_eq!(
+            scheme.verify(&map, BODY, SENT + 301),
+            Err(VerifyError::TooOld {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        assert_eq!(
+            scheme.verify(&map, BODY, SENT - 301),
+            Err(VerifyError::TooNew {
+                ahead_secs: 301,
+                tolerance_secs: 300
+            })
+        );
+        for body in [
+            &br#"{"code":3,"shop_id":1001}"#[..],
+            br#"{"code":3,"timestamp":"1660123127"}"#,
+            br#"{"code":3,"timestamp":-1}"#,
+            b"not json",
+        ] {
+            let result = scheme.verify(&signed(body), body, SENT);
+            assert!(
+                matches!(result, Err(VerifyError::Malformed(_))),
+                "{result:?}"
+            );
+        }
+        // A forged body's time is never read: the signature fails first.
+        let stale = br#"{"code":3,"timestamp":1}"#;
+        assert_eq!(scheme.verify(&map, stale, SENT), Err(VerifyError::Mismatch));
     }
 
     #[test]
     fn the_callback_url_must_be_absolute_http() {
         for bad in ["/hooks/shopee", "ftp://x.example/y", "not a url", ""] {
             assert_eq!(
-                Shopee::new(KEY, bad).unwrap_err(),
+                Shopee::new(KEY, bad, 300).unwrap_err(),
                 BuildError::CallbackUrlInvalid(bad.to_owned()),
                 "{bad}"
             );

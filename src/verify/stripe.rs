@@ -73,7 +73,7 @@ impl Scheme for Stripe {
 
 /// The body is authentic by now, but it is only mined for a dedup hint.
 fn event_id(body: &[u8]) -> Option<String> {
-    body_string_field(body, "id")
+    body_string_field(super::body_object(body).as_ref(), "id")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod engine;
 pub mod marketplace;
+pub mod mock_bigcommerce;
 pub mod mock_lazada;
 pub mod mock_salesforce;
 pub mod mock_shopee;

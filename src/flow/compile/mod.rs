@@ -19,12 +19,12 @@ use self::connectors::compile_connectors;
 use self::env::report_env;
 use self::library::{compile_mappings, compile_scripts, mapping_limits};
 use self::reads::NeedBuilder;
-use self::sources::{check_on_error, check_server, check_source, SourceClaims};
+use self::sources::{check_catch_up, check_on_error, check_server, check_source, SourceClaims};
 use self::steps::{compile_steps, mark_movable_payloads};
 use super::{Flow, Project};
 use crate::config::diag::{Code, Diagnostics};
 use crate::config::env::{EnvLookup, Redactor};
-use crate::config::model::{OnErrorConfig, SourceConfig as Source};
+use crate::config::model::{CatchUpConfig, OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
 use crate::config::{read_project, ProjectSources, YamlFile};
@@ -121,6 +121,11 @@ pub fn compile(
     };
     let mappings = compile_mappings(sources, &rules, &limits, &mut diags);
 
+    let dedup_window = config
+        .as_ref()
+        .and_then(|c| c.server.dedup_window.as_deref())
+        .and_then(|w| humantime::parse_duration(w).ok())
+        .unwrap_or(crate::config::model::DEFAULT_DEDUP_WINDOW);
     let mut pipelines = BTreeMap::new();
     let mut claims = SourceClaims::default();
     let mut used_connectors: Vec<String> = Vec::new();
@@ -140,6 +145,8 @@ pub fn compile(
             reads_event_body: false,
             tenants: &tenants,
             tenant_connectors: &tenant_connectors,
+            dedup_window,
+            has_tenant: true,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
@@ -259,6 +266,11 @@ struct StepCx<'a> {
     tenants: &'a BTreeMap<String, crate::flow::tenants::TenantList>,
     /// Connectors built per tenant, which only events with a tenant can use.
     tenant_connectors: &'a BTreeMap<String, crate::flow::TenantConnector>,
+    /// Whether the pipeline's events have a tenant (its webhook chooses one), so a connector
+    /// built per tenant can serve them.
+    has_tenant: bool,
+    /// `server.dedup_window`, which a catch-up's lookback should not outrun.
+    dedup_window: std::time::Duration,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
     /// parsed whole.
     reads_event_body: bool,
@@ -374,10 +386,26 @@ fn compile_pipeline(
     let errors_before = cx.diags.errors().count();
 
     let source = cx.section::<Source>(&spec.source, &[key("source")]);
+    // A source that did not parse has its own error; its steps are not blamed for it.
+    cx.has_tenant = match &source {
+        Some(Source::Webhook(w)) => w.tenants.is_some(),
+        Some(_) => false,
+        None => true,
+    };
     let webhook = source
         .as_ref()
         .and_then(|source| check_source(cx, source, claims))
         .map(Arc::new);
+    let catch_up = match &spec.catch_up {
+        Some(raw) => {
+            let catch_up = cx.section::<CatchUpConfig>(raw, &[key("catch_up")]);
+            if let (Some(c), Some(s)) = (&catch_up, &source) {
+                check_catch_up(cx, c, s);
+            }
+            catch_up
+        }
+        None => None,
+    };
     let trigger = spec
         .trigger
         .as_ref()
@@ -420,6 +448,7 @@ fn compile_pipeline(
         description: spec.description,
         file: file.file.path.clone(),
         source: source?,
+        catch_up,
         on_error,
         concurrency: spec.concurrency.filter(|n| *n > 0),
         trigger,

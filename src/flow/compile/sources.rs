@@ -5,9 +5,10 @@
 use super::connectors::check_connector_op;
 use super::{key, StepCx};
 use crate::config::diag::{did_you_mean, Code, Diagnostics};
-use crate::config::model::{OnErrorConfig, SourceConfig as Source};
+use crate::config::model::{CatchUpConfig, KeyTemplates, OnErrorConfig, SourceConfig as Source};
 use crate::config::span::PathSeg;
 use crate::config::YamlFile;
+use crate::flow::key::BusinessKey;
 use crate::flow::{DedupId, Webhook};
 use crate::projection::Need;
 use std::collections::HashMap;
@@ -311,6 +312,18 @@ pub(super) fn check_source(
                     parser: crate::projection::BodyParser::checking(need),
                 })
             });
+            let key = w.key.as_ref().and_then(|templates| {
+                let at = [&base[..], &[key("key")]].concat();
+                let parsed = business_key(cx, &at, templates)?;
+                let mut need = Need::default();
+                for src in parsed.sources.iter().chain(w.dedup_id.iter()) {
+                    need.add_jsonpath(src);
+                }
+                Some(crate::flow::WebhookKey {
+                    key: parsed,
+                    parser: crate::projection::BodyParser::checking(need),
+                })
+            });
             let tenants = chosen.map(|(list, choose)| crate::flow::tenants::WebhookTenants {
                 list: list.name.clone(),
                 choose,
@@ -319,113 +332,12 @@ pub(super) fn check_source(
             return Some(Webhook {
                 scheme,
                 dedup_id,
+                key,
                 pattern,
                 tenants,
             });
         }
-        Source::Poll(p) => {
-            let at = [&base[..], &[key("connector")]].concat();
-            check_connector_op(cx, &at, &p.connector, &p.op);
-            if let Some(per_tenant) = cx.tenant_connectors.get(&p.connector) {
-                cx.error_at(
-                    &at,
-                    format!(
-                        "connector `{}` is built per tenant of list `{}`, and a poll has no tenant",
-                        p.connector, per_tenant.list
-                    ),
-                    Some("poll through a connector without `tenants:`".into()),
-                );
-            }
-            match (&p.every, &p.cron) {
-                (Some(e), None) => {
-                    check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
-                }
-                (None, Some(c)) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), c),
-                _ => cx.error_at(
-                    &base,
-                    "a poll source needs exactly one of `every` or `cron`",
-                    None,
-                ),
-            }
-            if let Some(items) = &p.items {
-                cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
-            }
-            if let Some(cursor) = &p.cursor {
-                let at = [&base[..], &[key("cursor")]].concat();
-                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &cursor.from);
-                if cursor.param.is_empty() {
-                    cx.error_at(
-                        &[&at[..], &[key("param")]].concat(),
-                        "`param` names the payload field the cursor is sent in",
-                        None,
-                    );
-                }
-                if let Some(initial) = &cursor.initial {
-                    if !(initial.is_string() || initial.is_number()) {
-                        cx.error_at(
-                            &[&at[..], &[key("initial")]].concat(),
-                            "the initial cursor is a string or a number",
-                            None,
-                        );
-                    }
-                }
-            }
-            if let Some(next) = &p.next {
-                let at = [&base[..], &[key("next")]].concat();
-                cx.jsonpath(&[&at[..], &[key("from")]].concat(), &next.from);
-                let clash = p.cursor.as_ref().is_some_and(|c| c.param == next.param);
-                if next.param.is_empty() || clash {
-                    cx.error_at(
-                        &[&at[..], &[key("param")]].concat(),
-                        "`param` names the payload field the next-page token is sent in \
-                         (not the cursor's)",
-                        None,
-                    );
-                }
-            }
-            if let Some(more) = p.next.as_ref().and_then(|n| n.more.as_ref()) {
-                cx.jsonpath(&[&base[..], &[key("next"), key("more")]].concat(), more);
-            }
-            if let Some(offset) = &p.offset {
-                let at = [&base[..], &[key("offset")]].concat();
-                if p.next.is_some() || p.batch_size.is_some() {
-                    cx.error_at(
-                        &at,
-                        "`offset` pages on its own: leave out `next` and `batch_size`",
-                        None,
-                    );
-                }
-                if offset.size == 0 {
-                    cx.error_at(
-                        &[&at[..], &[key("size")]].concat(),
-                        "size must be at least 1",
-                        None,
-                    );
-                }
-                let names = [Some(&offset.param), offset.size_param.as_ref()];
-                let cursor = p.cursor.as_ref().map(|c| &c.param);
-                if offset.param.is_empty()
-                    || offset.size_param.as_ref() == Some(&offset.param)
-                    || names.iter().flatten().any(|n| Some(*n) == cursor)
-                {
-                    cx.error_at(
-                        &[&at[..], &[key("param")]].concat(),
-                        "`param` and `size_param` name two payload fields, apart from the cursor's",
-                        None,
-                    );
-                }
-                if let Some(total) = &offset.total {
-                    cx.jsonpath(&[&at[..], &[key("total")]].concat(), total);
-                }
-            }
-            if p.batch_size == Some(0) {
-                cx.error_at(
-                    &[&base[..], &[key("batch_size")]].concat(),
-                    "batch_size must be at least 1",
-                    None,
-                );
-            }
-        }
+        Source::Poll(p) => check_poll(cx, &base, p),
         Source::Schedule(s) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), &s.cron),
         Source::File(f) => {
             let at = [&base[..], &[key("path")]].concat();
@@ -462,6 +374,267 @@ pub(super) fn check_source(
         }
     }
     None
+}
+
+/// A poll's options, under `base` (`source.poll` or `catch_up.poll`).
+fn check_poll(cx: &mut StepCx<'_>, base: &[PathSeg], p: &crate::config::model::PollSource) {
+    let base = base.to_vec();
+    let at = [&base[..], &[key("connector")]].concat();
+    check_connector_op(cx, &at, &p.connector, &p.op);
+    if let Some(per_tenant) = cx.tenant_connectors.get(&p.connector) {
+        cx.error_at(
+            &at,
+            format!(
+                "connector `{}` is built per tenant of list `{}`, and a poll has no tenant",
+                p.connector, per_tenant.list
+            ),
+            Some("poll through a connector without `tenants:`".into()),
+        );
+    }
+    match (&p.every, &p.cron) {
+        (Some(e), None) => {
+            check_interval(cx, &[&base[..], &[key("every")]].concat(), e);
+        }
+        (None, Some(c)) => check_cron(cx, &[&base[..], &[key("cron")]].concat(), c),
+        _ => cx.error_at(
+            &base,
+            "a poll source needs exactly one of `every` or `cron`",
+            None,
+        ),
+    }
+    if let Some(items) = &p.items {
+        cx.jsonpath(&[&base[..], &[key("items")]].concat(), items);
+    }
+    if let Some(cursor) = &p.cursor {
+        let at = [&base[..], &[key("cursor")]].concat();
+        cx.jsonpath(&[&at[..], &[key("from")]].concat(), &cursor.from);
+        if cursor.param.is_empty() {
+            cx.error_at(
+                &[&at[..], &[key("param")]].concat(),
+                "`param` names the payload field the cursor is sent in",
+                None,
+            );
+        }
+        if let Some(initial) = &cursor.initial {
+            if !(initial.is_string() || initial.is_number()) {
+                cx.error_at(
+                    &[&at[..], &[key("initial")]].concat(),
+                    "the initial cursor is a string or a number",
+                    None,
+                );
+            }
+        }
+    }
+    if let Some(next) = &p.next {
+        let at = [&base[..], &[key("next")]].concat();
+        cx.jsonpath(&[&at[..], &[key("from")]].concat(), &next.from);
+        let clash = p.cursor.as_ref().is_some_and(|c| c.param == next.param);
+        if next.param.is_empty() || clash {
+            cx.error_at(
+                &[&at[..], &[key("param")]].concat(),
+                "`param` names the payload field the next-page token is sent in \
+                 (not the cursor's)",
+                None,
+            );
+        }
+    }
+    if let Some(more) = p.next.as_ref().and_then(|n| n.more.as_ref()) {
+        cx.jsonpath(&[&base[..], &[key("next"), key("more")]].concat(), more);
+    }
+    if let Some(offset) = &p.offset {
+        let at = [&base[..], &[key("offset")]].concat();
+        if p.next.is_some() || p.batch_size.is_some() {
+            cx.error_at(
+                &at,
+                "`offset` pages on its own: leave out `next` and `batch_size`",
+                None,
+            );
+        }
+        if offset.size == 0 {
+            cx.error_at(
+                &[&at[..], &[key("size")]].concat(),
+                "size must be at least 1",
+                None,
+            );
+        }
+        let names = [Some(&offset.param), offset.size_param.as_ref()];
+        let cursor = p.cursor.as_ref().map(|c| &c.param);
+        if offset.param.is_empty()
+            || offset.size_param.as_ref() == Some(&offset.param)
+            || names.iter().flatten().any(|n| Some(*n) == cursor)
+        {
+            cx.error_at(
+                &[&at[..], &[key("param")]].concat(),
+                "`param` and `size_param` name two payload fields, apart from the cursor's",
+                None,
+            );
+        }
+        if let Some(total) = &offset.total {
+            cx.jsonpath(&[&at[..], &[key("total")]].concat(), total);
+        }
+    }
+    if p.batch_size == Some(0) {
+        cx.error_at(
+            &[&base[..], &[key("batch_size")]].concat(),
+            "batch_size must be at least 1",
+            None,
+        );
+    }
+}
+
+/// A `key:` (one template or a list), parsed; errors point into the template's text.
+fn business_key(
+    cx: &mut StepCx<'_>,
+    at: &[PathSeg],
+    templates: &KeyTemplates,
+) -> Option<BusinessKey> {
+    let texts = templates.list();
+    if texts.is_empty() {
+        cx.error_at(at, "`key` needs at least one template", None);
+        return None;
+    }
+    match BusinessKey::parse(&texts) {
+        Ok(parsed) => Some(parsed),
+        Err((i, e)) => {
+            let mut path = at.to_vec();
+            if let KeyTemplates::Any(_) = templates {
+                path.push(PathSeg::Index(i));
+            }
+            let pos = cx.file.doc.spans.offset_pos(&path, texts[i], e.offset);
+            let code = if e.message.starts_with("JSONPath") {
+                Code::Jsonpath
+            } else {
+                Code::InvalidValue
+            };
+            let d = cx
+                .file
+                .error(pos, format!("key `{}`: {}", texts[i], e.message))
+                .with_code(code);
+            cx.diags.push(d);
+            None
+        }
+    }
+}
+
+/// `catch_up:` beside the pipeline's source: a poll whose items share the webhook's business
+/// key. The combinations that cannot work are errors; a lookback the dedup keys do not
+/// outlive, or one shorter than the time between polls, is a warning.
+pub(super) fn check_catch_up(cx: &mut StepCx<'_>, catch_up: &CatchUpConfig, source: &Source) {
+    let base = [key("catch_up")];
+    let at = |more: &[&str]| {
+        let mut path = base.to_vec();
+        path.extend(more.iter().map(|m| key(m)));
+        path
+    };
+    match source {
+        Source::Webhook(w) => {
+            if w.key.is_none() {
+                cx.error_with(
+                    Code::MissingKey,
+                    &[key("source"), key("webhook")],
+                    "a webhook with `catch_up` needs `key:`, the business key its deliveries \
+                     share with the catch-up poll's items",
+                    Some(
+                        "e.g. `key: \"order:{$.data.id}\"` on the webhook and \
+                         `key: \"order:{$.id}\"` in `catch_up`"
+                            .into(),
+                    ),
+                );
+            }
+            if w.tenants.is_some() {
+                cx.error_at(
+                    &[key("source"), key("webhook"), key("tenants")],
+                    "a webhook with `tenants:` cannot have a `catch_up`: the poll has no tenant",
+                    None,
+                );
+            }
+        }
+        other => {
+            cx.error_at(
+                &base,
+                format!(
+                    "`catch_up` goes beside a `webhook` source, not a `{}` one",
+                    other.kind()
+                ),
+                Some("a poll source alone already finds every item; drop `catch_up`".into()),
+            );
+            return;
+        }
+    }
+    let poll = &catch_up.poll;
+    check_poll(cx, &at(&["poll"]), poll);
+    if poll.cursor.is_some() {
+        cx.error_at(
+            &at(&["poll", "cursor"]),
+            "a catch-up poll asks for the last `since.lookback` each time, not from a cursor",
+            Some("leave out `cursor`".into()),
+        );
+    }
+    let since = &catch_up.since;
+    let taken = [
+        poll.offset.as_ref().map(|o| &o.param),
+        poll.offset.as_ref().and_then(|o| o.size_param.as_ref()),
+        poll.next.as_ref().map(|n| &n.param),
+    ];
+    if since.param.is_empty()
+        || taken.iter().flatten().any(|p| **p == since.param)
+        || poll.params.contains_key(&since.param)
+    {
+        cx.error_at(
+            &at(&["since", "param"]),
+            "`param` names the payload field the time is sent in, apart from `params` and the \
+             page fields",
+            None,
+        );
+    }
+    let lookback_at = at(&["since", "lookback"]);
+    match humantime::parse_duration(&since.lookback) {
+        Err(_) => check_duration(cx, &lookback_at, &since.lookback),
+        Ok(d) if d.is_zero() => {
+            cx.error_at(&lookback_at, "the lookback must be longer than 0", None)
+        }
+        Ok(lookback) => {
+            let pos = cx.file.doc.spans.value_pos(&lookback_at);
+            if lookback > cx.dedup_window {
+                let d = cx
+                    .file
+                    .warning(
+                        pos,
+                        format!(
+                            "lookback `{}` is longer than the dedup window ({}): an item found \
+                             again after its key expired is processed again",
+                            since.lookback,
+                            humantime::format_duration(cx.dedup_window)
+                        ),
+                    )
+                    .with_code(Code::InvalidValue)
+                    .with_help(
+                        "shorten the lookback, or lengthen `server.dedup_window` in crossdock.yaml",
+                    );
+                cx.diags.push(d);
+            }
+            let every = poll
+                .every
+                .as_deref()
+                .and_then(|e| humantime::parse_duration(e).ok());
+            if every.is_some_and(|every| lookback < every) {
+                let d = cx
+                    .file
+                    .warning(
+                        pos,
+                        format!(
+                            "lookback `{}` is shorter than the time between polls: what changes \
+                             in the gap is never looked at",
+                            since.lookback
+                        ),
+                    )
+                    .with_code(Code::InvalidValue)
+                    .with_help("look back at least as far as `every`, better a few times it");
+                cx.diags.push(d);
+            }
+        }
+    }
+    business_key(cx, &at(&["key"]), &catch_up.key);
 }
 
 /// Whether `name` is a registered signature scheme; if not, an error at `scheme:` worded as

@@ -183,6 +183,31 @@ fn plain_names(src: &str) -> Option<Vec<String>> {
         .filter(|names| !names.is_empty())
 }
 
+/// A connector built per tenant serves only events that have one: in a pipeline whose source
+/// chooses none, every call through it would fail at run time, so it is an error here, at the
+/// step that names it. Returns whether the connector can be used.
+fn check_tenant(cx: &mut StepCx<'_>, at: &[PathSeg], connector: &str) -> bool {
+    let Some(per_tenant) = cx.tenant_connectors.get(connector) else {
+        return true;
+    };
+    if cx.has_tenant {
+        return true;
+    }
+    let list = per_tenant.list.clone();
+    cx.error_at(
+        at,
+        format!(
+            "connector `{connector}` is built per tenant of list `{list}`, and this pipeline's \
+             events have no tenant"
+        ),
+        Some(format!(
+            "choose the tenant on the webhook (`tenants: {{ list: {list}, param: ... }}` or \
+             `from: ...`), or use a connector without `tenants:`"
+        )),
+    );
+    false
+}
+
 fn compile_step(
     cx: &mut StepCx<'_>,
     step: &StepConfig,
@@ -271,6 +296,7 @@ fn compile_step(
         }
         StepConfig::Fetch(f) => {
             check_connector_op(cx, &[path, &[key("from")]].concat(), &f.from, &f.op);
+            check_tenant(cx, &[path, &[key("from")]].concat(), &f.from);
             let (params, mut ok) =
                 compile_values(cx, &f.params, &[path, &[key("params")]].concat(), false);
             let into = match &f.into {
@@ -327,6 +353,7 @@ fn compile_step(
                 }
                 Some(Some(conn)) => {
                     cx.used_connectors.push(s.to.clone());
+                    ok &= check_tenant(cx, &[path, &[key("to")]].concat(), &s.to);
                     let shape = SendShape {
                         op: &s.op,
                         object: s.object.as_deref(),

@@ -1,5 +1,6 @@
 //! The sources that `crossdock run` drives itself: `poll`, `schedule` and `file` (webhooks are
-//! the server's). One task per pipeline with such a source, kept in step with the live version.
+//! the server's), and the `catch_up:` poll beside a webhook. One task per pipeline with such a
+//! source or a catch-up, kept in step with the live version.
 //!
 //! This module owns the supervisor: which source tasks run, starting and stopping them as
 //! reloads add, remove or change pipelines. Each kind's own file owns what its task does; every
@@ -34,7 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{Live, LiveConnector, Runtime};
-use crate::config::model::SourceConfig;
+use crate::config::model::{CatchUpConfig, SourceConfig};
 
 /// How often the supervisor compares running tasks with the live version when nothing
 /// notified it.
@@ -111,8 +112,24 @@ impl SourceCx {
     }
 }
 
+/// What one pipeline's task runs: its own source, or the catch-up poll beside its webhook.
+#[derive(Debug, Clone, PartialEq)]
+enum Task {
+    Source(SourceConfig),
+    CatchUp(CatchUpConfig),
+}
+
+impl Task {
+    fn kind(&self) -> &'static str {
+        match self {
+            Task::Source(s) => s.kind(),
+            Task::CatchUp(_) => "catch_up",
+        }
+    }
+}
+
 struct Running {
-    source: SourceConfig,
+    source: Task,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -137,12 +154,15 @@ async fn supervise(runtime: Arc<Runtime>) {
 /// Stops the tasks the live version no longer wants as they are, and starts the missing ones.
 fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
     let live = runtime.live();
-    let wanted: BTreeMap<&String, &SourceConfig> = live
+    let wanted: BTreeMap<&String, Task> = live
         .project
         .pipelines
         .iter()
-        .filter(|(_, flow)| !matches!(flow.source, SourceConfig::Webhook(_)))
-        .map(|(name, flow)| (name, &flow.source))
+        .filter_map(|(name, flow)| match (&flow.source, &flow.catch_up) {
+            (SourceConfig::Webhook(_), None) => None,
+            (SourceConfig::Webhook(_), Some(c)) => Some((name, Task::CatchUp(c.clone()))),
+            (other, _) => Some((name, Task::Source(other.clone()))),
+        })
         .collect();
     let names: Vec<String> = running.keys().cloned().collect();
     let mut ended: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -150,7 +170,7 @@ fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
         let Some(r) = running.get(&name) else {
             continue;
         };
-        let same = wanted.get(&name).is_some_and(|s| **s == r.source);
+        let same = wanted.get(&name).is_some_and(|s| *s == r.source);
         if same && !r.task.is_finished() {
             continue;
         }
@@ -178,6 +198,7 @@ fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
         let before = ended.remove(name);
         let span = tracing::info_span!("source", pipeline = %name, kind = source.kind());
         let config = source.clone();
+        let source = &source;
         let task = tokio::spawn(
             async move {
                 // The task this one replaces finishes its unit of work first.
@@ -209,12 +230,13 @@ fn reconcile(runtime: &Arc<Runtime>, running: &mut BTreeMap<String, Running>) {
     }
 }
 
-async fn run(cx: SourceCx, source: SourceConfig) {
-    match source {
-        SourceConfig::Poll(p) => poll::run(cx, p).await,
-        SourceConfig::Schedule(s) => schedule::run(cx, s).await,
-        SourceConfig::File(f) => file::run(cx, f).await,
-        SourceConfig::Webhook(_) => {}
+async fn run(cx: SourceCx, task: Task) {
+    match task {
+        Task::Source(SourceConfig::Poll(p)) => poll::run(cx, p).await,
+        Task::Source(SourceConfig::Schedule(s)) => schedule::run(cx, s).await,
+        Task::Source(SourceConfig::File(f)) => file::run(cx, f).await,
+        Task::Source(SourceConfig::Webhook(_)) => {}
+        Task::CatchUp(c) => poll::run_catch_up(cx, c).await,
     }
 }
 
@@ -223,7 +245,7 @@ async fn run(cx: SourceCx, source: SourceConfig) {
 /// source at its next unit of work once the lease cannot be renewed for half its length (so
 /// it has stopped before another node may take it). The cursor is in the shared state, so the
 /// next holder resumes where this one stopped.
-async fn with_lease(mut cx: SourceCx, config: SourceConfig, link: Arc<super::cluster::Link>) {
+async fn with_lease(mut cx: SourceCx, config: Task, link: Arc<super::cluster::Link>) {
     use crate::cluster::nodes::{BEAT, LEASE};
     use std::sync::atomic::{AtomicBool, Ordering};
     let lease = format!("source/{}", cx.pipeline);

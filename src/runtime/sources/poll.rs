@@ -34,18 +34,27 @@
 //! `poll:<id>@<from value>` when the item has an `id` and the cursor a `from` value: a record
 //! fetched again is a duplicate, a record updated since (new `updated_at`) is a new event.
 //! `poll:<id>` without a cursor value, `poll:sha256:<hash of the item>` without an `id`.
+//!
+//! # Catch-up
+//!
+//! A webhook's `catch_up:` is this poll with two changes: instead of a cursor, every call
+//! sends `since.param` = now minus `lookback` (one instant for all pages of a poll), and an
+//! item's dedup key is its business key (`key:<text>`, the one the webhook's deliveries of the
+//! same object get), falling back to the poll key above for an item without its fields. Its
+//! events say `x-crossdock-source: catch_up`.
 
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use chrono::DateTime;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::SourceCx;
 use crate::config::cron::CronExpr;
-use crate::config::model::PollSource;
+use crate::config::model::{CatchUpConfig, PollSource, SinceFormat};
 use crate::connectors::{CallError, Request};
+use crate::flow::key::BusinessKey;
 use crate::jsonpath::JsonPath;
 use crate::runtime::{Accepted, Runtime};
 use crate::state::{escape, StateError};
@@ -64,6 +73,27 @@ pub struct Poll {
     pub next: Option<Next>,
     pub batch_size: Option<usize>,
     pub offset: Option<Offset>,
+    /// A catch-up poll's "changed since" field; None for a poll source.
+    pub since: Option<Since>,
+    /// A catch-up poll's business key of each item; None for a poll source.
+    pub key: Option<BusinessKey>,
+}
+
+/// `catch_up.since`: the payload field `param` = now minus `lookback`.
+pub struct Since {
+    pub param: String,
+    pub lookback: Duration,
+    pub format: SinceFormat,
+}
+
+impl Since {
+    fn value(&self, now: DateTime<Utc>) -> Value {
+        let at = now - chrono::Duration::from_std(self.lookback).unwrap_or(chrono::Duration::MAX);
+        match self.format {
+            SinceFormat::Rfc3339 => Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            SinceFormat::Unix => Value::from(at.timestamp()),
+        }
+    }
 }
 
 pub struct Offset {
@@ -71,6 +101,8 @@ pub struct Offset {
     pub size: usize,
     pub size_param: Option<String>,
     pub total: Option<JsonPath>,
+    /// `param` is the page number from 1, not the items before.
+    pub pages: bool,
 }
 
 pub enum When {
@@ -145,10 +177,44 @@ impl Poll {
                         .as_deref()
                         .map(|t| path("offset.total", t))
                         .transpose()?,
+                    pages: o.pages,
                 }),
                 None => None,
             },
+            since: None,
+            key: None,
         })
+    }
+
+    /// A `catch_up:` poll: the poll, with `since` in place of a cursor and the business key.
+    pub fn compile_catch_up(catch_up: &CatchUpConfig) -> Result<Poll, String> {
+        let mut poll = Poll::compile(&catch_up.poll)?;
+        let lookback = humantime::parse_duration(&catch_up.since.lookback).map_err(|e| {
+            format!(
+                "since.lookback: `{}` is not a duration: {e}",
+                catch_up.since.lookback
+            )
+        })?;
+        poll.cursor = None;
+        poll.since = Some(Since {
+            param: catch_up.since.param.clone(),
+            lookback,
+            format: catch_up.since.format,
+        });
+        poll.key = Some(
+            BusinessKey::parse(&catch_up.key.list())
+                .map_err(|(i, e)| format!("key[{i}]: {}", e.message))?,
+        );
+        Ok(poll)
+    }
+
+    /// The `x-crossdock-source` of the events it makes.
+    fn kind(&self) -> &'static str {
+        if self.since.is_some() {
+            "catch_up"
+        } else {
+            "poll"
+        }
     }
 }
 
@@ -209,8 +275,15 @@ pub async fn poll_once(
     let mut asked = start;
     let mut token: Option<Value> = None;
     let mut offset: usize = 0;
+    // One instant for every page, so the pages of a poll ask the same question.
+    let since = poll.since.as_ref().map(|s| (s, s.value(Utc::now())));
+    let mut keyless = 0usize;
+    let mut more_left = false;
     for _ in 0..MAX_PAGES {
         let mut payload = poll.params.clone();
+        if let Some((s, value)) = &since {
+            payload.insert(s.param.clone(), value.clone());
+        }
         if let (Some(c), Some(v)) = (&poll.cursor, &asked) {
             payload.insert(c.param.clone(), v.clone());
         }
@@ -218,7 +291,8 @@ pub async fn poll_once(
             payload.insert(n.param.clone(), t.clone());
         }
         if let Some(o) = &poll.offset {
-            payload.insert(o.param.clone(), offset.into());
+            let at = if o.pages { report.pages + 1 } else { offset };
+            payload.insert(o.param.clone(), at.into());
             if let Some(size_param) = &o.size_param {
                 payload.insert(size_param.clone(), o.size.into());
             }
@@ -233,15 +307,15 @@ pub async fn poll_once(
                 .as_ref()
                 .and_then(|c| c.from.first(item))
                 .filter(|v| !v.is_null());
-            let mut headers = super::headers("poll");
+            let mut headers = super::headers(poll.kind());
             headers.insert("x-crossdock-connector".into(), poll.connector.clone());
+            let business = poll.key.as_ref().and_then(|k| k.dedup_key(item));
+            if poll.key.is_some() && business.is_none() {
+                keyless += 1;
+            }
+            let key = business.unwrap_or_else(|| dedup_key(item, from));
             let accepted = runtime
-                .submit(
-                    pipeline,
-                    &[&dedup_key(item, from)],
-                    headers,
-                    item.to_string().as_bytes(),
-                )
+                .submit(pipeline, &[&key], headers, item.to_string().as_bytes())
                 .await?;
             match accepted {
                 Accepted::New(_) => report.new += 1,
@@ -296,15 +370,27 @@ pub async fn poll_once(
             }
             _ => false,
         };
+        more_left = more;
         if !more {
-            return Ok(report);
+            break;
         }
     }
-    tracing::warn!(
-        pipeline,
-        pages = MAX_PAGES,
-        "Page limit reached: the next poll goes on from the cursor"
-    );
+    if keyless > 0 {
+        // Such an item is still one event (by its own poll key), but a webhook of the same
+        // object is not known as its duplicate.
+        tracing::warn!(
+            pipeline,
+            items = keyless,
+            "Catch-up items without the fields of `key`: they cannot be matched with webhooks"
+        );
+    }
+    if more_left {
+        tracing::warn!(
+            pipeline,
+            pages = MAX_PAGES,
+            "Page limit reached: the next poll goes on from the cursor"
+        );
+    }
     Ok(report)
 }
 
@@ -442,8 +528,17 @@ async fn store_cursor(runtime: &Runtime, key: &str, value: Value) -> Result<(), 
     Ok(())
 }
 
-pub(super) async fn run(mut cx: SourceCx, source: PollSource) {
-    let poll = match Poll::compile(&source) {
+pub(super) async fn run(cx: SourceCx, source: PollSource) {
+    drive(cx, Poll::compile(&source)).await
+}
+
+/// A `catch_up:` poll's task: as a poll source's, with its own payload field and keys.
+pub(super) async fn run_catch_up(cx: SourceCx, catch_up: CatchUpConfig) {
+    drive(cx, Poll::compile_catch_up(&catch_up)).await
+}
+
+async fn drive(mut cx: SourceCx, compiled: Result<Poll, String>) {
+    let poll = match compiled {
         Ok(p) => p,
         Err(e) => {
             // `check` refuses this, so only a project loaded around it gets here.
