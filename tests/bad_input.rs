@@ -115,7 +115,8 @@ fn two_hundred_thousand_line_items_end_in_a_result_not_a_hang() {
     order["products"] = Value::Array(vec![item; 200_000]);
     let (_, events) = dry_run_order(dir.path(), &order);
     assert_eq!(events.len(), 1);
-    // Either the order goes through with every item, or a limit stops it with a clear message.
+    // Either the order goes through with every item, or a limit stops it with a clear message:
+    // on a loaded machine the mapping's time budget may be the limit that does.
     let errors = events[0]["errors"].as_array().expect("errors");
     if errors.is_empty() {
         let items = events[0]["actions"]
@@ -130,7 +131,7 @@ fn two_hundred_thousand_line_items_end_in_a_result_not_a_hang() {
     } else {
         let msg = errors[0]["message"].as_str().unwrap_or_default();
         assert!(
-            msg.contains("limit") || msg.contains("too"),
+            msg.contains("limit") || msg.contains("too") || msg.contains("time budget"),
             "unclear error: {msg}"
         );
     }
