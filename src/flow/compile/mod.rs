@@ -13,6 +13,7 @@ mod library;
 mod reads;
 mod sources;
 mod steps;
+mod target;
 mod tenants;
 
 use self::connectors::compile_connectors;
@@ -119,7 +120,15 @@ pub fn compile(
         (Some(c), Some(file)) => mapping_limits(&c.limits, file, &mut diags),
         _ => mapping::Limits::default(),
     };
-    let mappings = compile_mappings(sources, &rules, &limits, &mut diags);
+    let mut mapping_writes = target::MappingWrites::new();
+    let mappings = compile_mappings(sources, &rules, &limits, &mut mapping_writes, &mut diags);
+    let script_files: HashMap<String, &crate::config::SourceFile> = sources
+        .scripts
+        .iter()
+        .map(|f| (crate::config::stem(&f.path), f))
+        .collect();
+    let mut target_schemas = HashMap::new();
+    let mut target_reported = std::collections::HashSet::new();
 
     let mut pipelines = BTreeMap::new();
     let mut claims = SourceClaims::default();
@@ -128,6 +137,22 @@ pub fn compile(
         let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else {
             continue;
         };
+        if let Some(connectors) = &connectors {
+            target::check_sends(
+                &mut target::TargetCx {
+                    root: &sources.root,
+                    file,
+                    connectors,
+                    mappings: &mapping_writes,
+                    scripts: &scripts,
+                    script_files: &script_files,
+                    schemas: &mut target_schemas,
+                    reported: &mut target_reported,
+                    diags: &mut diags,
+                },
+                &spec.steps,
+            );
+        }
         let mut cx = StepCx {
             file,
             rules: &rules,
