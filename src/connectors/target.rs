@@ -109,7 +109,8 @@ pub struct SchemaFile {
 #[derive(Debug, Clone)]
 pub enum TargetSchema {
     Salesforce(Describe),
-    Json(Value),
+    /// A JSON Schema, with its file's path for messages.
+    Json(Value, String),
 }
 
 /// Why a schema file cannot be used.
@@ -170,7 +171,7 @@ impl SchemaFile {
                 if !v.is_object() {
                     return Err(invalid("JSON Schema", "not a JSON object".into()));
                 }
-                Ok(Some(TargetSchema::Json(v)))
+                Ok(Some(TargetSchema::Json(v, shown)))
             }
         }
     }
@@ -191,7 +192,7 @@ impl TargetSchema {
     pub fn check(&self, write: Write, path: &[String], kind: &ValueKind) -> Option<FieldProblem> {
         match self {
             TargetSchema::Salesforce(d) => d.check(write, path, kind),
-            TargetSchema::Json(schema) => check_json(schema, path, kind),
+            TargetSchema::Json(schema, name) => check_json(schema, name, path, kind),
         }
     }
 }
@@ -221,12 +222,17 @@ fn json_type(kind: &ValueKind) -> Option<&'static str> {
 /// A JSON Schema's `properties`, `additionalProperties: false` and `type`, followed down
 /// nested objects; `readOnly: true` properties may not be sent. Nothing else of JSON Schema is
 /// read (no `$ref`, `allOf`, patterns or formats other than `date` and `date-time`).
-fn check_json(schema: &Value, path: &[String], kind: &ValueKind) -> Option<FieldProblem> {
+fn check_json(
+    schema: &Value,
+    name: &str,
+    path: &[String],
+    kind: &ValueKind,
+) -> Option<FieldProblem> {
     let mut node = schema;
-    for (i, name) in path.iter().enumerate() {
+    for (i, field) in path.iter().enumerate() {
         let props = node.get("properties").and_then(Value::as_object);
         let closed = node.get("additionalProperties") == Some(&Value::Bool(false));
-        let Some(prop) = props.and_then(|p| p.get(name)) else {
+        let Some(prop) = props.and_then(|p| p.get(field)) else {
             if !closed {
                 return None;
             }
@@ -234,14 +240,14 @@ fn check_json(schema: &Value, path: &[String], kind: &ValueKind) -> Option<Field
             let names = names.unwrap_or_default();
             return Some(unknown_field(
                 &path[..=i].join("."),
-                "the body schema",
+                name,
                 names.iter().copied(),
             ));
         };
         if prop.get("readOnly") == Some(&Value::Bool(true)) {
             return Some(FieldProblem {
                 kind: ProblemKind::NotWritable,
-                message: format!("`{}` is read-only in the body schema", path[..=i].join(".")),
+                message: format!("`{}` is read-only in {name}", path[..=i].join(".")),
                 help: None,
             });
         }
@@ -255,12 +261,12 @@ fn check_json(schema: &Value, path: &[String], kind: &ValueKind) -> Option<Field
     };
     let fits = |t: &str| t == found || (t == "number" && found == "integer");
     if allowed.iter().any(|t| fits(t)) {
-        return date_format_problem(node, path, kind);
+        return date_format_problem(node, name, path, kind);
     }
     Some(FieldProblem {
         kind: ProblemKind::Type,
         message: format!(
-            "`{}` is {} in the body schema, but the value is {}",
+            "`{}` is {} in {name}, but the value is {}",
             path.join("."),
             allowed.join(" or "),
             describe_kind(kind)
@@ -270,7 +276,12 @@ fn check_json(schema: &Value, path: &[String], kind: &ValueKind) -> Option<Field
 }
 
 /// A `format: date`/`date-time` string given text that is not converted to one.
-fn date_format_problem(node: &Value, path: &[String], kind: &ValueKind) -> Option<FieldProblem> {
+fn date_format_problem(
+    node: &Value,
+    name: &str,
+    path: &[String],
+    kind: &ValueKind,
+) -> Option<FieldProblem> {
     let format = node.get("format").and_then(Value::as_str)?;
     let want = match format {
         "date" => Typed::Date,
@@ -281,7 +292,7 @@ fn date_format_problem(node: &Value, path: &[String], kind: &ValueKind) -> Optio
         ValueKind::Typed(Typed::String) => Some(FieldProblem {
             kind: ProblemKind::Type,
             message: format!(
-                "`{}` is a {format} in the body schema, but the value is unconverted text",
+                "`{}` is a {format} in {name}, but the value is unconverted text",
                 path.join(".")
             ),
             help: Some(format!("convert it with `type: {}`", want.name())),
@@ -332,7 +343,8 @@ mod tests {
 
     #[test]
     fn a_closed_body_schema_knows_its_names_and_types() {
-        let schema = TargetSchema::Json(json!({
+        let schema = TargetSchema::Json(
+            json!({
             "type": "object",
             "additionalProperties": false,
             "properties": {
@@ -342,7 +354,9 @@ mod tests {
                 "id": {"type": "string", "readOnly": true},
                 "lines": {"type": "array"},
             }
-        }));
+            }),
+            "s.json".into(),
+        );
         let check = |p: &str, k: ValueKind| schema.check(Write::Create, &path(p), &k);
         assert_eq!(check("sku", ValueKind::Template), None);
         assert_eq!(check("quantity", ValueKind::Typed(Typed::Integer)), None);
@@ -366,7 +380,10 @@ mod tests {
 
     #[test]
     fn an_open_body_schema_takes_any_other_name() {
-        let schema = TargetSchema::Json(json!({"properties": {"a": {"type": "boolean"}}}));
+        let schema = TargetSchema::Json(
+            json!({"properties": {"a": {"type": "boolean"}}}),
+            "s.json".into(),
+        );
         assert_eq!(
             schema.check(Write::Create, &path("b"), &ValueKind::Template),
             None

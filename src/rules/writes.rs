@@ -40,7 +40,8 @@ pub(super) fn of(ast: &AST, src: &str) -> Vec<Written> {
         match stmt {
             Stmt::Assignment(x) if !x.0.is_op_assignment() => {
                 let mut path = Vec::new();
-                if !record_path(&x.1.lhs, &mut path) {
+                let mut name_pos = x.1.lhs.position();
+                if !record_path(&x.1.lhs, &mut path, &mut name_pos) {
                     continue;
                 }
                 // What was known at or below this field is replaced.
@@ -64,8 +65,7 @@ pub(super) fn of(ast: &AST, src: &str) -> Vec<Written> {
                         }
                     }
                     value if !path.is_empty() => {
-                        let pos = x.1.lhs.position();
-                        push(&mut out, path, value, line_col(pos));
+                        push(&mut out, path, value, line_col(name_pos));
                     }
                     _ => out.clear(),
                 }
@@ -119,31 +119,32 @@ fn push(out: &mut Vec<Written>, path: Vec<String>, value: &Expr, (line, col): (u
     });
 }
 
-/// The names after `record` in `record.a.b` (empty for `record` itself); `false` for any
-/// other target.
-fn record_path(lhs: &Expr, path: &mut Vec<String>) -> bool {
+/// The names after `record` in `record.a.b` (empty for `record` itself), and in `pos` where
+/// the last one is written; `false` for any other target.
+fn record_path(lhs: &Expr, path: &mut Vec<String>, pos: &mut rhai::Position) -> bool {
     match lhs {
         Expr::Variable(v, ..) => v.1 == "record",
         Expr::Dot(x, ..) => {
             let Expr::Variable(v, ..) = &x.lhs else {
                 return false;
             };
-            v.1 == "record" && names(&x.rhs, path)
+            v.1 == "record" && names(&x.rhs, path, pos)
         }
         _ => false,
     }
 }
 
-fn names(rhs: &Expr, path: &mut Vec<String>) -> bool {
+fn names(rhs: &Expr, path: &mut Vec<String>, pos: &mut rhai::Position) -> bool {
     match rhs {
-        Expr::Property(p, ..) => {
+        Expr::Property(p, at) => {
             path.push(p.2.to_string());
+            *pos = *at;
             true
         }
         Expr::Dot(x, ..) => match &x.lhs {
             Expr::Property(p, ..) => {
                 path.push(p.2.to_string());
-                names(&x.rhs, path)
+                names(&x.rhs, path, pos)
             }
             _ => false,
         },
@@ -220,9 +221,12 @@ mod tests {
     #[test]
     fn positions_are_the_names_in_the_script() {
         let script = Rules::default()
-            .compile_script("t", "// c\nrecord.task = #{\n    Subject: \"s\" };")
+            .compile_script(
+                "t",
+                "// c\nrecord.task = #{\n    Subject: \"s\" };\nrecord.task.Due = 1;",
+            )
             .unwrap();
-        let w = &script.writes()[0];
-        assert_eq!((w.line, w.col), (3, 5));
+        let at: Vec<_> = script.writes().iter().map(|w| (w.line, w.col)).collect();
+        assert_eq!(at, [(3, 5), (4, 13)]);
     }
 }

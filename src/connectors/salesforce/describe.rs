@@ -149,20 +149,21 @@ impl Describe {
             return None;
         }
         let what = format!("Salesforce {}", self.name);
-        if path.len() > 1 {
-            let is_relationship =
-                |r: &Option<String>| r.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(first));
-            if self
-                .fields
+        let is_relationship =
+            |r: &Option<String>| r.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(first));
+        let relationship = self
+            .fields
+            .iter()
+            .any(|f| is_relationship(&f.relationship_name))
+            || self
+                .child_relationships
                 .iter()
-                .any(|f| is_relationship(&f.relationship_name))
-                || self
-                    .child_relationships
-                    .iter()
-                    .any(|c| is_relationship(&c.relationship_name))
-            {
-                return None;
-            }
+                .any(|c| is_relationship(&c.relationship_name));
+        // `Account: {External_Id__c: …}` set whole is a relationship too.
+        if relationship && (path.len() > 1 || self.field(first).is_none()) {
+            return None;
+        }
+        if path.len() > 1 {
             let names = self
                 .fields
                 .iter()

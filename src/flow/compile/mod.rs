@@ -71,6 +71,54 @@ pub fn load(
     }
 }
 
+/// One connector's config as `run` builds it (variables filled in), without compiling the rest
+/// of the project: for a command that talks to one connector (`schema pull`), which must work
+/// while the pipelines do not check (it is how a misspelt field gets its describe).
+pub fn connector_config(
+    root: &Path,
+    env: EnvLookup<'_>,
+    name: &str,
+) -> Result<ConnectorConfig, Diagnostics> {
+    let (sources, mut diags) = read_project(root, env);
+    let file = match &sources.project {
+        Some(file) => file,
+        None => return Err(diags.sorted()),
+    };
+    let Some(config) = deserialize::<ProjectFile>(file, &mut diags) else {
+        return Err(diags.sorted());
+    };
+    let mut found = Diagnostics::default();
+    let mut connectors = compile_connectors(
+        &sources.root,
+        &config,
+        file,
+        &mut BTreeMap::new(),
+        &mut BTreeMap::new(),
+        &mut BTreeMap::new(),
+        &mut found,
+    );
+    match connectors.remove(name) {
+        Some(Some(c)) => Ok(c),
+        Some(None) => Err(found.sorted()),
+        None => {
+            let at = file.doc.spans.key_pos(&[key("connectors")]);
+            let help =
+                crate::config::diag::did_you_mean(name, connectors.keys().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
+                        format!("the connectors are {}", names.join(", "))
+                    });
+            let mut d = Diagnostics::default();
+            d.push(
+                file.error(at, format!("no connector named `{name}`"))
+                    .with_code(Code::UnknownName)
+                    .with_help(help),
+            );
+            Err(d)
+        }
+    }
+}
+
 /// Compiles sources that have been read. Errors and warnings come back together on failure.
 pub fn compile(
     sources: &ProjectSources,

@@ -307,7 +307,7 @@ fn send_step(cx: &mut TargetCx<'_, '_>, body: &Value, at: &[PathSeg], state: &[E
             continue;
         }
         let help = match problem.help {
-            Some(h) => format!("{h} ({sent_by})"),
+            Some(h) => format!("{h} - {sent_by}"),
             None => sent_by.clone(),
         };
         cx.diags.push(
