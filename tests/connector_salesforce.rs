@@ -814,9 +814,18 @@ async fn schema_pull_stores_describe_answers_that_check_then_uses() {
     assert!(!root.join("schemas/crm/Order.json").exists());
     sf.expire_every_token(false);
 
-    let out = crossdock(&["schema", "pull", "crm", "order", "Nope", "Account"])
-        .await
-        .unwrap();
+    let out = crossdock(&[
+        "schema",
+        "pull",
+        "crm",
+        "order",
+        "Nope",
+        "Account",
+        "Lead",
+        "Opportunity",
+    ])
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -847,16 +856,27 @@ async fn schema_pull_stores_describe_answers_that_check_then_uses() {
             ("GET", "/services/data/v60.0/sobjects/order/describe", 200),
             ("GET", "/services/data/v60.0/sobjects/Nope/describe", 404),
             ("GET", "/services/data/v60.0/sobjects/Account/describe", 200),
+            ("GET", "/services/data/v60.0/sobjects/Lead/describe", 200),
+            ("GET", "/services/data/v60.0/sobjects/Opportunity/describe", 200),
         ]
     );
-    // What `check`'s own case in tests/cmd/ stores is what a pull writes.
-    let pulled = std::fs::read_to_string(root.join("schemas/crm/Order.json")).unwrap();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/cmd/target-schema.in/schemas/salesforce/Order.json"
-    ))
-    .unwrap();
-    assert_eq!(pulled, shipped);
+    // The describe files of the repository's project and of `check`'s case in tests/cmd/ are
+    // what a pull from this mock writes.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (object, committed) in [
+        ("Order", "tests/cmd/target-schema.in/schemas/salesforce/Order.json"),
+        ("Order", "schemas/salesforce/Order.json"),
+        ("Account", "schemas/salesforce/Account.json"),
+        ("Lead", "schemas/salesforce/Lead.json"),
+        ("Opportunity", "schemas/salesforce/Opportunity.json"),
+    ] {
+        let pulled = std::fs::read_to_string(root.join(format!("schemas/crm/{object}.json")));
+        assert_eq!(
+            pulled.unwrap(),
+            std::fs::read_to_string(repo.join(committed)).unwrap(),
+            "{committed} is not what `schema pull` writes"
+        );
+    }
 
     std::fs::create_dir_all(root.join("pipelines")).unwrap();
     std::fs::create_dir_all(root.join("mappings")).unwrap();
