@@ -857,14 +857,21 @@ async fn schema_pull_stores_describe_answers_that_check_then_uses() {
             ("GET", "/services/data/v60.0/sobjects/Nope/describe", 404),
             ("GET", "/services/data/v60.0/sobjects/Account/describe", 200),
             ("GET", "/services/data/v60.0/sobjects/Lead/describe", 200),
-            ("GET", "/services/data/v60.0/sobjects/Opportunity/describe", 200),
+            (
+                "GET",
+                "/services/data/v60.0/sobjects/Opportunity/describe",
+                200
+            ),
         ]
     );
     // The describe files of the repository's project and of `check`'s case in tests/cmd/ are
     // what a pull from this mock writes.
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for (object, committed) in [
-        ("Order", "tests/cmd/target-schema.in/schemas/salesforce/Order.json"),
+        (
+            "Order",
+            "tests/cmd/target-schema.in/schemas/salesforce/Order.json",
+        ),
         ("Order", "schemas/salesforce/Order.json"),
         ("Account", "schemas/salesforce/Account.json"),
         ("Lead", "schemas/salesforce/Lead.json"),
