@@ -364,3 +364,105 @@ fn load(cx: &mut TargetCx<'_, '_>, file: &crate::connectors::target::SchemaFile,
         cx.schemas.insert(file.path.clone(), loaded);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::flow::{load, CompileOptions};
+
+    const PROJECT: &str =
+        "connectors:\n  api:\n    kind: http\n    base_url: http://127.0.0.1:9\n    \
+        operations:\n      post: { method: POST, path: /p, body_schema: schemas/api.json }\n      \
+        get: { method: GET, path: /g }\n";
+    const SCHEMA: &str = r#"{"type": "object", "additionalProperties": false,
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}"#;
+
+    /// The errors of a project with the pipeline `steps` and these mappings, as
+    /// `file:line:col: message`.
+    fn errors(steps: &str, mappings: &[(&str, &str)]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("crossdock.yaml", PROJECT);
+        write("schemas/api.json", SCHEMA);
+        write(
+            "pipelines/p.yaml",
+            &format!(
+                "pipeline: p\nsource: {{ webhook: {{ path: /h, verify: {{ scheme: shopify, secret: demo }} }} }}\nsteps:\n{steps}"
+            ),
+        );
+        for (name, fields) in mappings {
+            write(
+                &format!("mappings/{name}.yaml"),
+                &format!("mapping: {name}\nfields:\n{fields}"),
+            );
+        }
+        let no_env = |_: &str| None;
+        let diags = match load(dir.path(), &no_env, CompileOptions::default()) {
+            Ok((_, d)) | Err(d) => d,
+        };
+        diags
+            .errors()
+            .map(|d| format!("{}:{}: {}", d.file.display(), d.pos, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn only_what_surely_reaches_a_send_is_judged() {
+        // The first line's indent kept: a `\` line end would drop it.
+        let steps = "  - switch:
+      - when: 'record.x == 1'
+        steps:
+          - map: arm
+          - send: { to: api, op: post, payload: $.out }
+      - otherwise:
+          - map: other
+  - send: { to: api, op: post, payload: $.out }
+  - map: before
+  - map: { mapping: inner, into: out }
+  - send: { to: api, op: post, payload: $.out }
+  - fetch: { from: api, op: get, into: out }
+  - send: { to: api, op: post, payload: $.out }
+";
+        let found = errors(
+            steps,
+            &[
+                ("arm", "  out.zz: $.q\n"),
+                ("other", "  out.yy: $.q\n"),
+                ("before", "  out.gone: $.q\n"),
+                (
+                    "inner",
+                    "  a: { template: x }\n  b: { from: $.n, type: string }\n",
+                ),
+            ],
+        );
+        assert_eq!(
+            found,
+            [
+                "mappings/arm.yaml:3:3: `out.zz`: schemas/api.json has no field `zz`",
+                "mappings/inner.yaml:4:3: `out.b`: `b` is integer in schemas/api.json, but the \
+                 value is converted with `type: string`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_body_schema_is_an_error_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("crossdock.yaml"), PROJECT).unwrap();
+        let no_env = |_: &str| None;
+        let Err(diags) = load(dir.path(), &no_env, CompileOptions::default()) else {
+            panic!("a missing body_schema checked clean");
+        };
+        let d = diags.errors().next().unwrap();
+        assert_eq!((d.pos.line, d.pos.col), (6, 52), "{d}");
+        assert!(
+            d.message
+                .starts_with("body_schema: cannot read schemas/api.json"),
+            "{d}"
+        );
+    }
+}
