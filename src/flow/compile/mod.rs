@@ -97,6 +97,19 @@ pub fn connector_config(
         &mut BTreeMap::new(),
         &mut found,
     );
+    // Its calls would go out with `${VAR}` written in them: say which variables instead.
+    for (path, var, pos) in &file.doc.unset_vars {
+        if path.get(..2) == Some(&[key("connectors"), key(name)]) {
+            found.push(
+                file.error(*pos, format!("${{{var}}} is not set and has no default"))
+                    .with_code(Code::UnsetEnv)
+                    .with_help(format!("export {var}=... to reach the connector")),
+            );
+        }
+    }
+    if found.has_errors() {
+        return Err(found.sorted());
+    }
     match connectors.remove(name) {
         Some(Some(c)) => Ok(c),
         Some(None) => Err(found.sorted()),
