@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossdock::connectors::{CallError, Connector, Reply, Request};
 use serde_json::{json, Value};
 use support::connector::{build, permanent, retryable};
-use support::mock_salesforce::{MockSalesforce, API_VERSION, CLIENT_ID, CLIENT_SECRET};
+use support::mock_salesforce::{Call, MockSalesforce, API_VERSION, CLIENT_ID, CLIENT_SECRET};
 
 /// The connector as crossdock.yaml configures it, pointed at the mock.
 fn connector(sf: &MockSalesforce) -> Arc<dyn Connector> {
@@ -770,4 +770,160 @@ async fn bad_credentials_are_permanent_and_not_shown() {
     assert!(message.contains("invalid_client"), "{message}");
     assert!(!message.contains("wrong-secret-value"), "{message}");
     assert!(sf.calls().is_empty());
+}
+
+/// `crossdock schema pull` through the real binary, in a project whose connector points at the
+/// mock: the describe answers are written trimmed, an unknown object is reported and the others
+/// kept, and `check` then finds a misspelt field against the stored file, offline.
+#[tokio::test]
+async fn schema_pull_stores_describe_answers_that_check_then_uses() {
+    let sf = MockSalesforce::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::fs::write(
+        root.join("crossdock.yaml"),
+        format!(
+            "connectors:\n  crm:\n    kind: salesforce\n    instance_url: {}\n    api_version: \"60.0\"\n    auth:\n      oauth2:\n        token_url: {}\n        client_id: {CLIENT_ID}\n        client_secret: {CLIENT_SECRET}\n",
+            sf.base_url(),
+            sf.token_url()
+        ),
+    )
+    .unwrap();
+    let crossdock = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+                .arg("-C")
+                .arg(&root)
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+
+    // Every token refused: nothing is written, and the refusal is said.
+    sf.expire_every_token(true);
+    let out = crossdock(&["schema", "pull", "crm", "Order"])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains(CLIENT_SECRET), "{stderr}");
+    assert!(!root.join("schemas/crm/Order.json").exists());
+    sf.expire_every_token(false);
+
+    let out = crossdock(&[
+        "schema",
+        "pull",
+        "crm",
+        "order",
+        "Nope",
+        "Account",
+        "Lead",
+        "Opportunity",
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Nope") && stderr.contains("NOT_FOUND"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("wrote schemas/crm/Order.json")
+            && stdout.contains("wrote schemas/crm/Account.json"),
+        "{stdout}"
+    );
+    assert!(!root.join("schemas/crm/Nope.json").exists());
+    let describes: Vec<Call> = sf
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/describe"))
+        .collect();
+    assert_eq!(
+        describes
+            .iter()
+            .map(|c| (c.method.as_str(), c.path.as_str(), c.status))
+            .collect::<Vec<_>>(),
+        [
+            // Refused, a new token, refused again: one replay, never more.
+            ("GET", "/services/data/v60.0/sobjects/Order/describe", 401),
+            ("GET", "/services/data/v60.0/sobjects/Order/describe", 401),
+            ("GET", "/services/data/v60.0/sobjects/order/describe", 200),
+            ("GET", "/services/data/v60.0/sobjects/Nope/describe", 404),
+            ("GET", "/services/data/v60.0/sobjects/Account/describe", 200),
+            ("GET", "/services/data/v60.0/sobjects/Lead/describe", 200),
+            (
+                "GET",
+                "/services/data/v60.0/sobjects/Opportunity/describe",
+                200
+            ),
+        ]
+    );
+    // The describe files of the repository's project and of `check`'s case in tests/cmd/ are
+    // what a pull from this mock writes.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (object, committed) in [
+        (
+            "Order",
+            "tests/cmd/target-schema.in/schemas/salesforce/Order.json",
+        ),
+        ("Order", "schemas/salesforce/Order.json"),
+        ("Account", "schemas/salesforce/Account.json"),
+        ("Lead", "schemas/salesforce/Lead.json"),
+        ("Opportunity", "schemas/salesforce/Opportunity.json"),
+    ] {
+        let pulled = std::fs::read_to_string(root.join(format!("schemas/crm/{object}.json")));
+        assert_eq!(
+            pulled.unwrap(),
+            std::fs::read_to_string(repo.join(committed)).unwrap(),
+            "{committed} is not what `schema pull` writes"
+        );
+    }
+
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("mappings")).unwrap();
+    std::fs::write(
+        root.join("mappings/account.yaml"),
+        "mapping: account\nfields:\n  account.External_Id__c: { template: \"C-{{ $.id }}\" }\n  account.Nmae: $.name\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("pipelines/accounts.yaml"),
+        "pipeline: accounts\nsource:\n  webhook:\n    path: /hooks/accounts\n    verify: { scheme: shopify, secret: demo }\nsteps:\n  - map: account\n  - send: { to: crm, op: upsert, object: Account, key: External_Id__c, payload: $.account }\n",
+    )
+    .unwrap();
+    let calls_before = sf.calls().len();
+    let out = crossdock(&["check", "--format", "json"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, u64, String, Value)> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["line"].as_u64().unwrap(),
+                d["message"].as_str().unwrap().to_string(),
+                d["help"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "unknown-field");
+    assert_eq!(found[0].1, 4);
+    assert!(found[0]
+        .2
+        .contains("Salesforce Account has no field `Nmae`"));
+    assert!(found[0]
+        .3
+        .as_str()
+        .unwrap()
+        .starts_with("did you mean `Name`?"));
+    assert_eq!(sf.calls().len(), calls_before, "check called the network");
 }

@@ -11,6 +11,7 @@ mod init;
 mod remote;
 mod report;
 mod run;
+mod schema;
 mod state;
 mod test;
 
@@ -199,9 +200,16 @@ DIR/<kind>.schema.json (crossdock.schema.json for the project) and prints nothin
 `crossdock schema --write schemas` is how the repository's schemas/ is regenerated. A YAML \
 file names its schema on its first line for the YAML language server (VS Code, Neovim):\n  \
 # yaml-language-server: $schema=../schemas/pipeline.schema.json\n\n\
-Examples:\n  crossdock schema pipeline\n  crossdock schema --write schemas"
+`crossdock schema pull CONNECTOR OBJECT...` stores a Salesforce connector's describe answers \
+in schemas/CONNECTOR/OBJECT.json, which `check` then verifies every send to those objects \
+against, offline.\n\n\
+Examples:\n  crossdock schema pipeline\n  crossdock schema --write schemas\n  \
+crossdock schema pull salesforce Order Account"
     )]
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Schema {
+        #[command(subcommand)]
+        command: Option<SchemaCommand>,
         /// project, pipeline, mapping or test
         #[arg(required_unless_present = "write", value_parser = schema_kind)]
         kind: Option<crate::schema::Kind>,
@@ -235,6 +243,25 @@ crossdock completions zsh > \"${fpath[1]}/_crossdock\"\n  crossdock completions 
     /// Print the manual page (roff)
     #[command(after_help = "Examples:\n  crossdock man > /usr/local/share/man/man1/crossdock.1")]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Store a target's own schema of its objects (Salesforce describe answers) in the project
+    #[command(after_help = "Asks the connector's org for each object's describe \
+(GET /services/data/vXX.X/sobjects/OBJECT/describe, with the connector's OAuth and api_version \
+from crossdock.yaml) and writes schemas/CONNECTOR/OBJECT.json, trimmed to the fields' names, \
+types, createable/updateable, references and picklist values. Commit the files: `check` reads \
+them, never the network, and verifies that every field a send to the object writes exists, \
+may be written by its operation and has a compatible type. Pull again after changing the org.\n\n\
+Examples:\n  crossdock schema pull salesforce Order OrderItem Account")]
+    Pull {
+        /// The connector's name in crossdock.yaml (a salesforce connector)
+        connector: String,
+        /// The sObjects, e.g. Order Account
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
 }
 
 fn schema_kind(name: &str) -> Result<crate::schema::Kind, String> {
@@ -520,7 +547,11 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             };
             dlq::run(&project, url.as_deref(), action, &env)
         }
-        Command::Schema { kind, write } => match (kind, write) {
+        Command::Schema {
+            command: Some(SchemaCommand::Pull { connector, objects }),
+            ..
+        } => schema::pull(&project, &connector, &objects, &env),
+        Command::Schema { kind, write, .. } => match (kind, write) {
             (_, Some(dir)) => init::write_schemas(&dir),
             (Some(kind), None) => {
                 print!("{}", kind.schema_text());

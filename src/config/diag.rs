@@ -54,10 +54,16 @@ pub enum Code {
     FileName,
     /// Any other value the engine cannot use (a duration, a count, a combination of keys).
     InvalidValue,
+    /// A field a `send` writes that the target's stored schema does not have.
+    UnknownField,
+    /// A field a `send` writes that the target's stored schema says it may not write.
+    ReadOnlyField,
+    /// A value a `send` writes that cannot be of its field's type in the target's schema.
+    FieldType,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 20] = [
         Code::Unreadable,
         Code::TooLarge,
         Code::EmptyFile,
@@ -75,6 +81,9 @@ impl Code {
         Code::NoVerify,
         Code::FileName,
         Code::InvalidValue,
+        Code::UnknownField,
+        Code::ReadOnlyField,
+        Code::FieldType,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +105,9 @@ impl Code {
             Code::NoVerify => "no-verify",
             Code::FileName => "file-name",
             Code::InvalidValue => "invalid-value",
+            Code::UnknownField => "unknown-field",
+            Code::ReadOnlyField => "read-only-field",
+            Code::FieldType => "field-type",
         }
     }
 
@@ -122,6 +134,11 @@ impl Code {
             Code::NoVerify => "a webhook without a signature check",
             Code::FileName => "a file named differently from what it defines",
             Code::InvalidValue => "a value the engine cannot use",
+            Code::UnknownField => "a field sent that the target's stored schema does not have",
+            Code::ReadOnlyField => {
+                "a field sent that the target's stored schema says the operation cannot write"
+            }
+            Code::FieldType => "a value sent that cannot be of its field's type in the target",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod http;
 mod oauth2;
 pub mod salesforce;
 pub mod stdout;
+pub mod target;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,12 @@ pub trait ConnectorKind {
     /// are relative to `root`, the project folder.
     fn check_config(&self, _root: &Path) -> Vec<ConfigProblem> {
         Vec::new()
+    }
+    /// Where the target's schema of what `send` writes is kept (a Salesforce describe, an
+    /// `http` operation's `body_schema`), for `check` to judge the fields; `name` is the
+    /// connector's name in crossdock.yaml. `None`: nothing to check against.
+    fn schema_file(&self, _name: &str, _send: SendShape<'_>) -> Option<target::SchemaFile> {
+        None
     }
     /// What a call to `op` adds that its payload does not show (a signature), for `dry-run`.
     fn describe_call(&self, _op: &str) -> Option<String> {
@@ -99,7 +106,7 @@ pub enum BuildError {
 /// where: keys below the connector's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
-    pub at: Vec<&'static str>,
+    pub at: Vec<std::borrow::Cow<'static, str>>,
     pub message: String,
 }
 
@@ -139,7 +146,7 @@ pub(crate) fn check_tls(root: &Path, tls: Option<&tls::TlsConfig>) -> Vec<Config
     };
     match tls::check(root, tls) {
         Some(problem) => vec![ConfigProblem {
-            at: vec!["tls", "ca_file"],
+            at: vec!["tls".into(), "ca_file".into()],
             message: BuildError::CaFile {
                 path: tls.ca_file.clone(),
                 problem,

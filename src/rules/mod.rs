@@ -24,6 +24,7 @@ mod error;
 mod functions;
 mod handles;
 mod reads;
+mod writes;
 
 use crate::projection::Need;
 use reads::Reads;
@@ -35,6 +36,7 @@ use serde_json::Value;
 
 pub use engine::Limits;
 pub use error::{RuleError, RunError};
+pub use writes::{Written, WrittenValue};
 
 use crate::state::StateStore;
 use engine::Deadline;
@@ -173,6 +175,7 @@ impl Rules {
         Ok(Script {
             name: name.to_string(),
             uses: Uses::of(&ast, reads.event_body),
+            writes: writes::of(&ast, src),
             reads,
             ast: Arc::new(ast),
         })
@@ -321,6 +324,8 @@ pub struct Script {
     uses: Uses,
     /// What the script reads (and so may write) of `record`: only that is converted.
     reads: Reads,
+    /// The fields it surely sets, for `check` against a target's schema.
+    writes: Vec<Written>,
 }
 
 impl Script {
@@ -338,6 +343,33 @@ impl Script {
     /// Whether the code reads the body through `event` (`event.body`, or `event` whole).
     pub fn reads_event_body(&self) -> bool {
         self.reads.event_body
+    }
+
+    /// The fields of `record` the script surely sets on every run (see `writes.rs`).
+    pub fn writes(&self) -> &[Written] {
+        &self.writes
+    }
+
+    /// The fields of `record` the script may change, as names from `record` down (a path
+    /// ends where a name does not follow); `None` when it may change anything.
+    pub fn touches(&self) -> Option<Vec<Vec<String>>> {
+        let reads = self.reads.record.as_ref()?;
+        Some(
+            reads
+                .iter()
+                .map(|r| {
+                    let (crate::projection::Read::Path(steps)
+                    | crate::projection::Read::Presence(steps)) = r;
+                    steps
+                        .iter()
+                        .map_while(|s| match s {
+                            crate::projection::PathStep::Name(n) => Some(n.clone()),
+                            crate::projection::PathStep::Elements => None,
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
     }
 
     /// Run the script on `record` and return the final value of `record`.

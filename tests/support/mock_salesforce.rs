@@ -6,6 +6,8 @@
 //! * Data calls under `/services/data/v60.0/`: sObject create / get / update / delete,
 //!   upsert by external id, `/composite`, `/composite/tree/{Object}`, sObject Collections.
 //!   Bulk API 2.0 is not implemented (404 `NOT_FOUND`).
+//! * `GET sobjects/{Object}/describe` for Account, Lead, Opportunity and Order, answered with
+//!   tests/fixtures/salesforce/{Object}.describe.json; other objects 404 `NOT_FOUND`.
 //!
 //! Order of checks on a data call: optional delay, bearer token, injected failures,
 //! then the real handling. `Sforce-Limit-Info: api-usage=N/15000` is sent on every
@@ -740,6 +742,10 @@ impl State {
                 "POST" => self.create(obj, body),
                 "GET" => self.describe(obj),
                 _ => method_not_allowed(method, "HEAD,GET,POST"),
+            },
+            ["sobjects", obj, "describe"] if valid_name(obj) => match method {
+                "GET" => describe_answer(obj),
+                _ => method_not_allowed(method, "HEAD,GET"),
             },
             ["sobjects", obj, id] if valid_name(obj) => match method {
                 "GET" => self.get_by_id(obj, id),
@@ -1760,6 +1766,27 @@ const KNOWN_OBJECTS: &[(&str, &str)] = &[
     ("Order", "801"),
     ("OrderItem", "802"),
 ];
+
+/// `GET sobjects/{Object}/describe`: the answers in tests/fixtures/salesforce/ (Account, Lead,
+/// Opportunity, Order); any other object is unknown to this org (404 `NOT_FOUND`, as
+/// Salesforce answers for an sObject that does not exist).
+fn describe_answer(obj: &str) -> Reply {
+    let name = ["Account", "Lead", "Opportunity", "Order"]
+        .into_iter()
+        .find(|n| n.eq_ignore_ascii_case(obj));
+    let Some(name) = name else {
+        return Reply::err(not_found());
+    };
+    let path = format!(
+        "{}/tests/fixtures/salesforce/{name}.describe.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("mock salesforce: describe fixture");
+    Reply::json(
+        200,
+        serde_json::from_str(&text).expect("mock salesforce: describe fixture is JSON"),
+    )
+}
 
 fn canonical(obj: &str) -> String {
     KNOWN_OBJECTS

@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use super::classify::{self, kind_of, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
+use super::target::{SchemaFile, SchemaFormat};
 use super::tls::{self, TlsConfig};
 use super::{
     check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
@@ -79,6 +80,20 @@ pub struct Operation {
     /// (TikTok Shop's `page_size` and `page_token`).
     #[serde(default)]
     pub query: Vec<String>,
+    /// A JSON Schema of the request body (a file, relative to the project folder): `check`
+    /// verifies the names and types a `send` of this operation writes against it.
+    #[serde(default)]
+    pub body_schema: Option<String>,
+}
+
+impl Operation {
+    fn body_schema_file(&self) -> Option<SchemaFile> {
+        self.body_schema.as_ref().map(|path| SchemaFile {
+            path: path.into(),
+            format: SchemaFormat::JsonSchema,
+            required: true,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -138,6 +153,17 @@ impl ConnectorKind for HttpConfig {
         if let Err(found) = Extras::compile(self, "check", None) {
             problems.extend(found);
         }
+        for (op, spec) in &self.operations {
+            let Some(file) = spec.body_schema_file() else {
+                continue;
+            };
+            if let Err(e) = file.load(root) {
+                problems.push(ConfigProblem {
+                    at: vec!["operations".into(), op.clone().into(), "body_schema".into()],
+                    message: format!("body_schema: {e}"),
+                });
+            }
+        }
         problems
     }
     fn describe_call(&self, _op: &str) -> Option<String> {
@@ -148,6 +174,9 @@ impl ConnectorKind for HttpConfig {
     }
     fn build(&self, name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(HttpConnector::new(self, name, cx)?))
+    }
+    fn schema_file(&self, _name: &str, send: SendShape<'_>) -> Option<SchemaFile> {
+        self.operations.get(send.op)?.body_schema_file()
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
         if self.operations.is_empty() {
@@ -279,7 +308,10 @@ impl Extras {
         let mut problems = Vec::new();
         let mut at = |first: &'static str, rest: &[&'static str], message: String| {
             problems.push(ConfigProblem {
-                at: std::iter::once(first).chain(rest.iter().copied()).collect(),
+                at: std::iter::once(first)
+                    .chain(rest.iter().copied())
+                    .map(Into::into)
+                    .collect(),
                 message,
             })
         };

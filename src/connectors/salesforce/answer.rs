@@ -308,7 +308,7 @@ fn all_halted(plan: &Plan, answer: &Answer, what: &str, failed: &[&Value]) -> Ca
 
 /// Retryable when the status says so (429, 5xx) or any error code does; the message carries
 /// the remote errors as sent (`errorCode` at the top level, `statusCode` per tree record).
-fn failure(answer: &Answer, what: &str) -> CallError {
+pub(super) fn failure(answer: &Answer, what: &str) -> CallError {
     let retryable =
         classify::is_retryable_status(answer.status) || has_retryable_code(&answer.body);
     classify::failure(answer, what, retryable, &classify::body_text(&answer.body))

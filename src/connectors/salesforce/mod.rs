@@ -12,6 +12,7 @@
 
 mod answer;
 mod composite;
+pub mod describe;
 mod plan;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use super::classify::{self, permanent, Answer, Secrets};
 use super::oauth2::{Token, TokenCache};
+use super::target::{SchemaFile, SchemaFormat};
 use super::tls::{self, TlsConfig};
 use super::{
     check_op, check_tls, BuildContext, BuildError, CallError, ConfigProblem, Connector,
@@ -72,34 +74,22 @@ impl ConnectorKind for SalesforceConfig {
         check_tls(root, self.tls.as_ref())
     }
     fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
-        let creds = &self.auth.oauth2;
-        reqwest::Url::parse(&creds.token_url).map_err(|e| BuildError::Url {
-            field: "auth.oauth2.token_url",
-            value: creds.token_url.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(url) = &self.instance_url {
-            reqwest::Url::parse(url).map_err(|e| BuildError::Url {
-                field: "instance_url",
-                value: url.clone(),
-                reason: e.to_string(),
-            })?;
+        Ok(Arc::new(self.live(cx)?))
+    }
+    /// `schemas/<connector>/<Object>.json`, as `crossdock schema pull` writes it; a delete
+    /// sends no fields.
+    fn schema_file(&self, name: &str, send: SendShape<'_>) -> Option<SchemaFile> {
+        let object = send.object?;
+        if send.op == "delete" || !is_plain_name(object) {
+            return None;
         }
-        let client = tls::client_for(cx, self.tls.as_ref())?;
-        Ok(Arc::new(Salesforce {
-            tokens: TokenCache::new(client.clone(), creds.clone(), TIMEOUT),
-            client,
-            instance_url: self
-                .instance_url
-                .as_ref()
-                .map(|u| u.trim_end_matches('/').to_string()),
-            // `60.0` and `v60.0` both name the version; the URL wants the `v`.
-            api_version: match self.api_version.strip_prefix('v') {
-                Some(_) => self.api_version.clone(),
-                None => format!("v{}", self.api_version),
-            },
-            secrets: Secrets::new([creds.client_secret.clone()]),
-        }))
+        Some(SchemaFile {
+            path: Path::new("schemas")
+                .join(name)
+                .join(format!("{object}.json")),
+            format: SchemaFormat::SalesforceDescribe,
+            required: false,
+        })
     }
     fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
         let mut out = check_op(self, send.op);
@@ -146,6 +136,62 @@ impl ConnectorKind for SalesforceConfig {
     }
 }
 
+impl SalesforceConfig {
+    fn live(&self, cx: &BuildContext) -> Result<Salesforce, BuildError> {
+        let creds = &self.auth.oauth2;
+        reqwest::Url::parse(&creds.token_url).map_err(|e| BuildError::Url {
+            field: "auth.oauth2.token_url",
+            value: creds.token_url.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(url) = &self.instance_url {
+            reqwest::Url::parse(url).map_err(|e| BuildError::Url {
+                field: "instance_url",
+                value: url.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let client = tls::client_for(cx, self.tls.as_ref())?;
+        Ok(Salesforce {
+            tokens: TokenCache::new(client.clone(), creds.clone(), TIMEOUT),
+            client,
+            instance_url: self
+                .instance_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            // `60.0` and `v60.0` both name the version; the URL wants the `v`.
+            api_version: match self.api_version.strip_prefix('v') {
+                Some(_) => self.api_version.clone(),
+                None => format!("v{}", self.api_version),
+            },
+            secrets: Secrets::new([creds.client_secret.clone()]),
+        })
+    }
+
+    /// The describe answer of each of `objects`, as Salesforce gives it, for
+    /// `crossdock schema pull`; one answer or error per object, in order.
+    pub async fn describe(
+        &self,
+        cx: &BuildContext,
+        objects: &[String],
+    ) -> Result<Vec<Result<serde_json::Value, CallError>>, BuildError> {
+        let live = self.live(cx)?;
+        let mut out = Vec::with_capacity(objects.len());
+        for object in objects {
+            out.push(live.describe(object).await);
+        }
+        Ok(out)
+    }
+}
+
+/// An sObject name as a path segment and a file name: letters, digits and underscores.
+fn is_plain_name(object: &str) -> bool {
+    !object.is_empty()
+        && object
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 struct Salesforce {
     client: reqwest::Client,
     tokens: TokenCache,
@@ -160,6 +206,30 @@ impl Salesforce {
         let plan = plan(request, &self.api_version)?;
         let (answer, what) = self.tokens.send(|token| self.send(&plan, token)).await?;
         reply(&plan, answer, &what)
+    }
+
+    async fn describe(&self, object: &str) -> Result<serde_json::Value, CallError> {
+        if !is_plain_name(object) {
+            return Err(permanent(format!(
+                "`{object}` is not an sObject name (letters, digits and _)"
+            )));
+        }
+        let plan = Plan::describe(object);
+        let (answer, what) = self
+            .tokens
+            .send(|token| self.send(&plan, token))
+            .await
+            .map_err(|e| self.scrub(e))?;
+        if !answer.status.is_success() {
+            return Err(self.scrub(answer::failure(&answer, &what)));
+        }
+        Ok(answer.body)
+    }
+
+    fn scrub(&self, e: CallError) -> CallError {
+        let token = self.tokens.current();
+        self.secrets
+            .scrub(e, token.as_ref().map(|t| t.access_token.as_str()))
     }
 
     async fn send(&self, plan: &Plan, token: Arc<Token>) -> Result<(Answer, String), CallError> {
@@ -191,13 +261,7 @@ impl Salesforce {
 
 impl Connector for Salesforce {
     fn call<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Reply, CallError>> {
-        Box::pin(async move {
-            self.call_once(request).await.map_err(|e| {
-                let token = self.tokens.current();
-                self.secrets
-                    .scrub(e, token.as_ref().map(|t| t.access_token.as_str()))
-            })
-        })
+        Box::pin(async move { self.call_once(request).await.map_err(|e| self.scrub(e)) })
     }
 }
 

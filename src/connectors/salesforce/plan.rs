@@ -52,6 +52,19 @@ pub(super) struct Chunk {
     pub(super) values: Vec<String>,
 }
 
+impl Plan {
+    /// `GET sobjects/{object}/describe`, for `schema pull`.
+    pub(super) fn describe(object: &str) -> Plan {
+        Plan {
+            method: Method::GET,
+            path: format!("sobjects/{}/describe", classify::encode_segment(object)),
+            body: None,
+            answered: Answered::Record,
+            key: None,
+        }
+    }
+}
+
 /// `api_version` as the URL has it (`v60.0`): composite subrequests name their own URLs.
 pub(super) fn plan(request: Request<'_>, api_version: &str) -> Result<Plan, CallError> {
     let op = request.op;

@@ -1,6 +1,7 @@
 //! The project's `scripts/` and `mappings/` files, compiled once before any pipeline names them,
 //! and the `limits:` mappings run within.
 
+use super::target::{mapping_writes, MappingWrites};
 use super::{check_name, deserialize, key, scalar_text, Compiled};
 use crate::config::diag::{Code, Diagnostic, Diagnostics};
 use crate::config::span::Pos;
@@ -72,10 +73,13 @@ pub(super) fn mapping_limits(
     limits
 }
 
-pub(super) fn compile_mappings(
-    sources: &ProjectSources,
+/// Also gives each compiled mapping's output fields, for the check of `send`s against their
+/// targets' schemas.
+pub(super) fn compile_mappings<'a>(
+    sources: &'a ProjectSources,
     rules: &Rules,
     limits: &mapping::Limits,
+    writes: &mut MappingWrites<'a>,
     diags: &mut Diagnostics,
 ) -> Compiled<Mapping> {
     let mut out = HashMap::new();
@@ -98,6 +102,7 @@ pub(super) fn compile_mappings(
         match mapping::compile(&spec, rules) {
             Ok(m) => {
                 let m = m.with_limits(limits.clone());
+                writes.insert(spec.mapping.clone(), mapping_writes(file, &spec));
                 if out
                     .insert(spec.mapping.clone(), Some(Arc::new(m)))
                     .is_some()

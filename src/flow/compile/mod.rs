@@ -13,6 +13,7 @@ mod library;
 mod reads;
 mod sources;
 mod steps;
+mod target;
 mod tenants;
 
 use self::connectors::compile_connectors;
@@ -70,6 +71,67 @@ pub fn load(
     }
 }
 
+/// One connector's config as `run` builds it (variables filled in), without compiling the rest
+/// of the project: for a command that talks to one connector (`schema pull`), which must work
+/// while the pipelines do not check (it is how a misspelt field gets its describe).
+pub fn connector_config(
+    root: &Path,
+    env: EnvLookup<'_>,
+    name: &str,
+) -> Result<ConnectorConfig, Diagnostics> {
+    let (sources, mut diags) = read_project(root, env);
+    let file = match &sources.project {
+        Some(file) => file,
+        None => return Err(diags.sorted()),
+    };
+    let Some(config) = deserialize::<ProjectFile>(file, &mut diags) else {
+        return Err(diags.sorted());
+    };
+    let mut found = Diagnostics::default();
+    let mut connectors = compile_connectors(
+        &sources.root,
+        &config,
+        file,
+        &mut BTreeMap::new(),
+        &mut BTreeMap::new(),
+        &mut BTreeMap::new(),
+        &mut found,
+    );
+    // Its calls would go out with `${VAR}` written in them: say which variables instead.
+    for (path, var, pos) in &file.doc.unset_vars {
+        if path.get(..2) == Some(&[key("connectors"), key(name)]) {
+            found.push(
+                file.error(*pos, format!("${{{var}}} is not set and has no default"))
+                    .with_code(Code::UnsetEnv)
+                    .with_help(format!("export {var}=... to reach the connector")),
+            );
+        }
+    }
+    if found.has_errors() {
+        return Err(found.sorted());
+    }
+    match connectors.remove(name) {
+        Some(Some(c)) => Ok(c),
+        Some(None) => Err(found.sorted()),
+        None => {
+            let at = file.doc.spans.key_pos(&[key("connectors")]);
+            let help =
+                crate::config::diag::did_you_mean(name, connectors.keys().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        let names: Vec<&str> = connectors.keys().map(String::as_str).collect();
+                        format!("the connectors are {}", names.join(", "))
+                    });
+            let mut d = Diagnostics::default();
+            d.push(
+                file.error(at, format!("no connector named `{name}`"))
+                    .with_code(Code::UnknownName)
+                    .with_help(help),
+            );
+            Err(d)
+        }
+    }
+}
+
 /// Compiles sources that have been read. Errors and warnings come back together on failure.
 pub fn compile(
     sources: &ProjectSources,
@@ -119,7 +181,15 @@ pub fn compile(
         (Some(c), Some(file)) => mapping_limits(&c.limits, file, &mut diags),
         _ => mapping::Limits::default(),
     };
-    let mappings = compile_mappings(sources, &rules, &limits, &mut diags);
+    let mut mapping_writes = target::MappingWrites::new();
+    let mappings = compile_mappings(sources, &rules, &limits, &mut mapping_writes, &mut diags);
+    let script_files: HashMap<String, &crate::config::SourceFile> = sources
+        .scripts
+        .iter()
+        .map(|f| (crate::config::stem(&f.path), f))
+        .collect();
+    let mut target_schemas = HashMap::new();
+    let mut target_reported = std::collections::HashSet::new();
 
     let dedup_window = config
         .as_ref()
@@ -133,6 +203,22 @@ pub fn compile(
         let Some(spec) = deserialize::<PipelineFile>(file, &mut diags) else {
             continue;
         };
+        if let Some(connectors) = &connectors {
+            target::check_sends(
+                &mut target::TargetCx {
+                    root: &sources.root,
+                    file,
+                    connectors,
+                    mappings: &mapping_writes,
+                    scripts: &scripts,
+                    script_files: &script_files,
+                    schemas: &mut target_schemas,
+                    reported: &mut target_reported,
+                    diags: &mut diags,
+                },
+                &spec.steps,
+            );
+        }
         let mut cx = StepCx {
             file,
             rules: &rules,
