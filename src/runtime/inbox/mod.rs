@@ -13,9 +13,14 @@
 //! | `dedup-age`  | ms BE (8 bytes) then the dedup key    | empty: an index to sweep old keys      |
 //! | `dead`       | event sequence number                 | [`DeadLetter`] as JSON                  |
 //! | `trail`      | event sequence number                 | [`Trail`] as JSON                       |
+//! | `raw`        | event sequence number                 | headers as JSON, `\n`, the body's first [`RAW_KEEP`] bytes |
+//! | `keys`       | `{key}\0{value}\0` then sequence BE   | empty: the correlation key index        |
 //!
 //! Event ids are `evt_` and the sequence number in hex, so ids sort by arrival and a trail or
 //! dead letter is found from the id alone.
+//!
+//! A finished event's `raw` entry and its `keys` entries go with its trail (retention counts
+//! the raw bytes with the trail's).
 //!
 //! # Ordering and crashes
 //!
@@ -39,10 +44,13 @@ mod retention;
 pub use retention::Tally;
 
 pub use commit::{Committer, FlushPolicy};
-use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
+use record::{
+    decode_event, decode_raw, encode_event, encode_raw, from_json, key_entry, key_prefix, key_seq,
+    parse_dedup, to_json,
+};
 pub use record::{
     event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, CompensationTrail,
-    DeadLetter, EventMeta, StoredEvent, Trail,
+    DeadLetter, EventMeta, RawDelivery, StoredEvent, Trail, RAW_KEEP,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +102,8 @@ pub struct Inbox {
     dedup_age: Table,
     dead: Table,
     trail: Table,
+    raw: Table,
+    keys: Table,
     pub committer: Arc<Committer>,
     /// Events in `inbox`, kept here because sled counts a tree by scanning it.
     pending: AtomicU64,
@@ -130,8 +140,9 @@ impl Inbox {
         let inbox = store.table("inbox")?;
         let dead = store.table("dead")?;
         let trail = store.table("trail")?;
+        let raw = store.table("raw")?;
         // The counters start from what the tables hold, read once here (see `Tally`).
-        let found = retention::tally(&inbox, &dead, &trail)?;
+        let found = retention::tally(&inbox, &dead, &trail, &raw)?;
         Ok(Inbox {
             pending: AtomicU64::new(found.pending),
             pending_bytes: AtomicU64::new(found.pending_bytes),
@@ -146,6 +157,8 @@ impl Inbox {
             dead_count: AtomicU64::new(found.dead_letters),
             dead,
             trail,
+            raw,
+            keys: store.table("keys")?,
             committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
         })
@@ -193,6 +206,7 @@ impl Inbox {
             full_rerun: false,
             errors: Vec::new(),
             interrupted: 0,
+            keys: BTreeMap::new(),
         };
         // Counted before it is in the table, so the count is never below what the table holds
         // (a drop by hand may take it out before this returns).
@@ -396,8 +410,11 @@ impl Inbox {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: event.meta.keys.clone(),
+            tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
         };
         self.put_trail(seq, &trail)?;
+        self.put_raw(&event)?;
         let taken = self.take_out(seq)?;
         if taken {
             self.dropped
@@ -427,6 +444,7 @@ impl Inbox {
     /// The event is done: its trail is written, then it leaves the inbox.
     pub fn finish(&self, event: &StoredEvent, trail: &Trail) -> Result<(), InboxError> {
         self.put_trail(event.seq, trail)?;
+        self.put_raw(event)?;
         self.take_out(event.seq)?;
         // Dropped by hand while it ran: nothing is left to skip.
         self.was_dropped(event.seq);
@@ -435,17 +453,126 @@ impl Inbox {
 
     pub fn put_trail(&self, seq: u64, trail: &Trail) -> Result<(), InboxError> {
         let value = to_json(trail)?;
+        // The index first: a crash before the trail leaves an entry that finds no trail
+        // (skipped by the search), never a trail its keys do not find.
+        for (name, v) in &trail.keys {
+            self.keys.insert(&key_entry(name, v, seq), b"")?;
+        }
         let old = self.trail.swap(&seq.to_be_bytes(), &value)?;
         self.trail_bytes
             .fetch_add(value.len() as u64, Ordering::SeqCst);
         match old {
-            // The same trail, rewritten (a retry's, then the final one): bytes only.
-            Some(old) => self.trail_shrunk(old.len()),
+            // The same trail, rewritten (a retry's, then the final one): bytes only, and the
+            // keys an earlier version of the pipeline found that this run did not.
+            Some(old) => {
+                self.trail_shrunk(old.len());
+                if let Ok(old) = serde_json::from_slice::<Trail>(&old) {
+                    for (name, v) in &old.keys {
+                        if trail.keys.get(name) != Some(v) {
+                            self.keys.remove(&key_entry(name, v, seq))?;
+                        }
+                    }
+                }
+            }
             None => {
                 self.trails.fetch_add(1, Ordering::SeqCst);
             }
         }
         Ok(())
+    }
+
+    /// Keeps a finishing event's headers and body (its first [`RAW_KEEP`] bytes) for its raw
+    /// view; counted with the trails' bytes, which retention bounds.
+    fn put_raw(&self, event: &StoredEvent) -> Result<(), InboxError> {
+        let value = encode_raw(&event.meta.headers, &event.body)?;
+        let old = self.raw.swap(&event.seq.to_be_bytes(), &value)?;
+        self.trail_bytes
+            .fetch_add(value.len() as u64, Ordering::SeqCst);
+        if let Some(old) = old {
+            self.trail_shrunk(old.len());
+        }
+        Ok(())
+    }
+
+    /// An event's delivery: from the inbox while it waits there, else as kept when it finished
+    /// (until retention forgets it with its trail).
+    pub fn raw(&self, id: &str) -> Result<Option<RawDelivery>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        let key = seq.to_be_bytes();
+        if let Some(bytes) = self.inbox.get(&key)? {
+            let event = decode_event(&key, &bytes)?;
+            return Ok(Some(RawDelivery {
+                bytes: event.body.len(),
+                headers: event.meta.headers,
+                body: event.body.to_vec(),
+            }));
+        }
+        match self.raw.get(&key)? {
+            Some(bytes) => Ok(Some(decode_raw(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Events whose correlation key `name` has `value`, newest first, as [`Inbox::trail_page`]
+    /// pages them; the index is read, not the trails, so the events of one order are found
+    /// among any number stored. At most `scan` entries are read per page.
+    pub fn key_page(
+        &self,
+        (name, value): (&str, &str),
+        filter: &TrailFilter<'_>,
+        before: Option<&str>,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Value, InboxError> {
+        let prefix = key_prefix(name, value);
+        let mut end = match before.and_then(parse_event_id) {
+            Some(seq) => key_entry(name, value, seq),
+            None => key_entry(name, value, u64::MAX),
+        };
+        // `u64::MAX` itself is no event's number, so "before it" takes them all.
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let mut last = None;
+        let mut exhausted = false;
+        while items.len() < limit && scanned < scan {
+            let batch = self
+                .keys
+                .range_back_within(&prefix, &end, 256.min(scan - scanned))?;
+            if batch.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for (k, _) in &batch {
+                scanned += 1;
+                end = k.clone();
+                // A longer value that starts with this one and a zero byte is another key.
+                let Some(seq) = k
+                    .strip_prefix(prefix.as_slice())
+                    .filter(|rest| rest.len() == 8)
+                    .and_then(key_seq)
+                else {
+                    continue;
+                };
+                last = Some(seq);
+                let Some(bytes) = self.trail.get(&seq.to_be_bytes())? else {
+                    continue;
+                };
+                let trail: Trail = from_json(&event_id(seq), &bytes)?;
+                if trail.keys.get(name).map(String::as_str) == Some(value) && filter.keeps(&trail) {
+                    items.push(trail_summary(&trail));
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = match last {
+            Some(seq) if !exhausted => Some(event_id(seq)),
+            _ => None,
+        };
+        Ok(serde_json::json!({ "items": items, "next": next, "scanned": scanned }))
     }
 
     /// Moves the event to the dead letters (trail first, as in [`Inbox::finish`]).
@@ -663,18 +790,84 @@ impl Inbox {
     }
 }
 
+/// Which dead letters [`Inbox::dead_letters_matching`] takes: every one that matches all that
+/// is given (`None` matches any).
+#[derive(Debug, Default, Clone)]
+pub struct DeadFilter {
+    pub pipeline: Option<String>,
+    /// Text the reason contains, in lower case (case is ignored).
+    pub error: Option<String>,
+    /// Dead at or after.
+    pub since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Dead before.
+    pub until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// A correlation key's name and value.
+    pub key: Option<(String, String)>,
+}
+
+impl DeadFilter {
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let dead_at = chrono::DateTime::parse_from_rfc3339(&letter.dead_at).ok();
+        self.pipeline
+            .as_deref()
+            .is_none_or(|p| p == letter.event.pipeline)
+            && self
+                .error
+                .as_deref()
+                .is_none_or(|e| letter.reason.to_lowercase().contains(e))
+            && self.since.is_none_or(|s| dead_at.is_some_and(|d| d >= s))
+            && self.until.is_none_or(|u| dead_at.is_some_and(|d| d < u))
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|(name, value)| letter.event.keys.get(name) == Some(value))
+    }
+}
+
+impl Inbox {
+    /// The dead letters `filter` matches, oldest first, at most `limit`; and whether more
+    /// matched. Reads the letters a page at a time.
+    pub fn dead_letters_matching(
+        &self,
+        filter: &DeadFilter,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, bool), InboxError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.dead_letters(after.as_deref(), 256)?;
+            let Some(last) = page.last() else {
+                return Ok((out, false));
+            };
+            after = Some(last.event.id.clone());
+            for letter in page {
+                if filter.matches(&letter) {
+                    if out.len() == limit {
+                        return Ok((out, true));
+                    }
+                    out.push(letter);
+                }
+            }
+        }
+    }
+}
+
 /// Which trails [`Inbox::trail_page`] keeps: `None` keeps all.
 #[derive(Debug, Default)]
 pub struct TrailFilter<'a> {
     pub pipeline: Option<&'a str>,
     /// A [`Trail::status`].
     pub outcome: Option<&'a str>,
+    pub tenant: Option<&'a str>,
 }
 
 impl TrailFilter<'_> {
     fn keeps(&self, trail: &Trail) -> bool {
         self.pipeline.is_none_or(|p| p == trail.pipeline)
             && self.outcome.is_none_or(|o| o == trail.status)
+            && self
+                .tenant
+                .is_none_or(|t| Some(t) == trail.tenant.as_deref())
     }
 }
 
@@ -690,6 +883,8 @@ fn trail_summary(t: &Trail) -> Value {
         "actions": t.actions.len(),
         "total_ms": t.total_ms,
         "last_error": t.errors.last().map(|e| e.message.clone()),
+        "keys": t.keys,
+        "tenant": t.tenant,
     })
 }
 
@@ -827,6 +1022,8 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: Default::default(),
+            tenant: None,
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -874,6 +1071,8 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: Default::default(),
+            tenant: None,
         }
     }
 
@@ -887,6 +1086,7 @@ mod tests {
         let only_a = TrailFilter {
             pipeline: Some("a"),
             outcome: None,
+            tenant: None,
         };
         // Four trails read (9, 8, 7, 6): two kept, and where to go on from.
         let page = inbox.trail_page(&only_a, None, 100, 4).unwrap();
@@ -914,6 +1114,7 @@ mod tests {
         let skipped = TrailFilter {
             pipeline: None,
             outcome: Some("skipped"),
+            tenant: None,
         };
         let page = inbox.trail_page(&skipped, None, 2, 1000).unwrap();
         assert_eq!(ids(&page), [event_id(9), event_id(6)]);
