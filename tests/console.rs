@@ -188,6 +188,11 @@ async fn every_console_api_call_is_refused_without_the_token() {
         ("POST", "/api/dlq/evt_0000000000000000/retry"),
         ("DELETE", "/api/dlq/evt_0000000000000000"),
         ("POST", "/api/pipelines/bigcommerce-carts/dry-run"),
+        ("GET", "/api/events?key=order:1001&tenant=t1"),
+        ("GET", "/api/events/evt_0000000000000000/raw"),
+        ("GET", "/api/events/evt_0000000000000000/body"),
+        ("GET", "/api/refused"),
+        ("POST", "/api/dlq/retry"),
     ];
     for (method, path) in calls {
         for token in [None, Some("wrong-token")] {

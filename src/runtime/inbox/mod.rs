@@ -657,7 +657,7 @@ impl Inbox {
 
     /// A page of dead letters as the admin API and `crossdock dlq list` show it:
     /// `{"total", "items": [{"event_id", "pipeline", "received_at", "dead_at", "attempts",
-    /// "reason"}]}`.
+    /// "reason", "version", "keys"}]}`.
     pub fn dead_letter_page(&self, after: Option<&str>, limit: usize) -> Result<Value, InboxError> {
         let items: Vec<Value> = self
             .dead_letters(after, limit)?
@@ -670,6 +670,8 @@ impl Inbox {
                     "dead_at": l.dead_at,
                     "attempts": l.event.attempts,
                     "reason": l.reason,
+                    "version": l.version,
+                    "keys": l.event.keys,
                 })
             })
             .collect();
