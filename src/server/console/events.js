@@ -122,8 +122,10 @@ const RETRIED_KEY = "crossdock.retried";
 async function dlqList(view, params) {
   if (params && params.get("retried")) return retriedView(view);
   // The refresh leaves the page alone while the user fills in the retry form.
-  const editing = document.activeElement && document.activeElement.closest && document.activeElement.closest("#retry-matching");
-  if (editing && view.querySelector("#retry-matching")) return true;
+  const form = view.querySelector("#retry-matching");
+  const editing = form && (form.contains(document.activeElement) ||
+    [...form.elements].some((e) => e.name && (e.name === "version" ? e.value !== "live" : e.value)));
+  if (editing) return true;
   const [page, info] = await Promise.all([api("/api/dlq?limit=200"), api("/api/pipelines")]);
   const outcome = h("p", { id: "retry-matching-outcome", role: "status" });
   const retryMatching = async (e) => {
