@@ -281,6 +281,47 @@ mod tests {
     }
 
     #[test]
+    fn a_forgotten_trail_takes_its_delivery_and_its_key_entries_with_it() {
+        let inbox = inbox();
+        let window = Duration::from_secs(60);
+        let all = super::super::TrailFilter::default();
+        let mut events = Vec::new();
+        for n in 0..3 {
+            let Accepted::New(mut ev) = accept(&inbox, &format!("k{n}"), window) else {
+                panic!("refused")
+            };
+            ev.meta.keys.insert("order".into(), format!("{}", n % 2));
+            let mut trail = trail_of(&ev, "processed");
+            trail.keys = ev.meta.keys.clone();
+            inbox.finish(&ev, &trail).unwrap();
+            events.push(ev);
+        }
+        let page = inbox.key_page(("order", "0"), &all, None, 10, 100).unwrap();
+        let found: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(found, [&*events[2].meta.id, &*events[0].meta.id]);
+        let raw = inbox.raw(&events[0].meta.id).unwrap().unwrap();
+        assert_eq!(raw.body, br#"{"a":1}"#);
+        // The deliveries count with the trails' bytes, read or counted.
+        let t = inbox.tally();
+        assert_eq!(t, inbox.audit().unwrap());
+        assert!(t.trail_bytes > 3 * 7, "{t:?}");
+
+        inbox.sweep_trails(Duration::ZERO, u64::MAX).unwrap();
+        let page = inbox.key_page(("order", "0"), &all, None, 10, 100).unwrap();
+        assert_eq!(page["items"], serde_json::json!([]));
+        assert_eq!(page["scanned"], 0, "the index entries went too");
+        assert!(inbox.raw(&events[0].meta.id).unwrap().is_none());
+        let t = inbox.tally();
+        assert_eq!((t.trails, t.trail_bytes), (0, 0));
+        assert_eq!(t, inbox.audit().unwrap());
+    }
+
+    #[test]
     fn the_counters_equal_the_tables_after_every_kind_of_change() {
         let inbox = inbox();
         let window = Duration::from_secs(60);

@@ -182,12 +182,12 @@ async function retriedView(view) {
     r.retried > shown.length ? h("p", { class: "muted" }, `The first ${shown.length} are followed here.`) : "",
     (r.not_retried || []).length ? [h("h2", {}, "Not retried"), h("ul", { id: "not-retried" }, r.not_retried.map((n) => h("li", {}, eventLink(n.event_id), " ", n.reason)))] : "",
     h("table", { id: "retried" },
-      h("thead", {}, h("tr", {}, ["Event", "Pipeline", "Outcome", "Last error"].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Event", "Pipeline", "Outcome", "Error (unless processed)"].map((t) => h("th", {}, t)))),
       h("tbody", {}, shown.map((id, i) => {
         const t = now[i];
         const last = t.last_attempt || t;
         return h("tr", { "data-event": id }, h("td", {}, eventLink(id)), h("td", {}, t.pipeline || ""), h("td", {}, status(t.status)),
-          h("td", { class: "error" }, t.error || ((last.errors || []).slice(-1)[0] || {}).message || ""));
+          h("td", { class: "error" }, t.error || (t.status === "processed" ? "" : ((last.errors || []).slice(-1)[0] || {}).message || "")));
       }))),
     h("div", { class: "actions" }, h("a", { href: "#/dlq" }, "Back to the dead letters")));
   return waiting > 0;
