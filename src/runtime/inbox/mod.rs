@@ -1082,6 +1082,40 @@ mod tests {
     }
 
     #[test]
+    fn the_tenant_filter_keeps_that_tenants_trails_and_a_key_search_applies_it() {
+        let inbox = inbox();
+        for seq in 0..6 {
+            let mut trail = stored_trail(seq, "p");
+            trail.tenant = Some(if seq % 2 == 0 { "north" } else { "south" }.into());
+            trail.keys.insert("sku".into(), "OAK-1".into());
+            inbox.put_trail(seq, &trail).unwrap();
+        }
+        let ids = |page: Value| -> Vec<String> {
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["event_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let north = TrailFilter {
+            tenant: Some("north"),
+            ..TrailFilter::default()
+        };
+        let listed = inbox.trail_page(&north, None, 10, 100).unwrap();
+        assert_eq!(ids(listed), [4, 2, 0].map(event_id));
+        let by_key = inbox
+            .key_page(("sku", "OAK-1"), &north, None, 10, 100)
+            .unwrap();
+        assert_eq!(ids(by_key), [4, 2, 0].map(event_id));
+        let nobody = TrailFilter {
+            tenant: Some("west"),
+            ..TrailFilter::default()
+        };
+        assert!(ids(inbox.trail_page(&nobody, None, 10, 100).unwrap()).is_empty());
+    }
+
+    #[test]
     fn trail_pages_go_newest_first_and_stop_at_the_scan_bound_with_a_cursor() {
         let inbox = inbox();
         for seq in 0..10 {
