@@ -1061,6 +1061,16 @@ mod tests {
             .is_none());
     }
 
+    /// The event ids of a page of trails, in order.
+    pub(super) fn page_ids(page: &Value) -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["event_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     fn stored_trail(seq: u64, pipeline: &str) -> Trail {
         Trail {
             event_id: event_id(seq),
@@ -1090,29 +1100,21 @@ mod tests {
             trail.keys.insert("sku".into(), "OAK-1".into());
             inbox.put_trail(seq, &trail).unwrap();
         }
-        let ids = |page: Value| -> Vec<String> {
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["event_id"].as_str().unwrap().to_string())
-                .collect()
-        };
         let north = TrailFilter {
             tenant: Some("north"),
             ..TrailFilter::default()
         };
         let listed = inbox.trail_page(&north, None, 10, 100).unwrap();
-        assert_eq!(ids(listed), [4, 2, 0].map(event_id));
+        assert_eq!(page_ids(&listed), [4, 2, 0].map(event_id));
         let by_key = inbox
             .key_page(("sku", "OAK-1"), &north, None, 10, 100)
             .unwrap();
-        assert_eq!(ids(by_key), [4, 2, 0].map(event_id));
+        assert_eq!(page_ids(&by_key), [4, 2, 0].map(event_id));
         let nobody = TrailFilter {
             tenant: Some("west"),
             ..TrailFilter::default()
         };
-        assert!(ids(inbox.trail_page(&nobody, None, 10, 100).unwrap()).is_empty());
+        assert!(page_ids(&inbox.trail_page(&nobody, None, 10, 100).unwrap()).is_empty());
     }
 
     #[test]
@@ -1129,22 +1131,14 @@ mod tests {
         };
         // Four trails read (9, 8, 7, 6): two kept, and where to go on from.
         let page = inbox.trail_page(&only_a, None, 100, 4).unwrap();
-        let ids = |page: &Value| -> Vec<String> {
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["event_id"].as_str().unwrap().to_string())
-                .collect()
-        };
-        assert_eq!(ids(&page), [event_id(8), event_id(6)]);
+        assert_eq!(page_ids(&page), [event_id(8), event_id(6)]);
         assert_eq!(page["next"], event_id(6).as_str());
         assert_eq!(page["scanned"], 4);
-        let mut all = ids(&page);
+        let mut all = page_ids(&page);
         let mut cursor = page["next"].as_str().map(String::from);
         while let Some(c) = cursor {
             let page = inbox.trail_page(&only_a, Some(&c), 100, 4).unwrap();
-            all.extend(ids(&page));
+            all.extend(page_ids(&page));
             cursor = page["next"].as_str().map(String::from);
         }
         assert_eq!(all, [8, 6, 4, 2, 0].map(event_id));
@@ -1156,12 +1150,12 @@ mod tests {
             tenant: None,
         };
         let page = inbox.trail_page(&skipped, None, 2, 1000).unwrap();
-        assert_eq!(ids(&page), [event_id(9), event_id(6)]);
+        assert_eq!(page_ids(&page), [event_id(9), event_id(6)]);
         assert_eq!(page["next"], event_id(6).as_str());
         let page = inbox
             .trail_page(&skipped, Some(&event_id(6)), 2, 1000)
             .unwrap();
-        assert_eq!(ids(&page), [event_id(3), event_id(0)]);
+        assert_eq!(page_ids(&page), [event_id(3), event_id(0)]);
         // Nothing older than event 0: the last page says so.
         let page = inbox
             .trail_page(&skipped, Some(&event_id(0)), 2, 1000)

@@ -202,7 +202,7 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{accept, inbox};
+    use super::super::tests::{accept, inbox, page_ids};
     use super::super::Accepted;
     use super::*;
 
@@ -297,13 +297,10 @@ mod tests {
             events.push(ev);
         }
         let page = inbox.key_page(("order", "0"), &all, None, 10, 100).unwrap();
-        let found: Vec<&str> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["event_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(found, [&*events[2].meta.id, &*events[0].meta.id]);
+        assert_eq!(
+            page_ids(&page),
+            [events[2].meta.id.clone(), events[0].meta.id.clone()]
+        );
         let raw = inbox.raw(&events[0].meta.id).unwrap().unwrap();
         assert_eq!(raw.body, br#"{"a":1}"#);
         // The deliveries count with the trails' bytes, read or counted.
