@@ -39,6 +39,20 @@ steps:
   - send: { to: salesforce, op: create, object: Task, payload: $.task }
 "#;
 
+/// A pipeline whose one call goes to a remote of its own, which refuses the first: its event is
+/// the dead letter the console's "retry all matching" retries.
+const BULK_ORDERS: &str = r#"
+pipeline: bulk-orders
+source:
+  webhook: { path: /hooks/bulk/orders }
+keys: { order: $.id }
+steps:
+  - send: { to: bulk, op: create }
+on_error:
+  retry: { attempts: 1 }
+  dead_letter: true
+"#;
+
 /// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder.
 fn shipped_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -84,6 +98,19 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     std::fs::write(
         dir.path().join("pipelines/cart-playground.yaml"),
         CART_PLAYGROUND,
+    )
+    .unwrap();
+    let bulk = Upstream::start().await;
+    bulk.fail_next(400, r#"{"error":"not yet"}"#, None);
+    std::fs::write(dir.path().join("pipelines/bulk-orders.yaml"), BULK_ORDERS).unwrap();
+    let config = std::fs::read_to_string(dir.path().join("crossdock.yaml")).unwrap();
+    let bulk_connector = format!(
+        "connectors:\n  bulk:\n    kind: http\n    base_url: {}\n    operations:\n      create: {{ method: POST, path: /orders }}\n",
+        bulk.url
+    );
+    std::fs::write(
+        dir.path().join("crossdock.yaml"),
+        config.replacen("connectors:\n", &bulk_connector, 1),
     )
     .unwrap();
     let engine = Engine::start_with(
@@ -140,6 +167,10 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     assert_eq!(sent[0].body["order_id"], "1073459980");
     let (_, dlq) = engine.admin("/api/dlq").await;
     assert_eq!(dlq["total"], 0);
+    // The bulk retry reached the remote the second time.
+    let bulk_sent = bulk.received();
+    assert_eq!(bulk_sent.len(), 1, "{bulk_sent:?}");
+    assert_eq!(bulk_sent[0].body["id"], 5005);
 }
 
 #[tokio::test]
@@ -162,7 +193,7 @@ async fn every_console_api_call_is_refused_without_the_token() {
         !html.contains("shopify-stock"),
         "no data in the page itself"
     );
-    for file in ["/ui", "/ui/app.js", "/ui/style.css"] {
+    for file in ["/ui", "/ui/app.js", "/ui/events.js", "/ui/style.css"] {
         let r = client.get(engine.url(file)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{file}");
     }
@@ -188,6 +219,11 @@ async fn every_console_api_call_is_refused_without_the_token() {
         ("POST", "/api/dlq/evt_0000000000000000/retry"),
         ("DELETE", "/api/dlq/evt_0000000000000000"),
         ("POST", "/api/pipelines/bigcommerce-carts/dry-run"),
+        ("GET", "/api/events?key=order:1001&tenant=t1"),
+        ("GET", "/api/events/evt_0000000000000000/raw"),
+        ("GET", "/api/events/evt_0000000000000000/body"),
+        ("GET", "/api/refused"),
+        ("POST", "/api/dlq/retry"),
     ];
     for (method, path) in calls {
         for token in [None, Some("wrong-token")] {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::config::env::EnvLookup;
+use crate::runtime::inbox::DeadFilter;
 use crate::runtime::{FlushPolicy, Inbox};
 use crate::state::SledStore;
 
@@ -21,11 +22,57 @@ pub enum Action {
     List { limit: usize },
     Show { id: String },
     Retry { id: String, full: bool },
+    RetryAll { filter: Matching, full: bool },
     Drop { id: String, undo: bool },
     InboxList { limit: usize },
     InboxDrop { id: String },
     AcceptLoss,
 }
+
+/// `dlq retry --all`'s filters, as the admin API's `POST /api/dlq/retry` takes them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Matching {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Matching {
+    fn filter(&self) -> Result<DeadFilter, String> {
+        let time = |t: &Option<String>, what: &str| {
+            t.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map_err(|e| format!("--{what} `{t}` is not an RFC 3339 time: {e}"))
+                })
+                .transpose()
+        };
+        let key = match self.key.as_deref().map(|k| k.split_once(':')) {
+            None => None,
+            Some(Some((name, value))) if !name.is_empty() && !value.is_empty() => {
+                Some((name.to_owned(), value.to_owned()))
+            }
+            Some(_) => return Err("--key: write NAME:VALUE, such as order:1001".into()),
+        };
+        Ok(DeadFilter {
+            pipeline: self.pipeline.clone(),
+            error: self.error.as_deref().map(str::to_lowercase),
+            since: time(&self.since, "since")?,
+            until: time(&self.until, "until")?,
+            key,
+        })
+    }
+}
+
+/// Dead letters one `retry --all` takes at most, as the admin API does.
+const RETRY_ALL_MAX: usize = 1000;
 
 pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) -> ExitCode {
     let (project, _) = match crate::flow::load(dir, env, Default::default()) {
@@ -82,6 +129,23 @@ fn local(store: Arc<SledStore>, path: &Path, action: &Action) -> Result<Value, S
             Some(_) => json!({ "event_id": id, "status": "queued: runs when the engine starts" }),
             None => return Err(format!("no dead letter `{id}`")),
         },
+        Action::RetryAll { filter, full } => {
+            let (letters, more) = inbox
+                .dead_letters_matching(&filter.filter()?, RETRY_ALL_MAX)
+                .map_err(|e| e.to_string())?;
+            let mut ids = Vec::new();
+            for letter in letters {
+                if inbox
+                    .retry_dead_letter(&letter.event.id, *full)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    ids.push(letter.event.id);
+                }
+            }
+            json!({ "retried": ids.len(), "event_ids": ids, "more": more,
+                    "status": "queued: they run when the engine starts" })
+        }
         Action::Drop { id, undo } => {
             let owed = inbox
                 .get_dead_letter(id)
@@ -148,6 +212,11 @@ fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, St
             Action::List { limit } => client.get(format!("{base}?limit={limit}")),
             Action::Show { id } => client.get(format!("{base}/{id}")),
             Action::Retry { id, full } => client.post(format!("{base}/{id}/retry?full={full}")),
+            Action::RetryAll { filter, full } => {
+                let mut body = serde_json::to_value(filter).map_err(|e| e.to_string())?;
+                body["full"] = json!(full);
+                client.post(format!("{base}/retry")).json(&body)
+            }
             Action::Drop { id, undo } => client.delete(format!("{base}/{id}?undo={undo}")),
             Action::InboxList { limit } => client.get(format!("{root}/inbox?limit={limit}")),
             Action::InboxDrop { id } => client.delete(format!("{root}/inbox/{id}")),

@@ -75,7 +75,7 @@ Examples:\n  crossdock run\n  CROSSDOCK_ADMIN_TOKEN=secret crossdock run path/to
     #[command(
         after_help = "Works on the state folder directly when the engine is stopped, and through the \
 running engine's admin API (CROSSDOCK_ADMIN_TOKEN) when it is running.\n\n\
-Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  crossdock dlq retry evt_00000000000000a1"
+Examples:\n  crossdock dlq list\n  crossdock dlq show evt_00000000000000a1\n  crossdock dlq retry evt_00000000000000a1\n  crossdock dlq retry --all --pipeline shopify-stock --error backorder"
     )]
     Dlq {
         /// The running engine's address, when it is not `server.listen` (e.g. started with --listen)
@@ -356,7 +356,27 @@ enum DlqCommand {
     /// Put a dead letter back in the inbox, attempts reset; the effects that succeeded
     /// before are not done again
     Retry {
-        id: String,
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Retry every dead letter matching the filters below (all of them without one), at
+        /// most 1000 a call
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// With --all: of this pipeline
+        #[arg(long, requires = "all")]
+        pipeline: Option<String>,
+        /// With --all: whose reason contains this text (case ignored)
+        #[arg(long, requires = "all")]
+        error: Option<String>,
+        /// With --all: dead at or after this time (RFC 3339)
+        #[arg(long, requires = "all")]
+        since: Option<String>,
+        /// With --all: dead before this time (RFC 3339)
+        #[arg(long, requires = "all")]
+        until: Option<String>,
+        /// With --all: whose correlation key is NAME:VALUE (order:1001)
+        #[arg(long, requires = "all")]
+        key: Option<String>,
         /// Do every effect again, also those that succeeded (a `create` makes another record)
         #[arg(long)]
         full: bool,
@@ -534,7 +554,27 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             let action = match command {
                 DlqCommand::List { limit } => dlq::Action::List { limit },
                 DlqCommand::Show { id } => dlq::Action::Show { id },
-                DlqCommand::Retry { id, full } => dlq::Action::Retry { id, full },
+                DlqCommand::Retry {
+                    id: Some(id), full, ..
+                } => dlq::Action::Retry { id, full },
+                DlqCommand::Retry {
+                    pipeline,
+                    error,
+                    since,
+                    until,
+                    key,
+                    full,
+                    ..
+                } => dlq::Action::RetryAll {
+                    filter: dlq::Matching {
+                        pipeline,
+                        error,
+                        since,
+                        until,
+                        key,
+                    },
+                    full,
+                },
                 DlqCommand::Drop { id, no_undo } => dlq::Action::Drop { id, undo: !no_undo },
             };
             dlq::run(&project, url.as_deref(), action, &env)

@@ -309,6 +309,12 @@ pub struct PipelineFile {
     /// arrival order, except that an event waiting for a retry lets later ones pass.
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Correlation keys: a name (letters, digits, `_`, `-`) and the JSONPath of its value in
+    /// the body (a plain path: names and indexes). Read when the event runs and indexed with
+    /// its trail, so `GET /api/events?key=NAME:VALUE` finds the events of an order, a SKU or
+    /// a customer.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

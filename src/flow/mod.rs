@@ -116,6 +116,8 @@ pub struct Flow {
     need: crate::projection::BodyParser,
     /// A webhook source's ingress, built by `compile`; None for other sources.
     pub webhook: Option<Arc<Webhook>>,
+    /// `keys:`: each correlation key's name and its plain path into the body.
+    keys: Vec<(Arc<str>, JsonPath)>,
 }
 
 /// What a webhook source's `verify:` and `dedup_id:` compile to. Built once with the flow, so
@@ -397,6 +399,8 @@ pub struct Outcome {
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
+    /// The correlation keys found in the body (see [`Flow::read_keys`]).
+    pub keys: Vec<(Arc<str>, String)>,
 }
 
 impl Flow {
@@ -502,6 +506,7 @@ impl Flow {
     ) -> (Outcome, Option<Value>) {
         event.body = Arc::new(body);
         let mut outcome = self.run_keeping(rules, &event, state, fetch, keep, spare);
+        outcome.keys = self.read_keys(&event.body);
         // The parsed body holds only what the flow reads; an event that stopped before any
         // step changed it shows the body as it came.
         if outcome.body_unchanged && keep != Keep::Actions && !self.need.is_all() {
@@ -511,6 +516,29 @@ impl Flow {
         }
         // Nothing else holds the body once the flow ran, unless a step kept it.
         (outcome, Arc::try_unwrap(event.body).ok())
+    }
+
+    /// The values of the flow's correlation keys in a body parsed by [`Flow::parse_body`]
+    /// (which keeps their paths): a string as it is, a number or boolean as its JSON text; a
+    /// key that is missing, of another type, or longer than [`MAX_KEY_VALUE`] bytes is left
+    /// out.
+    pub fn read_keys(&self, body: &Value) -> Vec<(Arc<str>, String)> {
+        self.keys
+            .iter()
+            .filter_map(|(name, path)| {
+                let text = match path.first(body)? {
+                    Value::String(s) => s.clone(),
+                    v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+                    _ => return None,
+                };
+                (!text.is_empty() && text.len() <= MAX_KEY_VALUE).then(|| (name.clone(), text))
+            })
+            .collect()
+    }
+
+    /// The names of the flow's correlation keys, as declared.
+    pub fn key_names(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(name, _)| &**name)
     }
 
     /// The outcome of an event whose body could not be read.
@@ -532,6 +560,7 @@ impl Flow {
             steps: Vec::new(),
             undo: Vec::new(),
             lent: Vec::new(),
+            keys: Vec::new(),
         }
     }
 }
@@ -541,6 +570,10 @@ thread_local! {
     /// [`projection::BodyParser`](crate::projection::BodyParser)).
     static SPARE_BODY: std::cell::Cell<Value> = const { std::cell::Cell::new(Value::Null) };
 }
+
+/// The longest correlation key value indexed, in bytes: an index entry is the key's name and
+/// value, so a body cannot make one large.
+pub const MAX_KEY_VALUE: usize = 256;
 
 /// Bodies larger than this are parsed afresh and not kept: a thread would otherwise hold the
 /// memory of the largest body it ever saw.

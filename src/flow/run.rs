@@ -92,6 +92,7 @@ impl Flow {
             steps: Vec::new(),
             undo: Vec::new(),
             lent: Vec::new(),
+            keys: Vec::new(),
         };
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();

@@ -145,6 +145,7 @@ impl Link {
                 full_rerun: false,
                 errors: Vec::new(),
                 interrupted: 0,
+                keys: std::collections::BTreeMap::new(),
             },
             body: Arc::from(body),
             resumed: false,

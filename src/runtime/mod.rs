@@ -28,6 +28,7 @@ pub mod inbox;
 pub mod ledger;
 pub mod metrics;
 mod pool;
+pub mod refused;
 pub mod retry;
 pub mod sources;
 pub mod storage;
@@ -318,6 +319,8 @@ pub struct Runtime {
     /// [`Runtime::join_cluster`].
     cluster_settings: Option<crate::cluster::Settings>,
     cluster: std::sync::OnceLock<Arc<cluster::Link>>,
+    /// The last deliveries refused for their signature, in memory only (`refused.rs`).
+    pub refused: refused::RefusedDeliveries,
 }
 
 /// Why the engine could not start.
@@ -417,6 +420,7 @@ impl Runtime {
             flows,
             cluster_settings,
             cluster: std::sync::OnceLock::new(),
+            refused: Default::default(),
         });
         Ok((runtime, warnings, rx))
     }

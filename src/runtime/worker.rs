@@ -214,6 +214,11 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             return;
         }
     };
+    // Read by this run's version of the pipeline: a reload may have changed `keys:`.
+    event.meta.keys = std::mem::take(&mut outcome.keys)
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
     if outcome.ok() {
         // The state is committed (now or by an earlier run): what its undo steps owe is kept
         // with the event from here on.
@@ -681,6 +686,8 @@ fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -
         flow_us: 0,
         total_ms,
         compensations: Vec::new(),
+        keys: event.meta.keys.clone(),
+        tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
     }
 }
 

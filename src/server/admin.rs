@@ -36,7 +36,11 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/pipelines/{name}/dry-run", post(dry_run))
         .route("/events", get(events))
         .route("/events/{id}", get(event))
+        .route("/events/{id}/raw", get(event_raw))
+        .route("/events/{id}/body", get(event_body))
+        .route("/refused", get(refused))
         .route("/dlq", get(dlq_list))
+        .route("/dlq/retry", post(dlq_retry_matching))
         .route("/dlq/{id}", get(dlq_show).delete(dlq_drop))
         .route("/dlq/{id}/retry", post(dlq_retry))
         .route("/inbox", get(inbox_list))
@@ -211,6 +215,21 @@ struct EventsQuery {
     limit: Option<usize>,
     #[serde(default)]
     cursor: Option<String>,
+    /// `NAME:VALUE`: the events whose correlation key NAME has VALUE.
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// `NAME:VALUE` split at the first colon (a key name has none).
+fn split_key(key: &str) -> Result<(&str, &str), ApiError> {
+    match key.split_once(':') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
+        _ => Err(ApiError::BadRequest(format!(
+            "key `{key}`: write NAME:VALUE, such as order:1001"
+        ))),
+    }
 }
 
 /// Trails read per page at most, whatever the filter keeps: a filter that matches nothing in
@@ -223,13 +242,95 @@ async fn events(State(rt): Rt, Query(q): Query<EventsQuery>) -> Result<Json<Valu
     let filter = crate::runtime::inbox::TrailFilter {
         pipeline: q.pipeline.as_deref().filter(|p| !p.is_empty()),
         outcome: q.outcome.as_deref().filter(|o| !o.is_empty()),
+        tenant: q.tenant.as_deref().filter(|t| !t.is_empty()),
     };
+    if let Some(key) = q.key.as_deref().filter(|k| !k.is_empty()) {
+        return Ok(Json(rt.inbox.key_page(
+            split_key(key)?,
+            &filter,
+            q.cursor.as_deref(),
+            limit,
+            EVENTS_SCAN,
+        )?));
+    }
     Ok(Json(rt.inbox.trail_page(
         &filter,
         q.cursor.as_deref(),
         limit,
         EVENTS_SCAN,
     )?))
+}
+
+/// Bytes of the body `GET /api/events/{id}/raw` shows; the rest is one more request away.
+const PREVIEW: usize = 4096;
+
+/// Headers as the console shows them: a value whose name says it is a secret (`x-api-key`,
+/// a token) masked whole, and any value of the project's secrets masked where it appears.
+fn shown_headers(rt: &Runtime, headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let live = rt.live();
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if crate::config::env::looks_secret(name) {
+                "[redacted]".to_owned()
+            } else {
+                live.project.redactor.redact(value)
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// An event's delivery: headers (secrets masked), the signature check, and the first
+/// [`PREVIEW`] bytes of the body as text.
+async fn event_raw(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let Some(raw) = rt.inbox.raw(&id)? else {
+        return Err(ApiError::NotFound(format!(
+            "no delivery kept for `{id}` (never received, or forgotten with its trail)"
+        )));
+    };
+    let mut headers = shown_headers(&rt, &raw.headers);
+    let signature = headers
+        .remove(super::webhook::SIGNATURE_HEADER)
+        .unwrap_or_else(|| "not checked (no verify:, or not a webhook)".into());
+    let cut = raw.body.len().min(PREVIEW);
+    Ok(Json(json!({
+        "event_id": id,
+        "headers": headers,
+        "signature": signature,
+        "bytes": raw.bytes,
+        "kept": raw.body.len(),
+        "preview": String::from_utf8_lossy(&raw.body[..cut]),
+        "truncated": cut < raw.bytes,
+    })))
+}
+
+/// The kept body bytes as they arrived (at most `RAW_KEEP` of a finished event's).
+async fn event_body(State(rt): Rt, Path(id): Path<String>) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let Some(raw) = rt.inbox.raw(&id)? else {
+        return Err(ApiError::NotFound(format!("no delivery kept for `{id}`")));
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        raw.body,
+    )
+        .into_response())
+}
+
+/// The last deliveries refused for their signature, newest first (in memory: see
+/// `runtime::refused`).
+async fn refused(State(rt): Rt) -> Json<Value> {
+    let items: Vec<Value> = rt
+        .refused
+        .newest_first()
+        .into_iter()
+        .map(|mut r| {
+            r.headers = shown_headers(&rt, &r.headers);
+            serde_json::to_value(r).unwrap_or_default()
+        })
+        .collect();
+    Json(json!({ "items": items, "kept_at_most": crate::runtime::refused::KEEP }))
 }
 
 /// An event back in the inbox (retrying, or a dead letter retried by hand) is shown as queued
@@ -272,11 +373,25 @@ async fn dlq_show(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, 
     }
 }
 
-/// `?full=true`: every effect again, also those that succeeded before.
+/// `?full=true`: every effect again, also those that succeeded before. `?version=failed`:
+/// only on the version the letter failed on, refused (409) when that is no longer the live
+/// one; `live` (the default) runs on the live version whatever failed it.
 #[derive(Deserialize)]
 struct RetryQuery {
     #[serde(default)]
     full: bool,
+    #[serde(default)]
+    version: RetryVersion,
+}
+
+/// Which project version a retried dead letter runs on. Only the live version can run: an
+/// older one is gone after a reload, so `Failed` is a condition, not a way back to it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RetryVersion {
+    #[default]
+    Live,
+    Failed,
 }
 
 /// `?undo=false`: drop without running the compensations the letter owes.
@@ -295,6 +410,19 @@ async fn dlq_retry(
     Path(id): Path<String>,
     Query(q): Query<RetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    if q.version == RetryVersion::Failed {
+        let Some(letter) = rt.inbox.get_dead_letter(&id)? else {
+            return Err(ApiError::NotFound(format!("no dead letter `{id}`")));
+        };
+        let live = rt.live().project.version.clone();
+        if letter.version != live {
+            return Err(ApiError::Conflict(format!(
+                "`{id}` failed on version {}, which is no longer live (the live one is {live}); \
+                 an old version cannot run again: retry it on the live one",
+                letter.version
+            )));
+        }
+    }
     match rt.inbox.retry_dead_letter(&id, q.full)? {
         Some(event) => {
             rt.store.flush()?;
@@ -303,6 +431,107 @@ async fn dlq_retry(
         }
         None => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
     }
+}
+
+/// What `POST /api/dlq/retry` retries: every dead letter matching all that is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryMatching {
+    #[serde(default)]
+    pipeline: Option<String>,
+    /// Text the reason contains (case is ignored).
+    #[serde(default)]
+    error: Option<String>,
+    /// Dead since this time or later (RFC 3339).
+    #[serde(default)]
+    since: Option<String>,
+    /// Dead before this time (RFC 3339).
+    #[serde(default)]
+    until: Option<String>,
+    /// `NAME:VALUE`: a correlation key of the event.
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    full: bool,
+    #[serde(default)]
+    version: RetryVersion,
+}
+
+/// Dead letters one `POST /api/dlq/retry` retries at most; the answer says whether more
+/// matched, and the same call again takes the next ones.
+const RETRY_MATCHING_MAX: usize = 1000;
+
+/// Retries every dead letter matching the filter (all of them with an empty one), up to
+/// [`RETRY_MATCHING_MAX`]; answers how many and their ids, so a caller can follow them.
+async fn dlq_retry_matching(State(rt): Rt, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let f: RetryMatching = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryMatching::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the filter: {e}")))?
+    };
+    let time = |t: &Option<String>,
+                what: &str|
+     -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ApiError> {
+        t.as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
+                    ApiError::BadRequest(format!("{what} `{t}` is not an RFC 3339 time: {e}"))
+                })
+            })
+            .transpose()
+    };
+    let filter = crate::runtime::inbox::DeadFilter {
+        pipeline: f.pipeline.filter(|p| !p.is_empty()),
+        error: f.error.filter(|e| !e.is_empty()).map(|e| e.to_lowercase()),
+        since: time(&f.since, "since")?,
+        until: time(&f.until, "until")?,
+        key: f
+            .key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(split_key)
+            .transpose()?
+            .map(|(n, v)| (n.to_owned(), v.to_owned())),
+    };
+    let (letters, more) = rt
+        .inbox
+        .dead_letters_matching(&filter, RETRY_MATCHING_MAX)?;
+    let live = rt.live().project.version.clone();
+    let mut retried = Vec::new();
+    let mut not_retried = Vec::new();
+    let mut queued = Vec::new();
+    for letter in letters {
+        let id = letter.event.id;
+        if f.version == RetryVersion::Failed && letter.version != live {
+            not_retried.push(json!({
+                "event_id": id,
+                "reason": format!("failed on version {}, which is no longer live", letter.version),
+            }));
+            continue;
+        }
+        if let Some(event) = rt.inbox.retry_dead_letter(&id, f.full)? {
+            queued.push(event);
+            retried.push(id);
+        }
+        // Durable before they run, as a single retry is; a batch at a time.
+        if queued.len() == 256 {
+            rt.store.flush()?;
+            queued.drain(..).for_each(|event| rt.enqueue(event));
+        }
+    }
+    if !queued.is_empty() {
+        rt.store.flush()?;
+        queued.drain(..).for_each(|event| rt.enqueue(event));
+    }
+    Ok(Json(json!({
+        "retried": retried.len(),
+        "event_ids": retried,
+        "not_retried": not_retried,
+        "more": more,
+        "version": live,
+    })))
 }
 
 /// Runs the compensations the letter owes first; a failing one keeps the letter (409).

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, LogLimiter};
 use crate::flow::tenants::{tenant_text, Choose, WebhookTenants};
 use crate::projection::Kind;
+use crate::runtime::refused::{self, Refused};
 use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
 use crate::verify::Scheme;
 
@@ -110,6 +111,15 @@ pub(super) async fn receive(
                 }),
             Err(e) => {
                 metrics::rejected(pipeline, 401);
+                runtime.refused.push(Refused {
+                    pipeline: pipeline.to_owned(),
+                    at: crate::runtime::inbox::now_rfc3339(),
+                    scheme: scheme_name(&live, pipeline).to_owned(),
+                    reason: e.to_string(),
+                    headers: keep_headers(&headers),
+                    body: refused::body_preview(&body),
+                    bytes: body.len(),
+                });
                 if let Some(tenant) = tenant {
                     metrics::tenant_webhook(pipeline, tenant, "refused");
                 }
@@ -156,6 +166,13 @@ pub(super) async fn receive(
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut kept = keep_headers(&headers);
+    if scheme.is_some() {
+        // What the console shows as the delivery's signature check: it passed, by this scheme.
+        kept.insert(
+            SIGNATURE_HEADER.to_owned(),
+            format!("{} ok", scheme_name(&live, pipeline)),
+        );
+    }
     if let Some(tenant) = tenant {
         kept.insert(crate::runtime::TENANT_HEADER.to_owned(), tenant.to_owned());
     }
@@ -199,6 +216,21 @@ pub(super) async fn receive(
             Json(json!({ "event_id": id, "duplicate": true })),
         )
             .into_response()),
+    }
+}
+
+/// The header an accepted delivery's event carries when its signature was checked:
+/// `{scheme} ok`. Like the tenant's, no sender can set it (see [`OWN_HEADER_PREFIX`]).
+pub const SIGNATURE_HEADER: &str = "x-crossdock-signature";
+
+/// The `scheme:` a pipeline's webhook verifies with, as its `verify:` names it.
+fn scheme_name<'l>(live: &'l crate::runtime::Live, pipeline: &str) -> &'l str {
+    match live.project.pipeline(pipeline).map(|flow| &flow.source) {
+        Some(crate::config::model::SourceConfig::Webhook(w)) => w
+            .verify
+            .as_ref()
+            .map_or("per tenant", |v| v.scheme.as_str()),
+        _ => "unknown",
     }
 }
 

@@ -128,6 +128,49 @@ try {
   await page.waitForSelector("#events");
   await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
 
+  // ---- Events search, an event's delivery, retry all matching -------------------------------
+  // The retried Shopify order is found by its order id (the pipeline's `keys: { order: $.id }`),
+  // and its page shows the delivery with the signature check it passed.
+  await page.goto(base + "/ui/#/events");
+  await page.waitForSelector("#search-key");
+  await page.fill("#search-key", "order:1073459980");
+  await page.click("#search button[type=submit]");
+  await page.waitForSelector(`#events tr[data-event="${id}"]`);
+  const found = await page.locator("#events tbody tr").count();
+  check(found === 1, `the search by order id finds the event (${found} rows)`);
+  await page.screenshot({ path: join(shots, "events-search.png"), fullPage: true });
+  await page.fill("#search-key", "order:1");
+  await page.click("#search button[type=submit]");
+  await page.waitForSelector("#no-events");
+  check(true, "another order id finds nothing");
+  await page.goto(base + `/ui/#/events/${id}`);
+  await page.waitForSelector("#raw-signature");
+  check((await page.locator("#raw-signature").innerText()) === "shopify ok", "the event shows its signature check");
+  check((await page.locator("#raw-body").innerText()).includes("1073459980"), "the event shows its body as received");
+
+  // An order the bulk pipeline's remote refuses once: dead-lettered, then retried with every
+  // letter of that pipeline from the dead-letter page, and followed to its delivery.
+  const bulkPost = await fetch(base + "/hooks/bulk/orders", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ id: 5005, note: "bulk" }),
+  });
+  const bulkId = (await bulkPost.json()).event_id;
+  check(bulkPost.status === 202, "the bulk order is accepted");
+  await page.goto(base + "/ui/#/dlq");
+  await page.waitForSelector(`#dead-letters tr[data-event="${bulkId}"]`);
+  check((await page.locator(`#dead-letters tr[data-event="${bulkId}"]`).innerText()).includes("(live)"),
+    "the dead letter shows it failed on the live version");
+  await page.selectOption("#retry-matching select[name=pipeline]", "bulk-orders");
+  await page.fill("#retry-matching input[name=error]", "400");
+  await page.click("#retry-all");
+  await page.waitForSelector(`#retried tr[data-event="${bulkId}"] .status-processed`, { timeout: 30000 });
+  await page.waitForSelector("#retried-summary:has-text('all finished')");
+  check((await page.locator("#retried-summary").innerText()).startsWith("1 retried"), "retry all matching retried the one letter");
+  check(true, "the retried letter is shown delivered");
+  await page.screenshot({ path: join(shots, "retry-matching.png"), fullPage: true });
+  // ---- end of the events search block ------------------------------------------------------
+
   // A broken mapping: the engine keeps the running version and the overview shows why the
   // edit was refused, at its file, line and column; mending it clears the error.
   const mappingPath = join(projectDir, "mappings/bigcommerce-cart.yaml");

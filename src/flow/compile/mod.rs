@@ -510,10 +510,16 @@ fn compile_pipeline(
     }
     let mut steps = compile_steps(cx, &spec.steps, &[key("steps")], Some(&mut need));
     mark_movable_payloads(&mut steps);
+    let keys = compile_keys(cx, &spec.keys);
     let need = crate::projection::BodyParser::new(if cx.reads_event_body {
         Need::All
     } else {
-        need.finish()
+        // Keys are read of the body as received, whatever the steps replace.
+        let mut need = need.finish();
+        for (_, path) in &keys {
+            need.add_jsonpath(path.as_str());
+        }
+        need
     });
     let on_error = match &spec.on_error {
         Some(raw) => {
@@ -541,7 +547,59 @@ fn compile_pipeline(
         steps,
         need,
         webhook,
+        keys,
     })
+}
+
+/// Correlation keys an event may carry at most: each is an index entry written with its trail.
+pub const MAX_KEYS: usize = 8;
+
+/// `keys:`: each name checked and its JSONPath compiled, plain paths only (one value each,
+/// found without a budget to count).
+fn compile_keys(
+    cx: &mut StepCx<'_>,
+    keys: &std::collections::BTreeMap<String, String>,
+) -> Vec<(Arc<str>, JsonPath)> {
+    if keys.len() > MAX_KEYS {
+        cx.error_at(
+            &[key("keys")],
+            format!(
+                "a pipeline declares at most {MAX_KEYS} keys, not {}",
+                keys.len()
+            ),
+            None,
+        );
+    }
+    let mut out = Vec::new();
+    for (name, src) in keys {
+        let at = [key("keys"), key(name)];
+        let good_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !good_name {
+            cx.error_at(
+                &at,
+                format!("key name `{name}`: use letters, digits, `_` and `-` (at most 64)"),
+                None,
+            );
+            continue;
+        }
+        let Some(path) = cx.jsonpath(&at, src) else {
+            continue;
+        };
+        if !path.is_singular() {
+            cx.error_at(
+                &at,
+                format!("key `{name}`: `{src}` may select several values; a key takes a plain path of names and indexes, such as `$.data.id`"),
+                None,
+            );
+            continue;
+        }
+        out.push((Arc::from(name.as_str()), path));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -13,9 +13,14 @@
 //! | `dedup-age`  | ms BE (8 bytes) then the dedup key    | empty: an index to sweep old keys      |
 //! | `dead`       | event sequence number                 | [`DeadLetter`] as JSON                  |
 //! | `trail`      | event sequence number                 | [`Trail`] as JSON                       |
+//! | `raw`        | event sequence number                 | headers as JSON, `\n`, the body's first [`RAW_KEEP`] bytes |
+//! | `keys`       | `{key}\0{value}\0` then sequence BE   | empty: the correlation key index        |
 //!
 //! Event ids are `evt_` and the sequence number in hex, so ids sort by arrival and a trail or
 //! dead letter is found from the id alone.
+//!
+//! A finished event's `raw` entry and its `keys` entries go with its trail (retention counts
+//! the raw bytes with the trail's).
 //!
 //! # Ordering and crashes
 //!
@@ -39,10 +44,13 @@ mod retention;
 pub use retention::Tally;
 
 pub use commit::{Committer, FlushPolicy};
-use record::{decode_event, encode_event, from_json, key_seq, parse_dedup, to_json};
+use record::{
+    decode_event, decode_raw, encode_event, encode_raw, from_json, key_entry, key_prefix, key_seq,
+    parse_dedup, to_json,
+};
 pub use record::{
     event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, CompensationTrail,
-    DeadLetter, EventMeta, StoredEvent, Trail,
+    DeadLetter, EventMeta, RawDelivery, StoredEvent, Trail, RAW_KEEP,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +102,8 @@ pub struct Inbox {
     dedup_age: Table,
     dead: Table,
     trail: Table,
+    raw: Table,
+    keys: Table,
     pub committer: Arc<Committer>,
     /// Events in `inbox`, kept here because sled counts a tree by scanning it.
     pending: AtomicU64,
@@ -118,6 +128,9 @@ pub struct Inbox {
 }
 
 /// The answer to [`Inbox::accept`].
+// Made once per delivery and moved once or twice: a box would cost an allocation per event to
+// save copying a couple of hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Accepted {
     New(StoredEvent),
@@ -130,8 +143,9 @@ impl Inbox {
         let inbox = store.table("inbox")?;
         let dead = store.table("dead")?;
         let trail = store.table("trail")?;
+        let raw = store.table("raw")?;
         // The counters start from what the tables hold, read once here (see `Tally`).
-        let found = retention::tally(&inbox, &dead, &trail)?;
+        let found = retention::tally(&inbox, &dead, &trail, &raw)?;
         Ok(Inbox {
             pending: AtomicU64::new(found.pending),
             pending_bytes: AtomicU64::new(found.pending_bytes),
@@ -146,6 +160,8 @@ impl Inbox {
             dead_count: AtomicU64::new(found.dead_letters),
             dead,
             trail,
+            raw,
+            keys: store.table("keys")?,
             committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
         })
@@ -193,6 +209,7 @@ impl Inbox {
             full_rerun: false,
             errors: Vec::new(),
             interrupted: 0,
+            keys: BTreeMap::new(),
         };
         // Counted before it is in the table, so the count is never below what the table holds
         // (a drop by hand may take it out before this returns).
@@ -396,8 +413,11 @@ impl Inbox {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: event.meta.keys.clone(),
+            tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
         };
         self.put_trail(seq, &trail)?;
+        self.put_raw(&event)?;
         let taken = self.take_out(seq)?;
         if taken {
             self.dropped
@@ -427,6 +447,7 @@ impl Inbox {
     /// The event is done: its trail is written, then it leaves the inbox.
     pub fn finish(&self, event: &StoredEvent, trail: &Trail) -> Result<(), InboxError> {
         self.put_trail(event.seq, trail)?;
+        self.put_raw(event)?;
         self.take_out(event.seq)?;
         // Dropped by hand while it ran: nothing is left to skip.
         self.was_dropped(event.seq);
@@ -435,17 +456,126 @@ impl Inbox {
 
     pub fn put_trail(&self, seq: u64, trail: &Trail) -> Result<(), InboxError> {
         let value = to_json(trail)?;
+        // The index first: a crash before the trail leaves an entry that finds no trail
+        // (skipped by the search), never a trail its keys do not find.
+        for (name, v) in &trail.keys {
+            self.keys.insert(&key_entry(name, v, seq), b"")?;
+        }
         let old = self.trail.swap(&seq.to_be_bytes(), &value)?;
         self.trail_bytes
             .fetch_add(value.len() as u64, Ordering::SeqCst);
         match old {
-            // The same trail, rewritten (a retry's, then the final one): bytes only.
-            Some(old) => self.trail_shrunk(old.len()),
+            // The same trail, rewritten (a retry's, then the final one): bytes only, and the
+            // keys an earlier version of the pipeline found that this run did not.
+            Some(old) => {
+                self.trail_shrunk(old.len());
+                if let Ok(old) = serde_json::from_slice::<Trail>(&old) {
+                    for (name, v) in &old.keys {
+                        if trail.keys.get(name) != Some(v) {
+                            self.keys.remove(&key_entry(name, v, seq))?;
+                        }
+                    }
+                }
+            }
             None => {
                 self.trails.fetch_add(1, Ordering::SeqCst);
             }
         }
         Ok(())
+    }
+
+    /// Keeps a finishing event's headers and body (its first [`RAW_KEEP`] bytes) for its raw
+    /// view; counted with the trails' bytes, which retention bounds.
+    fn put_raw(&self, event: &StoredEvent) -> Result<(), InboxError> {
+        let value = encode_raw(&event.meta.headers, &event.body)?;
+        let old = self.raw.swap(&event.seq.to_be_bytes(), &value)?;
+        self.trail_bytes
+            .fetch_add(value.len() as u64, Ordering::SeqCst);
+        if let Some(old) = old {
+            self.trail_shrunk(old.len());
+        }
+        Ok(())
+    }
+
+    /// An event's delivery: from the inbox while it waits there, else as kept when it finished
+    /// (until retention forgets it with its trail).
+    pub fn raw(&self, id: &str) -> Result<Option<RawDelivery>, InboxError> {
+        let Some(seq) = parse_event_id(id) else {
+            return Ok(None);
+        };
+        let key = seq.to_be_bytes();
+        if let Some(bytes) = self.inbox.get(&key)? {
+            let event = decode_event(&key, &bytes)?;
+            return Ok(Some(RawDelivery {
+                bytes: event.body.len(),
+                headers: event.meta.headers,
+                body: event.body.to_vec(),
+            }));
+        }
+        match self.raw.get(&key)? {
+            Some(bytes) => Ok(Some(decode_raw(id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Events whose correlation key `name` has `value`, newest first, as [`Inbox::trail_page`]
+    /// pages them; the index is read, not the trails, so the events of one order are found
+    /// among any number stored. At most `scan` entries are read per page.
+    pub fn key_page(
+        &self,
+        (name, value): (&str, &str),
+        filter: &TrailFilter<'_>,
+        before: Option<&str>,
+        limit: usize,
+        scan: usize,
+    ) -> Result<Value, InboxError> {
+        let prefix = key_prefix(name, value);
+        let mut end = match before.and_then(parse_event_id) {
+            Some(seq) => key_entry(name, value, seq),
+            None => key_entry(name, value, u64::MAX),
+        };
+        // `u64::MAX` itself is no event's number, so "before it" takes them all.
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let mut last = None;
+        let mut exhausted = false;
+        while items.len() < limit && scanned < scan {
+            let batch = self
+                .keys
+                .range_back_within(&prefix, &end, 256.min(scan - scanned))?;
+            if batch.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for (k, _) in &batch {
+                scanned += 1;
+                end = k.clone();
+                // A longer value that starts with this one and a zero byte is another key.
+                let Some(seq) = k
+                    .strip_prefix(prefix.as_slice())
+                    .filter(|rest| rest.len() == 8)
+                    .and_then(key_seq)
+                else {
+                    continue;
+                };
+                last = Some(seq);
+                let Some(bytes) = self.trail.get(&seq.to_be_bytes())? else {
+                    continue;
+                };
+                let trail: Trail = from_json(&event_id(seq), &bytes)?;
+                if trail.keys.get(name).map(String::as_str) == Some(value) && filter.keeps(&trail) {
+                    items.push(trail_summary(&trail));
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = match last {
+            Some(seq) if !exhausted => Some(event_id(seq)),
+            _ => None,
+        };
+        Ok(serde_json::json!({ "items": items, "next": next, "scanned": scanned }))
     }
 
     /// Moves the event to the dead letters (trail first, as in [`Inbox::finish`]).
@@ -530,7 +660,7 @@ impl Inbox {
 
     /// A page of dead letters as the admin API and `crossdock dlq list` show it:
     /// `{"total", "items": [{"event_id", "pipeline", "received_at", "dead_at", "attempts",
-    /// "reason"}]}`.
+    /// "reason", "version", "keys"}]}`.
     pub fn dead_letter_page(&self, after: Option<&str>, limit: usize) -> Result<Value, InboxError> {
         let items: Vec<Value> = self
             .dead_letters(after, limit)?
@@ -543,6 +673,8 @@ impl Inbox {
                     "dead_at": l.dead_at,
                     "attempts": l.event.attempts,
                     "reason": l.reason,
+                    "version": l.version,
+                    "keys": l.event.keys,
                 })
             })
             .collect();
@@ -663,18 +795,84 @@ impl Inbox {
     }
 }
 
+/// Which dead letters [`Inbox::dead_letters_matching`] takes: every one that matches all that
+/// is given (`None` matches any).
+#[derive(Debug, Default, Clone)]
+pub struct DeadFilter {
+    pub pipeline: Option<String>,
+    /// Text the reason contains, in lower case (case is ignored).
+    pub error: Option<String>,
+    /// Dead at or after.
+    pub since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Dead before.
+    pub until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// A correlation key's name and value.
+    pub key: Option<(String, String)>,
+}
+
+impl DeadFilter {
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let dead_at = chrono::DateTime::parse_from_rfc3339(&letter.dead_at).ok();
+        self.pipeline
+            .as_deref()
+            .is_none_or(|p| p == letter.event.pipeline)
+            && self
+                .error
+                .as_deref()
+                .is_none_or(|e| letter.reason.to_lowercase().contains(e))
+            && self.since.is_none_or(|s| dead_at.is_some_and(|d| d >= s))
+            && self.until.is_none_or(|u| dead_at.is_some_and(|d| d < u))
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|(name, value)| letter.event.keys.get(name) == Some(value))
+    }
+}
+
+impl Inbox {
+    /// The dead letters `filter` matches, oldest first, at most `limit`; and whether more
+    /// matched. Reads the letters a page at a time.
+    pub fn dead_letters_matching(
+        &self,
+        filter: &DeadFilter,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, bool), InboxError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.dead_letters(after.as_deref(), 256)?;
+            let Some(last) = page.last() else {
+                return Ok((out, false));
+            };
+            after = Some(last.event.id.clone());
+            for letter in page {
+                if filter.matches(&letter) {
+                    if out.len() == limit {
+                        return Ok((out, true));
+                    }
+                    out.push(letter);
+                }
+            }
+        }
+    }
+}
+
 /// Which trails [`Inbox::trail_page`] keeps: `None` keeps all.
 #[derive(Debug, Default)]
 pub struct TrailFilter<'a> {
     pub pipeline: Option<&'a str>,
     /// A [`Trail::status`].
     pub outcome: Option<&'a str>,
+    pub tenant: Option<&'a str>,
 }
 
 impl TrailFilter<'_> {
     fn keeps(&self, trail: &Trail) -> bool {
         self.pipeline.is_none_or(|p| p == trail.pipeline)
             && self.outcome.is_none_or(|o| o == trail.status)
+            && self
+                .tenant
+                .is_none_or(|t| Some(t) == trail.tenant.as_deref())
     }
 }
 
@@ -690,6 +888,8 @@ fn trail_summary(t: &Trail) -> Value {
         "actions": t.actions.len(),
         "total_ms": t.total_ms,
         "last_error": t.errors.last().map(|e| e.message.clone()),
+        "keys": t.keys,
+        "tenant": t.tenant,
     })
 }
 
@@ -827,6 +1027,8 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: Default::default(),
+            tenant: None,
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -859,6 +1061,16 @@ mod tests {
             .is_none());
     }
 
+    /// The event ids of a page of trails, in order.
+    pub(super) fn page_ids(page: &Value) -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["event_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     fn stored_trail(seq: u64, pipeline: &str) -> Trail {
         Trail {
             event_id: event_id(seq),
@@ -874,7 +1086,35 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: Default::default(),
+            tenant: None,
         }
+    }
+
+    #[test]
+    fn the_tenant_filter_keeps_that_tenants_trails_and_a_key_search_applies_it() {
+        let inbox = inbox();
+        for seq in 0..6 {
+            let mut trail = stored_trail(seq, "p");
+            trail.tenant = Some(if seq % 2 == 0 { "north" } else { "south" }.into());
+            trail.keys.insert("sku".into(), "OAK-1".into());
+            inbox.put_trail(seq, &trail).unwrap();
+        }
+        let north = TrailFilter {
+            tenant: Some("north"),
+            ..TrailFilter::default()
+        };
+        let listed = inbox.trail_page(&north, None, 10, 100).unwrap();
+        assert_eq!(page_ids(&listed), [4, 2, 0].map(event_id));
+        let by_key = inbox
+            .key_page(("sku", "OAK-1"), &north, None, 10, 100)
+            .unwrap();
+        assert_eq!(page_ids(&by_key), [4, 2, 0].map(event_id));
+        let nobody = TrailFilter {
+            tenant: Some("west"),
+            ..TrailFilter::default()
+        };
+        assert!(page_ids(&inbox.trail_page(&nobody, None, 10, 100).unwrap()).is_empty());
     }
 
     #[test]
@@ -887,25 +1127,18 @@ mod tests {
         let only_a = TrailFilter {
             pipeline: Some("a"),
             outcome: None,
+            tenant: None,
         };
         // Four trails read (9, 8, 7, 6): two kept, and where to go on from.
         let page = inbox.trail_page(&only_a, None, 100, 4).unwrap();
-        let ids = |page: &Value| -> Vec<String> {
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["event_id"].as_str().unwrap().to_string())
-                .collect()
-        };
-        assert_eq!(ids(&page), [event_id(8), event_id(6)]);
+        assert_eq!(page_ids(&page), [event_id(8), event_id(6)]);
         assert_eq!(page["next"], event_id(6).as_str());
         assert_eq!(page["scanned"], 4);
-        let mut all = ids(&page);
+        let mut all = page_ids(&page);
         let mut cursor = page["next"].as_str().map(String::from);
         while let Some(c) = cursor {
             let page = inbox.trail_page(&only_a, Some(&c), 100, 4).unwrap();
-            all.extend(ids(&page));
+            all.extend(page_ids(&page));
             cursor = page["next"].as_str().map(String::from);
         }
         assert_eq!(all, [8, 6, 4, 2, 0].map(event_id));
@@ -914,14 +1147,15 @@ mod tests {
         let skipped = TrailFilter {
             pipeline: None,
             outcome: Some("skipped"),
+            tenant: None,
         };
         let page = inbox.trail_page(&skipped, None, 2, 1000).unwrap();
-        assert_eq!(ids(&page), [event_id(9), event_id(6)]);
+        assert_eq!(page_ids(&page), [event_id(9), event_id(6)]);
         assert_eq!(page["next"], event_id(6).as_str());
         let page = inbox
             .trail_page(&skipped, Some(&event_id(6)), 2, 1000)
             .unwrap();
-        assert_eq!(ids(&page), [event_id(3), event_id(0)]);
+        assert_eq!(page_ids(&page), [event_id(3), event_id(0)]);
         // Nothing older than event 0: the last page says so.
         let page = inbox
             .trail_page(&skipped, Some(&event_id(0)), 2, 1000)

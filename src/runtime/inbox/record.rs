@@ -47,6 +47,9 @@ pub struct EventMeta {
     /// `quarantine_after` it is dead-lettered unrun instead of taking the engine down again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub interrupted: u32,
+    /// The pipeline's correlation keys found in the body by its last run (name → value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -111,6 +114,12 @@ pub struct Trail {
     /// the latest step's first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compensations: Vec<CompensationTrail>,
+    /// The correlation keys of the event (name → value), indexed in the `keys` table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// The tenant the event is for, on a pipeline with `tenants:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// One step's `undo:` run.
@@ -204,6 +213,71 @@ pub(super) fn body_len(value: &[u8]) -> usize {
         .position(|b| *b == b'\n')
         .unwrap_or(value.len());
     value.len().saturating_sub(split + 1)
+}
+
+/// The `keys` index entry of one correlation key of event `seq`: the name, the value, each
+/// ended by a zero byte, then the sequence number (8 bytes BE), so one key's events are
+/// contiguous and in arrival order.
+pub(super) fn key_entry(name: &str, value: &str, seq: u64) -> Vec<u8> {
+    let mut out = key_prefix(name, value);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+pub(super) fn key_prefix(name: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + value.len() + 10);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
+    out
+}
+
+/// A finished event's delivery as the `raw` table keeps it: the headers it was stored with
+/// as JSON, `\n`, then the first [`RAW_KEEP`] bytes of its body.
+pub(super) fn encode_raw(
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Result<Vec<u8>, InboxError> {
+    let meta = serde_json::json!({ "headers": headers, "bytes": body.len() });
+    let mut out = to_json(&meta)?;
+    out.push(b'\n');
+    out.extend_from_slice(&body[..body.len().min(RAW_KEEP)]);
+    Ok(out)
+}
+
+/// The body bytes of a finished event kept for its raw view at most: a larger body keeps its
+/// first bytes and says how long it was.
+pub const RAW_KEEP: usize = 1024 * 1024;
+
+/// An event's delivery as received: its stored headers, its body (all of it while the event
+/// is in the inbox, at most [`RAW_KEEP`] bytes after), and the body's length as received.
+#[derive(Debug, Clone)]
+pub struct RawDelivery {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub bytes: usize,
+}
+
+pub(super) fn decode_raw(key: &str, value: &[u8]) -> Result<RawDelivery, InboxError> {
+    #[derive(Deserialize)]
+    struct Meta {
+        headers: BTreeMap<String, String>,
+        bytes: usize,
+    }
+    let split = value
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| InboxError::Corrupt {
+            key: key.to_string(),
+            message: "no end of meta".into(),
+        })?;
+    let meta: Meta = from_json(key, &value[..split])?;
+    Ok(RawDelivery {
+        headers: meta.headers,
+        body: value[split + 1..].to_vec(),
+        bytes: meta.bytes,
+    })
 }
 
 pub(super) fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {

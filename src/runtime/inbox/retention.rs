@@ -3,17 +3,18 @@
 //! the tables. Owns the sweeps and the tally; it never removes an entry of the `inbox` table,
 //! nor the trail of an event still in it: nothing pending expires.
 //!
-//! A finished event's body is not kept: it leaves with its `inbox` entry (a dead letter keeps
-//! its own copy, until a person retries or drops it). What stays is its trail (a few hundred
-//! bytes, for `keep_trails` or until the trails pass `keep_trails_bytes`, oldest first) and its
-//! dedup keys (for `dedup_window`).
+//! A finished event leaves its `inbox` entry (a dead letter keeps its own copy, until a person
+//! retries or drops it). What stays is its trail (a few hundred bytes), its raw delivery (its
+//! headers and the first `RAW_KEEP` bytes of its body) and the index entries of its correlation
+//! keys, all three together for `keep_trails` or until trails and raw deliveries pass
+//! `keep_trails_bytes`, oldest first; and its dedup keys (for `dedup_window`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::record::{body_len, key_seq, now_ms, parse_dedup, Trail};
+use super::record::{body_len, key_entry, key_seq, now_ms, parse_dedup, Trail};
 use super::{Inbox, InboxError};
 use crate::state::Table;
 
@@ -53,7 +54,12 @@ fn each_entry(table: &Table, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Inbo
 }
 
 /// The tally of the tables, read whole.
-pub(super) fn tally(inbox: &Table, dead: &Table, trail: &Table) -> Result<Tally, InboxError> {
+pub(super) fn tally(
+    inbox: &Table,
+    dead: &Table,
+    trail: &Table,
+    raw: &Table,
+) -> Result<Tally, InboxError> {
     let mut t = Tally::default();
     each_entry(inbox, |_, v| {
         t.pending += 1;
@@ -64,6 +70,7 @@ pub(super) fn tally(inbox: &Table, dead: &Table, trail: &Table) -> Result<Tally,
         t.trails += 1;
         t.trail_bytes += v.len() as u64;
     })?;
+    each_entry(raw, |_, v| t.trail_bytes += v.len() as u64)?;
     Ok(t)
 }
 
@@ -82,7 +89,7 @@ impl Inbox {
     /// The tally counted by reading every table: what [`Inbox::tally`] must equal when nothing
     /// is being written. Reads all the trails; for tests and checks, not for a hot path.
     pub fn audit(&self) -> Result<Tally, InboxError> {
-        tally(&self.inbox, &self.dead, &self.trail)
+        tally(&self.inbox, &self.dead, &self.trail, &self.raw)
     }
 
     /// Bytes of the store's files on disk, as sled counts them (the state shares them).
@@ -99,9 +106,18 @@ impl Inbox {
             });
     }
 
+    /// Forgets a finished event: its trail, the index entries of its keys, its raw delivery.
     fn remove_trail(&self, key: &[u8]) -> Result<(), InboxError> {
+        if let Some(raw) = self.raw.remove(key)? {
+            self.trail_shrunk(raw.len());
+        }
         if let Some(old) = self.trail.remove(key)? {
             self.trail_shrunk(old.len());
+            if let (Ok(trail), Some(seq)) = (serde_json::from_slice::<Trail>(&old), key_seq(key)) {
+                for (name, value) in &trail.keys {
+                    self.keys.remove(&key_entry(name, value, seq))?;
+                }
+            }
             let _ = self
                 .trails
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -186,7 +202,7 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{accept, inbox};
+    use super::super::tests::{accept, inbox, page_ids};
     use super::super::Accepted;
     use super::*;
 
@@ -218,6 +234,8 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            keys: Default::default(),
+            tenant: None,
         }
     }
 
@@ -260,6 +278,44 @@ mod tests {
         assert_eq!((t.pending, t.trails), (1, 1));
         assert_eq!(t, inbox.audit().unwrap());
         assert_eq!(inbox.pending().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_trail_takes_its_delivery_and_its_key_entries_with_it() {
+        let inbox = inbox();
+        let window = Duration::from_secs(60);
+        let all = super::super::TrailFilter::default();
+        let mut events = Vec::new();
+        for n in 0..3 {
+            let Accepted::New(mut ev) = accept(&inbox, &format!("k{n}"), window) else {
+                panic!("refused")
+            };
+            ev.meta.keys.insert("order".into(), format!("{}", n % 2));
+            let mut trail = trail_of(&ev, "processed");
+            trail.keys = ev.meta.keys.clone();
+            inbox.finish(&ev, &trail).unwrap();
+            events.push(ev);
+        }
+        let page = inbox.key_page(("order", "0"), &all, None, 10, 100).unwrap();
+        assert_eq!(
+            page_ids(&page),
+            [events[2].meta.id.clone(), events[0].meta.id.clone()]
+        );
+        let raw = inbox.raw(&events[0].meta.id).unwrap().unwrap();
+        assert_eq!(raw.body, br#"{"a":1}"#);
+        // The deliveries count with the trails' bytes, read or counted.
+        let t = inbox.tally();
+        assert_eq!(t, inbox.audit().unwrap());
+        assert!(t.trail_bytes > 3 * 7, "{t:?}");
+
+        inbox.sweep_trails(Duration::ZERO, u64::MAX).unwrap();
+        let page = inbox.key_page(("order", "0"), &all, None, 10, 100).unwrap();
+        assert_eq!(page["items"], serde_json::json!([]));
+        assert_eq!(page["scanned"], 0, "the index entries went too");
+        assert!(inbox.raw(&events[0].meta.id).unwrap().is_none());
+        let t = inbox.tally();
+        assert_eq!((t.trails, t.trail_bytes), (0, 0));
+        assert_eq!(t, inbox.audit().unwrap());
     }
 
     #[test]

@@ -386,6 +386,26 @@ impl Table {
         Ok(out)
     }
 
+    /// Entries with keys from `low` (inclusive) to `before` (exclusive), in descending key
+    /// order, at most `limit` of them: the newest first of one prefix of a table whose keys end
+    /// in a sequence number.
+    pub fn range_back_within(
+        &self,
+        low: &[u8],
+        before: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StateError> {
+        let mut out = Vec::new();
+        if low >= before {
+            return Ok(out);
+        }
+        for item in self.tree.range(low..before).rev().take(limit) {
+            let (k, v) = item.map_err(|e| backend("scan", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();
