@@ -158,7 +158,10 @@ struct Salesforce {
 impl Salesforce {
     async fn call_once(&self, request: Request<'_>) -> Result<Reply, CallError> {
         let plan = plan(request, &self.api_version)?;
-        let (answer, what) = self.tokens.send(|token| self.send(&plan, token)).await?;
+        let (answer, what) = self
+            .tokens
+            .send(|| async {}, |token| self.send(&plan, token))
+            .await?;
         reply(&plan, answer, &what)
     }
 
