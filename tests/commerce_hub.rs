@@ -348,5 +348,28 @@ async fn a_price_change_reaches_adobe_and_oracle_once_each() {
         oracle[0].refused.as_deref(),
         Some("100429: Too many requests")
     );
+
+    // A negative price: Adobe answers 200 with the failure, which the connector reads as a
+    // permanent one; the event becomes a dead letter before Oracle is called.
+    let bad = r#"{"change_id": "PC-2", "sku": "24-MB01", "price": -1, "currency": "USD"}"#;
+    let status = engine
+        .post_with(
+            "/hooks/erp/prices",
+            bad,
+            ("X-ERP-Signature", &hmac_hex(SECRET, bad.as_bytes())),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let dlq = eventually("the dead letter", WAIT, || async {
+        let (_, dlq) = engine.admin("/api/dlq").await;
+        (dlq["total"] == 1).then_some(dlq)
+    })
+    .await;
+    assert!(
+        dlq.to_string().contains("Invalid attribute"),
+        "the dead letter names Adobe's failure: {dlq}"
+    );
+    assert_eq!(price(&clouds.adobe), Some(json!(34.5)));
+    assert_eq!(clouds.oracle.calls("/ccadmin/v1/products/24-MB01").len(), 2);
     drop(engine);
 }

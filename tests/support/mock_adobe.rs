@@ -8,7 +8,8 @@
 //!   number (from 1), answering `{items, search_criteria, total_count}`. Without a page size
 //!   it answers 400; a page past the end answers the last page again, as Adobe does.
 //! * `POST /rest/V1/products/base-prices` with `{prices: [{price, store_id, sku}]}` sets each
-//!   SKU's base price (recorded under the SKU) and answers `[]`, the list of failures.
+//!   SKU's base price (recorded under the SKU) and answers 200 with the list of failures: `[]`,
+//!   or `{message, parameters}` for each negative price.
 //!
 //! 429 over the throttle (Adobe Commerce Cloud's rate limiting), with a `message`.
 
@@ -104,11 +105,21 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
                     json!({"fieldName": "prices", "fieldValue": body["prices"]}),
                 );
             };
+            // Adobe sets the prices it can and answers 200 with a failure per price it cannot.
+            let mut failures = Vec::new();
             for (sku, price) in prices {
-                shop.stock.insert(sku, price);
+                if price.as_f64().unwrap_or(-1.0) < 0.0 {
+                    failures.push(
+                        json!({"message": "Invalid attribute %fieldName = %fieldValue.",
+                                         "parameters": ["Price", price]}),
+                    );
+                } else {
+                    shop.stock.insert(sku, price);
+                }
             }
             shop.received.push(body);
-            (answer_json(200, json!([])), None)
+            let refused = (!failures.is_empty()).then(|| "a price failed".to_string());
+            (answer_json(200, Value::Array(failures)), refused)
         }
         _ => message(
             404,
