@@ -71,14 +71,15 @@ async fn post_change(engine: &Engine, body: &str, secret: &str) -> u16 {
 }
 
 /// One change of MUG-BLUE reaches its three listings with the ERP's quantity, signed and
-/// accepted by each platform. Shopee answers the first stock call as throttled: the event is
-/// retried, and only the Shopee listing is sent again (TikTok Shop and Lazada once each). A
+/// accepted by each platform. Lazada (the last listing) answers its first stock call as
+/// throttled: the error names that listing by index, the event is retried, and only the Lazada
+/// listing is sent again (Shopee and TikTok Shop once each). A
 /// second change of TEE-M (two Shopee listings and one Lazada) and a repeat of the first change
 /// (the same `change_id`: nothing sent) follow; a change signed with another secret is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stock_change_reaches_every_listing_and_a_retry_resends_only_the_failed_one() {
     let m = Markets::start().await;
-    m.shopee.shop.lock().unwrap().busy_writes = 1;
+    m.lazada.shop.lock().unwrap().busy_writes = 1;
     let dir = example_copy("stock-to-listings");
     let env = m.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -94,15 +95,35 @@ async fn a_stock_change_reaches_every_listing_and_a_retry_resends_only_the_faile
         .then_some(())
     })
     .await;
-    let shopee_calls = m.shopee.calls(SHOPEE_STOCK);
-    assert_eq!(shopee_calls.len(), 2, "refused once, then sent again");
-    assert_eq!(
-        shopee_calls[0].refused.as_deref(),
-        Some("error_busy: too many requests")
-    );
-    assert_eq!(shopee_calls[1].refused, None);
+    assert_eq!(m.shopee.calls(SHOPEE_STOCK).len(), 1, "sent once");
     assert_eq!(m.tiktok.calls(TIKTOK_STOCK).len(), 1, "sent once");
-    assert_eq!(m.lazada.calls(LAZADA_STOCK).len(), 1, "sent once");
+    let lazada_calls = m.lazada.calls(LAZADA_STOCK);
+    assert_eq!(lazada_calls.len(), 2, "refused once, then sent again");
+    assert_eq!(
+        lazada_calls[0].refused.as_deref(),
+        Some("ApiCallLimit: The request has exceeded the limit")
+    );
+    assert_eq!(lazada_calls[1].refused, None);
+    // The first attempt's error names the listing by its index in the SKU's list (Lazada's is
+    // the third, #2); the second attempt skipped the two listings already done.
+    let (_, events) = engine.admin("/api/events?pipeline=erp-stock").await;
+    let id = events["items"][0]["event_id"].as_str().unwrap().to_string();
+    let (_, trail) = engine.admin(&format!("/api/events/{id}")).await;
+    assert_eq!(trail["attempts"], 2, "{trail}");
+    let error = trail["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "lazada update_price_quantity at steps[2].each.steps[1].switch[2].steps[0]#2: "
+        ),
+        "{trail}"
+    );
+    let statuses: Vec<&str> = trail["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["skipped", "skipped", "ok"], "{trail}");
     let tiktok_body = m.tiktok.shop.lock().unwrap().received[0].clone();
     assert_eq!(
         tiktok_body["skus"][0]["inventory"][0]["warehouse_id"],
@@ -121,16 +142,19 @@ async fn a_stock_change_reaches_every_listing_and_a_retry_resends_only_the_faile
         .then_some(())
     })
     .await;
-    assert_eq!(m.shopee.calls(SHOPEE_STOCK).len(), 4);
+    assert_eq!(m.shopee.calls(SHOPEE_STOCK).len(), 3);
     assert_eq!(
         m.tiktok.calls(TIKTOK_STOCK).len(),
         1,
         "TEE-M is not on TikTok"
     );
-    assert_eq!(m.lazada.calls(LAZADA_STOCK).len(), 2);
+    assert_eq!(m.lazada.calls(LAZADA_STOCK).len(), 3);
     // Every call but the throttled one was signed, timed and authorised as the platforms want.
-    assert_eq!(m.shopee.refused(), vec!["error_busy: too many requests"]);
+    assert_eq!(m.shopee.refused(), Vec::<String>::new());
     assert_eq!(m.tiktok.refused(), Vec::<String>::new());
-    assert_eq!(m.lazada.refused(), Vec::<String>::new());
+    assert_eq!(
+        m.lazada.refused(),
+        vec!["ApiCallLimit: The request has exceeded the limit"]
+    );
     drop(engine);
 }
