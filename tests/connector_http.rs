@@ -470,6 +470,47 @@ async fn oauth2_token_is_renewed_before_it_expires() {
     assert_eq!(server.upstream.secure_calls.load(Ordering::SeqCst), 3);
 }
 
+/// A call waiting in the `rate` queue takes its token when its turn comes: with two calls a
+/// second and a token that lives one second (renewed after 0.9 s), the fourth of four calls
+/// made at once is sent at 1.5 s at the earliest, and carries the renewed token, not the one
+/// the first call fetched.
+#[tokio::test]
+async fn a_call_waiting_for_its_rate_turn_takes_its_token_then() {
+    let server = start().await;
+    *server.upstream.expires_in.lock().unwrap() = Some(1);
+    let c = connector(json!({
+        "base_url": server.base_url,
+        "auth": {"oauth2": {
+            "token_url": format!("{}/oauth/token", server.base_url),
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        }},
+        "rate": {"requests": 2, "per": "1s"},
+        "operations": operations(),
+    }));
+    let calls: Vec<_> = (1..=4)
+        .map(|id| {
+            let c = c.clone();
+            tokio::spawn(async move { call(&c, "secure", json!({ "id": id })).await })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for reply in calls {
+        let reply = reply.await.unwrap().unwrap();
+        tokens.push(reply.body["authorization"].as_str().unwrap().to_string());
+    }
+    assert!(
+        tokens.contains(&"Bearer tok-1-abcdef".to_string()),
+        "{tokens:?}"
+    );
+    assert!(
+        tokens.iter().any(|t| t != "Bearer tok-1-abcdef"),
+        "a call sent 1.5 s after the first still carried its token: {tokens:?}"
+    );
+    // Renewed ahead of time, not after a 401.
+    assert_eq!(server.upstream.secure_calls.load(Ordering::SeqCst), 4);
+}
+
 #[tokio::test]
 async fn oauth2_token_is_renewed_after_a_401_and_the_call_replayed() {
     let server = start().await;

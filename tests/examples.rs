@@ -115,3 +115,36 @@ fn the_marketplace_polls_example_checks_and_passes_its_tests() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
 }
+
+/// `check --strict` of examples/NAME says `ok: {pipelines} pipelines` with no warning, and its
+/// own `crossdock test` passes `cases` cases.
+fn example_checks_and_passes(name: &str, pipelines: usize, cases: usize) {
+    let dir = format!("examples/{name}");
+    let (code, stdout, stderr) = crossdock(&["check", "--strict", &dir]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("ok: {pipelines} pipelines")),
+        "{stdout}"
+    );
+    assert!(stderr.is_empty(), "warnings on a fresh machine: {stderr}");
+    let (code, stdout, stderr) = crossdock(&["test", &dir]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with(&format!("{cases} passed, 0 failed\n")),
+        "{stdout}"
+    );
+}
+
+/// examples/stock-to-listings (docs/stock-to-listings.md) checks clean with no environment and
+/// passes its own cases; tests/stock_to_listings.rs runs it against the mock marketplaces.
+#[test]
+fn the_stock_to_listings_example_checks_and_passes_its_tests() {
+    example_checks_and_passes("stock-to-listings", 1, 4);
+}
+
+/// examples/commerce-hub (docs/commerce-hub.md) checks clean with no environment and passes its
+/// own cases; tests/commerce_hub.rs runs it against the mock commerce clouds.
+#[test]
+fn the_commerce_hub_example_checks_and_passes_its_tests() {
+    example_checks_and_passes("commerce-hub", 5, 7);
+}

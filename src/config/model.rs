@@ -508,7 +508,8 @@ pub struct PollSource {
     /// Items per page: without `next`, a full page means there is more to fetch.
     #[serde(default)]
     pub batch_size: Option<u32>,
-    /// Offset pagination (Lazada `offset`/`limit`, SFCC `start`/`count`/`total`).
+    /// Offset pagination (Lazada `offset`/`limit`, SFCC `start`/`count`/`total`), or by page
+    /// number with `first_page`.
     #[serde(default)]
     pub offset: Option<Box<PollOffset>>,
 }
@@ -525,9 +526,10 @@ pub struct PollOffset {
     /// JSONPath into the answer to the number of items in all.
     #[serde(default)]
     pub total: Option<String>,
-    /// `param` counts pages from 1 instead of items from 0 (BigCommerce `page` and `limit`).
+    /// Pages by number instead: `param` is the page's number, counting from this one (SAP
+    /// Commerce OCC `currentPage` from 0, Adobe Commerce `searchCriteria[currentPage]` from 1).
     #[serde(default)]
-    pub pages: bool,
+    pub first_page: Option<u32>,
 }
 
 /// Where a poll resumes: the largest `from` value of the items seen so far, kept in the state

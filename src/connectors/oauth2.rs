@@ -92,16 +92,28 @@ impl TokenCache {
     /// description for messages. A 401 means the token expired or was revoked: one new
     /// token, one replay. A 401 to a token fetched just now means the credentials (or their
     /// permissions) are the problem, which no retry mends.
-    pub async fn send<F, Fut>(&self, attempt: F) -> Result<(Answer, String), CallError>
+    ///
+    /// `turn()` is awaited before each attempt takes its token (a connector's `rate`): a call
+    /// that waited in the rate's queue longer than a token lives would otherwise send one that
+    /// expired while it waited, and its replay with a renewed token could wait as long again.
+    pub async fn send<F, Fut, T, TFut>(
+        &self,
+        turn: T,
+        attempt: F,
+    ) -> Result<(Answer, String), CallError>
     where
         F: Fn(Arc<Token>) -> Fut,
         Fut: Future<Output = Result<(Answer, String), CallError>>,
+        T: Fn() -> TFut,
+        TFut: Future<Output = ()>,
     {
+        turn().await;
         let token = self.token().await?;
         let (answer, what) = attempt(token.clone()).await?;
         if answer.status != StatusCode::UNAUTHORIZED {
             return Ok((answer, what));
         }
+        turn().await;
         let token = self.renew(&token).await?;
         let (answer, what) = attempt(token).await?;
         if answer.status == StatusCode::UNAUTHORIZED {

@@ -420,8 +420,15 @@ async fn execute(
                 event.meta.done.insert(action.effect.to_string());
             }
             Err(e) => {
+                // Inside an `each` the effect's name carries the element's index (`#2`):
+                // without it, which of a SKU's listings or an order's lines failed is unknown.
+                let element = if action.effect.contains('#') {
+                    format!(" at {}", action.effect)
+                } else {
+                    String::new()
+                };
                 let message = redact(format!(
-                    "{} {}{}: {e}",
+                    "{} {}{}{element}: {e}",
                     action.connector,
                     action.op,
                     action

@@ -29,6 +29,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of the shipped example `examples/NAME` in a fresh folder, so the engine's state
+/// lives there and not in the repository.
+pub fn example_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name),
+        dir.path(),
+    );
+    dir
+}
+
 /// [`project`] from owned names and contents.
 pub fn project_of(files: &[(String, String)]) -> tempfile::TempDir {
     let refs: Vec<(&str, &str)> = files
@@ -256,6 +269,20 @@ impl Engine {
     /// Posts a JSON body to a webhook path; returns the status and the answer.
     pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
         self.post_bytes(path, body.as_bytes()).await
+    }
+
+    /// [`Engine::post`] with one more header (a signature).
+    pub async fn post_with(&self, path: &str, body: &str, header: (&str, &str)) -> u16 {
+        Engine::client()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header(header.0, header.1)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// [`Engine::post`] with any bytes as the body.

@@ -1,9 +1,11 @@
-//! What the marketplace mocks (`mock_shopee`, `mock_tiktok`, `mock_lazada`) share: the
-//! HMAC they check signatures with, reading a request's query and body, the rotating token
-//! pair each platform hands out, a throttle, and the log of what was called.
+//! What the mock platforms share (the marketplaces `mock_shopee`, `mock_tiktok`, `mock_lazada`
+//! and the commerce clouds `mock_sfcc`, `mock_sap`, `mock_adobe`, `mock_oracle`): the HMAC they
+//! check signatures with, reading a request's query, form, credentials and body, the tokens
+//! each platform hands out, a throttle, paging, and the log of what was called.
 //!
-//! The token rules are the platforms' as documented: an access token works until it expires,
-//! and each refresh hands out a new refresh token and retires the one it was asked with.
+//! The token rules are the platforms' as documented: an access token works until it expires;
+//! each refresh hands out a new refresh token and retires the one it was asked with; a client
+//! credentials grant hands out a new access token.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,31 @@ impl Seen {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
+
+    /// The body as an `application/x-www-form-urlencoded` form.
+    pub fn form(&self) -> BTreeMap<String, String> {
+        url_pairs(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// The token of an `Authorization: Bearer` header; empty without one.
+    pub fn bearer(&self) -> &str {
+        self.headers
+            .get("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("")
+    }
+
+    /// The user and password of an `Authorization: Basic` header.
+    pub fn basic(&self) -> Option<(String, String)> {
+        use base64::Engine as _;
+        let encoded = self.headers.get("authorization")?.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        Some((user.to_string(), password.to_string()))
+    }
 }
 
 fn url_pairs(query: &str) -> BTreeMap<String, String> {
@@ -92,6 +119,8 @@ pub struct Tokens {
     issued: u32,
     /// Every refresh token a refresh was asked with, in order, and whether it was accepted.
     pub refreshes: Vec<(String, bool)>,
+    /// Access tokens of earlier client credentials grants, with when each expires.
+    granted: Vec<(String, i64)>,
 }
 
 impl Tokens {
@@ -106,6 +135,7 @@ impl Tokens {
             life,
             issued: 0,
             refreshes: Vec::new(),
+            granted: Vec::new(),
         }
     }
 
@@ -123,16 +153,40 @@ impl Tokens {
         Some((self.access.clone(), self.refresh.clone(), self.life))
     }
 
+    /// A client credentials grant: a new access token living `life` seconds. Tokens granted
+    /// before stay good until they expire, as an OAuth 2.0 server's do (two clients of the same
+    /// API client each hold their own).
+    pub fn issue(&mut self) -> (String, i64) {
+        if self.issued > 0 {
+            self.granted.push((self.access.clone(), self.expires_at));
+        }
+        self.issued += 1;
+        self.access = format!("{}-access-{}", self.prefix, self.issued);
+        // Whole seconds, rounded up: a token never dies before the `expires_in` it was given.
+        self.expires_at = now() + 1 + self.life;
+        (self.access.clone(), self.life)
+    }
+
+    /// How many access tokens were handed out.
+    pub fn issued(&self) -> u32 {
+        self.issued
+    }
+
     /// `None` when `token` is the live access token; else why not.
     pub fn check(&self, token: &str) -> Option<&'static str> {
-        if token.is_empty() {
-            Some("missing")
-        } else if token != self.access {
-            Some("invalid")
-        } else if now() >= self.expires_at {
-            Some("expired")
+        let expires_at = if token == self.access {
+            Some(self.expires_at)
         } else {
-            None
+            self.granted
+                .iter()
+                .find(|(t, _)| t == token)
+                .map(|(_, at)| *at)
+        };
+        match expires_at {
+            _ if token.is_empty() => Some("missing"),
+            None => Some("invalid"),
+            Some(at) if now() >= at => Some("expired"),
+            Some(_) => None,
         }
     }
 }
@@ -174,6 +228,18 @@ pub async fn serve(app: axum::Router) -> String {
     url
 }
 
+/// The items of one page: `size` items from `from` on.
+pub fn page(items: &[Value], from: usize, size: usize) -> Vec<Value> {
+    items.iter().skip(from).take(size).cloned().collect()
+}
+
+/// A JSON answer with `status`.
+pub fn answer_json(status: u16, body: Value) -> Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(status).unwrap();
+    (status, axum::Json(body)).into_response()
+}
+
 /// The log every mock keeps.
 pub type Log = Arc<Mutex<Vec<Seen>>>;
 
@@ -190,6 +256,19 @@ pub struct Shop {
     pub orders: Vec<Value>,
     /// Bodies of the writes it accepted.
     pub received: Vec<Value>,
+    /// What the writes set, per listing or product (`item/model`, a SKU): the latest value.
+    pub stock: BTreeMap<String, Value>,
+    /// The next this many writes are answered as the platform answers a throttled call.
+    pub busy_writes: usize,
+}
+
+impl Shop {
+    /// Whether this write is to be answered as throttled (counting it down).
+    pub fn busy(&mut self) -> bool {
+        let busy = self.busy_writes > 0;
+        self.busy_writes = self.busy_writes.saturating_sub(1);
+        busy
+    }
 }
 
 /// A platform's answer to one request, and why it refused it, if it did.
@@ -218,6 +297,8 @@ impl Mock {
             throttle: Throttle::default(),
             orders,
             received: Vec::new(),
+            stock: BTreeMap::new(),
+            busy_writes: 0,
         }));
         let log: Log = Arc::default();
         let app =

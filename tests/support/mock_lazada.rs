@@ -10,6 +10,8 @@
 //!   `refresh_token` and `expires_in`, retiring the refresh token asked with.
 //! * `GET /rest/orders/get?offset&limit` pages by offset, answering `data.countTotal`; the
 //!   orders' `items` are left out there and answered by `GET /rest/order/items/get?order_id`.
+//! * `POST /rest/product/price_quantity/update` takes its XML `payload` as a parameter (signed
+//!   like any other) and records each `<Sku>`'s `Quantity` under `ItemId/SkuId`.
 //!
 //! Every answer is HTTP 200 with `code` ("0" on success); the refusal codes here
 //! (`IncompleteSignature`, `InvalidTimestamp`, `IllegalAccessToken`, `ApiCallLimit`) are our
@@ -116,6 +118,56 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
                 None => no("InvalidParameter", "no such order"),
             }
         }
+        "/product/price_quantity/update" if seen.method == "POST" => {
+            if shop.busy() {
+                return no("ApiCallLimit", "The request has exceeded the limit");
+            }
+            let payload = seen.param("payload");
+            let skus = skus_of(payload);
+            if skus.is_empty() {
+                return no(
+                    "InvalidParameter",
+                    "payload: <Request><Product><Skus><Sku> with ItemId, SkuId and Quantity",
+                );
+            }
+            for (item, sku, quantity) in skus {
+                shop.stock.insert(format!("{item}/{sku}"), quantity.into());
+            }
+            shop.received.push(Value::String(payload.to_string()));
+            (json!({"code": "0", "request_id": "mock"}), None)
+        }
         _ => no("InvalidApiPath", "no such API"),
     }
+}
+
+/// The text between `<tag>` and `</tag>` in `xml`, from `at` on; and where it ends.
+fn element<'a>(xml: &'a str, tag: &str, at: usize) -> Option<(&'a str, usize)> {
+    let open = format!("<{tag}>");
+    let start = xml.get(at..)?.find(&open)? + at + open.len();
+    let end = start + xml.get(start..)?.find(&format!("</{tag}>"))?;
+    Some((&xml[start..end], end))
+}
+
+/// The SKUs of an `UpdatePriceQuantity` payload, as item id, SKU id and quantity: every `<Sku>`
+/// under `<Request><Product><Skus>` must have all three, else none is taken.
+fn skus_of(payload: &str) -> Vec<(u64, u64, i64)> {
+    let Some((skus, _)) = element(payload, "Skus", 0) else {
+        return Vec::new();
+    };
+    if !payload.starts_with("<Request><Product>") {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some((sku, end)) = element(skus, "Sku", at) {
+        let field = |tag| element(sku, tag, 0).and_then(|(v, _)| v.trim().parse::<i64>().ok());
+        match (field("ItemId"), field("SkuId"), field("Quantity")) {
+            (Some(item), Some(id), Some(quantity)) if item >= 0 && id >= 0 => {
+                found.push((item as u64, id as u64, quantity))
+            }
+            _ => return Vec::new(),
+        }
+        at = end;
+    }
+    found
 }

@@ -13,7 +13,9 @@
 //!   `response.more` and `response.next_cursor`; its orders carry `order_sn` and
 //!   `order_status`, and `GET /api/v2/order/get_order_detail?order_sn_list=A,B` the whole of
 //!   them (the orders the mock was started with).
-//! * `POST /api/v2/product/update_stock` records its body.
+//! * `POST /api/v2/product/update_stock` with `{item_id, stock_list: [{model_id,
+//!   seller_stock: [{stock}]}]}` records its body and each model's stock under
+//!   `item_id/model_id`; a body of another shape answers `error_param`.
 //!
 //! Refusals answer a JSON body with `error` and `message` (HTTP 403 for sign, timestamp and
 //! token, 429 over the throttle). Shopee's docs give the field names; the exact codes here
@@ -35,6 +37,20 @@ const TOKEN_PATH: &str = "/api/v2/auth/access_token/get";
 /// `get_order_detail` answers them). Stock updates land in `shop.received`.
 pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
     Mock::start("shopee", FIRST_REFRESH, orders, life, answer).await
+}
+
+/// `update_stock`'s body as Shopee documents it: `item_id` and, per model, `model_id` and
+/// `seller_stock[].stock` (whole numbers); the models and their stock.
+fn stock_of(body: &Value) -> Option<Vec<(u64, i64)>> {
+    body["item_id"].as_u64()?;
+    body["stock_list"]
+        .as_array()?
+        .iter()
+        .map(|m| {
+            let stock = m["seller_stock"].as_array()?.first()?["stock"].as_i64()?;
+            Some((m["model_id"].as_u64()?, stock))
+        })
+        .collect()
 }
 
 fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
@@ -161,10 +177,35 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
             )
         }
         ("POST", "/api/v2/product/update_stock") => {
-            shop.received.push(seen.json());
-            (
-                axum::Json(json!({"error": "", "message": "", "response": {"success_list": []}}))
+            if shop.busy() {
+                return no(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "error_busy",
+                    "too many requests",
+                );
+            }
+            let body = seen.json();
+            let Some(stock) = stock_of(&body) else {
+                return (
+                    axum::Json(json!({"error": "error_param", "request_id": "mock",
+                        "message": "item_id and stock_list[].model_id, seller_stock[].stock"}))
                     .into_response(),
+                    Some("error_param: update_stock body".into()),
+                );
+            };
+            let success: Vec<Value> = stock
+                .iter()
+                .map(|(model, n)| json!({"model_id": model, "location_id": "", "stock": n}))
+                .collect();
+            for (model, n) in stock {
+                shop.stock
+                    .insert(format!("{}/{model}", body["item_id"]), n.into());
+            }
+            shop.received.push(body);
+            (
+                axum::Json(json!({"error": "", "message": "", "request_id": "mock",
+                                  "response": {"success_list": success, "failure_list": []}}))
+                .into_response(),
                 None,
             )
         }

@@ -11,6 +11,9 @@
 //!   new `data.refresh_token`, retiring the one asked with.
 //! * `POST /order/202309/orders/search?page_size[&page_token]` pages with
 //!   `data.next_page_token` (empty on the last page).
+//! * `POST /product/202309/products/{product_id}/inventory/update` with `{skus: [{id,
+//!   inventory: [{warehouse_id, quantity}]}]}` records each SKU's quantity under
+//!   `product_id/sku_id` (the body is signed, so a changed body is a wrong signature).
 //!
 //! Every answer is HTTP 200 with `code` (0 on success) and `message`; the refusal codes here
 //! (106001 signature, 106002 timestamp, 105002 token, 36009004 throttle) are our reading.
@@ -125,6 +128,49 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Value, Option<String>) {
                 None,
             )
         }
+        ("POST", path) if inventory_path(path).is_some() => {
+            if shop.busy() {
+                return no(THROTTLED, "Too many requests");
+            }
+            let product = inventory_path(path).unwrap_or_default().to_string();
+            let body = seen.json();
+            let Some(skus) = inventory_of(&body) else {
+                return no(
+                    12052700,
+                    "skus[].id and skus[].inventory[].quantity are required",
+                );
+            };
+            for (sku, quantity) in skus {
+                shop.stock
+                    .insert(format!("{product}/{sku}"), quantity.into());
+            }
+            shop.received.push(body);
+            (
+                json!({"code": 0, "message": "Success", "request_id": "mock", "data": {}}),
+                None,
+            )
+        }
         _ => no(40006, "no such API"),
     }
+}
+
+/// The product id of `/product/202309/products/{product_id}/inventory/update`.
+fn inventory_path(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/product/202309/products/")?
+        .strip_suffix("/inventory/update")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The inventory update's body: `skus[]` each with `id` and `inventory[].quantity` (the first
+/// warehouse's); the SKU ids and their quantities.
+fn inventory_of(body: &Value) -> Option<Vec<(String, i64)>> {
+    body["skus"]
+        .as_array()?
+        .iter()
+        .map(|s| {
+            let quantity = s["inventory"].as_array()?.first()?["quantity"].as_i64()?;
+            Some((s["id"].as_str()?.to_string(), quantity))
+        })
+        .collect()
 }

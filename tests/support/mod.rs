@@ -5,9 +5,13 @@
 pub mod connector;
 pub mod engine;
 pub mod marketplace;
+pub mod mock_adobe;
 pub mod mock_bigcommerce;
 pub mod mock_lazada;
+pub mod mock_oracle;
 pub mod mock_salesforce;
+pub mod mock_sap;
+pub mod mock_sfcc;
 pub mod mock_shopee;
 pub mod mock_tiktok;
 pub mod nats;

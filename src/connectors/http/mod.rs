@@ -574,17 +574,17 @@ impl HttpConnector {
                 let attempt = |token: Arc<Token>| {
                     let request = build(Some(&token.access_token));
                     async move {
-                        self.wait_turn().await;
                         let answer = classify::send(request?, self.timeout, what).await?;
                         Ok((answer, what.to_string()))
                     }
                 };
-                tokens.send(attempt).await?.0
+                tokens.send(|| self.wait_turn(), attempt).await?.0
             }
             Auth::Refresh(tokens) => {
                 let exchange = |refresh: String| self.token_request(tokens, refresh);
-                let pair = tokens.pair(&exchange).await?;
+                // The turn before the token, as for OAuth2 (`TokenCache::send`).
                 self.wait_turn().await;
+                let pair = tokens.pair(&exchange).await?;
                 let answer =
                     classify::send(build(Some(&pair.access_token))?, self.timeout, what).await?;
                 let refused = answer.status == reqwest::StatusCode::UNAUTHORIZED
@@ -594,8 +594,8 @@ impl HttpConnector {
                         .is_some_and(|b| b.wants_renewal(&answer));
                 if refused {
                     // Revoked or expired early: one renewal, one replay, never a loop.
-                    let pair = tokens.after_refusal(&pair, &exchange).await?;
                     self.wait_turn().await;
+                    let pair = tokens.after_refusal(&pair, &exchange).await?;
                     classify::send(build(Some(&pair.access_token))?, self.timeout, what).await?
                 } else {
                     answer

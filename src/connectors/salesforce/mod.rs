@@ -204,7 +204,10 @@ struct Salesforce {
 impl Salesforce {
     async fn call_once(&self, request: Request<'_>) -> Result<Reply, CallError> {
         let plan = plan(request, &self.api_version)?;
-        let (answer, what) = self.tokens.send(|token| self.send(&plan, token)).await?;
+        let (answer, what) = self
+            .tokens
+            .send(|| async {}, |token| self.send(&plan, token))
+            .await?;
         reply(&plan, answer, &what)
     }
 
@@ -217,7 +220,7 @@ impl Salesforce {
         let plan = Plan::describe(object);
         let (answer, what) = self
             .tokens
-            .send(|token| self.send(&plan, token))
+            .send(|| async {}, |token| self.send(&plan, token))
             .await
             .map_err(|e| self.scrub(e))?;
         if !answer.status.is_success() {

@@ -27,7 +27,10 @@
 //! With `offset: { param, size, size_param, total }`, pages are asked with `param` = the
 //! items fetched so far in this poll (0 first) and `size_param` = `size`, until a page is
 //! shorter than `size` or `total` (a JSONPath into the answer) is reached: Lazada's
-//! `offset`/`limit`, SFCC's `start`/`count`/`total`.
+//! `offset`/`limit`, SFCC's `start`/`count`/`total`. With `first_page`, `param` is the page's
+//! number instead, counted from `first_page` (SAP Commerce OCC's `currentPage` from 0, Adobe
+//! Commerce's `searchCriteria[currentPage]` from 1); the end is found the same way. Adobe
+//! answers a page past the end with the last page again, so `total` is what ends its polls.
 //!
 //! # Dedup keys
 //!
@@ -101,8 +104,8 @@ pub struct Offset {
     pub size: usize,
     pub size_param: Option<String>,
     pub total: Option<JsonPath>,
-    /// `param` is the page number from 1, not the items before.
-    pub pages: bool,
+    /// `param` is a page number counted from this, instead of an item count.
+    pub first_page: Option<usize>,
 }
 
 pub enum When {
@@ -177,7 +180,7 @@ impl Poll {
                         .as_deref()
                         .map(|t| path("offset.total", t))
                         .transpose()?,
-                    pages: o.pages,
+                    first_page: o.first_page.map(|n| n as usize),
                 }),
                 None => None,
             },
@@ -291,7 +294,10 @@ pub async fn poll_once(
             payload.insert(n.param.clone(), t.clone());
         }
         if let Some(o) = &poll.offset {
-            let at = if o.pages { report.pages + 1 } else { offset };
+            let at = match o.first_page {
+                Some(first) => first + report.pages,
+                None => offset,
+            };
             payload.insert(o.param.clone(), at.into());
             if let Some(size_param) = &o.size_param {
                 payload.insert(size_param.clone(), o.size.into());

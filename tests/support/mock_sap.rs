@@ -1,0 +1,134 @@
+//! A mock SAP Commerce Cloud server on loopback: the OAuth server and the OCC REST API (v2)
+//! order history, checked as SAP documents them.
+//!
+//! * `POST /authorizationserver/oauth/token` with the form `grant_type=client_credentials`
+//!   and the client's id and secret (in the form or as HTTP Basic) answers `access_token`,
+//!   `token_type` and `expires_in`; other credentials get 401 `{"error": "invalid_client"}`.
+//! * `GET /occ/v2/{site}/users/{user}/orders?currentPage&pageSize` pages by page number
+//!   (from 0), answering `{orders: [summary], pagination: {currentPage, pageSize, totalPages,
+//!   totalResults}}`; `GET /occ/v2/{site}/users/{user}/orders/{code}` answers one whole
+//!   order with its `entries`.
+//!
+//! Refusals are OCC error lists, `{"errors": [{"type", "message"}]}`: 401 `InvalidTokenError`
+//! for a missing, wrong or expired token (SAP's message says which), 429 over the throttle
+//! (`TooManyRequestsError`, our reading).
+
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::marketplace::{answer_json, page, Mock, Seen, Shop};
+
+pub const CLIENT_ID: &str = "crossdock_client";
+pub const CLIENT_SECRET: &str = "sap-test-client-secret";
+pub const TOKEN_PATH: &str = "/authorizationserver/oauth/token";
+pub const ORDERS_PATH: &str = "/occ/v2/electronics/users/integration@example.com/orders";
+
+/// A SAP mock whose access tokens live `life` seconds, listing `orders` (whole OCC orders).
+pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
+    Mock::start("sap", "", orders, life, answer).await
+}
+
+fn error(status: u16, kind: &str, message: &str) -> (Response, Option<String>) {
+    (
+        answer_json(
+            status,
+            json!({"errors": [{"type": kind, "message": message}]}),
+        ),
+        Some(format!("{kind}: {message}")),
+    )
+}
+
+fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
+    if shop.throttle.over() {
+        return error(429, "TooManyRequestsError", "Too many requests");
+    }
+    if seen.path == TOKEN_PATH {
+        let form = seen.form();
+        let creds = seen.basic().or_else(|| {
+            Some((
+                form.get("client_id")?.clone(),
+                form.get("client_secret")?.clone(),
+            ))
+        });
+        let ok = creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+            == Some((CLIENT_ID, CLIENT_SECRET));
+        if seen.method != "POST" || !ok {
+            return (
+                answer_json(
+                    401,
+                    json!({"error": "invalid_client", "error_description": "Bad client credentials"}),
+                ),
+                Some("invalid_client".into()),
+            );
+        }
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return (
+                answer_json(400, json!({"error": "unsupported_grant_type"})),
+                Some("unsupported_grant_type".into()),
+            );
+        }
+        let (token, life) = shop.tokens.issue();
+        return (
+            answer_json(
+                200,
+                json!({"access_token": token, "token_type": "bearer", "expires_in": life,
+                       "scope": "basic openid"}),
+            ),
+            None,
+        );
+    }
+    let token = seen.bearer();
+    match shop.tokens.check(token) {
+        None => {}
+        Some("expired") => {
+            return error(
+                401,
+                "InvalidTokenError",
+                &format!("Access token expired: {token}"),
+            )
+        }
+        Some(_) => {
+            return error(
+                401,
+                "InvalidTokenError",
+                &format!("Invalid access token: {token}"),
+            )
+        }
+    }
+    if seen.method != "GET" {
+        return error(405, "HttpRequestMethodNotSupportedError", "GET only");
+    }
+    if seen.path == ORDERS_PATH {
+        let size: usize = seen.param("pageSize").parse().unwrap_or(20);
+        let current: usize = seen.param("currentPage").parse().unwrap_or(0);
+        if size == 0 || size > 100 {
+            return error(400, "ValidationError", "pageSize must be 1 to 100");
+        }
+        let total = shop.orders.len();
+        let orders: Vec<Value> = page(&shop.orders, current * size, size)
+            .iter()
+            .map(|o| {
+                json!({"code": o["code"], "guid": o["guid"], "status": o["status"],
+                       "statusDisplay": o["statusDisplay"], "placed": o["created"],
+                       "total": o["totalPriceWithTax"]})
+            })
+            .collect();
+        return (
+            answer_json(
+                200,
+                json!({"orders": orders, "sorts": [], "pagination": {
+                    "currentPage": current, "pageSize": size,
+                    "totalPages": total.div_ceil(size), "totalResults": total}}),
+            ),
+            None,
+        );
+    }
+    let code = seen
+        .path
+        .strip_prefix(ORDERS_PATH)
+        .and_then(|rest| rest.strip_prefix('/'));
+    match code.and_then(|c| shop.orders.iter().find(|o| o["code"].as_str() == Some(c))) {
+        Some(order) => (answer_json(200, order.clone()), None),
+        None => error(400, "UnknownIdentifierError", "Order not found"),
+    }
+}

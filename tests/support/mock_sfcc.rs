@@ -1,0 +1,113 @@
+//! A mock Salesforce B2C Commerce (SFCC) server on loopback: the Account Manager's token
+//! endpoint and the OCAPI Shop API's order search, checked as Salesforce documents them.
+//!
+//! * `POST /dwsso/oauth2/access_token` (Account Manager) takes the API client's id and secret
+//!   as HTTP Basic and the form `grant_type=client_credentials`, answering `access_token`,
+//!   `token_type` and `expires_in`; other credentials get 401 `{"error": "invalid_client"}`.
+//! * `POST /s/{site}/dw/shop/v23_2/order_search` with a bearer token and the JSON body
+//!   `{query, select, sorts, start, count}` pages by `start` and `count` (at most 200),
+//!   answering `{count, hits: [{data: order}], start, total}`.
+//!
+//! Refusals are OCAPI faults: `{"_v": "23.2", "fault": {"type", "message"}}`, 401 for a
+//! missing, wrong or expired token (`InvalidAccessTokenException`, `ExpiredTokenException`)
+//! and 429 over the throttle (`QuotaExceededException`). The fault names are our reading.
+
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::marketplace::{answer_json, page, Mock, Seen, Shop};
+
+pub const CLIENT_ID: &str = "a1b2c3d4-sfcc-client";
+pub const CLIENT_SECRET: &str = "sfcc-test-client-secret";
+pub const SITE: &str = "RefArch";
+pub const TOKEN_PATH: &str = "/dwsso/oauth2/access_token";
+pub const ORDERS_PATH: &str = "/s/RefArch/dw/shop/v23_2/order_search";
+
+/// An SFCC mock whose access tokens live `life` seconds, listing `orders` (OCAPI orders).
+pub async fn start(orders: Vec<Value>, life: i64) -> Mock {
+    Mock::start("sfcc", "", orders, life, answer).await
+}
+
+fn fault(status: u16, kind: &str, message: &str) -> (Response, Option<String>) {
+    (
+        answer_json(
+            status,
+            json!({"_v": "23.2", "fault": {"type": kind, "message": message}}),
+        ),
+        Some(format!("{kind}: {message}")),
+    )
+}
+
+fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
+    if shop.throttle.over() {
+        return fault(429, "QuotaExceededException", "Too many requests");
+    }
+    if seen.path == TOKEN_PATH {
+        let creds = seen.basic();
+        let ok = creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+            == Some((CLIENT_ID, CLIENT_SECRET));
+        if seen.method != "POST" || !ok {
+            return (
+                answer_json(
+                    401,
+                    json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
+                ),
+                Some("invalid_client".into()),
+            );
+        }
+        if seen.form().get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return (
+                answer_json(400, json!({"error": "unsupported_grant_type"})),
+                Some("unsupported_grant_type".into()),
+            );
+        }
+        let (token, life) = shop.tokens.issue();
+        return (
+            answer_json(
+                200,
+                json!({"access_token": token, "token_type": "Bearer", "expires_in": life,
+                       "scope": "mail tenantFilter"}),
+            ),
+            None,
+        );
+    }
+    match shop.tokens.check(seen.bearer()) {
+        None => {}
+        Some("expired") => return fault(401, "ExpiredTokenException", "The token has expired"),
+        Some(why) => {
+            return fault(
+                401,
+                "InvalidAccessTokenException",
+                &format!("access token {why}"),
+            )
+        }
+    }
+    match (seen.method.as_str(), seen.path.as_str()) {
+        ("POST", ORDERS_PATH) => {
+            let body = seen.json();
+            let start = body["start"].as_u64().unwrap_or(0) as usize;
+            let count = body["count"].as_u64().unwrap_or(25) as usize;
+            if !body["query"].is_object() || count == 0 || count > 200 {
+                return fault(
+                    400,
+                    "InvalidSearchQueryException",
+                    "a query is required, count 1 to 200",
+                );
+            }
+            let hits: Vec<Value> = page(&shop.orders, start, count)
+                .into_iter()
+                .map(|o| json!({"_type": "order_search_hit", "data": o, "relevance": 1.0}))
+                .collect();
+            (
+                answer_json(
+                    200,
+                    json!({"_v": "23.2", "_type": "order_search_result", "count": hits.len(),
+                           "hits": hits, "query": body["query"], "start": start,
+                           "total": shop.orders.len()}),
+                ),
+                None,
+            )
+        }
+        _ => fault(404, "ResourcePathNotFoundException", "no such resource"),
+    }
+}
