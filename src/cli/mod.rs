@@ -12,6 +12,7 @@ mod report;
 mod run;
 mod state;
 mod test;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,8 +121,11 @@ Examples:\n  crossdock check\n  crossdock check path/to/project --strict"
 but never written; the changes a run would make are listed.\n\
 Input: a .json file is one event; a .jsonl/.ndjson file is one event per line; a .csv file is one \
 event per row; `-` reads standard input (one JSON document, or JSON lines).\n\
-Exits 0 when every event ran without error, 1 otherwise.\n\n\
+Exits 0 when every event ran without error, 1 otherwise. With --watch, runs again after every \
+save of the project or the input file (the debounce of `crossdock run`'s reload), printing the time \
+and the files that changed first, until Ctrl-C (exit 0).\n\n\
 Examples:\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  \
+crossdock dry-run shopify-stock --input order.json --watch\n  \
 cat events.jsonl | crossdock dry-run shopify-stock --input - --format json\n  \
 crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orders/create"
     )]
@@ -143,6 +147,9 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         /// The answer a `fetch` step gets, as CONNECTOR.OP=FILE (a JSON file; repeatable)
         #[arg(long = "fetch", value_name = "CONNECTOR.OP=FILE")]
         fetch: Vec<String>,
+        /// Run again after every save of the project, the input or a --fetch file, until Ctrl-C
+        #[arg(long)]
+        watch: bool,
     },
     /// Inspect and seed the project's state: customers, stock, reservations
     #[command(
@@ -159,8 +166,11 @@ crossdock state reservation 1073459980"
     /// Run the pipeline test cases in tests/pipelines/*.yaml
     #[command(
         after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
-Prints one line per case and a summary; exits 1 if any case fails.\n\n\
-Examples:\n  crossdock test\n  crossdock test --filter carts"
+Prints one line per case and a summary; exits 1 if any case fails. With --watch, runs again \
+after every save of the project, tests/pipelines/ or tests/fixtures/ (the debounce of `crossdock \
+run`'s reload), printing the time and the files that changed first; a project that fails `check` \
+prints its problems and waits for the next save; Ctrl-C stops (exit 0).\n\n\
+Examples:\n  crossdock test\n  crossdock test --filter carts\n  crossdock test --watch"
     )]
     Test {
         /// Project folder; `.` by default
@@ -172,6 +182,9 @@ Examples:\n  crossdock test\n  crossdock test --filter carts"
         /// systems display) on stdout for tools
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
+        /// Run again after every save, until Ctrl-C
+        #[arg(long)]
+        watch: bool,
     },
     /// Print the JSON Schema of a kind of project file, for editors and CI
     #[command(
@@ -431,18 +444,50 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             headers,
             received_at,
             fetch,
-        } => dry_run::run(dry_run::Args {
-            project: &project,
-            pipeline: &pipeline,
-            input: &input,
-            json: format == Format::Json,
-            headers: &headers,
-            received_at: received_at.as_deref(),
-            fetch: &fetch,
-            env: &env,
-        }),
-        Command::Test { filter, format, .. } => {
-            test::run(&project, filter.as_deref(), format, &env)
+            watch,
+        } => {
+            let once = || {
+                dry_run::run(dry_run::Args {
+                    project: &project,
+                    pipeline: &pipeline,
+                    input: &input,
+                    json: format == Format::Json,
+                    headers: &headers,
+                    received_at: received_at.as_deref(),
+                    fetch: &fetch,
+                    env: &env,
+                })
+            };
+            if !watch {
+                return once();
+            }
+            if input == "-" {
+                eprintln!("--watch needs --input FILE: standard input cannot be read again");
+                return ExitCode::from(2);
+            }
+            let mut extra = vec![PathBuf::from(&input)];
+            extra.extend(
+                fetch
+                    .iter()
+                    .filter_map(|f| f.split_once('=').map(|(_, file)| PathBuf::from(file))),
+            );
+            watch::run(&project, &extra, &env, once)
+        }
+        Command::Test {
+            filter,
+            format,
+            watch,
+            ..
+        } => {
+            let once = || test::run(&project, filter.as_deref(), format, &env);
+            if !watch {
+                return once();
+            }
+            let extra = [
+                project.join(crate::testing::TESTS_DIR),
+                project.join(crate::testing::FIXTURES_DIR),
+            ];
+            watch::run(&project, &extra, &env, once)
         }
         Command::State { command } => state::run(&project, command, &env),
         Command::Run { listen, flush, .. } => run::run(run::Args {
