@@ -17,6 +17,7 @@ mod oauth2;
 pub mod salesforce;
 pub mod stdout;
 pub mod tls;
+pub mod traceparent;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
