@@ -1,4 +1,5 @@
-//! The admin API under `/api`: pipelines and versions, dry runs, event trails (one, or a page of
+//! The admin API under `/api`: pipelines (with their per-minute activity) and versions (the
+//! history of reloads), dry runs, event trails (one, or a page of
 //! them newest first), dead letters, state reads and reload. Every route needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`;
 //! a runtime started without that variable answers 401 to everyone.
 
@@ -36,6 +37,7 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/inbox", get(inbox_list))
         .route("/inbox/{id}", axum::routing::delete(inbox_drop))
         .route("/reload", post(reload))
+        .route("/versions", get(versions))
         .route("/cluster", get(cluster_nodes))
         .route("/state/customers/{id}", get(customer))
         .route("/state/stock/{sku}", get(stock_level))
@@ -119,6 +121,7 @@ async fn pipelines(State(rt): Rt) -> Result<Json<Value>, ApiError> {
                 "description": flow.description,
                 "file": flow.file.to_string_lossy(),
                 "source": source,
+                "activity": crate::runtime::activity::snapshot(&flow.name),
             })
         })
         .collect();
@@ -135,6 +138,14 @@ async fn pipelines(State(rt): Rt) -> Result<Json<Value>, ApiError> {
         "last_reload_error": rt.last_reload_error(),
         "pipelines": pipelines,
         "unconfigured_connectors": unconfigured,
+    })))
+}
+
+/// The versions run since the start, newest first, with the files each changed.
+async fn versions(State(rt): Rt) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({
+        "current": rt.live().project.version,
+        "versions": rt.versions(),
     })))
 }
 
