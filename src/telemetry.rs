@@ -5,7 +5,10 @@
 //! `POST {endpoint}` with `Content-Type: application/json` and an `ExportTraceServiceRequest`
 //! body, trace and span ids in hex (the OTLP specification's JSON encoding,
 //! opentelemetry-proto `docs/specification.md`). A span's parent is the `tracing` span it was
-//! opened in, and every span of an event shares the event span's trace id. Must not decide
+//! opened in, and every span of an event shares the event span's trace id; an event whose
+//! webhook carried a valid W3C `traceparent` header joins that trace, its span a child of the
+//! sender's. Each span's ids are also left in its extensions as a
+//! [`traceparent::SpanContext`], which outgoing calls name in their own `traceparent`. Must not decide
 //! which spans exist (the runtime and the flow open them) nor block the engine: spans wait in
 //! a bounded queue and past [`MAX_QUEUED`] the newest are dropped and counted; a collector
 //! that is down costs a failed request per batch, never an event.
@@ -17,6 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+
+use crate::connectors::traceparent::{self, SpanContext};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
@@ -208,20 +213,33 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let parent = span.parent().and_then(|p| {
-            p.extensions()
-                .get::<Open>()
-                .map(|o| (o.trace_id, o.span_id))
-        });
         let mut attributes = Vec::new();
         attrs.record(&mut Fields(&mut attributes));
-        span.extensions_mut().insert(Open {
-            trace_id: parent.map(|p| p.0).unwrap_or_else(random),
+        // A `traceparent` field is the sender's W3C header: not an attribute, the parent of a
+        // span that has none here. An invalid one is dropped and the span starts a trace.
+        let remote = attributes
+            .iter()
+            .position(|(k, _)| *k == "traceparent")
+            .map(|i| attributes.remove(i).1)
+            .and_then(|v| v["stringValue"].as_str().and_then(traceparent::parse));
+        let parent = span
+            .parent()
+            .and_then(|p| p.extensions().get::<SpanContext>().copied())
+            .or(remote);
+        let context = SpanContext {
+            trace_id: parent.map(|p| p.trace_id).unwrap_or_else(random),
             span_id: random(),
-            parent: parent.map(|p| p.1),
+        };
+        let mut extensions = span.extensions_mut();
+        extensions.insert(Open {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+            parent: parent.map(|p| p.span_id),
             start: now_nanos(),
             attributes,
         });
+        // For `traceparent::current`: the header of a call made inside this span.
+        extensions.insert(context);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

@@ -183,3 +183,146 @@ async fn one_trace_per_event_with_a_span_per_step_and_per_call() {
     drop(got);
     assert!(engine.terminate().success());
 }
+
+/// The spans of the event with `event_id`, once its event span has arrived.
+async fn spans_of(got: &Arc<Mutex<Received>>, event_id: &str) -> (Value, Vec<Value>) {
+    let spans = eventually("the event's spans", Duration::from_secs(20), || {
+        let spans = got.lock().unwrap().spans.clone();
+        async move {
+            let has_event = spans.iter().any(|s| {
+                s["name"] == "event"
+                    && attr(s, "event_id").and_then(|v| v["stringValue"].as_str()) == Some(event_id)
+            });
+            has_event.then_some(spans)
+        }
+    })
+    .await;
+    let event = spans
+        .iter()
+        .find(|s| {
+            s["name"] == "event"
+                && attr(s, "event_id").and_then(|v| v["stringValue"].as_str()) == Some(event_id)
+        })
+        .unwrap()
+        .clone();
+    let children = spans
+        .into_iter()
+        .filter(|s| s["parentSpanId"] == event["spanId"])
+        .collect();
+    (event, children)
+}
+
+fn call_to<'a>(children: &'a [Value], connector: &str) -> &'a Value {
+    children
+        .iter()
+        .find(|s| {
+            s["name"] == "call"
+                && attr(s, "connector").and_then(|v| v["stringValue"].as_str()) == Some(connector)
+        })
+        .unwrap_or_else(|| panic!("no call span to {connector}: {children:?}"))
+}
+
+/// W3C Trace Context: the sender's `traceparent` makes the event's span its child, and each
+/// call out (http and Salesforce) carries the `traceparent` of its own call span; a header
+/// that is not valid version 00 is ignored and the event starts a trace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_joins_the_senders_trace_and_goes_out_with_each_call() {
+    use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const PARENT: &str = "b7ad6b7169203331";
+    let (collector, got) = receiver().await;
+    let upstream = Upstream::start().await;
+    let sf = MockSalesforce::start().await;
+    let config = format!(
+        "{}  salesforce:\n    kind: salesforce\n    instance_url: {}\n    auth:\n      oauth2:\n        token_url: {}\n        client_id: {CLIENT_ID}\n        client_secret: {CLIENT_SECRET}\n",
+        upstream.project_file(),
+        sf.base_url(),
+        sf.token_url(),
+    );
+    let dir = project(&[
+        ("crossdock.yaml", &config),
+        (
+            "pipelines/orders.yaml",
+            "pipeline: orders\nsource: { webhook: { path: /hooks/orders } }\nsteps:\n  - send: { to: erp, op: create }\n  - send: { to: salesforce, op: create, object: Account, payload: $.account }\n",
+        ),
+    ]);
+    let engine = Engine::start_with(
+        dir.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str())],
+    );
+    // Bodies differ: the same body again would be a duplicate.
+    let post = |traceparent: String, qty: u32| {
+        let url = engine.url("/hooks/orders");
+        async move {
+            let r = Engine::client()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("traceparent", traceparent)
+                .body(format!(
+                    r#"{{"qty": {qty}, "account": {{"Name": "Acme"}}}}"#
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+            let answer: Value = r.json().await.unwrap();
+            answer["event_id"].as_str().unwrap().to_string()
+        }
+    };
+
+    let id = post(format!("00-{TRACE}-{PARENT}-01"), 1).await;
+    let (event, children) = spans_of(&got, &id).await;
+    assert_eq!(event["traceId"], TRACE);
+    assert_eq!(event["parentSpanId"], PARENT);
+    assert!(attr(&event, "traceparent").is_none(), "{event}");
+    let erp = call_to(&children, "erp");
+    let salesforce = call_to(&children, "salesforce");
+    for call in [erp, salesforce] {
+        assert_eq!(call["traceId"], TRACE);
+    }
+    let sent = upstream.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]
+            .headers
+            .get("traceparent")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("00-{TRACE}-{}-01", erp["spanId"].as_str().unwrap())
+    );
+    let created: Vec<_> = sf
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/sobjects/Account"))
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(
+        created[0].traceparent.as_deref(),
+        Some(format!("00-{TRACE}-{}-01", salesforce["spanId"].as_str().unwrap()).as_str())
+    );
+
+    // Upper-case hex is not version 00: ignored, a trace of the event's own.
+    let id = post(format!("00-{}-{PARENT}-01", TRACE.to_uppercase()), 2).await;
+    let (event, children) = spans_of(&got, &id).await;
+    assert!(event["parentSpanId"].is_null(), "{event}");
+    assert_ne!(event["traceId"], TRACE);
+    let erp = call_to(&children, "erp");
+    let sent = upstream.received();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1]
+            .headers
+            .get("traceparent")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!(
+            "00-{}-{}-01",
+            event["traceId"].as_str().unwrap(),
+            erp["spanId"].as_str().unwrap()
+        )
+    );
+    assert!(got.lock().unwrap().faults.is_empty());
+    assert!(engine.terminate().success());
+}

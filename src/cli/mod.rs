@@ -14,6 +14,7 @@ mod run;
 mod schema;
 mod state;
 mod test;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,8 +125,11 @@ project, the state read is the engine's live state, through its admin API \
 (CROSSDOCK_ADMIN_TOKEN).\n\
 Input: a .json file is one event; a .jsonl/.ndjson file is one event per line; a .csv file is one \
 event per row; `-` reads standard input (one JSON document, or JSON lines).\n\
-Exits 0 when every event ran without error, 1 otherwise.\n\n\
+Exits 0 when every event ran without error, 1 otherwise. With --watch, runs again after every \
+save of the project or the input file (the debounce of `crossdock run`'s reload), printing the time \
+and the files that changed first, until Ctrl-C (exit 0).\n\n\
 Examples:\n  crossdock dry-run bigcommerce-carts --input tests/fixtures/bigcommerce/cart-high-value.json\n  \
+crossdock dry-run shopify-stock --input order.json --watch\n  \
 cat events.jsonl | crossdock dry-run shopify-stock --input - --format json\n  \
 crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orders/create"
     )]
@@ -150,6 +154,9 @@ crossdock dry-run shopify-stock --input order.json --header X-Shopify-Topic=orde
         /// Read the state of the engine at this address (when it is not `server.listen`)
         #[arg(long, value_name = "http://HOST:PORT")]
         url: Option<String>,
+        /// Run again after every save of the project, the input or a --fetch file, until Ctrl-C
+        #[arg(long)]
+        watch: bool,
     },
     /// Inspect, seed and correct the project's state: customers, stock, reservations, kv
     #[command(
@@ -178,8 +185,11 @@ crossdock state audit --limit 50"
     /// Run the pipeline test cases in tests/pipelines/*.yaml
     #[command(
         after_help = "Each case runs with a fresh in-memory state, seeded as the case says. \
-Prints one line per case and a summary; exits 1 if any case fails.\n\n\
-Examples:\n  crossdock test\n  crossdock test --filter carts"
+Prints one line per case and a summary; exits 1 if any case fails. With --watch, runs again \
+after every save of the project, tests/pipelines/ or tests/fixtures/ (the debounce of `crossdock \
+run`'s reload), printing the time and the files that changed first; a project that fails `check` \
+prints its problems and waits for the next save; Ctrl-C stops (exit 0).\n\n\
+Examples:\n  crossdock test\n  crossdock test --filter carts\n  crossdock test --watch"
     )]
     Test {
         /// Project folder; `.` by default
@@ -191,6 +201,9 @@ Examples:\n  crossdock test\n  crossdock test --filter carts"
         /// systems display) on stdout for tools
         #[arg(long, value_enum, default_value_t = TestFormat::Text)]
         format: TestFormat,
+        /// Run again after every save, until Ctrl-C
+        #[arg(long)]
+        watch: bool,
     },
     /// Print the JSON Schema of a kind of project file, for editors and CI
     #[command(
@@ -523,19 +536,51 @@ fn command(command: Command, project: Option<PathBuf>) -> ExitCode {
             received_at,
             fetch,
             url,
-        } => dry_run::run(dry_run::Args {
-            project: &project,
-            pipeline: &pipeline,
-            input: &input,
-            json: format == Format::Json,
-            headers: &headers,
-            received_at: received_at.as_deref(),
-            fetch: &fetch,
-            url: url.as_deref(),
-            env: &env,
-        }),
-        Command::Test { filter, format, .. } => {
-            test::run(&project, filter.as_deref(), format, &env)
+            watch,
+        } => {
+            let once = || {
+                dry_run::run(dry_run::Args {
+                    project: &project,
+                    pipeline: &pipeline,
+                    input: &input,
+                    json: format == Format::Json,
+                    headers: &headers,
+                    received_at: received_at.as_deref(),
+                    fetch: &fetch,
+                    url: url.as_deref(),
+                    env: &env,
+                })
+            };
+            if !watch {
+                return once();
+            }
+            if input == "-" {
+                eprintln!("--watch needs --input FILE: standard input cannot be read again");
+                return ExitCode::from(2);
+            }
+            let mut extra = vec![PathBuf::from(&input)];
+            extra.extend(
+                fetch
+                    .iter()
+                    .filter_map(|f| f.split_once('=').map(|(_, file)| PathBuf::from(file))),
+            );
+            watch::run(&project, &extra, &env, once)
+        }
+        Command::Test {
+            filter,
+            format,
+            watch,
+            ..
+        } => {
+            let once = || test::run(&project, filter.as_deref(), format, &env);
+            if !watch {
+                return once();
+            }
+            let extra = [
+                project.join(crate::testing::TESTS_DIR),
+                project.join(crate::testing::FIXTURES_DIR),
+            ];
+            watch::run(&project, &extra, &env, once)
         }
         Command::State {
             url,

@@ -148,7 +148,7 @@ async fn serve(args: Args<'_>) -> ExitCode {
 
 /// SIGTERM and Ctrl-C, listened for from before the engine says it serves: a signal that comes
 /// right after that line must drain the engine, not kill it (the default action).
-struct StopSignals {
+pub(super) struct StopSignals {
     #[cfg(unix)]
     term: std::io::Result<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -156,7 +156,7 @@ struct StopSignals {
 }
 
 impl StopSignals {
-    fn listen() -> StopSignals {
+    pub(super) fn listen() -> StopSignals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -169,17 +169,17 @@ impl StopSignals {
         StopSignals {}
     }
 
-    async fn recv(self) {
+    /// Resolves at the next SIGTERM or Ctrl-C; can be awaited again after.
+    pub(super) async fn recv(&mut self) {
         #[cfg(unix)]
         {
-            let (term, int) = match (self.term, self.int) {
+            let (term, int) = match (&mut self.term, &mut self.int) {
                 (Ok(term), Ok(int)) => (term, int),
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::error!(error = %e, "Cannot listen for SIGTERM and Ctrl-C");
                     return std::future::pending().await;
                 }
             };
-            let (mut term, mut int) = (term, int);
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
@@ -192,7 +192,7 @@ impl StopSignals {
 
 /// Resolves on SIGTERM or Ctrl-C (or a restart the storage asks for), after the runtime has
 /// drained.
-async fn shutdown(runtime: Arc<Runtime>, signals: StopSignals) {
+async fn shutdown(runtime: Arc<Runtime>, mut signals: StopSignals) {
     tokio::select! {
         _ = signals.recv() => {}
         _ = runtime.storage.wait_for_restart() => {}

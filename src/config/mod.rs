@@ -15,6 +15,7 @@ pub mod model;
 pub mod span;
 pub mod yaml;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -142,6 +143,27 @@ pub struct ProjectSources {
     pub unreadable_mappings: Vec<String>,
     /// Content hash of every file read: the project's version.
     pub version: String,
+    /// Each file read (path relative to the root, `/`-separated) and its content hash: what a
+    /// reload compares to tell which files changed.
+    pub files: BTreeMap<String, String>,
+}
+
+/// The project's hash and each file's, taken as the files are read.
+#[derive(Default)]
+struct Hashes {
+    all: Sha256,
+    files: BTreeMap<String, String>,
+}
+
+impl Hashes {
+    fn add(&mut self, file: &SourceFile) {
+        let name = file.path.to_string_lossy();
+        self.all.update(name.as_bytes());
+        self.all.update(file.text.as_bytes());
+        let own = Sha256::digest(file.text.as_bytes());
+        self.files
+            .insert(name.replace('\\', "/"), ::hex::encode(&own[..6]));
+    }
 }
 
 impl ProjectSources {
@@ -165,7 +187,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         root: root.to_path_buf(),
         ..Default::default()
     };
-    let mut hasher = Sha256::new();
+    let mut hasher = Hashes::default();
     let mut budget = Budget::from_env(env, &mut diags);
 
     let project_path = root.join(PROJECT_FILE);
@@ -204,13 +226,13 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
     }
     for path in list(root, "scripts", &["rhai"], &mut diags) {
         if let Some(file) = read_text(root, &path, &mut diags, &mut budget) {
-            hasher.update(file.path.to_string_lossy().as_bytes());
-            hasher.update(file.text.as_bytes());
+            hasher.add(&file);
             sources.scripts.push(file);
         }
     }
-    let digest = hasher.finalize();
+    let digest = hasher.all.finalize();
     sources.version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    sources.files = hasher.files;
     (sources, diags)
 }
 
@@ -323,12 +345,11 @@ fn read_yaml(
     path: &Path,
     env: EnvLookup<'_>,
     diags: &mut Diagnostics,
-    hasher: &mut Sha256,
+    hasher: &mut Hashes,
     budget: &mut Budget,
 ) -> Option<YamlFile> {
     let file = read_text(root, path, diags, budget)?;
-    hasher.update(file.path.to_string_lossy().as_bytes());
-    hasher.update(file.text.as_bytes());
+    hasher.add(&file);
     match yaml::parse(&file.text, env) {
         Ok((doc, problems)) => {
             for p in problems {

@@ -44,12 +44,17 @@ pub(crate) struct Answer {
 }
 
 /// Sends `request` with `timeout` over the whole exchange (connect, headers and body) and
-/// reads the answer. `what` names the call in messages, e.g. `GET https://host/path`.
+/// reads the answer; with traces exported, it carries the current span's `traceparent`. `what` names the call in messages, e.g. `GET https://host/path`.
 pub(crate) async fn send(
     request: RequestBuilder,
     timeout: Duration,
     what: &str,
 ) -> Result<Answer, CallError> {
+    // The call's span (W3C Trace Context), so the remote's own trace joins ours.
+    let request = match super::traceparent::current() {
+        Some(parent) => request.header("traceparent", parent),
+        None => request,
+    };
     let response = request
         .timeout(timeout)
         .send()

@@ -18,6 +18,7 @@ pub mod salesforce;
 pub mod stdout;
 pub mod target;
 pub mod tls;
+pub mod traceparent;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -39,6 +39,8 @@ pub struct Project {
     pub root: PathBuf,
     /// Content hash of the project's files.
     pub version: String,
+    /// Each file's content hash, by path relative to the root (`config::ProjectSources`).
+    pub files: BTreeMap<String, String>,
     pub config: ProjectFile,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     pub rules: Rules,

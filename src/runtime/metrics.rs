@@ -1,5 +1,6 @@
 //! The engine's metrics, in one place: their names, labels and the Prometheus text
-//! rendering behind `GET /metrics`.
+//! rendering behind `GET /metrics`. The event counts and durations also feed the console's
+//! per-minute figures ([`super::activity`]).
 //!
 //! Recorded through the `metrics` facade; the Prometheus recorder is installed once per
 //! process (several runtimes in one test process share it).
@@ -7,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use super::activity::{self, Kind};
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -141,6 +143,7 @@ pub fn render() -> String {
 
 pub fn received(pipeline: &str) {
     count(Series::Received, pipeline);
+    activity::of(pipeline).count(Kind::Received);
 }
 
 pub fn duplicate(pipeline: &str) {
@@ -150,6 +153,9 @@ pub fn duplicate(pipeline: &str) {
 /// An event finished: `outcome` is processed, skipped or filtered.
 pub fn processed(pipeline: &str, outcome: &'static str, seconds: f64) {
     count(Series::Processed(outcome), pipeline);
+    let activity = activity::of(pipeline);
+    activity.count(Kind::Processed);
+    activity.duration(seconds);
     match handles() {
         Some(h) => cached(
             &h.latency,
@@ -164,10 +170,12 @@ pub fn processed(pipeline: &str, outcome: &'static str, seconds: f64) {
 /// An attempt failed (it may be retried).
 pub fn failed(pipeline: &str) {
     count(Series::Failed, pipeline);
+    activity::of(pipeline).count(Kind::Failed);
 }
 
 pub fn dead_lettered(pipeline: &str) {
     count(Series::DeadLettered, pipeline);
+    activity::of(pipeline).count(Kind::DeadLettered);
 }
 
 pub fn rejected(pipeline: &str, status: u16) {

@@ -22,6 +22,7 @@
 //! period) for the events already running. Whatever has not finished stays in the inbox and is
 //! resumed by the next start: the inbox, not memory, is the queue of record.
 
+pub mod activity;
 pub mod breaker;
 pub mod cluster;
 pub mod inbox;
@@ -32,6 +33,7 @@ pub mod refused;
 pub mod retry;
 pub mod sources;
 pub mod storage;
+pub mod versions;
 pub mod watch;
 mod worker;
 
@@ -310,6 +312,8 @@ pub struct Runtime {
     running: AtomicUsize,
     limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     last_reload_error: Mutex<Option<ReloadError>>,
+    /// The versions run since the start (`GET /api/versions`).
+    versions: versions::History,
     /// Serialises reloads: two at once would race to swap.
     reloading: tokio::sync::Mutex<()>,
     sources: sources::Hub,
@@ -394,6 +398,14 @@ impl Runtime {
             .timeout(settings.call_timeout)
             .build()
             .map_err(|e| StartError::Build(format!("cannot build the HTTP client: {e}")))?;
+        let history = versions::History::default();
+        history.push(versions::Version::between(
+            &BTreeMap::new(),
+            &project.files,
+            &project.version,
+            "start",
+            inbox::now_rfc3339(),
+        ));
         let live = build_live(project, &http, store.clone(), None)
             .map_err(|e| StartError::Build(e.to_string()))?;
         let flows = pool::FlowPool::start(settings.flow_threads)
@@ -415,6 +427,7 @@ impl Runtime {
             running: AtomicUsize::new(0),
             limits: Mutex::new(HashMap::new()),
             last_reload_error: Mutex::new(None),
+            versions: history,
             reloading: tokio::sync::Mutex::new(()),
             sources: sources::Hub::default(),
             flows,
@@ -682,6 +695,13 @@ impl Runtime {
                         match build_live(project, &self.http, self.state.clone(), Some(&old)) {
                             Ok(live) => {
                                 let version = live.project.version.clone();
+                                self.versions.push(versions::Version::between(
+                                    &old.project.files,
+                                    &live.project.files,
+                                    &version,
+                                    why,
+                                    inbox::now_rfc3339(),
+                                ));
                                 self.live.store(Arc::new(live));
                                 self.sources_changed();
                                 Ok(version)
@@ -732,6 +752,11 @@ impl Runtime {
             }
         }
         result
+    }
+
+    /// The versions run since the start, newest first (the last [`versions::KEPT`]).
+    pub fn versions(&self) -> Vec<versions::Version> {
+        self.versions.newest_first()
     }
 
     pub fn last_reload_error(&self) -> Option<ReloadError> {

@@ -1,10 +1,15 @@
 //! The file watcher behind hot reload: edits to crossdock.yaml, pipelines/, mappings/,
-//! scripts/ and tenants/ reload the project once the edits have stopped for a moment.
+//! scripts/ and tenants/ reload the project once the edits have stopped for a moment. The
+//! same watcher, with the same debounce, drives `crossdock test --watch` and `dry-run --watch`
+//! ([`watch_paths`]): they watch a few more paths (test cases, an input file) and get each
+//! burst of changes as one [`Changed`] batch instead of a reload.
 //!
 //! Watched: the project folder itself, not recursively (crossdock.yaml, and the three folders
 //! appearing or being replaced), and each of the three folders recursively. Not the whole tree:
 //! the state folder changes on every event and a `target/` folder can hold a million files.
-//! Anything else that changes is ignored.
+//! Anything else that changes is ignored, save the extra paths a caller names: a folder is
+//! watched recursively, a file through its folder (an editor that renames a new file over it
+//! would leave a watch on the file itself watching nothing).
 //!
 //! Debounce: every relevant change restarts a short quiet period; the reload runs when it
 //! ends, or at the latest [`MAX_WAIT_FACTOR`] debounces after the first change, so that a file
@@ -43,15 +48,42 @@ fn absolute(root: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
-/// Starts watching `root`; the watcher lives as long as the returned value.
+/// Starts watching `root`; reloads `runtime` after each burst of changes. The watcher lives as
+/// long as the returned value.
 pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::Result<Watch> {
+    let (watch, mut batches) = watch_paths(root, &[], debounce)?;
+    tokio::spawn(async move {
+        while batches.recv().await.is_some() {
+            let _ = runtime.reload("file change").await;
+        }
+    });
+    Ok(watch)
+}
+
+/// One burst of changes, once it has been quiet for the debounce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The paths that changed (created, written, removed, renamed), each once, sorted;
+    /// absolute, as notify reports them.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Starts watching `root`'s project files and `extra` (folders recursively, files by name;
+/// relative paths are taken from the current folder, missing ones are skipped) and sends a
+/// [`Changed`] per burst of changes. Must be called inside a tokio runtime; the watcher lives
+/// as long as the returned [`Watch`].
+pub fn watch_paths(
+    root: &Path,
+    extra: &[PathBuf],
+    debounce: Duration,
+) -> notify::Result<(Watch, mpsc::UnboundedReceiver<Changed>)> {
     let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
     let root = absolute(root).map_err(notify::Error::io)?;
     // An absurd `reload_debounce` ("1000000y") would overflow the timer arithmetic below.
     let debounce = debounce.min(MAX_DEBOUNCE);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if !changes(&event.kind) {
+            if !is_change(&event.kind) {
                 return;
             }
             for path in event.paths {
@@ -68,18 +100,61 @@ pub fn start(runtime: Arc<Runtime>, root: &Path, debounce: Duration) -> notify::
             watching.push(dir);
         }
     }
+    let mut extras = Extras::default();
+    for path in extra {
+        let path = absolute(path).map_err(notify::Error::io)?;
+        if path.is_dir() {
+            watcher.watch(&path, RecursiveMode::Recursive)?;
+            extras.folders.push(path);
+        } else if let Some(parent) = path.parent().filter(|p| p.is_dir()) {
+            watcher.watch(parent, RecursiveMode::NonRecursive)?;
+            extras.files.push(path);
+        }
+    }
     let watch = Watch {
         watcher: Arc::new(std::sync::Mutex::new(watcher)),
     };
+    let (batches, out) = mpsc::unbounded_channel();
     tokio::spawn(debounced(
-        runtime,
-        root,
+        Target {
+            root,
+            extras,
+            watch: watch.clone(),
+            watching,
+        },
         rx,
         debounce,
-        watch.clone(),
-        watching,
+        batches,
     ));
-    Ok(watch)
+    Ok((watch, out))
+}
+
+/// The paths watched besides the project's own.
+#[derive(Debug, Default)]
+struct Extras {
+    folders: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Extras {
+    fn contain(&self, path: &Path) -> bool {
+        self.files.iter().any(|f| f == path) || self.folders.iter().any(|d| path.starts_with(d))
+    }
+}
+
+/// What the debounce task watches.
+struct Target {
+    root: PathBuf,
+    extras: Extras,
+    watch: Watch,
+    /// The project folders watched now.
+    watching: Vec<PathBuf>,
+}
+
+impl Target {
+    fn relevant(&self, path: &Path) -> bool {
+        relevant(&self.root, path) || self.extras.contain(path)
+    }
 }
 
 /// Keeps the OS watcher alive.
@@ -91,7 +166,7 @@ pub struct Watch {
 /// Can an event of this kind change a file? Not an open or a read: a reload reads every
 /// project file, and counting those opens (inotify reports them) made each reload schedule
 /// the next, for ever.
-fn changes(kind: &notify::EventKind) -> bool {
+fn is_change(kind: &notify::EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode, EventKind};
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
@@ -126,18 +201,18 @@ fn folder_itself(root: &Path, path: &Path) -> Option<&'static str> {
 }
 
 async fn debounced(
-    runtime: Arc<Runtime>,
-    root: PathBuf,
+    mut target: Target,
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
     debounce: Duration,
-    watch: Watch,
-    mut watching: Vec<PathBuf>,
+    batches: mpsc::UnboundedSender<Changed>,
 ) {
     while let Some(path) = rx.recv().await {
-        if !relevant(&root, &path) {
+        if !target.relevant(&path) {
             continue;
         }
+        let root = target.root.clone();
         let mut replaced: Vec<&str> = folder_itself(&root, &path).into_iter().collect();
+        let mut paths = std::collections::BTreeSet::from([path]);
         // Quiet period: every further relevant change starts it again, up to the cap. Other
         // changes do not, so a file written often elsewhere under the root cannot hold a
         // reload back.
@@ -146,9 +221,10 @@ async fn debounced(
         loop {
             match tokio::time::timeout_at(quiet_until.min(latest), rx.recv()).await {
                 Ok(Some(p)) => {
-                    if relevant(&root, &p) {
+                    if target.relevant(&p) {
                         quiet_until = tokio::time::Instant::now() + debounce;
                         replaced.extend(folder_itself(&root, &p));
+                        paths.insert(p);
                     }
                 }
                 Ok(None) => return,
@@ -159,11 +235,11 @@ async fn debounced(
         // again, at its new self.
         for folder in FOLDERS {
             let dir = root.join(folder);
-            let known = watching.contains(&dir);
+            let known = target.watching.contains(&dir);
             if !dir.is_dir() || (known && !replaced.contains(&folder)) {
                 continue;
             }
-            let added = watch.watcher.lock().map(|mut w| {
+            let added = target.watch.watcher.lock().map(|mut w| {
                 if known {
                     // The old watch names the folder that moved away; its removal can fail
                     // when that folder is gone already, which is what we want anyway.
@@ -172,13 +248,18 @@ async fn debounced(
                 w.watch(&dir, RecursiveMode::Recursive)
             });
             match added {
-                Ok(Ok(())) if !known => watching.push(dir),
+                Ok(Ok(())) if !known => target.watching.push(dir),
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(folder, error = %e, "Cannot watch the folder"),
                 Err(_) => {}
             }
         }
-        let _ = runtime.reload("file change").await;
+        let changed = Changed {
+            paths: paths.into_iter().collect(),
+        };
+        if batches.send(changed).is_err() {
+            return;
+        }
     }
 }
 
@@ -217,16 +298,16 @@ mod tests {
     #[test]
     fn reading_a_file_is_not_a_change() {
         use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
-        assert!(!changes(&EventKind::Access(AccessKind::Open(
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(
             AccessMode::Any
         ))));
-        assert!(!changes(&EventKind::Access(AccessKind::Close(
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(
             AccessMode::Read
         ))));
-        assert!(changes(&EventKind::Access(AccessKind::Close(
+        assert!(is_change(&EventKind::Access(AccessKind::Close(
             AccessMode::Write
         ))));
-        assert!(changes(&EventKind::Modify(ModifyKind::Any)));
-        assert!(changes(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
     }
 }

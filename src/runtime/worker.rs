@@ -79,10 +79,20 @@ enum Verdict {
     Fail(String),
 }
 
-/// Every log line of an event carries its id and pipeline.
+/// The span of an event's run: every log line of it carries the event's id and pipeline. The
+/// `traceparent` the event was received with, if any, makes its trace the sender's
+/// (`telemetry`), and its log lines carry it.
+fn event_span(id: &str, meta: &super::inbox::EventMeta) -> tracing::Span {
+    tracing::info_span!(
+        "event",
+        event_id = %id,
+        pipeline = %meta.pipeline,
+        traceparent = meta.headers.get("traceparent").map(String::as_str),
+    )
+}
+
 async fn process(runtime: &Arc<Runtime>, event: StoredEvent) {
-    let span =
-        tracing::info_span!("event", event_id = %event.meta.id, pipeline = %event.meta.pipeline);
+    let span = event_span(&event.meta.id, &event.meta);
     attempt(runtime, event).instrument(span).await
 }
 
@@ -912,7 +922,7 @@ pub async fn drop_dead_letter(
             body: Arc::from(body),
             resumed: false,
         };
-        let span = tracing::info_span!("event", event_id = %id, pipeline = %event.meta.pipeline);
+        let span = event_span(id, &event.meta);
         trails = compensate(runtime, &live, &mut event, &policy)
             .instrument(span)
             .await;

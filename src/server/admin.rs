@@ -1,7 +1,8 @@
-//! The admin API under `/api`: pipelines and versions, dry runs, event trails (one, or a page of
-//! them newest first), dead letters, state reads, state written by hand (with its audit log)
-//! and reload. Every route needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`; a runtime
-//! started without that variable answers 401 to everyone.
+//! The admin API under `/api`: pipelines (with their per-minute activity) and versions (the
+//! history of reloads), dry runs, event trails (one, or a page of them newest first), dead
+//! letters, state reads, state written by hand (with its audit log) and reload. Every route
+//! needs `Authorization: Bearer $CROSSDOCK_ADMIN_TOKEN`; a runtime started without that
+//! variable answers 401 to everyone.
 //!
 //! State is written through `rt.state()`, the store events commit to, in its atomic updates:
 //! a stock level set while orders reserve lands between two reservations, never inside one, and
@@ -46,6 +47,7 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/inbox", get(inbox_list))
         .route("/inbox/{id}", axum::routing::delete(inbox_drop))
         .route("/reload", post(reload))
+        .route("/versions", get(versions))
         .route("/cluster", get(cluster_nodes))
         .route(
             "/state/customers/{id}",
@@ -136,6 +138,7 @@ async fn pipelines(State(rt): Rt) -> Result<Json<Value>, ApiError> {
                 "description": flow.description,
                 "file": flow.file.to_string_lossy(),
                 "source": source,
+                "activity": crate::runtime::activity::snapshot(&flow.name),
             })
         })
         .collect();
@@ -152,6 +155,14 @@ async fn pipelines(State(rt): Rt) -> Result<Json<Value>, ApiError> {
         "last_reload_error": rt.last_reload_error(),
         "pipelines": pipelines,
         "unconfigured_connectors": unconfigured,
+    })))
+}
+
+/// The versions run since the start, newest first, with the files each changed.
+async fn versions(State(rt): Rt) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({
+        "current": rt.live().project.version,
+        "versions": rt.versions(),
     })))
 }
 

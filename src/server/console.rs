@@ -36,6 +36,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("console/events.js"),
     ),
     (
+        "overview.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/overview.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("console/style.css"),

@@ -186,6 +186,19 @@ try {
   await page.waitForSelector("#reload-error", { state: "detached", timeout: 30000 });
   check(true, "mending the mapping clears the refusal");
 
+  // Activity and versions (overview.js): the shopify-stock chart counts its event and shows a
+  // duration; an edit that goes live is listed with the file it changed.
+  await page.waitForSelector('#activity svg.activity[data-pipeline="shopify-stock"] polyline.received');
+  const stockRow = page.locator('#activity tr[data-pipeline="shopify-stock"]');
+  const received = Number(await stockRow.locator("td.received").innerText());
+  check(received >= 1, `the activity chart counts the shopify-stock event (${received} received)`);
+  const p50 = await stockRow.locator("td.p50").innerText();
+  check(/\d+(\.\d)? (ms|s)$/.test(p50), `the overview shows the p50 duration (${p50})`);
+  writeFileSync(mappingPath, mapping + "\n# edited in the console test\n");
+  await page.waitForSelector('#versions td div.changed:text-is("~ mappings/bigcommerce-cart.yaml")', { timeout: 30000 });
+  const triggers = await page.locator("#versions tbody td:nth-child(3)").allInnerTexts();
+  check(triggers[0] === "file change" && triggers.at(-1) === "start", `the version list shows the edit and the start (${triggers})`);
+
   // Playground: a dry run that follows the payload as it is typed.
   const cart = readFileSync(join(repo, "tests/fixtures/bigcommerce/cart-high-value.json"), "utf8");
   await page.goto(base + "/ui/#/playground?pipeline=cart-playground");

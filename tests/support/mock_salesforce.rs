@@ -75,6 +75,8 @@ pub struct Call {
     pub status: u16,
     /// Request body: parsed JSON, `Null` when empty, a JSON string when not valid JSON.
     pub body: Value,
+    /// The W3C `traceparent` header the call carried.
+    pub traceparent: Option<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -248,6 +250,11 @@ async fn handle(AxState(shared): AxState<Shared>, req: Request) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let mut st = lock(&shared);
     let reply = if is_data {
@@ -260,6 +267,7 @@ async fn handle(AxState(shared): AxState<Shared>, req: Request) -> Response {
         path,
         status: reply.status,
         body: body_value(&bytes),
+        traceparent,
     });
     drop(st);
     reply.into_response()

@@ -270,6 +270,7 @@ pub fn compile(
                 },
                 root: sources.root.clone(),
                 version: sources.version.clone(),
+                files: sources.files.clone(),
                 connectors: connectors
                     .unwrap_or_default()
                     .into_iter()

@@ -83,6 +83,7 @@ async function overview(view) {
     fetch("/metrics").then((r) => r.text()),
   ]);
   const m = parseMetrics(metricsText);
+  const panels = await overviewPanels(info); // overview.js
   const received = perPipeline(m, "crossdock_events_received_total");
   const processed = perPipeline(m, "crossdock_events_processed_total");
   const failed = perPipeline(m, "crossdock_events_failed_total");
@@ -112,6 +113,7 @@ async function overview(view) {
         h("td", {}, processed[p.name] || 0),
         h("td", {}, failed[p.name] || 0),
         h("td", {}, dead[p.name] || 0))))),
+    panels,
     breakers.length ? [h("h2", {}, "Connector breakers"), h("table", {}, h("tbody", {}, breakers))] : "",
     Object.keys(info.unconfigured_connectors || {}).length ? [
       h("h2", {}, "Connectors not configured"),
