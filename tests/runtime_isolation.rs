@@ -56,7 +56,7 @@ steps:
 "#;
 
 const CHATTY_RHAI: &str = r#"
-for i in 0..5000 { print("chatty line " + i); }
+for i in 0..1000 { print("chatty line " + i); }
 record
 "#;
 
@@ -69,15 +69,15 @@ steps:
   - send: { to: out, op: append }
 "#;
 
-/// Writes one key more than an event may (500 here: a debug build cannot write the default
-/// 10,000 within a script's 250 ms), the first one a key of its own; with `swallow`, it catches
+/// Writes one key more than an event may (50 here: a debug build on a loaded machine cannot be
+/// trusted to write the default 10,000 within a script's 250 ms), the first one a key of its own; with `swallow`, it catches
 /// the error and carries on as if nothing happened.
 const BULK_RHAI: &str = r#"
 stock.set("first-" + record.n, 1);
 if record.swallow {
-    try { for i in 0..500 { stock.set("bulk-" + record.n + "-" + i, 1); } } catch (e) { }
+    try { for i in 0..50 { stock.set("bulk-" + record.n + "-" + i, 1); } } catch (e) { }
 } else {
-    for i in 0..500 { stock.set("bulk-" + record.n + "-" + i, 1); }
+    for i in 0..50 { stock.set("bulk-" + record.n + "-" + i, 1); }
 }
 record
 "#;
@@ -195,7 +195,7 @@ async fn a_print_loop_logs_at_most_the_cap() {
     .await;
     let printed = log.lines().filter(|l| l.contains("chatty line ")).count();
     assert_eq!(printed, 100, "{log}");
-    assert!(log.contains("4900 more script print/debug lines"), "{log}");
+    assert!(log.contains("900 more script print/debug lines"), "{log}");
     assert!(log.contains("chatty line 99"));
     assert!(!log.contains("chatty line 100"));
 }
@@ -205,7 +205,7 @@ async fn a_stock_set_loop_fails_its_event_and_leaves_no_keys_behind() {
     let dir = project(&[
         (
             "crossdock.yaml",
-            &format!("server: {{ max_event_writes: 500 }}\n{PROJECT}"),
+            &format!("server: {{ max_event_writes: 50 }}\n{PROJECT}"),
         ),
         ("pipelines/bulk.yaml", BULK),
         ("scripts/bulk.rhai", BULK_RHAI),
@@ -220,13 +220,13 @@ async fn a_stock_set_loop_fails_its_event_and_leaves_no_keys_behind() {
     let trail = finished(&engine, &thrown).await;
     assert_eq!(trail["status"], "dead_lettered", "{trail}");
     let error = trail["errors"][0]["message"].as_str().unwrap();
-    assert!(error.contains("at most 500 state keys"), "{error}");
+    assert!(error.contains("at most 50 state keys"), "{error}");
     // The script swallowed the error; the event fails all the same.
     let trail = finished(&engine, &caught).await;
     assert_eq!(trail["status"], "dead_lettered", "{trail}");
     let error = trail["errors"][0]["message"].as_str().unwrap();
     assert!(
-        error.contains("more than 500 state keys") && error.contains("none were kept"),
+        error.contains("more than 50 state keys") && error.contains("none were kept"),
         "{error}"
     );
     let trail = finished(&engine, &half).await;
