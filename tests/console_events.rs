@@ -147,6 +147,21 @@ async fn events_are_found_by_business_key_with_their_delivery_and_signature_chec
     assert!(ids(&none).is_empty(), "{none}");
     let (status, _) = engine.admin("/api/events?key=order").await;
     assert_eq!(status, 400);
+    // A time range, alone and with a key: every event was received before the end of the
+    // century, none before the year 2000 ends it.
+    let (_, all) = engine
+        .admin("/api/events?since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z")
+        .await;
+    let listed = ids(&all);
+    assert!(sent.iter().all(|(id, _)| listed.contains(id)), "{all}");
+    let (_, none) = engine.admin("/api/events?until=2000-01-01T00:00:00Z").await;
+    assert!(ids(&none).is_empty(), "{none}");
+    let (_, none) = engine
+        .admin("/api/events?key=order:1001&since=2100-01-01T00:00:00%2B02:00")
+        .await;
+    assert!(ids(&none).is_empty(), "{none}");
+    let (status, answer) = engine.admin("/api/events?since=yesterday").await;
+    assert_eq!(status, 400, "{answer}");
 
     // The delivery: headers with the secret-looking one masked, the signature check passed,
     // the body whole when small.

@@ -231,6 +231,26 @@ struct EventsQuery {
     key: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
+    /// Received at this time or later (RFC 3339).
+    #[serde(default)]
+    since: Option<String>,
+    /// Received before this time (RFC 3339).
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// A filter's time: RFC 3339, or nothing when absent or empty.
+fn filter_time(
+    t: Option<&str>,
+    what: &str,
+) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ApiError> {
+    t.filter(|t| !t.is_empty())
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
+                ApiError::BadRequest(format!("{what} `{t}` is not an RFC 3339 time: {e}"))
+            })
+        })
+        .transpose()
 }
 
 /// `NAME:VALUE` split at the first colon (a key name has none).
@@ -254,6 +274,8 @@ async fn events(State(rt): Rt, Query(q): Query<EventsQuery>) -> Result<Json<Valu
         pipeline: q.pipeline.as_deref().filter(|p| !p.is_empty()),
         outcome: q.outcome.as_deref().filter(|o| !o.is_empty()),
         tenant: q.tenant.as_deref().filter(|t| !t.is_empty()),
+        since: filter_time(q.since.as_deref(), "since")?,
+        until: filter_time(q.until.as_deref(), "until")?,
     };
     if let Some(key) = q.key.as_deref().filter(|k| !k.is_empty()) {
         return Ok(Json(rt.inbox.key_page(
@@ -481,23 +503,11 @@ async fn dlq_retry_matching(State(rt): Rt, body: Bytes) -> Result<Json<Value>, A
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("the filter: {e}")))?
     };
-    let time = |t: &Option<String>,
-                what: &str|
-     -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ApiError> {
-        t.as_deref()
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
-                    ApiError::BadRequest(format!("{what} `{t}` is not an RFC 3339 time: {e}"))
-                })
-            })
-            .transpose()
-    };
     let filter = crate::runtime::inbox::DeadFilter {
         pipeline: f.pipeline.filter(|p| !p.is_empty()),
         error: f.error.filter(|e| !e.is_empty()).map(|e| e.to_lowercase()),
-        since: time(&f.since, "since")?,
-        until: time(&f.until, "until")?,
+        since: filter_time(f.since.as_deref(), "since")?,
+        until: filter_time(f.until.as_deref(), "until")?,
         key: f
             .key
             .as_deref()

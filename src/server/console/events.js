@@ -3,24 +3,40 @@
 // when, pretty) these use when they run; app.js routes to them.
 "use strict";
 
+// A `datetime-local` input's value (the browser's time zone) as RFC 3339 for the API, and back.
+function toRfc3339(local) {
+  const t = local ? new Date(local) : null;
+  return t && !isNaN(t) ? t.toISOString() : "";
+}
+function toLocalInput(rfc3339) {
+  const t = rfc3339 ? new Date(rfc3339) : null;
+  if (!t || isNaN(t)) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}T${pad(t.getHours())}:${pad(t.getMinutes())}`;
+}
+
 async function events(view, params) {
   // The refresh leaves the page alone while the user types in a search box.
-  const typing = document.activeElement && ["search-key", "search-tenant"].includes(document.activeElement.id);
+  const typing = document.activeElement && ["search-key", "search-tenant", "search-since", "search-until"].includes(document.activeElement.id);
   if (typing && view.querySelector("#events, #no-events")) return true;
   const pipeline = params.get("pipeline") || "";
   const outcome = params.get("outcome") || "";
   const cursor = params.get("cursor") || "";
   const key = params.get("key") || "";
   const tenant = params.get("tenant") || "";
+  const since = params.get("since") || "";
+  const until = params.get("until") || "";
   const q = new URLSearchParams({ limit: "50" });
   if (pipeline) q.set("pipeline", pipeline);
   if (outcome) q.set("outcome", outcome);
   if (cursor) q.set("cursor", cursor);
   if (key) q.set("key", key);
   if (tenant) q.set("tenant", tenant);
+  if (since) q.set("since", since);
+  if (until) q.set("until", until);
   const [page, info, refused] = await Promise.all([api("/api/events?" + q), api("/api/pipelines"), api("/api/refused")]);
   const go = (changes) => {
-    const next = new URLSearchParams({ pipeline, outcome, key, tenant });
+    const next = new URLSearchParams({ pipeline, outcome, key, tenant, since, until });
     for (const [k, v] of Object.entries(changes)) next.set(k, v);
     for (const [k, v] of [...next]) if (!v) next.delete(k);
     location.hash = "#/events?" + next;
@@ -35,10 +51,13 @@ async function events(view, params) {
         [["", "all"], ...["processed", "skipped", "filtered", "retrying", "dead_lettered", "failed", "dropped"].map((o) => [o, o])], "outcome")),
       h("form", { id: "search", class: "filters", onsubmit: (e) => {
         e.preventDefault();
-        go({ key: document.getElementById("search-key").value.trim(), tenant: document.getElementById("search-tenant").value.trim(), cursor: "" });
+        go({ key: document.getElementById("search-key").value.trim(), tenant: document.getElementById("search-tenant").value.trim(),
+          since: toRfc3339(document.getElementById("search-since").value), until: toRfc3339(document.getElementById("search-until").value), cursor: "" });
       } },
         h("label", {}, "Business key", h("input", { id: "search-key", type: "search", placeholder: "order:1001", value: key, size: 28 })),
         h("label", {}, "Tenant", h("input", { id: "search-tenant", type: "search", value: tenant, size: 12 })),
+        h("label", {}, "From", h("input", { id: "search-since", type: "datetime-local", value: toLocalInput(since) })),
+        h("label", {}, "To", h("input", { id: "search-until", type: "datetime-local", value: toLocalInput(until) })),
         h("button", { type: "submit" }, "Search"))),
     page.items.length ? h("table", { id: "events" },
       h("thead", {}, h("tr", {}, ["Event", "Pipeline", "Keys", "Outcome", "Received", "Attempts", "Actions", "ms", "Last error"].map((t) => h("th", {}, t)))),
