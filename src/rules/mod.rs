@@ -25,7 +25,7 @@ mod functions;
 mod handles;
 mod reads;
 
-use crate::projection::Need;
+use crate::projection::{Need, Read};
 use reads::Reads;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,6 +206,7 @@ impl Rules {
             reads,
             ast: Arc::new(ast),
             fast: condition::Condition::compile(src),
+            src: src.into(),
         })
     }
 
@@ -340,6 +341,11 @@ impl Script {
         self.reads.event_body
     }
 
+    /// What it reads of `record`, in the order it names them; `None` when it needs all of it.
+    pub fn record_reads(&self) -> Option<&[Read]> {
+        self.reads.record.as_deref()
+    }
+
     /// Run the script on `record` and return the final value of `record`.
     ///
     /// Fields of `record` the script does not name are handed back untouched.
@@ -377,6 +383,8 @@ pub struct Expr {
     reads: Reads,
     /// The same expression answered without Rhai, when it is a simple condition.
     fast: Option<condition::Condition>,
+    /// The text it was compiled from, for an event's explanation to quote.
+    src: Arc<str>,
 }
 
 impl Expr {
@@ -390,6 +398,17 @@ impl Expr {
     pub fn reads_event_body(&self) -> bool {
         self.reads.event_body
     }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// What it reads of `record`, in the order it names them; `None` when it needs all of it.
+    pub fn record_reads(&self) -> Option<&[Read]> {
+        self.reads.record.as_deref()
+    }
+
     /// `record` as the expression sees it: only the fields it names.
     fn record(&self, record: &Value) -> Result<Dynamic, RunError> {
         projected_record(record, &self.reads.need)

@@ -396,6 +396,7 @@ impl Inbox {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            explanation: None,
         };
         self.put_trail(seq, &trail)?;
         let taken = self.take_out(seq)?;
@@ -827,6 +828,7 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            explanation: None,
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -874,6 +876,7 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            explanation: None,
         }
     }
 

@@ -218,6 +218,7 @@ mod tests {
             flow_us: 0,
             total_ms: 0,
             compensations: Vec::new(),
+            explanation: None,
         }
     }
 
