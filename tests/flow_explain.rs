@@ -155,6 +155,12 @@ fn a_high_value_cart_explains_its_opportunity_with_the_values_each_condition_rea
         .as_array()
         .unwrap()
         .contains(&json!({"op": "+", "path": "record.route", "new": "opportunity"})));
+    // What it set is in the diff, not among its reads as missing.
+    assert!(!script["reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["read"] == "record.route"));
 
     // The decision, and where it went.
     let decision = &switches[1];

@@ -170,6 +170,15 @@ pub struct StateWrite {
     pub diff: Diff,
 }
 
+impl Diff {
+    /// Whether it lists `path` as added.
+    pub fn added(&self, path: &str) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.op == Op::Added && c.path == path)
+    }
+}
+
 impl Explanation {
     /// Adds `entry` unless the explanation is full, in which case it is counted as omitted.
     pub(super) fn push(&mut self, step: &str, what: What) {

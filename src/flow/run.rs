@@ -302,10 +302,14 @@ impl<'a> Run<'a> {
             // Full, the explanation only counts the entry: no copy was made to diff.
             let (reads, diff) = match (&before, step) {
                 (None, _) => (Vec::new(), explain::Diff::default()),
-                (Some(before), Step::Script { script, .. }) => (
-                    explain::seen(script.record_reads(), before),
-                    explain::diff("record", before, record),
-                ),
+                (Some(before), Step::Script { script, .. }) => {
+                    let diff = explain::diff("record", before, record);
+                    let mut reads = explain::seen(script.record_reads(), before);
+                    // A field the script set is among its reads, missing before: the diff
+                    // says it better.
+                    reads.retain(|r| !(r.missing && diff.added(&r.read)));
+                    (reads, diff)
+                }
                 (Some(before), _) => (Vec::new(), explain::diff("record", before, record)),
             };
             let what = What::Change {

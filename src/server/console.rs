@@ -31,6 +31,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("console/app.js"),
     ),
     (
+        "trail.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/trail.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("console/style.css"),
