@@ -531,8 +531,11 @@ fn add(out: &mut Diff, op: Op, path: &str, old: Option<&Value>, new: Option<&Val
 /// with its value before and after: how an explanation learns what a step did to the state.
 pub(super) struct Watched {
     base: Arc<dyn StateStore>,
-    log: Mutex<Vec<(String, Option<Value>, Option<Value>)>>,
+    log: Mutex<Vec<Written>>,
 }
+
+/// A key, its value before an update and after (None: absent).
+type Written = (String, Option<Value>, Option<Value>);
 
 impl Watched {
     pub(super) fn new(base: Arc<dyn StateStore>) -> Watched {
