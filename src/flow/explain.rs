@@ -146,10 +146,24 @@ pub struct Change {
     /// `+` added, `-` removed, `~` changed.
     pub op: Op,
     pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub old: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub new: Option<Value>,
+}
+
+/// A field that is there is `Some`, `null` included (`Option`'s own reading makes a `null`
+/// None, and a trail read back would lose a change to or from `null`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -702,5 +716,11 @@ mod tests {
         assert!(e.omitted > 0);
         let back: Explanation = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
         assert_eq!(back.entries, e.entries);
+        // A change from null keeps its null through the trail's bytes.
+        let d = diff("record", &json!({"a": null}), &json!({"a": 1, "b": null}));
+        let back: Diff = serde_json::from_slice(&serde_json::to_vec(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.changes[0].old, Some(Value::Null));
+        assert_eq!(back.changes[1].new, Some(Value::Null));
     }
 }

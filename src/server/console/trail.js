@@ -13,7 +13,7 @@ function stepKind(label) {
 }
 
 function quote(v) {
-  return v === undefined ? "" : JSON.stringify(v);
+  return JSON.stringify(v === undefined ? null : v);
 }
 
 // "`when`: with values → result", the line a person reads to see why.
