@@ -141,6 +141,28 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // As the runtime runs it while trails are kept: every step explained, the explanation
+    // written out as the trail would be (docs/runtime.md, "An event's explanation").
+    let explained = |o: &[u8]| {
+        flow.run_body_explained(
+            &project.rules,
+            template.clone(),
+            Ok(Body::Json(o)),
+            "bench",
+            &state,
+            &GivenAnswers::default(),
+            crossdock::flow::Keep::Actions,
+        )
+    };
+    group.bench_function("crossdock-flow-explained", |b| {
+        b.iter(|| {
+            for o in &orders {
+                let out = explained(o);
+                std::hint::black_box(serde_json::to_vec(&out.actions).ok());
+                std::hint::black_box(serde_json::to_vec(&out.explanation).ok());
+            }
+        })
+    });
     group.finish();
 
     // The two figures above are taken a few seconds apart, and on a shared machine the speed

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::engine::{copy_dir, eventually, project, Engine, ADMIN_TOKEN};
+use support::mock_salesforce::{MockSalesforce, CLIENT_ID, CLIENT_SECRET};
 use support::upstream::Upstream;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -67,6 +68,35 @@ fn shipped_project() -> tempfile::TempDir {
     dir
 }
 
+const BC_TOKEN: &str = "console-bigcommerce-access-token";
+
+/// BigCommerce's V3 carts API behind its X-Auth-Token, holding the high-value cart of
+/// tests/fixtures (612.5 USD); any other cart is a 404, as after checkout.
+async fn bigcommerce_carts() -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{HeaderMap, StatusCode};
+    async fn cart(
+        headers: HeaderMap,
+        UrlPath((_, id)): UrlPath<(String, String)>,
+    ) -> (StatusCode, axum::Json<Value>) {
+        if headers.get("x-auth-token").and_then(|v| v.to_str().ok()) != Some(BC_TOKEN) {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": 401})));
+        }
+        let path = repo().join("tests/fixtures/bigcommerce/cart-high-value.json");
+        let cart: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        if cart["data"]["id"] == id.as_str() {
+            return (StatusCode::OK, axum::Json(cart));
+        }
+        let missing = json!({"status": 404, "title": "Cart not found"});
+        (StatusCode::NOT_FOUND, axum::Json(missing))
+    }
+    let app = axum::Router::new().route("/stores/{store}/v3/carts/{id}", axum::routing::get(cart));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 /// tests/browser's node_modules, installed from its lock file when missing (as `.ci/run` does).
 fn browser_tests_ready() -> std::path::PathBuf {
     let browser = repo().join("tests/browser");
@@ -92,6 +122,10 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     // and takes the next, the retry.
     let erp = Upstream::start().await;
     erp.fail_next(400, r#"{"error":"warehouse closed"}"#, None);
+    // The abandoned cart: the store's API for its fetch, an org for its Opportunity and Task.
+    let bc = bigcommerce_carts().await;
+    let sf = MockSalesforce::start().await;
+    let (sf_url, sf_token_url) = (sf.base_url(), sf.token_url());
     let dir = shipped_project();
     // The shipped carts pipeline fetches the cart, which a dry run cannot answer: the
     // playground is shown the same decision on a cart as BigCommerce's API returns it.
@@ -118,6 +152,13 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         &[
             ("ERP_BASE_URL", erp.url.as_str()),
             ("ERP_API_TOKEN", "erp-test-token"),
+            ("BC_API_URL", bc.as_str()),
+            ("BC_STORE_HASH", "abc123"),
+            ("BC_ACCESS_TOKEN", BC_TOKEN),
+            ("SF_INSTANCE_URL", sf_url.as_str()),
+            ("SF_TOKEN_URL", sf_token_url.as_str()),
+            ("SF_CLIENT_ID", CLIENT_ID),
+            ("SF_CLIENT_SECRET", CLIENT_SECRET),
         ],
     );
     let where_ = format!("console at http://{}/ui/", engine.addr);
@@ -171,6 +212,15 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     let bulk_sent = bulk.received();
     assert_eq!(bulk_sent.len(), 1, "{bulk_sent:?}");
     assert_eq!(bulk_sent[0].body["id"], 5005);
+    // The Opportunity whose payload the explained trail showed is in the org.
+    let opportunities = sf.find(
+        "Opportunity",
+        "External_Id__c",
+        "BC-CART-09346904-4175-44fd-be53-f7e598531b6c",
+    );
+    assert_eq!(opportunities.len(), 1, "{:?}", sf.records("Opportunity"));
+    assert_eq!(opportunities[0]["StageName"], "Prospecting");
+    assert!(sf.records("Lead").is_empty());
 }
 
 #[tokio::test]
@@ -193,7 +243,7 @@ async fn every_console_api_call_is_refused_without_the_token() {
         !html.contains("shopify-stock"),
         "no data in the page itself"
     );
-    for file in ["/ui", "/ui/app.js", "/ui/events.js", "/ui/style.css"] {
+    for file in ["/ui", "/ui/app.js", "/ui/events.js", "/ui/overview.js", "/ui/trail.js", "/ui/style.css"] {
         let r = client.get(engine.url(file)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{file}");
     }

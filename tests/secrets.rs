@@ -124,4 +124,25 @@ steps:
     }
     assert!(everything.contains("Basic ***"), "{everything}");
     assert!(everything.contains("access_token=***"), "{everything}");
+
+    // A body that carries a credential in a field of no telling name: the trail's explanation
+    // shows the payload that was sent with the credential masked (the dead letter keeps the
+    // body as received, which is what a retry needs).
+    let body = format!(r#"{{"id": 2, "note": "{PASSWORD}"}}"#);
+    let (status, a) = engine.post("/hooks/orders", &body).await;
+    assert_eq!(status, 202);
+    let id = a["event_id"].as_str().unwrap().to_string();
+    let trail = eventually("the second trail", Duration::from_secs(20), || async {
+        let (_, t) = engine.admin(&format!("/api/events/{id}")).await;
+        (t["status"] == "dead_lettered").then_some(t)
+    })
+    .await;
+    assert!(!trail.to_string().contains(PASSWORD), "{trail}");
+    let sent = trail["explanation"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "send")
+        .unwrap();
+    assert_eq!(sent["payload"], serde_json::json!({"id": 2, "note": "***"}));
 }

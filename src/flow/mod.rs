@@ -8,6 +8,7 @@
 
 mod compile;
 pub mod event;
+pub mod explain;
 pub mod input;
 mod json;
 pub mod key;
@@ -401,8 +402,11 @@ pub struct Outcome {
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
+    /// What each step saw and did, when the caller asked ([`Flow::run_body_explained`]).
     /// The correlation keys found in the body (see [`Flow::read_keys`]).
     pub keys: Vec<(Arc<str>, String)>,
+    /// What each step saw and did, when the caller asked ([`Flow::run_body_explained`]).
+    pub explanation: Option<Box<explain::Explanation>>,
 }
 
 impl Flow {
@@ -430,6 +434,37 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
         keep: Keep,
+    ) -> Outcome {
+        self.run_body_with(rules, event, body, label, state, fetch, (keep, false))
+    }
+
+    /// [`Flow::run_body`], the outcome carrying an [`explain::Explanation`] of every step:
+    /// what the runtime keeps in an event's trail. It costs a copy of the record per step
+    /// that changes it, which is why only this call pays it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_body_explained(
+        &self,
+        rules: &Rules,
+        event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+        keep: Keep,
+    ) -> Outcome {
+        self.run_body_with(rules, event, body, label, state, fetch, (keep, true))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_body_with(
+        &self,
+        rules: &Rules,
+        event: EventInfo,
+        body: Result<input::Body<'_>, String>,
+        label: &str,
+        state: &Arc<dyn StateStore>,
+        fetch: &dyn Fetch,
+        keep: (Keep, bool),
     ) -> Outcome {
         match body {
             // Parsed into the last body this thread parsed, reusing its allocations.
@@ -488,7 +523,7 @@ impl Flow {
             Some(bytes),
             state,
             fetch,
-            Keep::Lent,
+            (Keep::Lent, false),
             spare,
         )
     }
@@ -503,11 +538,11 @@ impl Flow {
         bytes: Option<&[u8]>,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        keep: Keep,
+        (keep, explain): (Keep, bool),
         spare: Option<Value>,
     ) -> (Outcome, Option<Value>) {
         event.body = Arc::new(body);
-        let mut outcome = self.run_keeping(rules, &event, state, fetch, keep, spare);
+        let mut outcome = self.run_keeping(rules, &event, state, fetch, (keep, explain), spare);
         outcome.keys = self.read_keys(&event.body);
         // The parsed body holds only what the flow reads; an event that stopped before any
         // step changed it shows the body as it came.
@@ -563,6 +598,7 @@ impl Flow {
             undo: Vec::new(),
             lent: Vec::new(),
             keys: Vec::new(),
+            explanation: None,
         }
     }
 }

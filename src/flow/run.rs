@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::rules::{Ctx, EventInfo, Rules};
 use crate::state::StateStore;
 
+use super::explain::{self, Explanation, Watched, What};
 use super::record::kind_of;
 use super::{
     Action, Arm, Fetch, FieldPath, Flow, Keep, Outcome, SendStep, SetValue, Step, StepError, Undo,
@@ -46,8 +47,20 @@ struct Run<'a> {
     scope: String,
     /// Compensations owed by the steps with `undo:` that ran.
     undo: Vec<Undo>,
+    /// What the steps saw and did, when the caller asked ([`Flow::run_body_explained`]).
+    explain: Option<Box<Explaining>>,
 }
 
+/// An explanation being written, and the state store that tells it what each step wrote.
+struct Explaining {
+    out: Explanation,
+    watched: Arc<Watched>,
+    /// The call of the `fetch` step running, for its entry.
+    call: Option<explain::Call>,
+    /// The step of the last failure explained: the steps around it fail with the same error,
+    /// which is not explained again.
+    failed: Option<String>,
+}
 impl Flow {
     /// Runs `event` through trigger and steps. State is read and written through `state`
     /// (an overlay in dry runs). Never panics on input; every failure is an error in the outcome.
@@ -58,21 +71,22 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_keeping(rules, event, state, fetch, Keep::Record, None)
+        self.run_keeping(rules, event, state, fetch, (Keep::Record, false), None)
     }
 
     /// With [`Keep::Actions`] (the runtime) the outcome's `record` lacks what the closing sends
     /// moved into their payloads instead of copying, and is null when no step changed the body
     /// (copying the body only to drop it would be waste). With [`Keep::Lent`] it lacks the
     /// moved payloads, which [`Outcome::lent`] lists. A `spare` record is built into by the
-    /// first `map` without `into` rather than allocated afresh.
+    /// first `map` without `into` rather than allocated afresh. With `explain` the outcome
+    /// carries an [`Explanation`].
     pub(super) fn run_keeping(
         &self,
         rules: &Rules,
         event: &EventInfo,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        keep: Keep,
+        (keep, explain): (Keep, bool),
         spare: Option<Value>,
     ) -> Outcome {
         // Every way an event runs (run, dry-run, test) caps its scripts' log lines.
@@ -93,6 +107,7 @@ impl Flow {
             undo: Vec::new(),
             lent: Vec::new(),
             keys: Vec::new(),
+            explanation: None,
         };
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();
@@ -105,12 +120,42 @@ impl Flow {
             });
             return outcome;
         }
+        // Explaining, the steps see the state through a store that notes what they write.
+        let watched = explain.then(|| Arc::new(Watched::new(state.clone())));
+        let watching: Option<Arc<dyn StateStore>> =
+            watched.clone().map(|w| w as Arc<dyn StateStore>);
+        let state = watching.as_ref().unwrap_or(state);
         let mut run = Run::new(rules, Ctx { event, state }, fetch, keep, spare);
+        run.explain = watched.map(|watched| {
+            Box::new(Explaining {
+                out: Explanation::default(),
+                watched,
+                call: None,
+                failed: None,
+            })
+        });
         run.steps.reserve(self.steps.len());
         let mut record: Cow<'_, Value> = Cow::Borrowed(&event.body);
 
         if let Some(trigger) = &self.trigger {
-            match trigger.eval_bool(rules, &record, &run.ctx) {
+            let result = trigger.eval_bool(rules, &record, &run.ctx);
+            if let Some(x) = run.explain.as_mut() {
+                let then = match result {
+                    Ok(true) => "continue",
+                    Ok(false) => "skipped",
+                    Err(_) => "failed",
+                };
+                let test = explain::test(trigger, &record, &result);
+                x.out.push(
+                    "trigger",
+                    What::Condition {
+                        test,
+                        then: then.into(),
+                    },
+                );
+            }
+            outcome.explanation = run.explain.as_ref().map(|x| Box::new(x.out.clone()));
+            match result {
                 Ok(true) => {}
                 Ok(false) => {
                     if keep_record {
@@ -144,6 +189,7 @@ impl Flow {
         outcome.steps = run.steps;
         outcome.lent = run.lent;
         outcome.undo = run.undo;
+        outcome.explanation = run.explain.map(|x| Box::new(x.out));
         outcome
     }
 
@@ -210,6 +256,7 @@ impl<'a> Run<'a> {
             spare,
             scope: String::new(),
             undo: Vec::new(),
+            explain: None,
         }
     }
 
@@ -238,6 +285,65 @@ impl<'a> Run<'a> {
         self.steps.push(step.label());
         // A trace's child span per step (`telemetry`); off, the span costs a check of a flag.
         let _span = tracing::debug_span!("step", step = &*step.label()).entered();
+        let Some(x) = self.explain.as_ref() else {
+            return self.run_step(step, record);
+        };
+        let changes = matches!(
+            step,
+            Step::Map { .. } | Step::Script { .. } | Step::Set { .. } | Step::Fetch { .. }
+        );
+        let before = (changes && !x.out.is_full()).then(|| (**record).clone());
+        let result = self.run_step(step, record);
+        let Some(x) = self.explain.as_mut() else {
+            return result;
+        };
+        let label = format!("{}{}", step.label(), self.scope);
+        let mut state = x.watched.take();
+        if changes && result.is_ok() {
+            // Full, the explanation only counts the entry: no copy was made to diff.
+            let (reads, diff) = match (&before, step) {
+                (None, _) => (Vec::new(), explain::Diff::default()),
+                (Some(before), Step::Script { script, .. }) => {
+                    let diff = explain::diff("record", before, record);
+                    let mut reads = explain::seen(script.record_reads(), before);
+                    // A field the script set is among its reads, missing before: the diff
+                    // says it better.
+                    reads.retain(|r| !(r.missing && diff.added(&r.read)));
+                    (reads, diff)
+                }
+                (Some(before), _) => (Vec::new(), explain::diff("record", before, record)),
+            };
+            let what = What::Change {
+                reads,
+                call: x.call.take(),
+                diff,
+                state: std::mem::take(&mut state),
+            };
+            x.out.push(&label, what);
+        }
+        if !state.is_empty() {
+            let what = What::Change {
+                reads: Vec::new(),
+                call: None,
+                diff: explain::Diff::default(),
+                state,
+            };
+            x.out.push(&label, what);
+        }
+        if let Err(e) = &result {
+            if x.failed.as_deref() != Some(e.step.as_str()) {
+                let what = What::Failed {
+                    message: e.message.clone(),
+                };
+                x.out.push(&format!("{}{}", e.step, self.scope), what);
+                x.failed = Some(e.step.clone());
+            }
+        }
+        result
+    }
+
+    /// One step, its `undo:` and explanation aside.
+    fn run_step(&mut self, step: &Step, record: &mut Cow<'_, Value>) -> Result<Next, StepError> {
         let fail = |label: &str, message: String| StepError {
             step: label.to_string(),
             message,
@@ -274,10 +380,23 @@ impl<'a> Run<'a> {
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {
-                if !when
-                    .eval_bool(self.rules, record, &self.ctx)
-                    .map_err(|e| fail(label, e.to_string()))?
-                {
+                let result = when.eval_bool(self.rules, record, &self.ctx);
+                if let Some(x) = self.explain.as_mut() {
+                    let then = match result {
+                        Ok(true) => "continue",
+                        Ok(false) => "dropped",
+                        Err(_) => "failed",
+                    };
+                    let test = explain::test(when, record, &result);
+                    x.out.push(
+                        &format!("{label}{}", self.scope),
+                        What::Condition {
+                            test,
+                            then: then.into(),
+                        },
+                    );
+                }
+                if !result.map_err(|e| fail(label, e.to_string()))? {
                     return Ok(Next::Stop);
                 }
             }
@@ -305,15 +424,22 @@ impl<'a> Run<'a> {
                         .map_err(|e| fail(label, format!("{name}: {e}")))?;
                     args.insert(name.clone(), value);
                 }
-                let answer = self
-                    .fetch
-                    .fetch(connector, op, &Value::Object(args))
-                    .map_err(|e| {
-                        if e.retryable {
-                            self.retry = Some(e.retry_after);
-                        }
-                        fail(label, e.message)
-                    })?;
+                let args = Value::Object(args);
+                let answer = self.fetch.fetch(connector, op, &args);
+                if let Some(x) = self.explain.as_mut() {
+                    x.call = Some(explain::Call {
+                        connector: connector.clone(),
+                        op: op.clone(),
+                        params: explain::clip(&args, explain::VALUE_CHARS),
+                        error: answer.as_ref().err().map(|e| e.message.clone()),
+                    });
+                }
+                let answer = answer.map_err(|e| {
+                    if e.retryable {
+                        self.retry = Some(e.retry_after);
+                    }
+                    fail(label, e.message)
+                })?;
                 match into {
                     None => *record = Cow::Owned(answer),
                     Some(path) => path
@@ -341,11 +467,13 @@ impl<'a> Run<'a> {
                         }
                         let action = send.action(payload, &self.scope);
                         self.actions.push(action);
+                        self.explain_send(label);
                         return Ok(Next::Continue);
                     }
                 }
                 let action = self.send(send, record).map_err(|e| fail(label, e))?;
                 self.actions.push(action);
+                self.explain_send(label);
             }
         }
         Ok(Next::Continue)
@@ -391,6 +519,12 @@ impl<'a> Run<'a> {
                 "`$.{}` has {n} elements, more than `max: {max}`",
                 items.join(".")
             )));
+        }
+        if let Some(x) = self.explain.as_mut() {
+            let what = What::Each {
+                elements: list.len(),
+            };
+            x.out.push(&format!("{label}{}", self.scope), what);
         }
         let scope_len = self.scope.len();
         let mut failures = Vec::new();
@@ -440,21 +574,57 @@ impl<'a> Run<'a> {
         arms: &[Arm],
         record: &mut Cow<'_, Value>,
     ) -> Result<Next, StepError> {
+        let mut tests = Vec::new();
         for (i, arm) in arms.iter().enumerate() {
             let taken = match &arm.when {
-                None => true,
-                Some(w) => w
-                    .eval_bool(self.rules, record, &self.ctx)
-                    .map_err(|e| StepError {
-                        step: format!("{label} arm {i}"),
-                        message: e.to_string(),
-                    })?,
+                None => Ok(true),
+                Some(w) => {
+                    let result = w.eval_bool(self.rules, record, &self.ctx);
+                    if self.explain.is_some() {
+                        tests.push(explain::test(w, record, &result));
+                    }
+                    result
+                }
             };
-            if taken {
+            let taken = taken.map_err(|e| StepError {
+                step: format!("{label} arm {i}"),
+                message: e.to_string(),
+            });
+            let decided = !matches!(taken, Ok(false));
+            if decided || i + 1 == arms.len() {
+                if let Some(x) = self.explain.as_mut() {
+                    let chosen = matches!(taken, Ok(true));
+                    let what = What::Switch {
+                        arms: std::mem::take(&mut tests),
+                        taken: chosen.then_some(i),
+                        otherwise: chosen && arm.when.is_none(),
+                        then: chosen
+                            .then(|| arm.steps.first().map(|s| s.label().to_string()))
+                            .flatten(),
+                    };
+                    x.out.push(&format!("{label}{}", self.scope), what);
+                }
+            }
+            if taken? {
                 return self.steps(&arm.steps, record);
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// Explains the action just made by `send` step `label`.
+    fn explain_send(&mut self, label: &str) {
+        let (Some(x), Some(action)) = (self.explain.as_mut(), self.actions.last()) else {
+            return;
+        };
+        let what = What::Send {
+            connector: action.connector.clone(),
+            op: action.op.clone(),
+            object: action.object.clone(),
+            action: self.actions.len() - 1,
+            payload: explain::clip(&action.payload, explain::PAYLOAD_CHARS),
+        };
+        x.out.push(&format!("{label}{}", self.scope), what);
     }
 
     fn send(&self, send: &SendStep, record: &Value) -> Result<Action, String> {

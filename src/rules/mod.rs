@@ -26,7 +26,7 @@ mod handles;
 mod reads;
 mod writes;
 
-use crate::projection::Need;
+use crate::projection::{Need, Read};
 use reads::Reads;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -209,6 +209,7 @@ impl Rules {
             reads,
             ast: Arc::new(ast),
             fast: condition::Condition::compile(src),
+            src: src.into(),
         })
     }
 
@@ -372,6 +373,11 @@ impl Script {
         )
     }
 
+    /// What it reads of `record`, in the order it names them; `None` when it needs all of it.
+    pub fn record_reads(&self) -> Option<&[Read]> {
+        self.reads.record.as_deref()
+    }
+
     /// Run the script on `record` and return the final value of `record`.
     ///
     /// Fields of `record` the script does not name are handed back untouched.
@@ -409,6 +415,8 @@ pub struct Expr {
     reads: Reads,
     /// The same expression answered without Rhai, when it is a simple condition.
     fast: Option<condition::Condition>,
+    /// The text it was compiled from, for an event's explanation to quote.
+    src: Arc<str>,
 }
 
 impl Expr {
@@ -422,6 +430,17 @@ impl Expr {
     pub fn reads_event_body(&self) -> bool {
         self.reads.event_body
     }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// What it reads of `record`, in the order it names them; `None` when it needs all of it.
+    pub fn record_reads(&self) -> Option<&[Read]> {
+        self.reads.record.as_deref()
+    }
+
     /// `record` as the expression sees it: only the fields it names.
     fn record(&self, record: &Value) -> Result<Dynamic, RunError> {
         projected_record(record, &self.reads.need)

@@ -171,6 +171,9 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     let max_writes = runtime.settings.max_event_writes;
     let full = event.meta.full_rerun;
     let marker = runtime.applied_key(&event.meta.id);
+    // The explanation lives in the trail: with trails kept for no time (`keep_trails: 0s`) or
+    // no bytes, it is not made at all.
+    let explain = !runtime.settings.trail_keep.is_zero() && runtime.settings.trail_keep_bytes > 0;
     let run = move || {
         let _in_event = span.enter();
         // Timed here: the wait for a flow thread is not the flow's.
@@ -183,7 +186,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
             &state,
             &fetch,
             max_writes,
-            full,
+            (full, explain),
             marker,
         );
         (outcome, started.elapsed().as_micros() as u64, applied)
@@ -215,7 +218,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
                 &live,
                 event,
                 verdict,
-                (Vec::new(), Vec::new()),
+                (Vec::new(), Vec::new(), None),
                 (0, false),
                 &policy,
                 started,
@@ -236,7 +239,11 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         event.meta.full_rerun = false;
     }
     let (verdict, actions) = execute(runtime, &live, &mut event, &outcome).await;
-    let trace = (outcome.steps, actions);
+    let explanation = outcome.explanation.map(|mut e| {
+        e.mask_strings(&|s| live.project.redactor.redact(s));
+        e
+    });
+    let trace = (outcome.steps, actions, explanation);
     conclude(
         runtime,
         &live,
@@ -260,7 +267,8 @@ const COMMIT_TRIES: u32 = 5;
 /// State is changed once per event: the commit writes the event's `applied/` key with the
 /// rest, atomically, and a later run of the event that finds it (a retry, a dead letter
 /// retried) keeps none of its writes; its flow still runs, to rebuild the actions, on the
-/// state its first commit left. `full` (a dead letter retried with `--full`) commits again.
+/// state its first commit left. `full` (a dead letter retried with `--full`) commits again;
+/// `explain` asks the flow for the explanation the trail keeps.
 /// Also gives whether that key is in the store now, to be removed once the event is done.
 #[allow(clippy::too_many_arguments)]
 fn run_committed(
@@ -271,7 +279,7 @@ fn run_committed(
     state: &Arc<dyn StateStore>,
     fetch: &dyn Fetch,
     max_writes: usize,
-    full: bool,
+    (full, explain): (bool, bool),
     marker: String,
 ) -> (Outcome, bool) {
     let marker = [marker];
@@ -285,7 +293,13 @@ fn run_committed(
             Err(e) => return (state_failed(flow, &info, e.to_string()), false),
         };
         let body = Ok(Body::Json(body));
-        let mut outcome = flow.run_body(
+        let run = if explain {
+            Flow::run_body_explained
+        } else {
+            Flow::run_body
+        };
+        let mut outcome = run(
+            flow,
             rules,
             info.clone(),
             body,
@@ -377,6 +391,7 @@ async fn execute(
             remote_id: None,
             error: None,
             ms: 0,
+            at: None,
         };
         if event.meta.done.contains(&*action.effect) {
             trail.status = "skipped".into();
@@ -400,6 +415,7 @@ async fn execute(
             }
         };
         let called = Instant::now();
+        trail.at = Some(inbox::now_rfc3339());
         // A trace's child span per connector call (`telemetry`).
         let span = tracing::debug_span!(
             "call",
@@ -531,13 +547,21 @@ impl Fetch for LiveFetch {
     }
 }
 
+/// What an attempt's trail tells of its flow: the steps that ran, the actions and what each
+/// step saw and did.
+type Trace = (
+    Vec<Arc<str>>,
+    Vec<ActionTrail>,
+    Option<Box<crate::flow::explain::Explanation>>,
+);
+
 #[allow(clippy::too_many_arguments)]
 async fn conclude(
     runtime: &Arc<Runtime>,
     live: &Arc<Live>,
     mut event: StoredEvent,
     verdict: Verdict,
-    (steps, actions): (Vec<Arc<str>>, Vec<ActionTrail>),
+    (steps, actions, explanation): Trace,
     (flow_us, applied): (u64, bool),
     policy: &RetryPolicy,
     started: Instant,
@@ -554,6 +578,7 @@ async fn conclude(
     let mut trail = new_trail(live, &event, "processed", started);
     trail.steps = steps;
     trail.actions = actions;
+    trail.explanation = explanation;
     trail.flow_us = flow_us;
     let stored = match verdict {
         Verdict::Done(status) => {
@@ -705,6 +730,7 @@ fn new_trail(live: &Live, event: &StoredEvent, status: &str, started: Instant) -
         compensations: Vec::new(),
         keys: event.meta.keys.clone(),
         tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
+        explanation: None,
     }
 }
 

@@ -41,6 +41,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("console/overview.js"),
     ),
     (
+        "trail.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/trail.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("console/style.css"),

@@ -218,6 +218,44 @@ try {
   check(await page.locator("#dry-run-actions").count() === 0, "an old result is not left beside the error");
   check(true, "a payload that is not JSON is marked");
 
+  // ---- An event's explanation (src/server/console/trail.js) --------------------------------
+  // The README's abandoned-cart webhook, signed as BigCommerce signs (Standard Webhooks keyed
+  // with the demo client secret). The pipeline fetches the cart from the test's BigCommerce API
+  // (612.5 USD) and sends to the test's Salesforce org; the trail page alone says why the cart
+  // became an Opportunity and not a Lead, and what was sent.
+  {
+    const body = readFileSync(join(repo, "tests/fixtures/bigcommerce/webhook-cart-abandoned.json"));
+    const msgId = "console-cart-1";
+    const ts = String(Math.floor(Date.now() / 1000));
+    const sig = createHmac("sha256", "demo-bigcommerce-secret").update(`${msgId}.${ts}.`).update(body).digest("base64");
+    const r = await fetch(base + "/hooks/bigcommerce/carts", {
+      method: "POST",
+      headers: { "content-type": "application/json", "webhook-id": msgId, "webhook-timestamp": ts, "webhook-signature": "v1," + sig },
+      body,
+    });
+    const answer = await r.json();
+    check(r.status === 202, `the signed cart webhook is accepted (${r.status} ${JSON.stringify(answer)})`);
+    const cartEvent = answer.event_id;
+    await page.goto(base + "/ui/#/events");
+    await page.waitForSelector(`#events tr[data-event="${cartEvent}"] .status-processed`, { timeout: 30000 });
+    check(true, "the cart event appears processed in the events list");
+    await page.click(`#events tr[data-event="${cartEvent}"] a`);
+    await page.waitForSelector("#explain");
+    const decision = await page.locator("#explain .explain-switch .decision.taken").innerText();
+    check(decision.includes('record.route == "opportunity"') && decision.includes('"opportunity" == "opportunity" → true')
+      && decision.includes("send salesforce upsert Opportunity"), `the switch decision is explained with the value it read (${decision})`);
+    const script = await page.locator('#explain li[data-step*="script cart-opportunity-or-lead"]').innerText();
+    check(script.includes("record.amount = 612.5") && script.includes('+ record.route = "opportunity"'),
+      "the script's step shows the amount it read and the route it set");
+    const send = page.locator("#explain li.explain-send", { hasText: "Opportunity" });
+    const payload = JSON.parse(await send.locator("pre.payload").innerText());
+    check(payload.Amount === 612.5 && payload.StageName === "Prospecting"
+      && payload.External_Id__c === "BC-CART-09346904-4175-44fd-be53-f7e598531b6c", "the Opportunity's payload is shown");
+    check(await send.locator(".status-ok").count() === 1 && (await send.locator(".remote-id").innerText()).length >= 15,
+      "the Opportunity's send shows Salesforce's answer and the id it gave");
+    await page.screenshot({ path: join(shots, "explain.png"), fullPage: true });
+  }
+
   // Log out: back to the login form.
   await page.click("#logout");
   await page.waitForSelector("#login:not([hidden])");

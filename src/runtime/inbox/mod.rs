@@ -415,6 +415,7 @@ impl Inbox {
             compensations: Vec::new(),
             keys: event.meta.keys.clone(),
             tenant: event.meta.headers.get(super::TENANT_HEADER).cloned(),
+            explanation: None,
         };
         self.put_trail(seq, &trail)?;
         self.put_raw(&event)?;
@@ -1045,6 +1046,7 @@ mod tests {
             compensations: Vec::new(),
             keys: Default::default(),
             tenant: None,
+            explanation: None,
         };
         let letter = DeadLetter {
             event: ev.meta.clone(),
@@ -1104,6 +1106,7 @@ mod tests {
             compensations: Vec::new(),
             keys: Default::default(),
             tenant: None,
+            explanation: None,
         }
     }
 

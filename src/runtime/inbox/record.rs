@@ -120,6 +120,10 @@ pub struct Trail {
     /// The tenant the event is for, on a pipeline with `tenants:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// What each step of the last attempt saw and did (docs/runtime.md, "An event's
+    /// explanation"), secrets masked; none when no step ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Box<crate::flow::explain::Explanation>>,
 }
 
 /// One step's `undo:` run.
@@ -153,6 +157,9 @@ pub struct ActionTrail {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
     pub ms: u64,
+    /// When the call was made (RFC 3339); none for an action not called.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub at: Option<String>,
 }
 
 pub fn event_id(seq: u64) -> String {

@@ -236,6 +236,7 @@ mod tests {
             compensations: Vec::new(),
             keys: Default::default(),
             tenant: None,
+            explanation: None,
         }
     }
 

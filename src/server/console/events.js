@@ -113,6 +113,7 @@ function trailView(t) {
     h("h2", {}, "Steps, in the order they ran"),
     (t.steps || []).length ? h("ol", { class: "steps", id: "steps" }, t.steps.map((s) => h("li", { class: "mono" }, s)))
       : h("p", { class: "muted" }, "No step ran."),
+    explanationView(t), // trail.js
     h("h2", {}, "Actions"),
     (t.actions || []).length ? h("table", { id: "actions" },
       h("thead", {}, h("tr", {}, ["Connector", "Operation", "Object", "Status", "Remote status", "Remote id", "ms", "Error"].map((x) => h("th", {}, x)))),
