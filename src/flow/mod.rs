@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use compile::{compile, load, CompileOptions};
+pub use compile::{compile, load, load_edited, CompileOptions};
 pub use record::FieldPath;
 
 use crate::config::env::Redactor;
