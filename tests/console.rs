@@ -86,6 +86,18 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         CART_PLAYGROUND,
     )
     .unwrap();
+    // The playground's saves are on for this engine.
+    let config_path = dir.path().join("crossdock.yaml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        config.contains("server: { listen:"),
+        "the shipped server line"
+    );
+    std::fs::write(
+        &config_path,
+        config.replace("server: { listen:", "server: { console_save: true, listen:"),
+    )
+    .unwrap();
     let engine = Engine::start_with(
         dir.path(),
         &[
