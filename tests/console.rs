@@ -86,6 +86,11 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         CART_PLAYGROUND,
     )
     .unwrap();
+    // The fixtures the playground offers as payloads.
+    copy_dir(
+        &repo().join("tests/fixtures/bigcommerce"),
+        &dir.path().join("tests/fixtures/bigcommerce"),
+    );
     // The playground's saves are on for this engine.
     let config_path = dir.path().join("crossdock.yaml");
     let config = std::fs::read_to_string(&config_path).unwrap();

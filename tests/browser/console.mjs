@@ -195,6 +195,12 @@ try {
   check(true, "the overview shows the new version");
   await page.goto(base + "/ui/#/playground?pipeline=cart-playground");
   await page.waitForSelector("#payload");
+  // A fixture of the project as the payload.
+  await page.fill("#payload", "{}");
+  await page.waitForSelector("#dry-run-errors");
+  await page.selectOption("#payload-source", "fixture:bigcommerce/cart-high-value.json");
+  await page.waitForSelector("#dry-run-actions td:text-is('Opportunity')");
+  check((await page.inputValue("#payload")) === cart, "a fixture picked from tests/fixtures becomes the payload and runs");
   await page.fill("#payload", "{ not json");
   await page.waitForSelector("#dry-run .error:has-text('Not JSON')");
   check(await page.locator("#dry-run-actions").count() === 0, "an old result is not left beside the error");

@@ -1,5 +1,6 @@
-// The console's playground (#/playground): a dry run of a pipeline that follows the payload as
-// it is typed. Loaded before app.js, whose helpers (h, show, api, pretty) it calls at run time.
+// The console's playground (#/playground): a dry run of a pipeline that follows the payload
+// and the pipeline's mapping or script as they are typed (compiled on the server as `check`
+// does, errors marked at their line), and saves the edited file through the checked API. Loaded before app.js, whose helpers (h, show, api, pretty) it calls at run time.
 "use strict";
 
 // What a dry run decided, before its full JSON: whether the trigger matched, the steps that ran,
@@ -66,6 +67,7 @@ async function playground(view, params) {
   const ed = editor();
   const saveStatus = h("span", { id: "save-status", role: "status" });
   const saveButton = h("button", { type: "button", id: "save", disabled: !files.save }, "Save");
+  const source = h("select", { id: "payload-source" }, h("option", { value: "" }, "pasted"));
   const original = {};
   let seq = 0, debounce = null;
 
@@ -133,10 +135,36 @@ async function playground(view, params) {
     }
   });
 
+  // Payloads to start from: the project's fixtures, and the bodies of this pipeline's dead
+  // letters (processed events keep their trail, not their body).
+  const fillSources = async () => {
+    const [fixtures, dead] = await Promise.all([
+      api("/api/fixtures").catch(() => ({ fixtures: [] })),
+      api("/api/dlq?limit=50").catch(() => ({ items: [] })),
+    ]);
+    const letters = dead.items.filter((l) => l.pipeline === select.value);
+    source.replaceChildren(h("option", { value: "" }, "pasted"),
+      fixtures.fixtures.length ? h("optgroup", { label: "Fixtures (tests/fixtures)" },
+        fixtures.fixtures.map((f) => h("option", { value: "fixture:" + f }, f))) : "",
+      letters.length ? h("optgroup", { label: "Dead letters" },
+        letters.map((l) => h("option", { value: "dead:" + l.event_id }, `${l.event_id} (${l.reason})`))) : "");
+  };
+  source.addEventListener("change", async () => {
+    const [kind, ...rest] = source.value.split(":");
+    const what = rest.join(":");
+    try {
+      if (kind === "fixture") input.value = (await api("/api/fixtures/" + what.split("/").map(encodeURIComponent).join("/"))).text;
+      else if (kind === "dead") {
+        const body = (await api("/api/dlq/" + encodeURIComponent(what))).body;
+        input.value = typeof body === "string" ? body : JSON.stringify(body, null, 2);
+      } else return;
+      run();
+    } catch (e) { show(out, h("p", { class: "error" }, e.message)); }
+  });
   input.addEventListener("input", soon);
   answers.addEventListener("input", soon);
   ed.area.addEventListener("input", soon);
-  select.addEventListener("change", choosePipeline);
+  select.addEventListener("change", () => { fillSources(); choosePipeline(); });
   fileSelect.addEventListener("change", async () => { await loadFile(fileSelect.value); run(); });
   show(view, h("h1", {}, "Playground"),
     h("p", { class: "muted" }, "A dry run of the project as edited here: nothing is sent and no state is written. The live version runs until you save."),
@@ -144,9 +172,9 @@ async function playground(view, params) {
       saveButton, saveStatus),
     files.save ? "" : h("p", { class: "muted", id: "save-off" }, "Saving is off for this engine (server.console_save in crossdock.yaml)."),
     h("div", { class: "split" },
-      h("div", {}, h("h2", {}, "Payload"), input,
+      h("div", {}, h("h2", {}, "Payload"), h("div", { class: "filters" }, h("label", {}, "Start from", source)), input,
         h("h2", {}, "Fetch answers"), h("p", { class: "muted" }, 'By connector.op, e.g. {"bigcommerce.get_cart": {...}}'), answers),
       h("div", {}, h("h2", {}, "Mapping or script"), ed.el, h("h2", {}, "Dry run"), out)));
-  await choosePipeline();
+  await Promise.all([fillSources(), choosePipeline()]);
   return false;
 }
