@@ -145,6 +145,18 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         "the browser test failed:\n{out}\n{err}\nengine log:\n{}",
         engine.log()
     );
+    // The case the playground saved passes `crossdock test` on the edited project.
+    let test = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["test", "--filter", "from the console"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && said.contains("High value cart from the console"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
     // What the page showed happened: the retry reached the ERP with the backorder, and no dead
     // letter is left.
     let sent = erp.received();

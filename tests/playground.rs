@@ -214,6 +214,7 @@ async fn every_playground_call_needs_the_token() {
         ("GET", "/api/fixtures"),
         ("GET", "/api/fixtures/shop/order.json"),
         ("POST", "/api/playground/orders"),
+        ("POST", "/api/test-cases/orders"),
     ] {
         for token in [None, Some("wrong-token")] {
             let mut request = client.request(method.parse().unwrap(), engine.url(path));
@@ -226,4 +227,39 @@ async fn every_playground_call_needs_the_token() {
     }
     let on_disk = std::fs::read_to_string(dir.path().join("mappings/order.yaml")).unwrap();
     assert_eq!(on_disk, MAPPING);
+}
+
+#[tokio::test]
+async fn a_dry_run_becomes_a_test_case_that_passes_and_is_never_overwritten() {
+    let dir = files(true);
+    let engine = Engine::start(dir.path());
+    let case = json!({ "name": "Order 7 / from the console", "payload": {"id": 7} }).to_string();
+    let (status, r) = call(&engine, "POST", "/api/test-cases/orders", case.clone()).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r["path"],
+        "tests/pipelines/orders-order-7-from-the-console.yaml"
+    );
+    let written = std::fs::read_to_string(dir.path().join(r["path"].as_str().unwrap())).unwrap();
+    assert!(written.contains(r#""action_count": 1"#), "{written}");
+    let (status, again) = call(&engine, "POST", "/api/test-cases/orders", case).await;
+    assert_eq!(status, 409, "{again}");
+    let same = std::fs::read_to_string(dir.path().join(r["path"].as_str().unwrap())).unwrap();
+    assert_eq!(same, written);
+    let (status, _) = call(
+        &engine,
+        "POST",
+        "/api/test-cases/orders",
+        json!({"name": "../", "payload": {}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let test = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .arg("test")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success() && said.contains("Order 7"), "{said}");
 }

@@ -55,6 +55,7 @@ pub(super) fn routes() -> Router<Arc<Runtime>> {
         .route("/fixtures", get(list_fixtures))
         .route("/fixtures/{*path}", get(read_fixture))
         .route("/playground/{pipeline}", post(playground))
+        .route("/test-cases/{pipeline}", post(save_test_case))
 }
 
 /// `FOLDER/NAME.EXT` of [`EDITABLE`], else why not.
@@ -375,6 +376,121 @@ pub(super) async fn dry_run(
     .await
     .map_err(|e| ApiError::Internal(format!("the dry run failed: {e}")))?;
     serde_json::from_str(&outcome).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Longest name a test case made here may have.
+const MAX_CASE_NAME: usize = 80;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCase {
+    name: String,
+    payload: Value,
+    #[serde(default)]
+    answers: BTreeMap<String, Value>,
+}
+
+/// `name` as a file name: letters and digits kept, everything else one `-`.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// "Save as test case": runs the payload on the live version, at a time written into the case,
+/// and writes `tests/pipelines/{pipeline}-{name}.yaml` expecting what it did (trigger, actions
+/// in order). Never replaces a file. The case runs against an empty state, as `crossdock test`
+/// does, while this run read the engine's: a pipeline that reads state needs the case's
+/// `state:` filled in by hand.
+async fn save_test_case(
+    State(rt): Rt,
+    UrlPath(name): UrlPath<String>,
+    Json(case): Json<NewCase>,
+) -> Result<Response, ApiError> {
+    if !rt.live().project.config.server.console_save {
+        return Err(ApiError::Forbidden(
+            "saving from the console is off: set `server.console_save: true` in crossdock.yaml \
+             to allow it"
+                .into(),
+        ));
+    }
+    let live = rt.live();
+    let Some(flow) = live.project.pipeline(&name).cloned() else {
+        return Err(ApiError::NotFound(format!("no pipeline `{name}`")));
+    };
+    let (pipeline_slug, case_slug) = (slug(&name), slug(&case.name));
+    if case_slug.is_empty() || case.name.chars().count() > MAX_CASE_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "a test case needs a name of 1 to {MAX_CASE_NAME} characters, with letters or digits"
+        )));
+    }
+    let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = serde_json::to_vec(&case.payload).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let result = dry_run(
+        &rt,
+        live.project.clone(),
+        flow,
+        body,
+        Some(received_at.clone()),
+        case.answers.clone(),
+        "paste the fetch's answer in the playground before saving the case",
+    )
+    .await?;
+    let actions = result["actions"].as_array().cloned().unwrap_or_default();
+    let mut entry = json!({
+        "name": case.name,
+        "input": case.payload,
+        "event": { "received_at": received_at },
+        "expect": {
+            "triggered": result["triggered"].as_bool().unwrap_or(false),
+            "action_count": actions.len(),
+            "actions": actions,
+        },
+    });
+    if !case.answers.is_empty() {
+        entry["fetch"] = json!(case.answers);
+    }
+    // JSON is YAML: the case is written in its flow style, which `crossdock test` reads as is.
+    let doc = json!({ "pipeline": name, "cases": [entry] });
+    let text = format!(
+        "# yaml-language-server: $schema=../../schemas/test.schema.json\n# Made by the console's \
+         playground from a dry run on version {}.\n{}\n",
+        crate::runtime::short(&live.project.version),
+        serde_json::to_string_pretty(&doc).map_err(|e| ApiError::Internal(e.to_string()))?
+    );
+    let rel = format!(
+        "{}/{pipeline_slug}-{case_slug}.yaml",
+        crate::testing::TESTS_DIR
+    );
+    let full = rt.root().join(&rel);
+    if let Some(dir) = full.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ApiError::Internal(format!("cannot make {}: {e}", dir.display())))?;
+    }
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&full)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    match written {
+        Ok(()) => Ok(
+            Json(json!({ "path": rel, "status": "written", "actions": actions.len() }))
+                .into_response(),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((
+            StatusCode::CONFLICT,
+            Json(json!({ "error": format!("`{rel}` exists already: pick another name") })),
+        )
+            .into_response()),
+        Err(e) => Err(ApiError::Internal(format!("cannot write `{rel}`: {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -190,6 +190,12 @@ try {
   check(readFileSync(mappingPath, "utf8") === renamed, "the saved text is the file");
   const after = await versionOf();
   check(after !== before, `the reload runs the saved mapping (version ${before.slice(0, 12)} -> ${after.slice(0, 12)})`);
+  // The payload and the actions shown, as a test case (tests/console.rs runs `crossdock test`).
+  await page.fill("#case-name", "High value cart from the console");
+  await page.click("#save-case");
+  await page.waitForSelector("#case-status .status-ok");
+  const casePath = join(projectDir, "tests/pipelines/cart-playground-high-value-cart-from-the-console.yaml");
+  check(readFileSync(casePath, "utf8").includes("Opportunity"), "save as test case writes the case with the actions shown");
   await page.goto(base + "/ui/#/overview");
   await page.waitForSelector(`text=${after.slice(0, 12)}`);
   check(true, "the overview shows the new version");

@@ -68,6 +68,9 @@ async function playground(view, params) {
   const saveStatus = h("span", { id: "save-status", role: "status" });
   const saveButton = h("button", { type: "button", id: "save", disabled: !files.save }, "Save");
   const source = h("select", { id: "payload-source" }, h("option", { value: "" }, "pasted"));
+  const caseName = h("input", { id: "case-name", placeholder: "name of the case", size: 28 });
+  const caseStatus = h("span", { id: "case-status", role: "status" });
+  const caseButton = h("button", { type: "button", id: "save-case", disabled: !files.save }, "Save as test case");
   const original = {};
   let seq = 0, debounce = null;
 
@@ -161,6 +164,23 @@ async function playground(view, params) {
       run();
     } catch (e) { show(out, h("p", { class: "error" }, e.message)); }
   });
+  // The case expects what the live version does, so an unsaved edit is saved first.
+  caseButton.addEventListener("click", async () => {
+    if (fileSelect.value && ed.area.value !== original[fileSelect.value]) {
+      caseStatus.replaceChildren(h("span", { class: "error" }, "Save the edited file first: a test case runs the saved project."));
+      return;
+    }
+    caseStatus.replaceChildren("Writing…");
+    try {
+      const r = await api("/api/test-cases/" + encodeURIComponent(select.value), {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ name: caseName.value, payload: JSON.parse(input.value), answers: JSON.parse(answers.value || "{}") }),
+      });
+      caseStatus.replaceChildren(h("span", { class: "status-ok" }, "written"), " ", h("span", { class: "mono" }, r.path), ` (${r.actions} actions expected)`);
+    } catch (e) {
+      caseStatus.replaceChildren(h("span", { class: "error" }, e.message));
+    }
+  });
   input.addEventListener("input", soon);
   answers.addEventListener("input", soon);
   ed.area.addEventListener("input", soon);
@@ -174,7 +194,8 @@ async function playground(view, params) {
     h("div", { class: "split" },
       h("div", {}, h("h2", {}, "Payload"), h("div", { class: "filters" }, h("label", {}, "Start from", source)), input,
         h("h2", {}, "Fetch answers"), h("p", { class: "muted" }, 'By connector.op, e.g. {"bigcommerce.get_cart": {...}}'), answers),
-      h("div", {}, h("h2", {}, "Mapping or script"), ed.el, h("h2", {}, "Dry run"), out)));
+      h("div", {}, h("h2", {}, "Mapping or script"), ed.el, h("h2", {}, "Dry run"),
+        h("div", { class: "actions" }, caseName, caseButton, caseStatus), out)));
   await Promise.all([fillSources(), choosePipeline()]);
   return false;
 }
