@@ -20,25 +20,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// bigcommerce-carts after its fetches: the cart's mapping, the script that decides, the sends.
-const CART_PLAYGROUND: &str = r#"
-pipeline: cart-playground
-source:
-  webhook:
-    path: /hooks/playground/carts
-    verify: { scheme: bigcommerce, secret: playground-secret }
-steps:
-  - map: bigcommerce-cart
-  - script: cart-opportunity-or-lead
-  - switch:
-      - when: 'record.route == "opportunity"'
-        steps:
-          - send: { to: salesforce, op: upsert, object: Opportunity, key: External_Id__c, payload: $.crm }
-      - otherwise:
-          - send: { to: salesforce, op: create, object: Lead, payload: $.crm }
-  - send: { to: salesforce, op: create, object: Task, payload: $.task }
-"#;
-
 /// The repository's project (configuration, pipelines, mappings, scripts) in a fresh folder.
 fn shipped_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -79,13 +60,6 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     let erp = Upstream::start().await;
     erp.fail_next(400, r#"{"error":"warehouse closed"}"#, None);
     let dir = shipped_project();
-    // The shipped carts pipeline fetches the cart, which a dry run cannot answer: the
-    // playground is shown the same decision on a cart as BigCommerce's API returns it.
-    std::fs::write(
-        dir.path().join("pipelines/cart-playground.yaml"),
-        CART_PLAYGROUND,
-    )
-    .unwrap();
     // The fixtures the playground offers as payloads.
     copy_dir(
         &repo().join("tests/fixtures/bigcommerce"),
