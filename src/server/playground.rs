@@ -47,6 +47,8 @@ const MAX_FIXTURE_DEPTH: usize = 4;
 /// Largest fixture returned as a payload.
 const MAX_FIXTURE_BYTES: u64 = 1024 * 1024;
 pub(super) const FIXTURES: &str = "tests/fixtures";
+/// Where `crossdock test` reads its cases (`testing::TESTS_DIR`, a module `server` must not use).
+const TEST_CASES: &str = "tests/pipelines";
 
 pub(super) fn routes() -> Router<Arc<Runtime>> {
     Router::new()
@@ -464,10 +466,7 @@ async fn save_test_case(
         crate::runtime::short(&live.project.version),
         serde_json::to_string_pretty(&doc).map_err(|e| ApiError::Internal(e.to_string()))?
     );
-    let rel = format!(
-        "{}/{pipeline_slug}-{case_slug}.yaml",
-        crate::testing::TESTS_DIR
-    );
+    let rel = format!("{TEST_CASES}/{pipeline_slug}-{case_slug}.yaml");
     let full = rt.root().join(&rel);
     if let Some(dir) = full.parent() {
         std::fs::create_dir_all(dir)
