@@ -21,25 +21,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// bigcommerce-carts after its fetches: the cart's mapping, the script that decides, the sends.
-const CART_PLAYGROUND: &str = r#"
-pipeline: cart-playground
-source:
-  webhook:
-    path: /hooks/playground/carts
-    verify: { scheme: bigcommerce, secret: playground-secret }
-steps:
-  - map: bigcommerce-cart
-  - script: cart-opportunity-or-lead
-  - switch:
-      - when: 'record.route == "opportunity"'
-        steps:
-          - send: { to: salesforce, op: upsert, object: Opportunity, key: External_Id__c, payload: $.crm }
-      - otherwise:
-          - send: { to: salesforce, op: create, object: Lead, payload: $.crm }
-  - send: { to: salesforce, op: create, object: Task, payload: $.task }
-"#;
-
 /// A pipeline whose one call goes to a remote of its own, which refuses the first: its event is
 /// the dead letter the console's "retry all matching" retries.
 const BULK_ORDERS: &str = r#"
@@ -127,11 +108,21 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
     let sf = MockSalesforce::start().await;
     let (sf_url, sf_token_url) = (sf.base_url(), sf.token_url());
     let dir = shipped_project();
-    // The shipped carts pipeline fetches the cart, which a dry run cannot answer: the
-    // playground is shown the same decision on a cart as BigCommerce's API returns it.
+    // The fixtures the playground offers as payloads.
+    copy_dir(
+        &repo().join("tests/fixtures/bigcommerce"),
+        &dir.path().join("tests/fixtures/bigcommerce"),
+    );
+    // The playground's saves are on for this engine.
+    let config_path = dir.path().join("crossdock.yaml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        config.contains("server: { listen:"),
+        "the shipped server line"
+    );
     std::fs::write(
-        dir.path().join("pipelines/cart-playground.yaml"),
-        CART_PLAYGROUND,
+        &config_path,
+        config.replace("server: { listen:", "server: { console_save: true, listen:"),
     )
     .unwrap();
     let bulk = Upstream::start().await;
@@ -195,6 +186,18 @@ async fn the_console_shows_pipelines_events_trails_and_retries_a_dead_letter_in_
         run.status.success(),
         "the browser test failed:\n{out}\n{err}\nengine log:\n{}",
         engine.log()
+    );
+    // The case the playground saved passes `crossdock test` on the edited project.
+    let test = Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .args(["test", "--filter", "from the console"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && said.contains("High value cart from the console"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&test.stderr)
     );
     // What the page showed happened: the retry reached the ERP with the backorder, and no dead
     // letter is left.

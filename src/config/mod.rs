@@ -38,14 +38,16 @@ pub const MAX_FILE_SIZE_VAR: &str = "CROSSDOCK_MAX_FILE_SIZE";
 pub const MAX_PROJECT_SIZE_VAR: &str = "CROSSDOCK_MAX_PROJECT_SIZE";
 
 /// Bytes of the project read so far, against the limits.
-struct Budget {
+struct Budget<'a> {
     file: u64,
     project: u64,
     used: u64,
+    /// A file whose text is given, read from here instead of the disk.
+    edit: Option<Edit<'a>>,
 }
 
-impl Budget {
-    fn from_env(env: EnvLookup<'_>, diags: &mut Diagnostics) -> Budget {
+impl Budget<'_> {
+    fn from_env(env: EnvLookup<'_>, diags: &mut Diagnostics) -> Budget<'static> {
         let mut limit = |var: &str, default: u64| match env(var) {
             Some(text) if !text.trim().is_empty() => match model::parse_size(&text) {
                 Ok(n) => n as u64,
@@ -64,6 +66,7 @@ impl Budget {
             file: limit(MAX_FILE_SIZE_VAR, MAX_FILE_BYTES),
             project: limit(MAX_PROJECT_SIZE_VAR, MAX_PROJECT_BYTES),
             used: 0,
+            edit: None,
         }
     }
 }
@@ -182,6 +185,25 @@ impl ProjectSources {
 /// Reads a project. Problems with single files (unreadable, YAML syntax) are collected; the
 /// files that could be read are returned alongside.
 pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnostics) {
+    read_project_edited(root, env, None)
+}
+
+/// One file of a project given as text instead of read from disk: what the console's
+/// playground compiles while the file is edited, and what a save is checked with before it is
+/// written. `path` is relative to the root, as diagnostics name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+/// As [`read_project`], with `edit`'s text in place of its file (which need not exist yet),
+/// read under the same limits as the file would be.
+pub fn read_project_edited(
+    root: &Path,
+    env: EnvLookup<'_>,
+    edit: Option<Edit<'_>>,
+) -> (ProjectSources, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut sources = ProjectSources {
         root: root.to_path_buf(),
@@ -189,6 +211,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
     };
     let mut hasher = Hashes::default();
     let mut budget = Budget::from_env(env, &mut diags);
+    budget.edit = edit;
 
     let project_path = root.join(PROJECT_FILE);
     if project_path.is_file() {
@@ -212,7 +235,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
         ("mappings", &mut sources.mappings),
         ("tenants", &mut sources.tenants),
     ] {
-        for path in list(root, dir, &["yaml", "yml"], &mut diags) {
+        for path in listed(root, dir, &["yaml", "yml"], edit, &mut diags) {
             match read_yaml(root, &path, env, &mut diags, &mut hasher, &mut budget) {
                 Some(f) => out.push(f),
                 None if dir == "mappings" => {
@@ -224,7 +247,7 @@ pub fn read_project(root: &Path, env: EnvLookup<'_>) -> (ProjectSources, Diagnos
             }
         }
     }
-    for path in list(root, "scripts", &["rhai"], &mut diags) {
+    for path in listed(root, "scripts", &["rhai"], edit, &mut diags) {
         if let Some(file) = read_text(root, &path, &mut diags, &mut budget) {
             hasher.add(&file);
             sources.scripts.push(file);
@@ -268,6 +291,31 @@ fn list(root: &Path, dir: &str, exts: &[&str], diags: &mut Diagnostics) -> Vec<P
     out
 }
 
+/// [`list`], with the edited file among them when it belongs in `dir` and is not on disk yet.
+fn listed(
+    root: &Path,
+    dir: &str,
+    exts: &[&str],
+    edit: Option<Edit<'_>>,
+    diags: &mut Diagnostics,
+) -> Vec<PathBuf> {
+    let mut out = list(root, dir, exts, diags);
+    if let Some(edit) = edit {
+        let here = edit.path.parent() == Some(Path::new(dir))
+            && edit
+                .path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.contains(&e));
+        let full = root.join(edit.path);
+        if here && !out.contains(&full) {
+            out.push(full);
+            out.sort();
+        }
+    }
+    out
+}
+
 fn relative(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root)
         .map(Path::to_path_buf)
@@ -277,15 +325,26 @@ fn relative(root: &Path, path: &Path) -> PathBuf {
 /// Reads at most the per-file limit of a file, and nothing past the project's limit; both are
 /// checked before the text is parsed. The size is what is read, not what the folder listing
 /// said: a file that grows meanwhile is caught all the same.
-fn read_limited(path: &Path, budget: &mut Budget) -> Result<Vec<u8>, String> {
+fn read_limited(rel: &Path, path: &Path, budget: &mut Budget) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let left = budget.project.saturating_sub(budget.used);
     let cap = budget.file.min(left);
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file: {e}"))?;
+    match budget.edit.filter(|e| e.path == rel) {
+        Some(edit) => {
+            let end = edit
+                .text
+                .len()
+                .min(usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX));
+            bytes.extend_from_slice(&edit.text.as_bytes()[..end]);
+        }
+        None => {
+            let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+            file.take(cap.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read file: {e}"))?;
+        }
+    }
     let size = bytes.len() as u64;
     if size > budget.file {
         return Err(format!(
@@ -312,7 +371,7 @@ fn read_text(
     budget: &mut Budget,
 ) -> Option<SourceFile> {
     let rel = relative(root, path);
-    match read_limited(path, budget) {
+    match read_limited(&rel, path, budget) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(SourceFile { path: rel, text }),
             Err(e) => {

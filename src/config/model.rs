@@ -166,6 +166,11 @@ pub struct ServerConfig {
     /// Open HTTP connections at most (default 512).
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Whether the console may write the project's pipelines, mappings and scripts
+    /// (`PUT /api/files/...`, "Save as test case"). Off by default: a production engine runs
+    /// the files its deployment put there, and the admin token alone should not change them.
+    #[serde(default)]
+    pub console_save: bool,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +190,7 @@ impl Default for ServerConfig {
             header_timeout: None,
             body_timeout: None,
             max_connections: None,
+            console_save: false,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use compile::{compile, connector_config, load, CompileOptions};
+pub use compile::{compile, connector_config, load, load_edited, CompileOptions};
 pub use record::FieldPath;
 
 use crate::config::env::Redactor;

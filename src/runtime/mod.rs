@@ -759,6 +759,29 @@ impl Runtime {
         self.versions.newest_first()
     }
 
+    /// The project folder this engine serves.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Compiles the project as a reload would, with `edit`'s text in place of its file;
+    /// nothing is swapped in. Blocking: call it off the async threads.
+    pub fn compile_edited(
+        &self,
+        edit: crate::config::Edit<'_>,
+    ) -> Result<(Project, Diagnostics), Diagnostics> {
+        let env = self.env;
+        crate::flow::load_edited(
+            &self.root,
+            &env,
+            CompileOptions {
+                strict_env: false,
+                for_run: true,
+            },
+            Some(edit),
+        )
+    }
+
     pub fn last_reload_error(&self) -> Option<ReloadError> {
         self.last_reload_error
             .lock()

@@ -23,10 +23,8 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 use crate::config::model::SourceConfig;
-use crate::flow::input::Body;
 use crate::runtime::Runtime;
 use crate::state::audit::Audited;
-use crate::state::overlay::Overlay;
 use crate::state::{customers, kv, stock, StateError, StateStore};
 
 type Rt = State<Arc<Runtime>>;
@@ -59,6 +57,7 @@ pub(super) fn router(runtime: Arc<Runtime>) -> Router<Arc<Runtime>> {
         .route("/state/kv/{pipeline}/{key}", get(kv_get).put(kv_set))
         .route("/state/key", get(raw_key))
         .route("/state/audit", get(audit_log))
+        .merge(super::playground::routes())
         .route_layer(middleware::from_fn_with_state(runtime, authorize))
 }
 
@@ -182,37 +181,16 @@ async fn dry_run(
     let Some(flow) = live.project.pipeline(&name).cloned() else {
         return Err(ApiError::NotFound(format!("no pipeline `{name}`")));
     };
-    let overlay = Arc::new(Overlay::new(rt.state().clone()));
-    let state: Arc<dyn StateStore> = overlay.clone();
-    let spec = crate::flow::event::EventSpec {
-        id: None,
-        received_at: q.received_at,
-        headers: BTreeMap::new(),
-    };
-    let project = live.project.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let event = crate::flow::event::event_info(&flow.name, Some(&spec), 1, "dry-run");
-        let mut outcome =
-            flow.run_body(
-            &project.rules,
-            event,
-            Ok(Body::Json(&body)),
-            "body",
-            &state,
-            &crate::flow::GivenAnswers {
-                answers: BTreeMap::new(),
-                hint: "a dry run through the API cannot answer fetch steps; post the enriched event to a pipeline without them",
-            },
-            crate::flow::Keep::Record,
-        );
-        outcome.state_changes = overlay.changes();
-        let text = outcome.to_json().unwrap_or_default();
-        project.redactor.redact(&text)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the dry run failed: {e}")))?;
-    let value: Value =
-        serde_json::from_str(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let value = super::playground::dry_run(
+        &rt,
+        live.project.clone(),
+        flow,
+        body.to_vec(),
+        q.received_at,
+        BTreeMap::new(),
+        "a dry run through the API cannot answer fetch steps; post the enriched event to a pipeline without them",
+    )
+    .await?;
     Ok(Json(value))
 }
 

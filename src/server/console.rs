@@ -46,6 +46,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("console/trail.js"),
     ),
     (
+        "playground.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/playground.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("console/style.css"),

@@ -28,7 +28,7 @@ use crate::config::env::{EnvLookup, Redactor};
 use crate::config::model::{CatchUpConfig, OnErrorConfig, SourceConfig as Source};
 use crate::config::model::{PipelineFile, ProjectFile};
 use crate::config::span::{PathSeg, Pos, ScalarStyle};
-use crate::config::{read_project, ProjectSources, YamlFile};
+use crate::config::{ProjectSources, YamlFile};
 use crate::connectors::ConnectorConfig;
 use crate::jsonpath::JsonPath;
 use crate::mapping::{self, Mapping};
@@ -53,7 +53,18 @@ pub fn load(
     env: EnvLookup<'_>,
     opts: CompileOptions,
 ) -> Result<(Project, Diagnostics), Diagnostics> {
-    let (sources, mut diags) = read_project(dir, env);
+    load_edited(dir, env, opts, None)
+}
+
+/// As [`load`], with one file's text given instead of read (`config::Edit`): the same compile
+/// `check` runs, over the project as it would be with that text saved.
+pub fn load_edited(
+    dir: &Path,
+    env: EnvLookup<'_>,
+    opts: CompileOptions,
+    edit: Option<crate::config::Edit<'_>>,
+) -> Result<(Project, Diagnostics), Diagnostics> {
+    let (sources, mut diags) = crate::config::read_project_edited(dir, env, edit);
     let compiled = compile(&sources, opts);
     match compiled {
         Ok((project, warnings)) if !diags.has_errors() => {
@@ -79,7 +90,7 @@ pub fn connector_config(
     env: EnvLookup<'_>,
     name: &str,
 ) -> Result<ConnectorConfig, Diagnostics> {
-    let (sources, mut diags) = read_project(root, env);
+    let (sources, mut diags) = crate::config::read_project(root, env);
     let file = match &sources.project {
         Some(file) => file,
         None => return Err(diags.sorted()),
