@@ -198,6 +198,8 @@ try {
   await page.waitForSelector('#versions td div.changed:text-is("~ mappings/bigcommerce-cart.yaml")', { timeout: 30000 });
   const triggers = await page.locator("#versions tbody td:nth-child(3)").allInnerTexts();
   check(triggers[0] === "file change" && triggers.at(-1) === "start", `the version list shows the edit and the start (${triggers})`);
+  // The mapping as shipped again, for the playground below, which opens it from disk.
+  writeFileSync(mappingPath, mapping);
 
   // Playground: the shipped carts pipeline on the webhook as BigCommerce sends it (the cart id
   // only), its `fetch` of the cart answered from the "Fetch answers" box; the dry run follows
