@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::engine::{eventually, project, Engine};
+use support::engine::{eventually, project_of, Engine};
 use support::nats::Nats;
 use support::upstream::Upstream;
 
@@ -80,9 +80,22 @@ on_error:
   retry: { attempts: 60, initial: 100ms, max: 1s }
 "#;
 
+/// Each order's creation and cancellation, in the order they are accepted per order id.
+const ORDERS: &str = r#"
+pipeline: orders
+ordering_key: $.order_id
+source:
+  webhook: { path: /hooks/orders }
+steps:
+  - send: { to: up, op: post }
+on_error:
+  retry: { attempts: 60, initial: 100ms, max: 1s }
+"#;
+
 fn files(upstream: &str) -> Vec<(String, String)> {
     [
         ("crossdock.yaml", cluster_yaml(upstream).as_str()),
+        ("pipelines/orders.yaml", ORDERS),
         ("pipelines/relay.yaml", RELAY),
         ("pipelines/set-stock.yaml", SET_STOCK),
         ("pipelines/reserve.yaml", RESERVE),
@@ -119,13 +132,9 @@ fn start_node(dir: &std::path::Path, nats: &Nats, name: &str) -> Engine {
     )
 }
 
-fn cluster(upstream: &Upstream) -> (tempfile::TempDir, Nats, Vec<Option<Engine>>) {
-    let files = files(&upstream.url);
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let dir = project(&refs);
+fn cluster(upstream: &str) -> (tempfile::TempDir, Nats, Vec<Option<Engine>>) {
+    let files = files(upstream);
+    let dir = project_of(&files);
     let nats = Nats::start(&dir.path().join("nats"));
     let nodes = ["n1", "n2", "n3"]
         .iter()
@@ -186,7 +195,7 @@ fn received_ns(upstream: &Upstream) -> BTreeMap<i64, usize> {
 async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
     const EVENTS: usize = 3000;
     let upstream = Upstream::start().await;
-    let (dir, _nats, mut nodes) = cluster(&upstream);
+    let (dir, _nats, mut nodes) = cluster(&upstream.url);
     let urls: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().url("")).collect();
     let posted = Arc::new(AtomicUsize::new(0));
     let poster = {
@@ -289,7 +298,7 @@ async fn three_nodes_deliver_every_accepted_event_when_one_is_killed() {
 /// that differs, so no dedup catches them: the reservation's own idempotency must).
 async fn stock_race(kill_one: bool) {
     let upstream = Upstream::start().await;
-    let (_dir, _nats, mut nodes) = cluster(&upstream);
+    let (_dir, _nats, mut nodes) = cluster(&upstream.url);
     let urls: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().url("")).collect();
     let client = reqwest::Client::new();
     let set = json!({"sku": "SKU-1", "on_hand": 100}).to_string();
@@ -406,11 +415,7 @@ async fn stock_races_keep_their_guarantees_when_a_node_is_killed() {
 async fn a_node_without_nats_says_so_and_exits_non_zero() {
     let upstream = Upstream::start().await;
     let files = files(&upstream.url);
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let dir = project(&refs);
+    let dir = project_of(&files);
     // A port nothing listens on: bound, then released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -440,11 +445,7 @@ async fn a_node_without_nats_says_so_and_exits_non_zero() {
 async fn losing_nats_answers_503_until_it_is_back() {
     let upstream = Upstream::start().await;
     let files = files(&upstream.url);
-    let refs: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let dir = project(&refs);
+    let dir = project_of(&files);
     let mut nats = Nats::start(&dir.path().join("nats"));
     let node = start_node(dir.path(), &nats, "n1");
     let client = reqwest::Client::new();
@@ -488,4 +489,150 @@ async fn losing_nats_answers_503_until_it_is_back() {
         || async { received_ns(&upstream).contains_key(&2).then_some(()) },
     )
     .await;
+}
+
+/// An order system upstream that holds every call 20 ms, refuses the first creation of every
+/// fifth order with a 503 (so that creation waits for its retry), and records, per order id,
+/// what it accepted in which order and whether two calls for one order were ever in progress
+/// at once.
+#[derive(Clone, Default)]
+struct OrderSystem {
+    inner: Arc<std::sync::Mutex<OrderLog>>,
+}
+
+#[derive(Default)]
+struct OrderLog {
+    in_progress: BTreeSet<String>,
+    /// Calls that arrived while another call for their order was in progress.
+    overlaps: Vec<String>,
+    accepted: BTreeMap<String, Vec<String>>,
+    refused: BTreeSet<String>,
+}
+
+impl OrderSystem {
+    async fn start() -> (OrderSystem, String) {
+        let system = OrderSystem::default();
+        let app = axum::Router::new()
+            .fallback(order_call)
+            .with_state(system.clone());
+        let url = support::marketplace::serve(app).await;
+        (system, url)
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, OrderLog> {
+        self.inner.lock().unwrap()
+    }
+}
+
+async fn order_call(
+    axum::extract::State(system): axum::extract::State<OrderSystem>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(order), Some(kind), Some(n)) = (
+        body["order_id"].as_str(),
+        body["kind"].as_str(),
+        body["n"].as_u64(),
+    ) else {
+        return axum::http::StatusCode::BAD_REQUEST;
+    };
+    {
+        let mut log = system.log();
+        if !log.in_progress.insert(order.to_string()) {
+            log.overlaps.push(format!("{order} {kind}"));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut log = system.log();
+    log.in_progress.remove(order);
+    if kind == "create" && n % 5 == 0 && log.refused.insert(order.to_string()) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    log.accepted
+        .entry(order.to_string())
+        .or_default()
+        .push(kind.to_string());
+    axum::http::StatusCode::CREATED
+}
+
+/// Every order is created on one node and cancelled on the next one as soon as the creation
+/// is accepted; returns the upstream's log once every order reached it twice.
+async fn create_then_cancel(urls: &[String], system: &OrderSystem, orders: usize) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (client, urls, next) = (client.clone(), urls.to_vec(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                if n >= orders {
+                    return;
+                }
+                for (i, kind) in ["create", "cancel"].iter().enumerate() {
+                    let body = json!({ "order_id": format!("o{n}"), "kind": kind, "n": n });
+                    let answer = post_any(
+                        &client,
+                        &urls,
+                        n + i,
+                        "/hooks/orders",
+                        body.to_string(),
+                        false,
+                    )
+                    .await;
+                    assert!(answer.is_some(), "no node took {kind} of o{n}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eventually(
+        "every order created and cancelled upstream",
+        Duration::from_secs(120),
+        || async {
+            let log = system.log();
+            (log.accepted.len() == orders && log.accepted.values().all(|k| k.len() >= 2))
+                .then_some(())
+        },
+    )
+    .await;
+    let log = system.log();
+    assert!(
+        log.overlaps.is_empty(),
+        "two calls of one order in progress at once: {:?}",
+        log.overlaps
+    );
+    for (order, kinds) in &log.accepted {
+        assert_eq!(kinds, &["create", "cancel"], "order {order}");
+    }
+    assert_eq!(
+        log.refused.len(),
+        orders.div_ceil(5),
+        "the refused creations"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_never_overtakes_its_order_across_three_nodes() {
+    let (system, url) = OrderSystem::start().await;
+    let (_dir, _nats, nodes) = cluster(&url);
+    let urls: Vec<String> = nodes.iter().flatten().map(|n| n.url("")).collect();
+    create_then_cancel(&urls, &system, 150).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_never_overtakes_its_order_on_one_machine() {
+    let (system, url) = OrderSystem::start().await;
+    let mut files = files(&url);
+    // The same project without `cluster:`: the sled engine.
+    files[0].1 = files[0].1.replace(
+        "cluster:\n  nats: { url: \"${NATS_URL}\", ack_wait: 2s }\n  node: \"${CROSSDOCK_NODE}\"\n",
+        "",
+    );
+    assert!(!files[0].1.contains("cluster:"));
+    let dir = project_of(&files);
+    let node = Engine::start_with(dir.path(), &[("TEST_SECRET", SECRET)]);
+    create_then_cancel(&[node.url("")], &system, 150).await;
 }

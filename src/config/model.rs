@@ -301,6 +301,11 @@ pub struct PipelineFile {
     /// arrival order, except that an event waiting for a retry lets later ones pass.
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// A JSONPath into the event body naming the entity an event belongs to (`$.id`, an order
+    /// id): events with the same value run one at a time, in the order they were accepted,
+    /// on one machine and across a cluster. An event without a value there is not ordered.
+    #[serde(default)]
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -31,6 +31,7 @@ mod pool;
 pub mod retry;
 pub mod sources;
 pub mod storage;
+pub mod turns;
 pub mod watch;
 mod worker;
 
@@ -308,6 +309,8 @@ pub struct Runtime {
     draining: AtomicBool,
     running: AtomicUsize,
     limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    /// One event at a time per ordering key.
+    turns: turns::Turns,
     last_reload_error: Mutex<Option<ReloadError>>,
     /// Serialises reloads: two at once would race to swap.
     reloading: tokio::sync::Mutex<()>,
@@ -411,6 +414,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             limits: Mutex::new(HashMap::new()),
+            turns: turns::Turns::default(),
             last_reload_error: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             sources: sources::Hub::default(),
@@ -516,9 +520,21 @@ impl Runtime {
         &self,
         pipeline: &str,
         dedup_keys: &[&str],
-        headers: BTreeMap<String, String>,
+        mut headers: BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
+        // Read once here, where the event enters, and kept with it: a reload that changes the
+        // path does not reorder events already accepted.
+        let key = self
+            .live()
+            .project
+            .pipeline(pipeline)
+            .and_then(|f| f.ordering_key.as_ref())
+            .and_then(|k| k.of(body));
+        match key {
+            Some(key) => headers.insert(turns::ORDERING_HEADER.to_owned(), key),
+            None => headers.remove(turns::ORDERING_HEADER),
+        };
         if let Some(link) = self.cluster() {
             return link.publish(pipeline, dedup_keys, headers, body).await;
         }
