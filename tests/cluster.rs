@@ -819,3 +819,148 @@ on_error:
         twice.len()
     );
 }
+
+/// Waits until the NATS cluster at `urls` has a JetStream leader and can place a stream on
+/// three servers (routes and the JetStream meta group form after each server says it is
+/// ready).
+async fn jetstream_ready(urls: &str) -> async_nats::jetstream::Context {
+    let urls: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::connect(urls.as_slice()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    eventually("a JetStream cluster", Duration::from_secs(60), || async {
+        let probe = async_nats::jetstream::stream::Config {
+            name: "probe".into(),
+            subjects: vec!["probe".into()],
+            num_replicas: 3,
+            ..Default::default()
+        };
+        js.create_stream(probe).await.ok()?;
+        js.delete_stream("probe").await.ok()
+    })
+    .await;
+    js
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_server_of_three_killed_under_load_loses_nothing_acknowledged() {
+    const EVENTS: usize = 1500;
+    let upstream = Upstream::start().await;
+    let mut files = files(&upstream.url);
+    files[0].1 = files[0]
+        .1
+        .replace("ack_wait: 2s", "ack_wait: 2s, replicas: 3");
+    assert!(files[0].1.contains("replicas: 3"));
+    let dir = project_of(&files);
+    let mut nats = support::nats::NatsCluster::start(&dir.path().join("nats"));
+    let urls = nats.urls();
+    let js = jetstream_ready(&urls).await;
+    let env = |name: &'static str| {
+        [
+            ("NATS_URL", urls.clone()),
+            ("CROSSDOCK_NODE", name.to_string()),
+            ("TEST_SECRET", SECRET.to_string()),
+            ("CROSSDOCK_LOG", "warn".to_string()),
+        ]
+    };
+    let nodes: Vec<Engine> = ["n1", "n2"]
+        .iter()
+        .map(|n| {
+            let env = env(n);
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Engine::start_with(dir.path(), &env)
+        })
+        .collect();
+    let node_urls: Vec<String> = nodes.iter().map(|n| n.url("")).collect();
+    let posted = Arc::new(AtomicUsize::new(0));
+    let poster = {
+        let (node_urls, posted) = (node_urls.clone(), posted.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let (client, urls, posted, next) = (
+                    client.clone(),
+                    node_urls.clone(),
+                    posted.clone(),
+                    next.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut accepted = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::SeqCst);
+                        if n >= EVENTS {
+                            return accepted;
+                        }
+                        let body = json!({ "n": n }).to_string();
+                        // While JetStream elects a new leader the nodes answer 503: the
+                        // sender keeps trying, as a provider does.
+                        for _ in 0..20 {
+                            let answer =
+                                post_any(&client, &urls, n, "/hooks/relay", body.clone(), true)
+                                    .await;
+                            if answer.is_some() {
+                                accepted.push(n as i64);
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        posted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }));
+            }
+            let mut accepted = BTreeSet::new();
+            for t in tasks {
+                accepted.extend(t.await.unwrap());
+            }
+            accepted
+        })
+    };
+    eventually("a third posted", Duration::from_secs(120), || async {
+        (posted.load(Ordering::SeqCst) >= EVENTS / 3).then_some(())
+    })
+    .await;
+    // The inbox stream's leader: the server whose loss JetStream has most to recover from.
+    let mut stream = js.get_stream("crossdock_inbox").await.unwrap();
+    let info = stream.info().await.unwrap();
+    let leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap();
+    assert_eq!(
+        info.cluster.as_ref().unwrap().replicas.len(),
+        2,
+        "the stream is on three servers"
+    );
+    let at: usize = leader.trim_start_matches('s').parse().unwrap();
+    nats.servers[at].kill9();
+    let accepted = poster.await.unwrap();
+    assert!(
+        accepted.len() >= EVENTS * 9 / 10,
+        "only {} of {EVENTS} accepted",
+        accepted.len()
+    );
+    let seen = eventually(
+        "every accepted event at the upstream",
+        Duration::from_secs(180),
+        || async {
+            let seen = received_ns(&upstream);
+            accepted
+                .iter()
+                .all(|n| seen.contains_key(n))
+                .then_some(seen)
+        },
+    )
+    .await;
+    let unasked: Vec<&i64> = seen.keys().filter(|n| !accepted.contains(n)).collect();
+    assert!(
+        unasked.is_empty(),
+        "delivered but never accepted: {unasked:?}"
+    );
+    eprintln!(
+        "server {leader} (the stream's leader) killed; accepted {} of {EVENTS}, every one delivered, {} more than once",
+        accepted.len(),
+        seen.values().filter(|c| **c > 1).count()
+    );
+}
