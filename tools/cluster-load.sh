@@ -11,12 +11,14 @@
 #   nats-2    two nodes on the same NATS, each fired at by its own loadgen (half the connections)
 # Each fires signed webhooks for the duration and prints accepted/s and latency percentiles;
 # a cluster run also waits until the stream's consumer has nothing pending (every event
-# delivered). The JSON lines go to target/cluster-load-results.jsonl.
+# delivered). The JSON lines go to target/cluster-load-results.jsonl. Then
+#   stock     stock reserve + release pairs/s on the JetStream key-value store (the
+#             `reserve_release_jetstream` group of benches/state.rs, on the same nats-server)
 #
 # Knobs (environment):
 #   LOAD_CONNECTIONS=64  LOAD_DURATION=10s  LOAD_WARMUP=2s  LOAD_DRAIN_TIMEOUT=60
 #   LOAD_PORT=18787 (and the next one for a second node)  LOAD_UPSTREAM_PORT=18797
-#   LOAD_RUNS="sled nats-1 nats-2"   LOAD_KEEP=1 (keep the temp folder)
+#   LOAD_RUNS="sled nats-1 nats-2 stock"   LOAD_KEEP=1 (keep the temp folder)
 #
 # Needs `nats-server` on PATH (Debian: apt-get install nats-server).
 set -euo pipefail
@@ -28,7 +30,7 @@ warmup=${LOAD_WARMUP:-2s}
 drain_timeout=${LOAD_DRAIN_TIMEOUT:-60}
 port=${LOAD_PORT:-18787}
 up_port=${LOAD_UPSTREAM_PORT:-18797}
-runs=${LOAD_RUNS:-sled nats-1 nats-2}
+runs=${LOAD_RUNS:-sled nats-1 nats-2 stock}
 results=target/cluster-load-results.jsonl
 
 say() { printf '%s\n' "cluster-load: $*" >&2; }
@@ -104,9 +106,11 @@ start_node() { # $1 project, $2 port, $3 node name, $4 log
 }
 
 : >"$results"
+stock=no
 for run in $runs; do
   project=$work/$run
   case $run in
+    stock) stock=yes; continue ;;
     sled) write_project "$project" no; nodes=1 ;;
     nats-1) write_project "$project" yes; nodes=1 ;;
     nats-2) write_project "$project" yes; nodes=2 ;;
@@ -158,3 +162,10 @@ while read -r l; do
     "$(field connections "$l")" "$(field accepted_per_s "$l")" "$(field p50_ms "$l")" \
     "$(field p99_ms "$l")" "$(field p999_ms "$l")" "$(field non_202 "$l")" "$(field drained "$l")"
 done <"$results"
+
+if [[ $stock == yes ]]; then
+  echo
+  say "stock: reserve + release pairs on JetStream KV (benches/state.rs)"
+  CROSSDOCK_BENCH_NATS="nats://127.0.0.1:$nats_port" cargo bench --quiet --bench state -- \
+    reserve_release_jetstream 2>&1 | grep -E '^reserve_release_jetstream|thrpt:|skipped' || true
+fi
