@@ -93,7 +93,8 @@ EOF
 }
 
 start_node() { # $1 project, $2 port, $3 node name, $4 log
-  NODE=$3 "$bin" run "$1" --listen "127.0.0.1:$2" --flush group 2>"$4" &
+  # Its stdout away from the $(...) that calls this, which would otherwise wait for it to exit.
+  NODE=$3 "$bin" run "$1" --listen "127.0.0.1:$2" --flush group >"$4.out" 2>"$4" &
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do
@@ -120,6 +121,7 @@ for run in $runs; do
   node_pids=()
   for i in $(seq "$nodes"); do
     node_pids+=("$(start_node "$project" $((port + i - 1)) "node$i" "$work/$run-node$i.log")")
+    pids+=("${node_pids[-1]}") # start_node ran in a subshell: its pids+= is lost
   done
   say "$run: $connections connections over $nodes node(s), $warmup warm-up + $duration"
   gens=()
