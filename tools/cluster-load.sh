@@ -18,6 +18,7 @@
 # Knobs (environment):
 #   LOAD_CONNECTIONS=64  LOAD_DURATION=10s  LOAD_WARMUP=2s  LOAD_DRAIN_TIMEOUT=60
 #   LOAD_PORT=18787 (and the next one for a second node)  LOAD_UPSTREAM_PORT=18797
+#   LOAD_NATS_PORT (default: the upstream's port + 1)
 #   LOAD_RUNS="sled nats-1 nats-2 stock"   LOAD_KEEP=1 (keep the temp folder)
 #
 # Needs `nats-server` on PATH (Debian: apt-get install nats-server).
@@ -56,7 +57,7 @@ field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 |
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
 secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
-nats_port=$((port + 10))
+nats_port=${LOAD_NATS_PORT:-$((up_port + 1))} # not port + 10: that is the upstream's default
 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 2>&1 &
 pids+=($!)
 "$gen" upstream --listen "127.0.0.1:$up_port" >"$work/upstream.out" 2>"$work/upstream.log" &
