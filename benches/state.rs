@@ -3,6 +3,8 @@
 //! hot SKU and 10,000 distinct SKUs, on one thread and on two. Criterion's `thrpt` is in
 //! pairs/s. Target: >= 50,000 pairs/s on 2 cores for distinct SKUs on sled. The `parts` group
 //! splits a pair's cost (JSON, bare sled transactions) for docs/state.md.
+//! `reserve_release_jetstream` runs the same pairs on a cluster's JetStream key-value store
+//! when `CROSSDOCK_BENCH_NATS` names a NATS server (docs/cluster.md, "Figures").
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -118,6 +120,46 @@ fn reserve_release(c: &mut Criterion) {
     group.finish();
 }
 
+/// Pairs on the cluster's store, the JetStream key-value buckets of a NATS server at the URL in
+/// `CROSSDOCK_BENCH_NATS` (skipped without it; tools/cluster-load.sh starts one and sets it).
+/// Each run has buckets of its own (a fresh prefix). Fewer distinct SKUs than on sled: each
+/// is stocked with a round trip of its own before the run.
+fn reserve_release_jetstream(c: &mut Criterion) {
+    let Ok(url) = std::env::var("CROSSDOCK_BENCH_NATS") else {
+        eprintln!("reserve_release_jetstream: CROSSDOCK_BENCH_NATS is not set; skipped");
+        return;
+    };
+    let mut group = c.benchmark_group("reserve_release_jetstream");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    let prefix = format!("bench{}", std::process::id());
+    let config: crossdock::config::model::ClusterConfig = serde_json::from_value(json!({
+        "nats": { "url": url, "prefix": prefix },
+        "node": "bench",
+    }))
+    .unwrap();
+    let settings = crossdock::cluster::Settings::from_config(std::path::Path::new("."), &config);
+    let store = crossdock::cluster::state::JetStreamStore::open(&settings).unwrap();
+    let one = skus(1);
+    let many = skus(1_000);
+    stocked(&store, &one);
+    stocked(&store, &many);
+    for (sku_name, list, threads) in [
+        ("1-sku", &one, 1u64),
+        ("1k-skus", &many, 1),
+        ("1k-skus", &many, 4),
+    ] {
+        let id = BenchmarkId::new("jetstream", format!("{sku_name}/{threads}t"));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| timed(&store, &|| {}, list, threads, iters))
+        });
+    }
+    group.finish();
+}
+
 /// `stock::set` per second: a one-key update (a stock sync from the ERP sets thousands of SKUs
 /// at once).
 fn set_one_key(c: &mut Criterion) {
@@ -224,5 +266,11 @@ fn parts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reserve_release, set_one_key, parts);
+criterion_group!(
+    benches,
+    reserve_release,
+    set_one_key,
+    parts,
+    reserve_release_jetstream
+);
 criterion_main!(benches);

@@ -78,7 +78,54 @@ fn a_scheme_that_cannot_be_built_is_a_located_load_error() {
         Ok(_) => panic!("a github scheme with `header:` must not load"),
         Err(d) => d,
     };
-    let errors: Vec<String> = diags
+    let errors = located_errors(&diags);
+    // Located at the `verify:` value, as every compile diagnostic is.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pipelines/orders.yaml:5:13: verify: ")
+            && errors[0].ends_with("`header` only applies to scheme hmac-sha256, not github"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn an_ordering_key_is_compiled_once_and_a_bad_one_is_located() {
+    let orders = "pipeline: orders\nordering_key: $.order.id\nsource: { webhook: { path: /o } }\n\
+                  steps:\n  - send: { to: out, op: print }\n";
+    let project = match load_project(&[("orders", orders)]) {
+        Ok(p) => p,
+        Err(d) => panic!("the test project does not load:\n{d}"),
+    };
+    let key = project.pipeline("orders").unwrap().ordering_key.as_ref();
+    let key = key.expect("ordering_key: was given");
+    assert_eq!(
+        key.of(br#"{"order": {"id": "A-17"}, "x": [1]}"#).as_deref(),
+        Some("A-17")
+    );
+    // A number is its JSON text; nothing there (or null) is no key.
+    assert_eq!(key.of(br#"{"order": {"id": 17}}"#).as_deref(), Some("17"));
+    assert_eq!(key.of(br#"{"order": {"id": null}}"#), None);
+    assert_eq!(key.of(br#"{"other": 1}"#), None);
+    assert_eq!(key.of(b"not json"), None);
+
+    let bad = "pipeline: orders\nordering_key: $.order[\nsource: { webhook: { path: /o } }\n\
+               steps:\n  - send: { to: out, op: print }\n";
+    let diags = match load_project(&[("orders", bad)]) {
+        Ok(_) => panic!("a broken ordering_key must not load"),
+        Err(d) => d,
+    };
+    let errors = located_errors(&diags);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pipelines/orders.yaml:2:")
+            && errors[0].contains("JSONPath `$.order[`"),
+        "{errors:?}"
+    );
+}
+
+/// Every error as `file:line:col: message`.
+fn located_errors(diags: &Diagnostics) -> Vec<String> {
+    diags
         .iter()
         .filter(|d| d.is_error())
         .map(|d| {
@@ -90,12 +137,5 @@ fn a_scheme_that_cannot_be_built_is_a_located_load_error() {
                 d.message
             )
         })
-        .collect();
-    // Located at the `verify:` value, as every compile diagnostic is.
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].starts_with("pipelines/orders.yaml:5:13: verify: ")
-            && errors[0].ends_with("`header` only applies to scheme hmac-sha256, not github"),
-        "{errors:?}"
-    );
+        .collect()
 }

@@ -11,12 +11,15 @@
 #   nats-2    two nodes on the same NATS, each fired at by its own loadgen (half the connections)
 # Each fires signed webhooks for the duration and prints accepted/s and latency percentiles;
 # a cluster run also waits until the stream's consumer has nothing pending (every event
-# delivered). The JSON lines go to target/cluster-load-results.jsonl.
+# delivered). The JSON lines go to target/cluster-load-results.jsonl. Then
+#   stock     stock reserve + release pairs/s on the JetStream key-value store (the
+#             `reserve_release_jetstream` group of benches/state.rs, on the same nats-server)
 #
 # Knobs (environment):
 #   LOAD_CONNECTIONS=64  LOAD_DURATION=10s  LOAD_WARMUP=2s  LOAD_DRAIN_TIMEOUT=60
 #   LOAD_PORT=18787 (and the next one for a second node)  LOAD_UPSTREAM_PORT=18797
-#   LOAD_RUNS="sled nats-1 nats-2"   LOAD_KEEP=1 (keep the temp folder)
+#   LOAD_NATS_PORT (default: the upstream's port + 1)
+#   LOAD_RUNS="sled nats-1 nats-2 stock"   LOAD_KEEP=1 (keep the temp folder)
 #
 # Needs `nats-server` on PATH (Debian: apt-get install nats-server).
 set -euo pipefail
@@ -28,7 +31,7 @@ warmup=${LOAD_WARMUP:-2s}
 drain_timeout=${LOAD_DRAIN_TIMEOUT:-60}
 port=${LOAD_PORT:-18787}
 up_port=${LOAD_UPSTREAM_PORT:-18797}
-runs=${LOAD_RUNS:-sled nats-1 nats-2}
+runs=${LOAD_RUNS:-sled nats-1 nats-2 stock}
 results=target/cluster-load-results.jsonl
 
 say() { printf '%s\n' "cluster-load: $*" >&2; }
@@ -54,7 +57,7 @@ field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 |
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
 secret="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
-nats_port=$((port + 10))
+nats_port=${LOAD_NATS_PORT:-$((up_port + 1))} # not port + 10: that is the upstream's default
 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 2>&1 &
 pids+=($!)
 "$gen" upstream --listen "127.0.0.1:$up_port" >"$work/upstream.out" 2>"$work/upstream.log" &
@@ -91,7 +94,8 @@ EOF
 }
 
 start_node() { # $1 project, $2 port, $3 node name, $4 log
-  NODE=$3 "$bin" run "$1" --listen "127.0.0.1:$2" --flush group 2>"$4" &
+  # Its stdout away from the $(...) that calls this, which would otherwise wait for it to exit.
+  NODE=$3 "$bin" run "$1" --listen "127.0.0.1:$2" --flush group >"$4.out" 2>"$4" &
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do
@@ -104,9 +108,11 @@ start_node() { # $1 project, $2 port, $3 node name, $4 log
 }
 
 : >"$results"
+stock=no
 for run in $runs; do
   project=$work/$run
   case $run in
+    stock) stock=yes; continue ;;
     sled) write_project "$project" no; nodes=1 ;;
     nats-1) write_project "$project" yes; nodes=1 ;;
     nats-2) write_project "$project" yes; nodes=2 ;;
@@ -116,6 +122,7 @@ for run in $runs; do
   node_pids=()
   for i in $(seq "$nodes"); do
     node_pids+=("$(start_node "$project" $((port + i - 1)) "node$i" "$work/$run-node$i.log")")
+    pids+=("${node_pids[-1]}") # start_node ran in a subshell: its pids+= is lost
   done
   say "$run: $connections connections over $nodes node(s), $warmup warm-up + $duration"
   gens=()
@@ -158,3 +165,10 @@ while read -r l; do
     "$(field connections "$l")" "$(field accepted_per_s "$l")" "$(field p50_ms "$l")" \
     "$(field p99_ms "$l")" "$(field p999_ms "$l")" "$(field non_202 "$l")" "$(field drained "$l")"
 done <"$results"
+
+if [[ $stock == yes ]]; then
+  echo
+  say "stock: reserve + release pairs on JetStream KV (benches/state.rs)"
+  CROSSDOCK_BENCH_NATS="nats://127.0.0.1:$nats_port" cargo bench --quiet --bench state -- \
+    reserve_release_jetstream 2>&1 | grep -E '^reserve_release_jetstream|thrpt:|skipped' || true
+fi

@@ -5,7 +5,7 @@
 //!
 //! | name | kind | settings |
 //! |---|---|---|
-//! | `{prefix}_inbox` | stream on `{prefix}.inbox` | work queue, file storage, `replicas`, `duplicate_window` = `server.dedup_window` |
+//! | `{prefix}_inbox` | stream on `{prefix}.inbox` and `{prefix}.inbox.>` | work queue, file storage, `replicas`, `duplicate_window` = `server.dedup_window` |
 //! | `workers` | durable pull consumer of it | explicit ack, `ack_wait`, unlimited deliveries, `max_ack_pending` |
 //!
 //! A message is `{"pipeline", "received_at", "headers"}` as one line of JSON, `\n`, then the
@@ -17,6 +17,14 @@
 //! The work-queue retention removes a message when it is acknowledged, so the stream holds
 //! exactly the events not yet done. A work-queue stream refuses a second unfiltered consumer,
 //! which is why every node binds the same durable one.
+//!
+//! # Ordering keys
+//!
+//! An event with an ordering key is published on `{prefix}.inbox.k.{hash}`, the hash of its
+//! pipeline and key, and every other on `{prefix}.inbox`. Since the stream holds exactly the
+//! events not yet done, the oldest message left on a key's subject is the one event of that
+//! key that may run: [`InboxStream::turn`] asks the stream leader for it. A later event of the
+//! key handed to a node before then is given back for a while.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -57,6 +65,8 @@ pub struct Published {
 /// One event handed to this node by the consumer.
 pub struct Delivery {
     pub meta: Meta,
+    /// `{prefix}.inbox`, or its key's subject for an event with an ordering key.
+    pub subject: String,
     pub body: Bytes,
     pub stream_seq: u64,
     /// 1 the first time; more when a node before this one did not finish it.
@@ -108,8 +118,20 @@ pub struct Counts {
 #[derive(Clone)]
 pub struct InboxStream {
     js: jetstream::Context,
+    stream: stream::Stream,
     subject: String,
     consumer: PullConsumer,
+}
+
+/// Whether an event with an ordering key may run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// It is its key's oldest event not done.
+    Now,
+    /// An older event of its key is not done yet.
+    Later,
+    /// It is not in the stream any more: another node finished it (this is a redelivery).
+    Done,
 }
 
 impl InboxStream {
@@ -128,18 +150,35 @@ impl InboxStream {
                 message: e,
             }
         };
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: name.clone(),
-                subjects: vec![settings.inbox_subject()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: settings.replicas,
-                duplicate_window: dedup_window,
-                ..Default::default()
-            })
+        let subjects = vec![
+            settings.inbox_subject(),
+            format!("{}.>", settings.inbox_subject()),
+        ];
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: subjects.clone(),
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: dedup_window,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(config.clone())
             .await
             .map_err(|e| setup("stream", &name)(e.to_string()))?;
+        // A stream made before ordering keys existed has only the first subject.
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| setup("stream", &name)(e.to_string()))?;
+        if info.config.subjects != subjects {
+            let mut updated = info.config.clone();
+            updated.subjects = subjects;
+            js.update_stream(updated)
+                .await
+                .map_err(|e| setup("stream", &name)(e.to_string()))?;
+        }
         let consumer_name = settings.consumer();
         let consumer: PullConsumer = stream
             .get_or_create_consumer(
@@ -160,6 +199,7 @@ impl InboxStream {
             .map_err(|e| setup("consumer", &consumer_name)(e.to_string()))?;
         Ok(InboxStream {
             js,
+            stream,
             subject: settings.inbox_subject(),
             consumer,
         })
@@ -171,6 +211,7 @@ impl InboxStream {
         &self,
         meta: &Meta,
         dedup_key: Option<&str>,
+        ordering_key: Option<&str>,
         body: &[u8],
     ) -> Result<Published, ClusterError> {
         let mut payload = serde_json::to_vec(meta)
@@ -184,7 +225,7 @@ impl InboxStream {
         let unavailable = |e: String| ClusterError::Unavailable(e);
         let ack = self
             .js
-            .send_publish(self.subject.clone(), publish)
+            .send_publish(self.subject_for(&meta.pipeline, ordering_key), publish)
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .await
@@ -193,6 +234,35 @@ impl InboxStream {
             seq: ack.sequence,
             duplicate: ack.duplicate,
         })
+    }
+
+    /// The subject an event is published on (see the module doc).
+    fn subject_for(&self, pipeline: &str, ordering_key: Option<&str>) -> String {
+        match ordering_key {
+            // Any bytes in a key: the hash keeps the subject one valid token.
+            Some(key) => format!("{}.k.{}", self.subject, &message_id(pipeline, key)[..32]),
+            None => self.subject.clone(),
+        }
+    }
+
+    /// Whether `delivery` may run now (see the module doc); always for an event without an
+    /// ordering key. Asked of the stream's leader, never of a replica that may lag.
+    pub async fn turn(&self, delivery: &Delivery) -> Result<Turn, ClusterError> {
+        if delivery.subject == self.subject {
+            return Ok(Turn::Now);
+        }
+        match self
+            .stream
+            .get_first_raw_message_by_subject(&delivery.subject, 0)
+            .await
+        {
+            Ok(first) if first.sequence < delivery.stream_seq => Ok(Turn::Later),
+            Ok(first) if first.sequence == delivery.stream_seq => Ok(Turn::Now),
+            // Only later ones are left: this one was finished and removed.
+            Ok(_) => Ok(Turn::Done),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(Turn::Done),
+            Err(e) => Err(ClusterError::Unavailable(e.to_string())),
+        }
     }
 
     /// Up to `max` events, waiting at most `wait` for the first.
@@ -218,6 +288,7 @@ impl InboxStream {
             match parse(&message.payload) {
                 Ok((meta, body)) => out.push(Delivery {
                     meta,
+                    subject: message.subject.to_string(),
                     body,
                     stream_seq,
                     delivered,

@@ -321,6 +321,11 @@ pub struct PipelineFile {
     /// a customer.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+    /// A JSONPath into the event body naming the entity an event belongs to (`$.id`, an order
+    /// id): events with the same value run one at a time, in the order they were accepted,
+    /// on one machine and across a cluster. An event without a value there is not ordered.
+    #[serde(default)]
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

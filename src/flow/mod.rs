@@ -121,6 +121,29 @@ pub struct Flow {
     pub webhook: Option<Arc<Webhook>>,
     /// `keys:`: each correlation key's name and its plain path into the body.
     keys: Vec<(Arc<str>, JsonPath)>,
+    /// `ordering_key:` compiled; None when the pipeline declares none.
+    pub ordering_key: Option<OrderingKey>,
+}
+
+/// `ordering_key:` compiled: the path, and a parser made for it that reads only that field of
+/// a body.
+pub struct OrderingKey {
+    pub path: JsonPath,
+    pub parser: crate::projection::BodyParser,
+}
+
+impl OrderingKey {
+    /// The key of an event with this body; None when the body has nothing at the path (or is
+    /// not JSON: the flow refuses it when it runs). A string is taken as it is, any other
+    /// value as its JSON text, so `1` and `"1"` are different keys.
+    pub fn of(&self, body: &[u8]) -> Option<String> {
+        let value = self.parser.parse(body).ok()?;
+        match self.path.first(&value)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
 }
 
 /// What a webhook source's `verify:` and `dedup_id:` compile to. Built once with the flow, so

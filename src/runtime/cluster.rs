@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::inbox::{self, Accepted, InboxError, StoredEvent};
 use super::{metrics, Runtime};
-use crate::cluster::inbox::{Counts, InboxStream, Meta, Ticket};
+use crate::cluster::inbox::{Counts, Delivery, InboxStream, Meta, Ticket, Turn};
 use crate::cluster::nodes::{NodeInfo, Registry, BEAT};
 use crate::cluster::{ClusterError, Settings};
 
@@ -119,9 +119,15 @@ impl Link {
         };
         // JetStream takes one message id: the first key is the strongest (a signed or
         // provider's delivery id before a body hash).
+        let ordering_key = meta.headers.get(super::turns::ORDERING_HEADER);
         let published = self
             .inbox
-            .publish(&meta, dedup_keys.first().copied(), body)
+            .publish(
+                &meta,
+                dedup_keys.first().copied(),
+                ordering_key.map(String::as_str),
+                body,
+            )
             .await;
         self.reachable.store(published.is_ok(), Ordering::Relaxed);
         let published = published.map_err(|e| InboxError::Storage(e.to_string()))?;
@@ -253,6 +259,9 @@ pub(super) async fn consume(runtime: Arc<Runtime>, link: Arc<Link>) {
                 // Not acknowledged: handed out again after the ack wait.
                 return;
             }
+            if !its_turn(&link, &delivery).await {
+                continue;
+            }
             let stored = runtime
                 .submit_local(
                     &delivery.meta.pipeline,
@@ -276,6 +285,37 @@ pub(super) async fn consume(runtime: Arc<Runtime>, link: Arc<Link>) {
             }
         }
     }
+}
+
+/// Whether an event may run now; when it may not, it is given back (an older event of its
+/// ordering key runs somewhere, or waits for its retry) or, when another node finished it
+/// already, acknowledged.
+async fn its_turn(link: &Link, delivery: &Delivery) -> bool {
+    match link.inbox.turn(delivery).await {
+        Ok(Turn::Now) => true,
+        Ok(Turn::Done) => {
+            link.ack(&delivery.ticket).await;
+            false
+        }
+        Ok(Turn::Later) => {
+            // Back off as it keeps coming back: the older event may be waiting out a long
+            // retry.
+            let _ = delivery.ticket.give_back(later(delivery.delivered)).await;
+            false
+        }
+        Err(e) => {
+            link.reachable.store(false, Ordering::Relaxed);
+            tracing::warn!(error = %e, "Cannot ask NATS whether an event's turn has come; giving it back");
+            let _ = delivery.ticket.give_back(Duration::from_millis(500)).await;
+            false
+        }
+    }
+}
+
+/// How long an event whose key's turn has not come is given back for, after `delivered`
+/// deliveries: 20 ms, growing to 1 s.
+fn later(delivered: i64) -> Duration {
+    Duration::from_millis((20 * delivered.clamp(1, 50)) as u64)
 }
 
 /// Every third of the ack wait: tells JetStream each held event is still being worked on;

@@ -34,6 +34,7 @@ pub mod retry;
 pub mod sources;
 pub mod storage;
 pub mod versions;
+pub mod turns;
 pub mod watch;
 mod worker;
 
@@ -311,6 +312,8 @@ pub struct Runtime {
     draining: AtomicBool,
     running: AtomicUsize,
     limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    /// One event at a time per ordering key.
+    turns: turns::Turns,
     last_reload_error: Mutex<Option<ReloadError>>,
     /// The versions run since the start (`GET /api/versions`).
     versions: versions::History,
@@ -426,6 +429,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             limits: Mutex::new(HashMap::new()),
+            turns: turns::Turns::default(),
             last_reload_error: Mutex::new(None),
             versions: history,
             reloading: tokio::sync::Mutex::new(()),
@@ -533,9 +537,21 @@ impl Runtime {
         &self,
         pipeline: &str,
         dedup_keys: &[&str],
-        headers: BTreeMap<String, String>,
+        mut headers: BTreeMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
+        // Read once here, where the event enters, and kept with it: a reload that changes the
+        // path does not reorder events already accepted.
+        let key = self
+            .live()
+            .project
+            .pipeline(pipeline)
+            .and_then(|f| f.ordering_key.as_ref())
+            .and_then(|k| k.of(body));
+        match key {
+            Some(key) => headers.insert(turns::ORDERING_HEADER.to_owned(), key),
+            None => headers.remove(turns::ORDERING_HEADER),
+        };
         if let Some(link) = self.cluster() {
             return link.publish(pipeline, dedup_keys, headers, body).await;
         }

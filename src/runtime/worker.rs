@@ -29,6 +29,7 @@ use super::inbox::{
     self, ActionTrail, AttemptError, CompensationTrail, DeadLetter, StoredEvent, Trail,
 };
 use super::retry::RetryPolicy;
+use super::turns::ORDERING_HEADER;
 use super::{metrics, Live, Runtime};
 use crate::connectors::{CallError, Request};
 use crate::flow::input::Body;
@@ -43,11 +44,28 @@ pub(super) async fn dispatch(runtime: Arc<Runtime>, mut rx: mpsc::UnboundedRecei
     while let Some(event) = rx.recv().await {
         let wait = event.meta.not_before_ms.saturating_sub(inbox::now_ms());
         let runtime = runtime.clone();
+        // Entered in the order the queue hands events out (the inbox's), before any task
+        // starts, so an event's place among its key's does not depend on which task runs
+        // first.
+        let key = event.meta.headers.get(ORDERING_HEADER).cloned();
+        if let Some(key) = &key {
+            runtime.turns.enter(&event.meta.pipeline, key, event.seq);
+        }
         tokio::spawn(async move {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            let limit = runtime.limit_for(&event.meta.pipeline);
+            let (seq, id, pipeline) = (
+                event.seq,
+                event.meta.id.clone(),
+                event.meta.pipeline.clone(),
+            );
+            // The turn before the slot: an event waiting for its turn holds no slot the
+            // event it waits for may need.
+            if let Some(key) = &key {
+                runtime.turns.take(&pipeline, key, seq).await;
+            }
+            let limit = runtime.limit_for(&pipeline);
             let Ok(_slot) = limit.acquire_owned().await else {
                 return;
             };
@@ -55,13 +73,16 @@ pub(super) async fn dispatch(runtime: Arc<Runtime>, mut rx: mpsc::UnboundedRecei
             // between the check and its start.
             runtime.running.fetch_add(1, Ordering::SeqCst);
             if !runtime.is_draining() {
-                match runtime.cluster() {
-                    Some(link) => {
-                        let (seq, id) = (event.seq, event.meta.id.clone());
-                        process(&runtime, event).await;
-                        link.settle(&runtime, seq, &id).await;
+                process(&runtime, event).await;
+                if let Some(link) = runtime.cluster() {
+                    link.settle(&runtime, seq, &id).await;
+                }
+                if let Some(key) = &key {
+                    // Waiting for a retry, it keeps the turn; otherwise (done, or the inbox
+                    // cannot be read) the next event of its key goes.
+                    if !matches!(runtime.inbox.queued(&id), Ok(Some(_))) {
+                        runtime.turns.release(&pipeline, key, seq);
                     }
-                    None => process(&runtime, event).await,
                 }
             }
             runtime.running.fetch_sub(1, Ordering::SeqCst);

@@ -15,7 +15,7 @@ pub struct Nats {
 impl Nats {
     /// `nats-server -js -sd DIR -a 127.0.0.1 -p -1` (a free port, read from its log).
     pub fn start(store: &Path) -> Nats {
-        let (child, port) = spawn(store, None);
+        let (child, port) = spawn(store, None, &[]);
         Nats {
             child: Some(child),
             port,
@@ -38,7 +38,7 @@ impl Nats {
     /// Starts it again on the same port and store.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, _) = spawn(&self.store, Some(self.port));
+        let (child, _) = spawn(&self.store, Some(self.port), &[]);
         self.child = Some(child);
     }
 }
@@ -49,11 +49,71 @@ impl Drop for Nats {
     }
 }
 
-fn spawn(store: &Path, port: Option<u16>) -> (Child, u16) {
+/// Three `nats-server`s with JetStream, routed to each other as one NATS cluster, each with its
+/// own store: what `replicas: 3` is for.
+pub struct NatsCluster {
+    pub servers: Vec<Nats>,
+}
+
+impl NatsCluster {
+    pub fn start(root: &Path) -> NatsCluster {
+        // Route ports are given to every server up front: bound to find free ones, released.
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let store = root.join(format!("s{i}"));
+                let args = [
+                    "-n".to_string(),
+                    format!("s{i}"),
+                    "--cluster_name".into(),
+                    "crossdock-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{route}"),
+                    "--routes".into(),
+                    all.clone(),
+                ];
+                let (child, port) = spawn(&store, None, &args);
+                Nats {
+                    child: Some(child),
+                    port,
+                    store,
+                }
+            })
+            .collect();
+        NatsCluster { servers }
+    }
+
+    /// Every server's client URL, comma-separated, as `cluster.nats.url` takes them.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(Nats::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(store: &Path, port: Option<u16>, extra: &[String]) -> (Child, u16) {
     let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
     let mut child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

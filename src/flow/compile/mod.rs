@@ -544,6 +544,16 @@ fn compile_pipeline(
         None => None,
     };
 
+    let ordering_key = spec.ordering_key.as_ref().and_then(|src| {
+        let path = cx.jsonpath(&[key("ordering_key")], src)?;
+        let mut need = Need::default();
+        need.add_jsonpath(src);
+        Some(crate::flow::OrderingKey {
+            path,
+            parser: crate::projection::BodyParser::new(need),
+        })
+    });
+
     if cx.diags.errors().count() > errors_before {
         return None;
     }
@@ -560,6 +570,7 @@ fn compile_pipeline(
         need,
         webhook,
         keys,
+        ordering_key,
     })
 }
 
