@@ -246,7 +246,15 @@ async fn every_console_api_call_is_refused_without_the_token() {
         !html.contains("shopify-stock"),
         "no data in the page itself"
     );
-    for file in ["/ui", "/ui/app.js", "/ui/events.js", "/ui/overview.js", "/ui/trail.js", "/ui/style.css"] {
+    for file in [
+        "/ui",
+        "/ui/app.js",
+        "/ui/events.js",
+        "/ui/overview.js",
+        "/ui/trail.js",
+        "/ui/playground.js",
+        "/ui/style.css",
+    ] {
         let r = client.get(engine.url(file)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{file}");
     }

@@ -33,8 +33,8 @@ pub mod refused;
 pub mod retry;
 pub mod sources;
 pub mod storage;
-pub mod versions;
 pub mod turns;
+pub mod versions;
 pub mod watch;
 mod worker;
 
