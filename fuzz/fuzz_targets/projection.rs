@@ -20,10 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut need = Need::default();
     for line in head.lines() {
-        match line.strip_prefix("rhai:") {
-            Some(src) => need.add_rhai(src),
-            None => need.add_jsonpath(line),
-        }
+        need.add_jsonpath(line);
     }
     let whole = serde_json::from_slice::<Value>(body);
     let checked = check(body);
