@@ -83,6 +83,7 @@ fn main() {
             compensations: Vec::new(),
             keys: event.meta.keys.clone(),
             tenant: None,
+            explanation: None,
         };
         inbox.finish(&event, &trail).unwrap();
         if i == n / 2 {
@@ -146,8 +147,7 @@ fn main() {
     );
     let nothing = TrailFilter {
         pipeline: Some("nope"),
-        outcome: None,
-        tenant: None,
+        ..TrailFilter::default()
     };
     report(
         "no key, a filter that matches nothing (one 5,000-trail scan)",
