@@ -312,6 +312,15 @@ try {
     check(await send.locator(".status-ok").count() === 1 && (await send.locator(".remote-id").innerText()).length >= 15,
       "the Opportunity's send shows Salesforce's answer and the id it gave");
     await page.screenshot({ path: join(shots, "explain.png"), fullPage: true });
+
+    // The same event's body, kept with its delivery, picked as a playground payload.
+    await page.goto(base + "/ui/#/playground?pipeline=bigcommerce-carts");
+    await page.waitForSelector(`#payload-source option[value="event:${cartEvent}"]`, { state: "attached" });
+    await page.selectOption("#payload-source", "event:" + cartEvent);
+    await page.waitForFunction((want) => {
+      try { return JSON.stringify(JSON.parse(document.querySelector("#payload").value)) === want; } catch { return false; }
+    }, JSON.stringify(JSON.parse(body.toString("utf8"))));
+    check(true, "a recent event's body becomes the playground's payload");
   }
 
   // Log out: back to the login form.

@@ -138,17 +138,20 @@ async function playground(view, params) {
     }
   });
 
-  // Payloads to start from: the project's fixtures, and the bodies of this pipeline's dead
-  // letters (processed events keep their trail, not their body).
+  // Payloads to start from: the project's fixtures, this pipeline's recent events (the body
+  // each kept with its delivery) and the bodies of its dead letters.
   const fillSources = async () => {
-    const [fixtures, dead] = await Promise.all([
+    const [fixtures, dead, recent] = await Promise.all([
       api("/api/fixtures").catch(() => ({ fixtures: [] })),
       api("/api/dlq?limit=50").catch(() => ({ items: [] })),
+      api("/api/events?limit=20&pipeline=" + encodeURIComponent(select.value)).catch(() => ({ items: [] })),
     ]);
     const letters = dead.items.filter((l) => l.pipeline === select.value);
     source.replaceChildren(h("option", { value: "" }, "pasted"),
       fixtures.fixtures.length ? h("optgroup", { label: "Fixtures (tests/fixtures)" },
         fixtures.fixtures.map((f) => h("option", { value: "fixture:" + f }, f))) : "",
+      recent.items.length ? h("optgroup", { label: "Recent events" },
+        recent.items.map((e) => h("option", { value: "event:" + e.event_id }, `${e.event_id} (${e.status}, ${when(e.received_at)})`))) : "",
       letters.length ? h("optgroup", { label: "Dead letters" },
         letters.map((l) => h("option", { value: "dead:" + l.event_id }, `${l.event_id} (${l.reason})`))) : "");
   };
@@ -157,7 +160,10 @@ async function playground(view, params) {
     const what = rest.join(":");
     try {
       if (kind === "fixture") input.value = (await api("/api/fixtures/" + what.split("/").map(encodeURIComponent).join("/"))).text;
-      else if (kind === "dead") {
+      else if (kind === "event") {
+        const body = await api("/api/events/" + encodeURIComponent(what) + "/body");
+        input.value = typeof body === "string" ? body : JSON.stringify(body, null, 2);
+      } else if (kind === "dead") {
         const body = (await api("/api/dlq/" + encodeURIComponent(what))).body;
         input.value = typeof body === "string" ? body : JSON.stringify(body, null, 2);
       } else return;
