@@ -140,9 +140,11 @@ async fn broken_edit(engine: &Engine, dir: &Path, files: &[(&str, &str)], expect
     let message = p["last_reload_error"]["message"].as_str().unwrap();
     assert!(message.contains(expect), "{message}");
     // The API may show the refusal a moment before the engine's log line is read.
-    eventually("the refusal in the log", Duration::from_secs(10), || async {
-        engine.log().contains(expect).then_some(())
-    })
+    eventually(
+        "the refusal in the log",
+        Duration::from_secs(10),
+        || async { engine.log().contains(expect).then_some(()) },
+    )
     .await;
 }
 
