@@ -3,7 +3,7 @@
 //! module of the crate is in the table. Reads the sources and the doc as they are on disk, so
 //! an upward import or a doc that no longer says how the crate is layered fails here.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -77,6 +77,22 @@ fn order(id: &str, customer: &str, sku: &str, qty: i64) -> String {
     json!({"id": id, "customer": customer, "items": [{"sku": sku, "qty": qty}]}).to_string()
 }
 
+/// `crossdock dry-run orders` on `order` (written to order-2.json): its JSON outcome.
+fn dry_run(dir: &Path, env: &[(&str, &str)], order: &str) -> Value {
+    std::fs::write(dir.join("order-2.json"), order).unwrap();
+    let args = [
+        "dry-run",
+        "orders",
+        "--input",
+        "order-2.json",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = crossdock(dir, env, &args);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
     let dir = project(&files());
@@ -138,21 +154,7 @@ async fn state_and_dry_run_beside_a_running_engine_show_its_state() {
     );
 
     // A dry run decides on the live state: the stored customer's tier, and the one unit left.
-    std::fs::write(d.join("order-2.json"), order("o-2", "c-9", "SKU-1", 2)).unwrap();
-    let (code, out, err) = crossdock(
-        d,
-        &live,
-        &[
-            "dry-run",
-            "orders",
-            "--input",
-            "order-2.json",
-            "--format",
-            "json",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let outcome: Value = serde_json::from_str(&out).unwrap();
+    let outcome = dry_run(d, &live, &order("o-2", "c-9", "SKU-1", 2));
     let payload = &outcome["actions"][0]["payload"];
     assert_eq!(payload["tier"], "gold", "{outcome}");
     assert_eq!(payload["reservation"]["ok"], false, "{outcome}");
@@ -409,21 +411,7 @@ connectors:
     let (code, out, err) = crossdock(d, &live, &["state", "stock", "SKU-1"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "SKU-1: on hand 3, reserved 2, available 1");
-    std::fs::write(d.join("order-2.json"), order("o-2", "c-1", "SKU-1", 2)).unwrap();
-    let (code, out, err) = crossdock(
-        d,
-        &live,
-        &[
-            "dry-run",
-            "orders",
-            "--input",
-            "order-2.json",
-            "--format",
-            "json",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let outcome: Value = serde_json::from_str(&out).unwrap();
+    let outcome = dry_run(d, &live, &order("o-2", "c-1", "SKU-1", 2));
     assert_eq!(outcome["actions"][0]["payload"]["reservation"]["ok"], false);
     let (code, out, err) = crossdock(d, &live, &["state", "audit"]);
     assert_eq!(code, 0, "{err}");

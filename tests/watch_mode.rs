@@ -2,7 +2,7 @@
 //! temporary folder is edited while the command runs, and what it prints after each save is
 //! read from its output.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

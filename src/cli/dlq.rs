@@ -3,15 +3,18 @@
 //!
 //! sled lets one process open the state at a time. When the engine is not running, the
 //! command opens the inbox itself (a retried letter then runs at the next start); when it is
-//! running, the command asks the engine's admin API instead, with `CROSSDOCK_ADMIN_TOKEN`.
+//! running (or `--url` names one), the command asks the engine's admin API instead, with
+//! `CROSSDOCK_ADMIN_TOKEN`, through the CLI's one client of it (`remote.rs` decides which).
 //! `inbox accept-loss` works only on a stopped engine: a running one has nothing to accept.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::remote::{locate, Admin, Target};
 use crate::config::env::EnvLookup;
 use crate::runtime::inbox::DeadFilter;
 use crate::runtime::{FlushPolicy, Inbox};
@@ -84,21 +87,21 @@ pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) ->
         }
     };
     let path = project.root.join(&project.config.state.path);
-    let answer = match SledStore::open(&path) {
-        Ok(store) => local(Arc::new(store), &path, &action),
-        Err(_) if path.exists() && matches!(action, Action::AcceptLoss) => Err(
+    // Writes: a missing folder is created (an empty inbox), as the engine would.
+    let answer = match locate(&project, url, None, env, true) {
+        Ok(Target::Local(store)) => match store {
+            Some(store) => local(store, &path, &action),
+            None => SledStore::open(&path)
+                .map_err(|e| format!("cannot open the state at {}: {e}", path.display()))
+                .and_then(|store| local(Arc::new(store), &path, &action)),
+        },
+        Ok(Target::Engine(_)) if matches!(action, Action::AcceptLoss) => Err(
             "the state is in use (is the engine running?): stop it first; a running engine has \
              no reported loss to accept"
                 .to_string(),
         ),
-        // Locked: the engine has it open. Ask the engine.
-        Err(_) if path.exists() => {
-            let base = url
-                .map(|u| u.trim_end_matches('/').to_string())
-                .unwrap_or_else(|| format!("http://{}", project.config.server.listen));
-            remote(&base, &action, env)
-        }
-        Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
+        Ok(Target::Engine(admin)) => remote(&admin, &action),
+        Err(e) => Err(e.to_string()),
     };
     match answer {
         Ok(value) => {
@@ -195,48 +198,37 @@ fn local(store: Arc<SledStore>, path: &Path, action: &Action) -> Result<Value, S
     Ok(value)
 }
 
-fn remote(engine: &str, action: &Action, env: EnvLookup<'_>) -> Result<Value, String> {
-    let token = env("CROSSDOCK_ADMIN_TOKEN").filter(|t| !t.is_empty()).ok_or_else(|| {
-        "the engine is running and holds the state: set CROSSDOCK_ADMIN_TOKEN to reach its admin API"
-            .to_string()
-    })?;
-    let root = format!("{engine}/api");
-    let base = format!("{root}/dlq");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let client = reqwest::Client::new();
-        let request = match action {
-            Action::List { limit } => client.get(format!("{base}?limit={limit}")),
-            Action::Show { id } => client.get(format!("{base}/{id}")),
-            Action::Retry { id, full } => client.post(format!("{base}/{id}/retry?full={full}")),
-            Action::RetryAll { filter, full } => {
-                let mut body = serde_json::to_value(filter).map_err(|e| e.to_string())?;
-                body["full"] = json!(full);
-                client.post(format!("{base}/retry")).json(&body)
-            }
-            Action::Drop { id, undo } => client.delete(format!("{base}/{id}?undo={undo}")),
-            Action::InboxList { limit } => client.get(format!("{root}/inbox?limit={limit}")),
-            Action::InboxDrop { id } => client.delete(format!("{root}/inbox/{id}")),
-            Action::AcceptLoss => return Err("accept-loss needs the engine stopped".into()),
-        };
-        let response = request.bearer_auth(token).send().await.map_err(|e| {
-            format!("cannot reach the engine at {engine} (give its address with --url): {e}")
-        })?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| e.to_string())?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(body
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("the engine answered {status}")))
+fn remote(admin: &Admin, action: &Action) -> Result<Value, String> {
+    // Each route takes one query parameter at most.
+    let one = |name: &'static str, value: &dyn ToString| Some((name, value.to_string()));
+    let (method, segments, query, body) = match action {
+        Action::List { limit } => (Method::GET, vec!["dlq"], one("limit", limit), None),
+        Action::Show { id } => (Method::GET, vec!["dlq", id.as_str()], None, None),
+        Action::Retry { id, full } => (
+            Method::POST,
+            vec!["dlq", id.as_str(), "retry"],
+            one("full", full),
+            None,
+        ),
+        Action::RetryAll { filter, full } => {
+            let mut body = serde_json::to_value(filter).map_err(|e| e.to_string())?;
+            body["full"] = json!(full);
+            (Method::POST, vec!["dlq", "retry"], None, Some(body))
         }
-    })
+        Action::Drop { id, undo } => (
+            Method::DELETE,
+            vec!["dlq", id.as_str()],
+            one("undo", undo),
+            None,
+        ),
+        Action::InboxList { limit } => (Method::GET, vec!["inbox"], one("limit", limit), None),
+        Action::InboxDrop { id } => (Method::DELETE, vec!["inbox", id.as_str()], None, None),
+        Action::AcceptLoss => return Err("accept-loss needs the engine stopped".into()),
+    };
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    admin
+        .request(method, &segments, &query, body.as_ref())
+        .map_err(|e| e.to_string())
 }
 
 fn render(action: &Action, value: &Value) -> String {

@@ -117,7 +117,7 @@ pub fn run(args: Args<'_>) -> ExitCode {
     let base = match project_state(&project, args.url, args.env) {
         Ok(base) => base,
         Err(e) => {
-            eprintln!("{}", project.redactor.redact(&e));
+            eprintln!("{}", project.redactor.redact(&e.to_string()));
             return ExitCode::from(1);
         }
     };
@@ -420,7 +420,7 @@ fn project_state(
     project: &crate::flow::Project,
     url: Option<&str>,
     env: EnvLookup<'_>,
-) -> Result<Arc<dyn StateStore>, String> {
+) -> Result<Arc<dyn StateStore>, super::remote::RemoteError> {
     Ok(
         match super::remote::locate(project, url, None, env, false)? {
             Target::Local(Some(store)) => store,

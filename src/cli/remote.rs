@@ -6,9 +6,12 @@
 //! at `server.listen` means that engine serves it (a folder held by another command is waited
 //! for, as an open does); a cluster's state is in NATS, never in the folder, so a clustered project always goes
 //! through the API; `--url` goes through it too (an engine elsewhere).
+//!
+//! [`Admin`] is the one client of the admin API in the CLI: `state`, `dry-run`, `dlq` and
+//! `inbox` all reach the engine through it, and its failures are [`RemoteError`]s.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use reqwest::Url;
@@ -17,6 +20,52 @@ use serde_json::Value;
 use crate::config::env::EnvLookup;
 use crate::flow::Project;
 use crate::state::{SledStore, StateError, StateStore, UpdateResult};
+
+/// Why the state, or the engine that holds it, cannot be reached, or what the engine refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The folder cannot be opened and no engine answers for it.
+    #[error("cannot open the state at {}: {reason}{hint}", path.display())]
+    Open {
+        path: PathBuf,
+        reason: StateError,
+        hint: &'static str,
+    },
+    /// The engine must be asked, and there is no token to ask it with.
+    #[error(
+        "{why}: set CROSSDOCK_ADMIN_TOKEN (the engine's admin token) to reach it through its \
+         admin API, or stop the engine"
+    )]
+    NoToken { why: String },
+    #[error("the engine's address {given}: {reason}")]
+    Address { given: String, reason: String },
+    #[error("{0} cannot be the engine's address")]
+    NotABase(Url),
+    /// The command's own HTTP client or runtime could not be made.
+    #[error("{0}")]
+    Client(String),
+    #[error("--actor {actor:?}: {source}")]
+    Actor {
+        actor: String,
+        source: reqwest::header::InvalidHeaderValue,
+    },
+    #[error("cannot reach the engine at {base} (give its address with --url): {source}")]
+    Unreachable { base: Url, source: reqwest::Error },
+    #[error(
+        "the engine at {base} refused the admin token ({error}): set CROSSDOCK_ADMIN_TOKEN to \
+         the token it was started with"
+    )]
+    Refused { base: Url, error: String },
+    /// The engine has nothing at the address asked (its `error`, or a 404 status).
+    #[error("{0}")]
+    NotFound(String),
+    /// Another refusal: the engine's `error`, or its status.
+    #[error("{0}")]
+    Answer(String),
+    /// A 404 where the route must exist: the engine predates it.
+    #[error("the engine at {base} has no /api/{path}: is it an older crossdock?")]
+    NoRoute { base: Url, path: String },
+}
 
 /// Where the state is.
 pub enum Target {
@@ -34,7 +83,7 @@ pub fn locate(
     actor: Option<&str>,
     env: EnvLookup<'_>,
     writes: bool,
-) -> Result<Target, String> {
+) -> Result<Target, RemoteError> {
     let path = project.root.join(&project.config.state.path);
     if url.is_some() || project.config.cluster.is_some() {
         return Admin::connect(project, url, actor, env, &path)
@@ -53,14 +102,18 @@ pub fn locate(
         // the lock as long as an open does, then say which.
         Err(_) if path.exists() => match SledStore::open(&path) {
             Ok(store) => Ok(Target::Local(Some(Arc::new(store)))),
-            Err(e) => Err(format!(
-                "cannot open the state at {}: {e}; if `crossdock run` serves this project on \
-                 another address than `server.listen`, give it with --url (and \
-                 CROSSDOCK_ADMIN_TOKEN)",
-                path.display()
-            )),
+            Err(reason) => Err(RemoteError::Open {
+                path,
+                reason,
+                hint: "; if `crossdock run` serves this project on another address than \
+                       `server.listen`, give it with --url (and CROSSDOCK_ADMIN_TOKEN)",
+            }),
         },
-        Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
+        Err(reason) => Err(RemoteError::Open {
+            path,
+            reason,
+            hint: "",
+        }),
     }
 }
 
@@ -87,13 +140,13 @@ pub struct Admin {
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Admin {
-    fn connect(
+    pub(super) fn connect(
         project: &Project,
         url: Option<&str>,
         actor: Option<&str>,
         env: EnvLookup<'_>,
         path: &Path,
-    ) -> Result<Admin, String> {
+    ) -> Result<Admin, RemoteError> {
         let why = if project.config.cluster.is_some() {
             "the project's state is in its cluster".to_string()
         } else if url.is_some() {
@@ -103,25 +156,26 @@ impl Admin {
         };
         let token = env("CROSSDOCK_ADMIN_TOKEN")
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "{why}: set CROSSDOCK_ADMIN_TOKEN (the engine's admin token) to reach it \
-                     through its admin API, or stop the engine"
-                )
-            })?;
+            .ok_or(RemoteError::NoToken { why })?;
         let given = match url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{}", reachable(&project.config.server.listen)),
         };
-        let base = Url::parse(&given).map_err(|e| format!("the engine's address {given}: {e}"))?;
+        let base = match Url::parse(&given) {
+            Ok(base) => base,
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(RemoteError::Address { given, reason });
+            }
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
         Ok(Admin {
             base,
             token,
@@ -132,10 +186,10 @@ impl Admin {
     }
 
     /// `/api/` and `segments`, each percent-encoded as one path segment (a SKU may hold `/`).
-    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, RemoteError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .map_err(|_| format!("{} cannot be the engine's address", self.base))?
+            .map_err(|_| RemoteError::NotABase(self.base.clone()))?
             .pop_if_empty()
             .push("api")
             .extend(segments);
@@ -152,11 +206,31 @@ impl Admin {
         segments: &[&str],
         query: &[(&str, &str)],
         body: Option<&Value>,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, RemoteError> {
+        match self.request(method, segments, query, body) {
+            Ok(answer) => Ok(Some(answer)),
+            Err(RemoteError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Calls the API; a 404 is [`RemoteError::NotFound`] with the engine's own words.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, RemoteError> {
         let url = self.url(segments, query)?;
         // A name outside ASCII goes as its UTF-8 bytes, which a header may carry.
-        let actor = reqwest::header::HeaderValue::from_bytes(self.actor.as_bytes())
-            .map_err(|e| format!("--actor {:?}: {e}", self.actor))?;
+        let actor =
+            reqwest::header::HeaderValue::from_bytes(self.actor.as_bytes()).map_err(|source| {
+                RemoteError::Actor {
+                    actor: self.actor.clone(),
+                    source,
+                }
+            })?;
         let mut request = self
             .client
             .request(method, url)
@@ -166,33 +240,31 @@ impl Admin {
             request = request.json(body);
         }
         self.rt.block_on(async {
-            let response = request.send().await.map_err(|e| {
-                format!(
-                    "cannot reach the engine at {} (give its address with --url): {e}",
-                    self.base
-                )
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|source| RemoteError::Unreachable {
+                    base: self.base.clone(),
+                    source,
+                })?;
             let status = response.status();
             let answer: Value = response.json().await.unwrap_or(Value::Null);
             if status.is_success() {
-                return Ok(Some(answer));
-            }
-            if status == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
+                return Ok(answer);
             }
             let error = answer
                 .get("error")
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("the engine answered {status}"));
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                return Err(format!(
-                    "the engine at {} refused the admin token ({error}): set \
-                     CROSSDOCK_ADMIN_TOKEN to the token it was started with",
-                    self.base
-                ));
-            }
-            Err(error)
+            Err(match status {
+                reqwest::StatusCode::NOT_FOUND => RemoteError::NotFound(error),
+                reqwest::StatusCode::UNAUTHORIZED => RemoteError::Refused {
+                    base: self.base.clone(),
+                    error,
+                },
+                _ => RemoteError::Answer(error),
+            })
         })
     }
 
@@ -202,14 +274,12 @@ impl Admin {
         method: reqwest::Method,
         segments: &[&str],
         body: Option<&Value>,
-    ) -> Result<Value, String> {
-        self.call(method, segments, &[], body)?.ok_or_else(|| {
-            format!(
-                "the engine at {} has no /api/{}: is it an older crossdock?",
-                self.base,
-                segments.join("/")
-            )
-        })
+    ) -> Result<Value, RemoteError> {
+        self.call(method, segments, &[], body)?
+            .ok_or_else(|| RemoteError::NoRoute {
+                base: self.base.clone(),
+                path: segments.join("/"),
+            })
     }
 
     pub fn address(&self) -> &str {
@@ -262,7 +332,7 @@ impl StateStore for RemoteStore {
                 &[("key", key)],
                 None,
             )
-            .map_err(StateError::Backend)?
+            .map_err(|e| StateError::Backend(e.to_string()))?
             .ok_or_else(|| {
                 StateError::Backend(format!(
                     "the engine at {} cannot be read key by key: is it an older crossdock?",

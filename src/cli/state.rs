@@ -10,13 +10,25 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::remote::{locate, Admin, RemoteStore, Target};
+use super::remote::{locate, Admin, RemoteError, RemoteStore, Target};
 use super::StateCommand;
 use crate::config::env::EnvLookup;
 use crate::flow::{load, CompileOptions};
 use crate::state::audit::{self, Audited};
 use crate::state::import::{read_stock_csv, StockRows};
-use crate::state::{customers, kv, stock, MemoryStore, StateStore};
+use crate::state::{customers, kv, stock, MemoryStore, StateError, StateStore};
+
+/// Why a `state` command failed; printed (redacted) as the command's last word.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An argument or input file the command cannot use.
+    #[error("{0}")]
+    Input(String),
+}
 
 /// Levels sent to the engine per request (its admin API takes 1,000 at most).
 const IMPORT_CHUNK: usize = 500;
@@ -52,7 +64,7 @@ pub fn run(
     let target = match locate(&project, url, actor, env, writes) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}", project.redactor.redact(&e));
+            eprintln!("{}", project.redactor.redact(&e.to_string()));
             return ExitCode::from(1);
         }
     };
@@ -66,9 +78,7 @@ pub fn run(
             let done = local(store.as_ref(), &actor, command);
             // What was set is on disk before we say so.
             match (sled, writes) {
-                (Some(s), true) => {
-                    done.and_then(|text| s.flush().map(|_| text).map_err(|e| e.to_string()))
-                }
+                (Some(s), true) => done.and_then(|text| Ok(s.flush().map(|_| text)?)),
                 _ => done,
             }
         }
@@ -80,15 +90,14 @@ pub fn run(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}", project.redactor.redact(&e));
+            eprintln!("{}", project.redactor.redact(&e.to_string()));
             ExitCode::from(1)
         }
     }
 }
 
 /// The command on a store this process holds: writes through the audit log.
-fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<String, String> {
-    let err = |e: crate::state::StateError| e.to_string();
+fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<String, Failure> {
     match command {
         StateCommand::Customer {
             id,
@@ -106,25 +115,25 @@ fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<S
             if fix != customers::Correction::default() {
                 let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
                 let audited = Audited::new(store, actor, &format!("customer correct {id}"));
-                customers::correct(&audited, &id, &fix, &today).map_err(err)?;
+                customers::correct(&audited, &id, &fix, &today)?;
             }
-            show_customer(store, &id)
+            Ok(show_customer(store, &id)?)
         }
         StateCommand::Stock { sku, set } => {
             if let Some(n) = set {
                 let audited = Audited::new(store, actor, &format!("stock set {sku} {n}"));
-                stock::set(&audited, &sku, n).map_err(err)?;
+                stock::set(&audited, &sku, n)?;
             }
-            show_stock(store, &sku)
+            Ok(show_stock(store, &sku)?)
         }
-        StateCommand::Reservation { order_id } => show_reservation(store, &order_id),
+        StateCommand::Reservation { order_id } => Ok(show_reservation(store, &order_id)?),
         StateCommand::Kv { pipeline, key, set } => {
             if let Some(text) = set {
                 let value = json_value(&text)?;
                 let audited = Audited::new(store, actor, &format!("kv set {pipeline} {key}"));
-                kv::set(&audited, &pipeline, &key, value).map_err(err)?;
+                kv::set(&audited, &pipeline, &key, value)?;
             }
-            show_kv(store, &pipeline, &key)
+            Ok(show_kv(store, &pipeline, &key)?)
         }
         StateCommand::ImportStock {
             file,
@@ -135,12 +144,12 @@ fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<S
             let (levels, refused) = read_csv(&file, &sku_column, &qty_column, delimiter)?;
             for (sku, n) in &levels {
                 let action = format!("stock import {sku} {n}");
-                stock::set(&Audited::new(store, actor, &action), sku, *n).map_err(err)?;
+                stock::set(&Audited::new(store, actor, &action), sku, *n)?;
             }
             Ok(imported(levels.len(), &file, &refused))
         }
         StateCommand::Audit { limit } => {
-            let (items, head) = audit::recent(store, limit, None).map_err(err)?;
+            let (items, head) = audit::recent(store, limit, None)?;
             Ok(show_audit(&items, head))
         }
     }
@@ -148,7 +157,7 @@ fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<S
 
 /// The command through the running engine's admin API: it writes (and logs); reads go through
 /// a [`RemoteStore`] made after the write, so they see it.
-fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, String> {
+fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, Failure> {
     let reader = || RemoteStore::new(admin.clone());
     match command {
         StateCommand::Customer {
@@ -175,23 +184,23 @@ fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, String> {
                 let path = ["state", "customers", id.as_str()];
                 admin.must(Method::PATCH, &path, Some(&Value::Object(fix)))?;
             }
-            show_customer(&reader(), &id)
+            Ok(show_customer(&reader(), &id)?)
         }
         StateCommand::Stock { sku, set } => {
             if let Some(n) = set {
                 let path = ["state", "stock", sku.as_str()];
                 admin.must(Method::PUT, &path, Some(&json!({ "on_hand": n })))?;
             }
-            show_stock(&reader(), &sku)
+            Ok(show_stock(&reader(), &sku)?)
         }
-        StateCommand::Reservation { order_id } => show_reservation(&reader(), &order_id),
+        StateCommand::Reservation { order_id } => Ok(show_reservation(&reader(), &order_id)?),
         StateCommand::Kv { pipeline, key, set } => {
             if let Some(text) = set {
                 let value = json_value(&text)?;
                 let path = ["state", "kv", pipeline.as_str(), key.as_str()];
                 admin.must(Method::PUT, &path, Some(&json!({ "value": value })))?;
             }
-            show_kv(&reader(), &pipeline, &key)
+            Ok(show_kv(&reader(), &pipeline, &key)?)
         }
         StateCommand::ImportStock {
             file,
@@ -214,7 +223,9 @@ fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, String> {
             let limit = limit.to_string();
             let page = admin
                 .call(Method::GET, &["state", "audit"], &[("limit", &limit)], None)?
-                .ok_or("the engine has no audit log: is it an older crossdock?")?;
+                .ok_or_else(|| {
+                    Failure::Input("the engine has no audit log: is it an older crossdock?".into())
+                })?;
             let items = page
                 .get("items")
                 .and_then(Value::as_array)
@@ -226,17 +237,19 @@ fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, String> {
     }
 }
 
-fn decimal(text: Option<&str>) -> Result<Option<rust_decimal::Decimal>, String> {
+fn decimal(text: Option<&str>) -> Result<Option<rust_decimal::Decimal>, Failure> {
     text.map(|t| {
         rust_decimal::Decimal::from_str_exact(t.trim())
-            .map_err(|e| format!("--lifetime-value {t:?}: {e}"))
+            .map_err(|e| Failure::Input(format!("--lifetime-value {t:?}: {e}")))
     })
     .transpose()
 }
 
-fn json_value(text: &str) -> Result<Value, String> {
+fn json_value(text: &str) -> Result<Value, Failure> {
     serde_json::from_str(text).map_err(|e| {
-        format!("--set {text:?} is not JSON ({e}); a string is written in quotes: '\"text\"'")
+        Failure::Input(format!(
+            "--set {text:?} is not JSON ({e}); a string is written in quotes: '\"text\"'"
+        ))
     })
 }
 
@@ -245,10 +258,12 @@ fn read_csv(
     sku_column: &str,
     qty_column: &str,
     delimiter: char,
-) -> Result<StockRows, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+) -> Result<StockRows, Failure> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| Failure::Input(format!("cannot read {}: {e}", file.display())))?;
     let delimiter = u8::try_from(delimiter).unwrap_or(b',');
-    read_stock_csv(&bytes, delimiter, sku_column, qty_column).map_err(|e| e.to_string())
+    read_stock_csv(&bytes, delimiter, sku_column, qty_column)
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 fn imported(set: usize, file: &Path, refused: &[(usize, String)]) -> String {
@@ -259,46 +274,38 @@ fn imported(set: usize, file: &Path, refused: &[(usize, String)]) -> String {
     out
 }
 
-fn show_customer(store: &dyn StateStore, id: &str) -> Result<String, String> {
-    customers::get(store, id)
-        .map(|c| match c {
-            Some(c) => format!(
-                "customer {id}: lifetime value {}, {} orders, first {}, last {}",
-                c.lifetime_value, c.orders, c.first_order, c.last_order
-            ),
-            None => format!("customer {id}: no orders recorded"),
-        })
-        .map_err(|e| e.to_string())
+fn show_customer(store: &dyn StateStore, id: &str) -> Result<String, StateError> {
+    customers::get(store, id).map(|c| match c {
+        Some(c) => format!(
+            "customer {id}: lifetime value {}, {} orders, first {}, last {}",
+            c.lifetime_value, c.orders, c.first_order, c.last_order
+        ),
+        None => format!("customer {id}: no orders recorded"),
+    })
 }
 
-fn show_stock(store: &dyn StateStore, sku: &str) -> Result<String, String> {
-    stock::level(store, sku)
-        .map(|level| match level {
-            Some(l) => format!(
-                "{sku}: on hand {}, reserved {}, available {}",
-                l["on_hand"], l["reserved"], l["available"]
-            ),
-            None => format!("{sku}: unknown SKU (available 0)"),
-        })
-        .map_err(|e| e.to_string())
+fn show_stock(store: &dyn StateStore, sku: &str) -> Result<String, StateError> {
+    stock::level(store, sku).map(|level| match level {
+        Some(l) => format!(
+            "{sku}: on hand {}, reserved {}, available {}",
+            l["on_hand"], l["reserved"], l["available"]
+        ),
+        None => format!("{sku}: unknown SKU (available 0)"),
+    })
 }
 
-fn show_reservation(store: &dyn StateStore, order_id: &str) -> Result<String, String> {
-    stock::reservation(store, order_id)
-        .map(|r| match r {
-            Some(r) => format!("reservation {order_id}: {r}"),
-            None => format!("reservation {order_id}: none"),
-        })
-        .map_err(|e| e.to_string())
+fn show_reservation(store: &dyn StateStore, order_id: &str) -> Result<String, StateError> {
+    stock::reservation(store, order_id).map(|r| match r {
+        Some(r) => format!("reservation {order_id}: {r}"),
+        None => format!("reservation {order_id}: none"),
+    })
 }
 
-fn show_kv(store: &dyn StateStore, pipeline: &str, key: &str) -> Result<String, String> {
-    kv::get(store, pipeline, key)
-        .map(|v| match v {
-            Some(v) => format!("{pipeline} {key}: {v}"),
-            None => format!("{pipeline} {key}: none"),
-        })
-        .map_err(|e| e.to_string())
+fn show_kv(store: &dyn StateStore, pipeline: &str, key: &str) -> Result<String, StateError> {
+    kv::get(store, pipeline, key).map(|v| match v {
+        Some(v) => format!("{pipeline} {key}: {v}"),
+        None => format!("{pipeline} {key}: none"),
+    })
 }
 
 /// One entry a line (then a line per key it changed), newest first.

@@ -319,7 +319,6 @@ impl<'de> Deserialize<'de> for TextKey {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -114,7 +114,6 @@ pub(crate) fn register(engine: &mut Engine) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::super::engine::{build, Limits};
 

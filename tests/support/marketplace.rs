@@ -240,6 +240,43 @@ pub fn answer_json(status: u16, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// How an OAuth server answers a client credentials grant (RFC 6749 §4.4): the client's id
+/// and secret as `given`, checked against `expected`.
+pub struct ClientGrant<'a> {
+    pub given: Option<(String, String)>,
+    pub expected: (&'a str, &'a str),
+    /// The `error_description` of a refused client.
+    pub refusal: &'a str,
+    pub token_type: &'a str,
+    pub scope: &'a str,
+}
+
+/// The answer to a client credentials grant, as RFC 6749 §5.2 gives its errors: 401
+/// `invalid_client` for another client (or a method other than POST), 400
+/// `unsupported_grant_type` for another grant, else a new access token.
+pub fn client_credentials(
+    shop: &mut Shop,
+    seen: &Seen,
+    grant: ClientGrant<'_>,
+) -> (Response, Option<String>) {
+    let ok = grant.given.as_ref().map(|(u, p)| (u.as_str(), p.as_str())) == Some(grant.expected);
+    if seen.method != "POST" || !ok {
+        let body =
+            serde_json::json!({"error": "invalid_client", "error_description": grant.refusal});
+        return (answer_json(401, body), Some("invalid_client".into()));
+    }
+    if seen.form().get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return (
+            answer_json(400, serde_json::json!({"error": "unsupported_grant_type"})),
+            Some("unsupported_grant_type".into()),
+        );
+    }
+    let (token, life) = shop.tokens.issue();
+    let body = serde_json::json!({"access_token": token, "token_type": grant.token_type,
+                                  "expires_in": life, "scope": grant.scope});
+    (answer_json(200, body), None)
+}
+
 /// The log every mock keeps.
 pub type Log = Arc<Mutex<Vec<Seen>>>;
 

@@ -16,7 +16,7 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::marketplace::{answer_json, page, Mock, Seen, Shop};
+use super::marketplace::{answer_json, client_credentials, page, ClientGrant, Mock, Seen, Shop};
 
 pub const CLIENT_ID: &str = "crossdock_client";
 pub const CLIENT_SECRET: &str = "sap-test-client-secret";
@@ -44,38 +44,20 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
     }
     if seen.path == TOKEN_PATH {
         let form = seen.form();
-        let creds = seen.basic().or_else(|| {
+        let given = seen.basic().or_else(|| {
             Some((
                 form.get("client_id")?.clone(),
                 form.get("client_secret")?.clone(),
             ))
         });
-        let ok = creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
-            == Some((CLIENT_ID, CLIENT_SECRET));
-        if seen.method != "POST" || !ok {
-            return (
-                answer_json(
-                    401,
-                    json!({"error": "invalid_client", "error_description": "Bad client credentials"}),
-                ),
-                Some("invalid_client".into()),
-            );
-        }
-        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return (
-                answer_json(400, json!({"error": "unsupported_grant_type"})),
-                Some("unsupported_grant_type".into()),
-            );
-        }
-        let (token, life) = shop.tokens.issue();
-        return (
-            answer_json(
-                200,
-                json!({"access_token": token, "token_type": "bearer", "expires_in": life,
-                       "scope": "basic openid"}),
-            ),
-            None,
-        );
+        let grant = ClientGrant {
+            given,
+            expected: (CLIENT_ID, CLIENT_SECRET),
+            refusal: "Bad client credentials",
+            token_type: "bearer",
+            scope: "basic openid",
+        };
+        return client_credentials(shop, seen, grant);
     }
     let token = seen.bearer();
     match shop.tokens.check(token) {

@@ -15,7 +15,7 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::marketplace::{answer_json, page, Mock, Seen, Shop};
+use super::marketplace::{answer_json, client_credentials, page, ClientGrant, Mock, Seen, Shop};
 
 pub const CLIENT_ID: &str = "a1b2c3d4-sfcc-client";
 pub const CLIENT_SECRET: &str = "sfcc-test-client-secret";
@@ -43,33 +43,14 @@ fn answer(shop: &mut Shop, seen: &Seen) -> (Response, Option<String>) {
         return fault(429, "QuotaExceededException", "Too many requests");
     }
     if seen.path == TOKEN_PATH {
-        let creds = seen.basic();
-        let ok = creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
-            == Some((CLIENT_ID, CLIENT_SECRET));
-        if seen.method != "POST" || !ok {
-            return (
-                answer_json(
-                    401,
-                    json!({"error": "invalid_client", "error_description": "Client authentication failed"}),
-                ),
-                Some("invalid_client".into()),
-            );
-        }
-        if seen.form().get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return (
-                answer_json(400, json!({"error": "unsupported_grant_type"})),
-                Some("unsupported_grant_type".into()),
-            );
-        }
-        let (token, life) = shop.tokens.issue();
-        return (
-            answer_json(
-                200,
-                json!({"access_token": token, "token_type": "Bearer", "expires_in": life,
-                       "scope": "mail tenantFilter"}),
-            ),
-            None,
-        );
+        let grant = ClientGrant {
+            given: seen.basic(),
+            expected: (CLIENT_ID, CLIENT_SECRET),
+            refusal: "Client authentication failed",
+            token_type: "Bearer",
+            scope: "mail tenantFilter",
+        };
+        return client_credentials(shop, seen, grant);
     }
     match shop.tokens.check(seen.bearer()) {
         None => {}

@@ -54,18 +54,29 @@ impl Hub {
     }
 
     /// The connector a poll calls. `Err` says why there is none.
-    fn connector<'a>(&self, live: &'a Live, name: &str) -> Result<&'a LiveConnector, String> {
+    fn connector<'a>(&self, live: &'a Live, name: &str) -> Result<&'a LiveConnector, NoConnector> {
         match live.connectors.get(name) {
-            None => Err(format!("no connector `{name}` in the running version")),
+            None => Err(NoConnector::Missing(name.to_string())),
             // A stand-in takes a send's calls to show them; it has nothing to poll.
             Some(c) => match &c.stand_in {
-                Some(to) => Err(format!(
-                    "connector `{name}` is not configured here (its calls go to `{to}`): nothing to poll"
-                )),
+                Some(to) => Err(NoConnector::StandIn {
+                    name: name.to_string(),
+                    to: to.to_string(),
+                }),
                 None => Ok(c),
             },
         }
     }
+}
+
+/// Why a source has no connector to call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoConnector {
+    #[error("no connector `{0}` in the running version")]
+    Missing(String),
+    /// Its credentials are not set, so its calls go to a stand-in (`unconfigured:`).
+    #[error("connector `{name}` is not configured here (its calls go to `{to}`): nothing to poll")]
+    StandIn { name: String, to: String },
 }
 
 /// Starts the supervisor. It ends when the runtime drains.

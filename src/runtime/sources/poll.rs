@@ -125,19 +125,53 @@ pub struct Next {
     pub more: Option<JsonPath>,
 }
 
+/// Why a poll's config cannot run. `check` refuses each of these with the file's line first,
+/// so only a project loaded around it meets one at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum PollConfigError {
+    #[error("{what}: JSONPath `{path}`: {message}")]
+    Path {
+        what: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("{what}: `{text}` is not a duration: {source}")]
+    Duration {
+        what: &'static str,
+        text: String,
+        source: humantime::DurationError,
+    },
+    #[error(transparent)]
+    Cron(#[from] crate::config::cron::CronError),
+    #[error("a poll source needs exactly one of `every` or `cron`")]
+    Schedule,
+    #[error("key[{index}]: {message}")]
+    Key { index: usize, message: String },
+}
+
+fn duration(what: &'static str, text: &str) -> Result<Duration, PollConfigError> {
+    humantime::parse_duration(text).map_err(|source| PollConfigError::Duration {
+        what,
+        text: text.to_string(),
+        source,
+    })
+}
+
 impl Poll {
-    pub fn compile(source: &PollSource) -> Result<Poll, String> {
-        let path = |what: &str, src: &str| {
-            JsonPath::parse(src).map_err(|e| format!("{what}: JSONPath `{src}`: {}", e.message))
+    pub fn compile(source: &PollSource) -> Result<Poll, PollConfigError> {
+        let path = |what: &'static str, src: &str| {
+            JsonPath::parse(src).map_err(|e| PollConfigError::Path {
+                what,
+                path: src.to_string(),
+                message: e.message,
+            })
         };
         let when = match (&source.every, &source.cron) {
-            (Some(every), None) => When::Every(
-                humantime::parse_duration(every)
-                    .map_err(|e| format!("every: `{every}` is not a duration: {e}"))?
-                    .max(Duration::from_millis(10)),
-            ),
+            (Some(every), None) => {
+                When::Every(duration("every", every)?.max(Duration::from_millis(10)))
+            }
             (None, Some(cron)) => When::Cron(Box::new(CronExpr::parse(cron)?)),
-            _ => return Err("a poll source needs exactly one of `every` or `cron`".into()),
+            _ => return Err(PollConfigError::Schedule),
         };
         Ok(Poll {
             connector: source.connector.clone(),
@@ -190,14 +224,9 @@ impl Poll {
     }
 
     /// A `catch_up:` poll: the poll, with `since` in place of a cursor and the business key.
-    pub fn compile_catch_up(catch_up: &CatchUpConfig) -> Result<Poll, String> {
+    pub fn compile_catch_up(catch_up: &CatchUpConfig) -> Result<Poll, PollConfigError> {
         let mut poll = Poll::compile(&catch_up.poll)?;
-        let lookback = humantime::parse_duration(&catch_up.since.lookback).map_err(|e| {
-            format!(
-                "since.lookback: `{}` is not a duration: {e}",
-                catch_up.since.lookback
-            )
-        })?;
+        let lookback = duration("since.lookback", &catch_up.since.lookback)?;
         poll.cursor = None;
         poll.since = Some(Since {
             param: catch_up.since.param.clone(),
@@ -205,8 +234,12 @@ impl Poll {
             format: catch_up.since.format,
         });
         poll.key = Some(
-            BusinessKey::parse(&catch_up.key.list())
-                .map_err(|(i, e)| format!("key[{i}]: {}", e.message))?,
+            BusinessKey::parse(&catch_up.key.list()).map_err(|(index, e)| {
+                PollConfigError::Key {
+                    index,
+                    message: e.message,
+                }
+            })?,
         );
         Ok(poll)
     }
@@ -224,8 +257,8 @@ impl Poll {
 /// Why a poll stopped early. The next poll starts over from the stored cursor.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    #[error("{0}")]
-    NoConnector(String),
+    #[error(transparent)]
+    NoConnector(#[from] super::NoConnector),
     #[error("calling `{connector}` `{op}`: {error}")]
     Call {
         connector: String,
@@ -402,10 +435,7 @@ pub async fn poll_once(
 
 async fn call(runtime: &Runtime, poll: &Poll, payload: &Value) -> Result<Value, PollError> {
     let live = runtime.live();
-    let connector = runtime
-        .sources()
-        .connector(&live, &poll.connector)
-        .map_err(PollError::NoConnector)?;
+    let connector = runtime.sources().connector(&live, &poll.connector)?;
     let request = Request {
         connector: &poll.connector,
         op: &poll.op,
@@ -543,7 +573,7 @@ pub(super) async fn run_catch_up(cx: SourceCx, catch_up: CatchUpConfig) {
     drive(cx, Poll::compile_catch_up(&catch_up)).await
 }
 
-async fn drive(mut cx: SourceCx, compiled: Result<Poll, String>) {
+async fn drive(mut cx: SourceCx, compiled: Result<Poll, PollConfigError>) {
     let poll = match compiled {
         Ok(p) => p,
         Err(e) => {
