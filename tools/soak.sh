@@ -3,6 +3,8 @@
 #
 #   tools/soak.sh [DURATION] [RATE]     e.g. tools/soak.sh 30m 5000 (the defaults)
 #   tools/soak.sh short                 3m at 2000 events/s
+#   tools/soak.sh burst                 10s at 2000 events/s: RSS idle, at its peak, and 30 s
+#                                       after the inbox drained (does memory come back?)
 #
 # Builds the release binary and examples/loadgen.rs, writes a throwaway project in a temp dir
 # (a webhook source verified with Standard Webhooks, a `set` step, a `send` to an `http`
@@ -33,9 +35,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ${1:-} == short ]]; then
-  set -- 3m 2000
-fi
+case ${1:-} in
+  short) set -- 3m 2000 ;;
+  burst) set -- 10s 2000 ;;
+esac
 duration=${1:-30m}
 rate=${2:-5000}
 every=${SOAK_EVERY:-10}
