@@ -8,7 +8,7 @@
 //! A call is made once, or twice when an OAuth 2.0 or rotating token is refused: retries are
 //! the runtime's.
 //!
-//! The marketplace options live in files of their own: request signing (`sign.rs`), rotating
+//! The marketplace options live in files of their own: request signing (`sign/`), rotating
 //! refresh tokens (`rotate.rs`), the shared request rate (`limit.rs`) and errors inside HTTP
 //! 200 answers (`answer.rs`). Each is compiled once, by [`Extras::compile`], for `check` and
 //! for the live connector alike.
