@@ -3,9 +3,10 @@
 //! This module owns everything that knows sled: opening and flushing the database, the byte
 //! encoding of keys and values, and landing [`StateStore::update`]s in sled (`writer`: a
 //! buffer that one thread writes as atomic batches); the runtime's raw byte tables are
-//! `table`. Keys are the key strings of the layout in [`crate::state`] as UTF-8 bytes (so sled's byte order is the strings' order and
-//! `scan_prefix` agrees with [`super::MemoryStore`]); values are the JSON values serialised with
-//! `serde_json` (decimals stay strings, as the layout says). The domain logic never sees sled.
+//! `table`. Keys are the key strings of the layout in [`crate::state`] as UTF-8 bytes (so
+//! sled's byte order is the strings' order and `scan_prefix` agrees with
+//! [`super::MemoryStore`]); values are the JSON values serialised with `serde_json` (decimals
+//! stay strings, as the layout says). The domain logic never sees sled.
 //!
 //! # The sled risk
 //!
