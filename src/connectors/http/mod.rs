@@ -9,7 +9,7 @@
 //! the runtime's.
 //!
 //! The marketplace options live in files of their own: request signing (`sign/`), rotating
-//! refresh tokens (`rotate.rs`), the shared request rate (`limit.rs`) and errors inside HTTP
+//! refresh tokens (`rotate/`), the shared request rate (`limit.rs`) and errors inside HTTP
 //! 200 answers (`answer.rs`). Each is compiled once, by [`Extras::compile`], for `check` and
 //! for the live connector alike.
 //!
