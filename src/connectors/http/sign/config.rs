@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignConfig {
-    /// `hmac-sha256` or `sha256` (read by `Signer::compile`, so a mistake is located).
+    /// `hmac-sha256` or `sha256` (read by [`Signer::compile`], so a mistake is located).
     pub algorithm: String,
     /// The HMAC key (the partner key, the app secret) as UTF-8 text; `{key}` in `string`.
     #[serde(default)]
