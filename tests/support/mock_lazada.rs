@@ -1,5 +1,5 @@
 //! A mock Lazada Open Platform server on loopback, checking calls as Lazada's "Signature
-//! algorithm" page describes (the page's worked example is the unit test of `sign.rs`).
+//! algorithm" page describes (the page's worked example is the unit tests of `connectors/http/sign/`).
 //!
 //! * API calls live under `/rest`; every call carries `app_key`, `timestamp` (milliseconds,
 //!   refused when more than 5 minutes off), `sign_method=sha256` and `sign`; business calls
