@@ -84,21 +84,28 @@ pub fn run(dir: &Path, url: Option<&str>, action: Action, env: EnvLookup<'_>) ->
         }
     };
     let path = project.root.join(&project.config.state.path);
-    let answer = match SledStore::open(&path) {
-        Ok(store) => local(Arc::new(store), &path, &action),
-        Err(_) if path.exists() && matches!(action, Action::AcceptLoss) => Err(
+    let base = || {
+        url.map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("http://{}", project.config.server.listen))
+    };
+    // A cluster's dead letters are in NATS, never in the folder: any node's admin API answers.
+    let clustered = project.config.cluster.is_some() && !matches!(action, Action::AcceptLoss);
+    let opened = if clustered {
+        None
+    } else {
+        Some(SledStore::open(&path))
+    };
+    let answer = match opened {
+        None => remote(&base(), &action, env),
+        Some(Ok(store)) => local(Arc::new(store), &path, &action),
+        Some(Err(_)) if path.exists() && matches!(action, Action::AcceptLoss) => Err(
             "the state is in use (is the engine running?): stop it first; a running engine has \
              no reported loss to accept"
                 .to_string(),
         ),
         // Locked: the engine has it open. Ask the engine.
-        Err(_) if path.exists() => {
-            let base = url
-                .map(|u| u.trim_end_matches('/').to_string())
-                .unwrap_or_else(|| format!("http://{}", project.config.server.listen));
-            remote(&base, &action, env)
-        }
-        Err(e) => Err(format!("cannot open the state at {}: {e}", path.display())),
+        Some(Err(_)) if path.exists() => remote(&base(), &action, env),
+        Some(Err(e)) => Err(format!("cannot open the state at {}: {e}", path.display())),
     };
     match answer {
         Ok(value) => {

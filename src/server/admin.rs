@@ -347,8 +347,12 @@ async fn refused(State(rt): Rt) -> Json<Value> {
 /// An event back in the inbox (retrying, or a dead letter retried by hand) is shown as queued
 /// with its last trail, not as that trail's old outcome.
 async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if let Some(meta) = rt.inbox.queued(&id)? {
-        let trail = rt.inbox.trail(&id)?;
+    // In a cluster the event may wait or have run on any node: the cluster's buckets say.
+    let (queued, trail) = match rt.cluster() {
+        Some(link) => link.event(&rt, &id).await?,
+        None => (rt.inbox.queued(&id)?, rt.inbox.trail(&id)?),
+    };
+    if let Some(meta) = queued {
         return Ok(Json(json!({
             "event_id": meta.id,
             "pipeline": meta.pipeline,
@@ -358,7 +362,7 @@ async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, Api
             "last_attempt": trail,
         })));
     }
-    if let Some(trail) = rt.inbox.trail(&id)? {
+    if let Some(trail) = trail {
         return Ok(Json(serde_json::to_value(trail).unwrap_or_default()));
     }
     Err(ApiError::NotFound(format!("no event `{id}`")))
@@ -374,11 +378,27 @@ struct ListQuery {
 
 async fn dlq_list(State(rt): Rt, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
+    if let Some(link) = rt.cluster() {
+        return Ok(Json(
+            link.dead_letter_page(q.after.as_deref(), limit).await?,
+        ));
+    }
     Ok(Json(rt.inbox.dead_letter_page(q.after.as_deref(), limit)?))
 }
 
+/// A dead letter of this engine, or of the cluster it is a node of.
+async fn dead_letter(
+    rt: &crate::runtime::Runtime,
+    id: &str,
+) -> Result<Option<crate::runtime::inbox::DeadLetter>, ApiError> {
+    match rt.cluster() {
+        Some(link) => Ok(link.dead_letter(id).await?),
+        None => Ok(rt.inbox.get_dead_letter(id)?),
+    }
+}
+
 async fn dlq_show(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    match rt.inbox.get_dead_letter(&id)? {
+    match dead_letter(&rt, &id).await? {
         Some(letter) => Ok(Json(serde_json::to_value(letter).unwrap_or_default())),
         None => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
     }
@@ -422,7 +442,7 @@ async fn dlq_retry(
     Query(q): Query<RetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if q.version == RetryVersion::Failed {
-        let Some(letter) = rt.inbox.get_dead_letter(&id)? else {
+        let Some(letter) = dead_letter(&rt, &id).await? else {
             return Err(ApiError::NotFound(format!("no dead letter `{id}`")));
         };
         let live = rt.live().project.version.clone();
@@ -433,6 +453,13 @@ async fn dlq_retry(
                 letter.version
             )));
         }
+    }
+    if let Some(link) = rt.cluster() {
+        // Back to the cluster's stream, to run on whichever node takes it.
+        return match link.retry_dead_letter(&id, q.full).await? {
+            true => Ok(Json(json!({ "event_id": id, "status": "queued" }))),
+            false => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
+        };
     }
     match rt.inbox.retry_dead_letter(&id, q.full)? {
         Some(event) => {
@@ -494,9 +521,15 @@ async fn dlq_retry_matching(State(rt): Rt, body: Bytes) -> Result<Json<Value>, A
             .transpose()?
             .map(|(n, v)| (n.to_owned(), v.to_owned())),
     };
-    let (letters, more) = rt
-        .inbox
-        .dead_letters_matching(&filter, RETRY_MATCHING_MAX)?;
+    let (letters, more) = match rt.cluster() {
+        Some(link) => {
+            link.dead_letters_matching(&filter, RETRY_MATCHING_MAX)
+                .await?
+        }
+        None => rt
+            .inbox
+            .dead_letters_matching(&filter, RETRY_MATCHING_MAX)?,
+    };
     let live = rt.live().project.version.clone();
     let mut retried = Vec::new();
     let mut not_retried = Vec::new();
@@ -508,6 +541,12 @@ async fn dlq_retry_matching(State(rt): Rt, body: Bytes) -> Result<Json<Value>, A
                 "event_id": id,
                 "reason": format!("failed on version {}, which is no longer live", letter.version),
             }));
+            continue;
+        }
+        if let Some(link) = rt.cluster() {
+            if link.retry_dead_letter(&id, f.full).await? {
+                retried.push(id);
+            }
             continue;
         }
         if let Some(event) = rt.inbox.retry_dead_letter(&id, f.full)? {
@@ -540,7 +579,10 @@ async fn dlq_drop(
     Query(q): Query<DropQuery>,
 ) -> Result<Response, ApiError> {
     use axum::response::IntoResponse;
-    let dropped = crate::runtime::drop_dead_letter(&rt, &id, q.undo).await?;
+    let dropped = match rt.cluster() {
+        Some(link) => link.drop_dead_letter(&rt, &id, q.undo).await?,
+        None => crate::runtime::drop_dead_letter(&rt, &id, q.undo).await?,
+    };
     rt.store.flush()?;
     match dropped {
         crate::runtime::Dropped::NotFound => {
