@@ -201,10 +201,16 @@ impl Link {
                 return;
             }
         }
+        // Held while its outcome is shared, so the progress beat keeps it from being handed
+        // to another node meanwhile; acknowledged with its latest delivery's ticket.
+        let Some(run) = self.held().tickets.get(&seq).map(|h| h.run) else {
+            return;
+        };
+        let shared = self.share_outcome(runtime, id, run).await;
         let Some(hold) = self.held().tickets.remove(&seq) else {
             return;
         };
-        if self.share_outcome(runtime, id, hold.run).await {
+        if shared {
             self.ack(&hold.ticket).await;
         }
     }
@@ -576,6 +582,12 @@ async fn take(runtime: &Runtime, link: &Link, delivery: Delivery) {
         link.ack(&delivery.ticket).await;
         return;
     };
+    // Still on this node (running, waiting for its retry, or its outcome being shared): a
+    // second copy must not run beside it, under the same turn of its ordering key.
+    if let Some(hold) = link.held().tickets.get_mut(&seq) {
+        hold.ticket = Arc::new(delivery.ticket);
+        return;
+    }
     let mut saved = None;
     // The first delivery of a new event has no progress yet: no read for it.
     if delivery.delivered > 1 || delivery.meta.id.is_some() {
