@@ -92,9 +92,21 @@ on_error:
   retry: { attempts: 60, initial: 100ms, max: 1s }
 "#;
 
+/// Four attempts 1.5 s apart, then a dead letter: slow enough to kill a node between two.
+const FRAGILE: &str = r#"
+pipeline: fragile
+source:
+  webhook: { path: /hooks/fragile }
+steps:
+  - send: { to: up, op: post }
+on_error:
+  retry: { attempts: 4, initial: 1500ms, max: 1500ms }
+"#;
+
 fn files(upstream: &str) -> Vec<(String, String)> {
     [
         ("crossdock.yaml", cluster_yaml(upstream).as_str()),
+        ("pipelines/fragile.yaml", FRAGILE),
         ("pipelines/orders.yaml", ORDERS),
         ("pipelines/relay.yaml", RELAY),
         ("pipelines/set-stock.yaml", SET_STOCK),
@@ -962,5 +974,142 @@ async fn a_nats_server_of_three_killed_under_load_loses_nothing_acknowledged() {
         "server {leader} (the stream's leader) killed; accepted {} of {EVENTS}, every one delivered, {} more than once",
         accepted.len(),
         seen.values().filter(|c| **c > 1).count()
+    );
+}
+
+/// `crossdock dlq ARGS --url URL` on the cluster's project, as an operator runs it.
+fn dlq_cli(dir: &std::path::Path, nats: &Nats, url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+        .arg("dlq")
+        .args(args)
+        .arg("--project")
+        .arg(dir)
+        .args(["--url", url])
+        .env("CROSSDOCK_ADMIN_TOKEN", support::engine::ADMIN_TOKEN)
+        .env("NATS_URL", nats.url())
+        .env("CROSSDOCK_NODE", "cli")
+        .env("TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dlq {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids on a node's first page of dead letters.
+async fn dead_ids(node: &Engine) -> Vec<String> {
+    let (status, page) = node.admin("/api/dlq").await;
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .expect("a page of dead letters")
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The upstream calls that carried `n`, whatever their answer.
+fn delivered(upstream: &Upstream, n: i64) -> usize {
+    upstream
+        .received()
+        .iter()
+        .filter(|r| r.body["n"].as_i64() == Some(n))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_made_on_one_node_is_listed_and_retried_from_another() {
+    let upstream = Upstream::start().await;
+    let dir = project_of(&files(&upstream.url));
+    let nats = Nats::start(&dir.path().join("nats"));
+    // n1 alone at first, so that it is the node that runs the event and dead-letters it.
+    let n1 = start_node(dir.path(), &nats, "n1");
+    upstream.set_down(Some(503));
+    let (status, answer) = n1.post("/hooks/fragile", r#"{"n": 7}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    eventually("the dead letter on n1", Duration::from_secs(90), || async {
+        dead_ids(&n1).await.contains(&id).then_some(())
+    })
+    .await;
+
+    // n2 never saw the event: it lists the letter and shows the trail, under the same id.
+    let n2 = start_node(dir.path(), &nats, "n2");
+    let (status, page) = n2.admin("/api/dlq").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["event_id"], id.as_str(), "{page}");
+    assert_eq!(page["items"][0]["attempts"], 4, "{page}");
+    let (status, trail) = n2.admin(&format!("/api/events/{id}")).await;
+    assert_eq!(status, 200, "{trail}");
+    assert_eq!(trail["event_id"], id.as_str(), "{trail}");
+    let (status, letter) = n2.admin(&format!("/api/dlq/{id}")).await;
+    assert_eq!(status, 200, "{letter}");
+    assert_eq!(letter["event"]["id"], id.as_str(), "{letter}");
+    let listed = dlq_cli(dir.path(), &nats, &n2.url(""), &["list"]);
+    assert!(listed.contains(&id), "{listed}");
+
+    // Retried through n2 (by the CLI); n1 then finds no letter left to retry.
+    upstream.set_down(None);
+    dlq_cli(dir.path(), &nats, &n2.url(""), &["retry", &id]);
+    let (status, again) = n1.admin_post(&format!("/api/dlq/{id}/retry")).await;
+    assert_eq!(status, 404, "{again}");
+    for node in [&n1, &n2] {
+        eventually(
+            "the retried event processed",
+            Duration::from_secs(90),
+            || async {
+                let (_, trail) = node.admin(&format!("/api/events/{id}")).await;
+                (trail["status"] == "processed").then_some(())
+            },
+        )
+        .await;
+    }
+    // Nothing is left in the stream to deliver it again.
+    eventually("the consumer idle", Duration::from_secs(60), || async {
+        let (_, health) = n2.admin("/health").await;
+        let c = &health["cluster"];
+        (c["pending"] == 0 && c["ack_pending"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(delivered(&upstream, 7), 1, "delivered once");
+    assert!(dead_ids(&n1).await.is_empty());
+    assert!(dead_ids(&n2).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attempts_carry_over_when_a_killed_node_s_event_moves_to_another() {
+    let upstream = Upstream::start().await;
+    let dir = project_of(&files(&upstream.url));
+    let nats = Nats::start(&dir.path().join("nats"));
+    let n1 = start_node(dir.path(), &nats, "n1");
+    upstream.set_down(Some(503));
+    let (status, answer) = n1.post("/hooks/fragile", r#"{"n": 8}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    eventually("two attempts on n1", Duration::from_secs(60), || async {
+        let (_, event) = n1.admin(&format!("/api/events/{id}")).await;
+        (event["attempts"].as_u64().unwrap_or(0) >= 2).then_some(())
+    })
+    .await;
+    n1.kill9();
+    let before = upstream.hits();
+    let n2 = start_node(dir.path(), &nats, "n2");
+    eventually(
+        "the dead letter, made on n2",
+        Duration::from_secs(90),
+        || async { dead_ids(&n2).await.contains(&id).then_some(()) },
+    )
+    .await;
+    let (_, letter) = n2.admin(&format!("/api/dlq/{id}")).await;
+    assert_eq!(letter["event"]["attempts"], 4, "{letter}");
+    // Four attempts in all (one more if n1 died during a call), never four more on n2.
+    let hits = upstream.hits();
+    assert!(
+        (4..=5).contains(&hits) && hits - before <= 3,
+        "{before} calls before the kill, {hits} in all"
     );
 }

@@ -52,6 +52,10 @@ pub struct Meta {
     pub received_at: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The event's id when it has one already (a dead letter retried); otherwise its id comes
+    /// from its place in the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// The stream's answer to a publish.
@@ -121,6 +125,9 @@ pub struct InboxStream {
     stream: stream::Stream,
     subject: String,
     consumer: PullConsumer,
+    /// When the stream was made (seconds since the epoch): its numbering starts again if it is
+    /// ever made anew, and this tells the two numberings apart.
+    pub epoch: i64,
 }
 
 /// Whether an event with an ordering key may run now.
@@ -172,6 +179,7 @@ impl InboxStream {
             .info()
             .await
             .map_err(|e| setup("stream", &name)(e.to_string()))?;
+        let epoch = info.created.unix_timestamp();
         if info.config.subjects != subjects {
             let mut updated = info.config.clone();
             updated.subjects = subjects;
@@ -202,6 +210,7 @@ impl InboxStream {
             stream,
             subject: settings.inbox_subject(),
             consumer,
+            epoch,
         })
     }
 
@@ -354,6 +363,7 @@ mod tests {
             pipeline: "orders".into(),
             received_at: "2026-01-01T00:00:00.000Z".into(),
             headers: BTreeMap::from([("x-a".into(), "1\n2".into())]),
+            id: None,
         };
         let mut payload = serde_json::to_vec(&meta).unwrap();
         payload.push(b'\n');

@@ -3,8 +3,9 @@
 //! This module owns the connection to NATS, the names and settings of the streams, consumer
 //! and key-value buckets (created at start when missing), publishing an accepted event to the
 //! inbox stream and taking events from its shared consumer ([`inbox`]), the [`StateStore`] on
-//! a key-value bucket with its locking protocol ([`state`]), and the node registry and leases
-//! ([`nodes`]). It must not know about flows, HTTP or the runtime's workers: the runtime
+//! a key-value bucket with its locking protocol ([`state`]), the node registry and leases
+//! ([`nodes`]), and the dead letters, trails and progress of events every node reads
+//! ([`records`]). It must not know about flows, HTTP or the runtime's workers: the runtime
 //! (`runtime::cluster`) drives it.
 //!
 //! async-nats 0.40 is used without the `server_2_10`/`server_2_11` features, and nothing here
@@ -15,6 +16,7 @@
 
 pub mod inbox;
 pub mod nodes;
+pub mod records;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -134,14 +136,6 @@ impl Settings {
 
     pub fn inbox_subject(&self) -> String {
         format!("{}.inbox", self.prefix)
-    }
-
-    pub fn dead_stream(&self) -> String {
-        format!("{}_dead", self.prefix)
-    }
-
-    pub fn dead_subject(&self) -> String {
-        format!("{}.dead", self.prefix)
     }
 
     /// The one durable consumer every node pulls from.

@@ -12,18 +12,31 @@
 //! The local inbox is this node's working copy: the stream is the queue of record. At start
 //! the events a previous run left in the local inbox are dropped from it: they were never
 //! acknowledged, so the stream hands them out again, to this node or another.
+//!
+//! An event is numbered by its place in the stream (`evt_` and that sequence), on every node:
+//! the id answered with 202 is the one its trail, dead letter and log lines carry. Before its
+//! message is acknowledged, the event's trail and dead letter go to the cluster's buckets
+//! ([`crate::cluster::records`]); while it waits for a retry, its progress (attempts, effects
+//! done, the time of its next attempt) does too, and a node handed it after this one died
+//! goes on from there. This module also answers the admin API's dead letters and events from
+//! those buckets, and retries a dead letter by publishing it to the stream again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::inbox::{self, Accepted, InboxError, StoredEvent};
+use serde_json::Value;
+
+use super::inbox::{
+    self, Accepted, DeadFilter, DeadLetter, EventMeta, InboxError, StoredEvent, Trail,
+};
 use super::{metrics, Runtime};
 use crate::cluster::inbox::{Counts, Delivery, InboxStream, Meta, Ticket, Turn};
 use crate::cluster::nodes::{NodeInfo, Registry, BEAT};
+use crate::cluster::records::Records;
 use crate::cluster::{ClusterError, Settings};
 
 /// A node's connection to the cluster.
@@ -31,6 +44,7 @@ pub struct Link {
     pub settings: Settings,
     pub inbox: InboxStream,
     pub registry: Registry,
+    pub records: Records,
     client: async_nats::Client,
     started_at: String,
     /// Local sequence number → the stream message it came from.
@@ -40,12 +54,16 @@ pub struct Link {
     reachable: AtomicBool,
 }
 
+/// A stream message this node holds, and whether the event's progress is in the `runs`
+/// bucket (to be forgotten when it is done).
+struct Hold {
+    ticket: Arc<Ticket>,
+    run: bool,
+}
+
 #[derive(Default)]
 struct Held {
-    tickets: HashMap<u64, Arc<Ticket>>,
-    /// Done before their ticket was filed (a worker can finish an event before the consumer
-    /// task that queued it gets the lock back).
-    early: HashSet<u64>,
+    tickets: HashMap<u64, Hold>,
 }
 
 /// What `/health` shows of the cluster.
@@ -63,15 +81,21 @@ pub struct Health {
 impl Link {
     /// Connects and binds the inbox stream, its consumer and the registry buckets (created
     /// when missing).
-    pub async fn connect(settings: Settings, dedup_window: Duration) -> Result<Link, ClusterError> {
+    pub async fn connect(
+        settings: Settings,
+        dedup_window: Duration,
+        keep_trails: Duration,
+    ) -> Result<Link, ClusterError> {
         let client = settings.connect("inbox").await?;
         let js = settings.jetstream(client.clone());
         let inbox = InboxStream::open(&settings, js.clone(), dedup_window).await?;
         let registry = Registry::open(&settings, &js).await?;
+        let records = Records::open(&settings, &js, keep_trails).await?;
         Ok(Link {
             settings,
             inbox,
             registry,
+            records,
             client,
             started_at: inbox::now_rfc3339(),
             held: Mutex::new(Held::default()),
@@ -116,6 +140,7 @@ impl Link {
             pipeline: pipeline.to_string(),
             received_at: inbox::now_rfc3339(),
             headers,
+            id: None,
         };
         // JetStream takes one message id: the first key is the strongest (a signed or
         // provider's delivery id before a body hash).
@@ -131,7 +156,7 @@ impl Link {
             .await;
         self.reachable.store(published.is_ok(), Ordering::Relaxed);
         let published = published.map_err(|e| InboxError::Storage(e.to_string()))?;
-        let id = stream_event_id(published.seq);
+        let id = inbox::event_id(published.seq);
         if published.duplicate {
             metrics::duplicate(pipeline);
             return Ok(Accepted::Duplicate(id));
@@ -139,58 +164,138 @@ impl Link {
         metrics::received(pipeline);
         Ok(Accepted::New(StoredEvent {
             seq: published.seq,
-            meta: inbox::EventMeta {
-                id,
-                pipeline: meta.pipeline,
-                received_at: meta.received_at,
-                headers: meta.headers,
-                attempts: 0,
-                not_before_ms: 0,
-                done: Default::default(),
-                undo: Vec::new(),
-                full_rerun: false,
-                errors: Vec::new(),
-                interrupted: 0,
-                keys: std::collections::BTreeMap::new(),
-            },
+            meta: fresh_meta(id, meta),
             body: Arc::from(body),
             resumed: false,
         }))
     }
 
-    fn file(&self, seq: u64, ticket: Ticket) -> Option<Arc<Ticket>> {
+    /// Files the ticket of an event placed in the local inbox, before a worker can see it. A
+    /// second delivery of an event still here replaces the first's ticket: the server counts
+    /// only the latest.
+    fn file(&self, seq: u64, ticket: Ticket, run: bool) {
         let mut held = self.held();
-        let ticket = Arc::new(ticket);
-        if held.early.remove(&seq) {
-            return Some(ticket);
-        }
-        held.tickets.insert(seq, ticket);
-        None
+        let run = run || held.tickets.get(&seq).is_some_and(|h| h.run);
+        held.tickets.insert(
+            seq,
+            Hold {
+                ticket: Arc::new(ticket),
+                run,
+            },
+        );
     }
 
-    /// Called when a worker let go of a local event: acknowledges its message if the local
-    /// inbox is done with it.
+    /// Called when a worker let go of a local event: shares what became of it and, if the
+    /// local inbox is done with it, acknowledges its message.
     pub(super) async fn settle(&self, runtime: &Runtime, seq: u64, id: &str) {
         match runtime.inbox.queued(id) {
-            // Waiting for a retry: still ours, kept alive by the progress beat.
-            Ok(Some(_)) => return,
+            // Waiting for a retry: still ours, kept alive by the progress beat; its progress
+            // is shared so that a node taking it over after this one's death goes on from it.
+            Ok(Some(meta)) => {
+                self.share_progress(runtime, seq, id, &meta).await;
+                return;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot read the local inbox; the event's message stays unacknowledged");
                 return;
             }
         }
-        let ticket = {
-            let mut held = self.held();
-            match held.tickets.remove(&seq) {
-                Some(t) => t,
-                None => {
-                    held.early.insert(seq);
-                    return;
+        // Held while its outcome is shared, so the progress beat keeps it from being handed
+        // to another node meanwhile; acknowledged with its latest delivery's ticket.
+        let Some(run) = self.held().tickets.get(&seq).map(|h| h.run) else {
+            return;
+        };
+        let shared = self.share_outcome(runtime, id, run).await;
+        let Some(hold) = self.held().tickets.remove(&seq) else {
+            return;
+        };
+        if shared {
+            self.ack(&hold.ticket).await;
+        }
+    }
+
+    async fn share_progress(&self, runtime: &Runtime, seq: u64, id: &str, meta: &EventMeta) {
+        let written = match serde_json::to_vec(meta) {
+            Ok(bytes) => self.records.put_run(id, bytes).await,
+            Err(e) => Err(ClusterError::Malformed(e.to_string())),
+        };
+        match written {
+            Ok(()) => {
+                if let Some(hold) = self.held().tickets.get_mut(&seq) {
+                    hold.run = true;
                 }
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot share an event's progress; a node taking it over would start it from its first attempt")
+            }
+        }
+        self.share_trail(runtime, id).await;
+    }
+
+    async fn share_trail(&self, runtime: &Runtime, id: &str) {
+        let trail = match runtime.inbox.trail(id) {
+            Ok(Some(trail)) => trail,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read an event's trail to share it");
+                return;
+            }
         };
-        self.ack(&ticket).await;
+        let shared = match serde_json::to_vec(&trail) {
+            Ok(bytes) => self.records.put_trail(id, bytes).await,
+            Err(e) => Err(ClusterError::Malformed(e.to_string())),
+        };
+        if let Err(e) = shared {
+            // Informational: the event itself is not held up by its trail.
+            tracing::warn!(error = %e, "Cannot share an event's trail; this node's admin API still has it");
+        }
+    }
+
+    /// Shares a finished event's trail and dead letter; false when its dead letter could not
+    /// be filed, so the message must stay unacknowledged (the event runs again elsewhere,
+    /// rather than dying where no other node sees it).
+    async fn share_outcome(&self, runtime: &Runtime, id: &str, run: bool) -> bool {
+        self.share_trail(runtime, id).await;
+        match runtime.inbox.get_dead_letter(id) {
+            Ok(Some(letter)) => {
+                let bytes = match serde_json::to_vec(&letter) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot encode a dead letter; its event stays unacknowledged");
+                        return false;
+                    }
+                };
+                let mut filed = Err(ClusterError::Unavailable("not tried".into()));
+                // A few tries over some seconds: a NATS leader election takes about that.
+                for wait in [0, 250, 1_000, 2_000, 4_000] {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    filed = self.records.put_dead(id, bytes.clone()).await;
+                    if filed.is_ok() {
+                        break;
+                    }
+                }
+                if let Err(e) = filed {
+                    tracing::error!(error = %e, "Cannot file a dead letter in the cluster; its event stays unacknowledged and runs again");
+                    return false;
+                }
+                // The cluster's copy is the one the admin API shows and retries.
+                if let Err(e) = runtime.inbox.drop_dead_letter(id) {
+                    tracing::warn!(error = %e, "Cannot remove the local copy of a shared dead letter");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the local dead letters; the event's message stays unacknowledged");
+                return false;
+            }
+        }
+        if run {
+            if let Err(e) = self.records.forget_run(id).await {
+                tracing::debug!(error = %e, "Cannot forget an event's progress; it expires");
+            }
+        }
+        true
     }
 
     async fn ack(&self, ticket: &Ticket) {
@@ -199,12 +304,208 @@ impl Link {
             tracing::warn!(error = %e, "Cannot acknowledge an event; it will run again");
         }
     }
+
+    /// An event as `GET /api/events/{id}` shows it: its meta while it waits to run (again),
+    /// here or on another node, and its last trail, from the cluster's buckets.
+    pub async fn event(
+        &self,
+        runtime: &Runtime,
+        id: &str,
+    ) -> Result<(Option<EventMeta>, Option<Trail>), InboxError> {
+        let trail = match self.records.trail(id).await.map_err(unavailable)? {
+            Some(bytes) => Some(parse::<Trail>(id, &bytes)?),
+            None => runtime.inbox.trail(id)?,
+        };
+        if let Some(meta) = runtime.inbox.queued(id)? {
+            return Ok((Some(meta), trail));
+        }
+        if trail.as_ref().is_some_and(|t| t.status != "retrying") {
+            return Ok((None, trail));
+        }
+        let meta = match self.records.run(id).await.map_err(unavailable)? {
+            Some(bytes) => Some(parse::<EventMeta>(id, &bytes)?),
+            None => None,
+        };
+        Ok((meta, trail))
+    }
+
+    /// A page of the cluster's dead letters, as [`inbox::Inbox::dead_letter_page`] pages the
+    /// local ones.
+    pub async fn dead_letter_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, InboxError> {
+        let ids = self.records.dead_ids().await.map_err(unavailable)?;
+        let mut items = Vec::new();
+        for id in ids
+            .iter()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+        {
+            if items.len() == limit {
+                break;
+            }
+            // Gone between the listing and the read: retried or dropped meanwhile.
+            if let Some(letter) = self.dead_letter(id).await? {
+                items.push(inbox::dead_letter_summary(&letter));
+            }
+        }
+        Ok(serde_json::json!({ "total": ids.len(), "items": items }))
+    }
+
+    pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, InboxError> {
+        Ok(self.letter(id).await?.map(|(letter, _)| letter))
+    }
+
+    async fn letter(&self, id: &str) -> Result<Option<(DeadLetter, u64)>, InboxError> {
+        match self.records.dead(id).await.map_err(unavailable)? {
+            Some(l) => Ok(Some((parse(id, &l.value)?, l.revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// The dead letters `filter` matches, oldest first, at most `limit`; and whether more
+    /// matched.
+    pub async fn dead_letters_matching(
+        &self,
+        filter: &DeadFilter,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, bool), InboxError> {
+        let mut out = Vec::new();
+        for id in self.records.dead_ids().await.map_err(unavailable)? {
+            let Some(letter) = self.dead_letter(&id).await? else {
+                continue;
+            };
+            if filter.matches(&letter) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(letter);
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// Retries a dead letter from any node: its progress (attempts reset, effects done kept
+    /// unless `full`) goes to the `runs` bucket, the event to the stream under its own id, and
+    /// the letter leaves the bucket. Two retries of one letter at once publish the same
+    /// message id, so the stream keeps one. False when there is no such letter.
+    pub async fn retry_dead_letter(&self, id: &str, full: bool) -> Result<bool, InboxError> {
+        let Some((letter, revision)) = self.letter(id).await? else {
+            return Ok(false);
+        };
+        let mut meta = letter.event;
+        meta.attempts = 0;
+        meta.not_before_ms = 0;
+        meta.interrupted = 0;
+        if full {
+            meta.done.clear();
+            meta.full_rerun = true;
+        }
+        let bytes = serde_json::to_vec(&meta).map_err(|e| InboxError::Corrupt {
+            key: id.to_string(),
+            message: e.to_string(),
+        })?;
+        self.records.put_run(id, bytes).await.map_err(unavailable)?;
+        let message = Meta {
+            pipeline: meta.pipeline.clone(),
+            received_at: meta.received_at.clone(),
+            headers: meta.headers.clone(),
+            id: Some(id.to_string()),
+        };
+        let ordering_key = meta.headers.get(super::turns::ORDERING_HEADER);
+        self.inbox
+            .publish(
+                &message,
+                Some(&format!("retry {id} {revision}")),
+                ordering_key.map(String::as_str),
+                &inbox::letter_body(&letter.body),
+            )
+            .await
+            .map_err(unavailable)?;
+        // Lost to another node's retry or drop meanwhile: the stream has one copy at most.
+        self.records
+            .take_dead(id, revision)
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
+    }
+
+    /// Drops a dead letter of the cluster, first running the compensations it owes unless
+    /// `undo` is false, as [`super::drop_dead_letter`] does on one machine.
+    pub async fn drop_dead_letter(
+        &self,
+        runtime: &Arc<Runtime>,
+        id: &str,
+        undo: bool,
+    ) -> Result<super::Dropped, InboxError> {
+        let (Some((mut letter, revision)), Some(seq)) =
+            (self.letter(id).await?, inbox::parse_event_id(id))
+        else {
+            return Ok(super::Dropped::NotFound);
+        };
+        let mut trails = Vec::new();
+        if undo && !letter.event.undo.is_empty() {
+            let (meta, done) = super::worker::undo_letter(runtime, seq, &letter).await;
+            trails = done;
+            if let Ok((_, Some(mut trail))) = self.event(runtime, id).await {
+                trail.compensations.extend(trails.iter().cloned());
+                if let Ok(bytes) = serde_json::to_vec(&trail) {
+                    let _ = self.records.put_trail(id, bytes).await;
+                }
+            }
+            if !meta.undo.is_empty() {
+                letter.event = meta;
+                let bytes = serde_json::to_vec(&letter).map_err(|e| InboxError::Corrupt {
+                    key: id.to_string(),
+                    message: e.to_string(),
+                })?;
+                self.records
+                    .put_dead(id, bytes)
+                    .await
+                    .map_err(unavailable)?;
+                return Ok(super::Dropped::Owed(trails));
+            }
+        }
+        if !self
+            .records
+            .take_dead(id, revision)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(super::Dropped::NotFound);
+        }
+        Ok(super::Dropped::Dropped(trails))
+    }
 }
 
-/// The id a webhook's answer carries: the event's place in the stream (the node that runs it
-/// gives it a local id of its own, in its trail).
-pub fn stream_event_id(seq: u64) -> String {
-    format!("js_{seq:016x}")
+/// The meta of an event not run yet.
+fn fresh_meta(id: String, meta: Meta) -> EventMeta {
+    EventMeta {
+        id,
+        pipeline: meta.pipeline,
+        received_at: meta.received_at,
+        headers: meta.headers,
+        attempts: 0,
+        not_before_ms: 0,
+        done: Default::default(),
+        undo: Vec::new(),
+        full_rerun: false,
+        errors: Vec::new(),
+        interrupted: 0,
+        keys: std::collections::BTreeMap::new(),
+    }
+}
+
+fn unavailable(e: ClusterError) -> InboxError {
+    InboxError::Storage(e.to_string())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T, InboxError> {
+    serde_json::from_slice(bytes).map_err(|e| InboxError::Corrupt {
+        key: id.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Drops what a previous run left in the local inbox (see the module doc).
@@ -262,27 +563,63 @@ pub(super) async fn consume(runtime: Arc<Runtime>, link: Arc<Link>) {
             if !its_turn(&link, &delivery).await {
                 continue;
             }
-            let stored = runtime
-                .submit_local(
-                    &delivery.meta.pipeline,
-                    &[],
-                    delivery.meta.headers,
-                    &delivery.body,
-                )
-                .await;
-            match stored {
-                Ok(Accepted::New(event)) => {
-                    if let Some(done) = link.file(event.seq, delivery.ticket) {
-                        link.ack(&done).await;
-                    }
-                }
-                Ok(Accepted::Duplicate(_)) => link.ack(&delivery.ticket).await,
+            take(&runtime, &link, delivery).await;
+        }
+    }
+}
+
+/// Places a delivered event in the local inbox under its cluster-wide id, with the progress a
+/// node before this one shared (a redelivery, or a retried dead letter).
+async fn take(runtime: &Runtime, link: &Link, delivery: Delivery) {
+    let id = delivery
+        .meta
+        .id
+        .clone()
+        .unwrap_or_else(|| inbox::event_id(delivery.stream_seq));
+    let Some(seq) = inbox::parse_event_id(&id) else {
+        // Never written by crossdock: dropped rather than handed round for ever.
+        tracing::error!(event_id = %id, "An inbox message names no event id; dropped");
+        link.ack(&delivery.ticket).await;
+        return;
+    };
+    // Still on this node (running, waiting for its retry, or its outcome being shared): a
+    // second copy must not run beside it, under the same turn of its ordering key.
+    if let Some(hold) = link.held().tickets.get_mut(&seq) {
+        hold.ticket = Arc::new(delivery.ticket);
+        return;
+    }
+    let mut saved = None;
+    // The first delivery of a new event has no progress yet: no read for it.
+    if delivery.delivered > 1 || delivery.meta.id.is_some() {
+        match link.records.run(&id).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<EventMeta>(&bytes) {
+                Ok(meta) => saved = Some(meta),
                 Err(e) => {
-                    tracing::warn!(error = %e, "Cannot queue an event here; giving it back");
-                    let _ = delivery.ticket.give_back(Duration::from_secs(1)).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tracing::warn!(event_id = %id, error = %e, "An event's shared progress is unreadable; it starts again")
                 }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                link.reachable.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "Cannot read an event's progress from NATS; giving it back");
+                let _ = delivery.ticket.give_back(Duration::from_millis(500)).await;
+                return;
             }
+        }
+    }
+    let run = saved.is_some();
+    let meta = saved.unwrap_or_else(|| fresh_meta(id, delivery.meta));
+    match runtime.inbox.place(seq, meta, &delivery.body) {
+        Ok(Some(event)) => {
+            link.file(seq, delivery.ticket, run);
+            runtime.enqueue(event);
+        }
+        // Still here under an earlier delivery (running, or waiting for its retry).
+        Ok(None) => link.file(seq, delivery.ticket, run),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot queue an event here; giving it back");
+            let _ = delivery.ticket.give_back(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -327,7 +664,8 @@ pub(super) async fn beat(runtime: Arc<Runtime>, link: Arc<Link>) {
     loop {
         tokio::select! {
             _ = progress.tick() => {
-                let tickets: Vec<Arc<Ticket>> = link.held().tickets.values().cloned().collect();
+                let tickets: Vec<Arc<Ticket>> =
+                    link.held().tickets.values().map(|h| h.ticket.clone()).collect();
                 for t in tickets {
                     let _ = t.progress().await;
                 }

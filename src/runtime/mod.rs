@@ -508,18 +508,23 @@ impl Runtime {
         let Some(settings) = &self.cluster_settings else {
             return Ok(false);
         };
-        let link = cluster::Link::connect(settings.clone(), self.settings.dedup_window).await?;
+        let link = cluster::Link::connect(
+            settings.clone(),
+            self.settings.dedup_window,
+            self.settings.trail_keep,
+        )
+        .await?;
         let _ = self.cluster.set(Arc::new(link));
         Ok(true)
     }
 
     /// The key an event's state commit marks itself with (`state::applied_key`). In a cluster
-    /// each node numbers the events it runs from its own local inbox, so the node's name makes
-    /// the key one event's own in the shared store: without it, one node's event found
-    /// another's mark and kept none of its writes.
+    /// an event's id is its place in the inbox stream, the same on every node, so a node
+    /// running it again after another died finds that one's mark; the stream's epoch keeps
+    /// the marks of a stream made anew (numbered from 1 again) apart from the old one's.
     pub(crate) fn applied_key(&self, event_id: &str) -> String {
         match self.cluster() {
-            Some(link) => crate::state::applied_key(&format!("{}/{event_id}", link.settings.node)),
+            Some(link) => crate::state::applied_key(&format!("{}/{event_id}", link.inbox.epoch)),
             None => crate::state::applied_key(event_id),
         }
     }

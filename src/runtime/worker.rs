@@ -938,6 +938,32 @@ pub enum Dropped {
     Owed(Vec<CompensationTrail>),
 }
 
+/// Runs the compensations a dead letter owes; returns its meta after them (what is still owed
+/// stays in `undo`) and their trails.
+pub(super) async fn undo_letter(
+    runtime: &Arc<Runtime>,
+    seq: u64,
+    letter: &inbox::DeadLetter,
+) -> (inbox::EventMeta, Vec<CompensationTrail>) {
+    let live = runtime.live();
+    let policy = live
+        .retry
+        .get(&letter.event.pipeline)
+        .copied()
+        .unwrap_or_default();
+    let mut event = StoredEvent {
+        seq,
+        meta: letter.event.clone(),
+        body: Arc::from(inbox::letter_body(&letter.body)),
+        resumed: false,
+    };
+    let span = event_span(&letter.event.id, &event.meta);
+    let trails = compensate(runtime, &live, &mut event, &policy)
+        .instrument(span)
+        .await;
+    (event.meta, trails)
+}
+
 /// Drops a dead letter, first running the compensations it owes unless `undo` is false. Its
 /// trail gets them.
 pub async fn drop_dead_letter(
@@ -953,32 +979,14 @@ pub async fn drop_dead_letter(
     };
     let mut trails = Vec::new();
     if undo && !letter.event.undo.is_empty() {
-        let live = runtime.live();
-        let policy = live
-            .retry
-            .get(&letter.event.pipeline)
-            .copied()
-            .unwrap_or_default();
-        let body = match &letter.body {
-            Value::String(s) => s.as_bytes().to_vec(),
-            other => other.to_string().into_bytes(),
-        };
-        let mut event = StoredEvent {
-            seq,
-            meta: letter.event.clone(),
-            body: Arc::from(body),
-            resumed: false,
-        };
-        let span = event_span(id, &event.meta);
-        trails = compensate(runtime, &live, &mut event, &policy)
-            .instrument(span)
-            .await;
+        let (meta, done) = undo_letter(runtime, seq, &letter).await;
+        trails = done;
         if let Some(mut trail) = runtime.inbox.trail(id)? {
             trail.compensations.extend(trails.iter().cloned());
             runtime.inbox.put_trail(seq, &trail)?;
         }
-        if !event.meta.undo.is_empty() {
-            letter.event = event.meta;
+        if !meta.undo.is_empty() {
+            letter.event = meta;
             runtime.inbox.update_dead_letter(&letter)?;
             return Ok(Dropped::Owed(trails));
         }

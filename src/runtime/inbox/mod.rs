@@ -277,6 +277,42 @@ impl Inbox {
         }))
     }
 
+    /// Writes an event that already has its sequence number (a cluster's stream numbers the
+    /// events it hands out); `None` when one with that number is pending here already. A
+    /// drop mark left on the number (a copy dropped at start) is cleared: this copy runs.
+    pub fn place(
+        &self,
+        seq: u64,
+        meta: EventMeta,
+        body: &[u8],
+    ) -> Result<Option<StoredEvent>, InboxError> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        match self
+            .inbox
+            .insert_new(&seq.to_be_bytes(), &encode_event(&meta, body)?)
+        {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                self.uncount(body.len());
+                return Ok(None);
+            }
+            Err(e) => {
+                self.uncount(body.len());
+                return Err(e.into());
+            }
+        }
+        self.was_dropped(seq);
+        self.last_accepted.fetch_max(seq, Ordering::SeqCst);
+        Ok(Some(StoredEvent {
+            seq,
+            meta,
+            body: Arc::from(body),
+            resumed: false,
+        }))
+    }
+
     /// Every event still in the inbox, in arrival order: what a restart resumes.
     pub fn pending(&self) -> Result<Vec<StoredEvent>, InboxError> {
         let mut out = Vec::new();
@@ -666,18 +702,7 @@ impl Inbox {
         let items: Vec<Value> = self
             .dead_letters(after, limit)?
             .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "event_id": l.event.id,
-                    "pipeline": l.event.pipeline,
-                    "received_at": l.event.received_at,
-                    "dead_at": l.dead_at,
-                    "attempts": l.event.attempts,
-                    "reason": l.reason,
-                    "version": l.version,
-                    "keys": l.event.keys,
-                })
-            })
+            .map(dead_letter_summary)
             .collect();
         Ok(serde_json::json!({ "total": self.dead_letter_count(), "items": items }))
     }
@@ -735,10 +760,7 @@ impl Inbox {
             meta.done.clear();
             meta.full_rerun = true;
         }
-        let body = match &letter.body {
-            Value::String(s) => s.as_bytes().to_vec(),
-            other => other.to_string().into_bytes(),
-        };
+        let body = letter_body(&letter.body);
         // Into the inbox before out of the dead letters: a crash between keeps both copies,
         // never neither.
         meta.interrupted = 0;
@@ -794,6 +816,28 @@ impl Inbox {
         }
         Ok(removed)
     }
+}
+
+/// A dead letter's body as bytes again (kept as JSON, or as a string when it was not JSON).
+pub fn letter_body(body: &Value) -> Vec<u8> {
+    match body {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+/// A dead letter as a page of them lists it.
+pub fn dead_letter_summary(l: &DeadLetter) -> Value {
+    serde_json::json!({
+        "event_id": l.event.id,
+        "pipeline": l.event.pipeline,
+        "received_at": l.event.received_at,
+        "dead_at": l.dead_at,
+        "attempts": l.event.attempts,
+        "reason": l.reason,
+        "version": l.version,
+        "keys": l.event.keys,
+    })
 }
 
 /// Which dead letters [`Inbox::dead_letters_matching`] takes: every one that matches all that

@@ -177,8 +177,12 @@ pub(super) async fn refused(State(rt): Rt) -> Json<Value> {
 /// An event back in the inbox (retrying, or a dead letter retried by hand) is shown as queued
 /// with its last trail, not as that trail's old outcome.
 pub(super) async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    if let Some(meta) = rt.inbox.queued(&id)? {
-        let trail = rt.inbox.trail(&id)?;
+    // In a cluster the event may wait or have run on any node: the cluster's buckets say.
+    let (queued, trail) = match rt.cluster() {
+        Some(link) => link.event(&rt, &id).await?,
+        None => (rt.inbox.queued(&id)?, rt.inbox.trail(&id)?),
+    };
+    if let Some(meta) = queued {
         return Ok(Json(json!({
             "event_id": meta.id,
             "pipeline": meta.pipeline,
@@ -188,7 +192,7 @@ pub(super) async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<
             "last_attempt": trail,
         })));
     }
-    if let Some(trail) = rt.inbox.trail(&id)? {
+    if let Some(trail) = trail {
         return Ok(Json(serde_json::to_value(trail).unwrap_or_default()));
     }
     Err(ApiError::NotFound(format!("no event `{id}`")))

@@ -27,14 +27,30 @@ pub(super) async fn dlq_list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
+    if let Some(link) = rt.cluster() {
+        return Ok(Json(
+            link.dead_letter_page(q.after.as_deref(), limit).await?,
+        ));
+    }
     Ok(Json(rt.inbox.dead_letter_page(q.after.as_deref(), limit)?))
+}
+
+/// A dead letter of this engine, or of the cluster it is a node of.
+async fn dead_letter(
+    rt: &crate::runtime::Runtime,
+    id: &str,
+) -> Result<Option<crate::runtime::inbox::DeadLetter>, ApiError> {
+    match rt.cluster() {
+        Some(link) => Ok(link.dead_letter(id).await?),
+        None => Ok(rt.inbox.get_dead_letter(id)?),
+    }
 }
 
 pub(super) async fn dlq_show(
     State(rt): Rt,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match rt.inbox.get_dead_letter(&id)? {
+    match dead_letter(&rt, &id).await? {
         Some(letter) => Ok(Json(serde_json::to_value(letter).unwrap_or_default())),
         None => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
     }
@@ -78,7 +94,7 @@ pub(super) async fn dlq_retry(
     Query(q): Query<RetryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if q.version == RetryVersion::Failed {
-        let Some(letter) = rt.inbox.get_dead_letter(&id)? else {
+        let Some(letter) = dead_letter(&rt, &id).await? else {
             return Err(ApiError::NotFound(format!("no dead letter `{id}`")));
         };
         let live = rt.live().project.version.clone();
@@ -89,6 +105,13 @@ pub(super) async fn dlq_retry(
                 letter.version
             )));
         }
+    }
+    if let Some(link) = rt.cluster() {
+        // Back to the cluster's stream, to run on whichever node takes it.
+        return match link.retry_dead_letter(&id, q.full).await? {
+            true => Ok(Json(json!({ "event_id": id, "status": "queued" }))),
+            false => Err(ApiError::NotFound(format!("no dead letter `{id}`"))),
+        };
     }
     match rt.inbox.retry_dead_letter(&id, q.full)? {
         Some(event) => {
@@ -153,9 +176,15 @@ pub(super) async fn dlq_retry_matching(
             .transpose()?
             .map(|(n, v)| (n.to_owned(), v.to_owned())),
     };
-    let (letters, more) = rt
-        .inbox
-        .dead_letters_matching(&filter, RETRY_MATCHING_MAX)?;
+    let (letters, more) = match rt.cluster() {
+        Some(link) => {
+            link.dead_letters_matching(&filter, RETRY_MATCHING_MAX)
+                .await?
+        }
+        None => rt
+            .inbox
+            .dead_letters_matching(&filter, RETRY_MATCHING_MAX)?,
+    };
     let live = rt.live().project.version.clone();
     let mut retried = Vec::new();
     let mut not_retried = Vec::new();
@@ -167,6 +196,12 @@ pub(super) async fn dlq_retry_matching(
                 "event_id": id,
                 "reason": format!("failed on version {}, which is no longer live", letter.version),
             }));
+            continue;
+        }
+        if let Some(link) = rt.cluster() {
+            if link.retry_dead_letter(&id, f.full).await? {
+                retried.push(id);
+            }
             continue;
         }
         if let Some(event) = rt.inbox.retry_dead_letter(&id, f.full)? {
@@ -199,7 +234,10 @@ pub(super) async fn dlq_drop(
     Query(q): Query<DropQuery>,
 ) -> Result<Response, ApiError> {
     use axum::response::IntoResponse;
-    let dropped = crate::runtime::drop_dead_letter(&rt, &id, q.undo).await?;
+    let dropped = match rt.cluster() {
+        Some(link) => link.drop_dead_letter(&rt, &id, q.undo).await?,
+        None => crate::runtime::drop_dead_letter(&rt, &id, q.undo).await?,
+    };
     rt.store.flush()?;
     match dropped {
         crate::runtime::Dropped::NotFound => {
