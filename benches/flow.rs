@@ -21,7 +21,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crossdock::config::env::process_env;
 use crossdock::flow::input::Body;
-use crossdock::flow::{load, CompileOptions, GivenAnswers};
+use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep, RunOptions};
 use crossdock::state::{MemoryStore, StateStore};
 use crossdock::testing::event_info;
 
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
             "bench",
             &state,
             &GivenAnswers::default(),
-            crossdock::flow::Keep::Actions,
+            RunOptions::keeping(Keep::Actions),
         )
     };
 
@@ -144,14 +144,14 @@ fn bench(c: &mut Criterion) {
     // As the runtime runs it while trails are kept: every step explained, the explanation
     // written out as the trail would be (docs/runtime.md, "An event's explanation").
     let explained = |o: &[u8]| {
-        flow.run_body_explained(
+        flow.run_body(
             &project.rules,
             template.clone(),
             Ok(Body::Json(o)),
             "bench",
             &state,
             &GivenAnswers::default(),
-            crossdock::flow::Keep::Actions,
+            RunOptions::keeping(Keep::Actions).explained(true),
         )
     };
     group.bench_function("crossdock-flow-explained", |b| {

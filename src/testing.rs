@@ -231,7 +231,7 @@ fn run_case(
                 &decoded.label,
                 &base,
                 &given,
-                crate::flow::Keep::Record,
+                crate::flow::RunOptions::keeping(crate::flow::Keep::Record),
             )
         })
         .collect();

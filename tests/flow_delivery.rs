@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crossdock::config::env::process_env;
 use crossdock::flow::input::Body;
-use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep};
+use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep, RunOptions};
 use crossdock::state::{MemoryStore, StateStore};
 use crossdock::testing::event_info;
 
@@ -88,7 +88,8 @@ fn delivery_gives_the_same_actions_as_a_dry_run() {
                 "lending" => Keep::Lent,
                 _ => Keep::Record,
             };
-            flow.run_body(&project.rules, event, body, "input", &state, &given, keep)
+            let how = RunOptions::keeping(keep);
+            flow.run_body(&project.rules, event, body, "input", &state, &given, how)
         };
         let (kept, delivered, lent) = (run("kept"), run("delivery"), run("lending"));
         // What dry-run prints: the lent payloads are back in their places.
@@ -202,7 +203,7 @@ steps:
                 "input",
                 &state,
                 &given,
-                Keep::Record,
+                RunOptions::keeping(Keep::Record),
             );
             let mut body = serde_json::Value::Null;
             flow.parse_into(bytes, &mut body).unwrap();

@@ -1,4 +1,4 @@
-//! An event's explanation (`Flow::run_body_explained`, what the runtime keeps in a trail): the
+//! An event's explanation (`Flow::run_body` with `RunOptions::explain`, what the runtime keeps in a trail): the
 //! shipped bigcommerce-carts pipeline on the README's abandoned-cart webhook says what each
 //! condition read and came to, what each step changed and what was sent; secret-named fields
 //! are masked; a huge record and thousands of steps stay within the bound; and a run that is
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crossdock::config::env::process_env;
 use crossdock::flow::explain::{Explanation, What, MAX_BYTES};
 use crossdock::flow::input::Body;
-use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep, Outcome, Project};
+use crossdock::flow::{load, CompileOptions, GivenAnswers, Keep, Outcome, Project, RunOptions};
 use crossdock::state::{MemoryStore, StateStore};
 use crossdock::testing::event_info;
 
@@ -45,20 +45,14 @@ fn cart_run(project: &Project, cart: &Value, explained: bool) -> Outcome {
     let mut event = event_info("bigcommerce-carts", None, 1, "t");
     event.received_at = "2026-11-21T09:30:00Z".into();
     let body = fixture("webhook-cart-abandoned.json");
-    let run = if explained {
-        crossdock::flow::Flow::run_body_explained
-    } else {
-        crossdock::flow::Flow::run_body
-    };
-    run(
-        flow,
+    flow.run_body(
         &project.rules,
         event,
         Ok(Body::Json(&body)),
         "input",
         &state,
         &given,
-        Keep::Actions,
+        RunOptions::keeping(Keep::Actions).explained(explained),
     )
 }
 
@@ -267,14 +261,14 @@ fn a_huge_record_and_thousands_of_steps_stay_within_the_bound() {
     let run = |body: Value| {
         let bytes = serde_json::to_vec(&body).unwrap();
         let state: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
-        let outcome = flow.run_body_explained(
+        let outcome = flow.run_body(
             &project.rules,
             event_info("huge", None, 1, "t"),
             Ok(Body::Json(&bytes)),
             "input",
             &state,
             &GivenAnswers::default(),
-            Keep::Actions,
+            RunOptions::keeping(Keep::Actions).explained(true),
         );
         assert!(outcome.ok(), "{:?}", outcome.errors);
         let size = serde_json::to_vec(explanation(&outcome)).unwrap().len();

@@ -201,7 +201,7 @@ pub fn run(args: Args<'_>) -> ExitCode {
                     &empty.label,
                     &state,
                     &given,
-                    crate::flow::Keep::Lent,
+                    crate::flow::RunOptions::keeping(crate::flow::Keep::Lent),
                 );
                 finish(outcome, None);
             }
@@ -216,7 +216,7 @@ pub fn run(args: Args<'_>) -> ExitCode {
                 &decoded.label,
                 &state,
                 &given,
-                crate::flow::Keep::Lent,
+                crate::flow::RunOptions::keeping(crate::flow::Keep::Lent),
             );
             finish(outcome, many.then_some(decoded.label))
         };

@@ -425,10 +425,9 @@ pub struct Outcome {
     /// index and where in the record its payload was. Its JSON ([`Outcome::write_json`]) puts
     /// them back in place.
     pub lent: Vec<(usize, Arc<[String]>)>,
-    /// What each step saw and did, when the caller asked ([`Flow::run_body_explained`]).
     /// The correlation keys found in the body (see [`Flow::read_keys`]).
     pub keys: Vec<(Arc<str>, String)>,
-    /// What each step saw and did, when the caller asked ([`Flow::run_body_explained`]).
+    /// What each step saw and did, when the caller asked ([`RunOptions::explain`]).
     pub explanation: Option<Box<explain::Explanation>>,
 }
 
@@ -444,9 +443,10 @@ impl Flow {
         }
     }
 
-    /// Parses and runs one event; `event.body` is filled here. `keep` says what the caller
+    /// Parses and runs one event; `event.body` is filled here. `how` says what the caller
     /// keeps of the outcome, which decides whether the closing sends may move their payloads
-    /// out of the record instead of copying them (see [`Keep`]).
+    /// out of the record instead of copying them (see [`Keep`]), and whether the outcome
+    /// explains every step.
     #[allow(clippy::too_many_arguments)]
     pub fn run_body(
         &self,
@@ -456,38 +456,7 @@ impl Flow {
         label: &str,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        keep: Keep,
-    ) -> Outcome {
-        self.run_body_with(rules, event, body, label, state, fetch, (keep, false))
-    }
-
-    /// [`Flow::run_body`], the outcome carrying an [`explain::Explanation`] of every step:
-    /// what the runtime keeps in an event's trail. It costs a copy of the record per step
-    /// that changes it, which is why only this call pays it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_body_explained(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-        keep: Keep,
-    ) -> Outcome {
-        self.run_body_with(rules, event, body, label, state, fetch, (keep, true))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_body_with(
-        &self,
-        rules: &Rules,
-        event: EventInfo,
-        body: Result<input::Body<'_>, String>,
-        label: &str,
-        state: &Arc<dyn StateStore>,
-        fetch: &dyn Fetch,
-        keep: (Keep, bool),
+        how: RunOptions,
     ) -> Outcome {
         match body {
             // Parsed into the last body this thread parsed, reusing its allocations.
@@ -497,7 +466,7 @@ impl Flow {
                     return self.unreadable(event, label, e.to_string());
                 }
                 let (outcome, back) =
-                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None);
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, how, None);
                 if let Some(body) = back {
                     SPARE_BODY.set(body);
                 }
@@ -505,13 +474,13 @@ impl Flow {
             }
             Ok(input::Body::Json(bytes)) => match self.parse_body(input::Body::Json(bytes)) {
                 Ok(value) => {
-                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, keep, None)
+                    self.run_parsed(rules, event, value, Some(bytes), state, fetch, how, None)
                         .0
                 }
                 Err(e) => self.unreadable(event, label, e.to_string()),
             },
             Ok(input::Body::Value(value)) => {
-                self.run_parsed(rules, event, value, None, state, fetch, keep, None)
+                self.run_parsed(rules, event, value, None, state, fetch, how, None)
                     .0
             }
             Err(message) => self.unreadable(event, label, message),
@@ -546,7 +515,7 @@ impl Flow {
             Some(bytes),
             state,
             fetch,
-            (Keep::Lent, false),
+            RunOptions::keeping(Keep::Lent),
             spare,
         )
     }
@@ -561,15 +530,15 @@ impl Flow {
         bytes: Option<&[u8]>,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        (keep, explain): (Keep, bool),
+        how: RunOptions,
         spare: Option<Value>,
     ) -> (Outcome, Option<Value>) {
         event.body = Arc::new(body);
-        let mut outcome = self.run_keeping(rules, &event, state, fetch, (keep, explain), spare);
+        let mut outcome = self.run_keeping(rules, &event, state, fetch, how, spare);
         outcome.keys = self.read_keys(&event.body);
         // The parsed body holds only what the flow reads; an event that stopped before any
         // step changed it shows the body as it came.
-        if outcome.body_unchanged && keep != Keep::Actions && !self.need.is_all() {
+        if outcome.body_unchanged && how.keep != Keep::Actions && !self.need.is_all() {
             if let Some(v) = bytes.and_then(|b| serde_json::from_slice(b).ok()) {
                 outcome.record = v;
             }
@@ -604,24 +573,12 @@ impl Flow {
     /// The outcome of an event whose body could not be read.
     pub fn unreadable(&self, event: EventInfo, label: &str, message: String) -> Outcome {
         Outcome {
-            pipeline: self.name.clone(),
-            event_id: event.id,
-            triggered: false,
-            filtered: false,
-            record: Value::Null,
-            actions: Vec::new(),
-            state_changes: Vec::new(),
             errors: vec![StepError {
                 step: label.to_string(),
                 message,
             }],
             body_unchanged: false,
-            retry: None,
-            steps: Vec::new(),
-            undo: Vec::new(),
-            lent: Vec::new(),
-            keys: Vec::new(),
-            explanation: None,
+            ..Outcome::before_steps(self.name.clone(), event.id)
         }
     }
 }
@@ -654,7 +611,54 @@ pub enum Keep {
     Actions,
 }
 
+/// How [`Flow::run_body`] runs an event: what the caller keeps of the outcome, and whether
+/// the outcome explains each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub keep: Keep,
+    /// The outcome carries an [`explain::Explanation`] of every step: what the runtime keeps in
+    /// an event's trail. It costs a copy of the record per step that changes it, which is why
+    /// it is asked for.
+    pub explain: bool,
+}
+
+impl RunOptions {
+    /// Keeping `keep`, explaining nothing.
+    pub const fn keeping(keep: Keep) -> Self {
+        RunOptions {
+            keep,
+            explain: false,
+        }
+    }
+
+    /// The same, each step explained when `explain`.
+    pub const fn explained(self, explain: bool) -> Self {
+        RunOptions { explain, ..self }
+    }
+}
+
 impl Outcome {
+    /// Event `event_id` of `pipeline` before the trigger: nothing ran, nothing changed.
+    fn before_steps(pipeline: String, event_id: String) -> Outcome {
+        Outcome {
+            pipeline,
+            event_id,
+            triggered: false,
+            filtered: false,
+            record: Value::Null,
+            actions: Vec::new(),
+            state_changes: Vec::new(),
+            errors: Vec::new(),
+            body_unchanged: true,
+            retry: None,
+            steps: Vec::new(),
+            undo: Vec::new(),
+            lent: Vec::new(),
+            keys: Vec::new(),
+            explanation: None,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
     }

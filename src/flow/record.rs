@@ -9,12 +9,10 @@ pub struct FieldPath {
 
 impl FieldPath {
     /// Parses `a.b.c`. Empty segments (`a..b`, a leading dot) are refused.
-    pub fn parse(text: &str) -> Result<FieldPath, String> {
+    pub fn parse(text: &str) -> Result<FieldPath, NotAFieldPath> {
         let parts: Vec<String> = text.split('.').map(str::to_string).collect();
         if text.trim().is_empty() || parts.iter().any(|p| p.is_empty()) {
-            return Err(format!(
-                "`{text}` is not a field path; write names joined by dots, like `crm.Amount`"
-            ));
+            return Err(NotAFieldPath(text.to_owned()));
         }
         Ok(FieldPath { parts })
     }
@@ -28,7 +26,7 @@ impl FieldPath {
 
     /// Writes `value` at this path, creating objects on the way. Fails when a value that is
     /// not an object is in the way, rather than overwrite it silently.
-    pub fn set(&self, target: &mut Value, value: Value) -> Result<(), String> {
+    pub fn set(&self, target: &mut Value, value: Value) -> Result<(), CannotSet> {
         let mut at = target;
         let (last, parents) = match self.parts.split_last() {
             Some(split) => split,
@@ -45,18 +43,35 @@ impl FieldPath {
     }
 }
 
-fn as_object<'a>(v: &'a mut Value, path: &[String]) -> Result<&'a mut Map<String, Value>, String> {
+/// Text that is no [`FieldPath`], as [`FieldPath::parse`] refused it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a field path; write names joined by dots, like `crm.Amount`")]
+pub struct NotAFieldPath(pub String);
+
+/// A value that is not an object stands where [`FieldPath::set`] would write inside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot set a field inside {at}: it is {kind}, not an object")]
+pub struct CannotSet {
+    /// `the record`, or the path in backquotes.
+    at: String,
+    kind: &'static str,
+}
+
+fn as_object<'a>(
+    v: &'a mut Value,
+    path: &[String],
+) -> Result<&'a mut Map<String, Value>, CannotSet> {
     if v.is_null() {
         *v = Value::Object(Map::new());
     }
     let kind = kind_of(v);
-    v.as_object_mut().ok_or_else(|| {
-        let at = if path.is_empty() {
+    v.as_object_mut().ok_or_else(|| CannotSet {
+        at: if path.is_empty() {
             "the record".to_string()
         } else {
             format!("`{}`", path.join("."))
-        };
-        format!("cannot set a field inside {at}: it is {kind}, not an object")
+        },
+        kind,
     })
 }
 
@@ -104,7 +119,7 @@ mod tests {
             .set(&mut v, json!(5))
             .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "cannot set a field inside `a`: it is a number, not an object"
         );
     }

@@ -14,8 +14,24 @@ use crate::state::StateStore;
 use super::explain::{self, Explanation, Watched, What};
 use super::record::kind_of;
 use super::{
-    Action, Arm, Fetch, FieldPath, Flow, Keep, Outcome, SendStep, SetValue, Step, StepError, Undo,
+    Action, Arm, Fetch, FieldPath, Flow, Keep, Outcome, RunOptions, SendStep, SetValue, Step,
+    StepError, Undo,
 };
+
+/// Why a step could not make a value (of a `set`, a fetch's `params`) or a `send`'s payload;
+/// the step's label is added when it becomes a [`StepError`].
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error(transparent)]
+    Expr(#[from] crate::rules::RunError),
+    #[error("{path}: {exceeded}")]
+    OverBudget {
+        path: String,
+        exceeded: crate::mapping::Exceeded,
+    },
+    #[error("payload {0} matched nothing in the record")]
+    NoPayload(String),
+}
 
 /// Where control goes after a step.
 enum Next {
@@ -47,7 +63,7 @@ struct Run<'a> {
     scope: String,
     /// Compensations owed by the steps with `undo:` that ran.
     undo: Vec<Undo>,
-    /// What the steps saw and did, when the caller asked ([`Flow::run_body_explained`]).
+    /// What the steps saw and did, when the caller asked ([`RunOptions::explain`]).
     explain: Option<Box<Explaining>>,
 }
 
@@ -71,7 +87,14 @@ impl Flow {
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
     ) -> Outcome {
-        self.run_keeping(rules, event, state, fetch, (Keep::Record, false), None)
+        self.run_keeping(
+            rules,
+            event,
+            state,
+            fetch,
+            RunOptions::keeping(Keep::Record),
+            None,
+        )
     }
 
     /// With [`Keep::Actions`] (the runtime) the outcome's `record` lacks what the closing sends
@@ -86,29 +109,13 @@ impl Flow {
         event: &EventInfo,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
-        (keep, explain): (Keep, bool),
+        RunOptions { keep, explain }: RunOptions,
         spare: Option<Value>,
     ) -> Outcome {
         // Every way an event runs (run, dry-run, test) caps its scripts' log lines.
         let _log = crate::rules::engine::LogBudget::start();
         let keep_record = keep != Keep::Actions;
-        let mut outcome = Outcome {
-            pipeline: self.name.clone(),
-            event_id: event.id.clone(),
-            triggered: false,
-            filtered: false,
-            record: Value::Null,
-            actions: Vec::new(),
-            state_changes: Vec::new(),
-            errors: Vec::new(),
-            body_unchanged: true,
-            retry: None,
-            steps: Vec::new(),
-            undo: Vec::new(),
-            lent: Vec::new(),
-            keys: Vec::new(),
-            explanation: None,
-        };
+        let mut outcome = Outcome::before_steps(self.name.clone(), event.id.clone());
         if !event.body.is_object() {
             outcome.record = (*event.body).clone();
             outcome.errors.push(StepError {
@@ -369,7 +376,9 @@ impl<'a> Run<'a> {
                 .map_err(|e| fail(label, e.to_string()))?;
                 match into {
                     None => *record = Cow::Owned(out),
-                    Some(path) => path.set(record.to_mut(), out).map_err(|e| fail(label, e))?,
+                    Some(path) => path
+                        .set(record.to_mut(), out)
+                        .map_err(|e| fail(label, e.to_string()))?,
                 }
             }
             Step::Script { label, script } => {
@@ -407,7 +416,7 @@ impl<'a> Run<'a> {
                         .value(value, record)
                         .map_err(|e| fail(label, format!("{path}: {e}")))?;
                     path.set(record.to_mut(), value)
-                        .map_err(|e| fail(label, e))?;
+                        .map_err(|e| fail(label, e.to_string()))?;
                 }
             }
             Step::Fetch {
@@ -444,7 +453,7 @@ impl<'a> Run<'a> {
                     None => *record = Cow::Owned(answer),
                     Some(path) => path
                         .set(record.to_mut(), answer)
-                        .map_err(|e| fail(label, e))?,
+                        .map_err(|e| fail(label, e.to_string()))?,
                 }
             }
             Step::Each {
@@ -471,7 +480,9 @@ impl<'a> Run<'a> {
                         return Ok(Next::Continue);
                     }
                 }
-                let action = self.send(send, record).map_err(|e| fail(label, e))?;
+                let action = self
+                    .send(send, record)
+                    .map_err(|e| fail(label, e.to_string()))?;
                 self.actions.push(action);
                 self.explain_send(label);
             }
@@ -552,18 +563,17 @@ impl<'a> Run<'a> {
             )));
         }
         if let Some(into) = into {
-            into.set(owned, Value::Array(results)).map_err(fail)?;
+            into.set(owned, Value::Array(results))
+                .map_err(|e| fail(e.to_string()))?;
         }
         Ok(())
     }
 
     /// A computed value of a `set` or a fetch's `params`.
-    fn value(&self, value: &SetValue, record: &Value) -> Result<Value, String> {
+    fn value(&self, value: &SetValue, record: &Value) -> Result<Value, ValueError> {
         Ok(match value {
             SetValue::Literal(v) => v.clone(),
-            SetValue::Expr(e) => e
-                .eval_value(self.rules, record, &self.ctx)
-                .map_err(|e| e.to_string())?,
+            SetValue::Expr(e) => e.eval_value(self.rules, record, &self.ctx)?,
             SetValue::From(p) => select(p, record)?.unwrap_or(Value::Null),
         })
     }
@@ -627,11 +637,10 @@ impl<'a> Run<'a> {
         x.out.push(&format!("{label}{}", self.scope), what);
     }
 
-    fn send(&self, send: &SendStep, record: &Value) -> Result<Action, String> {
+    fn send(&self, send: &SendStep, record: &Value) -> Result<Action, ValueError> {
         let payload = match &send.payload {
             None => record.clone(),
-            Some(p) => select(p, record)?
-                .ok_or_else(|| format!("payload {p} matched nothing in the record"))?,
+            Some(p) => select(p, record)?.ok_or_else(|| ValueError::NoPayload(p.to_string()))?,
         };
         Ok(send.action(payload, &self.scope))
     }
@@ -695,12 +704,15 @@ fn take(record: &mut Value, path: &[String]) -> Option<Value> {
 /// The value a JSONPath names: the one node for a singular path, the list of nodes otherwise,
 /// made within the default mapping budget (nodes visited, bytes copied, time), so a path such
 /// as `$..*..*..*` fails the step instead of the process.
-fn select(path: &crate::jsonpath::JsonPath, record: &Value) -> Result<Option<Value>, String> {
+fn select(path: &crate::jsonpath::JsonPath, record: &Value) -> Result<Option<Value>, ValueError> {
     if path.is_singular() {
         return Ok(path.first(record).cloned());
     }
     let mut budget = crate::mapping::Budget::default();
-    let over = |e: crate::mapping::Exceeded| format!("{path}: {e}");
+    let over = |exceeded| ValueError::OverBudget {
+        path: path.to_string(),
+        exceeded,
+    };
     let nodes = path.query_within(record, &mut budget).map_err(over)?;
     let mut items = Vec::with_capacity(nodes.len());
     for v in nodes {

@@ -243,7 +243,6 @@ pub fn fill_value(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -33,7 +33,7 @@ use super::turns::ORDERING_HEADER;
 use super::{metrics, Live, Runtime};
 use crate::connectors::{CallError, Request};
 use crate::flow::input::Body;
-use crate::flow::{Fetch, FetchError, Flow, Keep, Outcome, StepError};
+use crate::flow::{Fetch, FetchError, Flow, Keep, Outcome, RunOptions, StepError};
 use crate::rules::{EventInfo, Rules};
 use crate::state::{CommitError, EventState, StateStore};
 use serde_json::Value;
@@ -314,20 +314,14 @@ fn run_committed(
             Err(e) => return (state_failed(flow, &info, e.to_string()), false),
         };
         let body = Ok(Body::Json(body));
-        let run = if explain {
-            Flow::run_body_explained
-        } else {
-            Flow::run_body
-        };
-        let mut outcome = run(
-            flow,
+        let mut outcome = flow.run_body(
             rules,
             info.clone(),
             body,
             "input",
             &view,
             fetch,
-            Keep::Actions,
+            RunOptions::keeping(Keep::Actions).explained(explain),
         );
         if !outcome.ok() || applied {
             return (outcome, applied);

@@ -369,7 +369,7 @@ pub(super) async fn dry_run(
             "body",
             &state,
             &crate::flow::GivenAnswers { answers, hint },
-            crate::flow::Keep::Record,
+            crate::flow::RunOptions::keeping(crate::flow::Keep::Record),
         );
         outcome.state_changes = overlay.changes();
         let text = outcome.to_json().unwrap_or_default();

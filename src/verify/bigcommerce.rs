@@ -15,17 +15,12 @@ pub(super) fn from_client_secret(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use base64::Engine as _;
 
-    use super::super::test_support::{headers, hmac_sha256};
-    use super::super::{Scheme, VerifyError, BASE64};
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::shared::BASE64;
+    use super::super::{Scheme, VerifyError};
     use super::*;
 
     const SECRET: &str = "my-client-secret";

@@ -2,63 +2,33 @@
 //!
 //! Owns that header and the `X-GitHub-Delivery` id. The legacy SHA-1 `X-Hub-Signature` is
 //! deliberately never consulted: accepting it would let a forger fall back to the weaker hash.
+//! GitHub signs only the body, not `X-GitHub-Delivery`. The verifier is the generic one
+//! (`hmac_sha256.rs`) with these headers.
 
-use super::{
-    decode_signature, delivery_id, required_header, BuildError, Scheme, SignatureEncoding, Signer,
-    Verified, VerifyError,
-};
+use std::borrow::Cow;
+
+use super::hmac_sha256::HmacSha256;
+use super::shared::SignatureHeader;
+use super::{BuildError, SignatureEncoding};
 
 const SIGNATURE: &str = "X-Hub-Signature-256";
 const PREFIX: &str = "sha256=";
 const DELIVERY: &str = "X-GitHub-Delivery";
 
-#[derive(Debug)]
-pub(super) struct Github {
-    signer: Signer,
-}
-
-impl Github {
-    pub(super) fn new(secret: &str) -> Result<Self, BuildError> {
-        Ok(Self {
-            signer: Signer::new(secret.as_bytes())?,
-        })
-    }
-}
-
-impl Scheme for Github {
-    /// GitHub signs only the body, not `X-GitHub-Delivery`.
-    fn signs_delivery_id(&self) -> bool {
-        false
-    }
-
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        _now: i64,
-    ) -> Result<Verified, VerifyError> {
-        let value = required_header(headers, SIGNATURE)?;
-        let hex = value.strip_prefix(PREFIX).ok_or_else(|| {
-            VerifyError::Malformed(format!("header {SIGNATURE} must start with {PREFIX}"))
-        })?;
+pub(super) fn new(secret: &str) -> Result<HmacSha256, BuildError> {
+    let signature = SignatureHeader {
+        names: vec![Cow::Borrowed(SIGNATURE)],
         // GitHub sends lowercase hex; uppercase decodes to the same bytes and is accepted.
-        let signature = decode_signature(hex, SignatureEncoding::Hex, SIGNATURE)?;
-        self.signer.verify_one(&[body], &signature)?;
-        Ok(Verified {
-            delivery_id: delivery_id(headers, &[DELIVERY]),
-        })
-    }
+        encoding: SignatureEncoding::Hex,
+        prefix: Some(PREFIX.to_owned()),
+    };
+    HmacSha256::new(secret, signature, &[DELIVERY])
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
-    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::{Scheme, Verified, VerifyError};
     use super::*;
 
     const SECRET: &str = "It's a Secret to Everybody";
@@ -73,7 +43,7 @@ mod tests {
 
     #[test]
     fn legacy_sha1_header_alone_is_not_enough() {
-        let scheme = Github::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[(
             "X-Hub-Signature",
             "sha1=0123456789abcdef0123456789abcdef01234567",
@@ -86,14 +56,14 @@ mod tests {
 
     #[test]
     fn delivery_id_is_optional() {
-        let scheme = Github::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[(SIGNATURE, &valid())]);
         assert_eq!(scheme.verify(&map, BODY, 0), Ok(Verified::default()));
     }
 
     #[test]
     fn truncated_hex_is_malformed() {
-        let scheme = Github::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let truncated = &valid()[..40];
         let map = headers(&[(SIGNATURE, truncated)]);
         assert_eq!(
@@ -106,7 +76,7 @@ mod tests {
 
     #[test]
     fn sha1_prefix_is_malformed() {
-        let scheme = Github::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[(SIGNATURE, &valid().replace("sha256=", "sha1="))]);
         assert_eq!(
             scheme.verify(&map, BODY, 0),

@@ -1,81 +1,83 @@
-//! Generic HMAC-SHA256 of the raw body, for providers without a scheme of their own.
+//! An HMAC-SHA256 of the raw body in a header: the generic scheme, for providers without one of
+//! their own, and the form GitHub, Shopify and Tokopedia use, which build it with their headers.
 //!
 //! Owns the configurable parts: which header carries the signature, hex or base64, and an
-//! optional prefix such as `sha256=`. No timestamp and no delivery id: the generic scheme cannot
-//! know where a provider would put them.
+//! optional prefix such as `sha256=`; and which headers name the delivery. Only the body is
+//! signed: no timestamp, and a delivery id is not covered by the signature.
 
-use http::HeaderName;
+use std::borrow::Cow;
 
-use super::{
-    decode_signature, required_header, BuildError, Scheme, SignatureEncoding, Signer, Verified,
-    VerifyError,
-};
+use http::{HeaderMap, HeaderName};
+
+use super::shared::{delivery_id, SignatureHeader, Signer};
+use super::{BuildError, Scheme, SignatureEncoding, Verified, VerifyError};
 
 #[derive(Debug)]
 pub(super) struct HmacSha256 {
     signer: Signer,
-    /// As configured, so messages use the user's spelling; lookup is case-insensitive anyway.
-    header: String,
-    encoding: SignatureEncoding,
-    prefix: Option<String>,
+    /// Spelled as configured (or as the provider does), so messages use that spelling; lookup
+    /// is case-insensitive anyway.
+    signature: SignatureHeader,
+    /// The headers that may name the delivery, the first present one taken.
+    delivery: &'static [&'static str],
 }
 
 impl HmacSha256 {
+    /// A provider's fixed form: the secret's UTF-8 bytes as the key.
     pub(super) fn new(
         secret: &str,
-        header: &str,
-        encoding: SignatureEncoding,
-        prefix: Option<&str>,
+        signature: SignatureHeader,
+        delivery: &'static [&'static str],
     ) -> Result<Self, BuildError> {
-        // A name `HeaderMap` cannot hold would never be found, so every delivery would fail
-        // as "missing"; better to say so at startup.
-        HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| BuildError::HeaderInvalid(header.to_owned()))?;
         Ok(Self {
             signer: Signer::new(secret.as_bytes())?,
-            header: header.to_owned(),
-            encoding,
-            prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+            signature,
+            delivery,
         })
     }
 }
 
+/// The generic scheme, as `verify:` configures it.
+pub(super) fn configured(
+    secret: &str,
+    header: &str,
+    encoding: SignatureEncoding,
+    prefix: Option<&str>,
+) -> Result<HmacSha256, BuildError> {
+    // A name `HeaderMap` cannot hold would never be found, so every delivery would fail as
+    // "missing"; better to say so at startup.
+    HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| BuildError::HeaderInvalid(header.to_owned()))?;
+    let signature = SignatureHeader {
+        names: vec![Cow::Owned(header.to_owned())],
+        encoding,
+        prefix: prefix.filter(|p| !p.is_empty()).map(str::to_owned),
+    };
+    HmacSha256::new(secret, signature, &[])
+}
+
 impl Scheme for HmacSha256 {
-    /// Only the body is signed (and this scheme reads no delivery id).
+    /// Only the body is signed.
     fn signs_delivery_id(&self) -> bool {
         false
     }
 
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        _now: i64,
-    ) -> Result<Verified, VerifyError> {
-        let mut value = required_header(headers, &self.header)?;
-        if let Some(prefix) = &self.prefix {
-            value = value.strip_prefix(prefix.as_str()).ok_or_else(|| {
-                VerifyError::Malformed(format!("header {} must start with {prefix}", self.header))
-            })?;
-        }
-        let signature = decode_signature(value, self.encoding, &self.header)?;
+    fn verify(&self, headers: &HeaderMap, body: &[u8], _now: i64) -> Result<Verified, VerifyError> {
+        let signature = self.signature.read(headers)?;
         self.signer.verify_one(&[body], &signature)?;
-        Ok(Verified::default())
+        Ok(Verified {
+            delivery_id: delivery_id(headers, self.delivery),
+        })
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use base64::Engine as _;
 
-    use super::super::test_support::{headers, hmac_sha256};
-    use super::super::{build, VerifyConfig, BASE64};
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::shared::BASE64;
+    use super::super::{build, VerifyConfig};
     use super::*;
     use crate::config::model::VerifyScheme;
 
@@ -141,27 +143,24 @@ mod tests {
     }
 
     #[test]
-    fn missing_prefix_is_malformed() {
-        let verifier = scheme("X-Signature", None, Some("sha256="));
+    fn a_missing_prefix_or_a_wrong_encoding_is_malformed() {
+        let cases = [
+            (
+                scheme("X-Signature", None, Some("sha256=")),
+                "header X-Signature must start with sha256=",
+            ),
+            (
+                scheme("X-Signature", Some(SignatureEncoding::Base64), None),
+                "header X-Signature is not a base64 HMAC-SHA256 signature",
+            ),
+        ];
         let map = headers(&[("X-Signature", &hex::encode(mac()))]);
-        assert_eq!(
-            verifier.verify(&map, BODY, 0),
-            Err(VerifyError::Malformed(
-                "header X-Signature must start with sha256=".into()
-            ))
-        );
-    }
-
-    #[test]
-    fn wrong_encoding_is_malformed() {
-        let verifier = scheme("X-Signature", Some(SignatureEncoding::Base64), None);
-        let map = headers(&[("X-Signature", &hex::encode(mac()))]);
-        assert_eq!(
-            verifier.verify(&map, BODY, 0),
-            Err(VerifyError::Malformed(
-                "header X-Signature is not a base64 HMAC-SHA256 signature".into()
-            ))
-        );
+        for (verifier, message) in cases {
+            assert_eq!(
+                verifier.verify(&map, BODY, 0),
+                Err(VerifyError::Malformed(message.into()))
+            );
+        }
     }
 
     #[test]

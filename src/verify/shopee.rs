@@ -11,70 +11,30 @@
 
 use http::Uri;
 
-use super::{
-    body_object, decode_signature, required_header, BodyTime, BuildError, Scheme,
-    SignatureEncoding, Signer, TimeUnit, Verified, VerifyError,
-};
+use super::push::Push;
+use super::shared::TimeUnit;
+use super::BuildError;
 
-const SIGNATURE: &str = "Authorization";
-
-#[derive(Debug)]
-pub(super) struct Shopee {
-    signer: Signer,
-    callback_url: String,
-    time: BodyTime,
-}
-
-impl Shopee {
-    pub(super) fn new(
-        partner_key: &str,
-        callback_url: &str,
-        tolerance: i64,
-    ) -> Result<Self, BuildError> {
-        let valid = callback_url.parse::<Uri>().is_ok_and(|uri| {
-            matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
-        });
-        if !valid {
-            return Err(BuildError::CallbackUrlInvalid(callback_url.to_owned()));
-        }
-        Ok(Self {
-            // The partner key is used as its UTF-8 bytes, not hex-decoded, as for API calls.
-            signer: Signer::new(partner_key.as_bytes())?,
-            callback_url: callback_url.to_owned(),
-            time: BodyTime {
-                field: "timestamp",
-                unit: TimeUnit::Seconds,
-                tolerance,
-            },
-        })
+/// The partner key signs `callback URL|body`.
+pub(super) fn new(
+    partner_key: &str,
+    callback_url: &str,
+    tolerance: i64,
+) -> Result<Push, BuildError> {
+    let valid = callback_url.parse::<Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    });
+    if !valid {
+        return Err(BuildError::CallbackUrlInvalid(callback_url.to_owned()));
     }
-}
-
-impl Scheme for Shopee {
-    fn signs_delivery_id(&self) -> bool {
-        false
-    }
-
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, VerifyError> {
-        let value = required_header(headers, SIGNATURE)?;
-        let signature = decode_signature(value, SignatureEncoding::Hex, SIGNATURE)?;
-        self.signer
-            .verify_one(&[self.callback_url.as_bytes(), b"|", body], &signature)?;
-        // Only a signed body's time is worth reading.
-        self.time.check(body_object(body).as_ref(), now)?;
-        Ok(Verified::default())
-    }
+    let lead = [callback_url.as_bytes(), b"|"].concat();
+    Push::new(partner_key, lead, None, TimeUnit::Seconds, tolerance)
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::{Scheme, Verified, VerifyError};
     use super::*;
 
     const KEY: &str = "partner-key-test";
@@ -90,12 +50,11 @@ mod tests {
 
     #[test]
     fn the_url_is_part_of_what_is_signed() {
-        let scheme = Shopee::new(KEY, URL, 300).unwrap();
+        let scheme = new(KEY, URL, 300).unwrap();
         let map = signed(BODY);
         assert_eq!(scheme.verify(&map, BODY, SENT), Ok(Verified::default()));
 
-        let elsewhere =
-            Shopee::new(KEY, "https://erp.example.com/hooks/shopee/other", 300).unwrap();
+        let elsewhere = new(KEY, "https://erp.example.com/hooks/shopee/other", 300).unwrap();
         assert_eq!(
             elsewhere.verify(&map, BODY, SENT),
             Err(VerifyError::Mismatch)
@@ -104,7 +63,7 @@ mod tests {
 
     #[test]
     fn the_body_timestamp_must_be_within_the_tolerance() {
-        let scheme = Shopee::new(KEY, URL, 300).unwrap();
+        let scheme = new(KEY, URL, 300).unwrap();
         let map = signed(BODY);
         assert!(scheme.verify(&map, BODY, SENT + 300).is_ok());
         assert!(scheme.verify(&map, BODY, SENT - 300).is_ok());
@@ -143,7 +102,7 @@ mod tests {
     fn the_callback_url_must_be_absolute_http() {
         for bad in ["/hooks/shopee", "ftp://x.example/y", "not a url", ""] {
             assert_eq!(
-                Shopee::new(KEY, bad, 300).unwrap_err(),
+                new(KEY, bad, 300).unwrap_err(),
                 BuildError::CallbackUrlInvalid(bad.to_owned()),
                 "{bad}"
             );

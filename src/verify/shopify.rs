@@ -7,10 +7,11 @@
 //! topic deliver one event twice under different webhook ids and the same event id, which
 //! Shopify's "Ignore duplicate webhooks" guidance says to deduplicate on.
 
-use super::{
-    decode_signature, delivery_id, header, required_header, BuildError, Scheme, SignatureEncoding,
-    Signer, Verified, VerifyError,
-};
+use std::borrow::Cow;
+
+use super::hmac_sha256::HmacSha256;
+use super::shared::SignatureHeader;
+use super::{BuildError, SignatureEncoding};
 
 const SIGNATURE: &str = "shopify-hmac-sha256";
 const LEGACY_SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
@@ -19,63 +20,25 @@ const LEGACY_WEBHOOK_ID: &str = "X-Shopify-Webhook-Id";
 const EVENT_ID: &str = "shopify-event-id";
 const LEGACY_EVENT_ID: &str = "X-Shopify-Event-Id";
 
-#[derive(Debug)]
-pub(super) struct Shopify {
-    signer: Signer,
-}
-
-impl Shopify {
-    pub(super) fn new(secret: &str) -> Result<Self, BuildError> {
-        Ok(Self {
-            signer: Signer::new(secret.as_bytes())?,
-        })
-    }
-}
-
-impl Scheme for Shopify {
-    /// Shopify signs only the body, not `X-Shopify-Webhook-Id`.
-    fn signs_delivery_id(&self) -> bool {
-        false
-    }
-
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        _now: i64,
-    ) -> Result<Verified, VerifyError> {
-        // The new spelling wins when both are present, as in Shopify's own SDK; a missing
-        // header is reported under the name Shopify's docs use.
-        let (name, value) = match header(headers, SIGNATURE)? {
-            Some(value) => (SIGNATURE, value),
-            None => (
-                LEGACY_SIGNATURE,
-                required_header(headers, LEGACY_SIGNATURE)?,
-            ),
-        };
-        let signature = decode_signature(value, SignatureEncoding::Base64, name)?;
-        self.signer.verify_one(&[body], &signature)?;
-        Ok(Verified {
-            delivery_id: delivery_id(
-                headers,
-                &[EVENT_ID, LEGACY_EVENT_ID, WEBHOOK_ID, LEGACY_WEBHOOK_ID],
-            ),
-        })
-    }
+/// Shopify signs only the body, not the ids. The new spelling wins when both are present, as in
+/// Shopify's own SDK; a missing header is reported under the name Shopify's docs use.
+pub(super) fn new(secret: &str) -> Result<HmacSha256, BuildError> {
+    let signature = SignatureHeader {
+        names: vec![Cow::Borrowed(SIGNATURE), Cow::Borrowed(LEGACY_SIGNATURE)],
+        encoding: SignatureEncoding::Base64,
+        prefix: None,
+    };
+    let ids = &[EVENT_ID, LEGACY_EVENT_ID, WEBHOOK_ID, LEGACY_WEBHOOK_ID];
+    HmacSha256::new(secret, signature, ids)
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use base64::Engine as _;
 
-    use super::super::test_support::{headers, hmac_sha256};
-    use super::super::BASE64;
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::shared::BASE64;
+    use super::super::{Scheme, Verified, VerifyError};
     use super::*;
 
     const SECRET: &str = "API_SECRET_KEY";
@@ -87,7 +50,7 @@ mod tests {
 
     #[test]
     fn new_header_spelling_alone_verifies() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[
             ("shopify-hmac-sha256", &valid()),
             ("shopify-webhook-id", "w-1"),
@@ -102,7 +65,7 @@ mod tests {
 
     #[test]
     fn new_header_spelling_wins_when_both_are_sent() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let wrong = BASE64.encode([0u8; 32]);
         let new_valid = headers(&[
             ("shopify-hmac-sha256", &valid()),
@@ -121,7 +84,7 @@ mod tests {
 
     #[test]
     fn delivery_id_prefers_the_new_header_and_may_be_absent() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let both = headers(&[
             (LEGACY_SIGNATURE, &valid()),
             ("X-Shopify-Webhook-Id", "old"),
@@ -141,7 +104,7 @@ mod tests {
 
     #[test]
     fn the_event_id_outranks_the_webhook_id() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let id = |pairs: &[(&str, &str)]| {
             let mut pairs = pairs.to_vec();
             let signature = valid();
@@ -166,14 +129,14 @@ mod tests {
 
     #[test]
     fn unpadded_base64_is_accepted() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[(LEGACY_SIGNATURE, valid().trim_end_matches('='))]);
         assert!(scheme.verify(&map, BODY, 0).is_ok());
     }
 
     #[test]
     fn malformed_new_header_names_that_header() {
-        let scheme = Shopify::new(SECRET).unwrap();
+        let scheme = new(SECRET).unwrap();
         let map = headers(&[("shopify-hmac-sha256", "%%%")]);
         assert_eq!(
             scheme.verify(&map, BODY, 0),

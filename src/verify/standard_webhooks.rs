@@ -6,10 +6,10 @@
 
 use base64::Engine as _;
 
-use super::{
-    check_timestamp, parse_timestamp, required_header, BuildError, Scheme, Signer, Verified,
-    VerifyError, BASE64,
-};
+use http::HeaderMap;
+
+use super::shared::{check_timestamp, parse_timestamp, required_header, Signer, BASE64};
+use super::{BuildError, Scheme, Verified, VerifyError};
 
 /// The headers' names: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
 const STANDARD: Names = Names {
@@ -34,7 +34,7 @@ struct Names {
 impl Names {
     /// Svix's names when the delivery carries Svix's signature and not the standard one; the
     /// standard names otherwise, so a delivery with neither is told what the spec expects.
-    fn of(headers: &http::HeaderMap) -> &'static Names {
+    fn of(headers: &HeaderMap) -> &'static Names {
         let has = |name| headers.get(name).is_some();
         if !has(STANDARD.signature) && has(SVIX.signature) {
             &SVIX
@@ -79,12 +79,7 @@ impl Scheme for StandardWebhooks {
         true
     }
 
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, VerifyError> {
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, VerifyError> {
         let names = Names::of(headers);
         let id = required_header(headers, names.id)?;
         let timestamp_text = required_header(headers, names.timestamp)?;
@@ -113,14 +108,8 @@ impl Scheme for StandardWebhooks {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
-    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::shared::test_support::{headers, hmac_sha256};
     use super::*;
 
     const KEY_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -4,10 +4,12 @@
 //! the body. Unlike Standard Webhooks, the key is the whole `whsec_...` string as typed, not its
 //! base64 decoding.
 
-use super::{
-    body_string_field, check_timestamp, parse_timestamp, required_header, BuildError, Scheme,
-    Signer, Verified, VerifyError,
+use http::HeaderMap;
+
+use super::shared::{
+    body_object, body_string_field, check_timestamp, parse_timestamp, required_header, Signer,
 };
+use super::{BuildError, Scheme, Verified, VerifyError};
 
 const SIGNATURE: &str = "Stripe-Signature";
 
@@ -32,12 +34,7 @@ impl Scheme for Stripe {
         true
     }
 
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, VerifyError> {
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, VerifyError> {
         let value = required_header(headers, SIGNATURE)?;
         // Unknown keys (`v0`, future schemes) and stray items are skipped, as Stripe's SDKs do.
         let items = value
@@ -73,18 +70,12 @@ impl Scheme for Stripe {
 
 /// The body is authentic by now, but it is only mined for a dedup hint.
 fn event_id(body: &[u8]) -> Option<String> {
-    body_string_field(super::body_object(body).as_ref(), "id")
+    body_string_field(body_object(body).as_ref(), "id")
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
-    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::shared::test_support::{headers, hmac_sha256};
     use super::*;
 
     const SECRET: &str = "whsec_test_secret";

@@ -2,94 +2,29 @@
 //! by the raw body, keyed with the app secret. TikTok Shop's Partner Center documents this for
 //! its webhooks; the form here follows the public SDK ports (docs/runtime.md says which).
 //!
-//! Owns that format, which Lazada's push shares (`lazada.rs`), reading TikTok's
-//! `tts_notification_id` out of the signed body as the delivery id, and the body's signed
-//! `timestamp` (Unix seconds; Lazada's in milliseconds), refused outside `tolerance`.
+//! Owns TikTok's settings of the push form (`push.rs`), which Lazada's push shares
+//! (`lazada.rs`): `tts_notification_id` read out of the signed body as the delivery id, and the
+//! body's signed `timestamp` in Unix seconds, refused outside `tolerance`.
 
-use super::{
-    body_object, body_string_field, decode_signature, required_header, BodyTime, BuildError,
-    Scheme, SignatureEncoding, Signer, TimeUnit, Verified, VerifyError,
-};
+use super::push::Push;
+use super::shared::TimeUnit;
+use super::BuildError;
 
-const SIGNATURE: &str = "Authorization";
-
-/// An `Authorization` header carrying the hex HMAC of `app_key + body`.
-#[derive(Debug)]
-pub(super) struct AppKeyBody {
-    signer: Signer,
-    app_key: String,
-    /// The top-level body field that names the delivery, when the provider sends one.
-    id_field: Option<&'static str>,
-    time: BodyTime,
-}
-
-impl AppKeyBody {
-    pub(super) fn new(
-        app_secret: &str,
-        app_key: &str,
-        id_field: Option<&'static str>,
-        unit: TimeUnit,
-        tolerance: i64,
-    ) -> Result<Self, BuildError> {
-        Ok(Self {
-            signer: Signer::new(app_secret.as_bytes())?,
-            app_key: app_key.to_owned(),
-            id_field,
-            time: BodyTime {
-                field: "timestamp",
-                unit,
-                tolerance,
-            },
-        })
-    }
-}
-
-/// TikTok Shop: the notification id is in the body, the time in seconds.
-pub(super) fn new(
-    app_secret: &str,
-    app_key: &str,
-    tolerance: i64,
-) -> Result<AppKeyBody, BuildError> {
-    AppKeyBody::new(
+pub(super) fn new(app_secret: &str, app_key: &str, tolerance: i64) -> Result<Push, BuildError> {
+    let lead = app_key.as_bytes().to_vec();
+    Push::new(
         app_secret,
-        app_key,
+        lead,
         Some("tts_notification_id"),
         TimeUnit::Seconds,
         tolerance,
     )
 }
 
-impl Scheme for AppKeyBody {
-    /// The id, when there is one, is read from the signed body.
-    fn signs_delivery_id(&self) -> bool {
-        true
-    }
-
-    fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Verified, VerifyError> {
-        let value = required_header(headers, SIGNATURE)?;
-        let signature = decode_signature(value, SignatureEncoding::Hex, SIGNATURE)?;
-        self.signer
-            .verify_one(&[self.app_key.as_bytes(), body], &signature)?;
-        // Only a signed body is read, once, for its time and its id.
-        let object = body_object(body);
-        self.time.check(object.as_ref(), now)?;
-        Ok(Verified {
-            delivery_id: self
-                .id_field
-                .and_then(|field| body_string_field(object.as_ref(), field)),
-        })
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use super::super::test_support::{headers, hmac_sha256};
+    use super::super::shared::test_support::{headers, hmac_sha256};
+    use super::super::{Scheme, Verified, VerifyError};
     use super::*;
 
     const SECRET: &str = "app-secret";

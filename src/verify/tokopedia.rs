@@ -5,10 +5,12 @@
 //! not covered.)
 
 use super::hmac_sha256::HmacSha256;
+use super::shared::SignatureHeader;
 use super::{BuildError, SignatureEncoding};
 
 const SIGNATURE: &str = "Authorization-Hmac";
 
 pub(super) fn new(secret: &str) -> Result<HmacSha256, BuildError> {
-    HmacSha256::new(secret, SIGNATURE, SignatureEncoding::Hex, None)
+    let signature = SignatureHeader::plain(SIGNATURE, SignatureEncoding::Hex);
+    HmacSha256::new(secret, signature, &[])
 }

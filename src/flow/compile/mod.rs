@@ -678,6 +678,17 @@ mod tests {
         }
     }
 
+    /// A project of `pipeline` and the mapping `m`, which must load.
+    fn with_mapping(pipeline: &str, mapping: &str) -> crate::flow::Project {
+        let files = [
+            ("crossdock.yaml", CONNECTORS),
+            ("pipelines/p.yaml", pipeline),
+            ("mappings/m.yaml", mapping),
+        ];
+        let (project, _) = load_files(&files).unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        project
+    }
+
     #[test]
     fn a_flow_parses_only_what_its_steps_read_until_a_map_replaces_the_record() {
         let pipeline = "pipeline: p\nsource:\n  webhook: { path: /p }\nsteps:\n  \
@@ -685,12 +696,7 @@ mod tests {
              - send: { to: out, op: print, payload: $.customer }\n  \
              - map: m\n  - send: { to: out, op: print, payload: $.unread }\n";
         let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
-        let (project, _) = load_files(&[
-            ("crossdock.yaml", CONNECTORS),
-            ("pipelines/p.yaml", pipeline),
-            ("mappings/m.yaml", mapping),
-        ])
-        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        let project = with_mapping(pipeline, mapping);
         let flow = project.pipeline("p").unwrap();
         let body =
             br#"{"order":{"id":1,"total":2,"note":"x"},"customer":{"n":1},"unread":3,"other":4}"#;
@@ -775,12 +781,7 @@ mod tests {
              - filter: 'event.body.len() > 0'\n  - map: m\n  \
              - send: { to: out, op: print }\n";
         let mapping = "mapping: m\nfields:\n  id: { from: $.order.id }\n";
-        let (project, _) = load_files(&[
-            ("crossdock.yaml", CONNECTORS),
-            ("pipelines/p.yaml", pipeline),
-            ("mappings/m.yaml", mapping),
-        ])
-        .unwrap_or_else(|d| panic!("{:#?}", errors(&d)));
+        let project = with_mapping(pipeline, mapping);
         assert!(project.pipeline("p").unwrap().need.is_all());
     }
 }

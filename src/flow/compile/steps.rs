@@ -111,7 +111,7 @@ fn compile_each(
     let mut field = |name: &str, text: &str| match FieldPath::parse(text) {
         Ok(p) => Some(p),
         Err(msg) => {
-            cx.error_at(&[path, &[key(name)]].concat(), msg, None);
+            cx.error_at(&[path, &[key(name)]].concat(), msg.to_string(), None);
             ok = false;
             None
         }
@@ -245,7 +245,7 @@ fn compile_step(
                 Some(into) => match FieldPath::parse(into) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        cx.error_at(&[path, &[key("into")]].concat(), e.to_string(), None);
                         return None;
                     }
                 },
@@ -303,7 +303,7 @@ fn compile_step(
                 Some(into) => match FieldPath::parse(into) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        cx.error_at(&[path, &[key("into")]].concat(), e, None);
+                        cx.error_at(&[path, &[key("into")]].concat(), e.to_string(), None);
                         ok = false;
                         None
                     }
@@ -412,7 +412,7 @@ fn compile_values(
         let target = match parsed {
             Ok(t) => t,
             Err(e) => {
-                cx.error_at(&fpath, e, None);
+                cx.error_at(&fpath, e.to_string(), None);
                 ok = false;
                 continue;
             }
