@@ -14,6 +14,10 @@
 //!
 //! `upstream` is the other end of the `http` connector: it answers every POST 201 `{"id": n}`,
 //! counts them, prints deliveries/s each second on stderr and serves the total at `GET /count`.
+//!
+//! `ceiling` is the most any Rust HTTP server can do here, beside which crossdock's ingress is
+//! read: a bare axum handler that reads each body and answers 202 `{"event_id": ...}`, keeping
+//! nothing.
 
 // A command-line tool: its output is what it prints on stdout.
 #![allow(clippy::print_stdout)]
@@ -52,6 +56,8 @@ enum Cmd {
     Fire(FireArgs),
     /// A local stand-in for an API: answers every POST 201 and counts them.
     Upstream(UpstreamArgs),
+    /// A bare axum handler that reads the body and answers 202: the ceiling of ingress.
+    Ceiling(UpstreamArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -98,6 +104,7 @@ fn main() -> std::process::ExitCode {
     let threads = match &cli.cmd {
         Cmd::Fire(a) => a.threads,
         Cmd::Upstream(_) => Some(1),
+        Cmd::Ceiling(_) => None,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -115,6 +122,7 @@ fn main() -> std::process::ExitCode {
         match cli.cmd {
             Cmd::Fire(args) => fire(args).await,
             Cmd::Upstream(args) => upstream(args).await,
+            Cmd::Ceiling(args) => ceiling(args).await,
         }
     });
     match result {
@@ -528,6 +536,28 @@ async fn upstream(args: UpstreamArgs) -> Result<(), String> {
         serde_json::json!({ "delivered": count.load(Ordering::Relaxed) })
     );
     Ok(())
+}
+
+async fn ceiling(args: UpstreamArgs) -> Result<(), String> {
+    let count = Arc::new(AtomicU64::new(0));
+    let app = Router::new().fallback(move |body: Bytes| async move {
+        let n = count.fetch_add(1, Ordering::Relaxed);
+        // As crossdock answers: an id that depends on the body's arrival, as JSON.
+        let id = format!("evt_{n:016x}");
+        let kept = body.len();
+        (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "event_id": id, "bytes": kept })),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    eprintln!("ceiling listening on http://{}", args.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .map_err(|e| format!("the server failed: {e}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -197,10 +197,25 @@ pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
 }
 
 pub(super) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, InboxError> {
-    serde_json::to_vec(value).map_err(|e| InboxError::Corrupt {
+    to_json_with(value, META_GUESS)
+}
+
+/// What an event's meta or a trail takes as JSON, about: room made at once rather than by
+/// doubling from a few bytes (each doubling copies what is there).
+const META_GUESS: usize = 1024;
+
+/// As [`to_json`], into a vector with room for `capacity` bytes: a caller that appends a body
+/// after the JSON counts it in.
+pub(super) fn to_json_with<T: Serialize>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, InboxError> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value).map_err(|e| InboxError::Corrupt {
         key: "(new)".into(),
         message: e.to_string(),
-    })
+    })?;
+    Ok(out)
 }
 
 pub(super) fn from_json<T: serde::de::DeserializeOwned>(
@@ -246,10 +261,20 @@ pub(super) fn encode_raw(
     headers: &BTreeMap<String, String>,
     body: &[u8],
 ) -> Result<Vec<u8>, InboxError> {
-    let meta = serde_json::json!({ "headers": headers, "bytes": body.len() });
-    let mut out = to_json(&meta)?;
+    // Fields in the order `json!` sorted them in, so entries written before read the same.
+    #[derive(Serialize)]
+    struct Meta<'a> {
+        bytes: usize,
+        headers: &'a BTreeMap<String, String>,
+    }
+    let kept = &body[..body.len().min(RAW_KEEP)];
+    let meta = Meta {
+        bytes: body.len(),
+        headers,
+    };
+    let mut out = to_json_with(&meta, META_GUESS + kept.len())?;
     out.push(b'\n');
-    out.extend_from_slice(&body[..body.len().min(RAW_KEEP)]);
+    out.extend_from_slice(kept);
     Ok(out)
 }
 
@@ -289,7 +314,7 @@ pub(super) fn decode_raw(key: &str, value: &[u8]) -> Result<RawDelivery, InboxEr
 
 pub(super) fn encode_event(meta: &EventMeta, body: &[u8]) -> Result<Vec<u8>, InboxError> {
     // Compact JSON never holds a raw newline, so the first one ends the meta.
-    let mut out = to_json(meta)?;
+    let mut out = to_json_with(meta, META_GUESS + body.len())?;
     out.push(b'\n');
     out.extend_from_slice(body);
     Ok(out)
@@ -315,4 +340,71 @@ pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, Inbo
         body: Arc::from(&value[split + 1..]),
         resumed: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Headers with what JSON escapes, and more than one.
+    fn headers() -> BTreeMap<String, String> {
+        [
+            ("content-type", "application/json"),
+            ("webhook-id", "msg_\"1\"\\\t\u{1}é"),
+            ("x-b", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn a_raw_entry_is_written_as_the_json_value_wrote_it_and_reads_back() {
+        let headers = headers();
+        let body = br#"{"a":"b\n"}"#;
+        let mut was =
+            serde_json::to_vec(&serde_json::json!({ "headers": &headers, "bytes": body.len() }))
+                .unwrap();
+        was.push(b'\n');
+        was.extend_from_slice(body);
+        let value = encode_raw(&headers, body).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&value),
+            String::from_utf8_lossy(&was)
+        );
+        let back = decode_raw("evt", &value).unwrap();
+        assert_eq!(
+            (back.headers, back.body, back.bytes),
+            (headers, body.to_vec(), body.len())
+        );
+    }
+
+    #[test]
+    fn an_event_is_written_as_serde_wrote_it() {
+        let meta = EventMeta {
+            id: event_id(7),
+            pipeline: "p".into(),
+            received_at: now_rfc3339(),
+            headers: headers(),
+            attempts: 2,
+            not_before_ms: 5,
+            done: BTreeSet::from(["a".to_owned()]),
+            undo: Vec::new(),
+            full_rerun: true,
+            errors: vec![AttemptError {
+                at: "t".into(),
+                message: "m\"".into(),
+            }],
+            interrupted: 1,
+            keys: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        };
+        let body = b"{\"x\":\n1}";
+        let mut was = serde_json::to_vec(&meta).unwrap();
+        was.push(b'\n');
+        was.extend_from_slice(body);
+        assert_eq!(encode_event(&meta, body).unwrap(), was);
+        let back = decode_event(&7u64.to_be_bytes(), &was).unwrap();
+        assert_eq!((back.seq, &*back.body), (7, &body[..]));
+        assert_eq!(back.meta.headers, meta.headers);
+    }
 }
