@@ -134,6 +134,9 @@ const ROUTES = [
   [/^#\/playground$/, playground],
 ];
 
+let slot = null;
+let slotHash = null;
+
 async function render() {
   clearTimeout(timer);
   const loggedIn = token() !== "";
@@ -148,13 +151,22 @@ async function render() {
   if (!route) { location.hash = "#/overview"; return; }
   const arg = route[0].exec(path)[1];
   const here = location.hash;
+  // Each page renders into a slot of its own: a render still waiting for the API when the
+  // user moves on (a poll of the overview, say) then fills a slot no longer shown instead of
+  // drawing over the page that replaced it. A poll of the same page reuses its slot.
+  if (slotHash !== here || !slot || !slot.isConnected) {
+    slot = h("div", {});
+    slotHash = here;
+    view.replaceChildren(slot);
+  }
+  const mine = slot;
   try {
-    const again = await route[1](view, arg !== undefined ? decodeURIComponent(arg) : params, params);
+    const again = await route[1](mine, arg !== undefined ? decodeURIComponent(arg) : params, params);
     // Live pages poll; a page with a form the user is editing does not.
     if (again && location.hash === here) timer = setTimeout(render, REFRESH_MS);
   } catch (e) {
     if (e instanceof Unauthorized) { render(); return; }
-    show(view, h("p", { class: "error", id: "view-error" }, e.message));
+    show(mine, h("p", { class: "error", id: "view-error" }, e.message));
   }
 }
 
