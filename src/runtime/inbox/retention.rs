@@ -201,7 +201,7 @@ impl Inbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::tests::{accept, inbox, page_ids};
     use super::super::Accepted;
     use super::*;
@@ -219,7 +219,12 @@ mod tests {
         assert_eq!(inbox.sweep_dedup(Duration::from_secs(60)).unwrap(), 0);
     }
 
-    fn trail_of(event: &super::super::StoredEvent, status: &str) -> Trail {
+    /// A trail of `event` with nothing in it but its status: what these tests and the inbox's
+    /// own tests store.
+    pub(in crate::runtime::inbox) fn trail_of(
+        event: &super::super::StoredEvent,
+        status: &str,
+    ) -> Trail {
         Trail {
             event_id: event.meta.id.clone(),
             pipeline: "p".into(),

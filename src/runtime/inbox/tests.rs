@@ -118,24 +118,7 @@ fn dead_letters_retry_and_drop() {
     let Accepted::New(ev) = accept(&inbox, "k", Duration::from_secs(60)) else {
         panic!()
     };
-    let trail = Trail {
-        event_id: ev.meta.id.clone(),
-        pipeline: "p".into(),
-        version: "v1".into(),
-        received_at: ev.meta.received_at.clone(),
-        finished_at: now_rfc3339(),
-        status: "dead_lettered".into(),
-        attempts: 1,
-        steps: vec![],
-        actions: vec![],
-        errors: vec![],
-        flow_us: 0,
-        total_ms: 0,
-        compensations: Vec::new(),
-        keys: Default::default(),
-        tenant: None,
-        explanation: None,
-    };
+    let trail = super::retention::tests::trail_of(&ev, "dead_lettered");
     let letter = DeadLetter {
         event: ev.meta.clone(),
         body: serde_json::json!({"a": 1}),
