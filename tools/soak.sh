@@ -26,6 +26,9 @@
 #   SOAK_RETAIN=5m        the project's `dedup_window` and `keep_trails`
 #   SOAK_TRAIL_BYTES=1GB  the project's `keep_trails_bytes`
 #   SOAK_KEEP=1           keep the temp project, state and logs
+#   SOAK_BIN=PATH         run this engine binary and skip the build (e.g. the system-allocator
+#                         build, target/release/examples/sysalloc); SOAK_GEN=PATH the generator
+#   SOAK_WRAP="heaptrack -o FILE"  a command the engine runs under (RSS is then the wrapper's)
 #
 # The retention is 5 minutes by default, not the engine's 24 h of dedup keys and 7 days of
 # trails: with those a store grows for a day before it levels off (docs/runtime.md, "Sizing").
@@ -68,10 +71,14 @@ for p in "$port" "$up_port"; do
   fi
 done
 
-say "building (release)"
-cargo build --release --quiet --bin crossdock --example loadgen
-bin=$PWD/target/release/crossdock
-gen=$PWD/target/release/examples/loadgen
+bin=${SOAK_BIN:-$PWD/target/release/crossdock}
+gen=${SOAK_GEN:-$PWD/target/release/examples/loadgen}
+if [[ -z ${SOAK_BIN:-} || -z ${SOAK_GEN:-} ]]; then
+  say "building (release)"
+  cargo build --release --quiet --bin crossdock --example loadgen
+fi
+wrap=()
+read -r -a wrap <<<"${SOAK_WRAP:-}"
 
 work=$(mktemp -d -t crossdock-soak.XXXXXX)
 pids=()
@@ -101,7 +108,7 @@ status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/nul
 pids+=("$!")
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$up_port/count" >/dev/null && break; sleep 0.1; done
 
-"$bin" run "$project" 2>"$work/crossdock.log" &
+"${wrap[@]}" "$bin" run "$project" 2>"$work/crossdock.log" &
 cd_pid=$!
 pids+=("$cd_pid")
 for _ in $(seq 100); do

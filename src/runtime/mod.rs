@@ -25,6 +25,7 @@
 pub mod activity;
 pub mod breaker;
 pub mod cluster;
+mod idle;
 pub mod inbox;
 pub mod ledger;
 mod live;

@@ -42,6 +42,9 @@ pub struct Settings {
     pub min_free: u64,
     /// Bytes of pages the state store keeps in memory (sled's cache).
     pub state_cache: u64,
+    /// Time without a write after which the state store is closed and reopened, to give back
+    /// the memory sled kept (see `idle`); `None`: never.
+    pub state_reopen_idle: Option<Duration>,
     /// Longest a connector call may take before it counts as a retryable failure.
     pub call_timeout: Duration,
     pub flush: FlushPolicy,
@@ -72,6 +75,7 @@ impl Default for Settings {
             quarantine_after: 3,
             min_free: 128 * 1024 * 1024,
             state_cache: crate::state::sled::DEFAULT_CACHE,
+            state_reopen_idle: Some(Duration::from_secs(15)),
             call_timeout: Duration::from_secs(30),
             flush: FlushPolicy::Group,
             reload_debounce: Duration::from_millis(100),

@@ -131,6 +131,9 @@ impl Runtime {
         tokio::spawn(self.clone().mark_ledger());
         tokio::spawn(worker::dispatch(self.clone(), rx));
         tokio::spawn(self.clone().sweep());
+        if let Some(idle) = self.settings.state_reopen_idle {
+            tokio::spawn(super::idle::reopen_when_idle(self.store.clone(), idle));
+        }
         sources::start(self.clone());
         if let Some(link) = self.cluster() {
             cluster::hand_back(self)?;

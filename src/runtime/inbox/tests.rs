@@ -260,3 +260,51 @@ fn trail_pages_go_newest_first_and_stop_at_the_scan_bound_with_a_cursor() {
     assert_eq!(page["items"], serde_json::json!([]));
     assert_eq!(page["next"], Value::Null);
 }
+
+#[test]
+fn a_store_reopened_under_the_inbox_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let inbox = Inbox::open(store.clone(), FlushPolicy::Group).unwrap();
+    let window = Duration::from_secs(60);
+    let events: Vec<StoredEvent> = (0..4)
+        .map(|n| match accept(&inbox, &format!("k{n}"), window) {
+            Accepted::New(ev) => ev,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let done = &events[0];
+    inbox
+        .finish(done, &super::retention::tests::trail_of(done, "processed"))
+        .unwrap();
+    assert!(store.reopen().unwrap());
+    // Pending events, trails, dedup keys and the counters are as they were.
+    let pending: Vec<u64> = inbox.pending().unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(
+        pending,
+        events[1..].iter().map(|e| e.seq).collect::<Vec<_>>()
+    );
+    assert!(inbox.trail(&done.meta.id).unwrap().is_some());
+    assert!(matches!(accept(&inbox, "k0", window), Accepted::Duplicate(id) if id == done.meta.id));
+    assert_eq!(inbox.audit().unwrap(), inbox.tally());
+    // And the inbox keeps working on the reopened store: a new event, a finish, a retention
+    // sweep.
+    let Accepted::New(new) = accept(&inbox, "k9", window) else {
+        panic!("a new key refused after the reopen")
+    };
+    assert!(new.seq > events[3].seq);
+    inbox
+        .finish(
+            &events[1],
+            &super::retention::tests::trail_of(&events[1], "processed"),
+        )
+        .unwrap();
+    assert_eq!(
+        inbox
+            .sweep_trails(Duration::from_secs(3600), u64::MAX)
+            .unwrap(),
+        0
+    );
+    assert_eq!(inbox.pending().unwrap().len(), 3);
+    assert_eq!(inbox.audit().unwrap(), inbox.tally());
+}

@@ -42,6 +42,7 @@
 //! iterates may be seen for some keys and not others. The domain logic only scans for
 //! reporting and tests.
 
+mod open;
 mod table;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,11 +50,12 @@ mod tests;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use self::open::Core;
 pub use self::table::{Entry, Table};
-use self::writer::Writer;
 use super::{check_distinct, StateError, StateStore, UpdateResult};
 
 /// When a committed update reaches the disk; see the module documentation.
@@ -142,18 +144,13 @@ fn opening(e: StateError, path: &Path) -> StateError {
 
 /// A [`StateStore`] on a sled database; cheap to share (`Arc`) between threads.
 pub struct SledStore {
-    /// First, so that dropping the store lands the buffered writes before sled closes.
-    writer: Writer,
-    /// Kept so the database (and its flusher thread) lives as long as the store.
-    db: sled::Db,
-    tree: sled::Tree,
-    durability: Durability,
+    core: Arc<Core>,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("durability", &self.durability)
+            .field("durability", &self.core.durability())
             .finish_non_exhaustive()
     }
 }
@@ -232,25 +229,8 @@ impl SledStore {
         durability: Durability,
         wait: std::time::Duration,
     ) -> Result<SledStore, StateError> {
-        let every_ms = match durability {
-            Durability::Periodic { every_ms } => Some(every_ms.max(1)),
-            // Each update flushes; a background flusher would only add fsyncs.
-            Durability::EachUpdate => None,
-        };
-        let config = config.flush_every_ms(every_ms);
-        let db = open_waiting_for_lock(&config, wait)?;
-        check_format(&db)?;
-        let tree = db.open_tree(TREE).map_err(|e| backend("open tree", e))?;
-        let writer = Writer::start(
-            db.clone(),
-            tree.clone(),
-            durability == Durability::EachUpdate,
-        )?;
         Ok(SledStore {
-            writer,
-            db,
-            tree,
-            durability,
+            core: Arc::new(Core::open(config, durability, wait)?),
         })
     }
 
@@ -260,26 +240,54 @@ impl SledStore {
     /// While the fsync runs, sled 0.34 holds its process-wide lock shared, so updates in other
     /// threads wait for it: flush once per event (or batch of events), not once per update.
     pub fn flush(&self) -> Result<usize, StateError> {
-        self.writer.shared.sync()?;
-        self.db.flush().map_err(|e| backend("flush", e))
+        self.core.with(|open| {
+            open.writer.shared.sync()?;
+            open.db.flush().map_err(|e| backend("flush", e))
+        })
     }
 
     /// Returns once every update made so far is in sled's log (written, not yet fsynced: see
     /// [`SledStore::flush`] for that).
     pub fn land(&self) -> Result<(), StateError> {
-        self.writer.shared.sync()
+        self.core.with(|open| open.writer.shared.sync())
     }
 
     /// Bytes of sled's files on disk (its own count: the log and the snapshot).
     pub fn size_on_disk(&self) -> Result<u64, StateError> {
-        self.db
-            .size_on_disk()
-            .map_err(|e| backend("size on disk", e))
+        self.core.with(|open| {
+            open.db
+                .size_on_disk()
+                .map_err(|e| backend("size on disk", e))
+        })
     }
 
     /// The durability this store was opened with.
     pub fn durability(&self) -> Durability {
-        self.durability
+        self.core.durability()
+    }
+
+    /// Closes the database and opens it again, which gives back the memory sled held (see
+    /// `open`); every update made before is landed and flushed first, and calls made
+    /// meanwhile wait for it. Returns false for a [`SledStore::temporary`] store, which
+    /// cannot be reopened and is left as it is.
+    pub fn reopen(&self) -> Result<bool, StateError> {
+        self.core.reopen()
+    }
+
+    /// False for a [`SledStore::temporary`] store, whose files go when it closes.
+    pub fn can_reopen(&self) -> bool {
+        self.core.can_reopen()
+    }
+
+    /// Writes made through the store and its tables since it was opened (updates and table
+    /// writes, each counted when it starts): unchanged between two looks, nothing wrote.
+    pub fn writes(&self) -> u64 {
+        self.core.writes()
+    }
+
+    /// Successful [`SledStore::reopen`]s so far.
+    pub fn reopens(&self) -> u64 {
+        self.core.reopens()
     }
 }
 
@@ -319,19 +327,16 @@ impl SledStore {
                 "`{name}` is the state's own tree"
             )));
         }
-        let tree = self
-            .db
-            .open_tree(name)
-            .map_err(|e| backend("open tree", e))?;
         Ok(Table {
-            tree,
-            state: self.writer.shared.clone(),
+            index: self.core.table_index(name)?,
+            core: self.core.clone(),
         })
     }
 
     /// A number larger than any this database handed out before, also across restarts.
     pub fn generate_id(&self) -> Result<u64, StateError> {
-        self.db.generate_id().map_err(|e| backend("generate id", e))
+        self.core
+            .with(|open| open.db.generate_id().map_err(|e| backend("generate id", e)))
     }
 }
 
@@ -341,7 +346,8 @@ impl StateStore for SledStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Value>, StateError> {
-        self.writer.shared.get(&self.tree, key)
+        self.core
+            .with(|open| open.writer.shared.get(&open.tree, key))
     }
 
     // Why updates run under one lock and land in batches, and not as a sled transaction each
@@ -365,22 +371,26 @@ impl StateStore for SledStore {
         f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
     ) -> Result<Value, StateError> {
         check_distinct(keys)?;
-        self.writer.shared.update(&self.tree, keys, f)
+        self.core
+            .writing(|open| open.writer.shared.update(&open.tree, keys, f))
     }
 
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError> {
-        // Scans are for reports and tests: landing the buffer first is simpler than merging it.
-        self.writer.shared.sync()?;
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item.map_err(|e| backend("scan", e))?;
-            let key = String::from_utf8(k.to_vec()).map_err(|e| StateError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                message: format!("key is not UTF-8: {e}"),
-            })?;
-            let value = decode(&key, &v)?;
-            out.push((key, value));
-        }
-        Ok(out)
+        self.core.with(|open| {
+            // Scans are for reports and tests: landing the buffer first is simpler than
+            // merging it.
+            open.writer.shared.sync()?;
+            let mut out = Vec::new();
+            for item in open.tree.scan_prefix(prefix.as_bytes()) {
+                let (k, v) = item.map_err(|e| backend("scan", e))?;
+                let key = String::from_utf8(k.to_vec()).map_err(|e| StateError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    message: format!("key is not UTF-8: {e}"),
+                })?;
+                let value = decode(&key, &v)?;
+                out.push((key, value));
+            }
+            Ok(out)
+        })
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::backend;
-use super::writer::Shared;
+use super::open::Core;
 use crate::state::StateError;
 
 /// A raw byte table in the same database as the state: the runtime keeps its inbox, dead
@@ -17,51 +17,66 @@ use crate::state::StateError;
 /// earlier one did. The runtime relies on that ordering (see `runtime::inbox`). Each write
 /// first waits for the state updates made before it to land (see `writer`), so the ordering
 /// holds between state and tables too.
+///
+/// A table holds no sled handle between calls (its tree is found by index in the store's open
+/// database for each one), so the store can be closed and reopened under it (`open`).
 #[derive(Clone)]
 pub struct Table {
-    pub(super) tree: sled::Tree,
-    pub(super) state: Arc<Shared>,
+    pub(super) core: Arc<Core>,
+    pub(super) index: usize,
 }
 
 /// One entry of a [`Table`]: key and value bytes.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
 impl Table {
+    /// Runs `f` on the table's tree.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&sled::Tree) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        self.core.with(|open| f(open.table(self.index)?))
+    }
+
+    /// Runs `f` on the table's tree once the state updates made before have landed.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+        context: &str,
+    ) -> Result<T, StateError> {
+        self.core.writing(|open| {
+            open.writer.shared.sync()?;
+            f(open.table(self.index)?).map_err(|e| backend(context, e))
+        })
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
-            .tree
-            .get(key)
-            .map_err(|e| backend("get", e))?
-            .map(|v| v.to_vec()))
+        self.read(|tree| {
+            Ok(tree
+                .get(key)
+                .map_err(|e| backend("get", e))?
+                .map(|v| v.to_vec()))
+        })
     }
 
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-        self.state.sync()?;
-        self.tree
-            .insert(key, value)
-            .map_err(|e| backend("insert", e))?;
-        Ok(())
+        self.write(|tree| tree.insert(key, value), "insert")
+            .map(drop)
     }
 
     /// As [`Table::insert`], returning the value it replaced: for a caller that keeps a count of
     /// the bytes a table holds.
     pub fn swap(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.state.sync()?;
-        Ok(self
-            .tree
-            .insert(key, value)
-            .map_err(|e| backend("insert", e))?
-            .map(|v| v.to_vec()))
+        let old = self.write(|tree| tree.insert(key, value), "insert")?;
+        Ok(old.map(|v| v.to_vec()))
     }
 
     /// Inserts only when the key is absent; returns the value already there otherwise.
     pub fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.state.sync()?;
-        match self
-            .tree
-            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
-            .map_err(|e| backend("compare and swap", e))?
-        {
+        match self.write(
+            |tree| tree.compare_and_swap(key, None as Option<&[u8]>, Some(value)),
+            "compare and swap",
+        )? {
             Ok(()) => Ok(None),
             Err(e) => Ok(Some(e.current.map(|v| v.to_vec()).unwrap_or_default())),
         }
@@ -69,31 +84,21 @@ impl Table {
 
     /// Replaces the value only if it is still `old`; false when another writer got there first.
     pub fn replace(&self, key: &[u8], old: &[u8], new: &[u8]) -> Result<bool, StateError> {
-        self.state.sync()?;
-        Ok(self
-            .tree
-            .compare_and_swap(key, Some(old), Some(new))
-            .map_err(|e| backend("compare and swap", e))?
-            .is_ok())
+        let swapped = self.write(
+            |tree| tree.compare_and_swap(key, Some(old), Some(new)),
+            "compare and swap",
+        )?;
+        Ok(swapped.is_ok())
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.state.sync()?;
-        Ok(self
-            .tree
-            .remove(key)
-            .map_err(|e| backend("remove", e))?
-            .map(|v| v.to_vec()))
+        let old = self.write(|tree| tree.remove(key), "remove")?;
+        Ok(old.map(|v| v.to_vec()))
     }
 
     /// Entries in key order, starting at `from` (inclusive), at most `limit` of them.
     pub fn range_from(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
-        let mut out = Vec::new();
-        for item in self.tree.range(from..).take(limit) {
-            let (k, v) = item.map_err(|e| backend("scan", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.read(|tree| entries(tree.range(from..).take(limit)))
     }
 
     /// Entries in descending key order, starting just below `before` (every entry when
@@ -103,17 +108,10 @@ impl Table {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StateError> {
-        let items: Box<dyn DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            match before {
-                Some(end) => Box::new(self.tree.range(..end)),
-                None => Box::new(self.tree.iter()),
-            };
-        let mut out = Vec::new();
-        for item in items.rev().take(limit) {
-            let (k, v) = item.map_err(|e| backend("scan", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.read(|tree| match before {
+            Some(end) => entries(tree.range(..end).rev().take(limit)),
+            None => entries(tree.iter().rev().take(limit)),
+        })
     }
 
     /// Entries with keys from `low` (inclusive) to `before` (exclusive), in descending key
@@ -125,32 +123,35 @@ impl Table {
         before: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StateError> {
-        let mut out = Vec::new();
         if low >= before {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for item in self.tree.range(low..before).rev().take(limit) {
-            let (k, v) = item.map_err(|e| backend("scan", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.read(|tree| entries(tree.range(low..before).rev().take(limit)))
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix) {
-            let (k, v) = item.map_err(|e| backend("scan", e))?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.read(|tree| entries(tree.scan_prefix(prefix)))
     }
 
+    /// Entries in the table; 0 when the store is closed (a reopen that failed).
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.read(|tree| Ok(tree.len())).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.read(|tree| Ok(tree.is_empty())).unwrap_or(true)
     }
+}
+
+/// Copies out the entries of a sled iterator: nothing borrowed from sled outlives the call.
+fn entries(
+    items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<Entry>, StateError> {
+    let mut out = Vec::new();
+    for item in items {
+        let (k, v) = item.map_err(|e| backend("scan", e))?;
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
 }

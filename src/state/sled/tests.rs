@@ -1,6 +1,15 @@
 use super::*;
 use serde_json::json;
 
+/// The open database's handles, for looking at what sled holds; dropped before a reopen.
+fn db(store: &SledStore) -> sled::Db {
+    store.core.with(|open| Ok(open.db.clone())).unwrap()
+}
+
+fn tree(store: &SledStore) -> sled::Tree {
+    store.core.with(|open| Ok(open.tree.clone())).unwrap()
+}
+
 #[test]
 fn keeps_the_store_contract() {
     crate::state::contract::check(&SledStore::temporary().unwrap());
@@ -19,10 +28,10 @@ fn a_store_of_a_newer_format_is_refused_and_an_unstamped_one_stamped() {
     let store = SledStore::open(&path).unwrap();
     assert_eq!(store.get("k").unwrap(), Some(json!(1)));
     assert_eq!(
-        store.db.get(FORMAT_KEY).unwrap().as_deref(),
+        db(&store).get(FORMAT_KEY).unwrap().as_deref(),
         Some(FORMAT.to_string().as_bytes())
     );
-    store.db.insert(FORMAT_KEY, "2").unwrap();
+    db(&store).insert(FORMAT_KEY, "2").unwrap();
     store.flush().unwrap();
     drop(store);
     match SledStore::open(&path) {
@@ -55,7 +64,9 @@ fn values_keep_every_digit() {
 #[test]
 fn corrupt_bytes_are_reported_with_their_key() {
     let store = SledStore::temporary().unwrap();
-    store.tree.insert("stock/A", b"{not json".to_vec()).unwrap();
+    tree(&store)
+        .insert("stock/A", b"{not json".to_vec())
+        .unwrap();
     assert!(matches!(
         store.get("stock/A"),
         Err(StateError::Corrupt { key, .. }) if key == "stock/A"
@@ -63,7 +74,7 @@ fn corrupt_bytes_are_reported_with_their_key() {
     let r = store.update(&["stock/A".into()], &mut |_| Ok((vec![None], json!(null))));
     assert!(matches!(r, Err(StateError::Corrupt { .. })), "{r:?}");
     // Nothing was written by the failed update.
-    assert!(store.tree.get("stock/A").unwrap().is_some());
+    assert!(tree(&store).get("stock/A").unwrap().is_some());
 }
 
 #[test]
@@ -76,8 +87,8 @@ fn unchanged_values_are_not_rewritten() {
         })
         .unwrap();
     // Landed first, so the watch below cannot see it.
-    store.writer.shared.sync().unwrap();
-    let mut events = store.tree.watch_prefix("a");
+    store.land().unwrap();
+    let mut events = tree(&store).watch_prefix("a");
     // No-op updates, on two keys and on one.
     store
         .update(&both, &mut |cur| Ok((cur.to_vec(), json!(null))))
@@ -154,8 +165,7 @@ fn each_update_durability_flushes() {
 
 /// What sled itself holds for `key`, buffered writes aside.
 fn in_sled(store: &SledStore, key: &str) -> Option<Value> {
-    store
-        .tree
+    tree(store)
         .get(key)
         .unwrap()
         .map(|b| serde_json::from_slice(&b).unwrap())
@@ -247,4 +257,103 @@ fn a_second_open_of_the_same_path_fails_cleanly() {
     let _first = SledStore::open(dir.path()).unwrap();
     let second = SledStore::open(dir.path());
     assert!(matches!(second, Err(StateError::Backend(_))), "{second:?}");
+}
+
+#[test]
+fn a_reopened_store_keeps_every_write_and_its_tables_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let inbox = store.table("inbox").unwrap();
+    let id = store.generate_id().unwrap();
+    for n in 0..500 {
+        store
+            .update(&[format!("k{n}"), "last".into()], &mut |_| {
+                Ok((vec![Some(json!(n)), Some(json!(n))], json!(null)))
+            })
+            .unwrap();
+        inbox
+            .insert(format!("e{n:03}").as_bytes(), b"pending")
+            .unwrap();
+    }
+    // The last updates are still buffered when the reopen starts: it lands them first.
+    assert!(store.reopen().unwrap());
+    assert_eq!(store.reopens(), 1);
+    assert_eq!(store.get("last").unwrap(), Some(json!(499)));
+    assert_eq!(in_sled(&store, "last"), Some(json!(499)));
+    assert_eq!(store.scan_prefix("k").unwrap().len(), 500);
+    // The table handed out before the reopen reads and writes the reopened database.
+    assert_eq!(inbox.len(), 500);
+    assert_eq!(
+        inbox.get(b"e042").unwrap().as_deref(),
+        Some(&b"pending"[..])
+    );
+    inbox.remove(b"e042").unwrap();
+    inbox.insert(b"e500", b"pending").unwrap();
+    // A table first opened after the reopen is opened again by the next one, as it was.
+    let dead = store.table("dead").unwrap();
+    dead.insert(b"d", b"1").unwrap();
+    store
+        .update(&["after".into()], &mut |_| {
+            Ok((vec![Some(json!(1))], json!(null)))
+        })
+        .unwrap();
+    assert!(store.generate_id().unwrap() > id);
+    assert!(store.reopen().unwrap());
+    assert_eq!(inbox.len(), 500);
+    assert_eq!(inbox.get(b"e042").unwrap(), None);
+    assert!(inbox.get(b"e500").unwrap().is_some());
+    assert_eq!(dead.get(b"d").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.get("after").unwrap(), Some(json!(1)));
+    assert!(store.writes() >= 1003);
+    // And all of it survives closing the store for good.
+    drop((store, inbox, dead));
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.get("k0").unwrap(), Some(json!(0)));
+    assert_eq!(store.table("inbox").unwrap().len(), 500);
+}
+
+#[test]
+fn a_reopen_waits_for_the_calls_in_flight_and_they_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let table = store.table("t").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let (store, table) = (&store, &table);
+            s.spawn(move || {
+                for n in 0..300 {
+                    let key = format!("t{t}/{n}");
+                    store
+                        .update(std::slice::from_ref(&key), &mut |_| {
+                            Ok((vec![Some(json!(n))], json!(null)))
+                        })
+                        .unwrap();
+                    table.insert(key.as_bytes(), b"x").unwrap();
+                    assert_eq!(store.get(&key).unwrap(), Some(json!(n)));
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..5 {
+                assert!(store.reopen().unwrap());
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+    });
+    assert_eq!(store.reopens(), 5);
+    assert_eq!(store.scan_prefix("t").unwrap().len(), 900);
+    assert_eq!(table.len(), 900);
+}
+
+#[test]
+fn a_temporary_store_is_not_reopened() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .update(&["k".into()], &mut |_| {
+            Ok((vec![Some(json!(1))], json!(null)))
+        })
+        .unwrap();
+    assert!(!store.reopen().unwrap());
+    assert_eq!(store.reopens(), 0);
+    assert_eq!(store.get("k").unwrap(), Some(json!(1)));
 }
