@@ -190,6 +190,14 @@ impl Redactor {
         std::borrow::Cow::Owned(owned.into_bytes())
     }
 
+    /// [`Redactor::redact`] for a string that usually holds no secret: `None`, and nothing
+    /// copied, when there is none in it.
+    pub fn masked(&self, text: &str) -> Option<String> {
+        let clean = !self.secrets.iter().any(|s| text.contains(s.as_str()))
+            && !credential_patterns().is_match(text);
+        (!clean).then(|| self.redact(text))
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in self.secrets.iter() {
@@ -367,5 +375,16 @@ mod tests {
             r.redact_bytes(b"nothing here"),
             std::borrow::Cow::Borrowed(_)
         ));
+        // `masked` gives what `redact` gives, and nothing when there is nothing to mask.
+        for text in [
+            "sent s3cr3t-value",
+            "token=abcdef",
+            "Bearer abcdefgh12",
+            "nothing here",
+        ] {
+            let want = r.redact(text);
+            assert_eq!(r.masked(text).unwrap_or_else(|| text.to_string()), want);
+            assert_eq!(r.masked(text).is_none(), want == text, "{text}");
+        }
     }
 }

@@ -9,7 +9,8 @@
 //! here; secrets by value are the runtime's to mask (it holds the project's redactor). This
 //! module must not run steps or call connectors: `run.rs` tells it what happened. What a
 //! condition read is in `reads.rs`, the changes between two values in `diff.rs`, the state
-//! store that notes what a step wrote in `watched.rs`.
+//! store that notes what a step wrote in `watched.rs`, the masking of secret values in
+//! `mask.rs`.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod diff;
+mod mask;
 mod reads;
 mod watched;
 
@@ -226,31 +228,6 @@ impl Explanation {
     /// No further entry fits: the caller may skip the work of making one.
     pub(super) fn is_full(&self) -> bool {
         self.bytes >= MAX_BYTES
-    }
-
-    /// Every string in it passed through `mask` (the runtime's redactor of secret values).
-    pub fn mask_strings(&mut self, mask: &dyn Fn(&str) -> String) {
-        let Ok(mut value) = serde_json::to_value(&*self) else {
-            return;
-        };
-        mask_value(&mut value, mask);
-        if let Ok(masked) = serde_json::from_value::<Explanation>(value) {
-            self.entries = masked.entries;
-        }
-    }
-}
-
-fn mask_value(value: &mut Value, mask: &dyn Fn(&str) -> String) {
-    match value {
-        Value::String(s) => {
-            let masked = mask(s);
-            if masked != *s {
-                *s = masked;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| mask_value(v, mask)),
-        Value::Object(map) => map.values_mut().for_each(|v| mask_value(v, mask)),
-        _ => {}
     }
 }
 
