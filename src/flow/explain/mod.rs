@@ -213,7 +213,7 @@ impl Explanation {
             what,
         };
         // The entry and the comma before it; what holds the entries is within the margin.
-        let size = serde_json::to_vec(&entry).map_or(MAX_BYTES, |b| b.len() + 1);
+        let size = json_len(&entry).map_or(MAX_BYTES, |n| n + 1);
         if self.bytes + size > MAX_BYTES - MARGIN {
             self.omitted += 1;
             // A later, smaller entry would make the trail skip one in the middle: once an entry
@@ -228,6 +228,26 @@ impl Explanation {
     /// No further entry fits: the caller may skip the work of making one.
     pub(super) fn is_full(&self) -> bool {
         self.bytes >= MAX_BYTES
+    }
+}
+
+/// The length of `value`'s JSON, counted without making it.
+fn json_len(value: &impl Serialize) -> Option<usize> {
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, value).ok()?;
+    Some(counted.0)
+}
+
+/// Counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -282,7 +302,7 @@ fn clip_within(value: &Value, budget: &mut usize) -> Value {
             Value::Object(out)
         }
         scalar => {
-            *budget = budget.saturating_sub(scalar.to_string().len());
+            *budget = budget.saturating_sub(json_len(scalar).unwrap_or(0));
             scalar.clone()
         }
     }
