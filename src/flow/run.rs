@@ -299,7 +299,11 @@ impl<'a> Run<'a> {
             step,
             Step::Map { .. } | Step::Script { .. } | Step::Set { .. } | Step::Fetch { .. }
         );
-        let before = (changes && !x.out.is_full()).then(|| (**record).clone());
+        // A record still borrowed is the body, which the step leaves as it was: no copy.
+        let before = (changes && !x.out.is_full()).then(|| match record {
+            Cow::Borrowed(body) => Cow::Borrowed(*body),
+            Cow::Owned(record) => Cow::Owned(record.clone()),
+        });
         let result = self.run_step(step, record);
         let Some(x) = self.explain.as_mut() else {
             return result;

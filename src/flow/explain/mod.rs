@@ -9,7 +9,8 @@
 //! here; secrets by value are the runtime's to mask (it holds the project's redactor). This
 //! module must not run steps or call connectors: `run.rs` tells it what happened. What a
 //! condition read is in `reads.rs`, the changes between two values in `diff.rs`, the state
-//! store that notes what a step wrote in `watched.rs`.
+//! store that notes what a step wrote in `watched.rs`, the masking of secret values in
+//! `mask.rs`.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod diff;
+mod mask;
 mod reads;
 mod watched;
 
@@ -211,7 +213,7 @@ impl Explanation {
             what,
         };
         // The entry and the comma before it; what holds the entries is within the margin.
-        let size = serde_json::to_vec(&entry).map_or(MAX_BYTES, |b| b.len() + 1);
+        let size = json_len(&entry).map_or(MAX_BYTES, |n| n + 1);
         if self.bytes + size > MAX_BYTES - MARGIN {
             self.omitted += 1;
             // A later, smaller entry would make the trail skip one in the middle: once an entry
@@ -227,30 +229,25 @@ impl Explanation {
     pub(super) fn is_full(&self) -> bool {
         self.bytes >= MAX_BYTES
     }
-
-    /// Every string in it passed through `mask` (the runtime's redactor of secret values).
-    pub fn mask_strings(&mut self, mask: &dyn Fn(&str) -> String) {
-        let Ok(mut value) = serde_json::to_value(&*self) else {
-            return;
-        };
-        mask_value(&mut value, mask);
-        if let Ok(masked) = serde_json::from_value::<Explanation>(value) {
-            self.entries = masked.entries;
-        }
-    }
 }
 
-fn mask_value(value: &mut Value, mask: &dyn Fn(&str) -> String) {
-    match value {
-        Value::String(s) => {
-            let masked = mask(s);
-            if masked != *s {
-                *s = masked;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| mask_value(v, mask)),
-        Value::Object(map) => map.values_mut().for_each(|v| mask_value(v, mask)),
-        _ => {}
+/// The length of `value`'s JSON, counted without making it.
+fn json_len(value: &impl Serialize) -> Option<usize> {
+    let mut counted = Counted(0);
+    serde_json::to_writer(&mut counted, value).ok()?;
+    Some(counted.0)
+}
+
+/// Counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -305,7 +302,7 @@ fn clip_within(value: &Value, budget: &mut usize) -> Value {
             Value::Object(out)
         }
         scalar => {
-            *budget = budget.saturating_sub(scalar.to_string().len());
+            *budget = budget.saturating_sub(json_len(scalar).unwrap_or(0));
             scalar.clone()
         }
     }

@@ -100,3 +100,96 @@ fn the_explanation_stops_at_its_bound_and_counts_the_rest() {
     assert_eq!(back.changes[0].old, Some(Value::Null));
     assert_eq!(back.changes[1].new, Some(Value::Null));
 }
+
+/// The masking as it was first written: the whole explanation through a `serde_json::Value`,
+/// every string in it masked. The walk over the typed explanation must give the same.
+fn masked_through_value(e: &Explanation, mask: &dyn Fn(&str) -> String) -> Explanation {
+    fn walk(v: &mut Value, mask: &dyn Fn(&str) -> String) {
+        match v {
+            Value::String(s) => *s = mask(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, mask)),
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, mask)),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(e).unwrap();
+    walk(&mut value, mask);
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn every_string_of_an_explanation_is_masked_in_place() {
+    let s = "s3cr3t-v4lue";
+    let test = |n: usize| Test {
+        when: format!("record.a == \"{s}\" && {n} > 0"),
+        reads: vec![read(&format!("record.{s}"), json!({"k": [s, 1, null]}))],
+        with_values: format!("\"{s}\" == \"{s}\""),
+        result: None,
+        error: Some(format!("no {s}")),
+    };
+    let mut e = Explanation::default();
+    let step = format!("steps[0] ({s})");
+    e.push(
+        &step,
+        What::Condition {
+            test: test(1),
+            then: s.into(),
+        },
+    );
+    e.push(
+        &step,
+        What::Switch {
+            arms: vec![test(2), test(3)],
+            taken: Some(1),
+            otherwise: false,
+            then: Some(s.into()),
+        },
+    );
+    let d = diff(
+        "record",
+        &json!({"a": s, "b": [s], "gone": 1}),
+        &json!({"a": 1, "b": [2, s], s: s}),
+    );
+    e.push(
+        &step,
+        What::Change {
+            reads: vec![read(s, json!(s))],
+            call: Some(Call {
+                connector: s.into(),
+                op: s.into(),
+                params: json!({"q": format!("x{s}x")}),
+                error: Some(s.into()),
+            }),
+            diff: d.clone(),
+            state: vec![StateWrite {
+                key: format!("stock/{s}"),
+                diff: d,
+            }],
+        },
+    );
+    e.push(
+        &step,
+        What::Send {
+            connector: Arc::from(s),
+            op: Arc::from(format!("{s}.op")),
+            object: Some(Arc::from(s)),
+            action: 0,
+            payload: json!({"note": s, "n": 12345678901234567890u64, "deep": {"x": [s]}, s: 1}),
+        },
+    );
+    e.push(&step, What::Each { elements: 2 });
+    e.push(
+        &step,
+        What::Failed {
+            message: format!("{s}: refused"),
+        },
+    );
+    let hide = |t: &str| t.replace(s, "***");
+    let expected = masked_through_value(&e, &hide);
+    e.mask_strings(&|t: &str| t.contains(s).then(|| hide(t)));
+    assert_eq!(e.entries, expected.entries);
+    // Keys of quoted objects are not values: left as they were; nothing else holds it.
+    let text = serde_json::to_string(&e).unwrap();
+    assert_eq!(text.matches(s).count(), 1, "{text}");
+    assert!(text.contains("\"s3cr3t-v4lue\":1"), "{text}");
+}

@@ -267,7 +267,7 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
     }
     let (verdict, actions) = execute(runtime, &live, &mut event, &outcome).await;
     let explanation = outcome.explanation.map(|mut e| {
-        e.mask_strings(&|s| live.project.redactor.redact(s));
+        e.mask_strings(&|s| live.project.redactor.masked(s));
         e
     });
     let trace = (outcome.steps, actions, explanation);
