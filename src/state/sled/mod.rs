@@ -54,7 +54,7 @@ use serde_json::Value;
 
 pub use self::table::{Entry, Table};
 use self::writer::Writer;
-use super::{check_distinct, StateError, StateStore, UpdateResult};
+use super::{StateError, StateStore, UpdateFn};
 
 /// When a committed update reaches the disk; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,12 +359,7 @@ impl StateStore for SledStore {
     // `f` runs once per call here, under the lock, so it must never call back into this store
     // (that would deadlock); the trait's promise that it may run more than once leaves room
     // for backends that retry on conflict.
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         self.writer.shared.update(&self.tree, keys, f)
     }
 
