@@ -32,17 +32,28 @@ pub enum Action {
     AcceptLoss,
 }
 
-/// `dlq retry --all`'s filters, as the admin API's `POST /api/dlq/retry` takes them.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// `dlq retry --all`'s filters, as its options read them and the admin API's
+/// `POST /api/dlq/retry` takes them.
+#[derive(Debug, Clone, Default, serde::Serialize, clap::Args)]
 pub struct Matching {
+    /// With --all: of this pipeline
+    #[arg(long, requires = "all")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// With --all: whose reason contains this text (case ignored)
+    #[arg(long, requires = "all")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With --all: dead at or after this time (RFC 3339)
+    #[arg(long, requires = "all")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// With --all: dead before this time (RFC 3339)
+    #[arg(long, requires = "all")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// With --all: whose correlation key is NAME:VALUE (order:1001)
+    #[arg(long, requires = "all")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }

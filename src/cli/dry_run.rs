@@ -18,7 +18,7 @@ use crate::config::diag::did_you_mean;
 use crate::config::env::EnvLookup;
 use crate::config::env::Redactor;
 use crate::flow::event::{event_info, EventSpec};
-use crate::flow::input::{decode, each_json_line, Body, Decoded, InputFormat};
+use crate::flow::input::{decode, each_json_line, Body, DecodeError, Decoded, InputFormat};
 use crate::flow::{load, CompileOptions, Outcome};
 use crate::state::overlay::Overlay;
 use crate::state::{MemoryStore, StateChange, StateStore};
@@ -291,7 +291,7 @@ fn each_parsed_line(
                         line.body = value;
                         None
                     }
-                    Err(message) => Some(message),
+                    Err(e) => Some(e.to_string()),
                 };
                 batch.push(line);
                 if batch.len() < BATCH {
@@ -322,7 +322,7 @@ fn each_parsed_line(
 fn empty_input() -> Decoded<'static> {
     Decoded {
         label: "input".into(),
-        body: Err("the input is empty".into()),
+        body: Err(DecodeError::Empty),
     }
 }
 

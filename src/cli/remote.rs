@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::config::env::EnvLookup;
 use crate::flow::Project;
-use crate::state::{SledStore, StateError, StateStore, UpdateResult};
+use crate::state::{SledStore, StateError, StateStore, UpdateFn};
 
 /// Why the state, or the engine that holds it, cannot be reached, or what the engine refused.
 #[derive(Debug, thiserror::Error)]
@@ -350,11 +350,7 @@ impl StateStore for RemoteStore {
         Ok(value)
     }
 
-    fn update(
-        &self,
-        _keys: &[String],
-        _f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
+    fn update_distinct(&self, _keys: &[String], _f: UpdateFn<'_>) -> Result<Value, StateError> {
         Err(StateError::Backend(
             "the running engine's state is read-only here: write it through its admin API".into(),
         ))

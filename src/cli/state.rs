@@ -10,6 +10,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::args::StockCsv;
 use super::remote::{locate, Admin, RemoteError, RemoteStore, Target};
 use super::StateCommand;
 use crate::config::env::EnvLookup;
@@ -58,8 +59,7 @@ pub fn run(
             | StateCommand::ImportStock { .. }
     ) || matches!(
         &command,
-        StateCommand::Customer { lifetime_value, orders, first_order, last_order, .. }
-            if lifetime_value.is_some() || orders.is_some() || first_order.is_some() || last_order.is_some()
+        StateCommand::Customer { fix, .. } if fix.any()
     );
     let target = match locate(&project, url, actor, env, writes) {
         Ok(t) => t,
@@ -99,18 +99,12 @@ pub fn run(
 /// The command on a store this process holds: writes through the audit log.
 fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<String, Failure> {
     match command {
-        StateCommand::Customer {
-            id,
-            lifetime_value,
-            orders,
-            first_order,
-            last_order,
-        } => {
+        StateCommand::Customer { id, fix } => {
             let fix = customers::Correction {
-                lifetime_value: decimal(lifetime_value.as_deref())?,
-                orders,
-                first_order,
-                last_order,
+                lifetime_value: decimal(fix.lifetime_value.as_deref())?,
+                orders: fix.orders,
+                first_order: fix.first_order,
+                last_order: fix.last_order,
             };
             if fix != customers::Correction::default() {
                 let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -135,18 +129,13 @@ fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<S
             }
             Ok(show_kv(store, &pipeline, &key)?)
         }
-        StateCommand::ImportStock {
-            file,
-            sku_column,
-            qty_column,
-            delimiter,
-        } => {
-            let (levels, refused) = read_csv(&file, &sku_column, &qty_column, delimiter)?;
+        StateCommand::ImportStock { csv } => {
+            let (levels, refused) = read_csv(&csv)?;
             for (sku, n) in &levels {
                 let action = format!("stock import {sku} {n}");
                 stock::set(&Audited::new(store, actor, &action), sku, *n)?;
             }
-            Ok(imported(levels.len(), &file, &refused))
+            Ok(imported(levels.len(), &csv.file, &refused))
         }
         StateCommand::Audit { limit } => {
             let (items, head) = audit::recent(store, limit, None)?;
@@ -160,29 +149,23 @@ fn local(store: &dyn StateStore, actor: &str, command: StateCommand) -> Result<S
 fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, Failure> {
     let reader = || RemoteStore::new(admin.clone());
     match command {
-        StateCommand::Customer {
-            id,
-            lifetime_value,
-            orders,
-            first_order,
-            last_order,
-        } => {
-            let mut fix = serde_json::Map::new();
-            if let Some(v) = decimal(lifetime_value.as_deref())? {
-                fix.insert("lifetime_value".into(), json!(v.to_string()));
+        StateCommand::Customer { id, fix } => {
+            let mut body = serde_json::Map::new();
+            if let Some(v) = decimal(fix.lifetime_value.as_deref())? {
+                body.insert("lifetime_value".into(), json!(v.to_string()));
             }
-            if let Some(n) = orders {
-                fix.insert("orders".into(), json!(n));
+            if let Some(n) = fix.orders {
+                body.insert("orders".into(), json!(n));
             }
-            if let Some(d) = first_order {
-                fix.insert("first_order".into(), json!(d));
+            if let Some(d) = fix.first_order {
+                body.insert("first_order".into(), json!(d));
             }
-            if let Some(d) = last_order {
-                fix.insert("last_order".into(), json!(d));
+            if let Some(d) = fix.last_order {
+                body.insert("last_order".into(), json!(d));
             }
-            if !fix.is_empty() {
+            if !body.is_empty() {
                 let path = ["state", "customers", id.as_str()];
-                admin.must(Method::PATCH, &path, Some(&Value::Object(fix)))?;
+                admin.must(Method::PATCH, &path, Some(&Value::Object(body)))?;
             }
             Ok(show_customer(&reader(), &id)?)
         }
@@ -202,13 +185,8 @@ fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, Failure> 
             }
             Ok(show_kv(&reader(), &pipeline, &key)?)
         }
-        StateCommand::ImportStock {
-            file,
-            sku_column,
-            qty_column,
-            delimiter,
-        } => {
-            let (levels, refused) = read_csv(&file, &sku_column, &qty_column, delimiter)?;
+        StateCommand::ImportStock { csv } => {
+            let (levels, refused) = read_csv(&csv)?;
             for chunk in levels.chunks(IMPORT_CHUNK) {
                 let levels: Vec<Value> = chunk
                     .iter()
@@ -217,7 +195,7 @@ fn engine(admin: &Arc<Admin>, command: StateCommand) -> Result<String, Failure> 
                 let body = json!({ "levels": levels });
                 admin.must(Method::POST, &["state", "stock"], Some(&body))?;
             }
-            Ok(imported(levels.len(), &file, &refused))
+            Ok(imported(levels.len(), &csv.file, &refused))
         }
         StateCommand::Audit { limit } => {
             let limit = limit.to_string();
@@ -253,12 +231,14 @@ fn json_value(text: &str) -> Result<Value, Failure> {
     })
 }
 
-fn read_csv(
-    file: &Path,
-    sku_column: &str,
-    qty_column: &str,
-    delimiter: char,
-) -> Result<StockRows, Failure> {
+fn read_csv(csv: &StockCsv) -> Result<StockRows, Failure> {
+    let StockCsv {
+        file,
+        sku_column,
+        qty_column,
+        delimiter,
+    } = csv;
+    let delimiter = *delimiter;
     let bytes = std::fs::read(file)
         .map_err(|e| Failure::Input(format!("cannot read {}: {e}", file.display())))?;
     let delimiter = u8::try_from(delimiter).unwrap_or(b',');

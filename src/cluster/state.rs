@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ClusterError, Settings};
-use crate::state::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
+use crate::state::{check_arity, StateError, StateStore, UpdateFn};
 
 /// A lock held longer than this is taken to belong to a dead node. An update holds its locks
 /// for a few round trips to NATS (milliseconds); nodes' clocks must agree to well within it.
@@ -342,12 +342,7 @@ impl StateStore for JetStreamStore {
         self.block(async move { read(&store, &key).await.map(|(v, _)| v) })
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         if keys.iter().any(String::is_empty) {
             return Err(StateError::Invalid("an empty state key".into()));
         }

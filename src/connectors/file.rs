@@ -7,10 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{
-    check_plain_send, BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply,
-    Request, SendProblem, SendShape,
-};
+use super::{BuildContext, BuildError, CallError, Connector, ConnectorKind, Reply, Request};
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,9 +22,6 @@ impl ConnectorKind for FileConfig {
     }
     fn operations(&self) -> Vec<String> {
         vec!["append".into()]
-    }
-    fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
-        check_plain_send(self, send)
     }
     fn build(&self, _name: &str, cx: &BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
         Ok(Arc::new(FileSink {

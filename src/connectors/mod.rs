@@ -20,6 +20,8 @@ pub mod target;
 pub mod tls;
 pub mod traceparent;
 
+pub(crate) use classify::kind_of;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +51,11 @@ pub trait ConnectorKind {
     fn kind(&self) -> &'static str;
     /// The operations a `send` may name.
     fn operations(&self) -> Vec<String>;
-    /// Checks a `send` against this connector's operations.
-    fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem>;
+    /// Checks a `send` against this connector's operations; by default, the check of a fixed
+    /// list of operations that takes no `object` or `key` ([`check_plain_send`]).
+    fn check_send(&self, send: SendShape<'_>) -> Vec<SendProblem> {
+        check_plain_send(self, send)
+    }
     /// Problems with what the config names outside itself, found by `check`; relative paths
     /// are relative to `root`, the project folder.
     fn check_config(&self, _root: &Path) -> Vec<ConfigProblem> {
@@ -159,7 +164,7 @@ pub(crate) fn check_tls(root: &Path, tls: Option<&tls::TlsConfig>) -> Vec<Config
 }
 
 /// The check shared by kinds whose operations are a fixed or declared list.
-pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
+pub(crate) fn check_op<K: ConnectorKind + ?Sized>(kind: &K, op: &str) -> Vec<SendProblem> {
     let ops = kind.operations();
     if ops.iter().any(|o| o == op) {
         return Vec::new();
@@ -183,7 +188,10 @@ pub(crate) fn check_op(kind: &dyn ConnectorKind, op: &str) -> Vec<SendProblem> {
 
 /// The whole check of a kind with a fixed list of operations and no use for `object` or `key`
 /// (`stdout`, `file`).
-pub(crate) fn check_plain_send(kind: &dyn ConnectorKind, send: SendShape<'_>) -> Vec<SendProblem> {
+pub(crate) fn check_plain_send<K: ConnectorKind + ?Sized>(
+    kind: &K,
+    send: SendShape<'_>,
+) -> Vec<SendProblem> {
     let mut out = check_op(kind, send.op);
     out.extend(reject_extras(kind.kind(), send));
     out

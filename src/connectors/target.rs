@@ -33,40 +33,8 @@ pub enum ValueKind {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Typed {
-    String,
-    Integer,
-    Decimal,
-    Boolean,
-    Date,
-    DateTime,
-}
-
-impl Typed {
-    pub fn from_name(name: &str) -> Option<Typed> {
-        Some(match name {
-            "string" => Typed::String,
-            "integer" => Typed::Integer,
-            "decimal" => Typed::Decimal,
-            "boolean" => Typed::Boolean,
-            "date" => Typed::Date,
-            "datetime" => Typed::DateTime,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Typed::String => "string",
-            Typed::Integer => "integer",
-            Typed::Decimal => "decimal",
-            Typed::Boolean => "boolean",
-            Typed::Date => "date",
-            Typed::DateTime => "datetime",
-        }
-    }
-}
+/// The type a mapping's `type:` gives a value: the mapping's own [`FieldType`].
+pub use crate::mapping::FieldType as Typed;
 
 /// Which rule a written field breaks; each has its own diagnostic code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

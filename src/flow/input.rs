@@ -55,11 +55,22 @@ pub enum Body<'a> {
     Value(Value),
 }
 
+/// Why one event of an input could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input holds nothing but whitespace.
+    #[error("the input is empty")]
+    Empty,
+    /// A CSV header or row that does not parse (the reader's message).
+    #[error("not valid CSV: {0}")]
+    Csv(String),
+}
+
 /// One event's body, or why it could not be read. `label` says where it came from (`line 3`).
 #[derive(Debug, Clone)]
 pub struct Decoded<'a> {
     pub label: String,
-    pub body: Result<Body<'a>, String>,
+    pub body: Result<Body<'a>, DecodeError>,
 }
 
 /// Splits input into events. JSON is only split here, not parsed: see [`Body`].
@@ -67,7 +78,7 @@ pub fn decode(bytes: &[u8], format: InputFormat) -> Vec<Decoded<'_>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return vec![Decoded {
             label: "input".into(),
-            body: Err("the input is empty".into()),
+            body: Err(DecodeError::Empty),
         }];
     }
     let whole = || {
@@ -180,7 +191,7 @@ fn csv_rows(bytes: &[u8], delimiter: u8) -> Vec<Decoded<'static>> {
         Err(e) => {
             return vec![Decoded {
                 label: "header".into(),
-                body: Err(format!("not valid CSV: {e}")),
+                body: Err(DecodeError::Csv(e.to_string())),
             }]
         }
     };
@@ -188,7 +199,7 @@ fn csv_rows(bytes: &[u8], delimiter: u8) -> Vec<Decoded<'static>> {
     for (i, row) in reader.records().enumerate() {
         // Row 1 is the header, so data rows start at line 2.
         let label = format!("row {}", i + 2);
-        let body = row.map_err(|e| format!("not valid CSV: {e}")).map(|row| {
+        let body = row.map_err(|e| DecodeError::Csv(e.to_string())).map(|row| {
             let mut obj = Map::new();
             for (name, value) in headers.iter().zip(row.iter()) {
                 obj.insert(name.trim().to_string(), Value::String(value.to_string()));
@@ -208,7 +219,7 @@ mod tests {
         match &d.body {
             Ok(Body::Json(b)) => serde_json::from_slice(b).map_err(|e| e.to_string()),
             Ok(Body::Value(v)) => Ok(v.clone()),
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e.to_string()),
         }
     }
 

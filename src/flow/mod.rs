@@ -452,7 +452,7 @@ impl Flow {
         &self,
         rules: &Rules,
         event: EventInfo,
-        body: Result<input::Body<'_>, String>,
+        body: Result<input::Body<'_>, input::DecodeError>,
         label: &str,
         state: &Arc<dyn StateStore>,
         fetch: &dyn Fetch,
@@ -483,7 +483,7 @@ impl Flow {
                 self.run_parsed(rules, event, value, None, state, fetch, how, None)
                     .0
             }
-            Err(message) => self.unreadable(event, label, message),
+            Err(e) => self.unreadable(event, label, e.to_string()),
         }
     }
 

@@ -172,6 +172,18 @@ async fn compile_edited(
     .map_err(|e| ApiError::Internal(format!("the compile failed: {e}")))
 }
 
+/// Refuses a write from the console unless crossdock.yaml's `server.console_save` allows it.
+fn saving_allowed(rt: &Arc<Runtime>) -> Result<(), ApiError> {
+    if rt.live().project.config.server.console_save {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "saving from the console is off: set `server.console_save: true` in crossdock.yaml to \
+         allow it"
+            .into(),
+    ))
+}
+
 /// Writes the file when the project compiles with it, then reloads so the engine runs it at
 /// once (the file watcher would too, after its debounce).
 async fn save_file(
@@ -179,13 +191,7 @@ async fn save_file(
     UrlPath(path): UrlPath<String>,
     text: String,
 ) -> Result<Response, ApiError> {
-    if !rt.live().project.config.server.console_save {
-        return Err(ApiError::Forbidden(
-            "saving from the console is off: set `server.console_save: true` in crossdock.yaml \
-             to allow it"
-                .into(),
-        ));
-    }
+    saving_allowed(&rt)?;
     let rel = editable(&path)?;
     let full = rt.root().join(&rel);
     not_a_link(&full, &path)?;
@@ -415,13 +421,7 @@ async fn save_test_case(
     UrlPath(name): UrlPath<String>,
     Json(case): Json<NewCase>,
 ) -> Result<Response, ApiError> {
-    if !rt.live().project.config.server.console_save {
-        return Err(ApiError::Forbidden(
-            "saving from the console is off: set `server.console_save: true` in crossdock.yaml \
-             to allow it"
-                .into(),
-        ));
-    }
+    saving_allowed(&rt)?;
     let live = rt.live();
     let Some(flow) = live.project.pipeline(&name).cloned() else {
         return Err(ApiError::NotFound(format!("no pipeline `{name}`")));

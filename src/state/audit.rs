@@ -18,7 +18,7 @@ use std::cell::Cell;
 
 use serde_json::{json, Value};
 
-use super::{check_arity, StateError, StateStore, UpdateResult};
+use super::{check_arity, StateError, StateStore, UpdateFn};
 
 /// Entries kept: older ones are deleted as new ones are appended.
 pub const KEEP: u64 = 10_000;
@@ -85,11 +85,7 @@ impl StateStore for Audited<'_> {
         self.base.get(key)
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         if let Some(k) = keys.iter().find(|k| k.starts_with(PREFIX)) {
             return Err(StateError::Invalid(format!(
                 "`{k}` belongs to the audit log, which is written only by logging"

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
-use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
+use super::{check_arity, StateError, StateStore, UpdateFn};
 
 /// The key an event's commit writes with its other writes (`applied/{event_id}`), so that a
 /// later run of the same event can tell its state changes were made (see docs/runtime.md,
@@ -154,12 +154,7 @@ impl StateStore for EventState {
         self.lock().current(&*self.base, key)
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         let mut inner = self.lock();
         let mut current = Vec::with_capacity(keys.len());
         for key in keys {

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 
-use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
+use super::{check_arity, StateError, StateStore, UpdateFn};
 
 /// An in-memory, thread-safe [`StateStore`].
 #[derive(Debug, Default)]
@@ -34,12 +34,7 @@ impl StateStore for MemoryStore {
         Ok(self.lock().get(key).cloned())
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         let mut map = self.lock();
         let current: Vec<Option<Value>> = keys.iter().map(|k| map.get(k).cloned()).collect();
         let (new, answer) = f(&current)?;

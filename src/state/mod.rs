@@ -78,6 +78,10 @@ pub enum StateError {
 /// The answer and new values computed by an [`StateStore::update`] closure.
 pub type UpdateResult = Result<(Vec<Option<Value>>, Value), StateError>;
 
+/// The closure [`StateStore::update`] runs: the current values of its keys in, their new values
+/// and an answer out.
+pub type UpdateFn<'a> = &'a mut dyn FnMut(&[Option<Value>]) -> UpdateResult;
+
 /// A key-value store of JSON values with atomic multi-key read-modify-write.
 ///
 /// Implementations must be safe to share between threads. `update` is the only write primitive
@@ -92,12 +96,16 @@ pub trait StateStore: Send + Sync {
     /// `f` receives the current values in the order of `keys` and must return exactly one new
     /// value per key. When `f` fails nothing is written and its error is returned. `f` may be
     /// called more than once (a backend retrying on conflict), so it must not have side effects
-    /// beyond its return value. `keys` must not contain duplicates.
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError>;
+    /// beyond its return value. `keys` must not contain duplicates: a call with a key twice is
+    /// refused before anything is read.
+    fn update(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
+        check_distinct(keys)?;
+        self.update_distinct(keys, f)
+    }
+
+    /// [`StateStore::update`] once `keys` are known to be distinct: what each store implements
+    /// (callers call `update`, which checks them).
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError>;
 
     /// Every key starting with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>, StateError>;
@@ -153,7 +161,7 @@ pub(crate) fn check_arity(keys: &[String], values: &[Option<Value>]) -> Result<(
 
 /// Refuse duplicate keys: a transaction that reads a key twice and writes it twice has no
 /// well-defined result.
-pub(crate) fn check_distinct(keys: &[String]) -> Result<(), StateError> {
+fn check_distinct(keys: &[String]) -> Result<(), StateError> {
     let mut seen = std::collections::BTreeSet::new();
     for k in keys {
         if !seen.insert(k.as_str()) {

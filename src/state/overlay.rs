@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{check_arity, check_distinct, StateError, StateStore, UpdateResult};
+use super::{check_arity, StateError, StateStore, UpdateFn};
 
 /// The net change of one key made through an [`Overlay`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,12 +99,7 @@ impl StateStore for Overlay {
         self.base.get(key)
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         // The scratch lock is held across the base reads and the closure so that two updates
         // through the same overlay cannot interleave.
         let mut scratch = self.lock();

@@ -61,7 +61,7 @@ fn field_kind(field: &FieldSpec) -> ValueKind {
     if d.each.is_some() || d.expr.is_some() || d.lookup.is_some() {
         return ValueKind::Unknown;
     }
-    if let Some(t) = d.ty.as_deref().and_then(Typed::from_name) {
+    if let Some(t) = d.ty.as_deref().and_then(Typed::parse) {
         return ValueKind::Typed(t);
     }
     match (&d.from, &d.template, &d.default) {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::diff::{add, diff};
 use super::{Diff, Op, StateWrite};
 use crate::config::env::looks_secret;
-use crate::state::{StateError, StateStore, UpdateResult};
+use crate::state::{StateError, StateStore, UpdateFn};
 
 /// A [`StateStore`] that passes everything to `base` and notes each key an update changed,
 /// with its value before and after: how an explanation learns what a step did to the state.
@@ -55,11 +55,7 @@ impl StateStore for Watched {
         self.base.get(key)
     }
 
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         // The closure may run more than once (a backend retrying): the last run is what was
         // written.
         let mut seen = None;

@@ -88,13 +88,20 @@ fn scientific(text: &str, found: &Value) -> Result<Decimal, ConvertFailure> {
     Decimal::from_scientific(text).or_else(|_| fail(found, Some("out of range")))
 }
 
-pub(super) fn to_integer(v: Cow<'_, Value>) -> Result<Cow<'_, Value>, ConvertFailure> {
-    let Some((text, is_number)) = numeric_text(&v) else {
-        return fail(&v, None);
+/// A value's number as text, split into its parts, and whether it was a JSON number (not a
+/// string): what both conversions start from.
+fn read_number(v: &Value) -> Result<(&str, bool, NumParts<'_>), ConvertFailure> {
+    let Some((text, is_number)) = numeric_text(v) else {
+        return fail(v, None);
     };
     let Some(parts) = split_number(text) else {
-        return fail(&v, None);
+        return fail(v, None);
     };
+    Ok((text, is_number, parts))
+}
+
+pub(super) fn to_integer(v: Cow<'_, Value>) -> Result<Cow<'_, Value>, ConvertFailure> {
+    let (text, is_number, parts) = read_number(&v)?;
     if parts.exp {
         let d = scientific(text, &v)?;
         if !d.fract().is_zero() {
@@ -120,12 +127,7 @@ pub(super) fn to_integer(v: Cow<'_, Value>) -> Result<Cow<'_, Value>, ConvertFai
 }
 
 pub(super) fn to_decimal(v: Cow<'_, Value>) -> Result<Cow<'_, Value>, ConvertFailure> {
-    let Some((text, is_number)) = numeric_text(&v) else {
-        return fail(&v, None);
-    };
-    let Some(parts) = split_number(text) else {
-        return fail(&v, None);
-    };
+    let (text, is_number, parts) = read_number(&v)?;
     if parts.exp {
         let d = scientific(text, &v)?;
         return number(&d.to_string()).or_else(|()| fail(&v, None));

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::record::{decode_event, encode_event, encode_raw, key_entry, to_json};
-use super::{now_rfc3339, parse_event_id, Inbox, InboxError, StoredEvent, Trail};
+use super::{parse_event_id, Inbox, InboxError, StoredEvent, Trail};
 
 impl Inbox {
     /// Removes a pending event by hand, leaving a trail that says so; false when there is no
@@ -18,28 +18,7 @@ impl Inbox {
             return Ok(false);
         };
         let event = decode_event(&seq.to_be_bytes(), &bytes)?;
-        let trail = Trail {
-            event_id: event.meta.id.clone(),
-            pipeline: event.meta.pipeline.clone(),
-            version: version.to_string(),
-            received_at: event.meta.received_at.clone(),
-            finished_at: now_rfc3339(),
-            status: "dropped".into(),
-            attempts: event.meta.attempts,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            errors: event.meta.errors.clone(),
-            flow_us: 0,
-            total_ms: 0,
-            compensations: Vec::new(),
-            keys: event.meta.keys.clone(),
-            tenant: event
-                .meta
-                .headers
-                .get(crate::runtime::TENANT_HEADER)
-                .cloned(),
-            explanation: None,
-        };
+        let trail = Trail::of(&event.meta, version, "dropped");
         self.put_trail(seq, &trail)?;
         self.put_raw(&event)?;
         let taken = self.take_out(seq)?;

@@ -126,6 +126,31 @@ pub struct Trail {
     pub explanation: Option<Box<crate::flow::explain::Explanation>>,
 }
 
+impl Trail {
+    /// The trail of an event ending now with `status` on `version`, from what its meta holds:
+    /// no steps, actions or times of its own yet.
+    pub fn of(meta: &EventMeta, version: &str, status: &str) -> Trail {
+        Trail {
+            event_id: meta.id.clone(),
+            pipeline: meta.pipeline.clone(),
+            version: version.to_string(),
+            received_at: meta.received_at.clone(),
+            finished_at: now_rfc3339(),
+            status: status.into(),
+            attempts: meta.attempts,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            errors: meta.errors.clone(),
+            flow_us: 0,
+            total_ms: 0,
+            compensations: Vec::new(),
+            keys: meta.keys.clone(),
+            tenant: meta.headers.get(crate::rules::TENANT_HEADER).cloned(),
+            explanation: None,
+        }
+    }
+}
+
 /// One step's `undo:` run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompensationTrail {

@@ -202,7 +202,7 @@ impl Inbox {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::tests::{accept, inbox, page_ids};
+    use super::super::tests::{accept, bare_trail, inbox, page_ids};
     use super::super::Accepted;
     use super::*;
 
@@ -226,22 +226,9 @@ pub(super) mod tests {
         status: &str,
     ) -> Trail {
         Trail {
-            event_id: event.meta.id.clone(),
-            pipeline: "p".into(),
             version: "v1".into(),
             received_at: event.meta.received_at.clone(),
-            finished_at: super::super::now_rfc3339(),
-            status: status.into(),
-            attempts: 1,
-            steps: vec![],
-            actions: vec![],
-            errors: vec![],
-            flow_us: 0,
-            total_ms: 0,
-            compensations: Vec::new(),
-            keys: Default::default(),
-            tenant: None,
-            explanation: None,
+            ..bare_trail(event.meta.id.clone(), "p", status)
         }
     }
 

@@ -165,14 +165,16 @@ pub(super) fn page_ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-fn stored_trail(seq: u64, pipeline: &str) -> Trail {
+/// A trail with nothing in it but its id, pipeline and status: what these tests and
+/// retention's store.
+pub(super) fn bare_trail(event_id: String, pipeline: &str, status: &str) -> Trail {
     Trail {
-        event_id: event_id(seq),
+        event_id,
         pipeline: pipeline.into(),
         version: "v".into(),
         received_at: now_rfc3339(),
         finished_at: now_rfc3339(),
-        status: if seq % 3 == 0 { "skipped" } else { "processed" }.into(),
+        status: status.into(),
         attempts: 1,
         steps: Vec::new(),
         actions: Vec::new(),
@@ -184,6 +186,11 @@ fn stored_trail(seq: u64, pipeline: &str) -> Trail {
         tenant: None,
         explanation: None,
     }
+}
+
+fn stored_trail(seq: u64, pipeline: &str) -> Trail {
+    let status = if seq % 3 == 0 { "skipped" } else { "processed" };
+    bare_trail(event_id(seq), pipeline, status)
 }
 
 #[test]

@@ -176,7 +176,7 @@ async fn take(
                 Ok(_) => Ok(raw.to_vec()),
                 Err(e) => Err(format!("not JSON: {e}")),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         match body {
             Ok(b) => bodies.push((row.label, b)),

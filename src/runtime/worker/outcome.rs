@@ -186,25 +186,7 @@ pub(super) fn new_trail(live: &Live, event: &StoredEvent, status: &str, started:
         })
         .unwrap_or_else(|_| started.elapsed().as_millis() as u64);
     Trail {
-        event_id: event.meta.id.clone(),
-        pipeline: event.meta.pipeline.clone(),
-        version: live.project.version.clone(),
-        received_at: event.meta.received_at.clone(),
-        finished_at: inbox::now_rfc3339(),
-        status: status.into(),
-        attempts: event.meta.attempts,
-        steps: Vec::new(),
-        actions: Vec::new(),
-        errors: event.meta.errors.clone(),
-        flow_us: 0,
         total_ms,
-        compensations: Vec::new(),
-        keys: event.meta.keys.clone(),
-        tenant: event
-            .meta
-            .headers
-            .get(crate::runtime::TENANT_HEADER)
-            .cloned(),
-        explanation: None,
+        ..Trail::of(&event.meta, &live.project.version, status)
     }
 }

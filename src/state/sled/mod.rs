@@ -56,7 +56,7 @@ use serde_json::Value;
 
 use self::open::Core;
 pub use self::table::{Entry, Table};
-use super::{check_distinct, StateError, StateStore, UpdateResult};
+use super::{StateError, StateStore, UpdateFn};
 
 /// When a committed update reaches the disk; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,12 +365,7 @@ impl StateStore for SledStore {
     // `f` runs once per call here, under the lock, so it must never call back into this store
     // (that would deadlock); the trait's promise that it may run more than once leaves room
     // for backends that retry on conflict.
-    fn update(
-        &self,
-        keys: &[String],
-        f: &mut dyn FnMut(&[Option<Value>]) -> UpdateResult,
-    ) -> Result<Value, StateError> {
-        check_distinct(keys)?;
+    fn update_distinct(&self, keys: &[String], f: UpdateFn<'_>) -> Result<Value, StateError> {
         self.core
             .writing(|open| open.writer.shared.update(&open.tree, keys, f))
     }
