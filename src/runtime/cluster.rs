@@ -18,11 +18,17 @@
 //! message is acknowledged, the event's trail and dead letter go to the cluster's buckets
 //! ([`crate::cluster::records`]); while it waits for a retry, its progress (attempts, effects
 //! done, the time of its next attempt) does too, and a node handed it after this one died
-//! goes on from there. This module also answers the admin API's dead letters and events from
-//! those buckets, and retries a dead letter by publishing it to the stream again.
+//! goes on from there, and a run of an event handed over again is counted there before it
+//! begins (`quarantine_after` across the cluster). This module also answers the admin API's
+//! dead letters from those buckets and retries a dead letter by publishing it to the stream
+//! again; its events endpoints are answered by [`events`].
+
+mod events;
+
+pub use events::Known;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,10 +36,9 @@ use serde::Serialize;
 
 use serde_json::Value;
 
-use super::inbox::{
-    self, Accepted, DeadFilter, DeadLetter, EventMeta, InboxError, StoredEvent, Trail,
-};
+use super::inbox::{self, Accepted, DeadFilter, DeadLetter, EventMeta, InboxError, StoredEvent};
 use super::{metrics, Runtime};
+use crate::cluster::events::EventIndex;
 use crate::cluster::inbox::{Counts, Delivery, InboxStream, Meta, Ticket, Turn};
 use crate::cluster::nodes::{NodeInfo, Registry, BEAT};
 use crate::cluster::records::Records;
@@ -45,6 +50,7 @@ pub struct Link {
     pub inbox: InboxStream,
     pub registry: Registry,
     pub records: Records,
+    pub index: EventIndex,
     client: async_nats::Client,
     started_at: String,
     /// Local sequence number → the stream message it came from.
@@ -52,6 +58,9 @@ pub struct Link {
     counts: Mutex<Counts>,
     /// Whether the last publish, fetch or counter read reached NATS.
     reachable: AtomicBool,
+    /// The cluster's dead letters as last counted (every [`BEAT`], and by each page of them),
+    /// so `/health` does not list the bucket.
+    dead_total: AtomicU64,
 }
 
 /// A stream message this node holds, and whether the event's progress is in the `runs`
@@ -84,28 +93,63 @@ impl Link {
     pub async fn connect(
         settings: Settings,
         dedup_window: Duration,
-        keep_trails: Duration,
+        (keep_trails, keep_trails_bytes): (Duration, u64),
     ) -> Result<Link, ClusterError> {
         let client = settings.connect("inbox").await?;
         let js = settings.jetstream(client.clone());
         let inbox = InboxStream::open(&settings, js.clone(), dedup_window).await?;
         let registry = Registry::open(&settings, &js).await?;
         let records = Records::open(&settings, &js, keep_trails).await?;
+        let index = EventIndex::open(&settings, js, keep_trails, keep_trails_bytes).await?;
         Ok(Link {
             settings,
             inbox,
             registry,
             records,
+            index,
             client,
             started_at: inbox::now_rfc3339(),
             held: Mutex::new(Held::default()),
             counts: Mutex::new(Counts::default()),
             reachable: AtomicBool::new(true),
+            dead_total: AtomicU64::new(0),
         })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cluster's dead letters, as last counted.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_total.load(Ordering::Relaxed)
+    }
+
+    async fn count_dead_letters(&self) -> Result<Vec<String>, InboxError> {
+        let ids = self.records.dead_ids().await.map_err(unavailable)?;
+        self.dead_total.store(ids.len() as u64, Ordering::Relaxed);
+        Ok(ids)
+    }
+
+    /// Counts a run of a redelivered event in the `runs` bucket before it begins, so that an
+    /// event that takes down every node running it is quarantined after `quarantine_after`
+    /// runs in the whole cluster. Not counted when NATS does not take it: the event runs
+    /// anyway (held here, it would otherwise wait for ever).
+    pub(super) async fn count_run(&self, seq: u64, meta: &EventMeta) {
+        if let Err(e) = self.put_progress(seq, meta).await {
+            tracing::warn!(error = %e, "Cannot count the run of a redelivered event in the cluster; it runs uncounted")
+        }
+    }
+
+    /// Writes an event's meta to the `runs` bucket, and marks it there to be forgotten when
+    /// the event is done.
+    async fn put_progress(&self, seq: u64, meta: &EventMeta) -> Result<(), ClusterError> {
+        let bytes = serde_json::to_vec(meta).map_err(|e| ClusterError::Malformed(e.to_string()))?;
+        self.records.put_run(&meta.id, bytes).await?;
+        if let Some(hold) = self.held().tickets.get_mut(&seq) {
+            hold.run = true;
+        }
+        Ok(())
     }
 
     pub fn health(&self) -> Health {
@@ -216,24 +260,13 @@ impl Link {
     }
 
     async fn share_progress(&self, runtime: &Runtime, seq: u64, id: &str, meta: &EventMeta) {
-        let written = match serde_json::to_vec(meta) {
-            Ok(bytes) => self.records.put_run(id, bytes).await,
-            Err(e) => Err(ClusterError::Malformed(e.to_string())),
-        };
-        match written {
-            Ok(()) => {
-                if let Some(hold) = self.held().tickets.get_mut(&seq) {
-                    hold.run = true;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot share an event's progress; a node taking it over would start it from its first attempt")
-            }
+        if let Err(e) = self.put_progress(seq, meta).await {
+            tracing::warn!(error = %e, "Cannot share an event's progress; a node taking it over would start it from its first attempt")
         }
-        self.share_trail(runtime, id).await;
+        self.share_trail(runtime, id, false).await;
     }
 
-    async fn share_trail(&self, runtime: &Runtime, id: &str) {
+    async fn share_trail(&self, runtime: &Runtime, id: &str, finished: bool) {
         let trail = match runtime.inbox.trail(id) {
             Ok(Some(trail)) => trail,
             Ok(None) => return,
@@ -242,11 +275,7 @@ impl Link {
                 return;
             }
         };
-        let shared = match serde_json::to_vec(&trail) {
-            Ok(bytes) => self.records.put_trail(id, bytes).await,
-            Err(e) => Err(ClusterError::Malformed(e.to_string())),
-        };
-        if let Err(e) = shared {
+        if let Err(e) = self.put_trail(runtime, id, &trail, finished).await {
             // Informational: the event itself is not held up by its trail.
             tracing::warn!(error = %e, "Cannot share an event's trail; this node's admin API still has it");
         }
@@ -256,7 +285,7 @@ impl Link {
     /// be filed, so the message must stay unacknowledged (the event runs again elsewhere,
     /// rather than dying where no other node sees it).
     async fn share_outcome(&self, runtime: &Runtime, id: &str, run: bool) -> bool {
-        self.share_trail(runtime, id).await;
+        self.share_trail(runtime, id, true).await;
         match runtime.inbox.get_dead_letter(id) {
             Ok(Some(letter)) => {
                 let bytes = match serde_json::to_vec(&letter) {
@@ -305,30 +334,6 @@ impl Link {
         }
     }
 
-    /// An event as `GET /api/events/{id}` shows it: its meta while it waits to run (again),
-    /// here or on another node, and its last trail, from the cluster's buckets.
-    pub async fn event(
-        &self,
-        runtime: &Runtime,
-        id: &str,
-    ) -> Result<(Option<EventMeta>, Option<Trail>), InboxError> {
-        let trail = match self.records.trail(id).await.map_err(unavailable)? {
-            Some(bytes) => Some(parse::<Trail>(id, &bytes)?),
-            None => runtime.inbox.trail(id)?,
-        };
-        if let Some(meta) = runtime.inbox.queued(id)? {
-            return Ok((Some(meta), trail));
-        }
-        if trail.as_ref().is_some_and(|t| t.status != "retrying") {
-            return Ok((None, trail));
-        }
-        let meta = match self.records.run(id).await.map_err(unavailable)? {
-            Some(bytes) => Some(parse::<EventMeta>(id, &bytes)?),
-            None => None,
-        };
-        Ok((meta, trail))
-    }
-
     /// A page of the cluster's dead letters, as [`inbox::Inbox::dead_letter_page`] pages the
     /// local ones.
     pub async fn dead_letter_page(
@@ -336,7 +341,7 @@ impl Link {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Value, InboxError> {
-        let ids = self.records.dead_ids().await.map_err(unavailable)?;
+        let ids = self.count_dead_letters().await?;
         let mut items = Vec::new();
         for id in ids
             .iter()
@@ -448,7 +453,11 @@ impl Link {
         if undo && !letter.event.undo.is_empty() {
             let (meta, done) = super::worker::undo_letter(runtime, seq, &letter).await;
             trails = done;
-            if let Ok((_, Some(mut trail))) = self.event(runtime, id).await {
+            if let Ok(Known {
+                trail: Some(mut trail),
+                ..
+            }) = self.event(runtime, id).await
+            {
                 trail.compensations.extend(trails.iter().cloned());
                 if let Ok(bytes) = serde_json::to_vec(&trail) {
                     let _ = self.records.put_trail(id, bytes).await;
@@ -608,9 +617,13 @@ async fn take(runtime: &Runtime, link: &Link, delivery: Delivery) {
         }
     }
     let run = saved.is_some();
+    // A node before this one may have died running it: counted before it runs (the worker
+    // does it, as for an event found in the inbox at a start).
+    let again = delivery.delivered > 1 || delivery.meta.id.is_some();
     let meta = saved.unwrap_or_else(|| fresh_meta(id, delivery.meta));
     match runtime.inbox.place(seq, meta, &delivery.body) {
-        Ok(Some(event)) => {
+        Ok(Some(mut event)) => {
+            event.resumed = again;
             link.file(seq, delivery.ticket, run);
             runtime.enqueue(event);
         }
@@ -679,6 +692,9 @@ pub(super) async fn beat(runtime: Arc<Runtime>, link: Arc<Link>) {
                     seen_ms: crate::cluster::now_ms(),
                 };
                 let beat_ok = link.registry.beat(&info).await.is_ok();
+                if let Err(e) = link.count_dead_letters().await {
+                    tracing::debug!(error = %e, "Cannot count the cluster's dead letters");
+                }
                 match link.inbox.counts().await {
                     Ok(c) => {
                         *link.counts.lock().unwrap_or_else(|p| p.into_inner()) = c;
