@@ -2,6 +2,11 @@
 
 use super::*;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
 pub(super) fn inbox() -> Inbox {
     Inbox::open(
         Arc::new(SledStore::temporary().unwrap()),
