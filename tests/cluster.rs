@@ -1113,3 +1113,180 @@ async fn attempts_carry_over_when_a_killed_node_s_event_moves_to_another() {
         "{before} calls before the kill, {hits} in all"
     );
 }
+
+/// Events with a correlation key, for the cluster's list and search.
+const TAGGED: &str = r#"
+pipeline: tagged
+source:
+  webhook: { path: /hooks/tagged }
+keys: { order: $.order }
+steps:
+  - send: { to: up, op: post }
+on_error:
+  retry: { attempts: 60, initial: 100ms, max: 1s }
+"#;
+
+/// The project of [`files`] with `yaml` in place of the cluster's `ack_wait: 2s` line and
+/// `extra` after it, and the `tagged` pipeline.
+fn files_with(upstream: &str, nats: &str, extra: &str) -> Vec<(String, String)> {
+    let mut files = files(upstream);
+    let yaml = &mut files[0].1;
+    *yaml = yaml.replace("ack_wait: 2s }", nats) + extra;
+    files.push(("pipelines/tagged.yaml".into(), TAGGED.into()));
+    files
+}
+
+/// Every page of `path` (which asks for small pages), following `next`; the ids in order.
+async fn all_pages(node: &Engine, path: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..20 {
+        let (status, page) = node.admin(&format!("{path}&cursor={cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            ids.push(item["event_id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return ids,
+        }
+    }
+    panic!("no end to the pages of {path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_lists_searches_and_shows_the_events_of_every_node() {
+    let upstream = Upstream::start().await;
+    // One event at a time per node, each held 3 s at the upstream: the third and fourth wait
+    // in the stream meanwhile.
+    upstream.set_delay(Duration::from_secs(3));
+    let nats_line = "ack_wait: 2s, max_inflight: 1 }";
+    let dir = project_of(&files_with(&upstream.url, nats_line, ""));
+    let nats = Nats::start(&dir.path().join("nats"));
+    let nodes = [
+        start_node(dir.path(), &nats, "n1"),
+        start_node(dir.path(), &nats, "n2"),
+    ];
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = Engine::client()
+            .post(nodes[0].url("/hooks/tagged"))
+            .header("x-api-key", "key-that-is-secret")
+            .body(format!(r#"{{"order":"o{i}","n":{i}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let answer: Value = r.json().await.unwrap();
+        ids.push(answer["event_id"].as_str().unwrap().to_string());
+    }
+    // Accepted and not yet run: answered from the stream by either node, body included.
+    let last = &ids[3];
+    for node in &nodes {
+        let (status, event) = node.admin(&format!("/api/events/{last}")).await;
+        assert_eq!(status, 200, "{event}");
+        assert_eq!(event["status"], "accepted", "{event}");
+        assert_eq!(event["pipeline"], "tagged", "{event}");
+        let (status, raw) = node.admin(&format!("/api/events/{last}/raw")).await;
+        assert_eq!(status, 200, "{raw}");
+        assert!(
+            raw["preview"].as_str().unwrap().contains(r#""order":"o3""#),
+            "{raw}"
+        );
+        assert_eq!(raw["headers"]["x-api-key"], "[redacted]", "{raw}");
+    }
+    upstream.set_delay(Duration::ZERO);
+    eventually("every event processed", Duration::from_secs(60), || async {
+        let (_, event) = nodes[1].admin(&format!("/api/events/{last}")).await;
+        (received_ns(&upstream).len() == 4 && event["status"] == "processed").then_some(())
+    })
+    .await;
+
+    // Both nodes ran some (one event each at a time); each lists all four, page by page.
+    let mut expected = ids.clone();
+    expected.sort();
+    for node in &nodes {
+        let mut listed = all_pages(node, "/api/events?limit=2").await;
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        listed.sort();
+        assert_eq!(listed, expected);
+        let (_, page) = node.admin("/api/events?pipeline=relay").await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
+        let (_, page) = node.admin("/api/events?outcome=processed&limit=500").await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 4, "{page}");
+        for (i, id) in ids.iter().enumerate() {
+            let found = all_pages(node, &format!("/api/events?key=order:o{i}&limit=1")).await;
+            assert_eq!(found, vec![id.clone()], "key order:o{i}");
+            let (status, raw) = node.admin(&format!("/api/events/{id}/raw")).await;
+            assert_eq!(status, 200, "{raw}");
+            let preview = raw["preview"].as_str().unwrap();
+            assert!(preview.contains(&format!(r#""order":"o{i}""#)), "{raw}");
+            assert_eq!(raw["headers"]["x-api-key"], "[redacted]", "{raw}");
+        }
+        let (_, page) = node.admin("/api/events?key=order:o9").await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
+    }
+
+    // A dead letter made on one node is counted by both nodes' `/health`.
+    upstream.set_down(Some(503));
+    let (status, answer) = nodes[1].post("/hooks/fragile", r#"{"n": 99}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    for node in &nodes {
+        eventually("the letter counted", Duration::from_secs(60), || async {
+            let (_, health) = node.admin("/health").await;
+            let (_, dlq) = node.admin("/api/dlq").await;
+            (health["dead_letters"] == 1 && dlq["total"] == 1).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_that_kills_every_node_taking_it_is_quarantined_across_the_cluster() {
+    let upstream = Upstream::start().await;
+    // Every call hangs: each node taking the event is killed while it runs.
+    upstream.set_delay(Duration::from_secs(600));
+    let extra = "server: { quarantine_after: 2 }\n";
+    let dir = project_of(&files_with(&upstream.url, "ack_wait: 2s }", extra));
+    let nats = Nats::start(&dir.path().join("nats"));
+    let n1 = start_node(dir.path(), &nats, "n1");
+    let (status, answer) = n1.post("/hooks/fragile", r#"{"n": 5}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    eventually(
+        "the call under way on n1",
+        Duration::from_secs(10),
+        || async { (upstream.hits() >= 1).then_some(()) },
+    )
+    .await;
+    n1.kill9();
+
+    // Each node taking it next counts its run in the cluster before it begins, then dies.
+    for (crash, name) in [(1u64, "n2"), (2, "n1")] {
+        let node = start_node(dir.path(), &nats, name);
+        eventually("the run counted", Duration::from_secs(30), || async {
+            let (_, page) = node.admin("/api/inbox").await;
+            (page["items"][0]["interrupted"].as_u64() == Some(crash)).then_some(())
+        })
+        .await;
+        eventually("the call under way", Duration::from_secs(10), || async {
+            (upstream.hits() > crash as usize).then_some(())
+        })
+        .await;
+        node.kill9();
+    }
+    let hits = upstream.hits();
+
+    // The third node to take it does not run it: two counted runs, from two nodes.
+    let n2 = start_node(dir.path(), &nats, "n2");
+    let letter = eventually("the dead letter", Duration::from_secs(30), || async {
+        let (status, letter) = n2.admin(&format!("/api/dlq/{id}")).await;
+        (status == 200).then_some(letter)
+    })
+    .await;
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.starts_with("quarantined"), "{reason}");
+    assert!(reason.contains("stopped 2 times"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(upstream.hits(), hits, "the quarantined event was run again");
+}

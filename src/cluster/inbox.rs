@@ -274,6 +274,15 @@ impl InboxStream {
         }
     }
 
+    /// The event at `seq` while it is in the stream (not done yet), asked of its leader.
+    pub async fn message(&self, seq: u64) -> Result<Option<(Meta, Bytes)>, ClusterError> {
+        match self.stream.get_raw_message(seq).await {
+            Ok(m) => parse(&m.payload).map(Some),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Unavailable(e.to_string())),
+        }
+    }
+
     /// Up to `max` events, waiting at most `wait` for the first.
     pub async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, ClusterError> {
         let unavailable = |e: String| ClusterError::Unavailable(e);

@@ -4,8 +4,8 @@
 //! and key-value buckets (created at start when missing), publishing an accepted event to the
 //! inbox stream and taking events from its shared consumer ([`inbox`]), the [`StateStore`] on
 //! a key-value bucket with its locking protocol ([`state`]), the node registry and leases
-//! ([`nodes`]), and the dead letters, trails and progress of events every node reads
-//! ([`records`]). It must not know about flows, HTTP or the runtime's workers: the runtime
+//! ([`nodes`]), the dead letters, trails and progress of events every node reads
+//! ([`records`]), and the index that lists and finds them ([`events`]). It must not know about flows, HTTP or the runtime's workers: the runtime
 //! (`runtime::cluster`) drives it.
 //!
 //! async-nats 0.40 is used without the `server_2_10`/`server_2_11` features, and nothing here
@@ -14,6 +14,7 @@
 //!
 //! [`StateStore`]: crate::state::StateStore
 
+pub mod events;
 pub mod inbox;
 pub mod nodes;
 pub mod records;

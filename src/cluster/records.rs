@@ -25,7 +25,7 @@ use super::{ClusterError, Settings};
 /// How long the progress of an event waiting for its retry is kept: longer than any backoff.
 const RUNS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-fn unavailable(e: impl std::fmt::Display) -> ClusterError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Unavailable(e.to_string())
 }
 

@@ -18,22 +18,26 @@
 //! message is acknowledged, the event's trail and dead letter go to the cluster's buckets
 //! ([`crate::cluster::records`]); while it waits for a retry, its progress (attempts, effects
 //! done, the time of its next attempt) does too, and a node handed it after this one died
-//! goes on from there. This module also answers the admin API's dead letters and events from
-//! those buckets, and retries a dead letter by publishing it to the stream again.
+//! goes on from there, and a run of an event handed over again is counted there before it
+//! begins (`quarantine_after` across the cluster). This module also answers the admin API's
+//! dead letters from those buckets and retries a dead letter by publishing it to the stream
+//! again; its events endpoints are answered by [`events`].
+
+mod dead;
+mod events;
+
+pub use events::Known;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use serde_json::Value;
-
-use super::inbox::{
-    self, Accepted, DeadFilter, DeadLetter, EventMeta, InboxError, StoredEvent, Trail,
-};
+use super::inbox::{self, Accepted, EventMeta, InboxError, StoredEvent};
 use super::{metrics, Runtime};
+use crate::cluster::events::EventIndex;
 use crate::cluster::inbox::{Counts, Delivery, InboxStream, Meta, Ticket, Turn};
 use crate::cluster::nodes::{NodeInfo, Registry, BEAT};
 use crate::cluster::records::Records;
@@ -45,6 +49,7 @@ pub struct Link {
     pub inbox: InboxStream,
     pub registry: Registry,
     pub records: Records,
+    pub index: EventIndex,
     client: async_nats::Client,
     started_at: String,
     /// Local sequence number → the stream message it came from.
@@ -52,6 +57,9 @@ pub struct Link {
     counts: Mutex<Counts>,
     /// Whether the last publish, fetch or counter read reached NATS.
     reachable: AtomicBool,
+    /// The cluster's dead letters as last counted (every [`BEAT`], and by each page of them),
+    /// so `/health` does not list the bucket.
+    dead_total: AtomicU64,
 }
 
 /// A stream message this node holds, and whether the event's progress is in the `runs`
@@ -84,28 +92,52 @@ impl Link {
     pub async fn connect(
         settings: Settings,
         dedup_window: Duration,
-        keep_trails: Duration,
+        (keep_trails, keep_trails_bytes): (Duration, u64),
     ) -> Result<Link, ClusterError> {
         let client = settings.connect("inbox").await?;
         let js = settings.jetstream(client.clone());
         let inbox = InboxStream::open(&settings, js.clone(), dedup_window).await?;
         let registry = Registry::open(&settings, &js).await?;
         let records = Records::open(&settings, &js, keep_trails).await?;
+        let index = EventIndex::open(&settings, js, keep_trails, keep_trails_bytes).await?;
         Ok(Link {
             settings,
             inbox,
             registry,
             records,
+            index,
             client,
             started_at: inbox::now_rfc3339(),
             held: Mutex::new(Held::default()),
             counts: Mutex::new(Counts::default()),
             reachable: AtomicBool::new(true),
+            dead_total: AtomicU64::new(0),
         })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a run of a redelivered event in the `runs` bucket before it begins, so that an
+    /// event that takes down every node running it is quarantined after `quarantine_after`
+    /// runs in the whole cluster. Not counted when NATS does not take it: the event runs
+    /// anyway (held here, it would otherwise wait for ever).
+    pub(super) async fn count_run(&self, seq: u64, meta: &EventMeta) {
+        if let Err(e) = self.put_progress(seq, meta).await {
+            tracing::warn!(error = %e, "Cannot count the run of a redelivered event in the cluster; it runs uncounted")
+        }
+    }
+
+    /// Writes an event's meta to the `runs` bucket, and marks it there to be forgotten when
+    /// the event is done.
+    async fn put_progress(&self, seq: u64, meta: &EventMeta) -> Result<(), ClusterError> {
+        let bytes = serde_json::to_vec(meta).map_err(|e| ClusterError::Malformed(e.to_string()))?;
+        self.records.put_run(&meta.id, bytes).await?;
+        if let Some(hold) = self.held().tickets.get_mut(&seq) {
+            hold.run = true;
+        }
+        Ok(())
     }
 
     pub fn health(&self) -> Health {
@@ -216,24 +248,13 @@ impl Link {
     }
 
     async fn share_progress(&self, runtime: &Runtime, seq: u64, id: &str, meta: &EventMeta) {
-        let written = match serde_json::to_vec(meta) {
-            Ok(bytes) => self.records.put_run(id, bytes).await,
-            Err(e) => Err(ClusterError::Malformed(e.to_string())),
-        };
-        match written {
-            Ok(()) => {
-                if let Some(hold) = self.held().tickets.get_mut(&seq) {
-                    hold.run = true;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot share an event's progress; a node taking it over would start it from its first attempt")
-            }
+        if let Err(e) = self.put_progress(seq, meta).await {
+            tracing::warn!(error = %e, "Cannot share an event's progress; a node taking it over would start it from its first attempt")
         }
-        self.share_trail(runtime, id).await;
+        self.share_trail(runtime, id, false).await;
     }
 
-    async fn share_trail(&self, runtime: &Runtime, id: &str) {
+    async fn share_trail(&self, runtime: &Runtime, id: &str, finished: bool) {
         let trail = match runtime.inbox.trail(id) {
             Ok(Some(trail)) => trail,
             Ok(None) => return,
@@ -242,11 +263,7 @@ impl Link {
                 return;
             }
         };
-        let shared = match serde_json::to_vec(&trail) {
-            Ok(bytes) => self.records.put_trail(id, bytes).await,
-            Err(e) => Err(ClusterError::Malformed(e.to_string())),
-        };
-        if let Err(e) = shared {
+        if let Err(e) = self.put_trail(runtime, id, &trail, finished).await {
             // Informational: the event itself is not held up by its trail.
             tracing::warn!(error = %e, "Cannot share an event's trail; this node's admin API still has it");
         }
@@ -256,7 +273,7 @@ impl Link {
     /// be filed, so the message must stay unacknowledged (the event runs again elsewhere,
     /// rather than dying where no other node sees it).
     async fn share_outcome(&self, runtime: &Runtime, id: &str, run: bool) -> bool {
-        self.share_trail(runtime, id).await;
+        self.share_trail(runtime, id, true).await;
         match runtime.inbox.get_dead_letter(id) {
             Ok(Some(letter)) => {
                 let bytes = match serde_json::to_vec(&letter) {
@@ -303,179 +320,6 @@ impl Link {
             // Not lost: the stream hands the event out again after the ack wait.
             tracing::warn!(error = %e, "Cannot acknowledge an event; it will run again");
         }
-    }
-
-    /// An event as `GET /api/events/{id}` shows it: its meta while it waits to run (again),
-    /// here or on another node, and its last trail, from the cluster's buckets.
-    pub async fn event(
-        &self,
-        runtime: &Runtime,
-        id: &str,
-    ) -> Result<(Option<EventMeta>, Option<Trail>), InboxError> {
-        let trail = match self.records.trail(id).await.map_err(unavailable)? {
-            Some(bytes) => Some(parse::<Trail>(id, &bytes)?),
-            None => runtime.inbox.trail(id)?,
-        };
-        if let Some(meta) = runtime.inbox.queued(id)? {
-            return Ok((Some(meta), trail));
-        }
-        if trail.as_ref().is_some_and(|t| t.status != "retrying") {
-            return Ok((None, trail));
-        }
-        let meta = match self.records.run(id).await.map_err(unavailable)? {
-            Some(bytes) => Some(parse::<EventMeta>(id, &bytes)?),
-            None => None,
-        };
-        Ok((meta, trail))
-    }
-
-    /// A page of the cluster's dead letters, as [`inbox::Inbox::dead_letter_page`] pages the
-    /// local ones.
-    pub async fn dead_letter_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Value, InboxError> {
-        let ids = self.records.dead_ids().await.map_err(unavailable)?;
-        let mut items = Vec::new();
-        for id in ids
-            .iter()
-            .filter(|id| after.is_none_or(|a| id.as_str() > a))
-        {
-            if items.len() == limit {
-                break;
-            }
-            // Gone between the listing and the read: retried or dropped meanwhile.
-            if let Some(letter) = self.dead_letter(id).await? {
-                items.push(inbox::dead_letter_summary(&letter));
-            }
-        }
-        Ok(serde_json::json!({ "total": ids.len(), "items": items }))
-    }
-
-    pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, InboxError> {
-        Ok(self.letter(id).await?.map(|(letter, _)| letter))
-    }
-
-    async fn letter(&self, id: &str) -> Result<Option<(DeadLetter, u64)>, InboxError> {
-        match self.records.dead(id).await.map_err(unavailable)? {
-            Some(l) => Ok(Some((parse(id, &l.value)?, l.revision))),
-            None => Ok(None),
-        }
-    }
-
-    /// The dead letters `filter` matches, oldest first, at most `limit`; and whether more
-    /// matched.
-    pub async fn dead_letters_matching(
-        &self,
-        filter: &DeadFilter,
-        limit: usize,
-    ) -> Result<(Vec<DeadLetter>, bool), InboxError> {
-        let mut out = Vec::new();
-        for id in self.records.dead_ids().await.map_err(unavailable)? {
-            let Some(letter) = self.dead_letter(&id).await? else {
-                continue;
-            };
-            if filter.matches(&letter) {
-                if out.len() == limit {
-                    return Ok((out, true));
-                }
-                out.push(letter);
-            }
-        }
-        Ok((out, false))
-    }
-
-    /// Retries a dead letter from any node: its progress (attempts reset, effects done kept
-    /// unless `full`) goes to the `runs` bucket, the event to the stream under its own id, and
-    /// the letter leaves the bucket. Two retries of one letter at once publish the same
-    /// message id, so the stream keeps one. False when there is no such letter.
-    pub async fn retry_dead_letter(&self, id: &str, full: bool) -> Result<bool, InboxError> {
-        let Some((letter, revision)) = self.letter(id).await? else {
-            return Ok(false);
-        };
-        let mut meta = letter.event;
-        meta.attempts = 0;
-        meta.not_before_ms = 0;
-        meta.interrupted = 0;
-        if full {
-            meta.done.clear();
-            meta.full_rerun = true;
-        }
-        let bytes = serde_json::to_vec(&meta).map_err(|e| InboxError::Corrupt {
-            key: id.to_string(),
-            message: e.to_string(),
-        })?;
-        self.records.put_run(id, bytes).await.map_err(unavailable)?;
-        let message = Meta {
-            pipeline: meta.pipeline.clone(),
-            received_at: meta.received_at.clone(),
-            headers: meta.headers.clone(),
-            id: Some(id.to_string()),
-        };
-        let ordering_key = meta.headers.get(super::turns::ORDERING_HEADER);
-        self.inbox
-            .publish(
-                &message,
-                Some(&format!("retry {id} {revision}")),
-                ordering_key.map(String::as_str),
-                &inbox::letter_body(&letter.body),
-            )
-            .await
-            .map_err(unavailable)?;
-        // Lost to another node's retry or drop meanwhile: the stream has one copy at most.
-        self.records
-            .take_dead(id, revision)
-            .await
-            .map_err(unavailable)?;
-        Ok(true)
-    }
-
-    /// Drops a dead letter of the cluster, first running the compensations it owes unless
-    /// `undo` is false, as [`super::drop_dead_letter`] does on one machine.
-    pub async fn drop_dead_letter(
-        &self,
-        runtime: &Arc<Runtime>,
-        id: &str,
-        undo: bool,
-    ) -> Result<super::Dropped, InboxError> {
-        let (Some((mut letter, revision)), Some(seq)) =
-            (self.letter(id).await?, inbox::parse_event_id(id))
-        else {
-            return Ok(super::Dropped::NotFound);
-        };
-        let mut trails = Vec::new();
-        if undo && !letter.event.undo.is_empty() {
-            let (meta, done) = super::worker::undo_letter(runtime, seq, &letter).await;
-            trails = done;
-            if let Ok((_, Some(mut trail))) = self.event(runtime, id).await {
-                trail.compensations.extend(trails.iter().cloned());
-                if let Ok(bytes) = serde_json::to_vec(&trail) {
-                    let _ = self.records.put_trail(id, bytes).await;
-                }
-            }
-            if !meta.undo.is_empty() {
-                letter.event = meta;
-                let bytes = serde_json::to_vec(&letter).map_err(|e| InboxError::Corrupt {
-                    key: id.to_string(),
-                    message: e.to_string(),
-                })?;
-                self.records
-                    .put_dead(id, bytes)
-                    .await
-                    .map_err(unavailable)?;
-                return Ok(super::Dropped::Owed(trails));
-            }
-        }
-        if !self
-            .records
-            .take_dead(id, revision)
-            .await
-            .map_err(unavailable)?
-        {
-            return Ok(super::Dropped::NotFound);
-        }
-        Ok(super::Dropped::Dropped(trails))
     }
 }
 
@@ -608,9 +452,13 @@ async fn take(runtime: &Runtime, link: &Link, delivery: Delivery) {
         }
     }
     let run = saved.is_some();
+    // A node before this one may have died running it: counted before it runs (the worker
+    // does it, as for an event found in the inbox at a start).
+    let again = delivery.delivered > 1 || delivery.meta.id.is_some();
     let meta = saved.unwrap_or_else(|| fresh_meta(id, delivery.meta));
     match runtime.inbox.place(seq, meta, &delivery.body) {
-        Ok(Some(event)) => {
+        Ok(Some(mut event)) => {
+            event.resumed = again;
             link.file(seq, delivery.ticket, run);
             runtime.enqueue(event);
         }
@@ -679,6 +527,9 @@ pub(super) async fn beat(runtime: Arc<Runtime>, link: Arc<Link>) {
                     seen_ms: crate::cluster::now_ms(),
                 };
                 let beat_ok = link.registry.beat(&info).await.is_ok();
+                if let Err(e) = link.count_dead_letters().await {
+                    tracing::debug!(error = %e, "Cannot count the cluster's dead letters");
+                }
                 match link.inbox.counts().await {
                     Ok(c) => {
                         *link.counts.lock().unwrap_or_else(|p| p.into_inner()) = c;

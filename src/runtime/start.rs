@@ -164,7 +164,7 @@ impl Runtime {
         let link = cluster::Link::connect(
             settings.clone(),
             self.settings.dedup_window,
-            self.settings.trail_keep,
+            (self.settings.trail_keep, self.settings.trail_keep_bytes),
         )
         .await?;
         let _ = self.cluster.set(Arc::new(link));

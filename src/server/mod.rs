@@ -44,7 +44,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>>) -> Response {
     let live = runtime.live();
     let storage = runtime.storage.refusal(runtime.inbox.committer.failure());
-    let cluster = runtime.cluster().map(|c| c.health());
+    let cluster_ref = runtime.cluster();
+    let cluster = cluster_ref.map(|c| c.health());
     let (status, word) = if runtime.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if storage.is_some() {
@@ -59,7 +60,8 @@ async fn health(axum::extract::State(runtime): axum::extract::State<Arc<Runtime>
         "version": live.project.version,
         "pending": runtime.inbox.pending_count(),
         "pending_bytes": runtime.inbox.pending_bytes(),
-        "dead_letters": runtime.inbox.dead_letter_count(),
+        // A cluster's letters are counted every few seconds, not listed per request.
+        "dead_letters": cluster_ref.map_or_else(|| runtime.inbox.dead_letter_count() as u64, |l| l.dead_letters()),
         "storage": {
             "ok": storage.is_none(),
             "free_bytes": runtime.storage.free_bytes(),

@@ -56,7 +56,7 @@ pub use retention::Tally;
 
 pub use commit::{Committer, FlushPolicy};
 pub use dead::{dead_letter_summary, letter_body, DeadFilter};
-pub use read::TrailFilter;
+pub use read::{trail_summary, TrailFilter};
 pub use record::{
     event_id, now_ms, now_rfc3339, parse_event_id, ActionTrail, AttemptError, CompensationTrail,
     DeadLetter, EventMeta, RawDelivery, StoredEvent, Trail, RAW_KEEP,

@@ -225,27 +225,43 @@ pub struct TrailFilter<'a> {
 
 impl TrailFilter<'_> {
     fn keeps(&self, trail: &Trail) -> bool {
-        self.pipeline.is_none_or(|p| p == trail.pipeline)
-            && self.outcome.is_none_or(|o| o == trail.status)
-            && self
-                .tenant
-                .is_none_or(|t| Some(t) == trail.tenant.as_deref())
-            && self.received_in_range(trail)
+        self.keeps_parts(
+            &trail.pipeline,
+            &trail.status,
+            trail.tenant.as_deref(),
+            &trail.received_at,
+        )
+    }
+
+    /// What [`TrailFilter::keeps`] reads of a trail, wherever it comes from (a cluster's
+    /// index keeps summaries, not trails).
+    pub fn keeps_parts(
+        &self,
+        pipeline: &str,
+        status: &str,
+        tenant: Option<&str>,
+        received_at: &str,
+    ) -> bool {
+        self.pipeline.is_none_or(|p| p == pipeline)
+            && self.outcome.is_none_or(|o| o == status)
+            && self.tenant.is_none_or(|t| Some(t) == tenant)
+            && self.received_in_range(received_at)
     }
 
     /// Parsed only when a time is asked for: a trail's time is text, and most pages ask none.
-    fn received_in_range(&self, trail: &Trail) -> bool {
+    fn received_in_range(&self, received_at: &str) -> bool {
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Ok(at) = chrono::DateTime::parse_from_rfc3339(&trail.received_at) else {
+        let Ok(at) = chrono::DateTime::parse_from_rfc3339(received_at) else {
             return false;
         };
         self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at < u)
     }
 }
 
-fn trail_summary(t: &Trail) -> Value {
+/// A trail as `GET /api/events` lists it.
+pub fn trail_summary(t: &Trail) -> Value {
     serde_json::json!({
         "event_id": t.event_id,
         "pipeline": t.pipeline,

@@ -148,7 +148,14 @@ async fn attempt(runtime: &Arc<Runtime>, mut event: StoredEvent) {
         }
         event.meta.interrupted += 1;
         let marked = match runtime.inbox.update(&event) {
-            Ok(true) => runtime.inbox.committer.durable_now().await,
+            // In a cluster the count goes where the next node to take the event reads it.
+            Ok(true) => match runtime.cluster() {
+                Some(link) => {
+                    link.count_run(event.seq, &event.meta).await;
+                    Ok(())
+                }
+                None => runtime.inbox.committer.durable_now().await,
+            },
             // Dropped by hand since it was queued.
             Ok(false) => return,
             Err(e) => Err(e),

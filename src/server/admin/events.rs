@@ -79,7 +79,16 @@ pub(super) async fn events(
         since: filter_time(q.since.as_deref(), "since")?,
         until: filter_time(q.until.as_deref(), "until")?,
     };
-    if let Some(key) = q.key.as_deref().filter(|k| !k.is_empty()) {
+    let key = q.key.as_deref().filter(|k| !k.is_empty());
+    // In a cluster the events ran on any node: the cluster's index lists them.
+    if let Some(link) = rt.cluster() {
+        let key = key.map(split_key).transpose()?;
+        return Ok(Json(
+            link.trail_page(key, &filter, q.cursor.as_deref(), limit, EVENTS_SCAN)
+                .await?,
+        ));
+    }
+    if let Some(key) = key {
         return Ok(Json(rt.inbox.key_page(
             split_key(key)?,
             &filter,
@@ -122,7 +131,7 @@ pub(super) async fn event_raw(
     State(rt): Rt,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(raw) = rt.inbox.raw(&id)? else {
+    let Some(raw) = raw(&rt, &id).await? else {
         return Err(ApiError::NotFound(format!(
             "no delivery kept for `{id}` (never received, or forgotten with its trail)"
         )));
@@ -143,13 +152,24 @@ pub(super) async fn event_raw(
     })))
 }
 
+/// An event's delivery; in a cluster, from whichever node ran it or the stream that holds it.
+async fn raw(
+    rt: &Runtime,
+    id: &str,
+) -> Result<Option<crate::runtime::inbox::RawDelivery>, ApiError> {
+    Ok(match rt.cluster() {
+        Some(link) => link.raw(rt, id).await?,
+        None => rt.inbox.raw(id)?,
+    })
+}
+
 /// The kept body bytes as they arrived (at most `RAW_KEEP` of a finished event's).
 pub(super) async fn event_body(
     State(rt): Rt,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     use axum::response::IntoResponse;
-    let Some(raw) = rt.inbox.raw(&id)? else {
+    let Some(raw) = raw(&rt, &id).await? else {
         return Err(ApiError::NotFound(format!("no delivery kept for `{id}`")));
     };
     Ok((
@@ -179,7 +199,23 @@ pub(super) async fn refused(State(rt): Rt) -> Json<Value> {
 pub(super) async fn event(State(rt): Rt, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     // In a cluster the event may wait or have run on any node: the cluster's buckets say.
     let (queued, trail) = match rt.cluster() {
-        Some(link) => link.event(&rt, &id).await?,
+        Some(link) => {
+            let known = link.event(&rt, &id).await?;
+            // In the stream and not yet shared by any node: it waits for one, or runs its
+            // first attempt.
+            if let Some(meta) = known.accepted {
+                return Ok(Json(json!({
+                    "event_id": meta.id,
+                    "pipeline": meta.pipeline,
+                    "status": "accepted",
+                    "received_at": meta.received_at,
+                    "attempts": 0,
+                    "errors": [],
+                    "last_attempt": null,
+                })));
+            }
+            (known.queued, known.trail)
+        }
         None => (rt.inbox.queued(&id)?, rt.inbox.trail(&id)?),
     };
     if let Some(meta) = queued {
