@@ -243,6 +243,16 @@ impl Engine {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `/health` once nothing is pending: an action is written before its event is
+    /// marked finished, so a test that saw the action must still wait for the count.
+    pub async fn settled(&self) -> serde_json::Value {
+        eventually("nothing pending", Duration::from_secs(20), || async {
+            let (_, health) = self.admin("/health").await;
+            (health["pending"] == 0).then_some(health)
+        })
+        .await
+    }
+
     pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
         let r = Engine::client()
             .post(self.url(path))
