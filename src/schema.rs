@@ -105,8 +105,8 @@ fn root<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
 
 /// `crossdock.yaml`. `connectors:` is kept raw by [`ProjectFile`] (each connector is read on
 /// its own so one mistake hides no other), so its entries' schema is put in here: the kinds
-/// of [`ConnectorConfig`], each with the `breaker:` and `unconfigured:` every kind takes
-/// (the compiler takes them out before the kind reads the rest).
+/// of [`ConnectorConfig`], each with the `breaker:`, `unconfigured:` and `tenants:` every kind
+/// takes (the compiler takes them out before the kind reads the rest).
 fn project(g: &mut SchemaGenerator) -> Value {
     let connector = g.subschema_for::<ConnectorConfig>().to_value();
     let breaker = g.subschema_for::<BreakerConfig>().to_value();
@@ -115,6 +115,10 @@ fn project(g: &mut SchemaGenerator) -> Value {
         "breaker": breaker,
         "unconfigured": {
             "description": "Another connector that takes this one's calls while its ${VAR}s are unset (e.g. `console`).",
+            "type": "string"
+        },
+        "tenants": {
+            "description": "A tenants list (a file in tenants/): the connector is built once per tenant, `{tenant.KEY}` filled from each tenant's values.",
             "type": "string"
         }
     });

@@ -1,7 +1,7 @@
 //! The JSON Schemas under schemas/: generated from the config types by the real binary, they
 //! must equal the committed copies, and every YAML file the repository ships (the example
-//! project at the root and the `crossdock init` templates) must validate against its schema
-//! and name it on its first line for the YAML language server.
+//! project at the root, the `crossdock init` templates and the projects under examples/) must
+//! validate against its schema and name it on its first line for the YAML language server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -74,15 +74,18 @@ fn errors(v: &jsonschema::Validator, value: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Every project the repository ships: the root and each template.
+/// Every project the repository ships: the root, each template and each example project.
 fn projects() -> Vec<PathBuf> {
     let mut out = vec![root()];
-    let mut templates: Vec<PathBuf> = std::fs::read_dir(root().join("templates"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    templates.sort();
-    out.extend(templates);
+    for folder in ["templates", "examples"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root().join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("crossdock.yaml").is_file())
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
     out
 }
 
@@ -109,11 +112,19 @@ fn every_shipped_file_validates_and_names_its_schema() {
     for project in projects() {
         for (_, schema_file, dir) in KINDS {
             let v = validator(schema_file);
-            let depth = if dir.is_empty() {
-                0
+            // An example's files name the repository's schemas, two folders up; a template's
+            // crossdock.yaml names those of the project `crossdock init` makes.
+            let below_root = if project.starts_with(root().join("examples")) {
+                2
             } else {
-                dir.split('/').count()
+                0
             };
+            let depth = below_root
+                + if dir.is_empty() {
+                    0
+                } else {
+                    dir.split('/').count()
+                };
             let modeline = format!(
                 "# yaml-language-server: $schema={}schemas/{schema_file}",
                 "../".repeat(depth)
@@ -132,8 +143,9 @@ fn every_shipped_file_validates_and_names_its_schema() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // The root's 1 + 5 + 4 + 5 files and the templates' crossdock.yaml at the time of writing.
-    assert!(checked >= 17, "only {checked} files found");
+    // The root's 1 + 5 + 4 + 5 files, the templates' crossdock.yaml and the examples' 40 files
+    // at the time of writing.
+    assert!(checked >= 57, "only {checked} files found");
 }
 
 #[test]
