@@ -16,6 +16,9 @@ pub struct Template {
     pub name: &'static str,
     pub about: &'static str,
     pub files: &'static [(&'static str, &'static str)],
+    /// How many folders below the repository's root the files sit (2 for `examples/NAME/`):
+    /// their `$schema=` lines climb that much higher than the new project's do.
+    pub depth: usize,
 }
 
 /// A file of the repository's example project, embedded under the same path: the templates
@@ -23,6 +26,16 @@ pub struct Template {
 macro_rules! example {
     ($path:literal) => {
         ($path, include_str!(concat!("../", $path)))
+    };
+}
+
+/// A file of the example project `examples/$project/`, embedded under its path there.
+macro_rules! from_example {
+    ($project:literal, $path:literal) => {
+        (
+            $path,
+            include_str!(concat!("../examples/", $project, "/", $path)),
+        )
     };
 }
 
@@ -44,6 +57,7 @@ pub const TEMPLATES: &[Template] = &[
             example!("tests/fixtures/bigcommerce/webhook-cart-abandoned.json"),
             example!("tests/fixtures/bigcommerce/customers-11.json"),
         ],
+        depth: 0,
     },
     Template {
         name: "shopify-erp-stock",
@@ -64,6 +78,39 @@ pub const TEMPLATES: &[Template] = &[
             example!("tests/fixtures/shopify/orders-cancelled.json"),
             example!("tests/fixtures/shopify/orders-fulfilled.json"),
         ],
+        depth: 0,
+    },
+    Template {
+        name: "marketplace-erp",
+        about: "Shopee, TikTok Shop and Lazada orders (signed polls) and Tokopedia pushes into one ERP order format, stock reserved",
+        files: &[
+            from_example!("marketplace-polls", "crossdock.yaml"),
+            from_example!("marketplace-polls", "pipelines/shopee-orders.yaml"),
+            from_example!("marketplace-polls", "pipelines/tiktok-orders.yaml"),
+            from_example!("marketplace-polls", "pipelines/lazada-orders.yaml"),
+            from_example!("marketplace-polls", "pipelines/tokopedia-orders.yaml"),
+            from_example!("marketplace-polls", "mappings/shopee-order.yaml"),
+            from_example!("marketplace-polls", "mappings/tiktok-order.yaml"),
+            from_example!("marketplace-polls", "mappings/lazada-order.yaml"),
+            from_example!("marketplace-polls", "mappings/tokopedia-order.yaml"),
+            from_example!("marketplace-polls", "scripts/reserve-stock.rhai"),
+            from_example!("marketplace-polls", "scripts/release-stock.rhai"),
+            from_example!("marketplace-polls", "tests/pipelines/shopee-orders.yaml"),
+            from_example!("marketplace-polls", "tests/pipelines/tiktok-orders.yaml"),
+            from_example!("marketplace-polls", "tests/pipelines/lazada-orders.yaml"),
+            from_example!("marketplace-polls", "tests/pipelines/tokopedia-orders.yaml"),
+            from_example!("marketplace-polls", "tests/fixtures/README.md"),
+            from_example!("marketplace-polls", "tests/fixtures/shopee/order.json"),
+            from_example!("marketplace-polls", "tests/fixtures/shopee/order-detail.json"),
+            from_example!("marketplace-polls", "tests/fixtures/tiktok/order.json"),
+            from_example!("marketplace-polls", "tests/fixtures/lazada/order.json"),
+            from_example!("marketplace-polls", "tests/fixtures/lazada/order-items.json"),
+            from_example!(
+                "marketplace-polls",
+                "tests/fixtures/tokopedia/order-notification.json"
+            ),
+        ],
+        depth: 2,
     },
 ];
 
@@ -91,13 +138,26 @@ pub fn files(template: &Template) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = template
         .files
         .iter()
-        .map(|(p, text)| (p.to_string(), text.to_string()))
+        .map(|(p, text)| (p.to_string(), schema_line_for_root(text, template.depth)))
         .collect();
     for kind in crate::schema::Kind::ALL {
         out.push((format!("schemas/{}", kind.file_name()), kind.schema_text()));
     }
     out.push((".gitignore".into(), GITIGNORE.into()));
     out
+}
+
+/// `text` with its `$schema=` line pointing at the new project's schemas/ rather than at the
+/// repository's, `depth` folders higher.
+fn schema_line_for_root(text: &str, depth: usize) -> String {
+    const MODELINE: &str = "# yaml-language-server: $schema=";
+    let climb = "../".repeat(depth);
+    match text.strip_prefix(MODELINE) {
+        Some(rest) if depth > 0 && rest.starts_with(&climb) => {
+            format!("{MODELINE}{}", &rest[climb.len()..])
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// Writes a new project from `template` into `dir` (created if missing) and returns the files

@@ -103,17 +103,12 @@ fn the_marketplace_pushes_example_checks_clean_and_passes_its_tests() {
     );
 }
 
-/// examples/marketplace-polls (orders from Shopee, TikTok Shop and Lazada into one ERP format)
-/// checks clean with no environment and passes its own cases; tests/marketplaces.rs runs it
-/// against the mock platforms.
+/// examples/marketplace-polls (orders from Shopee, TikTok Shop, Lazada and Tokopedia into one
+/// ERP format, their stock reserved) checks clean with no environment and passes its own cases;
+/// tests/marketplaces.rs runs it against the mock platforms.
 #[test]
 fn the_marketplace_polls_example_checks_and_passes_its_tests() {
-    let (code, stdout, stderr) = crossdock(&["check", "--strict", "examples/marketplace-polls"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.starts_with("ok: 3 pipelines"), "{stdout}");
-    let (code, stdout, stderr) = crossdock(&["test", "examples/marketplace-polls"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+    example_checks_and_passes("marketplace-polls", 4, 5);
 }
 
 /// `check --strict` of examples/NAME says `ok: {pipelines} pipelines` with no warning, and its

@@ -459,7 +459,9 @@ async fn erp(token: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Ve
 
 /// The shipped examples/marketplace-polls project, copied to a temporary folder and run with its
 /// variables pointing at the three mock platforms and a mock ERP: every order of every
-/// platform reaches the ERP in the one format, through signed, paged, token-rotating calls.
+/// platform reaches the ERP in the one format, through signed, paged, token-rotating calls,
+/// and a signed Tokopedia push joins them. All four draw on one stock: the units are reserved
+/// before the ERP is called, and the order that finds the last unit gone gets its shortfall.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_marketplace_polls_example_runs_against_the_mocks() {
     let example =
@@ -500,7 +502,7 @@ async fn the_marketplace_polls_example_runs_against_the_mocks() {
 
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&example, dir.path());
-    let _ = std::fs::remove_dir_all(dir.path().join("state"));
+    let _ = std::fs::remove_dir_all(dir.path().join(".crossdock"));
     let env = [
         ("SHOPEE_API_URL", shopee.url.clone()),
         ("SHOPEE_PARTNER_ID", mock_shopee::PARTNER_ID.into()),
@@ -520,14 +522,61 @@ async fn the_marketplace_polls_example_runs_against_the_mocks() {
         ("LAZADA_REFRESH_TOKEN", mock_lazada::FIRST_REFRESH.into()),
         ("ERP_BASE_URL", erp_url),
         ("ERP_API_TOKEN", "erp-token".into()),
+        ("TOKOPEDIA_WEBHOOK_SECRET", "tokopedia-secret".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Nine polled orders and the first push want 17 MUG-BLUE and 10 TEE-M.
+    for (sku, on_hand) in [("MUG-BLUE", "100"), ("TEE-M", "10")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossdock"))
+            .args(["state", "stock", sku, "--set", on_hand, "-C"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
     let engine = Engine::start_with(dir.path(), &env);
-    let got = eventually("nine orders in the ERP", WAIT, || async {
-        let got = received.lock().unwrap().clone();
-        (got.len() >= 9).then_some(got)
+    eventually("nine orders in the ERP", WAIT, || async {
+        (received.lock().unwrap().len() >= 9).then_some(())
     })
     .await;
+    let push = fixture("tokopedia/order-notification.json");
+    let post_push = |order_id: u64, secret: &'static str| {
+        let mut body = push.clone();
+        body["order_id"] = json!(order_id);
+        let body = body.to_string();
+        let signature = support::marketplace::hmac_hex(secret, body.as_bytes());
+        let engine = &engine;
+        async move {
+            engine
+                .post_with(
+                    "/hooks/tokopedia/orders",
+                    &body,
+                    ("Authorization-Hmac", &signature),
+                )
+                .await
+        }
+    };
+    assert_eq!(post_push(700, "tokopedia-secret").await, 202);
+    assert_eq!(post_push(701, "another-secret").await, 401);
+    let got = eventually("the push in the ERP", WAIT, || async {
+        let got = received.lock().unwrap().clone();
+        (got.len() >= 10).then_some(got)
+    })
+    .await;
+    // TEE-M is now gone: the next order is sent with what is missing, and holds nothing.
+    assert_eq!(post_push(702, "tokopedia-secret").await, 202);
+    let late = eventually("the second push in the ERP", WAIT, || async {
+        let got = received.lock().unwrap().clone();
+        got.into_iter().find(|o| o["order_no"] == "702")
+    })
+    .await;
+    assert_eq!(
+        late["stock"],
+        json!({"reserved": false, "shortfalls": [{"sku": "TEE-M", "requested": 1, "available": 0}]})
+    );
+    for order in &got {
+        assert_eq!(order["stock"], json!({"reserved": true}), "{order}");
+    }
     let mut numbers: Vec<String> = got
         .iter()
         .map(|o| {
@@ -550,7 +599,8 @@ async fn the_marketplace_polls_example_runs_against_the_mocks() {
             "shopee:SN-2",
             "tiktok:TT-0",
             "tiktok:TT-1",
-            "tiktok:TT-2"
+            "tiktok:TT-2",
+            "tokopedia:700"
         ]
     );
     let shopee_order = got.iter().find(|o| o["order_no"] == "SN-0").unwrap();
