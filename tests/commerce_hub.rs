@@ -2,7 +2,7 @@
 //! mock SFCC, SAP Commerce, Adobe Commerce and Oracle Commerce servers (tests/support/mock_*.rs:
 //! each checks tokens as its platform documents and refuses in its platform's error shape,
 //! pages in its platform's style and throttles) reach an ERP on loopback in one order format;
-//! an ERP price change reaches Adobe Commerce and Oracle Commerce once each.
+//! an ERP price change reaches all four once each.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -309,11 +309,14 @@ async fn wrong_and_expired_credentials_are_refused_as_each_platform_refuses_them
     assert_eq!(body["fault"]["type"], "QuotaExceededException");
 }
 
-/// A signed ERP price change sets Adobe Commerce's base price and Oracle Commerce's list price.
-/// Oracle answers the first call as throttled: the event is retried and only Oracle's call is
-/// sent again. An unsigned change is refused.
+/// A signed ERP price change sets Adobe Commerce's base price, Oracle Commerce's list price,
+/// SFCC's price table in its price book (OCAPI Data API) and SAP Commerce's price row
+/// (Integration API), each platform's token checked. Oracle answers the first call as
+/// throttled: the event is retried and only the calls from Oracle's on are sent again. An
+/// unsigned change is refused; a product SFCC does not have is a dead letter naming SFCC's
+/// fault, and SAP is not called for it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_price_change_reaches_adobe_and_oracle_once_each() {
+async fn a_price_change_reaches_all_four_clouds_once_each() {
     let clouds = Clouds::start([0, 0, 0, 0], 3600).await;
     clouds.oracle.shop.lock().unwrap().busy_writes = 1;
     let erp = Upstream::start().await;
@@ -331,12 +334,32 @@ async fn a_price_change_reaches_adobe_and_oracle_once_each() {
     assert_eq!(post("00".repeat(32)).await, 401);
     assert_eq!(post(hmac_hex(SECRET, change.as_bytes())).await, 202);
     let price = |mock: &Mock| mock.shop.lock().unwrap().stock.get("24-MB01").cloned();
-    eventually("the price on both platforms", WAIT, || async {
-        (price(&clouds.adobe).is_some() && price(&clouds.oracle).is_some()).then_some(())
+    let all = [&clouds.adobe, &clouds.oracle, &clouds.sfcc, &clouds.sap];
+    eventually("the price on all four platforms", WAIT, || async {
+        all.iter().all(|mock| price(mock).is_some()).then_some(())
     })
     .await;
-    assert_eq!(price(&clouds.adobe), Some(json!(34.5)));
-    assert_eq!(price(&clouds.oracle), Some(json!(34.5)));
+    for mock in all {
+        assert_eq!(price(mock), Some(json!(34.5)));
+    }
+    let sfcc_path = format!(
+        "{}{}/price_tables/24-MB01",
+        mock_sfcc::PRICE_BOOKS_PATH,
+        mock_sfcc::PRICE_BOOK
+    );
+    assert_eq!(clouds.sfcc.calls(&sfcc_path).len(), 1);
+    assert_eq!(
+        clouds.sfcc.shop.lock().unwrap().received,
+        vec![json!({"product_id": "24-MB01", "amounts": [{"quantity": 1, "amount": 34.5}]})]
+    );
+    assert_eq!(clouds.sap.calls(mock_sap::PRICE_ROWS_PATH).len(), 1);
+    assert_eq!(
+        clouds.sap.shop.lock().unwrap().received,
+        vec![json!({"product": {"code": "24-MB01", "catalogVersion": {
+                        "catalog": {"id": "electronicsProductCatalog"}, "version": "Staged"}},
+                    "currency": {"isocode": "USD"}, "unit": {"code": "pieces"},
+                    "price": 34.5, "net": false})]
+    );
     assert_eq!(
         clouds.adobe.shop.lock().unwrap().received,
         vec![json!({"prices": [{"sku": "24-MB01", "price": 34.5, "store_id": 0}]})]
@@ -352,24 +375,144 @@ async fn a_price_change_reaches_adobe_and_oracle_once_each() {
     // A negative price: Adobe answers 200 with the failure, which the connector reads as a
     // permanent one; the event becomes a dead letter before Oracle is called.
     let bad = r#"{"change_id": "PC-2", "sku": "24-MB01", "price": -1, "currency": "USD"}"#;
-    let status = engine
-        .post_with(
-            "/hooks/erp/prices",
-            bad,
-            ("X-ERP-Signature", &hmac_hex(SECRET, bad.as_bytes())),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let dlq = eventually("the dead letter", WAIT, || async {
-        let (_, dlq) = engine.admin("/api/dlq").await;
-        (dlq["total"] == 1).then_some(dlq)
-    })
-    .await;
+    let dlq = dead_letters_after(&engine, bad, 1).await;
     assert!(
         dlq.to_string().contains("Invalid attribute"),
         "the dead letter names Adobe's failure: {dlq}"
     );
     assert_eq!(price(&clouds.adobe), Some(json!(34.5)));
     assert_eq!(clouds.oracle.calls("/ccadmin/v1/products/24-MB01").len(), 2);
+
+    // A product SFCC's catalog does not have: Adobe and Oracle take it, SFCC answers 404 with
+    // its fault, which is permanent; SAP is never called for it.
+    let unknown = r#"{"change_id": "PC-3", "sku": "NO-SUCH-SKU", "price": 5, "currency": "USD"}"#;
+    let dlq = dead_letters_after(&engine, unknown, 2).await;
+    assert!(
+        dlq.to_string().contains("ProductNotFoundException"),
+        "the dead letter names SFCC's fault: {dlq}"
+    );
+    let sfcc_unknown = format!(
+        "{}{}/price_tables/NO-SUCH-SKU",
+        mock_sfcc::PRICE_BOOKS_PATH,
+        mock_sfcc::PRICE_BOOK
+    );
+    assert_eq!(clouds.sfcc.calls(&sfcc_unknown).len(), 1, "not retried");
+    assert!(clouds
+        .oracle
+        .shop
+        .lock()
+        .unwrap()
+        .stock
+        .contains_key("NO-SUCH-SKU"));
+    assert_eq!(clouds.sap.calls(mock_sap::PRICE_ROWS_PATH).len(), 1);
     drop(engine);
+}
+
+/// Posts `change` signed as the ERP signs it, and waits for the dead letters to number
+/// `total`: their list.
+async fn dead_letters_after(engine: &Engine, change: &str, total: u64) -> Value {
+    let signature = hmac_hex(SECRET, change.as_bytes());
+    let status = engine
+        .post_with("/hooks/erp/prices", change, ("X-ERP-Signature", &signature))
+        .await;
+    assert_eq!(status, 202);
+    eventually("the dead letter", WAIT, || async {
+        let (_, dlq) = engine.admin("/api/dlq").await;
+        (dlq["total"] == total).then_some(dlq)
+    })
+    .await
+}
+
+/// Sends `request`: its status and what its JSON answer holds at `pointer`.
+async fn sent(request: reqwest::RequestBuilder, pointer: &str) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body.pointer(pointer).cloned().unwrap_or(Value::Null),
+    )
+}
+
+/// The price writes are refused as SFCC and SAP refuse them: another price book, a product
+/// the catalog does not have, a missing token, a price that is not a number.
+#[tokio::test(flavor = "multi_thread")]
+async fn sfcc_and_sap_refuse_price_writes_as_documented() {
+    let clouds = Clouds::start([0, 0, 0, 0], 3600).await;
+    let client = Engine::client();
+    let table = json!({"product_id": "24-MB01", "amounts": [{"quantity": 1, "amount": 9.5}]});
+    let sfcc_put = |book: &str, product: &str, token: &str| {
+        let path = format!(
+            "{}{book}/price_tables/{product}",
+            mock_sfcc::PRICE_BOOKS_PATH
+        );
+        client
+            .put(format!("{}{path}", clouds.sfcc.url))
+            .bearer_auth(token)
+            .json(&table)
+    };
+    let token = clouds.sfcc.shop.lock().unwrap().tokens.issue().0;
+    let book = mock_sfcc::PRICE_BOOK;
+    for (book, product, token, refused) in [
+        (
+            book,
+            "24-MB01",
+            "made-up",
+            (401, "InvalidAccessTokenException"),
+        ),
+        (
+            "eur-list-prices",
+            "24-MB01",
+            &token,
+            (404, "PriceBookNotFoundException"),
+        ),
+        (book, "NOPE", &token, (404, "ProductNotFoundException")),
+    ] {
+        let answer = sent(sfcc_put(book, product, token), "/fault/type").await;
+        assert_eq!(answer, (refused.0, json!(refused.1)), "{book} {product}");
+    }
+    let answer = sent(sfcc_put(book, "24-MB01", &token), "/amounts/0/amount").await;
+    assert_eq!(answer, (200, json!(9.5)));
+
+    let row = |code: &str, price: Value| {
+        json!({"product": {"code": code, "catalogVersion": {"catalog": {"id": "electronicsProductCatalog"}, "version": "Staged"}},
+               "currency": {"isocode": "EUR"}, "unit": {"code": "pieces"}, "price": price, "net": false})
+    };
+    let token = clouds.sap.shop.lock().unwrap().tokens.issue().0;
+    for (body, token, pointer, answer) in [
+        (
+            row("3429337", json!(1)),
+            "made-up",
+            "/errors/0/type",
+            (401, json!("InvalidTokenError")),
+        ),
+        (
+            row("NOPE", json!(1)),
+            &token,
+            "/error/code",
+            (400, json!("missing_nav_property")),
+        ),
+        (
+            row("3429337", json!("ten")),
+            &token,
+            "/error/code",
+            (400, json!("invalid_property_value")),
+        ),
+        (
+            row("3429337", json!(10.85)),
+            &token,
+            "/d/price",
+            (201, json!(10.85)),
+        ),
+    ] {
+        let request = client
+            .post(format!("{}{}", clouds.sap.url, mock_sap::PRICE_ROWS_PATH))
+            .bearer_auth(token)
+            .json(&body);
+        assert_eq!(sent(request, pointer).await, answer, "{body}");
+    }
+    assert_eq!(
+        clouds.sap.shop.lock().unwrap().stock.get("3429337"),
+        Some(&json!(10.85))
+    );
 }

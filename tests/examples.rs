@@ -141,5 +141,5 @@ fn the_stock_to_listings_example_checks_and_passes_its_tests() {
 /// own cases; tests/commerce_hub.rs runs it against the mock commerce clouds.
 #[test]
 fn the_commerce_hub_example_checks_and_passes_its_tests() {
-    example_checks_and_passes("commerce-hub", 5, 7);
+    example_checks_and_passes("commerce-hub", 5, 8);
 }

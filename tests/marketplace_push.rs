@@ -1,7 +1,8 @@
 //! Marketplace pushes through the real binary: Shopee and TikTok Shop deliveries signed as the
 //! vectors in `tests/fixtures/webhooks/` are, posted to `crossdock run` on loopback. A valid one
 //! is accepted and reaches the connector; a replay is a duplicate; a tampered body, another
-//! key and a missing header are refused with 401 before anything is stored.
+//! key and a missing header are refused with 401 before anything is stored, and so is a push
+//! whose signed `timestamp` is further from the engine's clock than the webhook's tolerance.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -18,6 +19,8 @@ const SHOPEE_KEY: &str = "shopee-partner-key";
 const SHOPEE_URL: &str = "https://erp.example.com/hooks/shopee";
 const TIKTOK_SECRET: &str = "tiktok-app-secret";
 const TIKTOK_APP_KEY: &str = "6abc12def34g";
+const LAZADA_SECRET: &str = "lazada-app-secret";
+const LAZADA_APP_KEY: &str = "123456";
 
 fn files() -> Vec<(&'static str, String)> {
     vec![
@@ -55,7 +58,34 @@ steps:
 "#
             ),
         ),
+        (
+            "pipelines/lazada.yaml",
+            format!(
+                r#"
+pipeline: lazada
+source:
+  webhook:
+    path: /hooks/lazada
+    verify: {{ scheme: lazada, secret: "{LAZADA_SECRET}", app_key: "{LAZADA_APP_KEY}", tolerance: 10m }}
+steps:
+  - set: {{ marketplace: lazada }}
+  - send: {{ to: out, op: append }}
+"#
+            ),
+        ),
     ]
+}
+
+/// The project of [`files`] running, with the marketplaces' secrets in its environment.
+fn start() -> (tempfile::TempDir, Engine) {
+    let files = files();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let dir = project(&refs);
+    let engine = Engine::start_with(
+        dir.path(),
+        &[("SHOPEE_KEY", SHOPEE_KEY), ("TIKTOK_SECRET", TIKTOK_SECRET)],
+    );
+    (dir, engine)
 }
 
 fn auth(value: &str) -> Option<(&'static str, &str)> {
@@ -90,13 +120,7 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
-    let files = files();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
-    let dir = project(&refs);
-    let engine = Engine::start_with(
-        dir.path(),
-        &[("SHOPEE_KEY", SHOPEE_KEY), ("TIKTOK_SECRET", TIKTOK_SECRET)],
-    );
+    let (dir, engine) = start();
 
     // Each push signs the time it was sent in its body: one sent now.
     let now = chrono::Utc::now().timestamp().to_string();
@@ -156,7 +180,7 @@ async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
     assert_eq!(status, 401, "stale: {answer}");
     let error = answer["error"].as_str().unwrap();
     assert!(
-        error.starts_with("signature: timestamp is ")
+        error.starts_with("signature: stale timestamp: ")
             && error.ends_with("s old, more than the allowed 300 s"),
         "{error}"
     );
@@ -210,4 +234,99 @@ async fn shopee_and_tiktok_pushes_are_verified_by_the_binary() {
         metrics.contains("crossdock_webhooks_rejected_total{pipeline=\"shopee\",status=\"401\"} 5"),
         "{metrics}"
     );
+}
+
+/// The time a push signs in its body decides, with the tolerance of its webhook (5 minutes by
+/// default, 10 for the Lazada pipeline here), whether it is taken: rightly signed but stale or
+/// from the future, it gets the same 401 as a bad signature, and the reason says which.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_outside_their_tolerance_are_refused_as_stale() {
+    let (dir, engine) = start();
+    let now = chrono::Utc::now().timestamp();
+    let tiktok = |sent: i64, id: &str| {
+        let body = format!(
+            r#"{{"type":1,"tts_notification_id":"{id}","shop_id":"7494049642642441621","timestamp":{sent},"data":{{"order_id":"{id}","order_status":"AWAITING_SHIPMENT"}}}}"#
+        );
+        let signature = hex_hmac(TIKTOK_SECRET, &[TIKTOK_APP_KEY.as_bytes(), body.as_bytes()]);
+        (body, signature)
+    };
+    // Lazada's time is in milliseconds.
+    let lazada = |sent: i64, id: &str| {
+        let body = format!(
+            r#"{{"seller_id":"1234567","message_type":0,"data":{{"order_status":"unpaid","trade_order_id":"{id}"}},"timestamp":{}123,"site":"lazada_vn"}}"#,
+            sent
+        );
+        let signature = hex_hmac(LAZADA_SECRET, &[LAZADA_APP_KEY.as_bytes(), body.as_bytes()]);
+        (body, signature)
+    };
+
+    // Default tolerance: six minutes old or ahead is out, one minute old is in.
+    let (body, signature) = tiktok(now - 360, "old");
+    let (status, answer) = post(&engine, "/hooks/tiktok", auth(&signature), &body).await;
+    assert_eq!(status, 401, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("signature: stale timestamp: ")
+            && error.ends_with(" s old, more than the allowed 300 s"),
+        "{error}"
+    );
+    let (body, signature) = tiktok(now + 360, "ahead");
+    let (status, answer) = post(&engine, "/hooks/tiktok", auth(&signature), &body).await;
+    assert_eq!(status, 401, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("signature: timestamp is ")
+            && error.ends_with(" s in the future, more than the allowed 300 s"),
+        "{error}"
+    );
+    let (body, signature) = tiktok(now - 60, "recent");
+    let (status, answer) = post(&engine, "/hooks/tiktok", auth(&signature), &body).await;
+    assert_eq!(status, 202, "{answer}");
+
+    // `tolerance: 10m` on the Lazada webhook: eight minutes old is in, twelve is out.
+    let (body, signature) = lazada(now - 480, "within");
+    let (status, answer) = post(&engine, "/hooks/lazada", auth(&signature), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let (body, signature) = lazada(now - 720, "beyond");
+    let (status, answer) = post(&engine, "/hooks/lazada", auth(&signature), &body).await;
+    assert_eq!(status, 401, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("signature: stale timestamp: ")
+            && error.ends_with(" s old, more than the allowed 600 s"),
+        "{error}"
+    );
+    // Signed, but with no time at all: malformed, refused the same way.
+    let body = r#"{"seller_id":"1234567","message_type":0,"data":{"trade_order_id":"none"}}"#;
+    let signature = hex_hmac(LAZADA_SECRET, &[LAZADA_APP_KEY.as_bytes(), body.as_bytes()]);
+    let (status, answer) = post(&engine, "/hooks/lazada", auth(&signature), body).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("signature: the body has no `timestamp`")),
+        "{answer}"
+    );
+
+    // Only the two fresh pushes ran.
+    let out = dir.path().join("out/pushes.jsonl");
+    eventually(
+        "the fresh pushes to be sent",
+        Duration::from_secs(20),
+        || {
+            let sent = json_lines(&out).len();
+            async move { (sent >= 2).then_some(()) }
+        },
+    )
+    .await;
+    engine.settled().await;
+    let sent: Vec<String> = json_lines(&out).iter().map(Value::to_string).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().any(|l| l.contains("\"recent\"")), "{sent:?}");
+    assert!(sent.iter().any(|l| l.contains("\"within\"")), "{sent:?}");
+    let metrics = engine.metrics().await;
+    for (pipeline, refused) in [("tiktok", 2), ("lazada", 2)] {
+        let line = format!(
+            "crossdock_webhooks_rejected_total{{pipeline=\"{pipeline}\",status=\"401\"}} {refused}"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }

@@ -714,6 +714,8 @@ struct PushVector {
     body: String,
     /// None: the header is left out.
     expected_header: Option<String>,
+    /// When to verify it, if not at the file's `verify_at_unix` (the stale and future vectors).
+    verify_at_unix: Option<i64>,
     expect: String,
 }
 
@@ -820,12 +822,20 @@ fn marketplace_push_vectors() {
             .iter()
             .map(|v| v.expect.as_str())
             .collect();
-        for needed in ["mismatch", "missing", "valid"] {
-            assert!(kinds.contains(&needed), "{file} has no `{needed}` vector");
+        let timed: &[&str] = if push.verify_at_unix.is_some() {
+            &["stale", "future", "malformed"]
+        } else {
+            &[]
+        };
+        for needed in ["mismatch", "missing", "valid"].iter().chain(timed) {
+            assert!(kinds.contains(needed), "{file} has no `{needed}` vector");
         }
         for vector in &push.extra_vectors {
             let name = format!("{file}: {}", vector.name);
-            let result = push.verify(vector.expected_header.as_deref(), &vector.body);
+            let now = vector.verify_at_unix.unwrap_or(push.now());
+            let result = push.verify_at(vector.expected_header.as_deref(), &vector.body, now);
+            // Past the tolerance either way by the second that tips it.
+            let beyond = push.tolerance_seconds.map_or(0, |t| t + 1);
             match vector.expect.as_str() {
                 "valid" => assert_eq!(result, valid, "{name}"),
                 "mismatch" => assert_eq!(result, Err(VerifyError::Mismatch), "{name}"),
@@ -837,6 +847,22 @@ fn marketplace_push_vectors() {
                 "malformed" => {
                     assert!(matches!(result, Err(VerifyError::Malformed(_))), "{name}");
                 }
+                "stale" => assert_eq!(
+                    result,
+                    Err(VerifyError::TooOld {
+                        age_secs: beyond,
+                        tolerance_secs: beyond - 1
+                    }),
+                    "{name}"
+                ),
+                "future" => assert_eq!(
+                    result,
+                    Err(VerifyError::TooNew {
+                        ahead_secs: beyond,
+                        tolerance_secs: beyond - 1
+                    }),
+                    "{name}"
+                ),
                 other => panic!("{name}: unknown expectation {other}"),
             }
         }

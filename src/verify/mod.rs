@@ -76,7 +76,7 @@ pub enum VerifyError {
     #[error("no offered signature matches the configured secret")]
     Mismatch,
     /// Authentic, but signed longer ago than the tolerance allows (a replay, or a clock far off).
-    #[error("timestamp is {age_secs} s old, more than the allowed {tolerance_secs} s")]
+    #[error("stale timestamp: {age_secs} s old, more than the allowed {tolerance_secs} s")]
     TooOld { age_secs: i64, tolerance_secs: i64 },
     /// Authentic, but signed further in the future than the tolerance allows (clock skew).
     #[error("timestamp is {ahead_secs} s in the future, more than the allowed {tolerance_secs} s")]
@@ -500,7 +500,7 @@ mod tests {
                 tolerance_secs: 300
             }
             .to_string(),
-            "timestamp is 301 s old, more than the allowed 300 s"
+            "stale timestamp: 301 s old, more than the allowed 300 s"
         );
         assert_eq!(
             VerifyError::TooNew {

@@ -8,7 +8,7 @@
 
 use http::HeaderMap;
 
-use super::shared::{body_object, body_string_field, BodyTime, SignatureHeader, Signer, TimeUnit};
+use super::shared::{body_fields, string_field, BodyTime, SignatureHeader, Signer, TimeUnit};
 use super::{BuildError, Scheme, SignatureEncoding, Verified, VerifyError};
 
 const SIGNATURE: &str = "Authorization";
@@ -57,13 +57,12 @@ impl Scheme for Push {
     fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Verified, VerifyError> {
         let signature = self.signature.read(headers)?;
         self.signer.verify_one(&[&self.lead, body], &signature)?;
-        // Only a signed body is read, once, for its time and its id.
-        let object = body_object(body);
-        self.time.check(object.as_ref(), now)?;
+        // Only a signed body is read, once, and only for its time and its id.
+        let [time, id] = body_fields(body, [self.time.field, self.id_field.unwrap_or_default()])
+            .unwrap_or_default();
+        self.time.check(time.as_ref(), now)?;
         Ok(Verified {
-            delivery_id: self
-                .id_field
-                .and_then(|field| body_string_field(object.as_ref(), field)),
+            delivery_id: self.id_field.and(id).and_then(|id| string_field(Some(id))),
         })
     }
 }

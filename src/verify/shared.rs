@@ -114,21 +114,83 @@ pub(super) fn delivery_id(headers: &HeaderMap, names: &[&str]) -> Option<String>
         .map(str::to_owned)
 }
 
-/// A top-level string field of an authentic JSON body, as a dedup hint: a body that is not a
-/// JSON object with a non-empty string there yields nothing rather than an error.
-pub(super) fn body_string_field(
-    object: Option<&serde_json::Map<String, serde_json::Value>>,
-    field: &str,
-) -> Option<String> {
-    match object?.get(field)? {
-        serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
+/// A top-level string field read by [`body_fields`], as a dedup hint: anything but a non-empty
+/// string yields nothing rather than an error.
+pub(super) fn string_field(value: Option<serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(id) if !id.is_empty() => Some(id),
         _ => None,
     }
 }
 
-/// An authentic JSON body's top-level fields; None when the body is not a JSON object.
-pub(super) fn body_object(body: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
-    serde_json::from_slice(body).ok()
+/// The top-level fields `names` of an authentic JSON object body, each None when absent; None
+/// when the body is not a JSON object. Only the named fields are built: the rest of the body is
+/// scanned past without allocating, so a large order costs no more than its bytes. A name given
+/// twice in the body counts as its last value, as a map built from the whole body would.
+pub(super) fn body_fields<const N: usize>(
+    body: &[u8],
+    names: [&str; N],
+) -> Option<[Option<serde_json::Value>; N]> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let fields = Fields(&names).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+/// Reads the named fields of one JSON object and skips the others (see [`body_fields`]).
+struct Fields<'n, const N: usize>(&'n [&'n str; N]);
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Fields<'_, N> {
+    type Value = [Option<serde_json::Value>; N];
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for Fields<'_, N> {
+    type Value = [Option<serde_json::Value>; N];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Self::Value = std::array::from_fn(|_| None);
+        while let Some(slot) = map.next_key_seed(FieldName(self.0))? {
+            match slot {
+                Some(i) => out[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A key of the object: which of the wanted names it is, compared without copying it.
+struct FieldName<'n, const N: usize>(&'n [&'n str; N]);
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for FieldName<'_, N> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for FieldName<'_, N> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|name| *name == key))
+    }
 }
 
 /// The unit of a body's timestamp.
@@ -149,15 +211,16 @@ pub(super) struct BodyTime {
 }
 
 impl BodyTime {
+    /// `value` is the body's `field` as [`body_fields`] read it (None: the body has none, or is
+    /// not an object).
     pub(super) fn check(
         &self,
-        body: Option<&serde_json::Map<String, serde_json::Value>>,
+        value: Option<&serde_json::Value>,
         now: i64,
     ) -> Result<(), VerifyError> {
         let field = self.field;
-        let value = body
-            .and_then(|b| b.get(field))
-            .ok_or_else(|| VerifyError::Malformed(format!("the body has no `{field}`")))?;
+        let value =
+            value.ok_or_else(|| VerifyError::Malformed(format!("the body has no `{field}`")))?;
         let n = value.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
             VerifyError::Malformed(format!("the body's `{field}` is not a Unix time"))
         })?;
@@ -292,6 +355,29 @@ pub(super) mod test_support {
 mod tests {
     use super::test_support::headers;
     use super::*;
+
+    #[test]
+    fn body_fields_reads_only_top_level_names() {
+        let body = br#"{"data":{"timestamp":1,"id":"inner"},"id":"evt_1","timestamp":1700000000}"#;
+        let [time, id, absent] = body_fields(body, ["timestamp", "id", "nope"]).unwrap();
+        assert_eq!(time.and_then(|t| t.as_i64()), Some(1_700_000_000));
+        assert_eq!(string_field(id), Some("evt_1".to_owned()));
+        assert_eq!(absent, None);
+        // The last of a repeated name counts, as in a map of the whole body.
+        let [time] = body_fields(br#"{"timestamp":1,"timestamp":2}"#, ["timestamp"]).unwrap();
+        assert_eq!(time.and_then(|t| t.as_i64()), Some(2));
+        // An escaped key is the same name.
+        let [time] = body_fields(br#"{"time\u0073tamp":3}"#, ["timestamp"]).unwrap();
+        assert_eq!(time.and_then(|t| t.as_i64()), Some(3));
+        for not_an_object in [&b"[1]"[..], b"\"x\"", b"{\"a\":1} trailing", b"{", b""] {
+            assert!(
+                body_fields(not_an_object, ["a"]).is_none(),
+                "{not_an_object:?}"
+            );
+        }
+        assert_eq!(string_field(Some(serde_json::json!(""))), None);
+        assert_eq!(string_field(Some(serde_json::json!(7))), None);
+    }
 
     #[test]
     fn timestamp_window_includes_both_edges() {

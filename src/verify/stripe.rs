@@ -7,7 +7,7 @@
 use http::HeaderMap;
 
 use super::shared::{
-    body_object, body_string_field, check_timestamp, parse_timestamp, required_header, Signer,
+    body_fields, check_timestamp, parse_timestamp, required_header, string_field, Signer,
 };
 use super::{BuildError, Scheme, Verified, VerifyError};
 
@@ -70,7 +70,8 @@ impl Scheme for Stripe {
 
 /// The body is authentic by now, but it is only mined for a dedup hint.
 fn event_id(body: &[u8]) -> Option<String> {
-    body_string_field(body_object(body).as_ref(), "id")
+    let [id] = body_fields(body, ["id"])?;
+    string_field(id)
 }
 
 #[cfg(test)]

@@ -247,7 +247,7 @@ pub fn compile(
             tenants: &tenants,
             tenant_connectors: &tenant_connectors,
             dedup_window,
-            has_tenant: true,
+            event_tenants: EventTenants::Unknown,
         };
         let flow = compile_pipeline(&mut cx, spec, &mut claims);
         if let Some(flow) = flow {
@@ -368,9 +368,9 @@ struct StepCx<'a> {
     tenants: &'a BTreeMap<String, crate::flow::tenants::TenantList>,
     /// Connectors built per tenant, which only events with a tenant can use.
     tenant_connectors: &'a BTreeMap<String, crate::flow::TenantConnector>,
-    /// Whether the pipeline's events have a tenant (its webhook chooses one), so a connector
-    /// built per tenant can serve them.
-    has_tenant: bool,
+    /// Which tenants the pipeline's events have, so a connector built per tenant is known to
+    /// serve them.
+    event_tenants: EventTenants,
     /// `server.dedup_window`, which a catch-up's lookback should not outrun.
     dedup_window: std::time::Duration,
     /// Some Rhai in this pipeline reads `event.body` (or `event` whole), so bodies must be
@@ -478,6 +478,17 @@ impl StepCx<'_> {
     }
 }
 
+/// The tenants a pipeline's events have, as its source decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EventTenants {
+    /// The source has its own error, so nothing is known.
+    Unknown,
+    /// None: a webhook without `tenants:`, a poll, a schedule, a file.
+    None,
+    /// Tenants of this list: the webhook's `tenants: { list: ... }`.
+    Of(String),
+}
+
 fn compile_pipeline(
     cx: &mut StepCx<'_>,
     spec: PipelineFile,
@@ -489,10 +500,13 @@ fn compile_pipeline(
 
     let source = cx.section::<Source>(&spec.source, &[key("source")]);
     // A source that did not parse has its own error; its steps are not blamed for it.
-    cx.has_tenant = match &source {
-        Some(Source::Webhook(w)) => w.tenants.is_some(),
-        Some(_) => false,
-        None => true,
+    cx.event_tenants = match &source {
+        Some(Source::Webhook(w)) => w
+            .tenants
+            .as_ref()
+            .map_or(EventTenants::None, |t| EventTenants::Of(t.list.clone())),
+        Some(_) => EventTenants::None,
+        None => EventTenants::Unknown,
     };
     let webhook = source
         .as_ref()

@@ -3,7 +3,7 @@
 
 use super::connectors::check_connector_op;
 use super::reads::{add_step_reads, NeedBuilder};
-use super::{key, StepCx};
+use super::{key, EventTenants, StepCx};
 use crate::config::diag::{did_you_mean, Code};
 use crate::config::model::{StepConfig, SwitchArmConfig};
 use crate::config::span::PathSeg;
@@ -183,28 +183,40 @@ fn plain_names(src: &str) -> Option<Vec<String>> {
         .filter(|names| !names.is_empty())
 }
 
-/// A connector built per tenant serves only events that have one: in a pipeline whose source
-/// chooses none, every call through it would fail at run time, so it is an error here, at the
-/// step that names it. Returns whether the connector can be used.
+/// A connector built per tenant serves only events with a tenant of its own list: in a
+/// pipeline whose source chooses none, or chooses from another list, every call through it
+/// would fail at run time (or, were the ids shared, use another list's credentials), so it is
+/// an error here, at the step that names it. Returns whether the connector can be used.
 fn check_tenant(cx: &mut StepCx<'_>, at: &[PathSeg], connector: &str) -> bool {
     let Some(per_tenant) = cx.tenant_connectors.get(connector) else {
         return true;
     };
-    if cx.has_tenant {
-        return true;
-    }
     let list = per_tenant.list.clone();
-    cx.error_at(
-        at,
-        format!(
-            "connector `{connector}` is built per tenant of list `{list}`, and this pipeline's \
-             events have no tenant"
+    let (message, help) = match &cx.event_tenants {
+        EventTenants::Unknown => return true,
+        EventTenants::Of(chosen) if *chosen == list => return true,
+        EventTenants::None => (
+            format!(
+                "connector `{connector}` is built per tenant of list `{list}`, and this \
+                 pipeline's events have no tenant"
+            ),
+            format!(
+                "choose the tenant on the webhook (`tenants: {{ list: {list}, param: ... }}` or \
+                 `from: ...`), or use a connector without `tenants:`"
+            ),
         ),
-        Some(format!(
-            "choose the tenant on the webhook (`tenants: {{ list: {list}, param: ... }}` or \
-             `from: ...`), or use a connector without `tenants:`"
-        )),
-    );
+        EventTenants::Of(chosen) => (
+            format!(
+                "connector `{connector}` is built per tenant of list `{list}`, and this \
+                 pipeline's tenants are of list `{chosen}`"
+            ),
+            format!(
+                "a step uses the event's tenant's own instance: choose the tenant from \
+                 `{list}` on the webhook, or build the connector per tenant of `{chosen}`"
+            ),
+        ),
+    };
+    cx.error_at(at, message, Some(help));
     false
 }
 
