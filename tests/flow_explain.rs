@@ -155,6 +155,17 @@ fn a_high_value_cart_explains_its_opportunity_with_the_values_each_condition_rea
         .unwrap()
         .iter()
         .any(|r| r["read"] == "record.route"));
+    // Why the route is "opportunity": the script's own `if`s, where they are, the values they
+    // read and what they came to.
+    assert_eq!(
+        script["decisions"],
+        json!([
+            {"at": "scripts/cart-opportunity-or-lead.rhai:19:1", "when": "amount >= 100.0",
+             "reads": [{"read": "amount", "value": 612.5}], "result": true},
+            {"at": "scripts/cart-opportunity-or-lead.rhai:44:15", "when": "amount > 500.0",
+             "reads": [{"read": "amount", "value": 612.5}], "result": true},
+        ])
+    );
 
     // The decision, and where it went.
     let decision = &switches[1];
@@ -226,6 +237,12 @@ fn a_small_cart_explains_the_switch_going_to_otherwise() {
         decision["then"],
         "steps[4].switch[1].otherwise[0] (send salesforce create Lead)"
     );
+    let script = entries(explanation(&outcome), "change")
+        .into_iter()
+        .find(|c| c["step"].as_str().unwrap().contains("script"))
+        .unwrap();
+    assert_eq!(script["decisions"][0]["when"], "amount >= 100.0");
+    assert_eq!(script["decisions"][0]["result"], false);
 }
 
 const HUGE: &str = r#"

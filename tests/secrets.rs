@@ -61,11 +61,16 @@ pipeline: orders
 source:
   webhook: { path: /hooks/orders }
 steps:
+  - script: route
   - send: { to: erp, op: order }
 "#;
+    // Its decision reads the note: the trail shows the value it read, masked.
+    let script =
+        "if record.note == \"none\" { record.kind = \"plain\"; } else { record.kind = \"noted\"; }";
     let dir = project(&[
         ("crossdock.yaml", config),
         ("pipelines/orders.yaml", pipeline),
+        ("scripts/route.rhai", script),
     ]);
     let engine = Engine::start_with(
         dir.path(),
@@ -144,5 +149,25 @@ steps:
         .iter()
         .find(|e| e["kind"] == "send")
         .unwrap();
-    assert_eq!(sent["payload"], serde_json::json!({"id": 2, "note": "***"}));
+    assert_eq!(
+        sent["payload"],
+        serde_json::json!({"id": 2, "note": "***", "kind": "noted"})
+    );
+    // The script's decision, as the admin API returns it: where, what it read (masked), what
+    // it came to.
+    let script = trail["explanation"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"].as_str().unwrap().contains("script route"))
+        .unwrap();
+    assert_eq!(
+        script["decisions"],
+        serde_json::json!([{
+            "at": "scripts/route.rhai:1:1",
+            "when": "record.note == \"none\"",
+            "reads": [{"read": "record.note", "value": "***"}],
+            "result": false,
+        }])
+    );
 }

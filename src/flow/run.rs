@@ -76,6 +76,9 @@ struct Explaining {
     /// The step of the last failure explained: the steps around it fail with the same error,
     /// which is not explained again.
     failed: Option<String>,
+    /// The decisions of the `script` step running, for its entry.
+    decided: Vec<explain::Decision>,
+    decisions_omitted: usize,
 }
 impl Flow {
     /// Runs `event` through trigger and steps. State is read and written through `state`
@@ -139,6 +142,8 @@ impl Flow {
                 watched,
                 call: None,
                 failed: None,
+                decided: Vec::new(),
+                decisions_omitted: 0,
             })
         });
         run.steps.reserve(self.steps.len());
@@ -329,6 +334,20 @@ impl<'a> Run<'a> {
                 call: x.call.take(),
                 diff,
                 state: std::mem::take(&mut state),
+                decisions: std::mem::take(&mut x.decided),
+                decisions_omitted: std::mem::take(&mut x.decisions_omitted),
+            };
+            x.out.push(&label, what);
+        }
+        // A script that failed: the decisions it made before are why it got where it failed.
+        if !x.decided.is_empty() || x.decisions_omitted > 0 {
+            let what = What::Change {
+                reads: Vec::new(),
+                call: None,
+                diff: explain::Diff::default(),
+                state: Vec::new(),
+                decisions: std::mem::take(&mut x.decided),
+                decisions_omitted: std::mem::take(&mut x.decisions_omitted),
             };
             x.out.push(&label, what);
         }
@@ -338,6 +357,8 @@ impl<'a> Run<'a> {
                 call: None,
                 diff: explain::Diff::default(),
                 state,
+                decisions: Vec::new(),
+                decisions_omitted: 0,
             };
             x.out.push(&label, what);
         }
@@ -387,9 +408,22 @@ impl<'a> Run<'a> {
             }
             Step::Script { label, script } => {
                 let input = std::mem::replace(record, Cow::Owned(Value::Null)).into_owned();
-                let out = script.run(self.rules, input, &self.ctx).map_err(|e| {
-                    fail(label, e.located(&format!("scripts/{}.rhai", script.name())))
-                })?;
+                let file = || format!("scripts/{}.rhai", script.name());
+                let out = match self.explain.as_mut() {
+                    None => script.run(self.rules, input, &self.ctx),
+                    Some(x) => {
+                        let (out, decided) = script.run_explained(self.rules, input, &self.ctx);
+                        let file = file();
+                        x.decided = decided
+                            .decisions
+                            .into_iter()
+                            .map(|d| explain::Decision::of(&file, d))
+                            .collect();
+                        x.decisions_omitted = decided.omitted;
+                        out
+                    }
+                }
+                .map_err(|e| fail(label, e.located(&file())))?;
                 *record = Cow::Owned(out);
             }
             Step::Filter { label, when } => {

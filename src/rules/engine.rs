@@ -294,6 +294,7 @@ pub fn build(limits: &Limits) -> Engine {
 
     super::functions::register(&mut engine);
     super::digest::register(&mut engine);
+    super::decisions::register(&mut engine);
     super::handles::register(&mut engine);
     engine
 }

@@ -21,6 +21,7 @@
 
 mod condition;
 pub mod convert;
+mod decisions;
 mod digest;
 pub mod engine;
 mod error;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Scope};
 use serde_json::Value;
 
+pub use decisions::{Decided, Decision, MAX_DECISIONS};
 pub use engine::Limits;
 pub use error::{RuleError, RunError};
 pub use expr::Expr;
@@ -133,14 +135,17 @@ impl Rules {
 
     /// Compile a script file. `name` is its name for logs (`debug` output carries it).
     pub fn compile_script(&self, name: &str, src: &str) -> Result<Script, RuleError> {
+        let scope = declare(&SCRIPT_NAMES);
         let mut ast = self
             .engine
-            .compile_with_scope(&declare(&SCRIPT_NAMES), src)
+            .compile_with_scope(&scope, src)
             .map_err(|e| RuleError::from_parse(&e))?;
         ast.set_source(name);
+        decisions::refuse_reserved(&ast)?;
         let reads = Reads::of(&ast);
         Ok(Script {
             name: name.to_string(),
+            recording: decisions::recording(&self.engine, &scope, &ast, name, src).map(Arc::new),
             uses: Uses::of(&ast, reads.event_body),
             writes: writes::of(&ast, src),
             reads,

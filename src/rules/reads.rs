@@ -129,7 +129,7 @@ fn node_at<'a>(path: &'a [ASTNode<'a>], n: usize) -> Option<&'a ASTNode<'a>> {
 
 /// Follows the right side of a `.` after `record`; pushes the names it reads. `true` when the
 /// chain is names only, to its end (so a `contains` around it tests the last one).
-fn chain_steps(rhs: &Expr, steps: &mut Vec<PathStep>) -> bool {
+pub(super) fn chain_steps(rhs: &Expr, steps: &mut Vec<PathStep>) -> bool {
     match rhs {
         Expr::Property(p, ..) => {
             steps.push(PathStep::Name(p.2.to_string()));
@@ -156,7 +156,7 @@ fn chain_steps(rhs: &Expr, steps: &mut Vec<PathStep>) -> bool {
 }
 
 /// Follows the right side of a `[...]` after `record`: a string constant is a field name.
-fn index_steps(rhs: &Expr, steps: &mut Vec<PathStep>) -> bool {
+pub(super) fn index_steps(rhs: &Expr, steps: &mut Vec<PathStep>) -> bool {
     match rhs {
         Expr::StringConstant(s, ..) => {
             steps.push(PathStep::Name(s.to_string()));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, AST};
 use serde_json::Value;
 
+use super::decisions::{Decided, Recording};
 use super::engine::Deadline;
 use super::reads::Reads;
 use super::scope::{pipeline_scope, projected_record, to_json, Uses};
@@ -23,6 +24,8 @@ pub struct Script {
     pub(super) reads: Reads,
     /// The fields it surely sets, for `check` against a target's schema.
     pub(super) writes: Vec<Written>,
+    /// The compile that records its decisions, when it has an `if` (`decisions.rs`).
+    pub(super) recording: Option<Arc<Recording>>,
 }
 
 impl Script {
@@ -77,7 +80,42 @@ impl Script {
     /// Run the script on `record` and return the final value of `record`.
     ///
     /// Fields of `record` the script does not name are handed back untouched.
-    pub fn run(&self, rules: &Rules, mut record: Value, ctx: &Ctx) -> Result<Value, RunError> {
+    pub fn run(&self, rules: &Rules, record: Value, ctx: &Ctx) -> Result<Value, RunError> {
+        self.run_ast(rules, &self.ast, record, ctx)
+    }
+
+    /// [`Script::run`], recording which `if`s it evaluated, what their conditions read and
+    /// what they came to: the decisions made before an error are kept too.
+    pub fn run_explained(
+        &self,
+        rules: &Rules,
+        record: Value,
+        ctx: &Ctx,
+    ) -> (Result<Value, RunError>, Decided) {
+        let Some(recording) = &self.recording else {
+            return (self.run(rules, record, ctx), Decided::default());
+        };
+        let recorded = recording.start();
+        let result = self.run_ast(rules, &recording.ast, record, ctx);
+        let decided = recorded.finish();
+        // The recording source has calls inserted before the conditions: an error's column
+        // is told as in the file.
+        let result = result.map_err(|mut e| {
+            if let (Some(line), Some(col)) = (e.line, e.col) {
+                e.col = Some(recording.original_col(line, col));
+            }
+            e
+        });
+        (result, decided)
+    }
+
+    fn run_ast(
+        &self,
+        rules: &Rules,
+        ast: &AST,
+        mut record: Value,
+        ctx: &Ctx,
+    ) -> Result<Value, RunError> {
         // Give the script only the fields it names, and take back only those: the rest of a
         // large record never crosses into Rhai.
         let mut scope =
@@ -86,7 +124,7 @@ impl Script {
             let _deadline = Deadline::start(rules.limits.timeout);
             rules
                 .engine
-                .run_ast_with_scope(&mut scope, &self.ast)
+                .run_ast_with_scope(&mut scope, ast)
                 .map_err(|e| rules.run_error(*e))?;
         }
         let out = scope

@@ -654,3 +654,146 @@ fn print_and_debug_do_not_write_to_stdout() {
         .run(r#"print("hello"); debug(record);"#, json!({"a": 1}))
         .is_ok());
 }
+
+/// `src` run explained on `record`: its result and each decision as
+/// `line:col when (label = value, …) → outcome`.
+fn decided(f: &Fixture, src: &str, record: Value) -> (Result<Value, RunError>, Vec<String>, usize) {
+    let script = f.rules.compile_script("test", src).unwrap();
+    let (out, decided) = script.run_explained(&f.rules, record, &f.ctx());
+    let lines = decided
+        .decisions
+        .iter()
+        .map(|d| {
+            let reads: Vec<String> = d
+                .reads
+                .iter()
+                .map(|(l, v)| match v {
+                    Some(v) => format!("{l} = {v}"),
+                    None => format!("{l} missing"),
+                })
+                .collect();
+            let outcome = match &d.result {
+                Ok(b) => b.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            format!(
+                "{}:{} {} ({}) → {outcome}",
+                d.line,
+                d.col,
+                d.when,
+                reads.join(", ")
+            )
+        })
+        .collect();
+    (out, lines, decided.omitted)
+}
+
+#[test]
+fn an_explained_script_records_each_if_it_evaluated_with_the_values_read_before_it() {
+    let f = Fixture::new();
+    let src = "let amount = record.amount;\n\
+               if amount >= 100 {\n  if record.vip == true { record.tier = \"gold\"; } else { record.tier = \"silver\"; }\n\
+               } else if amount > 50 { record.tier = \"bronze\"; } else { record.tier = \"none\"; }\n\
+               record.p = if amount > 500 { \"High\" } else { \"Normal\" };";
+    let (out, lines, omitted) = decided(&f, src, json!({"amount": 612, "vip": false}));
+    assert_eq!(out.unwrap()["tier"], "silver");
+    assert_eq!(
+        lines,
+        [
+            "2:1 amount >= 100 (amount = 612) → true",
+            "3:3 record.vip == true (record.vip = false) → false",
+            "5:12 amount > 500 (amount = 612) → true",
+        ]
+    );
+    assert_eq!(omitted, 0);
+    // The else-if chain: both conditions tried, in order; a field not there is told so.
+    let (out, lines, _) = decided(&f, src, json!({"amount": 20}));
+    assert_eq!(out.unwrap()["tier"], "none");
+    assert_eq!(
+        lines,
+        [
+            "2:1 amount >= 100 (amount = 20) → false",
+            "4:8 amount > 50 (amount = 20) → false",
+            "5:12 amount > 500 (amount = 20) → false",
+        ]
+    );
+    // Explained or not, the script does the same.
+    let script = f.rules.compile_script("test", src).unwrap();
+    let plain = script
+        .run(&f.rules, json!({"amount": 75}), &f.ctx())
+        .unwrap();
+    let (explained, _, _) = decided(&f, src, json!({"amount": 75}));
+    assert_eq!(plain, explained.unwrap());
+}
+
+#[test]
+fn decisions_in_a_loop_are_bounded_and_the_rest_counted() {
+    let f = Fixture::new();
+    let src = "let n = 0;\nfor i in 0..1000 { if i % 2 == 0 { n += 1; } }\nrecord.n = n;";
+    let (out, lines, omitted) = decided(&f, src, json!({}));
+    assert_eq!(out.unwrap()["n"], 500);
+    assert_eq!(lines.len(), MAX_DECISIONS);
+    assert_eq!(lines[1], "2:20 i % 2 == 0 (i = 1) → false");
+    assert_eq!(omitted, 1000 - MAX_DECISIONS);
+    // A large array read by a condition in a loop is kept clipped, not whole.
+    let big: Vec<i64> = (0..50_000).collect();
+    let src =
+        "let c = 0;\nfor i in 0..100 { if record.items.len() > i { c += 1; } }\nrecord.c = c;";
+    let (out, lines, _) = decided(&f, src, json!({ "items": big }));
+    assert_eq!(out.unwrap()["c"], 100);
+    assert!(lines[0].contains("more items"), "{}", lines[0]);
+    assert!(lines[0].len() < 1000, "{}", lines[0]);
+}
+
+#[test]
+fn a_condition_calling_a_function_records_what_it_came_to() {
+    let f = Fixture::new();
+    let src = "fn big(x) { if x > 10 { true } else { false } }\n\
+               if big(record.n) && type_of(record.email) != \"string\" { record.ok = true; }";
+    let (out, lines, _) = decided(&f, src, json!({"n": 12}));
+    assert_eq!(out.unwrap()["ok"], true);
+    // The function's own `if` is evaluated while the outer condition is, so it comes first.
+    assert_eq!(
+        lines,
+        [
+            "1:13 x > 10 (x = 12) → true",
+            "2:1 big(record.n) && type_of(record.email) != \"string\" (record.n = 12, record.email missing) → true",
+        ]
+    );
+}
+
+#[test]
+fn a_script_that_fails_keeps_the_decisions_before_and_its_error_where_the_file_has_it() {
+    let f = Fixture::new();
+    // The error is on a line the recording source has calls inserted in.
+    let src = "if record.a > 1 { record.b = 1; }\nif record.z >= 0 { record.c = 1 / record.z; }";
+    let script = f.rules.compile_script("test", src).unwrap();
+    let plain = script
+        .run(&f.rules, json!({"a": 2, "z": 0}), &f.ctx())
+        .unwrap_err();
+    let (out, lines, _) = decided(&f, src, json!({"a": 2, "z": 0}));
+    let explained = out.unwrap_err();
+    assert_eq!(
+        lines,
+        [
+            "1:1 record.a > 1 (record.a = 2) → true",
+            "2:1 record.z >= 0 (record.z = 0) → true"
+        ]
+    );
+    assert_eq!((plain.line, plain.col), (Some(2), Some(33)), "{plain:?}");
+    assert_eq!((explained.line, explained.col), (plain.line, plain.col));
+    assert_eq!(explained.message, plain.message);
+    // A condition that is not a bool: recorded as such, and the `if` fails as it would.
+    let (out, lines, _) = decided(&f, "if record.a { 1 }", json!({"a": "yes"}));
+    assert!(out.is_err());
+    assert_eq!(
+        lines,
+        ["1:1 record.a (record.a = \"yes\") → error: the condition is string, not a bool"]
+    );
+    // A script may not name the recording functions.
+    let e = f
+        .rules
+        .compile_script("t", "__crossdock_if(0, [], true)")
+        .unwrap_err();
+    assert!(e.message.contains("reserved"), "{e}");
+}

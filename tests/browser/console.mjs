@@ -305,6 +305,10 @@ try {
     const script = await page.locator('#explain li[data-step*="script cart-opportunity-or-lead"]').innerText();
     check(script.includes("record.amount = 612.5") && script.includes('+ record.route = "opportunity"'),
       "the script's step shows the amount it read and the route it set");
+    const scriptDecision = await page.locator('#explain li[data-step*="script cart-opportunity-or-lead"] .script-decision').first().innerText();
+    check(scriptDecision.includes("scripts/cart-opportunity-or-lead.rhai:19:1") && scriptDecision.includes("amount >= 100.0")
+      && scriptDecision.includes("(amount = 612.5)") && scriptDecision.includes("→ true"),
+      `the script's own decision is shown with where it is, the value it read and what it came to (${scriptDecision})`);
     const send = page.locator("#explain li.explain-send", { hasText: "Opportunity" });
     const payload = JSON.parse(await send.locator("pre.payload").innerText());
     check(payload.Amount === 612.5 && payload.StageName === "Prospecting"

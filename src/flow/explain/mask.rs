@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Call, Change, Diff, Entry, Explanation, Seen, StateWrite, Test, What};
+use super::{Call, Change, Decision, Diff, Entry, Explanation, Seen, StateWrite, Test, What};
 
 /// Gives the masked form of a string, or `None` when there is nothing in it to mask.
 type Mask<'a> = dyn Fn(&str) -> Option<String> + 'a;
@@ -46,6 +46,8 @@ fn entry_(entry: &mut Entry, mask: &Mask<'_>) {
             call,
             diff: d,
             state,
+            decisions,
+            decisions_omitted: _,
         } => {
             reads.iter_mut().for_each(|s| seen(s, mask));
             if let Some(Call {
@@ -67,6 +69,7 @@ fn entry_(entry: &mut Entry, mask: &Mask<'_>) {
                 text(key, mask);
                 diff(d, mask);
             }
+            decisions.iter_mut().for_each(|d| decision(d, mask));
         }
         What::Send {
             connector,
@@ -98,6 +101,22 @@ fn test(test: &mut Test, mask: &Mask<'_>) {
     text(when, mask);
     reads.iter_mut().for_each(|s| seen(s, mask));
     text(with_values, mask);
+    if let Some(error) = error {
+        text(error, mask);
+    }
+}
+
+fn decision(decision: &mut Decision, mask: &Mask<'_>) {
+    let Decision {
+        at,
+        when,
+        reads,
+        result: _,
+        error,
+    } = decision;
+    text(at, mask);
+    text(when, mask);
+    reads.iter_mut().for_each(|s| seen(s, mask));
     if let Some(error) = error {
         text(error, mask);
     }

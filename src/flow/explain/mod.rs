@@ -22,6 +22,7 @@ mod mask;
 mod reads;
 mod watched;
 
+pub use crate::rules::MAX_DECISIONS;
 pub(super) use diff::diff;
 pub(super) use reads::{seen, test};
 pub(super) use watched::Watched;
@@ -91,6 +92,13 @@ pub enum What {
         diff: Diff,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         state: Vec<StateWrite>,
+        /// A script's `if`s as it evaluated them, in order (at most
+        /// [`MAX_DECISIONS`](crate::rules::MAX_DECISIONS)); `decisions_omitted` more were not
+        /// kept.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        decisions: Vec<Decision>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        decisions_omitted: usize,
     },
     /// A `send`: the action it made (its index in the trail's `actions`, which has the
     /// remote's answer) and the payload.
@@ -119,6 +127,69 @@ pub struct Test {
     pub result: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// An `if` a script evaluated: where (`scripts/x.rhai:19:1`, the `if` keyword), its condition
+/// as written, each value it read just before, and what it came to (`error`: it was not a
+/// bool, and the `if` failed on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at: String,
+    pub when: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<Seen>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Decision {
+    /// What `decided` recorded of the script in `file`, values clipped and masked as the rest
+    /// of an explanation's.
+    pub(super) fn of(file: &str, decided: crate::rules::Decision) -> Decision {
+        let crate::rules::Decision {
+            line,
+            col,
+            when,
+            reads,
+            result,
+        } = decided;
+        let reads = reads
+            .into_iter()
+            .map(|(read, value)| {
+                let secret = read.rsplit(['.', '[']).next().is_some_and(looks_secret);
+                match value {
+                    None => Seen {
+                        read,
+                        value: Value::Null,
+                        missing: true,
+                    },
+                    Some(_) if secret => Seen {
+                        read,
+                        value: Value::from("***"),
+                        missing: false,
+                    },
+                    Some(v) => Seen {
+                        read,
+                        value: clip(&v, VALUE_CHARS),
+                        missing: false,
+                    },
+                }
+            })
+            .collect();
+        let (result, error) = match result {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(e)),
+        };
+        Decision {
+            at: format!("{file}:{line}:{col}"),
+            when,
+            reads,
+            result,
+            error,
+        }
+    }
 }
 
 /// One thing code read of the record: `record.amount` and its value (`missing` when the

@@ -165,6 +165,14 @@ fn every_string_of_an_explanation_is_masked_in_place() {
                 key: format!("stock/{s}"),
                 diff: d,
             }],
+            decisions: vec![Decision {
+                at: format!("scripts/{s}.rhai:1:1"),
+                when: format!("x == \"{s}\""),
+                reads: vec![read(s, json!([s]))],
+                result: None,
+                error: Some(format!("the condition is {s}")),
+            }],
+            decisions_omitted: 0,
         },
     );
     e.push(

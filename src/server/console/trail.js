@@ -1,6 +1,7 @@
 // An event's explanation on its trail page: each step in the order it ran with what it saw and
 // did (the trail's `explanation`, docs/runtime.md). Conditions read as
-// `when`: the same with the values it read → result → where it went; record and state changes
+// `when`: the same with the values it read → result → where it went; a script's `if`s with their
+// file:line:col, the values they read and what they came to; record and state changes
 // as +/−/~ lines; each send with its payload and the remote's answer from the trail's actions.
 // Uses h() from app.js; data goes into the page as text, never as HTML.
 "use strict";
@@ -26,6 +27,21 @@ function readsLine(reads) {
   if (!(reads || []).length) return "";
   return h("div", { class: "muted reads" }, "read ",
     reads.map((r, i) => [i ? ", " : "", h("span", { class: "mono" }, r.read + " = " + (r.missing ? "(missing)" : quote(r.value)))]));
+}
+
+// A script's `if`s as it evaluated them: "scripts/x.rhai:19:1  amount >= 100.0  (amount = 612.5)
+// → true", the line that says why a script went the way it did.
+function decisionLines(x) {
+  const ds = x.decisions || [];
+  if (!ds.length) return "";
+  const line = (d) => {
+    const outcome = d.error !== undefined ? "error: " + d.error : String(d.result);
+    const reads = (d.reads || []).map((r) => r.read + " = " + (r.missing ? "(missing)" : quote(r.value))).join(", ");
+    return h("div", { class: "decision script-decision" }, h("span", { class: "mono muted" }, d.at), "  ",
+      h("code", {}, d.when), reads ? h("span", { class: "mono" }, "  (" + reads + ")") : "", " → ", h("b", {}, outcome));
+  };
+  return h("div", { class: "decisions" }, ds.map(line),
+    x.decisions_omitted ? h("div", { class: "muted" }, `…and ${x.decisions_omitted} more decisions`) : "");
 }
 
 // One +/−/~ line per change, "…N more changes" after the last shown.
@@ -57,6 +73,7 @@ function entryBody(x, trail) {
         x.call ? h("div", {}, "called ", h("span", { class: "mono" }, `${x.call.connector} ${x.call.op} ${quote(x.call.params)}`),
           x.call.error ? h("span", { class: "error" }, " → " + x.call.error) : "") : "",
         readsLine(x.reads),
+        decisionLines(x),
         diffLines(x.diff, "record"),
         (x.state || []).map((w) => h("div", { class: "state" }, "state ", h("span", { class: "mono" }, w.key), diffLines(w.diff, "state"))),
       ];
