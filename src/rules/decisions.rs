@@ -514,8 +514,9 @@ impl LineStarts {
     }
 }
 
-/// `.name`, or `["name"]` for a name that is not an identifier.
-fn push_name(out: &mut String, name: &str) {
+/// `.name`, or `["name"]` for a name that is not an identifier: how a read or a changed field
+/// is named in an explanation, here and in `flow::explain`.
+pub fn push_name(out: &mut String, name: &str) {
     let plain = name
         .chars()
         .next()

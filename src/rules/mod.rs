@@ -41,7 +41,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Scope};
 use serde_json::Value;
 
-pub use decisions::{Decided, Decision, MAX_DECISIONS};
+pub use decisions::{push_name, Decided, Decision, MAX_DECISIONS};
 pub use engine::Limits;
 pub use error::{RuleError, RunError};
 pub use expr::Expr;

@@ -94,21 +94,7 @@ fn dotted(names: &[&str]) -> String {
     out
 }
 
-pub(super) fn push_name(out: &mut String, name: &str) {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if plain {
-        out.push('.');
-        out.push_str(name);
-    } else {
-        out.push('[');
-        out.push_str(&Value::from(name).to_string());
-        out.push(']');
-    }
-}
+pub(super) use crate::rules::push_name;
 
 /// The condition's text with each field it read replaced by its value (`record.amount >= 100`
 /// → `612.5 >= 100`); text inside string literals is left alone.
