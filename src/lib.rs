@@ -9,6 +9,8 @@
 //! The modules are drawn as future crate borders, and data flows down this list (the table in
 //! docs/architecture.md, checked by `tests/architecture.rs`):
 //!
+//! - [`allocator`]: asking mimalloc to give back free memory on every thread. The only
+//!   `unsafe` of the crate.
 //! - [`config`]: reading a project folder; YAML with positions, `${VAR}`, diagnostics.
 //!   The only module that knows YAML.
 //! - [`jsonpath`]: RFC 9535 JSONPath, parsed once and evaluated within a budget. Pure: it uses
@@ -30,6 +32,7 @@
 //! - [`telemetry`]: OpenTelemetry traces of the engine's spans, sent over OTLP/HTTP.
 //! - [`cli`]: the command line. The only module that prints.
 
+pub mod allocator;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -4,5 +4,6 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    crossdock::allocator::mimalloc_is_global();
     crossdock::cli::main()
 }

@@ -25,6 +25,8 @@
 #   SOAK_CACHE=32MB       the project's `state.cache` (default: the engine's default)
 #   SOAK_RETAIN=5m        the project's `dedup_window` and `keep_trails`
 #   SOAK_TRAIL_BYTES=1GB  the project's `keep_trails_bytes`
+#   SOAK_REOPEN_EVERY=N   the project's `state.reopen_every` (writes between reopens under
+#                         load; 0: only when idle)
 #   SOAK_KEEP=1           keep the temp project, state and logs
 #   SOAK_BIN=PATH         run this engine binary and skip the build (e.g. the system-allocator
 #                         build, target/release/examples/sysalloc); SOAK_GEN=PATH the generator
@@ -97,7 +99,7 @@ project=$work/project
 . tools/project.sh
 write_project "$project" soak "$port" "$up_port" "$secret" \
   ", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES}" \
-  "${SOAK_CACHE:+, cache: $SOAK_CACHE}"
+  "${SOAK_CACHE:+, cache: $SOAK_CACHE}${SOAK_REOPEN_EVERY:+, reopen_every: $SOAK_REOPEN_EVERY}"
 "$bin" check "$project" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; exit 1; }
 
 field() { { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2 | tr -d '" '; }
@@ -175,6 +177,10 @@ health=$(curl -sf "http://127.0.0.1:$port/health" || true)
 echo
 echo "fire: $(cat "$work/fire.json")"
 echo "after: pending $(field pending "$health"), dead letters $(field dead_letters "$health")"
+metrics=$(curl -sf "http://127.0.0.1:$port/metrics" || true)
+# How long each reopen of the store held calls, from the engine's log (docs/runtime.md).
+took=$({ grep -o 'took_ms=[0-9]*' "$work/crossdock.log" || true; } | cut -d= -f2 | paste -sd' ' -)
+echo "store reopens: idle $(metric 'crossdock_state_reopens_total{why="idle"}' "$metrics"), under load $(metric 'crossdock_state_reopens_total{why="under_load"}' "$metrics"); each took (ms): ${took:-none}"
 echo
 column -s, -t "$csv"
 echo

@@ -18,6 +18,9 @@ pub fn run(args: Args<'_>) -> ExitCode {
         .enable_all()
         // Flows run rules on blocking threads: they need the deep stack rules ask for.
         .thread_stack_size(crate::rules::engine::MIN_STACK)
+        // A worker about to sleep gives back its free pages when a reopen of the state store
+        // asked for it (src/allocator.rs): otherwise they stay with it.
+        .on_thread_park(crate::allocator::collect_if_asked)
         .build();
     let tokio = match tokio {
         Ok(t) => t,

@@ -272,6 +272,11 @@ pub struct StateConfig {
     #[serde(default, deserialize_with = "size_text")]
     #[schemars(with = "Option<Size>")]
     pub cache: Option<String>,
+    /// Writes to the store after which it is closed and opened again even while events keep
+    /// coming, to give back the memory it kept (default `300000`; `0`: only after 15 s
+    /// without a write). Calls wait for the reopen, a fraction of a second.
+    #[serde(default)]
+    pub reopen_every: Option<u64>,
 }
 
 impl Default for StateConfig {
@@ -280,6 +285,7 @@ impl Default for StateConfig {
             path: default_state_path(),
             min_free: None,
             cache: None,
+            reopen_every: None,
         }
     }
 }

@@ -268,6 +268,12 @@ pub fn inbox(t: &super::inbox::Tally, disk_bytes: Option<u64>) {
     }
 }
 
+/// The state store was closed and reopened to give back memory: `why` is `idle` or
+/// `under_load`.
+pub fn state_reopened(why: &'static str) {
+    counter!("crossdock_state_reopens_total", "why" => why).increment(1);
+}
+
 /// The cluster consumer's counters, as the server last gave them.
 pub fn cluster_consumer(pending: u64, ack_pending: u64, redelivered: u64) {
     gauge!("crossdock_cluster_pending").set(pending as f64);

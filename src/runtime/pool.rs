@@ -19,6 +19,10 @@ use crate::rules::engine::MIN_STACK;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How often an idle flow thread wakes to see whether it should give back its free memory
+/// (`crate::allocator`).
+const COLLECT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A fixed set of threads running flows, fairly across pipelines.
 pub(crate) struct FlowPool {
     shared: Arc<Shared>,
@@ -146,7 +150,13 @@ impl Shared {
                 return;
             }
             let Some((name, job)) = sched.next(self.share) else {
-                sched = self.ready.wait(sched).unwrap_or_else(|e| e.into_inner());
+                crate::allocator::collect_if_asked();
+                // A timeout, so an idle thread still sees a request to collect.
+                sched = self
+                    .ready
+                    .wait_timeout(sched, COLLECT_CHECK)
+                    .map(|(s, _)| s)
+                    .unwrap_or_else(|e| e.into_inner().0);
                 continue;
             };
             drop(sched);

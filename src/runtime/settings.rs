@@ -7,6 +7,9 @@ use std::time::Duration;
 use super::inbox::FlushPolicy;
 use super::pool;
 
+/// Writes to the state store between two reopens under load (`state.reopen_every`).
+pub const DEFAULT_REOPEN_EVERY: u64 = 300_000;
+
 /// Settings of a run that are not part of the project version.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -45,6 +48,9 @@ pub struct Settings {
     /// Time without a write after which the state store is closed and reopened, to give back
     /// the memory sled kept (see `idle`); `None`: never.
     pub state_reopen_idle: Option<Duration>,
+    /// Writes to the state store after which it is closed and reopened even under load, to
+    /// bound the memory sled keeps when it is never idle (see `idle`); `None`: only when idle.
+    pub state_reopen_every: Option<u64>,
     /// Longest a connector call may take before it counts as a retryable failure.
     pub call_timeout: Duration,
     pub flush: FlushPolicy,
@@ -76,6 +82,7 @@ impl Default for Settings {
             min_free: 128 * 1024 * 1024,
             state_cache: crate::state::sled::DEFAULT_CACHE,
             state_reopen_idle: Some(Duration::from_secs(15)),
+            state_reopen_every: Some(DEFAULT_REOPEN_EVERY),
             call_timeout: Duration::from_secs(30),
             flush: FlushPolicy::Group,
             reload_debounce: Duration::from_millis(100),
@@ -160,6 +167,9 @@ impl Settings {
             .and_then(|t| crate::config::model::parse_size(t).ok())
         {
             self.state_cache = n as u64;
+        }
+        if let Some(n) = state.reopen_every {
+            self.state_reopen_every = (n > 0).then_some(n);
         }
         self
     }

@@ -132,7 +132,11 @@ impl Runtime {
         tokio::spawn(worker::dispatch(self.clone(), rx));
         tokio::spawn(self.clone().sweep());
         if let Some(idle) = self.settings.state_reopen_idle {
-            tokio::spawn(super::idle::reopen_when_idle(self.store.clone(), idle));
+            let when = super::idle::When {
+                idle,
+                every: self.settings.state_reopen_every,
+            };
+            tokio::spawn(super::idle::reopen_store(self.store.clone(), when));
         }
         sources::start(self.clone());
         if let Some(link) = self.cluster() {
