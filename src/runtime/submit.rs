@@ -114,9 +114,14 @@ impl Runtime {
             .unwrap_or(self.settings.concurrency)
             .max(1);
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = limits
-            .entry(pipeline.to_string())
-            .or_insert_with(|| (wanted, Arc::new(Semaphore::new(wanted))));
+        // Looked up by the borrowed name first: the name is allocated once per pipeline, not
+        // once per event.
+        let entry = match limits.get_mut(pipeline) {
+            Some(entry) => entry,
+            None => limits
+                .entry(pipeline.to_string())
+                .or_insert_with(|| (wanted, Arc::new(Semaphore::new(wanted)))),
+        };
         if entry.0 != wanted {
             *entry = (wanted, Arc::new(Semaphore::new(wanted)));
         }
