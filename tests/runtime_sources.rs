@@ -291,7 +291,7 @@ steps:
             )
             .await
             .unwrap();
-        assert!(matches!(again, crossdock::runtime::Accepted::Duplicate(_)));
+        assert!(matches!(again, crossdock::runtime::Submitted::Duplicate(_)));
     });
 }
 

@@ -79,6 +79,6 @@ echo "instructions: $total; events delivered: $delivered"
 # Inclusive counts, each also per event delivered (start and stop included: see above).
 callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null \
   | grep -E 'crossdock::|sled::tree|verify|serde_json::ser|mi_malloc|mi_free|hyper::|reqwest::' \
-  | head -${CG_TOP:-60} \
+  | sed -n "1,${CG_TOP:-60}p" \
   | awk -v n="$delivered" '{ c = $1; gsub(",", "", c); printf "%9d/event  %s\n", (n > 0 ? c / n : 0), $0 }' \
   | cut -c1-220

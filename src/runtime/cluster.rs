@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::inbox::{self, Accepted, EventMeta, InboxError, StoredEvent};
+use super::inbox::{self, EventMeta, InboxError};
 use super::{metrics, Runtime};
 use crate::cluster::events::EventIndex;
 use crate::cluster::inbox::{Counts, Delivery, InboxStream, Meta, Ticket, Turn};
@@ -159,7 +159,7 @@ impl Link {
         dedup_keys: &[&str],
         headers: std::collections::BTreeMap<String, String>,
         body: &[u8],
-    ) -> Result<Accepted, InboxError> {
+    ) -> Result<super::Submitted, InboxError> {
         // While the connection is down a publish would wait out its timeout: answer at once.
         if self.client.connection_state() != async_nats::connection::State::Connected {
             self.reachable.store(false, Ordering::Relaxed);
@@ -191,15 +191,10 @@ impl Link {
         let id = inbox::event_id(published.seq);
         if published.duplicate {
             metrics::duplicate(pipeline);
-            return Ok(Accepted::Duplicate(id));
+            return Ok(super::Submitted::Duplicate(id));
         }
         metrics::received(pipeline);
-        Ok(Accepted::New(StoredEvent {
-            seq: published.seq,
-            meta: fresh_meta(id, meta),
-            body: Arc::from(body),
-            resumed: false,
-        }))
+        Ok(super::Submitted::New(id))
     }
 
     /// Files the ticket of an event placed in the local inbox, before a worker can see it. A

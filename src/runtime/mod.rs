@@ -59,6 +59,7 @@ pub use self::inbox::{Accepted, FlushPolicy, Inbox, InboxError, StoredEvent};
 pub use self::live::{Live, LiveConnector, Route};
 pub use self::reload::ReloadError;
 pub use self::settings::Settings;
+pub use self::submit::Submitted;
 pub use self::worker::{drop_dead_letter, Dropped};
 
 pub struct Runtime {

@@ -10,6 +10,15 @@ use tokio::sync::Semaphore;
 
 use super::{metrics, turns, Accepted, InboxError, Runtime, StoredEvent};
 
+/// The answer to [`Runtime::submit`]: the event's id, new or the one already accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Accepted (durable per the flush policy) and handed to the workers, which own it now.
+    New(String),
+    /// A delivery with the same dedup key arrived within the window: the first one's id.
+    Duplicate(String),
+}
+
 impl Runtime {
     /// Accepts an event for `pipeline` from any source: written to the inbox, durable (per the
     /// flush policy) when this returns, and handed to the workers. Any one of `dedup_keys`
@@ -21,7 +30,7 @@ impl Runtime {
         dedup_keys: &[&str],
         mut headers: BTreeMap<String, String>,
         body: &[u8],
-    ) -> Result<Accepted, InboxError> {
+    ) -> Result<Submitted, InboxError> {
         // Read once here, where the event enters, and kept with it: a reload that changes the
         // path does not reorder events already accepted.
         let key = self
@@ -47,7 +56,7 @@ impl Runtime {
         dedup_keys: &[&str],
         headers: BTreeMap<String, String>,
         body: &[u8],
-    ) -> Result<Accepted, InboxError> {
+    ) -> Result<Submitted, InboxError> {
         if self.inbox.pending_count() >= self.settings.max_backlog {
             return Err(InboxError::Busy(self.settings.max_backlog));
         }
@@ -71,20 +80,24 @@ impl Runtime {
                 body,
             )
             .map_err(|e| self.storage_fault(e))?;
-        let accepted = written;
         self.inbox
             .committer
             .durable()
             .await
             .map_err(|e| self.storage_fault(e))?;
-        match &accepted {
+        // The event goes to the workers as it is: the caller learns its id only.
+        Ok(match written {
             Accepted::New(event) => {
                 metrics::received(pipeline);
-                self.enqueue(event.clone());
+                let id = event.meta.id.clone();
+                self.enqueue(event);
+                Submitted::New(id)
             }
-            Accepted::Duplicate(_) => metrics::duplicate(pipeline),
-        }
-        Ok(accepted)
+            Accepted::Duplicate(id) => {
+                metrics::duplicate(pipeline);
+                Submitted::Duplicate(id)
+            }
+        })
     }
 
     /// Notes a write error of the store with [`storage::Storage`], so later events are refused
@@ -114,9 +127,14 @@ impl Runtime {
             .unwrap_or(self.settings.concurrency)
             .max(1);
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = limits
-            .entry(pipeline.to_string())
-            .or_insert_with(|| (wanted, Arc::new(Semaphore::new(wanted))));
+        // Looked up by the borrowed name first: the name is allocated once per pipeline, not
+        // once per event.
+        let entry = match limits.get_mut(pipeline) {
+            Some(entry) => entry,
+            None => limits
+                .entry(pipeline.to_string())
+                .or_insert_with(|| (wanted, Arc::new(Semaphore::new(wanted)))),
+        };
         if entry.0 != wanted {
             *entry = (wanted, Arc::new(Semaphore::new(wanted)));
         }

@@ -25,7 +25,7 @@ use super::{ApiError, LogLimiter};
 use crate::flow::tenants::{tenant_text, Choose, WebhookTenants};
 use crate::projection::Kind;
 use crate::runtime::refused::{self, Refused};
-use crate::runtime::{metrics, Accepted, InboxError, Route, Runtime};
+use crate::runtime::{metrics, InboxError, Route, Runtime, Submitted};
 use crate::verify::Scheme;
 
 /// Headers never stored with an event: credentials that scripts have no business seeing.
@@ -201,19 +201,19 @@ pub(super) async fn receive(
         })?;
     if let Some(tenant) = tenant {
         let outcome = match accepted {
-            Accepted::New(_) => "accepted",
-            Accepted::Duplicate(_) => "duplicate",
+            Submitted::New(_) => "accepted",
+            Submitted::Duplicate(_) => "duplicate",
         };
         metrics::tenant_webhook(pipeline, tenant, outcome);
     }
     match accepted {
-        Accepted::New(event) => Ok((
+        Submitted::New(id) => Ok((
             StatusCode::ACCEPTED,
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            accepted_body(&event.meta.id),
+            accepted_body(&id),
         )
             .into_response()),
-        Accepted::Duplicate(id) => Ok((
+        Submitted::Duplicate(id) => Ok((
             StatusCode::OK,
             Json(json!({ "event_id": id, "duplicate": true })),
         )

@@ -202,9 +202,12 @@ impl Inbox {
 
     /// Removes `seq` from the inbox if it is there, keeping the counts true.
     fn take_out(&self, seq: u64) -> Result<bool, InboxError> {
-        match self.inbox.remove(&seq.to_be_bytes())? {
-            Some(old) => {
-                self.uncount(record::body_len(&old));
+        match self
+            .inbox
+            .remove_measured(&seq.to_be_bytes(), record::body_len)?
+        {
+            Some(body) => {
+                self.uncount(body);
                 Ok(true)
             }
             None => Ok(false),

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::SourceCx;
 use crate::config::model::{FileFormat, FileSource};
 use crate::flow::input::{self, Body, InputFormat};
-use crate::runtime::Accepted;
+use crate::runtime::Submitted;
 
 /// How often the folder is listed.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -201,8 +201,8 @@ async fn take(
             .submit(&cx.pipeline, &[&key], headers, body)
             .await
         {
-            Ok(Accepted::New(_)) => report.new += 1,
-            Ok(Accepted::Duplicate(_)) => report.duplicates += 1,
+            Ok(Submitted::New(_)) => report.new += 1,
+            Ok(Submitted::Duplicate(_)) => report.duplicates += 1,
             Err(e) => {
                 // The file stays; the next look resumes it, and the rows accepted so far are
                 // duplicates then.

@@ -59,7 +59,7 @@ use crate::config::model::{CatchUpConfig, PollSource, SinceFormat};
 use crate::connectors::{CallError, Request};
 use crate::flow::key::BusinessKey;
 use crate::jsonpath::JsonPath;
-use crate::runtime::{Accepted, Runtime};
+use crate::runtime::{Runtime, Submitted};
 use crate::state::{escape, StateError};
 
 /// Pages fetched in one poll at most: a runaway `next` link cannot keep a poll going forever.
@@ -357,8 +357,8 @@ pub async fn poll_once(
                 .submit(pipeline, &[&key], headers, item.to_string().as_bytes())
                 .await?;
             match accepted {
-                Accepted::New(_) => report.new += 1,
-                Accepted::Duplicate(_) => report.duplicates += 1,
+                Submitted::New(_) => report.new += 1,
+                Submitted::Duplicate(_) => report.duplicates += 1,
             }
             if let Some(v) = from {
                 if report

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::SourceCx;
 use crate::config::cron::CronExpr;
 use crate::config::model::ScheduleSource;
-use crate::runtime::Accepted;
+use crate::runtime::Submitted;
 
 /// The first tick strictly after `now`; `None` when the expression never matches again.
 pub fn next_tick(cron: &CronExpr, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -68,8 +68,8 @@ pub(super) async fn run(mut cx: SourceCx, source: ScheduleSource) {
             .submit(&cx.pipeline, &[&key], headers, body.to_string().as_bytes())
             .await
         {
-            Ok(Accepted::New(e)) => tracing::debug!(event_id = %e.meta.id, tick = %at, "Tick"),
-            Ok(Accepted::Duplicate(_)) => tracing::debug!(tick = %at, "Tick already fired"),
+            Ok(Submitted::New(id)) => tracing::debug!(event_id = %id, tick = %at, "Tick"),
+            Ok(Submitted::Duplicate(_)) => tracing::debug!(tick = %at, "Tick already fired"),
             // The tick is lost: it is not replayed, like a tick missed while down.
             Err(e) => tracing::error!(error = %e, tick = %at, "Cannot accept the tick"),
         }

@@ -96,6 +96,17 @@ impl Table {
         Ok(old.map(|v| v.to_vec()))
     }
 
+    /// As [`Table::remove`], giving what `measure` reads of the value removed instead of a
+    /// copy of it: for a caller that needs only, say, its length.
+    pub fn remove_measured<T>(
+        &self,
+        key: &[u8],
+        measure: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, StateError> {
+        let old = self.write(|tree| tree.remove(key), "remove")?;
+        Ok(old.map(|v| measure(&v)))
+    }
+
     /// Entries in key order, starting at `from` (inclusive), at most `limit` of them.
     pub fn range_from(&self, from: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         self.read(|tree| entries(tree.range(from..).take(limit)))
