@@ -117,6 +117,7 @@ const WAKE_TASKS: usize = 16;
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::state::StateStore;
 
     fn write(store: &SledStore, table: &crate::state::Table, from: u64, n: u64) {
         for i in from..from + n {
