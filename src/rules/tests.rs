@@ -797,3 +797,24 @@ fn a_script_that_fails_keeps_the_decisions_before_and_its_error_where_the_file_h
         .unwrap_err();
     assert!(e.message.contains("reserved"), "{e}");
 }
+
+#[test]
+fn an_explained_script_may_read_the_constant_event_in_a_condition() {
+    let f = Fixture::new();
+    // `event` and a script's own `const` are read-only: recording what a condition read of
+    // them must not count as changing them.
+    let src = "if event.received_at != \"\" { record.seen = true; }\n\
+               const LIMIT = 10;\n\
+               if record.n > LIMIT { record.over = LIMIT; }";
+    let (out, lines, _) = decided(&f, src, json!({"n": 12}));
+    let out = out.unwrap();
+    assert_eq!(out["over"], 10, "{out}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with("→ true"), "{lines:?}");
+    assert!(lines[1].starts_with("3:1 record.n > LIMIT"), "{lines:?}");
+    let script = f.rules.compile_script("test", src).unwrap();
+    assert_eq!(
+        script.run(&f.rules, json!({"n": 12}), &f.ctx()).unwrap(),
+        out
+    );
+}
