@@ -19,6 +19,8 @@
 #   LOAD_PORT=18787 LOAD_UPSTREAM_PORT=18797 LOAD_CEILING_PORT=18807
 #   LOAD_NO_VERIFY=1             the webhook source without `verify` (the loadgen still signs)
 #   LOAD_SINK=file               a `kind: file` connector instead of http + upstream
+#   LOAD_SERVER=", keep_trails: 0s"  more `key: value` pairs for the project's `server:`
+#                                (that one: no trails, so no explanation recorded per step)
 #   LOAD_CEILING=0               no `ceiling` run (`loadgen ceiling`: a bare axum handler that
 #                                reads the body and answers 202, the most ingress could do)
 #   LOAD_BINS="old=PATH new=PATH"  crossdock binaries to compare (default: the release build),
@@ -96,7 +98,7 @@ else
   op=post
 fi
 cat >"$project/crossdock.yaml" <<EOF
-server: { listen: "127.0.0.1:$port" }
+server: { listen: "127.0.0.1:$port"${LOAD_SERVER:-} }
 state: { path: state }
 connectors:
   $connector
