@@ -322,3 +322,72 @@ async fn two_pipelines_reserving_the_same_sku_at_once_never_over_reserve() {
     assert_eq!(level["reserved"], 10, "{level}");
     assert_eq!(level["available"], 0, "{level}");
 }
+
+/// Each thread of process `pid` as (name, nice), from `/proc`.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<(String, i32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // `pid (comm) state ppid ...`: nice is the 19th field, the 17th after the comm.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let nice: i32 = stat[close + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        threads.push((name, nice));
+    }
+    threads
+}
+
+/// The threads that run events sit `work_nice` below the ones that serve HTTP (which keep the
+/// process's priority, as sled's I/O threads do), and events still run on them.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn events_run_below_the_priority_of_ingress() {
+    let me = threads_of(std::process::id())[0].1;
+    for (server, lowered) in [
+        ("server: { work_nice: 7 }\n", 7),
+        ("", 10),
+        ("server: { work_nice: 0 }\n", 0),
+    ] {
+        let dir = project(&[
+            ("crossdock.yaml", &format!("{server}{PROJECT}")),
+            ("pipelines/good.yaml", GOOD),
+        ]);
+        let engine = Engine::start(dir.path());
+        let id = post(&engine, "/hooks/good", r#"{"n":1}"#).await;
+        let trail = finished(&engine, &id).await;
+        assert_eq!(trail["status"], "processed", "{trail}");
+        let threads = threads_of(engine.pid());
+        let nice_of = |prefix: &str| -> Vec<i32> {
+            threads
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, nice)| *nice)
+                .collect()
+        };
+        let below = (me + lowered).min(19);
+        let (work, flow) = (nice_of("crossdock-work"), nice_of("crossdock-flow"));
+        assert!(!work.is_empty() && !flow.is_empty(), "{threads:?}");
+        assert!(
+            work.iter().chain(&flow).all(|n| *n == below),
+            "{server}: {threads:?}"
+        );
+        let (http, sled) = (nice_of("tokio-rt"), nice_of("sled-io"));
+        assert!(!http.is_empty() && !sled.is_empty(), "{threads:?}");
+        assert!(
+            http.iter().chain(&sled).all(|n| *n == me),
+            "{server}: {threads:?}"
+        );
+        engine.terminate();
+    }
+}

@@ -88,7 +88,19 @@ async fn serve(args: Args<'_>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let resumed = match runtime.start(rx) {
+    // Events run on a runtime of their own, below ingress's priority: kept to the end of
+    // `serve`, and shut down without waiting (the drain has waited for what was running).
+    let work = match work_runtime(runtime.settings.work_nice) {
+        Ok(rt) => WorkRuntime(Some(rt)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime for events: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(work_handle) = work.0.as_ref().map(|rt| rt.handle().clone()) else {
+        return ExitCode::from(1);
+    };
+    let resumed = match runtime.start_on(rx, &work_handle) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("cannot read the inbox: {e}");
@@ -147,6 +159,31 @@ async fn serve(args: Args<'_>) -> ExitCode {
     }
     eprintln!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The async runtime that events run on (the workers, their connector calls, retries), apart
+/// from the one that serves HTTP, so that its threads can run at a lower priority
+/// (`runtime::priority`). Blocking threads it starts (flows that fetch) inherit it.
+fn work_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("crossdock-work")
+        .thread_stack_size(crate::rules::engine::MIN_STACK)
+        .on_thread_start(move || runtime::priority::lower_this_thread(nice))
+        .on_thread_park(crate::allocator::collect_if_asked)
+        .build()
+}
+
+/// Shuts the work runtime down when `serve` returns, whichever way: a runtime must not be
+/// dropped (which blocks) inside another's task.
+struct WorkRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for WorkRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// SIGTERM and Ctrl-C, listened for from before the engine says it serves: a signal that comes

@@ -166,6 +166,12 @@ pub struct ServerConfig {
     /// Open HTTP connections at most (default 512).
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// How many nice steps (0-19) the threads that run events sit below the threads that
+    /// accept webhooks, so that a burst is answered first and run as the cores free up
+    /// (default 10; 0: the same priority). Linux only.
+    #[serde(default)]
+    #[schemars(range(max = 19))]
+    pub work_nice: Option<u8>,
     /// Whether the console may write the project's pipelines, mappings and scripts
     /// (`PUT /api/files/...`, "Save as test case"). Off by default: a production engine runs
     /// the files its deployment put there, and the admin token alone should not change them.
@@ -190,10 +196,14 @@ impl Default for ServerConfig {
             header_timeout: None,
             body_timeout: None,
             max_connections: None,
+            work_nice: None,
             console_save: false,
         }
     }
 }
+
+/// The highest nice value Linux has (the lowest priority): `work_nice` goes up to it.
+pub const MAX_NICE: i32 = 19;
 
 /// A size written as text (`128MB`) or as a plain number of bytes (`0`), kept as text for
 /// [`parse_size`].

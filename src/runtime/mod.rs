@@ -31,6 +31,7 @@ pub mod ledger;
 mod live;
 pub mod metrics;
 mod pool;
+pub mod priority;
 pub mod refused;
 mod reload;
 pub mod retry;

@@ -59,9 +59,9 @@ pub(crate) enum PoolError {
 }
 
 impl FlowPool {
-    /// Starts `threads` flow threads (at least one); each pipeline may use half of them at once
-    /// (at least one).
-    pub(crate) fn start(threads: usize) -> std::io::Result<FlowPool> {
+    /// Starts `threads` flow threads (at least one), each `nice` steps below the process's
+    /// priority (`priority`); each pipeline may use half of them at once (at least one).
+    pub(crate) fn start(threads: usize, nice: i32) -> std::io::Result<FlowPool> {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             sched: Mutex::new(Sched::default()),
@@ -73,7 +73,10 @@ impl FlowPool {
             std::thread::Builder::new()
                 .name(format!("crossdock-flow-{i}"))
                 .stack_size(MIN_STACK)
-                .spawn(move || shared.serve())?;
+                .spawn(move || {
+                    super::priority::lower_this_thread(nice);
+                    shared.serve()
+                })?;
         }
         Ok(FlowPool { shared })
     }
@@ -200,7 +203,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_pipeline_holds_its_share_and_another_runs_meanwhile() {
-        let pool = Arc::new(FlowPool::start(2).unwrap());
+        let pool = Arc::new(FlowPool::start(2, 0).unwrap());
         let busy_now = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let mut slow = Vec::new();
@@ -233,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_flow_is_an_error_and_the_thread_lives_on() {
-        let pool = FlowPool::start(1).unwrap();
+        let pool = FlowPool::start(1, 0).unwrap();
         let err = pool.run("p", || panic!("boom")).await;
         assert!(matches!(err, Err(PoolError::Panicked)), "{err:?}");
         assert_eq!(pool.run("p", || 7).await.unwrap(), 7);

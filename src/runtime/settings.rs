@@ -10,6 +10,11 @@ use super::pool;
 /// Writes to the state store between two reopens under load (`state.reopen_every`).
 pub const DEFAULT_REOPEN_EVERY: u64 = 300_000;
 
+/// How far below ingress events run (`server.work_nice`): far enough that a burst of webhooks
+/// gets the cores first (docs/performance.md measures it), not so far that events starve when
+/// other processes keep the cores busy.
+pub const DEFAULT_WORK_NICE: i32 = 10;
+
 /// Settings of a run that are not part of the project version.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -62,6 +67,9 @@ pub struct Settings {
     pub flow_threads: usize,
     /// State keys one event may write; past it the event fails and keeps none.
     pub max_event_writes: usize,
+    /// Nice steps the threads that run events (the work runtime's and the flow threads) are
+    /// below the threads that accept them (`priority`); 0: the same priority.
+    pub work_nice: i32,
 }
 
 impl Default for Settings {
@@ -89,6 +97,7 @@ impl Default for Settings {
             admin_token: None,
             flow_threads: pool::FlowPool::default_threads(),
             max_event_writes: 10_000,
+            work_nice: DEFAULT_WORK_NICE,
         }
     }
 }
@@ -148,6 +157,9 @@ impl Settings {
         }
         if let Some(n) = server.max_connections.filter(|n| *n > 0) {
             self.max_connections = n;
+        }
+        if let Some(n) = server.work_nice {
+            self.work_nice = i32::from(n).min(super::priority::MAX_NICE);
         }
         self
     }

@@ -85,7 +85,7 @@ impl Runtime {
         ));
         let live = build_live(project, &http, store.clone(), None)
             .map_err(|e| StartError::Build(e.to_string()))?;
-        let flows = pool::FlowPool::start(settings.flow_threads)
+        let flows = pool::FlowPool::start(settings.flow_threads, settings.work_nice)
             .map_err(|e| StartError::Build(format!("cannot start the flow threads: {e}")))?;
         let (queue, rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(Runtime {
@@ -122,6 +122,18 @@ impl Runtime {
         self: &Arc<Self>,
         rx: mpsc::UnboundedReceiver<StoredEvent>,
     ) -> Result<usize, InboxError> {
+        self.start_on(rx, &tokio::runtime::Handle::current())
+    }
+
+    /// [`Runtime::start`], with events run on `work`: an async runtime apart from the one
+    /// calling this (which serves HTTP and commits), whose threads may run at a lower priority
+    /// (`priority`). What events start from there (connector calls, retries, fetches) stays
+    /// there.
+    pub fn start_on(
+        self: &Arc<Self>,
+        rx: mpsc::UnboundedReceiver<StoredEvent>,
+        work: &tokio::runtime::Handle,
+    ) -> Result<usize, InboxError> {
         tokio::spawn(self.inbox.committer.clone().run());
         tokio::spawn(
             self.storage
@@ -129,7 +141,7 @@ impl Runtime {
                 .watch(self.store.clone(), self.inbox.committer.clone()),
         );
         tokio::spawn(self.clone().mark_ledger());
-        tokio::spawn(worker::dispatch(self.clone(), rx));
+        work.spawn(worker::dispatch(self.clone(), rx));
         tokio::spawn(self.clone().sweep());
         if let Some(idle) = self.settings.state_reopen_idle {
             let when = super::idle::When {

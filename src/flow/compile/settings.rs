@@ -4,7 +4,7 @@
 
 use super::{key, StepCx};
 use crate::config::diag::Diagnostics;
-use crate::config::model::OnErrorConfig;
+use crate::config::model::{OnErrorConfig, MAX_NICE};
 use crate::config::span::PathSeg;
 use crate::config::YamlFile;
 
@@ -63,6 +63,13 @@ pub(super) fn check_server(
             .spans
             .value_pos(&[key("server"), key("max_connections")]);
         diags.push(file.error(at, "`max_connections` must be at least 1"));
+    }
+    if let Some(n) = server.work_nice.filter(|n| i32::from(*n) > MAX_NICE) {
+        let at = file.doc.spans.value_pos(&[key("server"), key("work_nice")]);
+        diags.push(
+            file.error(at, format!("`work_nice` is {n}: it goes from 0 to {MAX_NICE}"))
+                .with_help("10 (the default) lets a burst of webhooks be answered before events run; 0 runs both alike"),
+        );
     }
     let sizes = [
         ("server", "max_body", &server.max_body),
