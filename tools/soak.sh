@@ -27,6 +27,7 @@
 #   SOAK_TRAIL_BYTES=1GB  the project's `keep_trails_bytes`
 #   SOAK_REOPEN_EVERY=N   the project's `state.reopen_every` (writes between reopens under
 #                         load; 0: only when idle)
+#   SOAK_SERVER=", work_nice: 0"   more `key: value` pairs for the project's `server:`
 #   SOAK_KEEP=1           keep the temp project, state and logs
 #   SOAK_BIN=PATH         run this engine binary and skip the build (e.g. the system-allocator
 #                         build, target/release/examples/sysalloc); SOAK_GEN=PATH the generator
@@ -98,7 +99,7 @@ project=$work/project
 # shellcheck source=tools/project.sh
 . tools/project.sh
 write_project "$project" soak "$port" "$up_port" "$secret" \
-  ", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES}" \
+  ", dedup_window: $retain, keep_trails: $retain${SOAK_TRAIL_BYTES:+, keep_trails_bytes: $SOAK_TRAIL_BYTES}${SOAK_SERVER:-}" \
   "${SOAK_CACHE:+, cache: $SOAK_CACHE}${SOAK_REOPEN_EVERY:+, reopen_every: $SOAK_REOPEN_EVERY}"
 "$bin" check "$project" >"$work/check.log" 2>&1 || { cat "$work/check.log" >&2; exit 1; }
 

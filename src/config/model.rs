@@ -168,7 +168,7 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// How many nice steps (0-19) the threads that run events sit below the threads that
     /// accept webhooks, so that a burst is answered first and run as the cores free up
-    /// (default 10; 0: the same priority). Linux only.
+    /// (default 5; 0: the same priority). Linux only.
     #[serde(default)]
     #[schemars(range(max = 19))]
     pub work_nice: Option<u8>,

@@ -11,9 +11,10 @@ use super::pool;
 pub const DEFAULT_REOPEN_EVERY: u64 = 300_000;
 
 /// How far below ingress events run (`server.work_nice`): far enough that a burst of webhooks
-/// gets the cores first (docs/performance.md measures it), not so far that events starve when
-/// other processes keep the cores busy.
-pub const DEFAULT_WORK_NICE: i32 = 10;
+/// gets more of the cores, not so far that a steady load's events wait: at 10 they fell behind
+/// a steady 3,000 events/s on two cores, at 5 they kept up (docs/performance.md, "Ingress
+/// first").
+pub const DEFAULT_WORK_NICE: i32 = 5;
 
 /// Settings of a run that are not part of the project version.
 #[derive(Debug, Clone)]
