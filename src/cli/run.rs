@@ -91,15 +91,14 @@ async fn serve(args: Args<'_>) -> ExitCode {
     // Events run on a runtime of their own, below ingress's priority: kept to the end of
     // `serve`, and shut down without waiting (the drain has waited for what was running).
     let work = match work_runtime(runtime.settings.work_nice) {
-        Ok(rt) => WorkRuntime(Some(rt)),
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime for events: {e}");
             return ExitCode::from(1);
         }
     };
-    let Some(work_handle) = work.0.as_ref().map(|rt| rt.handle().clone()) else {
-        return ExitCode::from(1);
-    };
+    let work_handle = work.handle().clone();
+    let _work = WorkRuntime(Some(work));
     let resumed = match runtime.start_on(rx, &work_handle) {
         Ok(n) => n,
         Err(e) => {

@@ -1,8 +1,9 @@
 //! The CPU priority of the threads that run events, below that of the threads that accept
-//! them (`server.work_nice`). Under a burst the kernel then gives the cores to answering
-//! webhooks (a durable write and a 202) before running the events already accepted: those wait
-//! in the inbox, on disk, and run as soon as the cores are free. With cores to spare nothing
-//! changes, since a lower priority only matters while threads compete.
+//! them (`server.work_nice`). Under a burst the kernel then gives more of the cores to
+//! answering webhooks (a durable write and a 202) than to running the events already accepted,
+//! which wait in the inbox, on disk. A lower priority matters only while threads compete for
+//! the cores, but then also each time a thread wakes: an event's run wakes several in turn, so
+//! too low a priority slows a steady load's events too (docs/performance.md, "Ingress first").
 //!
 //! Owns no thread: the work runtime and the flow threads call [`lower_this_thread`] as they
 //! start. Linux only: elsewhere a nice value belongs to the process, not a thread, so it is
