@@ -356,8 +356,8 @@ async fn events_run_below_the_priority_of_ingress() {
     let me = threads_of(std::process::id())[0].1;
     for (server, lowered) in [
         ("server: { work_nice: 7 }\n", 7),
-        ("", 5),
-        ("server: { work_nice: 0 }\n", 0),
+        ("", 0),
+        ("server: { work_nice: 12 }\n", 12),
     ] {
         let dir = project(&[
             ("crossdock.yaml", &format!("{server}{PROJECT}")),

@@ -168,7 +168,8 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// How many nice steps (0-19) the threads that run events sit below the threads that
     /// accept webhooks, so that a burst of webhooks gets more of the cores than the events
-    /// already accepted (default 5; 0: the same priority). Linux only.
+    /// already accepted, at the cost of a steady load's delivery (default 0: the same
+    /// priority). Linux only.
     #[serde(default)]
     #[schemars(range(max = 19))]
     pub work_nice: Option<u8>,

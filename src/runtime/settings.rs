@@ -10,11 +10,11 @@ use super::pool;
 /// Writes to the state store between two reopens under load (`state.reopen_every`).
 pub const DEFAULT_REOPEN_EVERY: u64 = 300_000;
 
-/// How far below ingress events run (`server.work_nice`): far enough that a burst of webhooks
-/// gets more of the cores, not so far that a steady load's events wait: at 10 they fell behind
-/// a steady 3,000 events/s on two cores, at 5 they kept up (docs/performance.md, "Ingress
-/// first").
-pub const DEFAULT_WORK_NICE: i32 = 5;
+/// How far below ingress events run (`server.work_nice`) unless the project says: not at all.
+/// A lower priority lets a burst of webhooks in faster, but it also slows a steady load's
+/// events. At 5, a steady 3,000 events/s on two cores fell 60,000 events behind once
+/// retention's sweeps ran (docs/performance.md, "Ingress first").
+pub const DEFAULT_WORK_NICE: i32 = 0;
 
 /// Settings of a run that are not part of the project version.
 #[derive(Debug, Clone)]

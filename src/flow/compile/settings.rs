@@ -68,7 +68,7 @@ pub(super) fn check_server(
         let at = file.doc.spans.value_pos(&[key("server"), key("work_nice")]);
         diags.push(
             file.error(at, format!("`work_nice` is {n}: it goes from 0 to {MAX_NICE}"))
-                .with_help("5 (the default) gives a burst of webhooks more of the cores than the events already accepted; 0 runs both alike"),
+                .with_help("0 (the default) runs both alike; 5 or 10 lets a burst of webhooks in faster and delivers a steady load more slowly (docs/runtime.md, Ingress first)"),
         );
     }
     let sizes = [
