@@ -63,7 +63,6 @@ fn main() {
         else {
             panic!("a new event was taken for a duplicate")
         };
-        inbox.land().unwrap();
         event.meta.keys = BTreeMap::from([
             ("order".to_string(), order.to_string()),
             ("customer".to_string(), customer),

@@ -6,8 +6,7 @@
 //! catches that. Every second at most, when events were accepted since the last mark, it
 //!
 //! 1. writes the highest accepted sequence number `S` into sled (table `ledger`, key `last_seq`),
-//! 2. fsyncs sled, so `S` is on disk, and every event up to it that was acknowledged (landed
-//!    in sled, or in the inbox's log until the next open lands it: `inbox::wal`),
+//! 2. fsyncs sled, so `S` and every event up to it are on disk,
 //! 3. writes `S` with a SHA-256 checksum to `ledger.json` in the state folder (a temporary file,
 //!    fsynced, renamed over the old one, and the folder fsynced).
 //!

@@ -80,18 +80,15 @@ impl Runtime {
                 body,
             )
             .map_err(|e| self.storage_fault(e))?;
-        let ticket = self
-            .inbox
+        self.inbox
             .committer
             .durable()
             .await
             .map_err(|e| self.storage_fault(e))?;
-        // The event goes to the workers as it is, to run once its round has landed in the
-        // tables: the caller learns its id only.
+        // The event goes to the workers as it is: the caller learns its id only.
         Ok(match written {
-            Accepted::New(mut event) => {
+            Accepted::New(event) => {
                 metrics::received(pipeline);
-                event.after = ticket;
                 let id = event.meta.id.clone();
                 self.enqueue(event);
                 Submitted::New(id)

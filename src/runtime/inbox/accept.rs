@@ -1,6 +1,6 @@
 //! Writing an event in: a delivery accepted unless one of its dedup keys was seen within the
-//! window, staged for the next round of the log (`wal.rs`), or an event a cluster's stream
-//! already numbered. Must not make it durable (the committer does) nor queue it.
+//! window (the event first, then its keys; see the module docs), or an event a cluster's
+//! stream already numbered. Must not make it durable (the committer does) nor queue it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{encode_event, parse_dedup};
-use super::wal::Staged;
 use super::{event_id, now_ms, now_rfc3339, Accepted, EventMeta, Inbox, InboxError, StoredEvent};
 
 impl Inbox {
-    /// Stages a new event unless one of its dedup keys was seen within `window`; a new event
-    /// claims all of them, so a later delivery matching any one is a duplicate. Not yet
-    /// durable nor in the tables: await [`Committer::durable`] before acknowledging it or
-    /// handing it to the workers.
+    /// Writes a new event unless one of its dedup keys was seen within `window`; a new event
+    /// records all of them, so a later delivery matching any one is a duplicate. Not yet
+    /// durable: await [`Committer::durable`] before acknowledging it.
     pub fn accept(
         &self,
         pipeline: &str,
@@ -25,34 +23,22 @@ impl Inbox {
         body: &[u8],
     ) -> Result<Accepted, InboxError> {
         let now = now_ms();
-        let fresh = |at: u64| now.saturating_sub(at) < window.as_millis() as u64;
-        let mut dkeys: Vec<Vec<u8>> = Vec::with_capacity(dedup_keys.len());
-        for k in dedup_keys {
-            let dkey = format!("{pipeline}\0{k}").into_bytes();
-            if !dkeys.contains(&dkey) {
-                dkeys.push(dkey);
-            }
-        }
-        // Keys the tables hold, read before the lock so that the lock is held for no read of
-        // sled in the common case. A round that releases claims after this read has landed
-        // them first: then the keys are read again under the lock (below).
-        let releases = self.wal.releases();
-        let landed_duplicate = |dkeys: &[Vec<u8>]| -> Result<Option<String>, InboxError> {
-            for dkey in dkeys {
-                if let Some(old) = self.dedup.get(dkey)? {
-                    if let Some((at, id)) = parse_dedup(&old) {
-                        if fresh(at) {
-                            return Ok(Some(id.to_string()));
-                        }
+        // Most duplicates are a sender's retries of what it already delivered: answered from
+        // the keys alone, they write nothing (a retried 4 MB body would otherwise be written
+        // and withdrawn each time). A delivery of a key that arrives meanwhile is still caught
+        // below, where the keys are claimed.
+        let dkeys: Vec<Vec<u8>> = dedup_keys
+            .iter()
+            .map(|k| format!("{pipeline}\0{k}").into_bytes())
+            .collect();
+        for dkey in &dkeys {
+            if let Some(old) = self.dedup.get(dkey)? {
+                if let Some((at, id)) = parse_dedup(&old) {
+                    if now.saturating_sub(at) < window.as_millis() as u64 {
+                        return Ok(Accepted::Duplicate(id.to_string()));
                     }
                 }
             }
-            Ok(None)
-        };
-        // Most duplicates are a sender's retries of what it already delivered: answered from
-        // the keys alone, they stage nothing.
-        if let Some(id) = landed_duplicate(&dkeys)? {
-            return Ok(Accepted::Duplicate(id));
         }
         let seq = self.store.generate_id()?;
         let meta = EventMeta {
@@ -69,31 +55,62 @@ impl Inbox {
             interrupted: 0,
             keys: BTreeMap::new(),
         };
-        let value = encode_event(&meta, body)?;
+        // Counted before it is in the table, so the count is never below what the table holds
+        // (a drop by hand may take it out before this returns).
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
+        if let Err(e) = self
+            .inbox
+            .insert(&seq.to_be_bytes(), &encode_event(&meta, body)?)
         {
-            // The claims of events not yet landed are decided here, one delivery at a time.
-            let mut stage = self.wal.lock();
-            for dkey in &dkeys {
-                if let Some(&(at, first)) = stage.claims.get(dkey) {
-                    if fresh(at) {
-                        return Ok(Accepted::Duplicate(event_id(first)));
-                    }
-                }
+            self.uncount(body.len());
+            return Err(e.into());
+        }
+        let value = format!("{now} {}", meta.id);
+        // The event first, then its dedup keys (see the module docs). A concurrent delivery of
+        // the same key may have won meanwhile: then this copy is withdrawn, with the keys it
+        // had already claimed, which no other delivery can have taken since (they are fresh).
+        let mut claimed: Vec<Vec<u8>> = Vec::with_capacity(dkeys.len());
+        let mut lost = None;
+        for dkey in dkeys {
+            if claimed.contains(&dkey) {
+                continue;
             }
-            if self.wal.releases() != releases {
-                if let Some(id) = landed_duplicate(&dkeys)? {
-                    return Ok(Accepted::Duplicate(id));
+            // Claimed in one step when the key is new (the common case): the value already
+            // there comes back otherwise, so no read comes first.
+            let won = match self.dedup.insert_new(&dkey, value.as_bytes())? {
+                None => true,
+                Some(old) => {
+                    let stale = parse_dedup(&old)
+                        .is_none_or(|(at, _)| now.saturating_sub(at) >= window.as_millis() as u64);
+                    stale && self.dedup.replace(&dkey, &old, value.as_bytes())?
                 }
+            };
+            if !won {
+                lost = Some(dkey);
+                break;
             }
-            // Counted before it is landed, so the count is never below what the table holds.
-            self.backlog.add(body.len());
-            stage.push(Staged {
-                seq,
-                at: now,
-                keys: dkeys,
-                value,
-                body_len: body.len(),
-            });
+            claimed.push(dkey);
+        }
+        if let Some(dkey) = lost {
+            for dkey in &claimed {
+                self.dedup.remove(dkey)?;
+            }
+            self.take_out(seq)?;
+            let id = self
+                .dedup
+                .get(&dkey)?
+                .as_deref()
+                .and_then(parse_dedup)
+                .map(|(_, id)| id.to_string())
+                .unwrap_or_default();
+            return Ok(Accepted::Duplicate(id));
+        }
+        for dkey in &claimed {
+            let mut age = now.to_be_bytes().to_vec();
+            age.extend_from_slice(dkey);
+            self.dedup_age.insert(&age, b"")?;
         }
         self.last_accepted.fetch_max(seq, Ordering::SeqCst);
         Ok(Accepted::New(StoredEvent {
@@ -101,7 +118,6 @@ impl Inbox {
             meta,
             body: Arc::from(body),
             resumed: false,
-            after: 0,
         }))
     }
 
@@ -114,7 +130,9 @@ impl Inbox {
         meta: EventMeta,
         body: &[u8],
     ) -> Result<Option<StoredEvent>, InboxError> {
-        self.backlog.add(body.len());
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending_bytes
+            .fetch_add(body.len() as u64, Ordering::SeqCst);
         match self
             .inbox
             .insert_new(&seq.to_be_bytes(), &encode_event(&meta, body)?)
@@ -136,7 +154,6 @@ impl Inbox {
             meta,
             body: Arc::from(body),
             resumed: false,
-            after: 0,
         }))
     }
 }

@@ -99,14 +99,17 @@ impl Inbox {
         let value = encode_event(&meta, &body)?;
         // Counted only by the retry that put it there: two at once must not count it twice.
         match self.inbox.insert_new(&seq.to_be_bytes(), &value)? {
-            None => self.backlog.add(body.len()),
+            None => {
+                self.pending.fetch_add(1, Ordering::SeqCst);
+                self.pending_bytes
+                    .fetch_add(body.len() as u64, Ordering::SeqCst);
+            }
             // Already back (a crash between the two writes below, or another retry): one event.
             Some(_) => {
                 if let Some(old) = self.inbox.swap(&seq.to_be_bytes(), &value)? {
-                    self.backlog
-                        .bytes
+                    self.pending_bytes
                         .fetch_add(body.len() as u64, Ordering::SeqCst);
-                    self.backlog.remove_bytes(record::body_len(&old));
+                    self.uncount_bytes(record::body_len(&old));
                 }
             }
         }
@@ -116,7 +119,6 @@ impl Inbox {
             meta,
             body: Arc::from(body),
             resumed: false,
-            after: 0,
         }))
     }
 

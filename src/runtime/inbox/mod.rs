@@ -1,9 +1,8 @@
 //! The durable inbox: accepted events, dedup keys, dead letters and trails, in sled tables
 //! beside the state.
 //!
-//! This module owns the byte layout of those tables, the log that makes an accepted event
-//! durable before its 202 and the group commit that writes it. It knows nothing of HTTP or
-//! flows.
+//! This module owns the byte layout of those tables and the group commit that makes an
+//! accepted event durable before its 202. It knows nothing of HTTP or flows.
 //!
 //! # Tables
 //!
@@ -16,7 +15,6 @@
 //! | `trail`      | event sequence number                 | [`Trail`] as JSON                       |
 //! | `raw`        | event sequence number                 | headers as JSON, `\n`, the body's first [`RAW_KEEP`] bytes |
 //! | `keys`       | `{key}\0{value}\0` then sequence BE   | empty: the correlation key index        |
-//! | `inbox-log`  | `landed`                              | the log's generation and offset landed, 8 bytes BE each |
 //!
 //! Event ids are `evt_` and the sequence number in hex, so ids sort by arrival and a trail or
 //! dead letter is found from the id alone.
@@ -26,28 +24,26 @@
 //!
 //! # Ordering and crashes
 //!
-//! An accepted event is staged in memory, then written to the inbox's log (`inbox.log` in the
-//! state folder) and landed in `inbox` with its dedup keys, in that order (`wal.rs`): after a
-//! crash, what the log holds past its last landing is landed again at the next open, and a
-//! dedup key is never landed without the event it points at (which would answer a redelivery
-//! "duplicate" for an event that was lost). A processed event gets its trail before it leaves
-//! `inbox`: a crash in between processes it again (at least once), never not at all.
+//! An accepted event is written to `inbox` before its dedup key: sled replays its log in order,
+//! so after a crash a dedup key never survives without the event it points at (which would
+//! answer a redelivery "duplicate" for an event that was lost). A processed event gets its
+//! trail before it leaves `inbox`: a crash in between processes it again (at least once),
+//! never not at all.
 //!
 //! # Group commit
 //!
-//! [`Committer::durable`] returns once every event accepted before the call is on disk and in
-//! the tables. One background task runs one round of the log (one `write`, one `fdatasync`)
-//! for every caller that arrived while the previous round ran, so at load the cost of an fsync
-//! is shared by many requests. With [`FlushPolicy::Periodic`] there is no log: a round only
-//! lands the events, and sled's own flusher writes every 500 ms: faster, but a crash can lose
+//! [`Committer::durable`] returns once everything written before the call is on disk. One
+//! background task runs one fsync for every caller that arrived while the previous fsync ran,
+//! so at load the cost of an fsync is shared by many requests. With [`FlushPolicy::Periodic`] it
+//! returns at once and sled's own flusher writes every 500 ms: faster, but a crash can lose
 //! the events of the last interval although they were answered 202.
 //!
 //! # Files
 //!
 //! The tables and their counters here; writing an event in (`accept.rs`), an event leaving
 //! (`finish.rs`), reads and pages for the admin API and the CLI (`read.rs`), dead letters
-//! (`dead.rs`), the bytes of an entry (`record.rs`), group commit (`commit.rs`), the log and
-//! landing (`wal.rs`), retention (`retention.rs`).
+//! (`dead.rs`), the bytes of an entry (`record.rs`), group commit (`commit.rs`), retention
+//! (`retention.rs`).
 
 mod accept;
 mod commit;
@@ -56,9 +52,7 @@ mod finish;
 mod read;
 mod record;
 mod retention;
-mod wal;
 pub use retention::Tally;
-pub use wal::FILE as LOG_FILE;
 
 pub use commit::{Committer, FlushPolicy};
 pub use dead::{dead_letter_summary, letter_body, DeadFilter};
@@ -116,13 +110,14 @@ pub struct Inbox {
     raw: Table,
     keys: Table,
     pub committer: Arc<Committer>,
-    /// Accepted events not yet in `inbox`, and the log that keeps them (`wal.rs`).
-    wal: Arc<wal::Wal>,
-    /// Events accepted and not done, and their bodies' bytes.
-    backlog: Arc<Backlog>,
-    /// Entries in `dead`, kept here because sled counts a tree by scanning it: `/health` and
-    /// the dead-letter gauge read it often, and a scan per read grows with every letter kept.
+    /// Events in `inbox`, kept here because sled counts a tree by scanning it.
+    pending: AtomicU64,
+    /// Entries in `dead`, for the same reason: `/health` and the dead-letter gauge read it
+    /// often, and a scan per read grows with every letter kept.
     dead_count: AtomicU64,
+    /// Bytes of body held by the events in `inbox`: each is also in memory (queued for a
+    /// worker, running, or waiting for its retry), so this bounds the memory the backlog takes.
+    pending_bytes: AtomicU64,
     /// Entries in `trail` and the bytes of their values: what the retention sweep bounds
     /// (`retention.rs`) without reading the table.
     trails: AtomicU64,
@@ -137,42 +132,6 @@ pub struct Inbox {
     any_dropped: std::sync::atomic::AtomicBool,
 }
 
-/// Events accepted and not yet done (processed, dead-lettered or dropped), and the bytes of
-/// body they hold, kept here because sled counts a tree by scanning it. Each is also in memory
-/// (staged, queued for a worker, running, or waiting for its retry), so the bytes bound the
-/// memory the backlog takes.
-#[derive(Default)]
-pub(super) struct Backlog {
-    count: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Backlog {
-    fn add(&self, body: usize) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        self.bytes.fetch_add(body as u64, Ordering::SeqCst);
-    }
-
-    /// One event of `body` bytes less; never below zero, which a reader would take for a full
-    /// backlog.
-    fn remove(&self, body: usize) {
-        let _ = self
-            .count
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(1))
-            });
-        self.remove_bytes(body);
-    }
-
-    fn remove_bytes(&self, body: usize) {
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(body as u64))
-            });
-    }
-}
-
 /// The answer to [`Inbox::accept`].
 // Made once per delivery and moved once or twice: a box would cost an allocation per event to
 // save copying a couple of hundred bytes.
@@ -185,57 +144,42 @@ pub enum Accepted {
 }
 
 impl Inbox {
-    /// Opens the tables, landing first what the log in the store's folder holds past its last
-    /// landing (`wal.rs`). Under [`FlushPolicy::Group`] a store with a folder keeps the log.
     pub fn open(store: Arc<SledStore>, policy: FlushPolicy) -> Result<Inbox, InboxError> {
         let inbox = store.table("inbox")?;
-        let dedup = store.table("dedup")?;
-        let dedup_age = store.table("dedup-age")?;
         let dead = store.table("dead")?;
         let trail = store.table("trail")?;
         let raw = store.table("raw")?;
-        let backlog = Arc::new(Backlog::default());
-        let wal = Arc::new(wal::Wal::open(
-            &store,
-            inbox.clone(),
-            dedup.clone(),
-            dedup_age.clone(),
-            backlog.clone(),
-            policy == FlushPolicy::Group,
-        )?);
         // The counters start from what the tables hold, read once here (see `Tally`).
         let found = retention::tally(&inbox, &dead, &trail, &raw)?;
-        backlog.count.store(found.pending, Ordering::SeqCst);
-        backlog.bytes.store(found.pending_bytes, Ordering::SeqCst);
         Ok(Inbox {
-            backlog,
+            pending: AtomicU64::new(found.pending),
+            pending_bytes: AtomicU64::new(found.pending_bytes),
             trails: AtomicU64::new(found.trails),
             trail_bytes: AtomicU64::new(found.trail_bytes),
             last_accepted: AtomicU64::new(0),
             dropped: std::sync::Mutex::new(std::collections::HashSet::new()),
             any_dropped: std::sync::atomic::AtomicBool::new(false),
             inbox,
-            dedup,
-            dedup_age,
+            dedup: store.table("dedup")?,
+            dedup_age: store.table("dedup-age")?,
             dead_count: AtomicU64::new(found.dead_letters),
             dead,
             trail,
             raw,
             keys: store.table("keys")?,
-            committer: Arc::new(Committer::new(store.clone(), wal.clone(), policy)),
-            wal,
+            committer: Arc::new(Committer::new(store.clone(), policy)),
             store,
         })
     }
 
     /// Events accepted and not yet done (processed, dead-lettered or dropped).
     pub fn pending_count(&self) -> usize {
-        self.backlog.count.load(Ordering::SeqCst) as usize
+        self.pending.load(Ordering::SeqCst) as usize
     }
 
     /// Bytes of body the pending events hold.
     pub fn pending_bytes(&self) -> usize {
-        usize::try_from(self.backlog.bytes.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
+        usize::try_from(self.pending_bytes.load(Ordering::SeqCst)).unwrap_or(usize::MAX)
     }
 
     /// The highest sequence number accepted by this process (0 before the first).
@@ -270,15 +214,23 @@ impl Inbox {
         }
     }
 
-    /// One event of `body` bytes less in the counts.
+    /// One event of `body` bytes less in the counts; never below zero, which a reader would
+    /// take for a full backlog.
     fn uncount(&self, body: usize) {
-        self.backlog.remove(body);
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
+        self.uncount_bytes(body);
     }
 
-    /// Runs a round of the log now: the events accepted so far are written to it and landed
-    /// in the tables. For tools and tests that run no committer (which does this each round).
-    pub fn land(&self) -> Result<(), InboxError> {
-        self.wal.round().map_err(InboxError::Flush)
+    fn uncount_bytes(&self, body: usize) {
+        let _ = self
+            .pending_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(body as u64))
+            });
     }
 }
 

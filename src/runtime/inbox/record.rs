@@ -72,9 +72,6 @@ pub struct StoredEvent {
     /// Found in the inbox at start (not kept on disk): its next run is counted in
     /// [`EventMeta::interrupted`] before it begins.
     pub resumed: bool,
-    /// The group commit's ticket that must have landed before the event runs
-    /// ([`super::Committer::landed`]); 0 for an event in the tables already.
-    pub after: u64,
 }
 
 /// A dead letter: the original event, every attempt's error, and the version that failed it.
@@ -367,7 +364,6 @@ pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, Inbo
         meta,
         body: Arc::from(&value[split + 1..]),
         resumed: false,
-        after: 0,
     })
 }
 

@@ -78,8 +78,8 @@ impl Inbox {
     /// The counters as they stand (no read of the tables).
     pub fn tally(&self) -> Tally {
         Tally {
-            pending: self.backlog.count.load(Ordering::SeqCst),
-            pending_bytes: self.backlog.bytes.load(Ordering::SeqCst),
+            pending: self.pending.load(Ordering::SeqCst),
+            pending_bytes: self.pending_bytes.load(Ordering::SeqCst),
             dead_letters: self.dead_count.load(Ordering::SeqCst),
             trails: self.trails.load(Ordering::SeqCst),
             trail_bytes: self.trail_bytes.load(Ordering::SeqCst),

@@ -15,13 +15,10 @@ pub(super) fn inbox() -> Inbox {
     .unwrap()
 }
 
-/// Accepts and lands at once, as a round of the committer would.
 pub(super) fn accept(inbox: &Inbox, key: &str, window: Duration) -> Accepted {
-    let accepted = inbox
+    inbox
         .accept("p", &[key], window, BTreeMap::new(), br#"{"a":1}"#)
-        .unwrap();
-    inbox.land().unwrap();
-    accepted
+        .unwrap()
 }
 
 #[test]
@@ -47,15 +44,13 @@ fn duplicates_within_the_window_are_refused_and_point_at_the_first() {
 }
 
 #[test]
-fn any_one_of_several_keys_makes_a_duplicate_and_a_duplicate_claims_none() {
+fn any_one_of_several_keys_makes_a_duplicate_and_a_loser_frees_what_it_claimed() {
     let inbox = inbox();
     let window = Duration::from_secs(60);
     let accept_keys = |keys: &[&str]| {
-        let accepted = inbox
+        inbox
             .accept("p", keys, window, BTreeMap::new(), b"{}")
-            .unwrap();
-        inbox.land().unwrap();
-        accepted
+            .unwrap()
     };
     let Accepted::New(first) = accept_keys(&["id:1", "sha256:h"]) else {
         panic!("first delivery refused")
@@ -65,7 +60,7 @@ fn any_one_of_several_keys_makes_a_duplicate_and_a_duplicate_claims_none() {
         Accepted::Duplicate(id) => assert_eq!(id, first.meta.id),
         other => panic!("{other:?}"),
     }
-    // The duplicate claimed none of its keys: `id:2` is still free.
+    // `id:2` was claimed and then given back with the withdrawn copy.
     assert!(matches!(accept_keys(&["id:2"]), Accepted::New(_)));
     assert!(matches!(accept_keys(&["id:1"]), Accepted::Duplicate(_)));
     assert_eq!(inbox.pending().unwrap().len(), 2);
@@ -110,7 +105,6 @@ fn events_survive_a_reopen_with_body_and_meta() {
             panic!()
         };
         id = ev.meta.id.clone();
-        inbox.land().unwrap();
         store.flush().unwrap();
     }
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
@@ -320,166 +314,4 @@ fn a_store_reopened_under_the_inbox_loses_nothing() {
     );
     assert_eq!(inbox.pending().unwrap().len(), 3);
     assert_eq!(inbox.audit().unwrap(), inbox.tally());
-}
-
-/// Accepts `keys` one event each, without landing them.
-fn stage(inbox: &Inbox, keys: &[&str]) -> Vec<StoredEvent> {
-    keys.iter()
-        .map(|k| {
-            match inbox
-                .accept(
-                    "p",
-                    &[k],
-                    Duration::from_secs(60),
-                    BTreeMap::new(),
-                    k.as_bytes(),
-                )
-                .unwrap()
-            {
-                Accepted::New(ev) => ev,
-                other => panic!("{other:?}"),
-            }
-        })
-        .collect()
-}
-
-fn log_len(dir: &std::path::Path) -> u64 {
-    std::fs::metadata(dir.join(LOG_FILE)).unwrap().len()
-}
-
-#[test]
-fn a_staged_event_is_a_duplicate_at_once_and_in_the_tables_once_landed() {
-    let inbox = inbox();
-    let [first] = &stage(&inbox, &["k"])[..] else {
-        panic!()
-    };
-    // Not in the tables yet, but its key is claimed and it is counted.
-    assert!(inbox.pending().unwrap().is_empty());
-    assert_eq!(inbox.pending_count(), 1);
-    let again = inbox
-        .accept("p", &["k"], Duration::from_secs(60), BTreeMap::new(), b"x")
-        .unwrap();
-    assert!(matches!(again, Accepted::Duplicate(id) if id == first.meta.id));
-    inbox.land().unwrap();
-    assert_eq!(inbox.pending().unwrap()[0].meta.id, first.meta.id);
-    // Landed, the key is answered from the tables.
-    let again = inbox
-        .accept("p", &["k"], Duration::from_secs(60), BTreeMap::new(), b"x")
-        .unwrap();
-    assert!(matches!(again, Accepted::Duplicate(id) if id == first.meta.id));
-    assert_eq!(inbox.audit().unwrap(), inbox.tally());
-}
-
-#[test]
-fn events_in_the_log_but_not_landed_are_landed_at_the_next_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let (kept, written);
-    {
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
-        let inbox = Inbox::open(store.clone(), FlushPolicy::Group).unwrap();
-        kept = stage(&inbox, &["a"]);
-        inbox.land().unwrap();
-        written = stage(&inbox, &["b", "c"]);
-        // What a crash right after the round's fsync leaves: in the log, not in sled.
-        inbox.wal.write_unlanded();
-        assert!(inbox.pending().unwrap().len() == 1);
-    }
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let inbox = Inbox::open(store, FlushPolicy::Group).unwrap();
-    let pending: Vec<String> = inbox
-        .pending()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.meta.id)
-        .collect();
-    let want: Vec<String> = kept
-        .iter()
-        .chain(&written)
-        .map(|e| e.meta.id.clone())
-        .collect();
-    assert_eq!(pending, want);
-    assert_eq!(&*inbox.pending().unwrap()[2].body, b"c");
-    // Their keys came back with them, and the counters agree with the tables.
-    let again = inbox
-        .accept("p", &["c"], Duration::from_secs(60), BTreeMap::new(), b"c")
-        .unwrap();
-    assert!(matches!(again, Accepted::Duplicate(id) if id == written[1].meta.id));
-    assert_eq!(inbox.audit().unwrap(), inbox.tally());
-    // The log starts again empty.
-    assert_eq!(log_len(dir.path()), 16);
-}
-
-#[test]
-fn a_finished_event_is_not_landed_again_from_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
-        let inbox = Inbox::open(store.clone(), FlushPolicy::Group).unwrap();
-        let events = stage(&inbox, &["a", "b"]);
-        inbox.land().unwrap();
-        inbox
-            .finish(
-                &events[0],
-                &super::retention::tests::trail_of(&events[0], "processed"),
-            )
-            .unwrap();
-        store.flush().unwrap();
-        // Not cut: the log still holds both.
-        assert!(log_len(dir.path()) > 16);
-    }
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let inbox = Inbox::open(store, FlushPolicy::Group).unwrap();
-    let pending = inbox.pending().unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(&*pending[0].body, b"b");
-    assert_eq!(inbox.audit().unwrap(), inbox.tally());
-}
-
-#[test]
-fn a_log_cut_short_keeps_the_frames_before_the_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    let written;
-    {
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
-        let inbox = Inbox::open(store.clone(), FlushPolicy::Group).unwrap();
-        written = stage(&inbox, &["a", "b"]);
-        inbox.wal.write_unlanded();
-    }
-    // The second frame's last bytes never reached the disk.
-    let path = dir.path().join(LOG_FILE);
-    let len = log_len(dir.path());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let inbox = Inbox::open(store, FlushPolicy::Group).unwrap();
-    let pending = inbox.pending().unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].meta.id, written[0].meta.id);
-    assert_eq!(inbox.audit().unwrap(), inbox.tally());
-}
-
-#[test]
-fn a_log_that_is_not_one_stops_the_open() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(LOG_FILE), b"not an inbox log at all").unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let Err(e) = Inbox::open(store, FlushPolicy::Group) else {
-        panic!("a foreign file was taken for the inbox's log")
-    };
-    assert!(e.to_string().contains(LOG_FILE), "{e}");
-}
-
-#[test]
-fn without_the_group_policy_there_is_no_log_and_events_are_landed_each_round() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let inbox = Inbox::open(store, FlushPolicy::Periodic).unwrap();
-    stage(&inbox, &["a"]);
-    inbox.land().unwrap();
-    assert_eq!(inbox.pending().unwrap().len(), 1);
-    assert!(!dir.path().join(LOG_FILE).exists());
 }

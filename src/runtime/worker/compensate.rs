@@ -222,7 +222,6 @@ pub(in crate::runtime) async fn undo_letter(
         meta: letter.event.clone(),
         body: Arc::from(inbox::letter_body(&letter.body)),
         resumed: false,
-        after: 0,
     };
     let span = event_span(&letter.event.id, &event.meta);
     let trails = compensate(runtime, &live, &mut event, &policy)

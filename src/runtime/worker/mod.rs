@@ -58,9 +58,6 @@ pub(super) async fn dispatch(runtime: Arc<Runtime>, mut rx: mpsc::UnboundedRecei
             runtime.turns.enter(&event.meta.pipeline, key, event.seq);
         }
         tokio::spawn(async move {
-            // Durable in the inbox's log already; run once in its tables, so that its leaving
-            // them is never ahead of its landing (`inbox::wal`).
-            runtime.inbox.committer.landed(event.after).await;
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }

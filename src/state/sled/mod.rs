@@ -279,11 +279,6 @@ impl SledStore {
         self.core.can_reopen()
     }
 
-    /// The folder of the store's files; `None` for a [`SledStore::temporary`] store.
-    pub fn dir(&self) -> Option<&Path> {
-        self.core.dir()
-    }
-
     /// Writes made through the store and its tables since it was opened (updates and table
     /// writes, each counted when it starts): unchanged between two looks, nothing wrote.
     pub fn writes(&self) -> u64 {

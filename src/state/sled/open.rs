@@ -163,10 +163,6 @@ impl Core {
         self.reopen_with.is_some()
     }
 
-    pub(super) fn dir(&self) -> Option<&std::path::Path> {
-        self.reopen_with.as_ref().map(|(path, _)| path.as_path())
-    }
-
     pub(super) fn reopens(&self) -> u64 {
         self.reopens.load(Ordering::Relaxed)
     }
