@@ -21,6 +21,7 @@
 #   LOAD_SINK=file               a `kind: file` connector instead of http + upstream
 #   LOAD_SERVER=", keep_trails: 0s"  more `key: value` pairs for the project's `server:`
 #                                (that one: no trails, so no explanation recorded per step)
+#   LOAD_STATE=", reopen_every: 0"  more `key: value` pairs for the project's `state:`
 #   LOAD_CEILING=0               no `ceiling` run (`loadgen ceiling`: a bare axum handler that
 #                                reads the body and answers 202, the most ingress could do)
 #   LOAD_BINS="old=PATH new=PATH"  crossdock binaries to compare (default: the release build),
@@ -99,7 +100,7 @@ else
 fi
 cat >"$project/crossdock.yaml" <<EOF
 server: { listen: "127.0.0.1:$port"${LOAD_SERVER:-} }
-state: { path: state }
+state: { path: state${LOAD_STATE:-} }
 connectors:
   $connector
 EOF
