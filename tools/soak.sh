@@ -11,8 +11,11 @@
 # connector whose base_url is a local upstream, as tools/load.sh does), starts the upstream and
 # `crossdock run`, and has `loadgen fire --rate RATE` post signed webhooks on a fixed schedule
 # for DURATION. Every SOAK_EVERY seconds it writes a row to a CSV: crossdock's RSS, the state
-# folder on disk (blocks used, and sled's own count), the trails' bytes, pending events, and
-# events accepted and delivered per second since the row before. Then it waits for the inbox to
+# folder on disk (blocks used, and sled's own count), the trails' bytes, pending events,
+# events accepted and delivered per second since the row before, and crossdock's CPU time
+# (user and system) with the cores it used since the row before. At a rate the machine
+# carries, its CPU time per event is a figure to compare builds by where the rate of a
+# saturating firing (tools/load.sh) moves too much from run to run to tell them apart. Then it waits for the inbox to
 # drain, keeps sampling a while, prints the table, the start, peak and end of RSS and disk with
 # their slopes, and draws them (a PNG beside the CSV, with gnuplot when it is installed).
 #
@@ -128,24 +131,31 @@ state=$project/state
 # A series of /metrics, summed over its labels.
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$2"; }
 rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", (t > u ? (a - b) / (t - u) : 0) }'; }
-echo "t_s,phase,rss_kb,rss_anon_kb,disk_kb,sled_kb,trail_kb,pending,accepted,delivered,accepted_per_s,delivered_per_s" >"$csv"
+# CPU seconds (user + system) of a process: /proc/PID/stat's 14th and 15th fields, counted
+# after the command name, which may hold spaces.
+hz=$(getconf CLK_TCK)
+cpu_of() { awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cores_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%.2f", (t > u ? (a - b) / (t - u) : 0) }'; }
+echo "t_s,phase,rss_kb,rss_anon_kb,disk_kb,sled_kb,trail_kb,pending,accepted,delivered,accepted_per_s,delivered_per_s,cpu_s,cores" >"$csv"
 t0=$(date +%s.%N)
-last_t=0 last_acc=0 last_del=0
+last_t=0 last_acc=0 last_del=0 last_cpu=0
 sample() {
-  local metrics t acc del disk
+  local metrics t acc del disk cpu
   metrics=$(curl -sf "http://127.0.0.1:$port/metrics" || true)
   t=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
   acc=$(metric crossdock_events_received_total "$metrics")
   del=$(field count "$(curl -sf "http://127.0.0.1:$up_port/count" || true)")
   del=${del:-0}
   disk=$(du -sk "$state" 2>/dev/null | cut -f1)
-  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$t" "$1" "$(status_kb "$cd_pid" VmRSS)" \
+  cpu=$(cpu_of "$cd_pid")
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$t" "$1" "$(status_kb "$cd_pid" VmRSS)" \
     "$(status_kb "$cd_pid" RssAnon)" "${disk:-0}" \
     "$(($(metric crossdock_state_disk_bytes "$metrics") / 1024))" \
     "$(($(metric crossdock_trail_bytes "$metrics") / 1024))" \
     "$(metric crossdock_inbox_pending "$metrics")" "$acc" "$del" \
-    "$(rate_of "$acc" "$last_acc" "$t" "$last_t")" "$(rate_of "$del" "$last_del" "$t" "$last_t")" >>"$csv"
-  last_t=$t last_acc=$acc last_del=$del
+    "$(rate_of "$acc" "$last_acc" "$t" "$last_t")" "$(rate_of "$del" "$last_del" "$t" "$last_t")" \
+    "$cpu" "$(cores_of "$cpu" "$last_cpu" "$t" "$last_t")" >>"$csv"
+  last_t=$t last_acc=$acc last_del=$del last_cpu=$cpu
 }
 
 sleep 2
@@ -212,6 +222,11 @@ summary 5 disk
 # The first sample under load covers the idle moment before the generator started.
 awk -F, 'NR > 1 && $2 == "load" { n++; if (n == 1) next; k++; s += $11; if (min == "" || $11 < min) min = $11 }
   END { if (k) printf "accepted/s per sample under load: mean %d, lowest %d (%d samples)\n", s / k, min, k }' "$csv"
+# CPU an event: from the sample before the firing to the last one under load or draining (the
+# settling after is left out: a reopen of the store when idle is not an event's cost).
+awk -F, 'NR > 1 && $2 == "idle" { c0 = $13; d0 = $10 }
+  NR > 1 && ($2 == "load" || $2 == "drain") { c1 = $13; d1 = $10 }
+  END { if (d1 > d0) printf "crossdock CPU: %.1f s for %d events delivered, %.0f µs an event\n", c1 - c0, d1 - d0, (c1 - c0) / (d1 - d0) * 1e6 }' "$csv"
 echo "(samples in $csv)"
 
 png=${csv%.csv}.png
