@@ -15,9 +15,10 @@
 # events accepted and delivered per second since the row before, and crossdock's CPU time
 # (user and system) with the cores it used since the row before. At a rate the machine
 # carries, its CPU time per event is a figure to compare builds by where the rate of a
-# saturating firing (tools/load.sh) moves too much from run to run to tell them apart. Then it waits for the inbox to
-# drain, keeps sampling a while, prints the table, the start, peak and end of RSS and disk with
-# their slopes, and draws them (a PNG beside the CSV, with gnuplot when it is installed).
+# saturating firing (tools/load.sh) moves too much from run to run to tell them apart. Then it
+# waits for the inbox to drain, keeps sampling a while, prints the table, the start, peak and
+# end of RSS and disk with their slopes and the CPU time an event, and draws them (a PNG beside
+# the CSV, with gnuplot when it is installed).
 #
 # Knobs (environment):
 #   SOAK_EVERY=10         seconds between samples
@@ -131,8 +132,8 @@ state=$project/state
 # A series of /metrics, summed over its labels.
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$2"; }
 rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", (t > u ? (a - b) / (t - u) : 0) }'; }
-# CPU seconds (user + system) of a process: /proc/PID/stat's 14th and 15th fields, counted
-# after the command name, which may hold spaces.
+# CPU seconds (user + system) of a process: /proc/PID/stat's 14th and 15th fields, the 12th
+# and 13th after the command name (which may hold spaces).
 hz=$(getconf CLK_TCK)
 cpu_of() { awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cores_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%.2f", (t > u ? (a - b) / (t - u) : 0) }'; }
