@@ -755,6 +755,8 @@ async fn a_poll_fails_over_when_its_node_is_killed_and_no_item_is_submitted_twic
         "pipelines/feed.yaml".into(),
         r#"
 pipeline: feed
+# At most two events sent and not yet acknowledged on a node: what its death can redeliver.
+concurrency: 2
 source:
   poll:
     connector: feed
@@ -817,7 +819,9 @@ on_error:
     // No item was submitted twice: an item listed again by the new holder (it resumes from the
     // shared cursor, at or after the last item seen) is a duplicate of what is in the stream.
     // The one way a second delivery happens is at least once: the killed node had sent the
-    // item and died before acknowledging it, so another node sent it again.
+    // item and died before acknowledging it, so another node sent it again. A node holds an
+    // event's slot until the event is acknowledged, so that is at most the pipeline's
+    // `concurrency` (2) items, however slow the machine made the acknowledgements.
     let twice: Vec<(&String, &Vec<String>)> = sunk.iter().filter(|(_, by)| by.len() > 1).collect();
     for (item, by) in &twice {
         assert!(
@@ -825,7 +829,7 @@ on_error:
             "item {item} delivered by {by:?}"
         );
     }
-    assert!(twice.len() <= 3, "delivered twice: {twice:?}");
+    assert!(twice.len() <= 2, "delivered twice: {twice:?}");
     eprintln!(
         "{TOTAL} items delivered, {} of them again after the kill (at least once)",
         twice.len()
