@@ -88,8 +88,9 @@ async fn serve(args: Args<'_>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Events run on a runtime of their own, below ingress's priority: kept to the end of
-    // `serve`, and shut down without waiting (the drain has waited for what was running).
+    // Events run on a runtime of their own (`work_nice` steps below ingress's priority, none by
+    // default): kept to the end of `serve`, and shut down without waiting (the drain has waited
+    // for what was running).
     let work = match work_runtime(runtime.settings.work_nice) {
         Ok(rt) => rt,
         Err(e) => {
