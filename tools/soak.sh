@@ -131,12 +131,12 @@ mkdir -p "$(dirname "$csv")"
 state=$project/state
 # A series of /metrics, summed over its labels.
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d", s }' <<<"$2"; }
-rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%d", (t > u ? (a - b) / (t - u) : 0) }'; }
+# (a - b) / (t - u), printed with the format $5 (default: a whole number).
+rate_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" -v f="${5:-%d}" 'BEGIN { printf f, (t > u ? (a - b) / (t - u) : 0) }'; }
 # CPU seconds (user + system) of a process: /proc/PID/stat's 14th and 15th fields, the 12th
 # and 13th after the command name (which may hold spaces).
 hz=$(getconf CLK_TCK)
 cpu_of() { awk -v hz="$hz" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-cores_of() { awk -v a="$1" -v b="$2" -v t="$3" -v u="$4" 'BEGIN { printf "%.2f", (t > u ? (a - b) / (t - u) : 0) }'; }
 echo "t_s,phase,rss_kb,rss_anon_kb,disk_kb,sled_kb,trail_kb,pending,accepted,delivered,accepted_per_s,delivered_per_s,cpu_s,cores" >"$csv"
 t0=$(date +%s.%N)
 last_t=0 last_acc=0 last_del=0 last_cpu=0
@@ -155,7 +155,7 @@ sample() {
     "$(($(metric crossdock_trail_bytes "$metrics") / 1024))" \
     "$(metric crossdock_inbox_pending "$metrics")" "$acc" "$del" \
     "$(rate_of "$acc" "$last_acc" "$t" "$last_t")" "$(rate_of "$del" "$last_del" "$t" "$last_t")" \
-    "$cpu" "$(cores_of "$cpu" "$last_cpu" "$t" "$last_t")" >>"$csv"
+    "$cpu" "$(rate_of "$cpu" "$last_cpu" "$t" "$last_t" %.2f)" >>"$csv"
   last_t=$t last_acc=$acc last_del=$del last_cpu=$cpu
 }
 
